@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make demo   install deps, build, generate a small random Gemma 4 checkpoint, run it
+#   make test   install deps, build, run the whole test suite (ctest), then the ASan+UBSan build's
+.PHONY: all deps build demo test test-fast asan clean format
+
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+DEMO_DIR ?= $(BUILD)/demo-e2b
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@test -f $(DEMO_DIR)/config.json || $(BUILD)/specula make-random $(DEMO_DIR) --preset e2b-tiny
+	$(BUILD)/specula inspect $(DEMO_DIR)
+	$(BUILD)/specula generate -m $(DEMO_DIR) -p "The quick brown fox" -n 48
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test: test-fast asan
+
+asan: deps
+	@test -f $(ASAN_BUILD)/CMakeCache.txt || cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPECULA_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -E tokenizer_reference
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,59 @@
+// JSON parsing and typed field access that reports errors as "file: path.to.field: problem".
+// FieldReader records the first error and returns defaults afterwards, so parsers read linearly
+// and check reader.status() once at the end.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "specula/base/status.h"
+
+namespace specula {
+
+using Json = nlohmann::json;
+
+Result<Json> ParseJson(const std::string& text, const std::string& file);
+Result<Json> ReadJsonFile(const std::string& path);
+
+class FieldReader {
+ public:
+  // `obj` must outlive the reader. `prefix` is the dotted path of obj inside the file ("" = root).
+  FieldReader(const Json& obj, std::string file, std::string prefix = "");
+
+  bool Has(const std::string& key) const;
+  bool IsNull(const std::string& key) const;  // absent or JSON null
+
+  int64_t Int(const std::string& key);  // required
+  int64_t Int(const std::string& key, int64_t fallback);  // optional (absent or null -> fallback)
+  double Float(const std::string& key);
+  double Float(const std::string& key, double fallback);
+  bool Bool(const std::string& key, bool fallback);
+  std::string String(const std::string& key);
+  std::string String(const std::string& key, const std::string& fallback);
+  std::vector<std::string> StringList(const std::string& key);
+  // An int or a list of ints (e.g. eos_token_id) -> list; absent -> empty.
+  std::vector<int64_t> IntOrIntList(const std::string& key);
+  // A nested object; absent -> nullptr and an error if `required`.
+  const Json* Object(const std::string& key, bool required);
+
+  // Records a validation error about `key` (with the value shown), unless one is already recorded.
+  void Fail(const std::string& key, const std::string& problem);
+  std::string PathOf(const std::string& key) const;
+  const std::string& file() const { return file_; }
+
+  bool ok() const { return status_.ok(); }
+  const Status& status() const { return status_; }
+
+ private:
+  const Json* Get(const std::string& key) const;
+  const Json& obj_;
+  std::string file_;
+  std::string prefix_;
+  Status status_;
+};
+
+}  // namespace specula

@@ -1,0 +1,35 @@
+// The tensors of a Hugging Face checkpoint directory: `model.safetensors`, or the shards named by
+// `model.safetensors.index.json`. All files stay memory-mapped for the store's lifetime.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "specula/base/status.h"
+#include "specula/formats/safetensors.h"
+
+namespace specula {
+
+class WeightStore {
+ public:
+  static Result<std::unique_ptr<WeightStore>> OpenDir(const std::string& dir);
+
+  // nullptr when absent.
+  const TensorView* Find(const std::string& name) const;
+  const std::map<std::string, const TensorView*>& all() const { return index_; }
+  size_t TotalBytes() const;
+
+ private:
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*> index_;
+};
+
+// Validates that `name` exists with one of the float dtypes and exactly `shape`; returns it.
+// Errors name the file, the tensor, and what was expected.
+Result<const TensorView*> RequireTensor(const WeightStore& store, const std::string& name,
+                                        const std::vector<int64_t>& shape,
+                                        const std::string& why = "");
+
+}  // namespace specula

@@ -1,0 +1,62 @@
+// SIMD kernels, written once with Highway and compiled for every target in the build (AVX-512,
+// AVX2, scalar fallback on x86; NEON/SVE on ARM). A KernelTable holds one target's entry points;
+// the model picks the best table once, at the forward entry, and calls through it.
+//
+// Batch invariance: every output element is one dot product whose accumulation schedule depends
+// only on K (never on how many rows share the call, nor on which thread runs it). A row computed in
+// a 512-row prefill is bit-identical to the same row computed alone; lossless speculative decoding
+// relies on this.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "specula/base/dtype.h"
+
+namespace specula {
+
+class ThreadPool;
+
+// A row-major weight matrix [rows, cols] in its stored dtype (F32, F16 or BF16).
+struct MatView {
+  DType dtype = DType::kF32;
+  const void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* Row(int64_t r) const {
+    return static_cast<const uint8_t*>(data) + static_cast<size_t>(r * cols) * DTypeSize(dtype);
+  }
+};
+
+struct MatMulRowsArgs {
+  MatView w;          // [N, K]
+  const float* x;     // [M, K], row stride ldx
+  size_t ldx;
+  size_t m;           // number of activation rows
+  int64_t n_begin;    // output columns [n_begin, n_end) of w's rows
+  int64_t n_end;
+  float* y;           // [M, N], row stride ldy; y[i, n] = dot(w[n], x[i])
+  size_t ldy;
+};
+
+struct KernelTable {
+  const char* target = "";
+  void (*matmul_rows)(const MatMulRowsArgs& args) = nullptr;
+  float (*dot)(const float* a, const float* b, size_t n) = nullptr;  // same schedule as matmul
+  void (*axpy)(float a, const float* x, float* y, size_t n) = nullptr;  // y += a * x
+};
+
+// The best table for this CPU; selected once per process.
+const KernelTable& BestKernels();
+
+// For tests: every target compiled into this binary that this CPU can run, and its table.
+std::vector<int64_t> RunnableTargets();
+KernelTable KernelsForTarget(int64_t target);
+
+// y[M, N] = x[M, K] · w[N, K]^T, parallel over N. Every element is computed by one task.
+void MatMul(const KernelTable& k, ThreadPool& pool, const MatView& w, const float* x, size_t m,
+            float* y);
+
+}  // namespace specula

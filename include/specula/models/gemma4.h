@@ -1,0 +1,101 @@
+// The Gemma 4 dense text decoder (E2B, E4B, 12B, 31B and any config-compatible size).
+//
+// Load() reads config.json, maps the safetensors and binds every tensor after checking its
+// presence, dtype and shape against the config. Weights stay in their stored dtype inside the map;
+// only 1-D tensors (norm weights, layer scalars) are copied to f32.
+//
+// Forward() runs T tokens at positions cache.length() .. +T-1, appends their K/V to the cache, and
+// returns logits (last row, or every row for speculative verification) and the post-final-norm
+// hidden state of every row (what an MTP drafter consumes). Running T tokens in one call gives the
+// same bits as T one-token calls.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "specula/base/status.h"
+#include "specula/formats/weight_store.h"
+#include "specula/kernels/kernels.h"
+#include "specula/models/gemma4_config.h"
+#include "specula/models/kv_cache.h"
+
+namespace specula {
+
+class ThreadPool;
+
+struct ForwardRequest {
+  std::span<const int> ids;  // [T] token ids
+  KvCache* cache = nullptr;  // positions cache->length() .. +T-1 are computed and appended
+  bool all_logits = false;   // false: only the last row's logits (prefill / plain decode)
+};
+
+struct ForwardOutput {
+  int rows = 0;               // rows of logits: T or 1
+  std::vector<float> logits;  // [rows, vocab], after the final softcap
+  std::vector<float> hidden;  // [T, hidden], post-final-norm
+};
+
+// Optional per-step tap for debugging against a reference: (layer, name, rows, width, data).
+using TensorTap = void (*)(void* ctx, int layer, const char* name, int rows, int width,
+                           const float* data);
+
+class Gemma4Model {
+ public:
+  static Result<std::unique_ptr<Gemma4Model>> Load(const std::string& dir);
+
+  const Gemma4Config& config() const { return config_; }
+  const WeightStore& store() const { return *store_; }
+
+  // A cache sized for `context` positions with `headroom` rows of sliding-window rollback.
+  std::unique_ptr<KvCache> NewCache(int context, int headroom = 64) const;
+
+  Status Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out);
+
+  // E[token] * sqrt(H), the scaled input embedding (also the MTP drafter's input embedding).
+  void EmbedScaled(int token, float* out) const;
+  float embed_scale() const { return embed_scale_; }
+
+  void SetTap(TensorTap tap, void* ctx) {
+    tap_ = tap;
+    tap_ctx_ = ctx;
+  }
+
+  // Needed by the layer tables below; not part of the API.
+  struct LayerWeights;
+  struct Workspace;
+  ~Gemma4Model();
+
+  struct Key {
+   private:
+    Key() = default;
+    friend class Gemma4Model;
+  };
+  Gemma4Model(Key, Gemma4Config config, std::unique_ptr<WeightStore> store);
+
+ private:
+  Status Bind();
+  void Tap(int layer, const char* name, int rows, int width, const float* data) const {
+    if (tap_ != nullptr) tap_(tap_ctx_, layer, name, rows, width, data);
+  }
+
+  const Gemma4Config config_;
+  std::unique_ptr<WeightStore> store_;
+  std::vector<LayerWeights> layers_;
+  MatView embed_;       // [V, H]; also the tied LM head
+  MatView lm_head_;     // == embed_ unless an untied lm_head.weight exists
+  std::vector<float> final_norm_;
+  MatView ple_embed_;   // [ple_vocab, L * P]
+  MatView ple_proj_;    // [L * P, H]
+  std::vector<float> ple_norm_;  // [P]
+  float embed_scale_ = 1.0f;
+  float ple_embed_scale_ = 1.0f;
+  std::vector<int> kv_slot_;  // per layer: cache slot of the layer it reads KV from
+  std::vector<float> rope_sliding_, rope_full_;
+  std::unique_ptr<Workspace> ws_;
+  TensorTap tap_ = nullptr;
+  void* tap_ctx_ = nullptr;
+};
+
+}  // namespace specula

@@ -1,0 +1,68 @@
+// The target's KV cache, keyed by absolute position. Only KV-owning layers allocate. Full-attention
+// layers keep every position up to the context size; sliding layers keep a ring of
+// `window + headroom` slots, where the headroom lets a verify forward of up to `headroom` rows be
+// rolled back without losing keys the next query still needs (a ring of exactly W slots cannot be
+// rolled back once it wraps).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "specula/base/status.h"
+
+namespace specula {
+
+struct KvLayerShape {
+  int kv_dim = 0;        // num_kv_heads * head_dim
+  bool sliding = false;
+};
+
+struct KvCacheOptions {
+  int context = 0;   // max positions
+  int window = 0;    // sliding window W (keys p-W+1 .. p)
+  int headroom = 64;  // extra sliding slots: max rows of one forward that may be rolled back
+};
+
+class KvCache {
+ public:
+  KvCache(const std::vector<KvLayerShape>& layers, const KvCacheOptions& options);
+
+  int length() const { return length_; }  // committed positions 0 .. length-1
+  int context() const { return options_.context; }
+  int window() const { return options_.window; }
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+  const KvLayerShape& shape(int slot) const { return layers_[static_cast<size_t>(slot)].shape; }
+
+  // Key/value rows [kv_dim] of a committed position still held by the layer.
+  const float* K(int slot, int pos) const { return Row(slot, pos, /*value=*/false); }
+  const float* V(int slot, int pos) const { return Row(slot, pos, /*value=*/true); }
+  // Lowest position whose keys a sliding layer still holds (0 for full layers).
+  int OldestHeld(int slot) const;
+
+  // Stores rows [n, kv_dim] for positions length() .. length()+n-1 and commits them.
+  // Callers verify capacity first with CheckAppend.
+  void Append(int slot, int n, const float* k, const float* v);
+  void Commit(int n) { length_ += n; }
+  Status CheckAppend(int n) const;
+
+  // Rolls back to `new_length` (<= length()). Fails if a sliding ring has already overwritten keys
+  // a query at new_length would need, i.e. more than `headroom` rows are dropped after a wrap.
+  Status Truncate(int new_length);
+
+  size_t BytesAllocated() const;
+
+ private:
+  struct Layer {
+    KvLayerShape shape;
+    int capacity = 0;  // slots
+    std::vector<float> k, v;  // [capacity, kv_dim]
+  };
+  const float* Row(int slot, int pos, bool value) const;
+
+  std::vector<Layer> layers_;
+  KvCacheOptions options_;
+  int length_ = 0;
+  int high_water_ = 0;  // 1 + highest position ever written; never lowered
+};
+
+}  // namespace specula

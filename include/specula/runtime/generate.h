@@ -1,0 +1,55 @@
+// Plain (non-speculative) generation: chunked prefill, first token from the last prompt row, then
+// one target forward per token until a stop id, the token budget or the context is reached.
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "specula/base/status.h"
+#include "specula/runtime/sampler.h"
+
+namespace specula {
+
+class Gemma4Model;
+class KvCache;
+class ThreadPool;
+
+enum class StopReason { kStopToken, kLength, kContext };
+const char* StopReasonName(StopReason r);  // "stop", "length", "context"
+
+struct GenerateOptions {
+  int max_new_tokens = 128;
+  SamplingParams sampling;
+  std::vector<int> stop_ids;   // generation ends after emitting one of these
+  int prefill_chunk = 256;     // rows per prefill forward (bounds activation memory)
+};
+
+struct GenerateStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  double prefill_s = 0.0;
+  double decode_s = 0.0;  // from the first generated token to the last
+  int target_forwards = 0;
+  double decode_tok_per_s() const;
+};
+
+struct GenerateResult {
+  std::vector<int> ids;  // generated ids, including a final stop id
+  StopReason stop = StopReason::kLength;
+  GenerateStats stats;
+};
+
+using TokenCallback = std::function<void(int token)>;
+
+// Prefills `prompt` into `cache` (which must be empty) and generates. Errors: empty prompt,
+// prompt not shorter than the context, ids out of range.
+Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
+                                     std::span<const int> prompt, const GenerateOptions& options,
+                                     const TokenCallback& on_token);
+
+// Shared by the plain and speculative loops.
+Status ValidatePrompt(std::span<const int> prompt, int vocab, int context);
+
+}  // namespace specula

@@ -1,0 +1,50 @@
+// Writes Gemma 4 checkpoints with random weights in the exact Hugging Face layout (config.json,
+// generation_config.json, safetensors — single file or sharded with an index — tokenizer.json,
+// tokenizer_config.json). Tests generate them at test time; `specula make-random` exposes them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "specula/base/dtype.h"
+#include "specula/base/status.h"
+
+namespace specula {
+
+struct RandomTargetSpec {
+  std::string model_type = "gemma4";  // gemma4 | gemma4_unified (nested text_config) | gemma4_text
+  int hidden_size = 64;
+  int num_layers = 6;
+  std::vector<std::string> layer_types;  // empty: (5 sliding, 1 full) repeated, last forced full
+  int num_heads = 4;
+  int num_kv_heads = 1;
+  int num_global_kv_heads = 0;  // 0: null in config.json
+  int head_dim = 32;
+  int global_head_dim = 64;
+  bool k_eq_v = false;
+  int intermediate_size = 128;
+  bool double_wide_mlp = false;
+  int ple_dim = 0;
+  int num_kv_shared_layers = 0;
+  int sliding_window = 16;
+  int vocab_size = 512;
+  int max_position_embeddings = 4096;
+  DType dtype = DType::kBF16;
+  uint64_t seed = 1;
+  int shards = 1;  // >1: model-0000i-of-0000n.safetensors + index
+  float logit_gain = 4.0f;  // scales the embedding so logits have a std of about this
+  std::string tokenizer_json;  // copy this tokenizer.json; empty: synthesize one of vocab_size
+};
+
+// Named presets: e2b-tiny, e4b-tiny, 31b-tiny, 12b-tiny, e2b-full, 31b-shallow.
+Result<RandomTargetSpec> TargetPreset(const std::string& name);
+std::vector<std::string> TargetPresetNames();
+
+Status WriteRandomTarget(const RandomTargetSpec& spec, const std::string& dir);
+
+// A small byte-fallback BPE tokenizer.json with `vocab_size` entries (>= 400), trained on a
+// built-in English/code sample, with Gemma's special tokens at their real ids below 108.
+std::string SyntheticTokenizerJson(int vocab_size);
+
+}  // namespace specula

@@ -1,0 +1,74 @@
+// A Hugging Face `tokenizer.json` BPE tokenizer, as Gemma uses it: added/special tokens matched
+// first (leftmost-longest), the " " -> "▁" normalizer, an optional Split pre-tokenizer, BPE merges
+// applied by rank (ties: leftmost), byte fallback to <0xXX> tokens for characters outside the
+// vocabulary. Decoding maps "▁" back to " " and joins byte tokens into UTF-8.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "specula/base/status.h"
+
+namespace specula {
+
+class Tokenizer {
+ public:
+  static Result<std::unique_ptr<Tokenizer>> LoadFile(const std::string& path);
+  static Result<std::unique_ptr<Tokenizer>> FromJsonText(const std::string& text,
+                                                         const std::string& file);
+
+  std::vector<int> Encode(std::string_view text) const;  // never adds BOS
+  std::string Decode(std::span<const int> ids) const;
+
+  int vocab_size() const { return static_cast<int>(pieces_.size()); }
+  std::optional<int> TokenId(std::string_view piece) const;
+  const std::string& Piece(int id) const { return pieces_[static_cast<size_t>(id)]; }
+  bool IsSpecial(int id) const { return special_[static_cast<size_t>(id)] != 0; }
+  // The raw byte of a <0xXX> token, or -1.
+  int ByteOf(int id) const { return byte_of_[static_cast<size_t>(id)]; }
+
+ private:
+  struct TrieNode {
+    std::unordered_map<unsigned char, int> next;
+    int token = -1;
+  };
+  void EncodeSegment(std::string_view text, std::vector<int>* out) const;
+  void Bpe(std::string_view word, std::vector<int>* out) const;
+  size_t MatchAdded(std::string_view text, size_t pos, int* token) const;
+
+  std::vector<std::string> pieces_;  // id -> token string
+  std::vector<uint8_t> special_;
+  std::vector<int16_t> byte_of_;
+  std::unordered_map<std::string, int> vocab_;
+  std::unordered_map<uint64_t, std::pair<int, int>> merges_;  // (left, right) -> (rank, merged)
+  std::vector<TrieNode> trie_;  // added tokens; node 0 is the root
+  int byte_token_[256];
+  int unk_id_ = -1;
+  bool byte_fallback_ = false;
+  bool fuse_unk_ = false;
+  std::vector<std::pair<std::string, std::string>> normalize_replace_;  // applied in order
+  std::string split_on_;  // Split pre-tokenizer pattern ("" = none)
+  std::string split_behavior_;
+};
+
+// Incremental decoding for streaming output: Push returns only complete UTF-8, holding back the
+// bytes of a character split across byte-fallback tokens. The concatenation of all Push results
+// plus Flush equals Decode of the whole sequence.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok) : tok_(tok) {}
+  std::string Push(int id);
+  std::string Flush();
+
+ private:
+  const Tokenizer& tok_;
+  std::string pending_;  // bytes of an incomplete UTF-8 character
+};
+
+}  // namespace specula

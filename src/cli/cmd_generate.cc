@@ -1,0 +1,195 @@
+// `specula generate`: llama.cpp-style flags, streamed text on stdout, timing on stderr, or one JSON
+// object on stdout with --json.
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "specula/base/json.h"
+#include "specula/base/mapped_file.h"
+#include "specula/base/thread_pool.h"
+#include "specula/formats/generation_config.h"
+#include "specula/models/gemma4.h"
+#include "specula/runtime/chat.h"
+#include "specula/runtime/generate.h"
+#include "specula/tokenizer/tokenizer.h"
+#include "src/cli/commands.h"
+
+namespace specula::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model, prompt, file, prompt_ids;
+  int n_predict = 128;
+  std::optional<float> temp, top_p, min_p;
+  std::optional<int> top_k;
+  uint64_t seed = 0;
+  int threads = 0;
+  int ctx_size = 0;
+  bool chat = false;
+  bool json = false;
+};
+
+Result<std::vector<int>> ParseIds(const std::string& text) {
+  std::vector<int> ids;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b == std::string::npos) return Error("--prompt-ids: empty entry in '" + text + "'");
+    item = item.substr(b, e - b + 1);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v > (1ll << 30)) {
+      return Error("--prompt-ids: '" + item + "' is not a token id");
+    }
+    ids.push_back(static_cast<int>(v));
+  }
+  return ids;
+}
+
+int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids) {
+  if (int(have_prompt) + int(have_file) + int(have_ids) != 1) {
+    return Fail("generate: give exactly one of -p/--prompt, -f/--file, --prompt-ids");
+  }
+  if (f.n_predict < 0) return Fail("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
+  if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
+  if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
+  if (have_ids && f.chat) return Fail("--chat: cannot be combined with --prompt-ids");
+
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
+  if (!model.ok()) return Fail(model.status().message());
+  const Gemma4Config& cfg = (*model)->config();
+  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
+  if (!gen.ok()) return Fail(gen.status().message());
+  // The tokenizer is needed for text in and out; with --prompt-ids and --json it is optional.
+  std::unique_ptr<Tokenizer> tok;
+  const std::string tok_path = f.model + "/tokenizer.json";
+  if (!have_ids || FileExists(tok_path)) {
+    Result<std::unique_ptr<Tokenizer>> t = Tokenizer::LoadFile(tok_path);
+    if (!t.ok()) return Fail(t.status().message());
+    tok = std::move(*t);  // ids the model cannot embed are rejected by ValidatePrompt
+  }
+
+  std::vector<int> prompt;
+  if (have_ids) {
+    Result<std::vector<int>> ids = ParseIds(f.prompt_ids);
+    if (!ids.ok()) return Fail(ids.status().message());
+    prompt = std::move(*ids);
+  } else {
+    std::string text = f.prompt;
+    if (have_file) {
+      Result<std::string> t = ReadTextFile(f.file);
+      if (!t.ok()) return Fail(t.status().message());
+      text = *t;
+    }
+    if (text.empty()) return Fail("prompt: empty prompt");
+    if (f.chat) {
+      prompt = tok->Encode(RenderGemma4Chat({{"user", text}}, /*add_generation_prompt=*/true));
+    } else {
+      prompt.push_back(gen->bos_token_id);
+      const std::vector<int> body = tok->Encode(text);
+      prompt.insert(prompt.end(), body.begin(), body.end());
+    }
+  }
+
+  GenerateOptions opt;
+  opt.max_new_tokens = f.n_predict;
+  opt.stop_ids = gen->eos_token_ids;
+  // Sampling defaults come from generation_config.json; flags override them.
+  SamplingParams& sp = opt.sampling;
+  if (gen->do_sample) {
+    sp.temperature = gen->temperature.value_or(1.0f);
+    sp.top_k = gen->top_k.value_or(0);
+    sp.top_p = gen->top_p.value_or(1.0f);
+    sp.min_p = gen->min_p.value_or(0.0f);
+  }
+  if (f.temp) sp.temperature = *f.temp;
+  if (f.top_k) sp.top_k = *f.top_k;
+  if (f.top_p) sp.top_p = *f.top_p;
+  if (f.min_p) sp.min_p = *f.min_p;
+  sp.seed = f.seed;
+  if (Status s = sp.Validate(); !s.ok()) return Fail(s.message());
+
+  const int context = f.ctx_size > 0 ? std::min(f.ctx_size, cfg.max_position_embeddings)
+                                     : std::min(4096, cfg.max_position_embeddings);
+  if (Status s = ValidatePrompt(prompt, cfg.vocab_size, context); !s.ok()) {
+    return Fail(s.message() + (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));
+  }
+  ThreadPool pool(f.threads > 0 ? f.threads : ThreadPool::DefaultThreads());
+  std::unique_ptr<KvCache> cache = (*model)->NewCache(context);
+
+  std::optional<StreamDecoder> stream;
+  if (tok) stream.emplace(*tok);
+  std::string text;
+  auto is_stop = [&](int t) { return std::find(opt.stop_ids.begin(), opt.stop_ids.end(), t) != opt.stop_ids.end(); };
+  auto on_token = [&](int t) {
+    if (!stream || is_stop(t)) return;
+    const std::string piece = stream->Push(t);
+    text += piece;
+    if (!f.json) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+  };
+  Result<GenerateResult> r = GeneratePlain(**model, pool, *cache, prompt, opt, on_token);
+  if (!r.ok()) return Fail(r.status().message());
+  if (stream) {
+    const std::string tail = stream->Flush();
+    text += tail;
+    if (!f.json) std::fwrite(tail.data(), 1, tail.size(), stdout);
+  }
+  const GenerateStats& st = r->stats;
+  if (f.json) {
+    nlohmann::ordered_json out = {{"prompt_ids", prompt},
+                {"ids", r->ids},
+                {"text", text},
+                {"stop_reason", StopReasonName(r->stop)},
+                {"stats",
+                 {{"prompt_tokens", st.prompt_tokens},
+                  {"generated_tokens", st.generated_tokens},
+                  {"prefill_s", st.prefill_s},
+                  {"decode_s", st.decode_s},
+                  {"decode_tok_per_s", st.decode_tok_per_s()},
+                  {"target_forwards", st.target_forwards}}}};
+    std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << std::endl;
+  } else {
+    std::cout << std::endl;
+  }
+  std::fprintf(stderr,
+               "prompt: %d tokens in %.3f s (%.1f tok/s) | generated: %d tokens in %.3f s (%.2f tok/s) | "
+               "stop: %s | threads %d, kernels %s\n",
+               st.prompt_tokens, st.prefill_s, st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0.0,
+               st.generated_tokens, st.decode_s, st.decode_tok_per_s(), StopReasonName(r->stop),
+               pool.num_threads(), BestKernels().target);
+  return 0;
+}
+
+}  // namespace
+
+Runner AddGenerate(CLI::App& app) {
+  auto f = std::make_shared<GenerateFlags>();
+  CLI::App* c = app.add_subcommand("generate", "Generate text from a prompt");
+  c->add_option("-m,--model", f->model, "checkpoint directory (Hugging Face layout)")->required();
+  auto* p = c->add_option("-p,--prompt", f->prompt, "prompt text");
+  auto* file = c->add_option("-f,--file", f->file, "read the prompt from a file");
+  auto* ids = c->add_option("--prompt-ids", f->prompt_ids, "comma-separated token ids, used as is");
+  c->add_option("-n,--n-predict", f->n_predict, "max tokens to generate (default 128)");
+  c->add_option("--temp", f->temp, "temperature; 0 = greedy (default: generation_config.json, else greedy)");
+  c->add_option("--top-k", f->top_k, "top-k (0 = off)");
+  c->add_option("--top-p", f->top_p, "top-p (1 = off)");
+  c->add_option("--min-p", f->min_p, "min-p (0 = off)");
+  c->add_option("--seed", f->seed, "sampling seed (default 0)");
+  c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
+  c->add_option("-c,--ctx-size", f->ctx_size, "context size (default min(4096, max_position_embeddings))");
+  c->add_flag("--chat", f->chat, "wrap the prompt in the Gemma 4 chat template");
+  c->add_flag("--json", f->json, "print one JSON object with ids, text and stats");
+  return [f, p, file, ids]() { return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0); };
+}
+
+}  // namespace specula::cli

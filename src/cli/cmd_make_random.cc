@@ -1,0 +1,48 @@
+#include <iostream>
+
+#include "specula/testing/random_checkpoint.h"
+#include "src/cli/commands.h"
+
+namespace specula::cli {
+namespace {
+struct MakeRandomFlags {
+  std::string out, preset = "e2b-tiny", dtype = "bf16", tokenizer;
+  uint64_t seed = 1;
+  int shards = 1;
+};
+}  // namespace
+
+Runner AddMakeRandom(CLI::App& app) {
+  auto flags = std::make_shared<MakeRandomFlags>();
+  CLI::App* c = app.add_subcommand("make-random", "Write a Gemma 4 checkpoint with random weights (for tests and benchmarks)");
+  c->add_option("out", flags->out, "output directory")->required();
+  std::string names;
+  for (const auto& n : TargetPresetNames()) names += (names.empty() ? "" : ", ") + n;
+  c->add_option("--preset", flags->preset, "shape: " + names);
+  c->add_option("--dtype", flags->dtype, "bf16 | f16 | f32");
+  c->add_option("--seed", flags->seed, "random seed");
+  c->add_option("--shards", flags->shards, "number of safetensors shards (>1 writes an index)");
+  c->add_option("--tokenizer", flags->tokenizer, "copy this tokenizer.json instead of a synthetic one");
+  return [flags]() {
+    Result<RandomTargetSpec> spec = TargetPreset(flags->preset);
+    if (!spec.ok()) return Fail("--preset: " + spec.status().message());
+    if (flags->dtype == "bf16") {
+      spec->dtype = DType::kBF16;
+    } else if (flags->dtype == "f16") {
+      spec->dtype = DType::kF16;
+    } else if (flags->dtype == "f32") {
+      spec->dtype = DType::kF32;
+    } else {
+      return Fail("--dtype: expected bf16, f16 or f32 (got '" + flags->dtype + "')");
+    }
+    if (flags->shards < 1 || flags->shards > 999) return Fail("--shards: must be in [1, 999]");
+    spec->seed = flags->seed;
+    spec->shards = flags->shards;
+    spec->tokenizer_json = flags->tokenizer;
+    if (Status s = WriteRandomTarget(*spec, flags->out); !s.ok()) return Fail(s.message());
+    std::cerr << "wrote " << flags->preset << " checkpoint to " << flags->out << "\n";
+    return 0;
+  };
+}
+
+}  // namespace specula::cli

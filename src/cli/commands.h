@@ -1,0 +1,20 @@
+// Subcommands of the `specula` tool. Each registers its flags on a CLI11 subcommand and returns a
+// runner; runners print "specula: error: ..." on failure and return the process exit code.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace specula::cli {
+
+using Runner = std::function<int()>;
+
+Runner AddGenerate(CLI::App& app);
+Runner AddTokenize(CLI::App& app);
+Runner AddInspect(CLI::App& app);
+Runner AddMakeRandom(CLI::App& app);
+
+int Fail(const std::string& message);  // prints the one-line error, returns 1
+
+}  // namespace specula::cli

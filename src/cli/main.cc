@@ -1,0 +1,42 @@
+// specula: speculative decoding for Gemma 4 on CPUs.
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "src/cli/commands.h"
+
+namespace specula::cli {
+
+int Fail(const std::string& message) {
+  std::fflush(stdout);
+  std::cerr << "specula: error: " << message << std::endl;
+  return 1;
+}
+
+}  // namespace specula::cli
+
+int main(int argc, char** argv) {
+  using namespace specula::cli;
+  CLI::App app{"specula: lossless speculative decoding for Gemma 4 on CPUs"};
+  app.require_subcommand(1);
+  std::map<CLI::App*, Runner> runners;
+  for (auto add : {&AddGenerate, &AddTokenize, &AddInspect, &AddMakeRandom}) {
+    Runner r = add(app);
+    runners[app.get_subcommands({}).back()] = std::move(r);
+  }
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) known |= sub->get_name() == argv[1];
+    if (!known) return Fail(std::string("unknown command '") + argv[1] + "' (commands: generate, tokenize, inspect, make-random)");
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::string msg = e.what();
+    for (char& c : msg) c = c == '\n' ? ' ' : c;
+    return Fail(msg + " (see --help)");
+  }
+  for (CLI::App* sub : app.get_subcommands()) return runners.at(sub)();
+  return Fail("no command given");
+}

@@ -1,0 +1,396 @@
+// Gemma 4 dense text decoder: config binding, tensor binding and the forward pass, top to bottom.
+// Shapes are [rows, width] unless noted; T = tokens in this call, H = hidden size.
+#include "specula/models/gemma4.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "specula/base/json.h"
+#include "specula/base/thread_pool.h"
+#include "specula/kernels/ops.h"
+
+namespace specula {
+
+struct Gemma4Model::LayerWeights {
+  std::vector<float> input_norm, post_attn_norm, pre_ffn_norm, post_ffn_norm;  // [H]
+  float layer_scalar = 1.0f;
+  MatView q, k, v, o;          // q [nh*hd, H], k/v [nkv*hd, H] (absent when shared / k_eq_v), o [H, nh*hd]
+  std::vector<float> q_norm, k_norm;  // [hd]
+  MatView gate, up, down;      // gate/up [ff, H], down [H, ff]
+  MatView ple_gate, ple_proj;  // [P, H], [H, P]
+  std::vector<float> ple_post_norm;  // [H]
+};
+
+// Per-call buffers, grown on demand and reused across calls.
+struct Gemma4Model::Workspace {
+  std::vector<float> x, xn, q, o, a, g, u, ple, ple_tmp;
+  std::vector<std::vector<float>> new_k, new_v;  // per cache slot: [T, kv_dim]
+  std::vector<std::vector<float>> scores;        // per thread: [context]
+};
+
+Gemma4Model::~Gemma4Model() = default;
+
+Gemma4Model::Gemma4Model(Key, Gemma4Config config, std::unique_ptr<WeightStore> store)
+    : config_(std::move(config)), store_(std::move(store)), ws_(std::make_unique<Workspace>()) {}
+
+namespace {
+
+MatView ToMat(const TensorView* t) {
+  MatView m;
+  m.dtype = t->dtype;
+  m.data = t->data;
+  m.rows = t->shape.empty() ? 0 : t->shape[0];
+  m.cols = t->shape.size() < 2 ? 1 : t->shape[1];
+  return m;
+}
+
+std::vector<float> ToF32(const TensorView* t) {
+  std::vector<float> v(static_cast<size_t>(t->numel()));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = LoadAsF32(t->dtype, t->data, i);
+  return v;
+}
+
+// Binds tensors by name, stopping at the first problem.
+class Binder {
+ public:
+  Binder(const WeightStore& store, std::string prefix) : store_(store), prefix_(std::move(prefix)) {}
+  MatView Mat(const std::string& name, int64_t rows, int64_t cols) {
+    const TensorView* t = Get(name, {rows, cols});
+    return t ? ToMat(t) : MatView{};
+  }
+  std::vector<float> Vec(const std::string& name, int64_t n) {
+    const TensorView* t = Get(name, {n});
+    return t ? ToF32(t) : std::vector<float>(static_cast<size_t>(n), 0.0f);
+  }
+  bool Has(const std::string& name) const { return store_.Find(prefix_ + name) != nullptr; }
+  const Status& status() const { return status_; }
+
+ private:
+  const TensorView* Get(const std::string& name, const std::vector<int64_t>& shape) {
+    if (!status_.ok()) return nullptr;
+    Result<const TensorView*> t = RequireTensor(store_, prefix_ + name, shape, "");
+    if (!t.ok()) {
+      status_ = t.status();
+      return nullptr;
+    }
+    return *t;
+  }
+  const WeightStore& store_;
+  std::string prefix_;
+  Status status_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Gemma4Model>> Gemma4Model::Load(const std::string& dir) {
+  const std::string cfg_path = dir + "/config.json";
+  Result<Json> j = ReadJsonFile(cfg_path);
+  if (!j.ok()) return j.status();
+  Result<Gemma4Config> cfg = Gemma4Config::FromJson(*j, cfg_path);
+  if (!cfg.ok()) return cfg.status();
+  Result<std::unique_ptr<WeightStore>> store = WeightStore::OpenDir(dir);
+  if (!store.ok()) return store.status();
+  // Text-only exports use "model." even under a multimodal model_type; follow the file.
+  Gemma4Config c = std::move(*cfg);
+  if ((*store)->Find(c.tensor_prefix + "embed_tokens.weight") == nullptr) {
+    for (const char* p : {"model.language_model.", "model."}) {
+      if ((*store)->Find(std::string(p) + "embed_tokens.weight") != nullptr) c.tensor_prefix = p;
+    }
+  }
+  auto model = std::make_unique<Gemma4Model>(Key(), std::move(c), std::move(*store));
+  Status s = model->Bind();
+  if (!s.ok()) return s.WithContext(dir);
+  return model;
+}
+
+Status Gemma4Model::Bind() {
+  const Gemma4Config& c = config_;
+  const int64_t H = c.hidden_size, V = c.vocab_size, P = c.ple_dim, L = c.num_layers;
+  Binder b(*store_, c.tensor_prefix);
+  embed_ = b.Mat("embed_tokens.weight", V, H);
+  final_norm_ = b.Vec("norm.weight", H);
+  lm_head_ = embed_;
+  if (store_->Find("lm_head.weight") != nullptr && !b.Has("lm_head.weight")) {
+    // Checkpoints usually omit lm_head (tied); when present it must match the embedding shape.
+    Binder root(*store_, "");
+    MatView head = root.Mat("lm_head.weight", V, H);
+    if (!root.status().ok()) return root.status();
+    lm_head_ = head;
+  }
+  if (P > 0) {
+    ple_embed_ = b.Mat("embed_tokens_per_layer.weight", c.ple_vocab, L * P);
+    ple_proj_ = b.Mat("per_layer_model_projection.weight", L * P, H);
+    ple_norm_ = b.Vec("per_layer_projection_norm.weight", P);
+  }
+  layers_.resize(static_cast<size_t>(L));
+  for (int i = 0; i < L; ++i) {
+    const Gemma4LayerSpec& s = c.layers[static_cast<size_t>(i)];
+    LayerWeights& w = layers_[static_cast<size_t>(i)];
+    const std::string p = "layers." + std::to_string(i) + ".";
+    const int64_t hd = s.head_dim, qd = c.num_heads * hd, kvd = s.num_kv_heads * hd;
+    w.input_norm = b.Vec(p + "input_layernorm.weight", H);
+    w.post_attn_norm = b.Vec(p + "post_attention_layernorm.weight", H);
+    w.pre_ffn_norm = b.Vec(p + "pre_feedforward_layernorm.weight", H);
+    w.post_ffn_norm = b.Vec(p + "post_feedforward_layernorm.weight", H);
+    w.layer_scalar = b.Vec(p + "layer_scalar", 1)[0];
+    w.q = b.Mat(p + "self_attn.q_proj.weight", qd, H);
+    w.q_norm = b.Vec(p + "self_attn.q_norm.weight", hd);
+    w.o = b.Mat(p + "self_attn.o_proj.weight", H, qd);
+    if (s.owns_kv) {  // shared layers' k/v tensors, if a file has them, are ignored (as in HF)
+      w.k = b.Mat(p + "self_attn.k_proj.weight", kvd, H);
+      w.k_norm = b.Vec(p + "self_attn.k_norm.weight", hd);
+      if (!s.k_eq_v) w.v = b.Mat(p + "self_attn.v_proj.weight", kvd, H);
+    }
+    w.gate = b.Mat(p + "mlp.gate_proj.weight", s.ffn_dim, H);
+    w.up = b.Mat(p + "mlp.up_proj.weight", s.ffn_dim, H);
+    w.down = b.Mat(p + "mlp.down_proj.weight", H, s.ffn_dim);
+    if (P > 0) {
+      w.ple_gate = b.Mat(p + "per_layer_input_gate.weight", P, H);
+      w.ple_proj = b.Mat(p + "per_layer_projection.weight", H, P);
+      w.ple_post_norm = b.Vec(p + "post_per_layer_input_norm.weight", H);
+    }
+  }
+  if (!b.status().ok()) return b.status();
+
+  // HF casts the sqrt(H) scale to the embedding dtype before multiplying (bf16: 39.25 for H=1536).
+  embed_scale_ = RoundThrough(embed_.dtype, std::sqrt(static_cast<float>(H)));
+  if (P > 0) ple_embed_scale_ = RoundThrough(ple_embed_.dtype, std::sqrt(static_cast<float>(P)));
+
+  int slots = 0;
+  std::vector<int> own_slot(static_cast<size_t>(L), -1);
+  for (int i = 0; i < L; ++i) {
+    if (c.layers[static_cast<size_t>(i)].owns_kv) own_slot[static_cast<size_t>(i)] = slots++;
+  }
+  kv_slot_.resize(static_cast<size_t>(L));
+  for (int i = 0; i < L; ++i) {
+    kv_slot_[static_cast<size_t>(i)] = own_slot[static_cast<size_t>(c.layers[static_cast<size_t>(i)].kv_source)];
+  }
+  rope_sliding_ = RopeInvFreq(c.head_dim, c.rope_sliding.rotated_pairs, c.rope_sliding.theta);
+  rope_full_ = RopeInvFreq(c.global_head_dim, c.rope_full.rotated_pairs, c.rope_full.theta);
+  return OkStatus();
+}
+
+std::unique_ptr<KvCache> Gemma4Model::NewCache(int context, int headroom) const {
+  std::vector<KvLayerShape> shapes;
+  for (const Gemma4LayerSpec& s : config_.layers) {
+    if (!s.owns_kv) continue;
+    shapes.push_back({.kv_dim = s.num_kv_heads * s.head_dim, .sliding = s.type == AttnType::kSliding});
+  }
+  return std::make_unique<KvCache>(
+      shapes, KvCacheOptions{.context = context, .window = config_.sliding_window, .headroom = headroom});
+}
+
+void Gemma4Model::EmbedScaled(int token, float* out) const {
+  const void* row = embed_.Row(token);
+  for (int64_t i = 0; i < embed_.cols; ++i) out[i] = LoadAsF32(embed_.dtype, row, static_cast<size_t>(i)) * embed_scale_;
+}
+
+Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) {
+  const Gemma4Config& c = config_;
+  const KernelTable& kt = BestKernels();  // dispatch once per forward
+  KvCache& cache = *req.cache;
+  const int T = static_cast<int>(req.ids.size());
+  const int H = c.hidden_size, P = c.ple_dim, L = c.num_layers;
+  const size_t uT = static_cast<size_t>(T), uH = static_cast<size_t>(H);
+  if (T == 0) return Error("empty input: at least one token is required");
+  for (int id : req.ids) {
+    if (id < 0 || id >= c.vocab_size) {
+      return Error("token id " + std::to_string(id) + " is out of range [0, " +
+                   std::to_string(c.vocab_size) + ")");
+    }
+  }
+  if (Status s = cache.CheckAppend(T); !s.ok()) return s;
+  const int pos0 = cache.length();
+  Workspace& ws = *ws_;
+
+  // ---- embeddings: x = E[ids] * sqrt(H)
+  ws.x.resize(uT * uH);
+  for (int t = 0; t < T; ++t) EmbedScaled(req.ids[static_cast<size_t>(t)], &ws.x[static_cast<size_t>(t) * uH]);
+  Tap(-1, "embed", T, H, ws.x.data());
+
+  // ---- per-layer inputs (E2B/E4B): ple[T, L, P] = (norm(x Wp^T / sqrt(H)) + E_ple[ids] * sqrt(P)) / sqrt(2)
+  if (P > 0) {
+    const size_t LP = static_cast<size_t>(L) * static_cast<size_t>(P);
+    ws.ple.resize(uT * LP);
+    MatMul(kt, pool, ple_proj_, ws.x.data(), uT, ws.ple.data());
+    const float proj_scale = 1.0f / std::sqrt(static_cast<float>(H));
+    const float sum_scale = 1.0f / std::sqrt(2.0f);
+    for (int t = 0; t < T; ++t) {
+      int id = req.ids[static_cast<size_t>(t)];
+      if (id >= c.ple_vocab ||
+          std::find(c.multimodal_token_ids.begin(), c.multimodal_token_ids.end(), id) !=
+              c.multimodal_token_ids.end()) {
+        id = 0;  // multimodal placeholders use the pad row
+      }
+      const void* tok_row = ple_embed_.Row(id);
+      float* row = &ws.ple[static_cast<size_t>(t) * LP];
+      for (int l = 0; l < L; ++l) {
+        float* chunk = row + static_cast<size_t>(l) * static_cast<size_t>(P);
+        for (int i = 0; i < P; ++i) chunk[i] *= proj_scale;
+        RmsNorm(chunk, ple_norm_.data(), static_cast<size_t>(P), c.rms_norm_eps, chunk);
+        for (int i = 0; i < P; ++i) {
+          const size_t e = static_cast<size_t>(l * P + i);
+          chunk[i] = (chunk[i] + LoadAsF32(ple_embed_.dtype, tok_row, e) * ple_embed_scale_) * sum_scale;
+        }
+      }
+    }
+    Tap(-1, "per_layer_inputs", T, static_cast<int>(LP), ws.ple.data());
+  }
+
+  // ---- scratch for this call's new K/V, committed to the cache after the last layer so that
+  // KV-shared layers and early rows still see the pre-call ring contents.
+  const int n_slots = cache.num_layers();
+  ws.new_k.resize(static_cast<size_t>(n_slots));
+  ws.new_v.resize(static_cast<size_t>(n_slots));
+  ws.scores.resize(static_cast<size_t>(pool.num_threads()));
+  for (auto& s : ws.scores) s.resize(static_cast<size_t>(pos0 + T));
+  ws.xn.resize(uT * uH);
+
+  for (int l = 0; l < L; ++l) {
+    const Gemma4LayerSpec& s = c.layers[static_cast<size_t>(l)];
+    const LayerWeights& w = layers_[static_cast<size_t>(l)];
+    const int hd = s.head_dim, nh = c.num_heads, nkv = s.num_kv_heads;
+    const size_t qd = static_cast<size_t>(nh * hd), kvd = static_cast<size_t>(nkv * hd);
+    const float* inv_freq = s.type == AttnType::kFull ? rope_full_.data() : rope_sliding_.data();
+    const int slot = kv_slot_[static_cast<size_t>(l)];
+
+    // attention input
+    for (int t = 0; t < T; ++t) {
+      RmsNorm(&ws.x[t * uH], w.input_norm.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
+    }
+    ws.q.resize(uT * qd);
+    MatMul(kt, pool, w.q, ws.xn.data(), uT, ws.q.data());
+    for (int t = 0; t < T; ++t) {
+      for (int h = 0; h < nh; ++h) {
+        float* qh = &ws.q[t * qd + static_cast<size_t>(h * hd)];
+        RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), c.rms_norm_eps, qh);
+        ApplyRope(qh, hd, inv_freq, pos0 + t);
+      }
+    }
+    if (s.owns_kv) {
+      std::vector<float>& nk = ws.new_k[static_cast<size_t>(slot)];
+      std::vector<float>& nv = ws.new_v[static_cast<size_t>(slot)];
+      nk.resize(uT * kvd);
+      nv.resize(uT * kvd);
+      MatMul(kt, pool, w.k, ws.xn.data(), uT, nk.data());
+      if (s.k_eq_v) {
+        nv = nk;  // V comes from the raw K projection, before k_norm and RoPE
+      } else {
+        MatMul(kt, pool, w.v, ws.xn.data(), uT, nv.data());
+      }
+      for (int t = 0; t < T; ++t) {
+        for (int h = 0; h < nkv; ++h) {
+          float* kh = &nk[t * kvd + static_cast<size_t>(h * hd)];
+          float* vh = &nv[t * kvd + static_cast<size_t>(h * hd)];
+          RmsNorm(kh, w.k_norm.data(), static_cast<size_t>(hd), c.rms_norm_eps, kh);
+          ApplyRope(kh, hd, inv_freq, pos0 + t);
+          RmsNorm(vh, nullptr, static_cast<size_t>(hd), c.rms_norm_eps, vh);
+        }
+      }
+    }
+
+    // attention: softmax(q·K^T) V with scale 1, causal, sliding window on sliding layers, GQA.
+    const float* new_k = ws.new_k[static_cast<size_t>(slot)].data();
+    const float* new_v = ws.new_v[static_cast<size_t>(slot)].data();
+    const int window = s.type == AttnType::kSliding ? c.sliding_window : 0;
+    const int group = nh / nkv;
+    ws.o.resize(uT * qd);
+    pool.ParallelFor(uT * static_cast<size_t>(nh), [&](size_t task, int thread) {
+      const int t = static_cast<int>(task / static_cast<size_t>(nh));
+      const int h = static_cast<int>(task % static_cast<size_t>(nh));
+      const int p = pos0 + t;
+      const int lo = window > 0 ? std::max(0, p - window + 1) : 0;
+      const size_t koff = static_cast<size_t>((h / group) * hd);
+      const float* qh = &ws.q[static_cast<size_t>(t) * qd + static_cast<size_t>(h * hd)];
+      float* sc = ws.scores[static_cast<size_t>(thread)].data();
+      auto key = [&](int j) {
+        return j < pos0 ? cache.K(slot, j) + koff : new_k + static_cast<size_t>(j - pos0) * kvd + koff;
+      };
+      auto val = [&](int j) {
+        return j < pos0 ? cache.V(slot, j) + koff : new_v + static_cast<size_t>(j - pos0) * kvd + koff;
+      };
+      float mx = -INFINITY;
+      for (int j = lo; j <= p; ++j) {
+        sc[j - lo] = kt.dot(qh, key(j), static_cast<size_t>(hd));
+        mx = std::max(mx, sc[j - lo]);
+      }
+      float sum = 0.0f;
+      for (int j = lo; j <= p; ++j) {
+        sc[j - lo] = std::exp(sc[j - lo] - mx);
+        sum += sc[j - lo];
+      }
+      float* oh = &ws.o[static_cast<size_t>(t) * qd + static_cast<size_t>(h * hd)];
+      std::fill(oh, oh + hd, 0.0f);
+      for (int j = lo; j <= p; ++j) kt.axpy(sc[j - lo], val(j), oh, static_cast<size_t>(hd));
+      const float inv = 1.0f / sum;
+      for (int i = 0; i < hd; ++i) oh[i] *= inv;
+    });
+    Tap(l, "attn_out", T, static_cast<int>(qd), ws.o.data());
+
+    ws.a.resize(uT * uH);
+    MatMul(kt, pool, w.o, ws.o.data(), uT, ws.a.data());
+    for (int t = 0; t < T; ++t) {
+      float* a = &ws.a[t * uH];
+      RmsNorm(a, w.post_attn_norm.data(), uH, c.rms_norm_eps, a);
+      float* x = &ws.x[t * uH];
+      for (size_t i = 0; i < uH; ++i) x[i] += a[i];
+    }
+
+    // feed-forward: down(gelu(gate y) * up y), y = pre-norm(x)
+    const size_t ff = static_cast<size_t>(s.ffn_dim);
+    for (int t = 0; t < T; ++t) RmsNorm(&ws.x[t * uH], w.pre_ffn_norm.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
+    ws.g.resize(uT * ff);
+    ws.u.resize(uT * ff);
+    MatMul(kt, pool, w.gate, ws.xn.data(), uT, ws.g.data());
+    MatMul(kt, pool, w.up, ws.xn.data(), uT, ws.u.data());
+    for (size_t i = 0; i < uT * ff; ++i) ws.g[i] = GeluTanh(ws.g[i]) * ws.u[i];
+    MatMul(kt, pool, w.down, ws.g.data(), uT, ws.a.data());
+    for (int t = 0; t < T; ++t) {
+      float* a = &ws.a[t * uH];
+      RmsNorm(a, w.post_ffn_norm.data(), uH, c.rms_norm_eps, a);
+      float* x = &ws.x[t * uH];
+      for (size_t i = 0; i < uH; ++i) x[i] += a[i];
+    }
+
+    // per-layer input (E2B/E4B): x += norm(proj(gelu(gate x) * ple[:, l]))
+    if (P > 0) {
+      const size_t uP = static_cast<size_t>(P), LP = static_cast<size_t>(L) * uP;
+      ws.ple_tmp.resize(uT * uP);
+      MatMul(kt, pool, w.ple_gate, ws.x.data(), uT, ws.ple_tmp.data());
+      for (int t = 0; t < T; ++t) {
+        const float* pl = &ws.ple[t * LP + static_cast<size_t>(l) * uP];
+        float* gg = &ws.ple_tmp[t * uP];
+        for (size_t i = 0; i < uP; ++i) gg[i] = GeluTanh(gg[i]) * pl[i];
+      }
+      MatMul(kt, pool, w.ple_proj, ws.ple_tmp.data(), uT, ws.a.data());
+      for (int t = 0; t < T; ++t) {
+        float* a = &ws.a[t * uH];
+        RmsNorm(a, w.ple_post_norm.data(), uH, c.rms_norm_eps, a);
+        float* x = &ws.x[t * uH];
+        for (size_t i = 0; i < uH; ++i) x[i] += a[i];
+      }
+    }
+    for (size_t i = 0; i < uT * uH; ++i) ws.x[i] *= w.layer_scalar;
+    Tap(l, "layer_out", T, H, ws.x.data());
+  }
+
+  // ---- commit this call's K/V
+  for (int sl = 0; sl < n_slots; ++sl) {
+    cache.Append(sl, T, ws.new_k[static_cast<size_t>(sl)].data(), ws.new_v[static_cast<size_t>(sl)].data());
+  }
+  cache.Commit(T);
+
+  // ---- final norm, LM head, softcap
+  out->hidden.resize(uT * uH);
+  for (int t = 0; t < T; ++t) RmsNorm(&ws.x[t * uH], final_norm_.data(), uH, c.rms_norm_eps, &out->hidden[t * uH]);
+  out->rows = req.all_logits ? T : 1;
+  const float* head_in = &out->hidden[static_cast<size_t>(T - out->rows) * uH];
+  const size_t uV = static_cast<size_t>(c.vocab_size);
+  out->logits.resize(static_cast<size_t>(out->rows) * uV);
+  MatMul(kt, pool, lm_head_, head_in, static_cast<size_t>(out->rows), out->logits.data());
+  if (c.final_logit_softcapping > 0) SoftCap(out->logits.data(), out->logits.size(), c.final_logit_softcapping);
+  return OkStatus();
+}
+
+}  // namespace specula

@@ -1,0 +1,134 @@
+// The `specula` binary end to end: outputs, JSON shape, and one-line errors with non-zero exits.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "specula/base/json.h"
+#include "specula/base/thread_pool.h"
+#include "specula/models/gemma4.h"
+#include "specula/runtime/generate.h"
+#include "test_util.h"
+
+namespace specula {
+namespace {
+
+using test::RunCli;
+
+Json ParseOut(const test::RunResult& r) {
+  Result<Json> j = ParseJson(r.out, "stdout");
+  EXPECT_TRUE(j.ok()) << r.out << r.err;
+  return j.ok() ? *j : Json();
+}
+
+TEST(Cli, GenerateJsonMatchesLibraryAndStreamedText) {
+  const std::string m = test::MakePreset("e2b-tiny");
+  const test::RunResult r = RunCli("generate -m " + m + " -p 'the quick brown fox' -n 24 --json -t 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = ParseOut(r);
+  for (const char* k : {"prompt_ids", "ids", "text", "stop_reason"}) EXPECT_TRUE(j.contains(k)) << k;
+  for (const char* k : {"prompt_tokens", "generated_tokens", "prefill_s", "decode_s", "decode_tok_per_s", "target_forwards"}) {
+    EXPECT_TRUE(j["stats"].contains(k)) << k;
+  }
+  EXPECT_EQ(j["prompt_ids"][0], 2);  // BOS
+  const std::vector<int> prompt = j["prompt_ids"].get<std::vector<int>>();
+  const std::vector<int> ids = j["ids"].get<std::vector<int>>();
+  // Same greedy tokens as the library's plain loop.
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(m);
+  ThreadPool pool(1);
+  auto cache = (*model)->NewCache(4096);
+  GenerateOptions opt;
+  opt.max_new_tokens = 24;
+  opt.stop_ids = {1, 106};
+  Result<GenerateResult> lib = GeneratePlain(**model, pool, *cache, prompt, opt, nullptr);
+  ASSERT_TRUE(lib.ok());
+  EXPECT_EQ(ids, lib->ids);
+  EXPECT_EQ(j["stats"]["generated_tokens"], static_cast<int>(ids.size()));
+  EXPECT_EQ(j["stats"]["target_forwards"], static_cast<int>(ids.size()) + (ids.size() == 24 ? 0 : 1));
+  // Streamed text (no --json) equals the JSON text.
+  const test::RunResult s = RunCli("generate -m " + m + " -p 'the quick brown fox' -n 24");
+  ASSERT_EQ(s.exit_code, 0);
+  EXPECT_EQ(s.out, j["text"].get<std::string>() + "\n");
+  EXPECT_NE(s.err.find("tok/s"), std::string::npos);
+}
+
+TEST(Cli, PromptIdsFileChatAndSampling) {
+  const std::string m = test::MakePreset("e2b-tiny");
+  test::RunResult r = RunCli("generate -m " + m + " --prompt-ids 2,461,364 -n 5 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseOut(r)["prompt_ids"], Json({2, 461, 364}));
+  const std::string f = test::TempDir("cli-file") + "/p.txt";
+  std::ofstream(f) << "hello world";
+  r = RunCli("generate -m " + m + " -f " + f + " -n 3 --json --chat");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<int> p = ParseOut(r)["prompt_ids"].get<std::vector<int>>();
+  ASSERT_GE(p.size(), 6u);
+  EXPECT_EQ(p[0], 2);     // <bos>
+  EXPECT_EQ(p[1], 105);   // <|turn>user\n ... <turn|>\n <|turn>model\n
+  EXPECT_EQ(std::count(p.begin(), p.end(), 105), 2);
+  EXPECT_EQ(std::count(p.begin(), p.end(), 106), 1);
+  EXPECT_EQ(p.back(), 107);  // "\n" after "model"
+  const std::string a = RunCli("generate -m " + m + " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 5").out;
+  const std::string b = RunCli("generate -m " + m + " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 5").out;
+  const std::string c = RunCli("generate -m " + m + " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 6").out;
+  Json ja = Json::parse(a), jb = Json::parse(b), jc = Json::parse(c);
+  EXPECT_EQ(ja["ids"], jb["ids"]);  // seeded
+  EXPECT_NE(ja["ids"], jc["ids"]);
+}
+
+TEST(Cli, TokenizeAndInspect) {
+  const std::string m = test::MakePreset("31b-tiny");
+  test::RunResult r = RunCli("tokenize -m " + m + " -p 'the cat' --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = ParseOut(r);
+  EXPECT_FALSE(j["ids"].empty());
+  EXPECT_NE(j["ids"][0], 2);  // no BOS
+  r = RunCli("tokenize -m " + m + " -p 'the cat'");
+  EXPECT_EQ(r.out.find(','), r.out.find_first_of(",")) << r.out;
+  r = RunCli("inspect " + m);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("attention_k_eq_v      true"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("BF16"), std::string::npos);
+}
+
+TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
+  const std::string m = test::MakePreset("e2b-tiny");
+  struct Case {
+    std::string args, expect;
+  } cases[] = {
+      {"generate -m /nonexistent -p hi", "/nonexistent"},
+      {"generate -m " + m + " -p hi --bogus-flag", "bogus-flag"},
+      {"generate -m " + m, "exactly one of -p/--prompt"},
+      {"generate -m " + m + " -p ''", "empty prompt"},
+      {"generate -m " + m + " --prompt-ids 2,99999", "token id 99999 is out of range"},
+      {"generate -m " + m + " --prompt-ids 2,x", "--prompt-ids: 'x' is not a token id"},
+      {"generate -m " + m + " --prompt-ids 2,,3", "empty entry"},
+      {"generate -m " + m + " -p hi -n -4", "-n/--n-predict"},
+      {"generate -m " + m + " -p hi --temp -1", "--temp"},
+      {"generate -m " + m + " -p hi --top-p 7", "--top-p"},
+      {"generate -m " + m + " -p hi -n abc", "abc"},
+      {"generate -m " + m + " -p 'the quick brown fox jumps over' -c 8", "do not fit the context of 8"},
+      {"generate -m " + m + " -f /nonexistent.txt", "/nonexistent.txt"},
+      {"tokenize -m " + m, "-p/--prompt"},
+      {"inspect /nonexistent", "/nonexistent"},
+      {"frobnicate", "unknown command 'frobnicate'"},
+      {"make-random " + test::TempDir("cli-bad") + " --preset nope", "unknown preset 'nope'"},
+  };
+  for (const Case& c : cases) {
+    const test::RunResult r = RunCli(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_LT(r.exit_code, 128) << "crashed: " << c.args;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << "\nstderr: " << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << r.err;
+  }
+  // A corrupt tokenizer.json is named.
+  const std::string dir = test::TempDir("cli-badtok");
+  std::system(("cp " + m + "/* " + dir + "/").c_str());
+  std::ofstream(dir + "/tokenizer.json") << "{\"model\": ";
+  const test::RunResult r = RunCli("generate -m " + dir + " -p hi");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("tokenizer.json: malformed JSON"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace specula

@@ -1,0 +1,186 @@
+#include "reference_gemma4.h"
+
+#include <cmath>
+
+namespace specula::test {
+namespace {
+
+using VecD = std::vector<double>;
+
+VecD Rms(const VecD& x, const VecD* w, double eps) {
+  double ss = 0;
+  for (double v : x) ss += v * v;
+  const double s = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps);
+  VecD y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * s * (w ? (*w)[i] : 1.0);
+  return y;
+}
+
+double Gelu(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+
+// Rotate-half RoPE; pairs j < n_rot rotate with theta^(-2j/d), others pass through.
+void Rope(double* x, int d, int n_rot, double theta, int pos) {
+  for (int j = 0; j < n_rot; ++j) {
+    const double inv = static_cast<double>(static_cast<float>(1.0 / std::pow(theta, 2.0 * j / d)));
+    const double a = static_cast<double>(static_cast<float>(pos) * static_cast<float>(inv));
+    const double x1 = x[j], x2 = x[j + d / 2];
+    x[j] = x1 * std::cos(a) - x2 * std::sin(a);
+    x[j + d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
+  }
+}
+
+}  // namespace
+
+ReferenceGemma4::ReferenceGemma4(const Gemma4Config& config, const WeightStore& store) : c_(config), store_(store) {}
+
+VecD ReferenceGemma4::Vec(const std::string& name) const {
+  const TensorView* t = store_.Find(c_.tensor_prefix + name);
+  VecD v(static_cast<size_t>(t->numel()));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = LoadAsF32(t->dtype, t->data, i);
+  return v;
+}
+
+VecD ReferenceGemma4::MatVec(const std::string& name, const VecD& x) const {
+  const TensorView* t = store_.Find(c_.tensor_prefix + name);
+  const size_t rows = static_cast<size_t>(t->shape[0]), cols = static_cast<size_t>(t->shape[1]);
+  VecD y(rows, 0.0);
+  for (size_t r = 0; r < rows; ++r) {
+    double s = 0;
+    for (size_t k = 0; k < cols; ++k) s += LoadAsF32(t->dtype, t->data, r * cols + k) * x[k];
+    y[r] = s;
+  }
+  return y;
+}
+
+RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
+  const int T = static_cast<int>(ids.size()), H = c_.hidden_size, L = c_.num_layers, P = c_.ple_dim;
+  const double eps = c_.rms_norm_eps;
+  const TensorView* emb = store_.Find(c_.tensor_prefix + "embed_tokens.weight");
+  const double scale = RoundThrough(emb->dtype, std::sqrt(static_cast<float>(H)));
+  std::vector<VecD> h(static_cast<size_t>(T), VecD(static_cast<size_t>(H)));
+  for (int t = 0; t < T; ++t) {
+    for (int i = 0; i < H; ++i) h[t][i] = LoadAsF32(emb->dtype, emb->data, static_cast<size_t>(ids[t]) * H + i) * scale;
+  }
+  // Per-layer inputs.
+  std::vector<VecD> ple(static_cast<size_t>(T));
+  if (P > 0) {
+    const TensorView* pe = store_.Find(c_.tensor_prefix + "embed_tokens_per_layer.weight");
+    const double pscale = RoundThrough(pe->dtype, std::sqrt(static_cast<float>(P)));
+    const VecD pnorm = Vec("per_layer_projection_norm.weight");
+    for (int t = 0; t < T; ++t) {
+      VecD proj = MatVec("per_layer_model_projection.weight", h[t]);
+      const int id = ids[t] < c_.ple_vocab ? ids[t] : 0;
+      ple[t].resize(static_cast<size_t>(L * P));
+      for (int l = 0; l < L; ++l) {
+        VecD chunk(proj.begin() + l * P, proj.begin() + (l + 1) * P);
+        for (double& v : chunk) v /= std::sqrt(static_cast<double>(H));
+        chunk = Rms(chunk, &pnorm, eps);
+        for (int i = 0; i < P; ++i) {
+          const double tok = LoadAsF32(pe->dtype, pe->data, static_cast<size_t>(id) * L * P + l * P + i) * pscale;
+          ple[t][l * P + i] = (chunk[i] + tok) / std::sqrt(2.0);
+        }
+      }
+    }
+  }
+  const int first_shared = L - c_.num_kv_shared_layers;
+  std::vector<std::vector<VecD>> K(static_cast<size_t>(L)), Vv(static_cast<size_t>(L));  // [layer][t][kv_dim]
+  for (int l = 0; l < L; ++l) {
+    const bool full = c_.layers[l].type == AttnType::kFull;
+    const int hd = full ? c_.global_head_dim : c_.head_dim;
+    const bool keqv = full && c_.attention_k_eq_v;
+    const int nkv = keqv ? c_.num_global_kv_heads : c_.num_kv_heads;
+    const int nh = c_.num_heads;
+    const RopeSpec rope = full ? c_.rope_full : c_.rope_sliding;
+    const std::string p = "layers." + std::to_string(l) + ".";
+    const VecD in_norm = Vec(p + "input_layernorm.weight"), qn = Vec(p + "self_attn.q_norm.weight");
+    std::vector<VecD> q(static_cast<size_t>(T));
+    int src = l;
+    if (l >= first_shared) {  // last non-shared layer of the same type
+      for (int j = first_shared - 1; j >= 0; --j) {
+        if (c_.layers[j].type == c_.layers[l].type) {
+          src = j;
+          break;
+        }
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const VecD x = Rms(h[t], &in_norm, eps);
+      q[t] = MatVec(p + "self_attn.q_proj.weight", x);
+      for (int hh = 0; hh < nh; ++hh) {
+        VecD head(q[t].begin() + hh * hd, q[t].begin() + (hh + 1) * hd);
+        head = Rms(head, &qn, eps);
+        Rope(head.data(), hd, rope.rotated_pairs, rope.theta, t);
+        std::copy(head.begin(), head.end(), q[t].begin() + hh * hd);
+      }
+      if (src == l) {
+        const VecD kn = Vec(p + "self_attn.k_norm.weight");
+        VecD k = MatVec(p + "self_attn.k_proj.weight", x);
+        VecD v = keqv ? k : MatVec(p + "self_attn.v_proj.weight", x);
+        for (int g = 0; g < nkv; ++g) {
+          VecD kh(k.begin() + g * hd, k.begin() + (g + 1) * hd), vh(v.begin() + g * hd, v.begin() + (g + 1) * hd);
+          kh = Rms(kh, &kn, eps);
+          Rope(kh.data(), hd, rope.rotated_pairs, rope.theta, t);
+          vh = Rms(vh, nullptr, eps);
+          std::copy(kh.begin(), kh.end(), k.begin() + g * hd);
+          std::copy(vh.begin(), vh.end(), v.begin() + g * hd);
+        }
+        K[l].push_back(k);
+        Vv[l].push_back(v);
+      }
+    }
+    const auto& Ks = K[src];
+    const auto& Vs = Vv[src];
+    const VecD post_attn = Vec(p + "post_attention_layernorm.weight"), pre_ffn = Vec(p + "pre_feedforward_layernorm.weight"),
+               post_ffn = Vec(p + "post_feedforward_layernorm.weight");
+    const double scalar = Vec(p + "layer_scalar")[0];
+    for (int t = 0; t < T; ++t) {
+      VecD o(static_cast<size_t>(nh * hd), 0.0);
+      for (int hh = 0; hh < nh; ++hh) {
+        const int g = hh / (nh / nkv);
+        std::vector<double> s;
+        std::vector<int> js;
+        for (int j = 0; j <= t; ++j) {
+          if (!full && t - j >= c_.sliding_window) continue;
+          double d = 0;
+          for (int i = 0; i < hd; ++i) d += q[t][hh * hd + i] * Ks[j][g * hd + i];
+          s.push_back(d);
+          js.push_back(j);
+        }
+        double mx = -1e300, sum = 0;
+        for (double v : s) mx = std::max(mx, v);
+        for (double& v : s) sum += (v = std::exp(v - mx));
+        for (size_t n = 0; n < js.size(); ++n) {
+          for (int i = 0; i < hd; ++i) o[hh * hd + i] += s[n] / sum * Vs[js[n]][g * hd + i];
+        }
+      }
+      VecD a = Rms(MatVec(p + "self_attn.o_proj.weight", o), &post_attn, eps);
+      for (int i = 0; i < H; ++i) h[t][i] += a[i];
+      const VecD y = Rms(h[t], &pre_ffn, eps);
+      VecD g = MatVec(p + "mlp.gate_proj.weight", y), u = MatVec(p + "mlp.up_proj.weight", y);
+      for (size_t i = 0; i < g.size(); ++i) g[i] = Gelu(g[i]) * u[i];
+      VecD m = Rms(MatVec(p + "mlp.down_proj.weight", g), &post_ffn, eps);
+      for (int i = 0; i < H; ++i) h[t][i] += m[i];
+      if (P > 0) {
+        VecD gg = MatVec(p + "per_layer_input_gate.weight", h[t]);
+        for (int i = 0; i < P; ++i) gg[i] = Gelu(gg[i]) * ple[t][l * P + i];
+        const VecD pn = Vec(p + "post_per_layer_input_norm.weight");
+        VecD pp = Rms(MatVec(p + "per_layer_projection.weight", gg), &pn, eps);
+        for (int i = 0; i < H; ++i) h[t][i] += pp[i];
+      }
+      for (double& v : h[t]) v *= scalar;
+    }
+  }
+  RefOutput out;
+  const VecD fn = Vec("norm.weight");
+  for (int t = 0; t < T; ++t) {
+    out.hidden.push_back(Rms(h[t], &fn, eps));
+    VecD lg = MatVec("embed_tokens.weight", out.hidden.back());
+    if (c_.final_logit_softcapping > 0) {
+      for (double& v : lg) v = c_.final_logit_softcapping * std::tanh(v / c_.final_logit_softcapping);
+    }
+    out.logits.push_back(lg);
+  }
+  return out;
+}
+
+}  // namespace specula::test

@@ -1,0 +1,32 @@
+// A naive reference of the Gemma 4 text decoder (spec §4), in double precision, recomputing the
+// whole sequence on every call and sharing no code with the engine's forward pass. It is the oracle
+// the engine is tested against.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "specula/formats/weight_store.h"
+#include "specula/models/gemma4_config.h"
+
+namespace specula::test {
+
+struct RefOutput {
+  std::vector<std::vector<double>> logits;  // [T][V] after the softcap
+  std::vector<std::vector<double>> hidden;  // [T][H] post-final-norm
+};
+
+class ReferenceGemma4 {
+ public:
+  ReferenceGemma4(const Gemma4Config& config, const WeightStore& store);
+  RefOutput Forward(const std::vector<int>& ids) const;
+
+ private:
+  std::vector<double> Vec(const std::string& name) const;
+  // y[out] = W[out, in] x[in]
+  std::vector<double> MatVec(const std::string& name, const std::vector<double>& x) const;
+  const Gemma4Config& c_;
+  const WeightStore& store_;
+};
+
+}  // namespace specula::test

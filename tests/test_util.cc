@@ -1,0 +1,60 @@
+#include "test_util.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace specula::test {
+
+std::string TempDir(const std::string& name) {
+  const std::string root = SPECULA_TEST_TMP;
+  ::mkdir(root.c_str(), 0755);
+  const std::string dir = root + "/" + name;
+  std::system(("rm -rf '" + dir + "'").c_str());
+  ::mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+std::string MakeCheckpoint(const std::string& name, const RandomTargetSpec& spec) {
+  static std::map<std::string, std::string> made;
+  auto it = made.find(name);
+  if (it != made.end()) return it->second;
+  const std::string dir = TempDir("ckpt-" + name + "-" + std::to_string(::getpid()));
+  Status s = WriteRandomTarget(spec, dir);
+  EXPECT_TRUE(s.ok()) << s.message();
+  made[name] = dir;
+  return dir;
+}
+
+std::string MakePreset(const std::string& preset, DType dtype) {
+  Result<RandomTargetSpec> spec = TargetPreset(preset);
+  EXPECT_TRUE(spec.ok());
+  spec->dtype = dtype;
+  return MakeCheckpoint(preset + "-" + std::string(DTypeName(dtype)), *spec);
+}
+
+RunResult RunCli(const std::string& args) {
+  static int counter = 0;
+  const std::string base = std::string(SPECULA_TEST_TMP) + "/cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  ::mkdir(SPECULA_TEST_TMP, 0755);
+  const std::string cmd = std::string(SPECULA_BIN) + " " + args + " >" + base + ".out 2>" + base + ".err";
+  const int rc = std::system(cmd.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+  std::ifstream o(base + ".out"), e(base + ".err");
+  std::stringstream so, se;
+  so << o.rdbuf();
+  se << e.rdbuf();
+  r.out = so.str();
+  r.err = se.str();
+  return r;
+}
+
+}  // namespace specula::test

@@ -1,0 +1,24 @@
+// Helpers for tests: temp dirs, generated checkpoints, running the CLI.
+#pragma once
+
+#include <string>
+
+#include "specula/testing/random_checkpoint.h"
+
+namespace specula::test {
+
+// A fresh directory under the test tmp root, unique per test name.
+std::string TempDir(const std::string& name);
+
+// Generates (once per process and name) a checkpoint from a preset, with optional tweaks.
+std::string MakeCheckpoint(const std::string& name, const RandomTargetSpec& spec);
+std::string MakePreset(const std::string& preset, DType dtype = DType::kBF16);
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+// Runs `specula <args>` (args are passed through the shell; quote them).
+RunResult RunCli(const std::string& args);
+
+}  // namespace specula::test
