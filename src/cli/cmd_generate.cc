@@ -1,6 +1,8 @@
 // `specula generate`: llama.cpp-style flags, streamed text on stdout, timing on stderr, or one JSON
 // object on stdout with --json.
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -10,7 +12,11 @@
 #include "specula/base/thread_pool.h"
 #include "specula/formats/generation_config.h"
 #include "specula/models/gemma4.h"
+#include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/chat.h"
+#include "specula/spec/draft_policy.h"
+#include "specula/spec/mtp_drafter.h"
+#include "specula/spec/spec_loop.h"
 #include "specula/runtime/generate.h"
 #include "specula/tokenizer/tokenizer.h"
 #include "src/cli/commands.h"
@@ -28,7 +34,14 @@ struct GenerateFlags {
   int ctx_size = 0;
   bool chat = false;
   bool json = false;
+  std::string draft, draft_policy = "fixed", trace;
+  int draft_max = 0;  // 0: the assistant's num_assistant_tokens, else kDefaultDraftMax
 };
+
+// Measured on E2B-shaped pairs with the replay drafter (README): K = 3 is where the verify cost
+// and the acceptance of trained drafters balance on CPU.
+constexpr int kDefaultDraftMax = 3;
+constexpr int kMaxDraftMax = 32;
 
 Result<std::vector<int>> ParseIds(const std::string& text) {
   std::vector<int> ids;
@@ -60,6 +73,12 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   if (f.n_predict < 0) return Fail("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
   if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
   if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
+  if (f.draft_max != 0 && (f.draft_max < 1 || f.draft_max > kMaxDraftMax)) {
+    return Fail("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " + std::to_string(f.draft_max) + ")");
+  }
+  if (f.draft.empty() && (f.draft_max != 0 || f.draft_policy != "fixed")) {
+    return Fail("--draft-max/--draft-policy: need a drafter (-md/--draft DIR)");
+  }
   if (have_ids && f.chat) return Fail("--chat: cannot be combined with --prompt-ids");
 
   Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
@@ -121,8 +140,32 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   if (Status s = ValidatePrompt(prompt, cfg.vocab_size, context); !s.ok()) {
     return Fail(s.message() + (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));
   }
+  // The assistant, when given, is validated against the target before anything runs.
+  std::unique_ptr<Gemma4Assistant> assistant;
+  int draft_max = f.draft_max;
+  std::unique_ptr<DraftPolicy> policy;
+  if (!f.draft.empty()) {
+    Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(f.draft, **model);
+    if (!a.ok()) return Fail(a.status().message());
+    assistant = std::move(*a);
+    if (draft_max == 0) {
+      Result<GenerationConfig> ag = GenerationConfig::LoadFromDir(f.draft);
+      if (!ag.ok()) return Fail(ag.status().message());
+      draft_max = ag->num_assistant_tokens.value_or(kDefaultDraftMax);
+      draft_max = std::clamp(draft_max, 1, kMaxDraftMax);
+    }
+    Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(f.draft_policy, draft_max);
+    if (!p.ok()) return Fail(p.status().message());
+    policy = std::move(*p);
+  }
+  std::ofstream trace;
+  if (!f.trace.empty()) {
+    if (!assistant) return Fail("--trace: needs a drafter (-md/--draft DIR)");
+    trace.open(f.trace, std::ios::trunc);
+    if (!trace) return Fail("--trace: cannot create '" + f.trace + "'");
+  }
   ThreadPool pool(f.threads > 0 ? f.threads : ThreadPool::DefaultThreads());
-  std::unique_ptr<KvCache> cache = (*model)->NewCache(context);
+  std::unique_ptr<KvCache> cache = (*model)->NewCache(context, std::max(64, draft_max + 1));
 
   std::optional<StreamDecoder> stream;
   if (tok) stream.emplace(*tok);
@@ -137,7 +180,18 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
       std::fflush(stdout);
     }
   };
-  Result<GenerateResult> r = GeneratePlain(**model, pool, *cache, prompt, opt, on_token);
+  Result<GenerateResult> r = Error("unreachable");
+  std::optional<SpecStats> spec;
+  if (assistant) {
+    MtpDrafter drafter(*assistant);
+    SpecOptions so{.base = opt, .draft_max = draft_max, .policy = policy.get(), .trace = trace.is_open() ? &trace : nullptr};
+    Result<SpecResult> sr = GenerateSpeculative(**model, drafter, pool, *cache, prompt, so, on_token);
+    if (!sr.ok()) return Fail(sr.status().message());
+    r = sr->gen;
+    spec = sr->spec;
+  } else {
+    r = GeneratePlain(**model, pool, *cache, prompt, opt, on_token);
+  }
   if (!r.ok()) return Fail(r.status().message());
   if (stream) {
     const std::string tail = stream->Flush();
@@ -157,9 +211,25 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
                   {"decode_s", st.decode_s},
                   {"decode_tok_per_s", st.decode_tok_per_s()},
                   {"target_forwards", st.target_forwards}}}};
+    if (spec) {
+      nlohmann::ordered_json& s = out["stats"];
+      s["draft_max"] = draft_max;
+      s["draft_policy"] = f.draft_policy;
+      s["draft_rounds"] = spec->draft_rounds;
+      s["drafted"] = spec->drafted;
+      s["accepted"] = spec->accepted;
+      s["acceptance_rate"] = spec->acceptance_rate();
+      s["mean_tokens_per_round"] = spec->mean_tokens_per_round();
+      s["accepted_per_position"] = spec->accepted_per_position;
+    }
     std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << std::endl;
   } else {
     std::cout << std::endl;
+  }
+  if (spec) {
+    std::fprintf(stderr, "speculative: K=%d (%s), %d rounds, %d/%d drafts accepted (%.1f%%), %.2f tokens per round\n",
+                 draft_max, f.draft_policy.c_str(), spec->draft_rounds, spec->accepted, spec->drafted,
+                 100.0 * spec->acceptance_rate(), spec->mean_tokens_per_round());
   }
   std::fprintf(stderr,
                "prompt: %d tokens in %.3f s (%.1f tok/s) | generated: %d tokens in %.3f s (%.2f tok/s) | "
@@ -189,6 +259,10 @@ Runner AddGenerate(CLI::App& app) {
   c->add_option("-c,--ctx-size", f->ctx_size, "context size (default min(4096, max_position_embeddings))");
   c->add_flag("--chat", f->chat, "wrap the prompt in the Gemma 4 chat template");
   c->add_flag("--json", f->json, "print one JSON object with ids, text and stats");
+  c->add_option("--draft", f->draft, "MTP assistant checkpoint directory (also -md): speculative decoding");
+  c->add_option("--draft-max", f->draft_max, "max tokens drafted per round (default: the assistant's num_assistant_tokens, else 3)");
+  c->add_option("--draft-policy", f->draft_policy, "fixed | adaptive (shorten or pause drafting when acceptance is low)");
+  c->add_option("--trace", f->trace, "write one JSON line per speculative round to FILE");
   return [f, p, file, ids]() { return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0); };
 }
 

@@ -6,7 +6,7 @@
 namespace specula::cli {
 namespace {
 struct MakeRandomFlags {
-  std::string out, preset = "e2b-tiny", dtype = "bf16", tokenizer;
+  std::string out, preset = "e2b-tiny", dtype = "bf16", tokenizer, assistant, head = "auto";
   uint64_t seed = 1;
   int shards = 1;
 };
@@ -23,6 +23,8 @@ Runner AddMakeRandom(CLI::App& app) {
   c->add_option("--seed", flags->seed, "random seed");
   c->add_option("--shards", flags->shards, "number of safetensors shards (>1 writes an index)");
   c->add_option("--tokenizer", flags->tokenizer, "copy this tokenizer.json instead of a synthetic one");
+  c->add_option("--assistant", flags->assistant, "also write a matching MTP assistant to this directory");
+  c->add_option("--assistant-head", flags->head, "auto | centroid | dense (auto: centroid for E-series shapes)");
   return [flags]() {
     Result<RandomTargetSpec> spec = TargetPreset(flags->preset);
     if (!spec.ok()) return Fail("--preset: " + spec.status().message());
@@ -41,6 +43,20 @@ Runner AddMakeRandom(CLI::App& app) {
     spec->tokenizer_json = flags->tokenizer;
     if (Status s = WriteRandomTarget(*spec, flags->out); !s.ok()) return Fail(s.message());
     std::cerr << "wrote " << flags->preset << " checkpoint to " << flags->out << "\n";
+    if (!flags->assistant.empty()) {
+      RandomAssistantSpec a = AssistantPresetFor(flags->preset);
+      if (flags->head == "centroid") {
+        a.centroid_head = true;
+      } else if (flags->head == "dense") {
+        a.centroid_head = false;
+      } else if (flags->head != "auto") {
+        return Fail("--assistant-head: expected auto, centroid or dense (got '" + flags->head + "')");
+      }
+      a.dtype = spec->dtype;
+      a.seed = flags->seed + 1000;
+      if (Status s = WriteRandomAssistant(a, *spec, flags->assistant); !s.ok()) return Fail(s.message());
+      std::cerr << "wrote its assistant to " << flags->assistant << "\n";
+    }
     return 0;
   };
 }

@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "src/cli/commands.h"
 
@@ -24,6 +26,14 @@ int main(int argc, char** argv) {
     Runner r = add(app);
     runners[app.get_subcommands({}).back()] = std::move(r);
   }
+  // llama.cpp spells the drafter flag "-md"; CLI11 short flags are one letter, so map it.
+  std::vector<std::string> args(argv, argv + argc);
+  for (std::string& a : args) {
+    if (a == "-md") a = "--draft";
+  }
+  std::vector<char*> argp;
+  for (std::string& a : args) argp.push_back(a.data());
+  argv = argp.data();
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands({})) known |= sub->get_name() == argv[1];

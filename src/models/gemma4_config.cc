@@ -32,6 +32,13 @@ RopeSpec ReadRope(FieldReader& parent, const Json* rope_params, const std::strin
 
 }  // namespace
 
+void ReadRopeParameters(FieldReader& text, int head_dim, int global_head_dim, RopeSpec* sliding,
+                        RopeSpec* full) {
+  const Json* rope = text.Object("rope_parameters", /*required=*/false);
+  *sliding = ReadRope(text, rope, "sliding_attention", head_dim, 10000.0, "default", 1.0);
+  *full = ReadRope(text, rope, "full_attention", global_head_dim, 1e6, "proportional", 0.25);
+}
+
 Result<Gemma4Config> Gemma4Config::FromJson(const Json& root, const std::string& file) {
   Gemma4Config c;
   FieldReader top(root, file);
@@ -123,9 +130,7 @@ Result<Gemma4Config> Gemma4Config::FromJson(const Json& root, const std::string&
   }
   if (!r.ok()) return r.status();
 
-  const Json* rope = r.Object("rope_parameters", /*required=*/false);
-  c.rope_sliding = ReadRope(r, rope, "sliding_attention", c.head_dim, 10000.0, "default", 1.0);
-  c.rope_full = ReadRope(r, rope, "full_attention", c.global_head_dim, 1e6, "proportional", 0.25);
+  ReadRopeParameters(r, c.head_dim, c.global_head_dim, &c.rope_sliding, &c.rope_full);
 
   const int first_shared = c.num_layers - c.num_kv_shared_layers;
   c.layers.resize(static_cast<size_t>(c.num_layers));

@@ -40,6 +40,7 @@ void Store(DType t, float v, void* out, int64_t i) {
 struct Init {
   float center = 0.0f;
   float spread = 1.0f;  // uniform in center ± spread
+  const std::vector<int64_t>* ints = nullptr;  // integer tensors: copied as is
 };
 
 Status WriteText(const std::string& path, const std::string& text) {
@@ -54,6 +55,56 @@ std::vector<std::string> DefaultLayerTypes(int n) {
   std::vector<std::string> t;
   for (int i = 0; i < n; ++i) t.push_back((i % 6 == 5 || i == n - 1) ? "full_attention" : "sliding_attention");
   return t;
+}
+
+// Writes random tensors (single file or `shards` files plus an index), streaming chunk by chunk.
+Status WriteTensors(const std::string& dir, const std::vector<TensorSpec>& specs,
+                    const std::vector<Init>& inits, uint64_t seed, int shard_count) {
+  // Shards: contiguous runs of tensors, balanced by bytes.
+  const int shards = std::max(1, shard_count);
+  int64_t total = 0, total_bytes = 0;
+  for (const TensorSpec& t : specs) {
+    total += t.numel();
+    total_bytes += t.numel() * static_cast<int64_t>(DTypeSize(t.dtype));
+  }
+  std::vector<std::vector<size_t>> members(static_cast<size_t>(shards));
+  int64_t acc = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const size_t sh = std::min<size_t>(static_cast<size_t>(shards - 1), static_cast<size_t>(acc * shards / std::max<int64_t>(1, total)));
+    members[sh].push_back(i);
+    acc += specs[i].numel();
+  }
+  Json weight_map = Json::object();
+  for (int sh = 0; sh < shards; ++sh) {
+    char fname[64];
+    if (shards == 1) {
+      std::snprintf(fname, sizeof(fname), "model.safetensors");
+    } else {
+      std::snprintf(fname, sizeof(fname), "model-%05d-of-%05d.safetensors", sh + 1, shards);
+    }
+    std::vector<TensorSpec> part;
+    for (size_t i : members[static_cast<size_t>(sh)]) {
+      part.push_back(specs[i]);
+      weight_map[specs[i].name] = fname;
+    }
+    const auto& idx = members[static_cast<size_t>(sh)];
+    Status st = WriteSafetensorsStreaming(dir + "/" + fname, part, [&](size_t k, int64_t off, int64_t n, void* out) {
+      const size_t i = idx[k];
+      const Init in = inits[i];
+      const uint64_t stream = Mix(seed * 1000003ull + i);
+      if (in.ints != nullptr) {
+        std::memcpy(out, in.ints->data() + off, static_cast<size_t>(n) * sizeof(int64_t));
+        return;
+      }
+      for (int64_t e = 0; e < n; ++e) Store(specs[i].dtype, in.center + in.spread * Unit(stream, static_cast<uint64_t>(off + e)), out, e);
+    }, {{"format", "pt"}});
+    if (!st.ok()) return st;
+  }
+  if (shards > 1) {
+    Json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    if (Status st = WriteText(dir + "/model.safetensors.index.json", index.dump(2)); !st.ok()) return st;
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -235,44 +286,95 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
     }
   }
 
-  // Shards: contiguous runs of tensors, balanced by bytes.
-  const int shards = std::max(1, s.shards);
-  int64_t total = 0;
-  for (const TensorSpec& t : specs) total += t.numel();
-  std::vector<std::vector<size_t>> members(static_cast<size_t>(shards));
-  int64_t acc = 0;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const size_t sh = std::min<size_t>(static_cast<size_t>(shards - 1), static_cast<size_t>(acc * shards / std::max<int64_t>(1, total)));
-    members[sh].push_back(i);
-    acc += specs[i].numel();
+  return WriteTensors(dir, specs, inits, s.seed, s.shards);
+}
+
+RandomAssistantSpec AssistantPresetFor(const std::string& preset) {
+  RandomAssistantSpec a;
+  if (preset == "e2b-full") {  // spec §5: E2B assistant
+    a.hidden_size = 256;
+    a.num_heads = 4;
+    a.intermediate_size = 2048;
+    a.num_centroids = 2048;
+    a.centroid_top_k = 32;
+  } else if (preset == "31b-shallow") {
+    a.hidden_size = 1024;
+    a.num_heads = 32;
+    a.intermediate_size = 8192;
+    a.centroid_head = false;
+  } else if (preset == "31b-tiny" || preset == "12b-tiny") {
+    a.centroid_head = false;
   }
-  Json weight_map = Json::object();
-  for (int sh = 0; sh < shards; ++sh) {
-    char fname[64];
-    if (shards == 1) {
-      std::snprintf(fname, sizeof(fname), "model.safetensors");
-    } else {
-      std::snprintf(fname, sizeof(fname), "model-%05d-of-%05d.safetensors", sh + 1, shards);
-    }
-    std::vector<TensorSpec> part;
-    for (size_t i : members[static_cast<size_t>(sh)]) {
-      part.push_back(specs[i]);
-      weight_map[specs[i].name] = fname;
-    }
-    const auto& idx = members[static_cast<size_t>(sh)];
-    Status st = WriteSafetensorsStreaming(dir + "/" + fname, part, [&](size_t k, int64_t off, int64_t n, void* out) {
-      const size_t i = idx[k];
-      const Init in = inits[i];
-      const uint64_t stream = Mix(s.seed * 1000003ull + i);
-      for (int64_t e = 0; e < n; ++e) Store(s.dtype, in.center + in.spread * Unit(stream, static_cast<uint64_t>(off + e)), out, e);
-    }, {{"format", "pt"}});
-    if (!st.ok()) return st;
+  return a;
+}
+
+Status WriteRandomAssistant(const RandomAssistantSpec& a, const RandomTargetSpec& t, const std::string& dir) {
+  ::mkdir(dir.c_str(), 0755);
+  const std::vector<std::string> types = {"sliding_attention", "sliding_attention", "sliding_attention", "full_attention"};
+  Json text = {
+      {"model_type", "gemma4_text"}, {"hidden_size", a.hidden_size}, {"num_hidden_layers", 4},
+      {"num_attention_heads", a.num_heads}, {"num_key_value_heads", t.num_kv_heads},
+      {"num_global_key_value_heads", t.num_global_kv_heads > 0 ? Json(t.num_global_kv_heads) : Json()},
+      {"head_dim", t.head_dim}, {"global_head_dim", t.global_head_dim}, {"attention_k_eq_v", t.k_eq_v},
+      {"intermediate_size", a.intermediate_size}, {"use_double_wide_mlp", false},
+      {"hidden_size_per_layer_input", 0}, {"vocab_size_per_layer_input", 0}, {"num_kv_shared_layers", 4},
+      {"enable_moe_block", false}, {"sliding_window", t.sliding_window}, {"layer_types", types},
+      {"max_position_embeddings", t.max_position_embeddings}, {"final_logit_softcapping", nullptr},
+      {"vocab_size", t.vocab_size}, {"rms_norm_eps", 1e-6}, {"hidden_activation", "gelu_pytorch_tanh"},
+      {"tie_word_embeddings", true},
+      {"rope_parameters",
+       {{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
+        {"full_attention", {{"rope_type", "proportional"}, {"partial_rotary_factor", 0.25}, {"rope_theta", 1000000.0}}}}}};
+  const bool unified = t.model_type == "gemma4_unified";
+  Json config = {{"architectures", {unified ? "Gemma4UnifiedAssistantForCausalLM" : "Gemma4AssistantForCausalLM"}},
+                 {"model_type", unified ? "gemma4_unified_assistant" : "gemma4_assistant"},
+                 {"backbone_hidden_size", t.hidden_size},
+                 {"use_ordered_embeddings", a.centroid_head},
+                 {"num_centroids", a.num_centroids},
+                 {"centroid_intermediate_top_k", a.centroid_top_k},
+                 {"tie_word_embeddings", true},
+                 {"text_config", text}};
+  if (Status st = WriteText(dir + "/config.json", config.dump(2)); !st.ok()) return st;
+  Json gen = {{"bos_token_id", 2}, {"eos_token_id", {1, 106}}, {"pad_token_id", 0}};
+  if (a.num_assistant_tokens > 0) gen["num_assistant_tokens"] = a.num_assistant_tokens;
+  if (Status st = WriteText(dir + "/generation_config.json", gen.dump(2)); !st.ok()) return st;
+
+  const int64_t Hd = a.hidden_size, Hb = t.hidden_size, V = t.vocab_size;
+  std::vector<TensorSpec> specs;
+  std::vector<Init> inits;
+  std::vector<int64_t> ordering;
+  if (a.centroid_head) {  // a random permutation: cluster c owns ordering[c*V/C .. (c+1)*V/C)
+    ordering.resize(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) ordering[static_cast<size_t>(i)] = i;
+    for (int64_t i = V - 1; i > 0; --i) std::swap(ordering[static_cast<size_t>(i)], ordering[Mix(a.seed * 31 + static_cast<uint64_t>(i)) % static_cast<uint64_t>(i + 1)]);
+    specs.push_back({"masked_embedding.token_ordering", DType::kI64, {V}});
+    inits.push_back({0, 0, &ordering});
   }
-  if (shards > 1) {
-    Json index = {{"metadata", {{"total_size", total * static_cast<int64_t>(DTypeSize(s.dtype))}}}, {"weight_map", weight_map}};
-    if (Status st = WriteText(dir + "/model.safetensors.index.json", index.dump(2)); !st.ok()) return st;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, Init init) {
+    specs.push_back({name, a.dtype, std::move(shape)});
+    inits.push_back(init);
+  };
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols) { add(name, {rows, cols}, {0.0f, std::sqrt(3.0f / static_cast<float>(cols))}); };
+  auto norm = [&](const std::string& name, int64_t n) { add(name, {n}, {1.0f, 0.25f}); };
+  mat("pre_projection.weight", Hd, 2 * Hb);
+  mat("post_projection.weight", Hb, Hd);
+  add("model.embed_tokens.weight", {V, Hd}, {0.0f, 4.0f * std::sqrt(3.0f) / std::sqrt(static_cast<float>(Hd))});
+  norm("model.norm.weight", Hd);
+  if (a.centroid_head) mat("masked_embedding.centroids.weight", a.num_centroids, Hd);
+  for (int l = 0; l < 4; ++l) {
+    const bool full = l == 3;
+    const int hd = full ? t.global_head_dim : t.head_dim;
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    for (const char* n : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"}) norm(p + n + ".weight", Hd);
+    add(p + "layer_scalar", {1}, {0.75f, 0.25f});
+    mat(p + "self_attn.q_proj.weight", a.num_heads * hd, Hd);
+    norm(p + "self_attn.q_norm.weight", hd);
+    mat(p + "self_attn.o_proj.weight", Hd, a.num_heads * hd);
+    mat(p + "mlp.gate_proj.weight", a.intermediate_size, Hd);
+    mat(p + "mlp.up_proj.weight", a.intermediate_size, Hd);
+    mat(p + "mlp.down_proj.weight", Hd, a.intermediate_size);
   }
-  return OkStatus();
+  return WriteTensors(dir, specs, inits, a.seed, 1);
 }
 
 std::string SyntheticTokenizerJson(int vocab_size) {

@@ -28,6 +28,11 @@ struct Gemma4LayerSpec {
   bool k_eq_v = false;  // full layers of 12B/26B/31B: V = weightless-RMSNorm(k_proj x)
 };
 
+// Reads `rope_parameters` of a text config (shared by the target and its MTP assistant). Defaults
+// follow HF: sliding "default" theta 1e4 over all pairs, full "proportional" theta 1e6, factor 0.25.
+void ReadRopeParameters(FieldReader& text, int head_dim, int global_head_dim, RopeSpec* sliding,
+                        RopeSpec* full);
+
 struct Gemma4Config {
   std::string model_type;       // as read: gemma4, gemma4_unified, gemma4_text, ...
   std::string tensor_prefix;    // "model.language_model." or "model."

@@ -43,6 +43,25 @@ std::vector<std::string> TargetPresetNames();
 
 Status WriteRandomTarget(const RandomTargetSpec& spec, const std::string& dir);
 
+// An MTP assistant (drafter) for a target of shape `target`: 4 layers (S,S,S,F), Q-only attention
+// with the target's KV geometry, random weights, either head.
+struct RandomAssistantSpec {
+  int hidden_size = 32;
+  int num_heads = 4;  // a multiple of the target's KV-head counts
+  int intermediate_size = 64;
+  bool centroid_head = true;
+  int num_centroids = 16;   // must divide the vocabulary
+  int centroid_top_k = 4;
+  int num_assistant_tokens = 0;  // > 0: written to generation_config.json
+  DType dtype = DType::kBF16;
+  uint64_t seed = 2;
+};
+// The assistant shape that goes with a target preset (real E2B/31B assistant widths for the
+// full-size presets, small ones otherwise; centroid head for E-series shapes).
+RandomAssistantSpec AssistantPresetFor(const std::string& target_preset);
+Status WriteRandomAssistant(const RandomAssistantSpec& assistant, const RandomTargetSpec& target,
+                            const std::string& dir);
+
 // A small byte-fallback BPE tokenizer.json with `vocab_size` entries (>= 400), trained on a
 // built-in English/code sample, with Gemma's special tokens at their real ids below 108.
 std::string SyntheticTokenizerJson(int vocab_size);

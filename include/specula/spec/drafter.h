@@ -1,0 +1,40 @@
+// What a drafter is asked for and what it returns. A drafter proposes up to `max_tokens` tokens that
+// follow `token` (at position `pos`); the target then verifies them all in one forward pass.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "specula/runtime/sampler.h"
+
+namespace specula {
+
+class KvCache;
+class ThreadPool;
+
+struct DraftRequest {
+  int token = 0;                  // x_P: sampled by the target, not yet in its KV cache
+  std::span<const float> hidden;  // [H] target post-final-norm hidden of position pos-1
+  int pos = 0;                    // P = number of committed target positions
+  const KvCache* cache = nullptr;  // the target's cache (positions 0 .. P-1)
+  int max_tokens = 0;             // K
+  std::span<const int> stop_ids;  // drafting ends after proposing one of these
+  float min_confidence = 0.0f;    // stop before a token the drafter gives less probability than this
+  const SamplingParams* sampling = nullptr;  // greedy: argmax drafts; otherwise sampled from q
+  Sampler* rng = nullptr;         // the stream sampled drafts draw from
+};
+
+struct Draft {
+  std::vector<int> tokens;
+  // Per token, the exact distribution it was sampled from (processed like the target's). Empty when
+  // drafting greedily: the verifier then treats each draft as a point mass.
+  std::vector<TokenDistribution> q;
+};
+
+class Drafter {
+ public:
+  virtual ~Drafter() = default;
+  virtual Draft Propose(const DraftRequest& request, ThreadPool& pool) = 0;
+};
+
+}  // namespace specula

@@ -1,0 +1,21 @@
+// The Gemma 4 MTP assistant as a Drafter: K draft steps at the round's fixed position, each fed the
+// previous step's token and post-projection state (spec §6.4).
+#pragma once
+
+#include "specula/models/gemma4_assistant.h"
+#include "specula/spec/drafter.h"
+
+namespace specula {
+
+class MtpDrafter : public Drafter {
+ public:
+  explicit MtpDrafter(Gemma4Assistant& assistant) : assistant_(assistant) {}
+  Draft Propose(const DraftRequest& request, ThreadPool& pool) override;
+
+ private:
+  Gemma4Assistant& assistant_;
+  DraftStepOutput step_;
+  std::vector<float> h_;
+};
+
+}  // namespace specula

@@ -1,0 +1,47 @@
+// Speculative generation: prefill, first token, then rounds of
+//   draft K -> verify K+1 rows in one target forward -> accept -> roll back rejected KV -> bonus.
+// Greedy output is token for token the output of GeneratePlain; sampled output has the target's
+// distribution (rejection sampling).
+#pragma once
+
+#include <ostream>
+#include <span>
+#include <vector>
+
+#include "specula/runtime/generate.h"
+#include "specula/spec/draft_policy.h"
+#include "specula/spec/drafter.h"
+
+namespace specula {
+
+// Counters; printing and exporting read them. "Accepted" counts draft tokens only: a round emits
+// accepted + 1 tokens (the target's correction or bonus token).
+struct SpecStats {
+  int draft_rounds = 0;  // verify forwards
+  int drafted = 0;
+  int accepted = 0;
+  int round_tokens = 0;  // tokens emitted by verify rounds
+  std::vector<int> drafted_per_position;   // [i]: rounds that drafted an i-th token
+  std::vector<int> accepted_per_position;  // [i]: rounds whose i-th draft was accepted
+  double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
+  double mean_tokens_per_round() const { return draft_rounds ? static_cast<double>(round_tokens) / draft_rounds : 0.0; }
+};
+
+struct SpecOptions {
+  GenerateOptions base;
+  int draft_max = 3;
+  DraftPolicy* policy = nullptr;  // nullptr: always draft_max
+  std::ostream* trace = nullptr;  // one JSON line per round
+};
+
+struct SpecResult {
+  GenerateResult gen;
+  SpecStats spec;
+};
+
+// `cache` must be empty and have at least draft_max + 1 rows of sliding-window headroom.
+Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, ThreadPool& pool,
+                                       KvCache& cache, std::span<const int> prompt,
+                                       const SpecOptions& options, const TokenCallback& on_token);
+
+}  // namespace specula

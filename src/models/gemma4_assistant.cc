@@ -1,0 +1,331 @@
+// Gemma 4 assistant (MTP drafter): config, pairing checks, tensor binding, one draft step.
+#include "specula/models/gemma4_assistant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "specula/base/json.h"
+#include "specula/base/thread_pool.h"
+#include "specula/kernels/ops.h"
+
+namespace specula {
+
+struct Gemma4Assistant::LayerWeights {
+  std::vector<float> input_norm, post_attn_norm, pre_ffn_norm, post_ffn_norm;  // [H_d]
+  float layer_scalar = 1.0f;
+  MatView q, o, gate, up, down;
+  std::vector<float> q_norm;  // [hd]
+};
+
+Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root, const std::string& file) {
+  Gemma4AssistantConfig c;
+  FieldReader top(root, file);
+  const std::string model_type = top.String("model_type");
+  if (top.ok() && model_type != "gemma4_assistant" && model_type != "gemma4_unified_assistant") {
+    top.Fail("model_type", "not a Gemma 4 assistant; expected gemma4_assistant or gemma4_unified_assistant");
+  }
+  c.backbone_hidden_size = static_cast<int>(top.Int("backbone_hidden_size"));
+  c.use_ordered_embeddings = top.Bool("use_ordered_embeddings", false);
+  c.num_centroids = static_cast<int>(top.Int("num_centroids", 2048));
+  c.centroid_top_k = static_cast<int>(top.Int("centroid_intermediate_top_k", 32));
+  const Json* text = top.Object("text_config", /*required=*/true);
+  if (!top.ok()) return top.status();
+  if (root.contains("architectures") && root["architectures"].is_array() && !root["architectures"].empty() &&
+      root["architectures"][0].is_string()) {
+    c.architecture = root["architectures"][0].get<std::string>();
+  }
+  FieldReader r(*text, file, "text_config");
+  c.hidden_size = static_cast<int>(r.Int("hidden_size"));
+  const int layers = static_cast<int>(r.Int("num_hidden_layers"));
+  c.num_heads = static_cast<int>(r.Int("num_attention_heads"));
+  c.num_kv_heads = static_cast<int>(r.Int("num_key_value_heads"));
+  c.num_global_kv_heads = static_cast<int>(r.Int("num_global_key_value_heads", c.num_kv_heads));
+  c.head_dim = static_cast<int>(r.Int("head_dim", 256));
+  c.global_head_dim = static_cast<int>(r.Int("global_head_dim", 512));
+  c.attention_k_eq_v = r.Bool("attention_k_eq_v", false);
+  c.intermediate_size = static_cast<int>(r.Int("intermediate_size"));
+  c.sliding_window = static_cast<int>(r.Int("sliding_window"));
+  c.vocab_size = static_cast<int>(r.Int("vocab_size"));
+  c.rms_norm_eps = static_cast<float>(r.Float("rms_norm_eps", 1e-6));
+  const int shared = static_cast<int>(r.Int("num_kv_shared_layers", layers));
+  const std::vector<std::string> types = r.StringList("layer_types");
+  if (!r.ok()) return r.status();
+  for (const auto& [key, v] : {std::pair<const char*, int>{"hidden_size", c.hidden_size}, {"num_hidden_layers", layers},
+                               {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
+                               {"num_global_key_value_heads", c.num_global_kv_heads}, {"head_dim", c.head_dim},
+                               {"global_head_dim", c.global_head_dim}, {"intermediate_size", c.intermediate_size},
+                               {"sliding_window", c.sliding_window}, {"vocab_size", c.vocab_size}}) {
+    if (v <= 0) r.Fail(key, "must be a positive integer");
+  }
+  if (c.backbone_hidden_size <= 0) top.Fail("backbone_hidden_size", "must be a positive integer");
+  if (shared != layers) r.Fail("num_kv_shared_layers", "must equal num_hidden_layers: every assistant layer reads the target's KV");
+  if (static_cast<int>(types.size()) != layers) r.Fail("layer_types", "must have num_hidden_layers entries");
+  if (c.head_dim % 2 || c.global_head_dim % 2) r.Fail("head_dim", "head dims must be even");
+  if (r.Bool("enable_moe_block", false)) r.Fail("enable_moe_block", "must be false for an assistant");
+  if (r.Int("hidden_size_per_layer_input", 0) != 0) r.Fail("hidden_size_per_layer_input", "must be 0 for an assistant");
+  for (const std::string& t : types) {
+    if (t == "sliding_attention") {
+      c.layer_types.push_back(AttnType::kSliding);
+    } else if (t == "full_attention") {
+      c.layer_types.push_back(AttnType::kFull);
+    } else {
+      r.Fail("layer_types", "unknown layer type '" + t + "'");
+    }
+  }
+  ReadRopeParameters(r, c.head_dim, c.global_head_dim, &c.rope_sliding, &c.rope_full);
+  if (c.use_ordered_embeddings) {
+    if (c.num_centroids <= 0 || c.vocab_size % c.num_centroids != 0) {
+      top.Fail("num_centroids", "must be positive and divide vocab_size (" + std::to_string(c.vocab_size) + ")");
+    }
+    if (c.centroid_top_k <= 0 || c.centroid_top_k > c.num_centroids) {
+      top.Fail("centroid_intermediate_top_k", "must be in [1, num_centroids]");
+    }
+  }
+  if (!top.ok()) return top.status();
+  if (!r.ok()) return r.status();
+  for (int l = 0; l < layers; ++l) {
+    if (c.num_heads % c.LayerKvHeads(l) != 0) {
+      r.Fail("num_attention_heads", "must be a multiple of the KV-head count of layer " + std::to_string(l));
+    }
+  }
+  if (!r.ok()) return r.status();
+  return c;
+}
+
+int Gemma4AssistantConfig::LayerHeadDim(int l) const {
+  return layer_types[static_cast<size_t>(l)] == AttnType::kFull ? global_head_dim : head_dim;
+}
+
+int Gemma4AssistantConfig::LayerKvHeads(int l) const {
+  return layer_types[static_cast<size_t>(l)] == AttnType::kFull && attention_k_eq_v ? num_global_kv_heads : num_kv_heads;
+}
+
+Gemma4Assistant::Gemma4Assistant(Key, Gemma4AssistantConfig config, std::unique_ptr<WeightStore> store,
+                                 const Gemma4Model& target)
+    : config_(std::move(config)), store_(std::move(store)), target_(target) {}
+Gemma4Assistant::~Gemma4Assistant() = default;
+
+int Gemma4Assistant::SourceLayer(AttnType type) const { return target_.config().LastKvOwner(type); }
+
+Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string& dir, const Gemma4Model& target) {
+  const std::string cfg_path = dir + "/config.json";
+  Result<Json> j = ReadJsonFile(cfg_path);
+  if (!j.ok()) return j.status();
+  Result<Gemma4AssistantConfig> cfg = Gemma4AssistantConfig::FromJson(*j, cfg_path);
+  if (!cfg.ok()) return cfg.status();
+  const Gemma4AssistantConfig& c = *cfg;
+  const Gemma4Config& t = target.config();
+  // Pairing: the assistant reads the target's embedding, hidden state and KV cache.
+  auto mismatch = [&](const std::string& what) {
+    return Error(cfg_path + ": assistant does not fit the target: " + what);
+  };
+  if (c.backbone_hidden_size != t.hidden_size) {
+    return mismatch("backbone_hidden_size " + std::to_string(c.backbone_hidden_size) + " != target hidden_size " +
+                    std::to_string(t.hidden_size));
+  }
+  if (c.vocab_size != t.vocab_size) {
+    return mismatch("vocab_size " + std::to_string(c.vocab_size) + " != target vocab_size " + std::to_string(t.vocab_size));
+  }
+  for (int l = 0; l < static_cast<int>(c.layer_types.size()); ++l) {
+    const AttnType type = c.layer_types[static_cast<size_t>(l)];
+    const char* name = type == AttnType::kFull ? "full" : "sliding";
+    const int src = t.LastKvOwner(type);
+    if (src < 0) return mismatch(std::string("layer ") + std::to_string(l) + " is " + name + " but the target has no KV-owning " + name + " layer");
+    const Gemma4LayerSpec& s = t.layers[static_cast<size_t>(src)];
+    if (c.LayerHeadDim(l) != s.head_dim) {
+      return mismatch(std::string(name) + " head dim " + std::to_string(c.LayerHeadDim(l)) + " != target layer " +
+                      std::to_string(src) + " head dim " + std::to_string(s.head_dim));
+    }
+    if (c.LayerKvHeads(l) != s.num_kv_heads) {
+      return mismatch(std::string(name) + " KV heads " + std::to_string(c.LayerKvHeads(l)) + " != target layer " +
+                      std::to_string(src) + " KV heads " + std::to_string(s.num_kv_heads));
+    }
+  }
+  if (c.sliding_window > t.sliding_window) {
+    return mismatch("sliding_window " + std::to_string(c.sliding_window) + " exceeds the target's " +
+                    std::to_string(t.sliding_window) + " (the target cache does not keep those keys)");
+  }
+  Result<std::unique_ptr<WeightStore>> store = WeightStore::OpenDir(dir);
+  if (!store.ok()) return store.status();
+  auto a = std::make_unique<Gemma4Assistant>(Key(), std::move(*cfg), std::move(*store), target);
+  if (Status s = a->Bind(); !s.ok()) return s.WithContext(dir);
+  return a;
+}
+
+Status Gemma4Assistant::Bind() {
+  const Gemma4AssistantConfig& c = config_;
+  const int64_t Hd = c.hidden_size, Hb = c.backbone_hidden_size, V = c.vocab_size;
+  Status st;
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols) -> MatView {
+    if (!st.ok()) return {};
+    Result<const TensorView*> t = RequireTensor(*store_, name, {rows, cols});
+    if (!t.ok()) {
+      st = t.status();
+      return {};
+    }
+    return {(*t)->dtype, (*t)->data, rows, cols};
+  };
+  auto vec = [&](const std::string& name, int64_t n) -> std::vector<float> {
+    std::vector<float> v(static_cast<size_t>(n), 0.0f);
+    if (!st.ok()) return v;
+    Result<const TensorView*> t = RequireTensor(*store_, name, {n});
+    if (!t.ok()) {
+      st = t.status();
+      return v;
+    }
+    for (size_t i = 0; i < v.size(); ++i) v[i] = LoadAsF32((*t)->dtype, (*t)->data, i);
+    return v;
+  };
+  pre_proj_ = mat("pre_projection.weight", Hd, 2 * Hb);
+  post_proj_ = mat("post_projection.weight", Hb, Hd);
+  embed_ = mat("model.embed_tokens.weight", V, Hd);
+  final_norm_ = vec("model.norm.weight", Hd);
+  layers_.resize(c.layer_types.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    LayerWeights& w = layers_[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const int64_t hd = c.LayerHeadDim(static_cast<int>(l)), qd = c.num_heads * hd;
+    w.input_norm = vec(p + "input_layernorm.weight", Hd);
+    w.post_attn_norm = vec(p + "post_attention_layernorm.weight", Hd);
+    w.pre_ffn_norm = vec(p + "pre_feedforward_layernorm.weight", Hd);
+    w.post_ffn_norm = vec(p + "post_feedforward_layernorm.weight", Hd);
+    w.layer_scalar = vec(p + "layer_scalar", 1)[0];
+    w.q = mat(p + "self_attn.q_proj.weight", qd, Hd);
+    w.q_norm = vec(p + "self_attn.q_norm.weight", hd);
+    w.o = mat(p + "self_attn.o_proj.weight", Hd, qd);
+    w.gate = mat(p + "mlp.gate_proj.weight", c.intermediate_size, Hd);
+    w.up = mat(p + "mlp.up_proj.weight", c.intermediate_size, Hd);
+    w.down = mat(p + "mlp.down_proj.weight", Hd, c.intermediate_size);
+  }
+  if (c.use_ordered_embeddings) {
+    centroids_ = mat("masked_embedding.centroids.weight", c.num_centroids, Hd);
+    if (!st.ok()) return st;
+    const TensorView* ord = store_->Find("masked_embedding.token_ordering");
+    if (ord == nullptr) return Error("missing tensor 'masked_embedding.token_ordering' (use_ordered_embeddings is true)");
+    const std::string where = *ord->file + ": tensor 'masked_embedding.token_ordering'";
+    if ((ord->dtype != DType::kI64 && ord->dtype != DType::kI32) || ord->shape != std::vector<int64_t>{V}) {
+      return Error(where + ": expected an I64 vector of vocab_size (" + std::to_string(V) + ") entries");
+    }
+    // Kept exact (never quantised) and checked to be a permutation: a bad entry would draft ids
+    // outside the vocabulary.
+    token_ordering_.resize(static_cast<size_t>(V));
+    std::vector<uint8_t> seen(static_cast<size_t>(V), 0);
+    for (size_t i = 0; i < token_ordering_.size(); ++i) {
+      int64_t v = 0;
+      if (ord->dtype == DType::kI64) {
+        std::memcpy(&v, static_cast<const uint8_t*>(ord->data) + 8 * i, 8);
+      } else {
+        int32_t v32;
+        std::memcpy(&v32, static_cast<const uint8_t*>(ord->data) + 4 * i, 4);
+        v = v32;
+      }
+      if (v < 0 || v >= V || seen[static_cast<size_t>(v)]) {
+        return Error(where + ": entry " + std::to_string(i) + " = " + std::to_string(v) + " (must be a permutation of the vocabulary)");
+      }
+      seen[static_cast<size_t>(v)] = 1;
+      token_ordering_[i] = static_cast<int>(v);
+    }
+  }
+  if (!st.ok()) return st;
+  rope_sliding_ = RopeInvFreq(c.head_dim, c.rope_sliding.rotated_pairs, c.rope_sliding.theta);
+  rope_full_ = RopeInvFreq(c.global_head_dim, c.rope_full.rotated_pairs, c.rope_full.theta);
+  slot_sliding_ = target_.config().LastKvOwner(AttnType::kSliding) >= 0 ? target_.KvSlotOf(target_.config().LastKvOwner(AttnType::kSliding)) : -1;
+  slot_full_ = target_.config().LastKvOwner(AttnType::kFull) >= 0 ? target_.KvSlotOf(target_.config().LastKvOwner(AttnType::kFull)) : -1;
+  return OkStatus();
+}
+
+void Gemma4Assistant::Step(const StepArgs& args, ThreadPool& pool, DraftStepOutput* out) {
+  const Gemma4AssistantConfig& c = config_;
+  const KernelTable& kt = BestKernels();
+  const size_t Hb = static_cast<size_t>(c.backbone_hidden_size), Hd = static_cast<size_t>(c.hidden_size);
+  const float eps = c.rms_norm_eps;
+  const int P = args.pos;
+
+  // x = [E_target[tok] * sqrt(H_b), h_in]; z = pre_projection x (no norm, no scale)
+  x_.resize(2 * Hb);
+  target_.EmbedScaled(args.token, x_.data());
+  std::memcpy(x_.data() + Hb, args.h_in, Hb * sizeof(float));
+  z_.resize(Hd);
+  MatMul(kt, pool, pre_proj_, x_.data(), 1, z_.data());
+
+  a_.resize(Hd);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerWeights& w = layers_[l];
+    const bool full = c.layer_types[l] == AttnType::kFull;
+    const int hd = c.LayerHeadDim(static_cast<int>(l)), nh = c.num_heads, nkv = c.LayerKvHeads(static_cast<int>(l));
+    const int slot = full ? slot_full_ : slot_sliding_;
+    RmsNorm(z_.data(), w.input_norm.data(), Hd, eps, a_.data());
+    q_.resize(static_cast<size_t>(nh * hd));
+    MatMul(kt, pool, w.q, a_.data(), 1, q_.data());
+    const float* inv = full ? rope_full_.data() : rope_sliding_.data();
+    // A q_len = 1 query needs no causal mask: it sees every committed key in its window.
+    const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);
+    o_.assign(static_cast<size_t>(nh * hd), 0.0f);
+    scores_.resize(static_cast<size_t>(std::max(1, P - lo)));
+    for (int h = 0; h < nh; ++h) {
+      float* qh = &q_[static_cast<size_t>(h * hd)];
+      RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), eps, qh);
+      ApplyRope(qh, hd, inv, P);
+      if (P - lo <= 0) continue;  // no visible keys (cannot happen after a non-empty prefill)
+      const size_t koff = static_cast<size_t>((h / (nh / nkv)) * hd);
+      float mx = -INFINITY;
+      for (int j = lo; j < P; ++j) {
+        scores_[static_cast<size_t>(j - lo)] = kt.dot(qh, args.cache->K(slot, j) + koff, static_cast<size_t>(hd));
+        mx = std::max(mx, scores_[static_cast<size_t>(j - lo)]);
+      }
+      float sum = 0.0f;
+      for (int j = lo; j < P; ++j) sum += (scores_[static_cast<size_t>(j - lo)] = std::exp(scores_[static_cast<size_t>(j - lo)] - mx));
+      float* oh = &o_[static_cast<size_t>(h * hd)];
+      for (int j = lo; j < P; ++j) kt.axpy(scores_[static_cast<size_t>(j - lo)], args.cache->V(slot, j) + koff, oh, static_cast<size_t>(hd));
+      for (int i = 0; i < hd; ++i) oh[i] /= sum;
+    }
+    MatMul(kt, pool, w.o, o_.data(), 1, a_.data());
+    RmsNorm(a_.data(), w.post_attn_norm.data(), Hd, eps, a_.data());
+    for (size_t i = 0; i < Hd; ++i) z_[i] += a_[i];
+    RmsNorm(z_.data(), w.pre_ffn_norm.data(), Hd, eps, a_.data());
+    const size_t ff = static_cast<size_t>(c.intermediate_size);
+    g_.resize(ff);
+    u_.resize(ff);
+    MatMul(kt, pool, w.gate, a_.data(), 1, g_.data());
+    MatMul(kt, pool, w.up, a_.data(), 1, u_.data());
+    for (size_t i = 0; i < ff; ++i) g_[i] = GeluTanh(g_[i]) * u_[i];
+    MatMul(kt, pool, w.down, g_.data(), 1, a_.data());
+    RmsNorm(a_.data(), w.post_ffn_norm.data(), Hd, eps, a_.data());
+    for (size_t i = 0; i < Hd; ++i) z_[i] = (z_[i] + a_[i]) * w.layer_scalar;
+  }
+
+  out->hidden.resize(Hd);
+  RmsNorm(z_.data(), final_norm_.data(), Hd, eps, out->hidden.data());
+  out->h_out.resize(Hb);
+  MatMul(kt, pool, post_proj_, out->hidden.data(), 1, out->h_out.data());
+
+  if (!c.use_ordered_embeddings) {  // dense tied head over the whole vocabulary (no softcap)
+    out->candidates.clear();
+    out->logits.resize(static_cast<size_t>(c.vocab_size));
+    MatMul(kt, pool, embed_, out->hidden.data(), 1, out->logits.data());
+    return;
+  }
+  // Centroid head: score clusters, keep the top-k (ties: lower index), score only their tokens.
+  cscore_.resize(static_cast<size_t>(c.num_centroids));
+  MatMul(kt, pool, centroids_, out->hidden.data(), 1, cscore_.data());
+  std::vector<int> order(static_cast<size_t>(c.num_centroids));
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + c.centroid_top_k, order.end(), [&](int a, int b) {
+    return cscore_[static_cast<size_t>(a)] != cscore_[static_cast<size_t>(b)] ? cscore_[static_cast<size_t>(a)] > cscore_[static_cast<size_t>(b)] : a < b;
+  });
+  const int per = c.vocab_size / c.num_centroids;
+  out->candidates.resize(static_cast<size_t>(c.centroid_top_k * per));
+  for (int s = 0; s < c.centroid_top_k; ++s) {
+    const int* ids = &token_ordering_[static_cast<size_t>(order[static_cast<size_t>(s)] * per)];
+    std::copy(ids, ids + per, out->candidates.begin() + static_cast<long>(s * per));
+  }
+  out->logits.resize(out->candidates.size());
+  pool.ParallelFor(out->candidates.size(), [&](size_t i, int) {
+    const MatView row{embed_.dtype, embed_.Row(out->candidates[i]), 1, embed_.cols};
+    kt.matmul_rows({.w = row, .x = out->hidden.data(), .ldx = Hd, .m = 1, .n_begin = 0, .n_end = 1, .y = &out->logits[i], .ldy = 1});
+  });
+}
+
+}  // namespace specula
