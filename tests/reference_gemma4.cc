@@ -171,6 +171,8 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
     }
   }
   RefOutput out;
+  out.k = K;
+  out.v = Vv;
   const VecD fn = Vec("norm.weight");
   for (int t = 0; t < T; ++t) {
     out.hidden.push_back(Rms(h[t], &fn, eps));

@@ -14,6 +14,8 @@ namespace specula::test {
 struct RefOutput {
   std::vector<std::vector<double>> logits;  // [T][V] after the softcap
   std::vector<std::vector<double>> hidden;  // [T][H] post-final-norm
+  // Per layer, the K and V rows it computed [T][kv_dim] (empty on KV-shared layers).
+  std::vector<std::vector<std::vector<double>>> k, v;
 };
 
 class ReferenceGemma4 {

@@ -40,6 +40,20 @@ std::string MakePreset(const std::string& preset, DType dtype) {
   return MakeCheckpoint(preset + "-" + std::string(DTypeName(dtype)), *spec);
 }
 
+std::pair<std::string, std::string> MakePair(const std::string& preset, bool centroid_head) {
+  const std::string target = MakePreset(preset);
+  const std::string dir = target + (centroid_head ? "-asst-centroid" : "-asst-dense");
+  static std::map<std::string, bool> made;
+  if (!made[dir]) {
+    RandomAssistantSpec a = AssistantPresetFor(preset);
+    a.centroid_head = centroid_head;
+    Status s = WriteRandomAssistant(a, *TargetPreset(preset), dir);
+    EXPECT_TRUE(s.ok()) << s.message();
+    made[dir] = true;
+  }
+  return {target, dir};
+}
+
 RunResult RunCli(const std::string& args) {
   static int counter = 0;
   const std::string base = std::string(SPECULA_TEST_TMP) + "/cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);

@@ -14,6 +14,9 @@ std::string TempDir(const std::string& name);
 std::string MakeCheckpoint(const std::string& name, const RandomTargetSpec& spec);
 std::string MakePreset(const std::string& preset, DType dtype = DType::kBF16);
 
+// A target preset plus a matching random assistant: {target_dir, assistant_dir}.
+std::pair<std::string, std::string> MakePair(const std::string& preset, bool centroid_head);
+
 struct RunResult {
   int exit_code = -1;
   std::string out, err;

@@ -9,6 +9,7 @@ struct MakeRandomFlags {
   std::string out, preset = "e2b-tiny", dtype = "bf16", tokenizer, assistant, head = "auto";
   uint64_t seed = 1;
   int shards = 1;
+  float logit_gain = 0, qk_norm = 0;
 };
 }  // namespace
 
@@ -23,6 +24,8 @@ Runner AddMakeRandom(CLI::App& app) {
   c->add_option("--seed", flags->seed, "random seed");
   c->add_option("--shards", flags->shards, "number of safetensors shards (>1 writes an index)");
   c->add_option("--tokenizer", flags->tokenizer, "copy this tokenizer.json instead of a synthetic one");
+  c->add_option("--logit-gain", flags->logit_gain, "embedding scale: logits get about this std");
+  c->add_option("--qk-norm", flags->qk_norm, "q/k norm weight scale");
   c->add_option("--assistant", flags->assistant, "also write a matching MTP assistant to this directory");
   c->add_option("--assistant-head", flags->head, "auto | centroid | dense (auto: centroid for E-series shapes)");
   return [flags]() {
@@ -39,6 +42,8 @@ Runner AddMakeRandom(CLI::App& app) {
     }
     if (flags->shards < 1 || flags->shards > 999) return Fail("--shards: must be in [1, 999]");
     spec->seed = flags->seed;
+    if (flags->logit_gain > 0) spec->logit_gain = flags->logit_gain;
+    if (flags->qk_norm > 0) spec->qk_norm_scale = flags->qk_norm;
     spec->shards = flags->shards;
     spec->tokenizer_json = flags->tokenizer;
     if (Status s = WriteRandomTarget(*spec, flags->out); !s.ok()) return Fail(s.message());

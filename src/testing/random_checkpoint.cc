@@ -269,10 +269,10 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
     }
     add(p + "layer_scalar", {1}, {0.75f, 0.25f});
     mat(p + "self_attn.q_proj.weight", s.num_heads * hd, H);
-    norm(p + "self_attn.q_norm.weight", hd);
+    add(p + "self_attn.q_norm.weight", {hd}, {s.qk_norm_scale, 0.25f * s.qk_norm_scale});
     if (i < first_shared) {
       mat(p + "self_attn.k_proj.weight", nkv * hd, H);
-      norm(p + "self_attn.k_norm.weight", hd);
+      add(p + "self_attn.k_norm.weight", {hd}, {s.qk_norm_scale, 0.25f * s.qk_norm_scale});
       if (!keqv) mat(p + "self_attn.v_proj.weight", nkv * hd, H);
     }
     mat(p + "self_attn.o_proj.weight", H, s.num_heads * hd);

@@ -33,7 +33,11 @@ struct RandomTargetSpec {
   DType dtype = DType::kBF16;
   uint64_t seed = 1;
   int shards = 1;  // >1: model-0000i-of-0000n.safetensors + index
-  float logit_gain = 4.0f;  // scales the embedding so logits have a std of about this
+  // Scales the embedding: logits get about this std. Larger values let the tied embedding dominate
+  // the residual stream and random models then just repeat their input token; 1.5 keeps greedy
+  // output diverse (hundreds of distinct tokens over 1000 steps), which the lossless tests need.
+  float logit_gain = 1.5f;
+  float qk_norm_scale = 1.0f;  // q/k norm weights: attention scores have a std of ~scale^2 sqrt(hd)
   std::string tokenizer_json;  // copy this tokenizer.json; empty: synthesize one of vocab_size
 };
 

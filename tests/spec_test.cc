@@ -1,0 +1,327 @@
+// Lossless speculative decoding: greedy speculative output equals plain greedy output token for
+// token (random MTP pairs, partially correct replay drafters, every K), edge cases, and the
+// distribution of sampled speculative output.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "specula/base/json.h"
+#include "specula/base/thread_pool.h"
+#include "specula/models/gemma4_assistant.h"
+#include "specula/runtime/generate.h"
+#include "specula/spec/mtp_drafter.h"
+#include "specula/spec/replay_drafter.h"
+#include "specula/spec/spec_loop.h"
+#include "test_util.h"
+
+namespace specula {
+namespace {
+
+struct Fixture {
+  std::unique_ptr<Gemma4Model> target;
+  std::unique_ptr<Gemma4Assistant> assistant;
+};
+
+Fixture LoadPair(const std::string& preset, bool centroid) {
+  const auto [tdir, adir] = test::MakePair(preset, centroid);
+  Fixture f;
+  f.target = std::move(*Gemma4Model::Load(tdir));
+  Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(adir, *f.target);
+  EXPECT_TRUE(a.ok()) << a.status().message();
+  f.assistant = std::move(*a);
+  return f;
+}
+
+const std::vector<int> kPrompt = {2, 461, 364, 446, 450};
+
+GenerateResult Plain(Gemma4Model& m, std::span<const int> prompt, int n, std::vector<int> stop = {}, int ctx = 1200) {
+  ThreadPool pool(2);
+  auto cache = m.NewCache(ctx);
+  GenerateOptions o;
+  o.max_new_tokens = n;
+  o.stop_ids = std::move(stop);
+  Result<GenerateResult> r = GeneratePlain(m, pool, *cache, prompt, o, nullptr);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return *r;
+}
+
+SpecResult Spec(Gemma4Model& m, Drafter& d, std::span<const int> prompt, int n, int k, std::vector<int> stop = {},
+                int ctx = 1200, DraftPolicy* policy = nullptr, SamplingParams sp = {}) {
+  ThreadPool pool(2);
+  auto cache = m.NewCache(ctx, k + 1);  // the smallest headroom that works: exercises ring rollback
+  SpecOptions o;
+  o.base.max_new_tokens = n;
+  o.base.stop_ids = std::move(stop);
+  o.base.sampling = sp;
+  o.draft_max = k;
+  o.policy = policy;
+  Result<SpecResult> r = GenerateSpeculative(m, d, pool, *cache, prompt, o, nullptr);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? *r : SpecResult{};
+}
+
+std::vector<int> Sequence(std::span<const int> prompt, const std::vector<int>& gen) {
+  std::vector<int> s(prompt.begin(), prompt.end());
+  s.insert(s.end(), gen.begin(), gen.end());
+  return s;
+}
+
+class SpecEqualsPlain : public ::testing::TestWithParam<std::pair<std::string, bool>> {};
+
+TEST_P(SpecEqualsPlain, GreedyOver1000TokensForEveryK) {
+  Fixture f = LoadPair(GetParam().first, GetParam().second);
+  const GenerateResult plain = Plain(*f.target, kPrompt, 1000);  // 1000 tokens: ~60 sliding windows
+  ASSERT_EQ(plain.ids.size(), 1000u);
+  // A model stuck repeating itself would make equality trivial; these random models are not.
+  EXPECT_GT(std::set<int>(plain.ids.begin(), plain.ids.end()).size(), 100u);
+  EXPECT_GT(std::set<int>(plain.ids.begin() + 500, plain.ids.end()).size(), 50u);
+  MtpDrafter mtp(*f.assistant);
+  for (int k : {1, 2, 3, 4, 6, 8}) {
+    const SpecResult s = Spec(*f.target, mtp, kPrompt, 1000, k);
+    ASSERT_EQ(s.gen.ids, plain.ids) << "MTP drafter, K=" << k;
+    EXPECT_GT(s.spec.drafted, 0);
+    // A partially correct drafter exercises every acceptance length and rollback depth.
+    ReplayDrafter noisy(Sequence(kPrompt, plain.ids), 512, /*corrupt_prob=*/0.25, /*seed=*/k);
+    const SpecResult r = Spec(*f.target, noisy, kPrompt, 1000, k);
+    ASSERT_EQ(r.gen.ids, plain.ids) << "noisy replay, K=" << k;
+    EXPECT_GT(r.spec.acceptance_rate(), 0.3) << k;
+    EXPECT_LT(r.spec.acceptance_rate(), 0.95) << k;
+    EXPECT_LT(r.gen.stats.target_forwards, plain.stats.target_forwards);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Pairs, SpecEqualsPlain,
+                         ::testing::Values(std::make_pair(std::string("e2b-tiny"), true),
+                                           std::make_pair(std::string("31b-tiny"), false)),
+                         [](const auto& i) { return i.param.second ? std::string("e2b_centroid") : std::string("b31_dense"); });
+
+TEST(Spec, PerfectReplayReachesFullAcceptance) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  const GenerateResult plain = Plain(*f.target, kPrompt, 301);
+  ReplayDrafter replay(Sequence(kPrompt, plain.ids), 512);
+  const SpecResult s = Spec(*f.target, replay, kPrompt, 301, 4);
+  EXPECT_EQ(s.gen.ids, plain.ids);
+  EXPECT_EQ(s.spec.acceptance_rate(), 1.0);
+  EXPECT_EQ(s.spec.mean_tokens_per_round(), 5.0);  // 300 tokens after the first in 60 rounds of K+1
+  EXPECT_EQ(s.spec.draft_rounds, 60);
+  EXPECT_EQ(s.gen.stats.target_forwards, 61);  // prefill + 60 verify passes
+  EXPECT_EQ(s.spec.accepted_per_position, (std::vector<int>{60, 60, 60, 60}));
+}
+
+// Every round must hand the drafter the pending token at position P and the target's post-norm
+// hidden state of position P-1 (the row whose logits produced that token), bit for bit.
+class CheckingDrafter : public Drafter {
+ public:
+  CheckingDrafter(Drafter& inner, std::vector<int> sequence, std::vector<float> hidden, int h)
+      : inner_(inner), sequence_(std::move(sequence)), hidden_(std::move(hidden)), h_(h) {}
+  Draft Propose(const DraftRequest& r, ThreadPool& pool) override {
+    ++calls;
+    EXPECT_EQ(r.token, sequence_[static_cast<size_t>(r.pos)]) << "pending token at " << r.pos;
+    EXPECT_EQ(r.cache->length(), r.pos) << "the cache must hold exactly the committed positions";
+    EXPECT_EQ(0, std::memcmp(r.hidden.data(), &hidden_[static_cast<size_t>(r.pos - 1) * h_], h_ * sizeof(float)))
+        << "hidden row for position " << r.pos - 1;
+    return inner_.Propose(r, pool);
+  }
+  int calls = 0;
+
+ private:
+  Drafter& inner_;
+  std::vector<int> sequence_;
+  std::vector<float> hidden_;
+  size_t h_;
+};
+
+TEST(Spec, DrafterGetsTheRightTokenPositionAndHiddenRow) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  const GenerateResult plain = Plain(*f.target, kPrompt, 200);
+  const std::vector<int> seq = Sequence(kPrompt, plain.ids);
+  ThreadPool pool(1);
+  auto cache = f.target->NewCache(256);
+  ForwardOutput all;
+  ASSERT_TRUE(f.target->Forward({.ids = seq, .cache = cache.get()}, pool, &all).ok());
+  for (double corrupt : {0.0, 0.3}) {
+    ReplayDrafter replay(seq, 512, corrupt, 4);
+    CheckingDrafter check(replay, seq, all.hidden, f.target->config().hidden_size);
+    const SpecResult s = Spec(*f.target, check, kPrompt, 200, 3);
+    EXPECT_EQ(s.gen.ids, plain.ids);
+    EXPECT_EQ(check.calls, s.spec.draft_rounds);
+    EXPECT_GT(check.calls, 40);
+  }
+}
+
+TEST(Spec, StopTokenInsideADraft) {
+  Fixture f = LoadPair("31b-tiny", false);
+  const GenerateResult free_run = Plain(*f.target, kPrompt, 200);
+  // Pick a token whose first occurrence is well inside the run as the stop id.
+  int stop = -1;
+  size_t at = 0;
+  for (size_t i = 3; i < free_run.ids.size() && stop < 0; ++i) {
+    if (std::find(free_run.ids.begin(), free_run.ids.begin() + static_cast<long>(i), free_run.ids[i]) == free_run.ids.begin() + static_cast<long>(i)) {
+      stop = free_run.ids[i];
+      at = i;
+    }
+  }
+  ASSERT_GE(stop, 0);
+  const GenerateResult plain = Plain(*f.target, kPrompt, 200, {stop});
+  ASSERT_EQ(plain.ids.size(), at + 1);
+  EXPECT_EQ(plain.stop, StopReason::kStopToken);
+  for (int k : {3, 8}) {
+    ReplayDrafter replay(Sequence(kPrompt, free_run.ids), 512);  // keeps drafting past the stop id
+    const SpecResult s = Spec(*f.target, replay, kPrompt, 200, k, {stop});
+    EXPECT_EQ(s.gen.ids, plain.ids);
+    EXPECT_EQ(s.gen.stop, StopReason::kStopToken);
+  }
+}
+
+TEST(Spec, BudgetEndsInsideADraftAndKExceedsBudget) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  for (int n : {1, 2, 3, 23}) {
+    const GenerateResult plain = Plain(*f.target, kPrompt, n);
+    ReplayDrafter replay(Sequence(kPrompt, Plain(*f.target, kPrompt, 40).ids), 512);
+    const SpecResult s = Spec(*f.target, replay, kPrompt, n, 8);
+    EXPECT_EQ(s.gen.ids, plain.ids) << n;
+    EXPECT_EQ(s.gen.stop, StopReason::kLength);
+  }
+}
+
+TEST(Spec, OneTokenPromptAndContextLimit) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  const std::vector<int> one = {2};
+  MtpDrafter mtp(*f.assistant);
+  EXPECT_EQ(Spec(*f.target, mtp, one, 60, 4).gen.ids, Plain(*f.target, one, 60).ids);
+  // Context of 20: plain stops with 15 tokens (positions 5..19), and so must speculation.
+  const GenerateResult plain = Plain(*f.target, kPrompt, 100, {}, 20);
+  EXPECT_EQ(plain.stop, StopReason::kContext);
+  ReplayDrafter replay(Sequence(kPrompt, Plain(*f.target, kPrompt, 40).ids), 512);
+  const SpecResult s = Spec(*f.target, replay, kPrompt, 100, 6, {}, 20);
+  EXPECT_EQ(s.gen.ids, plain.ids);
+  EXPECT_EQ(s.gen.stop, StopReason::kContext);
+}
+
+TEST(Spec, AdaptivePolicyPausesUselessDraftingAndStaysLossless) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  const GenerateResult plain = Plain(*f.target, kPrompt, 300);
+  MtpDrafter mtp(*f.assistant);  // random weights: almost nothing is accepted
+  const SpecResult fixed = Spec(*f.target, mtp, kPrompt, 300, 4);
+  AdaptivePolicy adaptive({.max_k = 4});
+  const SpecResult adapt = Spec(*f.target, mtp, kPrompt, 300, 4, {}, 1200, &adaptive);
+  EXPECT_EQ(adapt.gen.ids, plain.ids);
+  EXPECT_EQ(fixed.gen.ids, plain.ids);
+  EXPECT_LT(adapt.spec.drafted * 5, fixed.spec.drafted);  // drafting mostly paused
+  // With a perfect drafter the adaptive policy keeps drafting at full length.
+  ReplayDrafter replay(Sequence(kPrompt, plain.ids), 512);
+  AdaptivePolicy adaptive2({.max_k = 4, .min_confidence = 0.0f});
+  const SpecResult full = Spec(*f.target, replay, kPrompt, 300, 4, {}, 1200, &adaptive2);
+  EXPECT_EQ(full.gen.ids, plain.ids);
+  EXPECT_EQ(full.spec.acceptance_rate(), 1.0);
+  EXPECT_GT(full.spec.mean_tokens_per_round(), 4.9);
+}
+
+TEST(Spec, TraceHasOneLinePerRound) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  const GenerateResult plain = Plain(*f.target, kPrompt, 50);
+  ReplayDrafter replay(Sequence(kPrompt, plain.ids), 512, 0.3, 1);
+  std::ostringstream trace;
+  ThreadPool pool(1);
+  auto cache = f.target->NewCache(100);
+  SpecOptions o;
+  o.base.max_new_tokens = 50;
+  o.draft_max = 3;
+  o.trace = &trace;
+  Result<SpecResult> r = GenerateSpeculative(*f.target, replay, pool, *cache, kPrompt, o, nullptr);
+  ASSERT_TRUE(r.ok());
+  std::istringstream lines(trace.str());
+  std::string line;
+  int n = 0, accepted = 0;
+  int pos = static_cast<int>(kPrompt.size());
+  while (std::getline(lines, line)) {
+    const Json j = Json::parse(line);
+    EXPECT_EQ(j["pos"], pos);  // rounds start where the previous one left off
+    accepted += j["accepted"].get<int>();
+    pos += j["accepted"].get<int>() + 1;
+    EXPECT_LE(j["drafted"].size(), 3u);
+    ++n;
+  }
+  EXPECT_EQ(n, r->spec.draft_rounds);
+  EXPECT_EQ(accepted, r->spec.accepted);
+}
+
+// Sampled speculative decoding must keep the target's distribution. The second generated token is
+// the first one produced by a speculative round; conditioned on the first token its distribution
+// must equal the target's processed distribution after prompt + first token (chi-square).
+TEST(Spec, SampledOutputHasTheTargetDistribution) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  const SamplingParams sp{.temperature = 1.0f, .top_k = 4};
+  ThreadPool pool(1);
+  // Exact p(t2 | t1) from the target.
+  std::map<int, std::map<int, double>> expected;
+  auto expect_for = [&](int t1) -> const std::map<int, double>& {
+    auto it = expected.find(t1);
+    if (it != expected.end()) return it->second;
+    auto cache = f.target->NewCache(32);
+    std::vector<int> ids = kPrompt;
+    ids.push_back(t1);
+    ForwardOutput out;
+    EXPECT_TRUE(f.target->Forward({.ids = ids, .cache = cache.get()}, pool, &out).ok());
+    std::map<int, double>& m = expected[t1];
+    for (const auto& [tok, p] : Sampler(sp).Distribution(out.logits.data(), 512).probs) m[tok] = p;
+    return m;
+  };
+  MtpDrafter mtp(*f.assistant);  // drafts sampled from its centroid-head q
+  for (int which = 0; which < 2; ++which) {
+    std::map<int, std::map<int, int>> counts;
+    const int n = 3000;
+    for (int seed = 0; seed < n; ++seed) {
+      SamplingParams s = sp;
+      s.seed = static_cast<uint64_t>(seed) + 1000003ull * which;
+      // Replay guesses a fixed likely continuation: its point-mass drafts are sometimes accepted.
+      std::vector<int> guess = kPrompt;
+      guess.insert(guess.end(), {13, 13, 13});
+      ReplayDrafter replay(guess, 512);
+      Drafter& d = which == 0 ? static_cast<Drafter&>(mtp) : static_cast<Drafter&>(replay);
+      const SpecResult r = Spec(*f.target, d, kPrompt, 2, 2, {}, 32, nullptr, s);
+      ASSERT_EQ(r.gen.ids.size(), 2u);
+      counts[r.gen.ids[0]][r.gen.ids[1]]++;
+    }
+    double chi2 = 0;
+    int dof = 0;
+    for (const auto& [t1, row] : counts) {
+      int total = 0;
+      for (const auto& [t2, c] : row) total += c;
+      const auto& p = expect_for(t1);
+      for (const auto& [t2, c] : row) EXPECT_TRUE(p.count(t2)) << "token outside the target's support";
+      for (const auto& [t2, q] : p) {
+        const double e = total * q;
+        const auto it = row.find(t2);
+        chi2 += std::pow((it == row.end() ? 0 : it->second) - e, 2) / e;
+      }
+      dof += static_cast<int>(p.size()) - 1;
+    }
+    // 99.9th percentile of chi-square: about dof + 3.1 sqrt(2 dof) + 10 for these dof.
+    EXPECT_LT(chi2, dof + 3.1 * std::sqrt(2.0 * dof) + 10) << (which == 0 ? "MTP drafter" : "replay drafter") << " dof " << dof;
+  }
+}
+
+TEST(AdaptivePolicyUnit, GrowsShrinksAndPauses) {
+  AdaptivePolicy p({.max_k = 4, .min_confidence = 0.2f, .low_acceptance = 0.15, .pause_rounds = 3, .smoothing = 0.5});
+  EXPECT_EQ(p.NextLength(), 4);
+  p.Observe(4, 1);
+  EXPECT_EQ(p.NextLength(), 2);  // shrink to accepted + 1
+  p.Observe(2, 2);
+  EXPECT_EQ(p.NextLength(), 3);  // grow after a fully accepted round
+  p.Observe(3, 0);
+  p.Observe(1, 0);
+  p.Observe(1, 0);  // the moving average falls below 0.15: pause
+  EXPECT_EQ(p.NextLength(), 0);
+  EXPECT_EQ(p.NextLength(), 0);
+  EXPECT_EQ(p.NextLength(), 0);
+  EXPECT_EQ(p.NextLength(), 1);  // probe again
+  EXPECT_FLOAT_EQ(p.MinConfidence(), 0.2f);
+}
+
+}  // namespace
+}  // namespace specula
