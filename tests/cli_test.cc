@@ -76,6 +76,39 @@ TEST(Cli, PromptIdsFileChatAndSampling) {
   EXPECT_NE(ja["ids"], jc["ids"]);
 }
 
+TEST(Cli, SpeculativeGenerateMatchesPlainAndReportsStats) {
+  const auto [m, a] = test::MakePair("e2b-tiny", true);
+  const std::string trace = test::TempDir("cli-trace") + "/t.jsonl";
+  const test::RunResult plain = RunCli("generate -m " + m + " -p 'the quick brown fox' -n 60 --json");
+  const test::RunResult spec = RunCli("generate -m " + m + " -md " + a + " --draft-max 4 -p 'the quick brown fox' -n 60 --json --trace " + trace);
+  ASSERT_EQ(spec.exit_code, 0) << spec.err;
+  const Json p = ParseOut(plain), s = ParseOut(spec);
+  EXPECT_EQ(s["ids"], p["ids"]);
+  EXPECT_EQ(s["text"], p["text"]);
+  const Json& st = s["stats"];
+  for (const char* k : {"draft_rounds", "drafted", "accepted", "acceptance_rate", "mean_tokens_per_round", "accepted_per_position"}) {
+    EXPECT_TRUE(st.contains(k)) << k;
+  }
+  EXPECT_EQ(st["draft_max"], 4);
+  EXPECT_EQ(st["accepted_per_position"].size(), 4u);
+  EXPECT_GT(st["drafted"].get<int>(), 0);
+  std::ifstream in(trace);
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    const Json j = Json::parse(line);
+    EXPECT_TRUE(j.contains("pos") && j.contains("drafted") && j.contains("accepted") && j.contains("bonus"));
+    ++lines;
+  }
+  EXPECT_EQ(lines, st["draft_rounds"].get<int>());
+  // Adaptive policy, the assistant's num_assistant_tokens default, and sampling all run.
+  const test::RunResult ad = RunCli("generate -m " + m + " -md " + a + " --draft-policy adaptive -p hi -n 30 --json");
+  ASSERT_EQ(ad.exit_code, 0) << ad.err;
+  EXPECT_EQ(ParseOut(ad)["stats"]["draft_max"], 3);  // no num_assistant_tokens: the default
+  const test::RunResult smp = RunCli("generate -m " + m + " -md " + a + " -p hi -n 30 --json --temp 0.8 --top-k 20 --seed 3");
+  ASSERT_EQ(smp.exit_code, 0) << smp.err;
+}
+
 TEST(Cli, TokenizeAndInspect) {
   const std::string m = test::MakePreset("31b-tiny");
   test::RunResult r = RunCli("tokenize -m " + m + " -p 'the cat' --json");
@@ -113,6 +146,15 @@ TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
       {"inspect /nonexistent", "/nonexistent"},
       {"frobnicate", "unknown command 'frobnicate'"},
       {"make-random " + test::TempDir("cli-bad") + " --preset nope", "unknown preset 'nope'"},
+      {"generate -m " + m + " -md /nonexistent -p hi", "/nonexistent/config.json"},
+      {"generate -m " + m + " -md " + m + " -p hi", "not a Gemma 4 assistant"},
+      {"generate -m " + m + " -md " + test::MakePair("31b-tiny", false).second + " -p hi", "assistant does not fit the target"},
+      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second + " --draft-max 0 -p hi", "--draft-max: must be in [1, 32]"},
+      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second + " --draft-max 100000 -p hi", "--draft-max"},
+      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second + " --draft-policy greedy -p hi", "--draft-policy: expected fixed or adaptive"},
+      {"generate -m " + m + " --draft-max 4 -p hi", "need a drafter"},
+      {"generate -m " + m + " --trace /tmp/x.jsonl -p hi", "--trace: needs a drafter"},
+      {"generate -md " + test::MakePair("e2b-tiny", true).second + " -p hi", "--model is required"},
   };
   for (const Case& c : cases) {
     const test::RunResult r = RunCli(c.args);

@@ -35,7 +35,7 @@ struct GenerateFlags {
   bool chat = false;
   bool json = false;
   std::string draft, draft_policy = "fixed", trace;
-  int draft_max = 0;  // 0: the assistant's num_assistant_tokens, else kDefaultDraftMax
+  std::optional<int> draft_max;  // unset: the assistant's num_assistant_tokens, else kDefaultDraftMax
 };
 
 // Measured on E2B-shaped pairs with the replay drafter (README): K = 3 is where the verify cost
@@ -73,10 +73,10 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   if (f.n_predict < 0) return Fail("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
   if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
   if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
-  if (f.draft_max != 0 && (f.draft_max < 1 || f.draft_max > kMaxDraftMax)) {
-    return Fail("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " + std::to_string(f.draft_max) + ")");
+  if (f.draft_max && (*f.draft_max < 1 || *f.draft_max > kMaxDraftMax)) {
+    return Fail("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " + std::to_string(*f.draft_max) + ")");
   }
-  if (f.draft.empty() && (f.draft_max != 0 || f.draft_policy != "fixed")) {
+  if (f.draft.empty() && (f.draft_max || f.draft_policy != "fixed")) {
     return Fail("--draft-max/--draft-policy: need a drafter (-md/--draft DIR)");
   }
   if (have_ids && f.chat) return Fail("--chat: cannot be combined with --prompt-ids");
@@ -142,13 +142,13 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   }
   // The assistant, when given, is validated against the target before anything runs.
   std::unique_ptr<Gemma4Assistant> assistant;
-  int draft_max = f.draft_max;
+  int draft_max = f.draft_max.value_or(0);
   std::unique_ptr<DraftPolicy> policy;
   if (!f.draft.empty()) {
     Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(f.draft, **model);
     if (!a.ok()) return Fail(a.status().message());
     assistant = std::move(*a);
-    if (draft_max == 0) {
+    if (!f.draft_max) {
       Result<GenerationConfig> ag = GenerationConfig::LoadFromDir(f.draft);
       if (!ag.ok()) return Fail(ag.status().message());
       draft_max = ag->num_assistant_tokens.value_or(kDefaultDraftMax);
