@@ -118,6 +118,19 @@ TEST_P(KernelsTest, AxpyMatchesReference) {
   }
 }
 
+TEST_P(KernelsTest, StreamReadTouchesEveryWord) {
+  for (size_t words : {8u, 64u, 1000u, 4096u}) {
+    std::vector<uint64_t> buf(words, 0);
+    const auto* p = reinterpret_cast<const uint8_t*>(buf.data());
+    EXPECT_EQ(k_.stream_read(p, words * 8), 0u);
+    for (size_t at : {size_t{0}, words / 3, words - 1}) {
+      buf.assign(words, 0);
+      buf[at] = 0xABCDEF12345ull;  // a single non-zero word survives the fold unchanged
+      EXPECT_EQ(k_.stream_read(p, words * 8), 0xABCDEF12345ull) << k_.target << " word " << at << " of " << words;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTargets, KernelsTest, ::testing::ValuesIn(RunnableTargets()),
                          [](const ::testing::TestParamInfo<int64_t>& info) {
                            return std::string(hwy::TargetName(info.param));

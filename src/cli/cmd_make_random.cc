@@ -7,6 +7,7 @@ namespace specula::cli {
 namespace {
 struct MakeRandomFlags {
   std::string out, preset = "e2b-tiny", dtype = "bf16", tokenizer, assistant, head = "auto";
+  bool assistant_only = false;
   uint64_t seed = 1;
   int shards = 1;
   float logit_gain = 0, qk_norm = 0;
@@ -27,6 +28,7 @@ Runner AddMakeRandom(CLI::App& app) {
   c->add_option("--logit-gain", flags->logit_gain, "embedding scale: logits get about this std");
   c->add_option("--qk-norm", flags->qk_norm, "q/k norm weight scale");
   c->add_option("--assistant", flags->assistant, "also write a matching MTP assistant to this directory");
+  c->add_flag("--assistant-only", flags->assistant_only, "write only the assistant (the target exists)");
   c->add_option("--assistant-head", flags->head, "auto | centroid | dense (auto: centroid for E-series shapes)");
   return [flags]() {
     Result<RandomTargetSpec> spec = TargetPreset(flags->preset);
@@ -46,8 +48,11 @@ Runner AddMakeRandom(CLI::App& app) {
     if (flags->qk_norm > 0) spec->qk_norm_scale = flags->qk_norm;
     spec->shards = flags->shards;
     spec->tokenizer_json = flags->tokenizer;
-    if (Status s = WriteRandomTarget(*spec, flags->out); !s.ok()) return Fail(s.message());
-    std::cerr << "wrote " << flags->preset << " checkpoint to " << flags->out << "\n";
+    if (flags->assistant_only && flags->assistant.empty()) return Fail("--assistant-only: needs --assistant DIR");
+    if (!flags->assistant_only) {
+      if (Status s = WriteRandomTarget(*spec, flags->out); !s.ok()) return Fail(s.message());
+      std::cerr << "wrote " << flags->preset << " checkpoint to " << flags->out << "\n";
+    }
     if (!flags->assistant.empty()) {
       RandomAssistantSpec a = AssistantPresetFor(flags->preset);
       if (flags->head == "centroid") {

@@ -14,6 +14,7 @@ Runner AddGenerate(CLI::App& app);
 Runner AddTokenize(CLI::App& app);
 Runner AddInspect(CLI::App& app);
 Runner AddMakeRandom(CLI::App& app);
+Runner AddBench(CLI::App& app);
 
 int Fail(const std::string& message);  // prints the one-line error, returns 1
 

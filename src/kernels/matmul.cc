@@ -89,12 +89,31 @@ void Axpy(float alpha, const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
+uint64_t StreamRead(const uint8_t* HWY_RESTRICT p, size_t bytes) {
+  const hn::ScalableTag<uint64_t> d;
+  const size_t N = hn::Lanes(d);
+  const auto* q = reinterpret_cast<const uint64_t*>(p);
+  const size_t n = bytes / sizeof(uint64_t);
+  auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+  size_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    a0 = hn::Xor(a0, hn::LoadU(d, q + i));
+    a1 = hn::Xor(a1, hn::LoadU(d, q + i + N));
+    a2 = hn::Xor(a2, hn::LoadU(d, q + i + 2 * N));
+    a3 = hn::Xor(a3, hn::LoadU(d, q + i + 3 * N));
+  }
+  uint64_t s = hn::GetLane(hn::SumOfLanes(d, hn::Xor(hn::Xor(a0, a1), hn::Xor(a2, a3))));
+  for (; i < n; ++i) s ^= q[i];
+  return s;
+}
+
 KernelTable GetTable() {
   KernelTable t;
   t.target = hwy::TargetName(HWY_TARGET);
   t.matmul_rows = &MatMulRows;
   t.dot = &Dot;
   t.axpy = &Axpy;
+  t.stream_read = &StreamRead;
   return t;
 }
 
@@ -104,6 +123,7 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include <algorithm>
+#include <chrono>
 
 #include "specula/base/thread_pool.h"
 
@@ -123,6 +143,24 @@ KernelTable KernelsForTarget(int64_t target) {
   KernelTable t = HWY_DYNAMIC_DISPATCH(GetTable)();
   hwy::SetSupportedTargetsForTest(0);
   return t;
+}
+
+double MeasureReadBandwidthGBs(ThreadPool& pool, size_t bytes, int reps) {
+  std::vector<uint8_t> buf(bytes, 1);  // written once: every page is resident before timing
+  const KernelTable& k = BestKernels();
+  const size_t chunks = static_cast<size_t>(pool.num_threads()) * 16;
+  const size_t per = bytes / chunks / 64 * 64;
+  std::vector<uint64_t> sums(chunks);
+  double best = 0.0;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.ParallelFor(chunks, [&](size_t c, int) { sums[c] = k.stream_read(buf.data() + c * per, per); });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(per * chunks) / s / 1e9);
+  }
+  volatile uint64_t sink = 0;
+  for (uint64_t v : sums) sink = sink ^ v;
+  return best;
 }
 
 void MatMul(const KernelTable& k, ThreadPool& pool, const MatView& w, const float* x, size_t m,

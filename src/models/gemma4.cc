@@ -171,6 +171,18 @@ Status Gemma4Model::Bind() {
   return OkStatus();
 }
 
+size_t Gemma4Model::WeightBytesPerToken() const {
+  size_t bytes = 0;
+  for (const auto& [name, t] : store_->all()) {
+    if (name == config_.tensor_prefix + "embed_tokens_per_layer.weight") {
+      bytes += t->nbytes / static_cast<size_t>(t->shape[0]);  // one gathered row
+    } else if (name.rfind(config_.tensor_prefix, 0) == 0 || name == "lm_head.weight") {
+      bytes += t->nbytes;  // the tied embedding counts once: read whole by the LM head
+    }
+  }
+  return bytes;
+}
+
 std::unique_ptr<KvCache> Gemma4Model::NewCache(int context, int headroom) const {
   std::vector<KvLayerShape> shapes;
   for (const Gemma4LayerSpec& s : config_.layers) {

@@ -46,6 +46,9 @@ struct KernelTable {
   void (*matmul_rows)(const MatMulRowsArgs& args) = nullptr;
   float (*dot)(const float* a, const float* b, size_t n) = nullptr;  // same schedule as matmul
   void (*axpy)(float a, const float* x, float* y, size_t n) = nullptr;  // y += a * x
+  // Reads `bytes` (a multiple of 64) as fast as the target can; returns a checksum so the reads
+  // cannot be optimised away. Used to measure memory bandwidth.
+  uint64_t (*stream_read)(const uint8_t* p, size_t bytes) = nullptr;
 };
 
 // The best table for this CPU; selected once per process.
@@ -54,6 +57,10 @@ const KernelTable& BestKernels();
 // For tests: every target compiled into this binary that this CPU can run, and its table.
 std::vector<int64_t> RunnableTargets();
 KernelTable KernelsForTarget(int64_t target);
+
+// Sustained read bandwidth in GB/s: the pool's threads stream a buffer far larger than the caches
+// with the best kernels. (Allocates `bytes`; run it where that memory does not matter.)
+double MeasureReadBandwidthGBs(ThreadPool& pool, size_t bytes = size_t{1} << 30, int reps = 3);
 
 // y[M, N] = x[M, K] · w[N, K]^T, parallel over N. Every element is computed by one task.
 void MatMul(const KernelTable& k, ThreadPool& pool, const MatView& w, const float* x, size_t m,

@@ -56,6 +56,9 @@ class Gemma4Model {
   // E[token] * sqrt(H), the scaled input embedding (also the MTP drafter's input embedding).
   void EmbedScaled(int token, float* out) const;
   float embed_scale() const { return embed_scale_; }
+  // Bytes of weights one decode step reads: every matrix once, plus one row of each table that is
+  // only gathered (the per-layer embedding table). The memory roofline is bandwidth / this.
+  size_t WeightBytesPerToken() const;
   // The KV-cache slot holding layer `layer`'s keys (its own, or its KV-sharing source's).
   int KvSlotOf(int layer) const { return kv_slot_[static_cast<size_t>(layer)]; }
 

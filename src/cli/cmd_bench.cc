@@ -1,0 +1,272 @@
+// `specula bench`: plain vs speculative decoding on the same prompt, interleaved over several reps,
+// with the machine's measured bandwidth, the roofline fraction, the verify-cost ratio and the
+// drafter-step cost. All ratios come from one run on one machine.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "specula/base/json.h"
+#include "specula/base/sysinfo.h"
+#include "specula/base/thread_pool.h"
+#include "specula/kernels/kernels.h"
+#include "specula/models/gemma4_assistant.h"
+#include "specula/runtime/generate.h"
+#include "specula/spec/mtp_drafter.h"
+#include "specula/spec/replay_drafter.h"
+#include "specula/spec/spec_loop.h"
+#include "specula/tokenizer/tokenizer.h"
+#include "src/cli/commands.h"
+
+namespace specula::cli {
+namespace {
+
+using OJson = nlohmann::ordered_json;
+
+struct BenchFlags {
+  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt;
+  int n = 64, reps = 3, threads = 0;
+  bool json = false;
+};
+
+constexpr char kDefaultPrompt[] =
+    "Speculative decoding lets a small drafter propose several tokens that the large model then "
+    "checks in a single forward pass. When the drafter is right, several tokens cost about as much "
+    "as one; when it is wrong, nothing is lost but a little time. Write a short explanation of why "
+    "this works so well on memory-bound hardware such as laptops and small servers.";
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Bandwidth is measured in a child process so its 1 GiB buffer does not count in our peak RSS.
+double ChildBandwidth(int threads) {
+  int fds[2];
+  if (pipe(fds) != 0) return 0.0;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    ThreadPool pool(threads);
+    const double gbs = MeasureReadBandwidthGBs(pool);
+    (void)!write(fds[1], &gbs, sizeof(gbs));
+    _exit(0);
+  }
+  double gbs = 0.0;
+  (void)!read(fds[0], &gbs, sizeof(gbs));
+  close(fds[0]);
+  close(fds[1]);
+  waitpid(pid, nullptr, 0);
+  return gbs;
+}
+
+// Median seconds of a `rows`-row forward after `prompt`, rolled back each time.
+double ForwardSeconds(Gemma4Model& m, ThreadPool& pool, KvCache& cache, int rows, int reps) {
+  std::vector<int> ids(static_cast<size_t>(rows), 3);
+  std::vector<double> t;
+  ForwardOutput out;
+  const int base = cache.length();
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = NowSeconds();
+    (void)m.Forward({.ids = ids, .cache = &cache, .all_logits = rows > 1}, pool, &out);
+    t.push_back(NowSeconds() - t0);
+    (void)cache.Truncate(base);
+  }
+  return Median(t);
+}
+
+int Run(const BenchFlags& f) {
+  if (f.n < 2) return Fail("-n/--n-predict: must be >= 2 for a decode measurement");
+  if (f.reps < 1 || f.reps > 100) return Fail("--reps: must be in [1, 100]");
+  if (f.drafter != "model" && f.drafter != "replay") return Fail("--drafter: expected model or replay");
+  if (f.drafter == "model" && f.draft.empty()) return Fail("--drafter model: needs -md/--draft DIR (or use --drafter replay)");
+  std::vector<int> ks;
+  {
+    std::stringstream ss(f.draft_max);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      try {
+        size_t used = 0;
+        const int k = std::stoi(item, &used);
+        if (used != item.size() || k < 1 || k > 32) throw std::invalid_argument(item);
+        ks.push_back(k);
+      } catch (...) {
+        return Fail("--draft-max: '" + item + "' is not a draft length in [1, 32]");
+      }
+    }
+  }
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
+  if (!model.ok()) return Fail(model.status().message());
+  Gemma4Model& target = **model;
+  std::unique_ptr<Gemma4Assistant> assistant;
+  if (!f.draft.empty()) {
+    Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(f.draft, target);
+    if (!a.ok()) return Fail(a.status().message());
+    assistant = std::move(*a);
+  }
+  Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::LoadFile(f.model + "/tokenizer.json");
+  if (!tok.ok()) return Fail(tok.status().message());
+  std::vector<int> prompt = {2};
+  for (int id : (*tok)->Encode(f.prompt.empty() ? kDefaultPrompt : f.prompt)) prompt.push_back(id);
+  if (Status s = ValidatePrompt(prompt, target.config().vocab_size, 4096); !s.ok()) return Fail(s.message());
+
+  const int threads = f.threads > 0 ? f.threads : ThreadPool::DefaultThreads();
+  const double bandwidth = ChildBandwidth(threads);
+  ThreadPool pool(threads);
+  const int context = static_cast<int>(prompt.size()) + f.n + 64;
+  const int max_k = *std::max_element(ks.begin(), ks.end());
+  GenerateOptions base;
+  base.max_new_tokens = f.n;  // no stop ids: every run decodes exactly n tokens
+
+  // The reference output (the replay drafter replays it).
+  std::vector<int> sequence;
+  {
+    auto cache = target.NewCache(context);
+    Result<GenerateResult> r = GeneratePlain(target, pool, *cache, prompt, base, nullptr);
+    if (!r.ok()) return Fail(r.status().message());
+    sequence = prompt;
+    sequence.insert(sequence.end(), r->ids.begin(), r->ids.end());
+  }
+  std::vector<double> plain_tps, plain_prefill;
+  std::vector<std::vector<double>> spec_tps(ks.size());
+  std::vector<SpecStats> spec_stats(ks.size());
+  for (int rep = 0; rep < f.reps; ++rep) {
+    {
+      auto cache = target.NewCache(context);
+      Result<GenerateResult> r = GeneratePlain(target, pool, *cache, prompt, base, nullptr);
+      if (!r.ok()) return Fail(r.status().message());
+      if (r->ids != std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
+        return Fail("internal: plain decoding is not deterministic");
+      }
+      plain_tps.push_back(r->stats.decode_tok_per_s());
+      plain_prefill.push_back(prompt.size() / r->stats.prefill_s);
+    }
+    for (size_t i = 0; i < ks.size(); ++i) {
+      auto cache = target.NewCache(context, max_k + 1);
+      std::optional<MtpDrafter> mtp;
+      std::optional<ReplayDrafter> replay;
+      Drafter* d;
+      if (f.drafter == "replay") {
+        d = &replay.emplace(sequence, target.config().vocab_size);
+      } else {
+        d = &mtp.emplace(*assistant);
+      }
+      SpecOptions so{.base = base, .draft_max = ks[i]};
+      Result<SpecResult> r = GenerateSpeculative(target, *d, pool, *cache, prompt, so, nullptr);
+      if (!r.ok()) return Fail(r.status().message());
+      if (r->gen.ids != std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
+        return Fail("speculative output differs from plain output (K=" + std::to_string(ks[i]) + "): this is a bug");
+      }
+      spec_tps[i].push_back(r->gen.stats.decode_tok_per_s());
+      spec_stats[i] = r->spec;
+    }
+  }
+
+  // Cost model measurements after a real prefix.
+  auto cache = target.NewCache(context, max_k + 1);
+  ForwardOutput out;
+  (void)target.Forward({.ids = prompt, .cache = cache.get()}, pool, &out);
+  const double one_row = ForwardSeconds(target, pool, *cache, 1, 5);
+  std::optional<double> draft_step;
+  if (assistant) {
+    DraftStepOutput step;
+    std::vector<float> h(out.hidden.end() - target.config().hidden_size, out.hidden.end());
+    std::vector<double> t;
+    for (int r = 0; r < 7; ++r) {
+      const double t0 = NowSeconds();
+      assistant->Step({.token = 3, .h_in = h.data(), .pos = cache->length(), .cache = cache.get()}, pool, &step);
+      t.push_back(NowSeconds() - t0);
+    }
+    draft_step = Median(t) / one_row;
+  }
+  const double bytes = static_cast<double>(target.WeightBytesPerToken());
+  const double roofline = bandwidth * 1e9 / bytes;
+  const double plain = Median(plain_tps);
+
+  OJson results = OJson::array();
+  results.push_back({{"mode", "plain"}, {"drafter", nullptr}, {"draft_max", nullptr}, {"batch", 1},
+                     {"decode_tok_per_s", plain}, {"decode_tok_per_s_min", *std::min_element(plain_tps.begin(), plain_tps.end())},
+                     {"decode_tok_per_s_max", *std::max_element(plain_tps.begin(), plain_tps.end())},
+                     {"speedup", 1.0}, {"acceptance_rate", nullptr}, {"tokens_per_forward", 1.0},
+                     {"accepted_per_position", nullptr}, {"prefill_tok_per_s", Median(plain_prefill)},
+                     {"peak_rss_mb", PeakRssMB()}, {"roofline_fraction", plain / roofline},
+                     {"verify_cost_ratio", 1.0}, {"draft_step_cost_fraction", nullptr}});
+  for (size_t i = 0; i < ks.size(); ++i) {
+    const SpecStats& s = spec_stats[i];
+    std::vector<double> per_pos;
+    for (size_t p = 0; p < s.accepted_per_position.size(); ++p) {
+      per_pos.push_back(s.drafted_per_position[p] ? static_cast<double>(s.accepted_per_position[p]) / s.drafted_per_position[p] : 0.0);
+    }
+    const double tps = Median(spec_tps[i]);
+    results.push_back({{"mode", "spec"}, {"drafter", f.drafter}, {"draft_max", ks[i]}, {"batch", 1},
+                       {"decode_tok_per_s", tps}, {"decode_tok_per_s_min", *std::min_element(spec_tps[i].begin(), spec_tps[i].end())},
+                       {"decode_tok_per_s_max", *std::max_element(spec_tps[i].begin(), spec_tps[i].end())},
+                       {"speedup", tps / plain}, {"acceptance_rate", s.acceptance_rate()},
+                       {"tokens_per_forward", s.mean_tokens_per_round()}, {"accepted_per_position", per_pos},
+                       {"prefill_tok_per_s", nullptr}, {"peak_rss_mb", PeakRssMB()}, {"roofline_fraction", nullptr},
+                       {"verify_cost_ratio", ForwardSeconds(target, pool, *cache, ks[i] + 1, 5) / one_row},
+                       {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()}});
+  }
+  const Gemma4Config& c = target.config();
+  OJson report = {{"machine", {{"threads", threads}, {"bandwidth_gbs", bandwidth}, {"kernels", BestKernels().target}}},
+                  {"model", {{"dir", f.model}, {"hidden_size", c.hidden_size}, {"layers", c.num_layers}, {"vocab_size", c.vocab_size},
+                             {"weight_bytes_per_token", bytes}, {"roofline_tok_per_s", roofline}, {"prompt_tokens", prompt.size()},
+                             {"generated_tokens", f.n}, {"reps", f.reps}, {"drafter_dir", f.draft}}},
+                  {"results", results}};
+  if (f.json) {
+    std::cout << report.dump() << std::endl;
+    return 0;
+  }
+  std::printf("machine: %d threads, %s kernels, %.1f GB/s read bandwidth (measured)\n", threads, BestKernels().target, bandwidth);
+  std::printf("model: %s, %.2f GB of weights per token -> roofline %.2f tok/s; prompt %zu tokens, %d generated, %d reps\n",
+              f.model.c_str(), bytes / 1e9, roofline, prompt.size(), f.n, f.reps);
+  std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", "mode", "drafter", "K", "tok/s", "(min-max)", "speedup",
+              "accept", "tok/fw", "verify", "draft", "roofline", "rss MB", "accepted per position");
+  for (const OJson& r : results) {
+    auto num = [&](const char* k, const char* fmt) {
+      char buf[32];
+      if (r[k].is_null()) return std::string("-");
+      std::snprintf(buf, sizeof(buf), fmt, r[k].get<double>());
+      return std::string(buf);
+    };
+    std::string pp;
+    if (!r["accepted_per_position"].is_null()) {
+      for (const auto& v : r["accepted_per_position"]) {
+        char b[16];
+        std::snprintf(b, sizeof(b), "%.2f ", v.get<double>());
+        pp += b;
+      }
+    }
+    char range[48];
+    std::snprintf(range, sizeof(range), "(%.2f-%.2f)", r["decode_tok_per_s_min"].get<double>(), r["decode_tok_per_s_max"].get<double>());
+    std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", r["mode"].get<std::string>().c_str(),
+                r["drafter"].is_null() ? "-" : r["drafter"].get<std::string>().c_str(),
+                r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(), num("decode_tok_per_s", "%.2f").c_str(),
+                range, num("speedup", "%.2fx").c_str(), num("acceptance_rate", "%.2f").c_str(), num("tokens_per_forward", "%.2f").c_str(),
+                num("verify_cost_ratio", "%.2f").c_str(), num("draft_step_cost_fraction", "%.3f").c_str(),
+                num("roofline_fraction", "%.2f").c_str(), num("peak_rss_mb", "%.0f").c_str(), pp.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner AddBench(CLI::App& app) {
+  auto f = std::make_shared<BenchFlags>();
+  CLI::App* c = app.add_subcommand("bench", "Measure plain vs speculative decoding, bandwidth and roofline");
+  c->add_option("-m,--model", f->model, "target checkpoint directory")->required();
+  c->add_option("--draft", f->draft, "MTP assistant directory (also -md)");
+  c->add_option("--drafter", f->drafter, "model (the assistant) | replay (replays the plain output: the 100% ceiling)");
+  c->add_option("--draft-max", f->draft_max, "comma-separated draft lengths to sweep (default 1,2,3,4)");
+  c->add_option("-p,--prompt", f->prompt, "prompt text (default: a built-in paragraph)");
+  c->add_option("-n,--n-predict", f->n, "tokens generated per run (default 64)");
+  c->add_option("--reps", f->reps, "repetitions, interleaved plain/speculative (default 3)");
+  c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
+  c->add_flag("--json", f->json, "print one JSON object");
+  return [f]() { return Run(*f); };
+}
+
+}  // namespace specula::cli
