@@ -53,11 +53,11 @@ TEST_P(DraftStepVsReference, MatchesSpecPseudocode) {
     for (size_t i = 0; i < want.hidden.size(); ++i) ASSERT_NEAR(got.hidden[i], want.hidden[i], 1e-3);
     if (GetParam().centroid) {
       ASSERT_EQ(got.candidates, want.candidates);  // same clusters in the same order
-      for (size_t i = 0; i < want.candidate_logits.size(); ++i) ASSERT_NEAR(got.logits[i], want.candidate_logits[i], 2e-3);
+      for (size_t i = 0; i < want.candidate_logits.size(); ++i) ASSERT_NEAR(got.logits[i], want.candidate_logits[i], 5e-3);
       EXPECT_EQ(got.candidates.size(), 4u * 32);  // top 4 of 16 clusters, 32 tokens each
     } else {
       ASSERT_TRUE(got.candidates.empty());
-      for (size_t i = 0; i < want.dense_logits.size(); ++i) ASSERT_NEAR(got.logits[i], want.dense_logits[i], 2e-3);
+      for (size_t i = 0; i < want.dense_logits.size(); ++i) ASSERT_NEAR(got.logits[i], want.dense_logits[i], 5e-3);
     }
     h = got.h_out;
     h_ref = want.h_out;  // each side continues from its own state, as the loop does

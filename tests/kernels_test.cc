@@ -25,7 +25,14 @@ struct Weights {
 Weights MakeWeights(DType t, size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  Weights w{t, std::vector<uint8_t>(n * DTypeSize(t)), std::vector<double>(n)};
+  Weights w{t, std::vector<uint8_t>(StorageBytes(t, static_cast<int64_t>(n))), std::vector<double>(n)};
+  if (IsBlockType(t)) {  // quantize random values; the exact weights are the dequantized ones
+    std::vector<float> v(n);
+    for (float& x : v) x = u(rng);
+    QuantizeRow(t, v.data(), static_cast<int64_t>(n), w.bytes.data());
+    for (size_t i = 0; i < n; ++i) w.exact[i] = LoadAsF32(t, w.bytes.data(), i);
+    return w;
+  }
   for (size_t i = 0; i < n; ++i) {
     const float v = u(rng);
     if (t == DType::kF32) {
@@ -74,6 +81,36 @@ TEST_P(KernelsTest, MatMulMatchesScalarReference) {
             const double tol = 4.0 * static_cast<double>(K) * 6e-8 * mag + 1e-7;
             EXPECT_NEAR(y[i * static_cast<size_t>(N) + static_cast<size_t>(n)], ref, tol)
                 << k_.target << " dtype " << DTypeName(t) << " K=" << K << " M=" << M;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    for (int64_t K : {32, 64, 96, 320}) {
+      for (size_t M : {1, 3, 4, 8, 9, 13}) {
+        const int64_t N = 7;
+        const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 11);
+        const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 12);
+        std::vector<float> y(M * static_cast<size_t>(N), NAN), one(static_cast<size_t>(N));
+        k_.matmul_rows({.w = w.view(N, K), .x = x.data(), .ldx = static_cast<size_t>(K), .m = M,
+                        .n_begin = 0, .n_end = N, .y = y.data(), .ldy = static_cast<size_t>(N)});
+        for (size_t i = 0; i < M; ++i) {
+          k_.matmul_rows({.w = w.view(N, K), .x = x.data() + i * static_cast<size_t>(K), .ldx = static_cast<size_t>(K),
+                          .m = 1, .n_begin = 0, .n_end = N, .y = one.data(), .ldy = static_cast<size_t>(N)});
+          for (int64_t n = 0; n < N; ++n) {
+            double ref = 0, mag = 0;
+            for (int64_t kk = 0; kk < K; ++kk) {
+              const double p = w.exact[static_cast<size_t>(n * K + kk)] * x[i * static_cast<size_t>(K) + static_cast<size_t>(kk)];
+              ref += p;
+              mag += std::fabs(p);
+            }
+            EXPECT_NEAR(y[i * static_cast<size_t>(N) + static_cast<size_t>(n)], ref, 4.0 * K * 6e-8 * mag + 1e-6)
+                << k_.target << " " << DTypeName(t) << " K=" << K << " M=" << M;
+            EXPECT_EQ(one[static_cast<size_t>(n)], y[i * static_cast<size_t>(N) + static_cast<size_t>(n)]) << "batch invariance";
           }
         }
       }

@@ -242,7 +242,7 @@ TEST(Model, BadWeightsNameTheTensor) {
        [&](auto& ts, auto&) {
          for (auto& t : ts) if (t.name == q) t.shape = {128, 32};
        }},
-      {"dtype", "dtype I32 is not a float type",
+      {"dtype", "dtype I32 is not a weight type",
        [&](auto& ts, auto&) {
          for (auto& t : ts) if (t.name == q) { t.dtype = DType::kI32; t.shape = {64, 64}; }
        }},

@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include <cstring>
 
 #include "specula/base/dtype.h"
 #include "specula/kernels/ops.h"
@@ -74,6 +77,44 @@ TEST(DType, HalfConversionsRoundTripAndRound) {
   EXPECT_EQ(BF16ToF32(F32ToBF16(39.191837f)), 39.25f);  // sqrt(1536) as HF bf16 sees it (spec §3.2)
   EXPECT_EQ(BF16ToF32(F32ToBF16(73.321213f)), 73.5f);
   EXPECT_EQ(BF16ToF32(F32ToBF16(50.596443f)), 50.5f);
+}
+
+}  // namespace
+}  // namespace specula
+
+namespace specula {
+namespace {
+
+// GGUF Q8_0/Q4_0 blocks: layout, scale rules and error bounds.
+TEST(Quant, Q8_0AndQ4_0RoundTrip) {
+  std::vector<float> x(64);
+  for (int i = 0; i < 64; ++i) x[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i)) * (i < 32 ? 1.0f : 0.01f);
+  std::vector<uint8_t> q8(StorageBytes(DType::kQ8_0, 64)), q4(StorageBytes(DType::kQ4_0, 64));
+  ASSERT_EQ(q8.size(), 68u);
+  ASSERT_EQ(q4.size(), 36u);
+  QuantizeRow(DType::kQ8_0, x.data(), 64, q8.data());
+  QuantizeRow(DType::kQ4_0, x.data(), 64, q4.data());
+  for (size_t i = 0; i < 64; ++i) {
+    const double amax = i < 32 ? 1.0 : 0.01;
+    EXPECT_NEAR(LoadAsF32(DType::kQ8_0, q8.data(), i), x[i], amax / 127 * 0.51 + amax * 1e-3) << i;
+    // Q4_0 maps the largest-magnitude value to -8: the other side is clipped at 7/8 of it.
+    EXPECT_NEAR(LoadAsF32(DType::kQ4_0, q4.data(), i), x[i], amax / 8 + amax * 3e-3) << i;
+  }
+  // Layout: Q8_0 = f16 scale then int8 values; Q4_0 nibbles: low = value j, high = value j + 16.
+  uint16_t d;
+  std::memcpy(&d, q8.data(), 2);
+  float amax = 0;
+  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[static_cast<size_t>(i)]));
+  EXPECT_EQ(F16ToF32(d), F16ToF32(F32ToF16(amax / 127)));  // d = max|x| / 127, stored as f16
+  EXPECT_EQ(static_cast<int8_t>(q8[2]), 0);        // sin(0)
+  std::vector<float> ramp(32);
+  for (int i = 0; i < 32; ++i) ramp[static_cast<size_t>(i)] = static_cast<float>(i - 16) / 2.0f;  // max magnitude -8 at i = 0
+  std::vector<uint8_t> r4(18);
+  QuantizeRow(DType::kQ4_0, ramp.data(), 32, r4.data());
+  std::memcpy(&d, r4.data(), 2);
+  EXPECT_EQ(F16ToF32(d), 1.0f);  // d = maxv / -8 = -8 / -8
+  EXPECT_EQ(r4[2] & 15, 0);      // value 0 = -8 -> q = 0
+  EXPECT_EQ(r4[2] >> 4, 8);      // value 16 = 0 -> q = 8
 }
 
 }  // namespace

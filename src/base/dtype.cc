@@ -1,5 +1,6 @@
 #include "specula/base/dtype.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace specula {
@@ -17,6 +18,46 @@ float F16ToF32(uint16_t h) {
     v = std::ldexp(static_cast<float>(mant | 0x400u), static_cast<int>(exp) - 25);
   }
   return sign ? -v : v;
+}
+
+float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
+  const size_t b = i / static_cast<size_t>(kQuantBlock), j = i % static_cast<size_t>(kQuantBlock);
+  const uint8_t* blk = blocks + b * DTypeSize(t);
+  uint16_t dh;
+  std::memcpy(&dh, blk, 2);
+  const float d = F16ToF32(dh);
+  if (t == DType::kQ8_0) return d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
+  const uint8_t q = blk[2 + (j & 15)];
+  return d * static_cast<float>((j < 16 ? (q & 15) : (q >> 4)) - 8);
+}
+
+void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
+  for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += DTypeSize(t)) {
+    float amax = 0.0f, maxv = 0.0f;  // maxv: the value with the largest magnitude, with its sign
+    for (int j = 0; j < kQuantBlock; ++j) {
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        maxv = x[j];
+      }
+    }
+    if (t == DType::kQ8_0) {
+      const float d = amax / 127.0f;
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      const uint16_t dh = F32ToF16(d);
+      std::memcpy(out, &dh, 2);
+      for (int j = 0; j < kQuantBlock; ++j) out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(x[j] * id)));
+    } else {
+      const float d = maxv / -8.0f;
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      const uint16_t dh = F32ToF16(d);
+      std::memcpy(out, &dh, 2);
+      for (int j = 0; j < 16; ++j) {
+        const int lo = std::min(15, static_cast<int>(x[j] * id + 8.5f));
+        const int hi = std::min(15, static_cast<int>(x[j + 16] * id + 8.5f));
+        out[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
+      }
+    }
+  }
 }
 
 uint16_t F32ToF16(float f) {

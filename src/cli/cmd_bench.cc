@@ -28,7 +28,7 @@ namespace {
 using OJson = nlohmann::ordered_json;
 
 struct BenchFlags {
-  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt;
+  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt, policy = "fixed";
   int n = 64, reps = 3, threads = 0;
   bool json = false;
 };
@@ -154,7 +154,9 @@ int Run(const BenchFlags& f) {
       } else {
         d = &mtp.emplace(*assistant);
       }
-      SpecOptions so{.base = base, .draft_max = ks[i]};
+      Result<std::unique_ptr<DraftPolicy>> policy = MakeDraftPolicy(f.policy, ks[i]);
+      if (!policy.ok()) return Fail(policy.status().message());
+      SpecOptions so{.base = base, .draft_max = ks[i], .policy = policy->get()};
       Result<SpecResult> r = GenerateSpeculative(target, *d, pool, *cache, prompt, so, nullptr);
       if (!r.ok()) return Fail(r.status().message());
       if (r->gen.ids != std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
@@ -201,7 +203,7 @@ int Run(const BenchFlags& f) {
       per_pos.push_back(s.drafted_per_position[p] ? static_cast<double>(s.accepted_per_position[p]) / s.drafted_per_position[p] : 0.0);
     }
     const double tps = Median(spec_tps[i]);
-    results.push_back({{"mode", "spec"}, {"drafter", f.drafter}, {"draft_max", ks[i]}, {"batch", 1},
+    results.push_back({{"mode", "spec"}, {"drafter", f.drafter}, {"draft_policy", f.policy}, {"draft_max", ks[i]}, {"batch", 1},
                        {"decode_tok_per_s", tps}, {"decode_tok_per_s_min", *std::min_element(spec_tps[i].begin(), spec_tps[i].end())},
                        {"decode_tok_per_s_max", *std::max_element(spec_tps[i].begin(), spec_tps[i].end())},
                        {"speedup", tps / plain}, {"acceptance_rate", s.acceptance_rate()},
@@ -261,6 +263,7 @@ Runner AddBench(CLI::App& app) {
   c->add_option("--draft", f->draft, "MTP assistant directory (also -md)");
   c->add_option("--drafter", f->drafter, "model (the assistant) | replay (replays the plain output: the 100% ceiling)");
   c->add_option("--draft-max", f->draft_max, "comma-separated draft lengths to sweep (default 1,2,3,4)");
+  c->add_option("--draft-policy", f->policy, "fixed | adaptive");
   c->add_option("-p,--prompt", f->prompt, "prompt text (default: a built-in paragraph)");
   c->add_option("-n,--n-predict", f->n, "tokens generated per run (default 64)");
   c->add_option("--reps", f->reps, "repetitions, interleaved plain/speculative (default 3)");

@@ -15,6 +15,7 @@ Runner AddTokenize(CLI::App& app);
 Runner AddInspect(CLI::App& app);
 Runner AddMakeRandom(CLI::App& app);
 Runner AddBench(CLI::App& app);
+Runner AddQuantize(CLI::App& app);
 
 int Fail(const std::string& message);  // prints the one-line error, returns 1
 

@@ -15,7 +15,7 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit is
 
 bool ParseDType(const std::string& s, DType* out) {
   static constexpr DType kAll[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kI64,
-                                   DType::kI32};
+                                   DType::kI32, DType::kU8};
   for (DType t : kAll) {
     if (s == DTypeName(t)) {
       *out = t;
@@ -76,7 +76,7 @@ Status SafetensorsFile::ParseInto(const uint8_t* data, size_t size, const std::s
     t.file = path;
     if (!ParseDType(dt->get<std::string>(), &t.dtype)) {
       return Error(at + ": unsupported dtype " + dt->get<std::string>() +
-                   " (supported: F32, F16, BF16, I64, I32)");
+                   " (supported: F32, F16, BF16, I64, I32, U8)");
     }
     uint64_t numel = 1;
     for (const Json& d : *sh) {

@@ -39,6 +39,37 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
     store->files_.push_back(std::move(*sf));
   }
   for (const auto& f : store->files_) {
+    // Quantized tensors of this file: U8 [rows, row_bytes] -> block dtype [rows, cols].
+    std::map<std::string, DType> quant;
+    std::map<std::string, const TensorView*> retyped;
+    if (auto m = f->metadata().find("specula_quant"); m != f->metadata().end()) {
+      Result<Json> q = ParseJson(m->second, f->path() + " (__metadata__.specula_quant)");
+      if (!q.ok()) return q.status();
+      if (!q->is_object()) return Error(f->path() + ": __metadata__.specula_quant: expected a JSON object");
+      for (auto it = q->begin(); it != q->end(); ++it) {
+        const std::string type = it.value().is_string() ? it.value().get<std::string>() : "";
+        if (type != "Q8_0" && type != "Q4_0") {
+          return Error(f->path() + ": __metadata__.specula_quant." + it.key() + ": expected \"Q8_0\" or \"Q4_0\"");
+        }
+        quant[it.key()] = type == "Q8_0" ? DType::kQ8_0 : DType::kQ4_0;
+      }
+    }
+    for (const auto& [qname, qtype] : quant) {
+      auto t = f->tensors().find(qname);
+      if (t == f->tensors().end()) return Error(f->path() + ": quantized tensor '" + qname + "' is missing");
+      const TensorView& raw = t->second;
+      const int64_t block = static_cast<int64_t>(DTypeSize(qtype));
+      if (raw.dtype != DType::kU8 || raw.shape.size() != 2 || raw.shape[1] % block != 0) {
+        return Error(f->path() + ": tensor '" + qname + "': a " + std::string(DTypeName(qtype)) +
+                     " tensor must be U8 [rows, k * " + std::to_string(block) + "], got " +
+                     std::string(DTypeName(raw.dtype)) + " " + raw.ShapeString());
+      }
+      TensorView v = raw;
+      v.dtype = qtype;
+      v.shape = {raw.shape[0], raw.shape[1] / block * kQuantBlock};
+      store->retyped_.push_back(std::move(v));
+      retyped[qname] = &store->retyped_.back();  // deque: pointers stay valid as it grows
+    }
     for (const auto& [name, view] : f->tensors()) {
       // With an index, a tensor counts only in the shard the index names for it.
       if (!weight_map.empty()) {
@@ -46,7 +77,8 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
         if (w == weight_map.end() || dir + "/" + w->second != f->path()) continue;
       }
       if (store->index_.count(name)) return Error(f->path() + ": tensor '" + name + "' appears twice");
-      store->index_[name] = &view;
+      auto q = retyped.find(name);
+      store->index_[name] = q != retyped.end() ? q->second : &view;
     }
   }
   for (const auto& [name, file] : weight_map) {
@@ -74,9 +106,12 @@ Result<const TensorView*> RequireTensor(const WeightStore& store, const std::str
   const std::string suffix = why.empty() ? "" : " (" + why + ")";
   if (t == nullptr) return Error("missing tensor '" + name + "'" + suffix);
   const std::string where = (t->file ? *t->file + ": " : std::string()) + "tensor '" + name + "'";
-  if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
+  if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 && !IsBlockType(t->dtype)) {
     return Error(where + ": dtype " + std::string(DTypeName(t->dtype)) +
-                 " is not a float type (F32, F16, BF16)");
+                 " is not a weight type (F32, F16, BF16, Q8_0, Q4_0)");
+  }
+  if (IsBlockType(t->dtype) && t->shape.size() != 2) {
+    return Error(where + ": a quantized tensor must be a matrix (shape " + t->ShapeString() + ")");
   }
   if (t->shape != shape) {
     TensorView expect;

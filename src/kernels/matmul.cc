@@ -7,6 +7,8 @@
 #include "hwy/highway.h"
 #include "specula/kernels/kernels.h"
 
+#include <cstring>
+
 HWY_BEFORE_NAMESPACE();
 namespace specula {
 namespace HWY_NAMESPACE {
@@ -25,37 +27,59 @@ HWY_INLINE float ScalarW(const float* p, size_t i) { return p[i]; }
 HWY_INLINE float ScalarW(const hwy::bfloat16_t* p, size_t i) { return hwy::F32FromBF16(p[i]); }
 HWY_INLINE float ScalarW(const hwy::float16_t* p, size_t i) { return F16ToF32(p[i].bits); }
 
-// R dot products of one weight row with R activation rows. The per-row sequence of operations
-// (two accumulators striding 2 vectors, then one vector step, a fixed lane reduction, then a
-// scalar tail) is the same for every R: this is what makes results batch-invariant.
-template <size_t R, class WT>
-HWY_INLINE void DotGroup(const WT* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
-                         size_t K, float* out, size_t ldo) {
+// A register tile: NW weight rows x R activation rows, one accumulator per output. Each loaded
+// weight vector feeds R FMAs and each activation vector NW FMAs, so a tile needs far fewer loads
+// per FMA than a row-at-a-time loop (prefill and verification are FMA-bound here).
+//
+// Batch invariance: every output is accumulated the same way whatever NW and R are (one
+// accumulator over full vectors in K order, a fixed lane reduction, then a scalar tail), so a row's
+// result never depends on how many rows share the call or how the rows were tiled.
+template <size_t NW, size_t R, class WT>
+HWY_INLINE void DotTile(const WT* HWY_RESTRICT w, size_t ldw, const float* HWY_RESTRICT x, size_t ldx,
+                        size_t K, float* out, size_t ldo) {
   const DF df;
   const size_t N = hn::Lanes(df);
-  hn::Vec<DF> a0[R], a1[R];
-  for (size_t r = 0; r < R; ++r) a0[r] = a1[r] = hn::Zero(df);
+  hn::Vec<DF> acc[NW][R];
+  for (size_t i = 0; i < NW; ++i) {
+    for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(df);
+  }
   size_t k = 0;
-  for (; k + 2 * N <= K; k += 2 * N) {
-    // One core keeps too few loads in flight to stream at full bandwidth on its own; a software
-    // prefetch 8 KiB ahead (measured best of 1-16 KiB) lifts a 1-row matmul from ~62% to ~78% of
-    // the machine's stream bandwidth. Prefetches never fault, so running past the end is safe.
-    hwy::Prefetch(reinterpret_cast<const uint8_t*>(w + k) + 8192);
-    const auto w0 = LoadW(df, w + k);
-    const auto w1 = LoadW(df, w + k + N);
+  for (; k + N <= K; k += N) {
+    // One core keeps too few loads in flight to stream at full bandwidth on its own; prefetching
+    // each weight row's stream 4 KiB ahead (measured best of 1-16 KiB) lifts a 1-row matmul from
+    // ~62% to ~80% of the machine's stream bandwidth. Prefetches never fault past the end.
+    for (size_t i = 0; i < NW; ++i) hwy::Prefetch(reinterpret_cast<const uint8_t*>(w + i * ldw + k) + 4096);
+    hn::Vec<DF> wv[NW];
+    for (size_t i = 0; i < NW; ++i) wv[i] = LoadW(df, w + i * ldw + k);
     for (size_t r = 0; r < R; ++r) {
-      a0[r] = hn::MulAdd(w0, hn::LoadU(df, x + r * ldx + k), a0[r]);
-      a1[r] = hn::MulAdd(w1, hn::LoadU(df, x + r * ldx + k + N), a1[r]);
+      const auto xv = hn::LoadU(df, x + r * ldx + k);
+      for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
     }
   }
-  for (; k + N <= K; k += N) {
-    const auto w0 = LoadW(df, w + k);
-    for (size_t r = 0; r < R; ++r) a0[r] = hn::MulAdd(w0, hn::LoadU(df, x + r * ldx + k), a0[r]);
+  for (size_t i = 0; i < NW; ++i) {
+    for (size_t r = 0; r < R; ++r) {
+      float s = hn::GetLane(hn::SumOfLanes(df, acc[i][r]));
+      for (size_t t = k; t < K; ++t) s += ScalarW(w + i * ldw, t) * x[r * ldx + t];
+      out[r * ldo + i] = s;
+    }
   }
-  for (size_t r = 0; r < R; ++r) {
-    float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0[r], a1[r])));
-    for (size_t t = k; t < K; ++t) s += ScalarW(w, t) * x[r * ldx + t];
-    out[r * ldo] = s;
+}
+
+// Activation rows per tile: 4 where there are 32 vector registers (4x4 accumulators + 4 weights),
+// 2 on AVX2 (16 registers).
+constexpr size_t kTileRows = HWY_TARGET == HWY_AVX2 ? 2 : 4;
+constexpr size_t kTileWeights = 4;
+
+template <size_t NW, class WT>
+HWY_INLINE void DotTileRows(const WT* w, size_t ldw, const float* x, size_t ldx, size_t m, size_t K,
+                            float* out, size_t ldo) {
+  size_t i = 0;
+  for (; i + kTileRows <= m; i += kTileRows) DotTile<NW, kTileRows>(w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo);
+  switch (m - i) {
+    case 3: DotTile<NW, 3>(w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo); break;
+    case 2: DotTile<NW, 2>(w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo); break;
+    case 1: DotTile<NW, 1>(w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo); break;
+    default: break;
   }
 }
 
@@ -63,13 +87,78 @@ template <class WT>
 void MatMulRowsT(const MatMulRowsArgs& a) {
   const auto* w = static_cast<const WT*>(a.w.data);
   const size_t K = static_cast<size_t>(a.w.cols);
+  int64_t n = a.n_begin;
+  for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
+    DotTileRows<kTileWeights>(w + static_cast<size_t>(n) * K, K, a.x, a.ldx, a.m, K, a.y + n, a.ldy);
+  }
+  for (; n < a.n_end; ++n) DotTileRows<1>(w + static_cast<size_t>(n) * K, K, a.x, a.ldx, a.m, K, a.y + n, a.ldy);
+}
+
+// Quantized rows (GGUF blocks of 32). Per block and row: a partial dot of the 32 dequantized
+// integers with x in f32 lanes, then acc += d * partial. Lanes are capped at 16 so every block is a
+// whole number of vector steps on every target. The per-row schedule again ignores R.
+using DQ = hn::CappedTag<float, 16>;
+
+HWY_INLINE hn::Vec<DQ> LoadQ8(DQ d, const uint8_t* q) {
+  const hn::Rebind<int8_t, DQ> d8;
+  const hn::Rebind<int32_t, DQ> d32;
+  return hn::ConvertTo(d, hn::PromoteTo(d32, hn::LoadU(d8, reinterpret_cast<const int8_t*>(q))));
+}
+
+// Nibbles of 16 bytes: low nibbles are values 0..15 of the block, high nibbles 16..31.
+HWY_INLINE void LoadQ4(DQ d, const uint8_t* q, hn::Vec<DQ>* lo, hn::Vec<DQ>* hi) {
+  const hn::Rebind<uint8_t, DQ> d8;
+  const hn::Rebind<int32_t, DQ> d32;
+  const auto v = hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, q)));
+  const auto eight = hn::Set(d32, 8);
+  *lo = hn::ConvertTo(d, hn::Sub(hn::And(v, hn::Set(d32, 15)), eight));
+  *hi = hn::ConvertTo(d, hn::Sub(hn::ShiftRight<4>(v), eight));
+}
+
+template <size_t R, DType kType>
+HWY_INLINE void DotGroupQ(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
+                          size_t K, float* out, size_t ldo) {
+  const DQ d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kBytes = DTypeSize(kType);
+  hn::Vec<DQ> acc[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
+  for (size_t k = 0; k < K; k += kQuantBlock, w += kBytes) {
+    hwy::Prefetch(w + 4096);
+    uint16_t dh;
+    std::memcpy(&dh, w, 2);
+    const auto scale = hn::Set(d, F16ToF32(dh));
+    hn::Vec<DQ> part[R];
+    for (size_t r = 0; r < R; ++r) part[r] = hn::Zero(d);
+    if constexpr (kType == DType::kQ8_0) {
+      for (size_t s = 0; s < kQuantBlock; s += N) {
+        const auto q = LoadQ8(d, w + 2 + s);
+        for (size_t r = 0; r < R; ++r) part[r] = hn::MulAdd(q, hn::LoadU(d, x + r * ldx + k + s), part[r]);
+      }
+    } else {
+      for (size_t s = 0; s < kQuantBlock / 2; s += N) {
+        hn::Vec<DQ> lo, hi;
+        LoadQ4(d, w + 2 + s, &lo, &hi);
+        for (size_t r = 0; r < R; ++r) {
+          part[r] = hn::MulAdd(lo, hn::LoadU(d, x + r * ldx + k + s), part[r]);
+          part[r] = hn::MulAdd(hi, hn::LoadU(d, x + r * ldx + k + 16 + s), part[r]);
+        }
+      }
+    }
+    for (size_t r = 0; r < R; ++r) acc[r] = hn::MulAdd(scale, part[r], acc[r]);
+  }
+  for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
+}
+
+template <DType kType>
+void MatMulRowsQ(const MatMulRowsArgs& a) {
+  const size_t K = static_cast<size_t>(a.w.cols);
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
-    const WT* wr = w + static_cast<size_t>(n) * K;
-    // Rows go in groups of 8 (one weight conversion feeds 8 FMAs), then 4, then 1.
+    const auto* wr = static_cast<const uint8_t*>(a.w.Row(n));
     size_t i = 0;
-    for (; i + 8 <= a.m; i += 8) DotGroup<8>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
-    for (; i + 4 <= a.m; i += 4) DotGroup<4>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
-    for (; i < a.m; ++i) DotGroup<1>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+    for (; i + 8 <= a.m; i += 8) DotGroupQ<8, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+    for (; i + 4 <= a.m; i += 4) DotGroupQ<4, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+    for (; i < a.m; ++i) DotGroupQ<1, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
   }
 }
 
@@ -77,13 +166,15 @@ void MatMulRows(const MatMulRowsArgs& a) {
   switch (a.w.dtype) {
     case DType::kBF16: return MatMulRowsT<hwy::bfloat16_t>(a);
     case DType::kF16: return MatMulRowsT<hwy::float16_t>(a);
+    case DType::kQ8_0: return MatMulRowsQ<DType::kQ8_0>(a);
+    case DType::kQ4_0: return MatMulRowsQ<DType::kQ4_0>(a);
     default: return MatMulRowsT<float>(a);
   }
 }
 
 float Dot(const float* a, const float* b, size_t n) {
   float out;
-  DotGroup<1>(a, b, 0, n, &out, 0);
+  DotTile<1, 1>(a, 0, b, 0, n, &out, 0);
   return out;
 }
 
@@ -173,7 +264,7 @@ double MeasureReadBandwidthGBs(ThreadPool& pool, size_t bytes, int reps) {
 void MatMul(const KernelTable& k, ThreadPool& pool, const MatView& w, const float* x, size_t m,
             float* y) {
   // ~64 KiB of weights per task amortises the wake-up and keeps tasks balanced across threads.
-  const int64_t row_bytes = w.cols * static_cast<int64_t>(DTypeSize(w.dtype));
+  const int64_t row_bytes = static_cast<int64_t>(StorageBytes(w.dtype, w.cols));
   const int64_t chunk = std::max<int64_t>(1, (64 << 10) / std::max<int64_t>(1, row_bytes));
   const size_t tasks = static_cast<size_t>((w.rows + chunk - 1) / chunk);
   pool.ParallelFor(tasks, [&](size_t t, int) {

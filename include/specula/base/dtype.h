@@ -7,8 +7,16 @@
 
 namespace specula {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kI64, kI32 };
+// Element dtypes store one value per DTypeSize() bytes. Block dtypes (Q8_0, Q4_0) store 32 values
+// per block in GGUF's layouts, so quantized rows interoperate with llama.cpp's files:
+//   Q8_0: {f16 d; int8 q[32]}    34 bytes, x = d * q
+//   Q4_0: {f16 d; uint8 q[16]}   18 bytes, x_j = d * ((q[j] & 15) - 8), x_{j+16} = d * ((q[j] >> 4) - 8)
+enum class DType : uint8_t { kF32, kF16, kBF16, kI64, kI32, kU8, kQ8_0, kQ4_0 };
 
+constexpr bool IsBlockType(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
+constexpr int64_t kQuantBlock = 32;  // values per block
+
+// Bytes per element (element dtypes) or per block (block dtypes).
 constexpr size_t DTypeSize(DType t) {
   switch (t) {
     case DType::kF32: return 4;
@@ -16,11 +24,19 @@ constexpr size_t DTypeSize(DType t) {
     case DType::kBF16: return 2;
     case DType::kI64: return 8;
     case DType::kI32: return 4;
+    case DType::kU8: return 1;
+    case DType::kQ8_0: return 34;
+    case DType::kQ4_0: return 18;
   }
   return 0;
 }
 
-// Names as safetensors spells them.
+// Bytes of `n` consecutive values (n a multiple of 32 for block dtypes).
+constexpr size_t StorageBytes(DType t, int64_t n) {
+  return IsBlockType(t) ? static_cast<size_t>(n / kQuantBlock) * DTypeSize(t) : static_cast<size_t>(n) * DTypeSize(t);
+}
+
+// Names as safetensors (element dtypes) and GGUF (block dtypes) spell them.
 constexpr std::string_view DTypeName(DType t) {
   switch (t) {
     case DType::kF32: return "F32";
@@ -28,6 +44,9 @@ constexpr std::string_view DTypeName(DType t) {
     case DType::kBF16: return "BF16";
     case DType::kI64: return "I64";
     case DType::kI32: return "I32";
+    case DType::kU8: return "U8";
+    case DType::kQ8_0: return "Q8_0";
+    case DType::kQ4_0: return "Q4_0";
   }
   return "?";
 }
@@ -51,8 +70,10 @@ inline uint16_t F32ToBF16(float f) {
 float F16ToF32(uint16_t h);
 uint16_t F32ToF16(float f);
 
-// Reads element i of a float-typed buffer (F32/F16/BF16) as f32. memcpy because tensors in a
-// safetensors file need not be aligned to their element size.
+float DequantizeOne(DType t, const uint8_t* blocks, size_t i);  // value i of a block-dtype buffer
+
+// Reads value i of a float or quantized buffer as f32. memcpy because tensors in a safetensors file
+// need not be aligned to their element size.
 inline float LoadAsF32(DType t, const void* data, size_t i) {
   const auto* bytes = static_cast<const uint8_t*>(data);
   if (t == DType::kF32) {
@@ -60,16 +81,25 @@ inline float LoadAsF32(DType t, const void* data, size_t i) {
     std::memcpy(&f, bytes + 4 * i, 4);
     return f;
   }
+  if (IsBlockType(t)) return DequantizeOne(t, bytes, i);
   uint16_t h;
   std::memcpy(&h, bytes + 2 * i, 2);
   return t == DType::kF16 ? F16ToF32(h) : BF16ToF32(h);
 }
 
+// Quantizes n values (a multiple of 32) into blocks of `t` (Q8_0 or Q4_0), round to nearest, with
+// GGUF's scale rules (Q8_0: d = max|x| / 127; Q4_0: d = x_maxabs / -8).
+void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out);
+
 // Rounds an f32 to what `t` can store, then back (e.g. HF casts sqrt(H) to the weight dtype).
+// Quantized tables were made from bf16 checkpoints (all official Gemma 4 weights are bf16), so they
+// keep the bf16 rounding and a quantized model scales exactly like its source.
 inline float RoundThrough(DType t, float f) {
   switch (t) {
     case DType::kF16: return F16ToF32(F32ToF16(f));
-    case DType::kBF16: return BF16ToF32(F32ToBF16(f));
+    case DType::kBF16:
+    case DType::kQ8_0:
+    case DType::kQ4_0: return BF16ToF32(F32ToBF16(f));
     default: return f;
   }
 }

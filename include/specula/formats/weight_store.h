@@ -1,7 +1,13 @@
 // The tensors of a Hugging Face checkpoint directory: `model.safetensors`, or the shards named by
 // `model.safetensors.index.json`. All files stay memory-mapped for the store's lifetime.
+//
+// Quantized checkpoints (written by `specula quantize`) store each quantized matrix as a U8 tensor
+// [rows, row_bytes] of GGUF blocks; the file's `__metadata__` entry "specula_quant" (a JSON object
+// {tensor name: "Q8_0" | "Q4_0"}) names them. The store exposes them with their block dtype and
+// logical shape [rows, cols].
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,10 +29,11 @@ class WeightStore {
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::deque<TensorView> retyped_;  // quantized views, with block dtype and logical shape
   std::map<std::string, const TensorView*> index_;
 };
 
-// Validates that `name` exists with one of the float dtypes and exactly `shape`; returns it.
+// Validates that `name` exists with a float or quantized dtype and exactly `shape`; returns it.
 // Errors name the file, the tensor, and what was expected.
 Result<const TensorView*> RequireTensor(const WeightStore& store, const std::string& name,
                                         const std::vector<int64_t>& shape,

@@ -19,14 +19,15 @@ namespace specula {
 
 class ThreadPool;
 
-// A row-major weight matrix [rows, cols] in its stored dtype (F32, F16 or BF16).
+// A row-major weight matrix [rows, cols] in its stored dtype (F32, F16, BF16, or the Q8_0/Q4_0
+// block dtypes, where cols is a multiple of 32).
 struct MatView {
   DType dtype = DType::kF32;
   const void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
   const void* Row(int64_t r) const {
-    return static_cast<const uint8_t*>(data) + static_cast<size_t>(r * cols) * DTypeSize(dtype);
+    return static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * StorageBytes(dtype, cols);
   }
 };
 

@@ -1,0 +1,97 @@
+// Google Benchmark suite for the kernels: matmul at decode (1 row), verify (2-8 rows) and prefill
+// (64 rows) shapes for every weight dtype, attention-style dots, and the bandwidth probe. Bytes/s
+// counts weight bytes, so 1-row numbers read directly as achieved memory bandwidth.
+//   build/bench/kernels_bench --benchmark_filter=MatMul
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "specula/base/dtype.h"
+#include "specula/base/thread_pool.h"
+#include "specula/kernels/kernels.h"
+
+namespace specula {
+namespace {
+
+struct Matrix {
+  DType dtype;
+  std::vector<uint8_t> bytes;
+  MatView view;
+};
+
+Matrix MakeMatrix(DType t, int64_t rows, int64_t cols) {
+  Matrix m{t, std::vector<uint8_t>(StorageBytes(t, rows * cols)), {}};
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& v : row) v = u(rng);
+    uint8_t* out = m.bytes.data() + static_cast<size_t>(r) * StorageBytes(t, cols);
+    if (IsBlockType(t)) {
+      QuantizeRow(t, row.data(), cols, out);
+    } else {
+      for (int64_t c = 0; c < cols; ++c) {
+        if (t == DType::kF32) {
+          std::memcpy(out + 4 * c, &row[static_cast<size_t>(c)], 4);
+        } else {
+          const uint16_t h = t == DType::kBF16 ? F32ToBF16(row[static_cast<size_t>(c)]) : F32ToF16(row[static_cast<size_t>(c)]);
+          std::memcpy(out + 2 * c, &h, 2);
+        }
+      }
+    }
+  }
+  m.view = {t, m.bytes.data(), rows, cols};
+  return m;
+}
+
+// Args: dtype, activation rows M, threads. The matrix is an E2B MLP up-projection x 4 (75 MB at
+// bf16): far larger than the caches, like a decode step's weights.
+void BM_MatMul(benchmark::State& state) {
+  const auto t = static_cast<DType>(state.range(0));
+  const size_t m = static_cast<size_t>(state.range(1));
+  const int64_t rows = 4 * 6144, cols = 1536;
+  static std::map<DType, Matrix> cache;
+  if (!cache.count(t)) cache[t] = MakeMatrix(t, rows, cols);
+  const Matrix& w = cache[t];
+  std::vector<float> x(m * static_cast<size_t>(cols), 0.5f), y(m * static_cast<size_t>(rows));
+  ThreadPool pool(static_cast<int>(state.range(2)));
+  for (auto _ : state) {
+    MatMul(BestKernels(), pool, w.view, x.data(), m, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(w.bytes.size()));
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(m) * rows * cols * static_cast<double>(state.iterations()),
+                                                 benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(DTypeName(t)) + " " + BestKernels().target);
+}
+BENCHMARK(BM_MatMul)
+    ->ArgsProduct({{static_cast<int>(DType::kBF16), static_cast<int>(DType::kQ8_0), static_cast<int>(DType::kQ4_0)},
+                   {1, 2, 4, 8, 64},
+                   {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_Dot(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  std::vector<float> a(n, 0.25f), b(n, 0.5f);
+  const KernelTable& k = BestKernels();
+  for (auto _ : state) benchmark::DoNotOptimize(k.dot(a.data(), b.data(), n));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+}
+BENCHMARK(BM_Dot)->Arg(256)->Arg(512);
+
+void BM_Bandwidth(benchmark::State& state) {
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  double gbs = 0;
+  for (auto _ : state) gbs = MeasureReadBandwidthGBs(pool, size_t{256} << 20, 1);
+  state.counters["GB/s"] = gbs;
+}
+BENCHMARK(BM_Bandwidth)->Arg(1)->Arg(2)->Iterations(3)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace specula
+
+BENCHMARK_MAIN();
