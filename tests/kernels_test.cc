@@ -11,6 +11,7 @@
 #include "specula/base/dtype.h"
 #include "specula/base/thread_pool.h"
 #include "specula/kernels/kernels.h"
+#include "specula/kernels/ops.h"
 
 namespace specula {
 namespace {
@@ -152,6 +153,23 @@ TEST_P(KernelsTest, AxpyMatchesReference) {
     std::vector<float> y = RandomVec(n, 6), ref = y;
     k_.axpy(0.37f, x.data(), y.data(), n);
     for (size_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], ref[i] + 0.37 * x[i], 1e-6);
+  }
+}
+
+TEST_P(KernelsTest, GeluMulAndSoftCapMatchScalarReference) {
+  for (size_t n : {1u, 7u, 16u, 33u, 1000u}) {
+    std::vector<float> g = RandomVec(n, 21), u = RandomVec(n, 22);
+    for (float& v : g) v *= 6.0f;  // cover the tanh saturation range
+    std::vector<float> want(n), logits(n), capped(n);
+    for (size_t i = 0; i < n; ++i) want[i] = GeluTanh(g[i]) * u[i];
+    k_.gelu_mul(g.data(), u.data(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(g[i], want[i], 2e-6 + 2e-6 * std::fabs(want[i])) << k_.target << " " << i;
+    logits = RandomVec(n, 23);
+    for (float& v : logits) v *= 80.0f;
+    capped = logits;
+    SoftCap(capped.data(), n, 30.0f);
+    k_.softcap(logits.data(), n, 30.0f);
+    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(logits[i], capped[i], 1e-5 * 30) << k_.target;
   }
 }
 

@@ -66,6 +66,17 @@ TEST(Ops, SoftCap) {
   EXPECT_NEAR(v[3], 30.0 * std::tanh(0.1), 1e-5);
 }
 
+TEST(DType, FastHalfConversionIsExact) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float a = F16ToF32(static_cast<uint16_t>(h)), b = F16ToF32Fast(static_cast<uint16_t>(h));
+    if (std::isnan(a)) {
+      ASSERT_TRUE(std::isnan(b)) << h;
+    } else {
+      ASSERT_EQ(std::memcmp(&a, &b, 4), 0) << h;  // bit for bit, including -0
+    }
+  }
+}
+
 TEST(DType, HalfConversionsRoundTripAndRound) {
   for (float f : {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 3.14159f}) {
     EXPECT_NEAR(F16ToF32(F32ToF16(f)), f, std::fabs(f) * 1e-3 + 1e-7) << f;

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -28,7 +30,7 @@ namespace {
 using OJson = nlohmann::ordered_json;
 
 struct BenchFlags {
-  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt, policy = "fixed";
+  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt, policy = "fixed", plot;
   int n = 64, reps = 3, threads = 0;
   bool json = false;
 };
@@ -76,6 +78,34 @@ double ForwardSeconds(Gemma4Model& m, ThreadPool& pool, KvCache& cache, int rows
     (void)cache.Truncate(base);
   }
   return Median(t);
+}
+
+// Speedup and acceptance against K, drawn by gnuplot (a text script, so the plot is reproducible
+// from the data file left next to the PNG).
+Status Plot(const OJson& report, const std::string& png) {
+  const std::string data = png + ".dat", script = png + ".gp";
+  {
+    std::ofstream d(data);
+    d << "# K speedup acceptance tokens_per_forward\n";
+    for (const OJson& r : report["results"]) {
+      if (r["mode"] != "spec") continue;
+      d << r["draft_max"].get<int>() << " " << r["speedup"].get<double>() << " " << r["acceptance_rate"].get<double>() << " "
+        << r["tokens_per_forward"].get<double>() << "\n";
+    }
+    std::ofstream g(script);
+    char title[256];
+    std::snprintf(title, sizeof(title), "%s, %s drafter, %d threads, %.1f GB/s", report["model"]["dir"].get<std::string>().c_str(),
+                  report["results"].back()["drafter"].get<std::string>().c_str(), report["machine"]["threads"].get<int>(),
+                  report["machine"]["bandwidth_gbs"].get<double>());
+    g << "set terminal pngcairo size 900,520\nset output '" << png << "'\nset title '" << title << "' noenhanced\n"
+      << "set xlabel 'draft length K'\nset ylabel 'speedup over plain decoding'\nset y2label 'acceptance rate'\n"
+      << "set y2range [0:1.05]\nset ytics nomirror\nset y2tics\nset grid\nset key top left\nset yrange [0:*]\n"
+      << "plot '" << data << "' using 1:2 with linespoints lw 2 pt 7 title 'speedup', "
+      << "'" << data << "' using 1:3 axes x1y2 with linespoints lw 2 pt 5 title 'acceptance', 1 with lines dt 2 title 'plain'\n";
+  }
+  const std::string cmd = "gnuplot '" + script + "' 2>&1";
+  if (std::system(cmd.c_str()) != 0) return Error("--plot: gnuplot failed or is not installed (apt-get install gnuplot-nox)");
+  return OkStatus();
 }
 
 int Run(const BenchFlags& f) {
@@ -218,6 +248,9 @@ int Run(const BenchFlags& f) {
                              {"weight_bytes_per_token", bytes}, {"roofline_tok_per_s", roofline}, {"prompt_tokens", prompt.size()},
                              {"generated_tokens", f.n}, {"reps", f.reps}, {"drafter_dir", f.draft}}},
                   {"results", results}};
+  if (!f.plot.empty()) {
+    if (Status s = Plot(report, f.plot); !s.ok()) return Fail(s.message());
+  }
   if (f.json) {
     std::cout << report.dump() << std::endl;
     return 0;
@@ -269,6 +302,7 @@ Runner AddBench(CLI::App& app) {
   c->add_option("--reps", f->reps, "repetitions, interleaved plain/speculative (default 3)");
   c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
   c->add_flag("--json", f->json, "print one JSON object");
+  c->add_option("--plot", f->plot, "draw speedup and acceptance against draft length to a PNG (needs gnuplot)");
   return [f]() { return Run(*f); };
 }
 

@@ -4,8 +4,12 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
 #include "hwy/cache_control.h"
+#include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "specula/kernels/kernels.h"
+#include "specula/kernels/ops.h"
+
+#include <cmath>
 
 #include <cstring>
 
@@ -127,7 +131,7 @@ HWY_INLINE void DotGroupQ(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRI
     hwy::Prefetch(w + 4096);
     uint16_t dh;
     std::memcpy(&dh, w, 2);
-    const auto scale = hn::Set(d, F16ToF32(dh));
+    const auto scale = hn::Set(d, F16ToF32Fast(dh));
     hn::Vec<DQ> part[R];
     for (size_t r = 0; r < R; ++r) part[r] = hn::Zero(d);
     if constexpr (kType == DType::kQ8_0) {
@@ -155,10 +159,16 @@ void MatMulRowsQ(const MatMulRowsArgs& a) {
   const size_t K = static_cast<size_t>(a.w.cols);
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     const auto* wr = static_cast<const uint8_t*>(a.w.Row(n));
+    // Rows in groups of 4, then one group of the remaining 1-3: every block is dequantized once
+    // per group.
     size_t i = 0;
-    for (; i + 8 <= a.m; i += 8) DotGroupQ<8, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
     for (; i + 4 <= a.m; i += 4) DotGroupQ<4, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
-    for (; i < a.m; ++i) DotGroupQ<1, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+    switch (a.m - i) {
+      case 3: DotGroupQ<3, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
+      case 2: DotGroupQ<2, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
+      case 1: DotGroupQ<1, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
+      default: break;
+    }
   }
 }
 
@@ -187,6 +197,32 @@ void Axpy(float alpha, const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
+// Elementwise ops over whole rows: vector body, scalar-reference tail. Each element's result depends
+// only on its own inputs, so they are batch-invariant by construction.
+void GeluMul(float* HWY_RESTRICT g, const float* HWY_RESTRICT u, size_t n) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const auto half = hn::Set(df, 0.5f), one = hn::Set(df, 1.0f);
+  const auto alpha = hn::Set(df, 0.7978845608028654f), beta = hn::Set(df, 0.044715f);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto x = hn::LoadU(df, g + i);
+    const auto inner = hn::Mul(alpha, hn::MulAdd(hn::Mul(beta, hn::Mul(x, x)), x, x));
+    const auto gelu = hn::Mul(hn::Mul(half, x), hn::Add(one, hn::Tanh(df, inner)));
+    hn::StoreU(hn::Mul(gelu, hn::LoadU(df, u + i)), df, g + i);
+  }
+  for (; i < n; ++i) g[i] = GeluTanh(g[i]) * u[i];
+}
+
+void SoftCapRow(float* HWY_RESTRICT x, size_t n, float cap) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const auto c = hn::Set(df, cap), inv = hn::Set(df, 1.0f / cap);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(c, hn::Tanh(df, hn::Mul(hn::LoadU(df, x + i), inv))), df, x + i);
+  for (; i < n; ++i) x[i] = cap * std::tanh(x[i] * (1.0f / cap));
+}
+
 uint64_t StreamRead(const uint8_t* HWY_RESTRICT p, size_t bytes) {
   const hn::ScalableTag<uint64_t> d;
   const size_t N = hn::Lanes(d);
@@ -212,6 +248,8 @@ KernelTable GetTable() {
   t.dot = &Dot;
   t.axpy = &Axpy;
   t.stream_read = &StreamRead;
+  t.gelu_mul = &GeluMul;
+  t.softcap = &SoftCapRow;
   return t;
 }
 

@@ -356,7 +356,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
     ws.u.resize(uT * ff);
     MatMul(kt, pool, w.gate, ws.xn.data(), uT, ws.g.data());
     MatMul(kt, pool, w.up, ws.xn.data(), uT, ws.u.data());
-    for (size_t i = 0; i < uT * ff; ++i) ws.g[i] = GeluTanh(ws.g[i]) * ws.u[i];
+    kt.gelu_mul(ws.g.data(), ws.u.data(), uT * ff);
     MatMul(kt, pool, w.down, ws.g.data(), uT, ws.a.data());
     for (int t = 0; t < T; ++t) {
       float* a = &ws.a[t * uH];
@@ -373,7 +373,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
       for (int t = 0; t < T; ++t) {
         const float* pl = &ws.ple[t * LP + static_cast<size_t>(l) * uP];
         float* gg = &ws.ple_tmp[t * uP];
-        for (size_t i = 0; i < uP; ++i) gg[i] = GeluTanh(gg[i]) * pl[i];
+        kt.gelu_mul(gg, pl, uP);
       }
       MatMul(kt, pool, w.ple_proj, ws.ple_tmp.data(), uT, ws.a.data());
       for (int t = 0; t < T; ++t) {
@@ -401,7 +401,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
   const size_t uV = static_cast<size_t>(c.vocab_size);
   out->logits.resize(static_cast<size_t>(out->rows) * uV);
   MatMul(kt, pool, lm_head_, head_in, static_cast<size_t>(out->rows), out->logits.data());
-  if (c.final_logit_softcapping > 0) SoftCap(out->logits.data(), out->logits.size(), c.final_logit_softcapping);
+  if (c.final_logit_softcapping > 0) kt.softcap(out->logits.data(), out->logits.size(), c.final_logit_softcapping);
   return OkStatus();
 }
 

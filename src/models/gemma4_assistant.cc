@@ -290,7 +290,7 @@ void Gemma4Assistant::Step(const StepArgs& args, ThreadPool& pool, DraftStepOutp
     u_.resize(ff);
     MatMul(kt, pool, w.gate, a_.data(), 1, g_.data());
     MatMul(kt, pool, w.up, a_.data(), 1, u_.data());
-    for (size_t i = 0; i < ff; ++i) g_[i] = GeluTanh(g_[i]) * u_[i];
+    kt.gelu_mul(g_.data(), u_.data(), ff);
     MatMul(kt, pool, w.down, g_.data(), 1, a_.data());
     RmsNorm(a_.data(), w.post_ffn_norm.data(), Hd, eps, a_.data());
     for (size_t i = 0; i < Hd; ++i) z_[i] = (z_[i] + a_[i]) * w.layer_scalar;

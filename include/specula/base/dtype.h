@@ -70,6 +70,20 @@ inline uint16_t F32ToBF16(float f) {
 float F16ToF32(uint16_t h);
 uint16_t F32ToF16(float f);
 
+// F16ToF32 for the hot path: normal numbers and zero by bit manipulation (exact), the rare
+// subnormal/inf/NaN through F16ToF32.
+inline float F16ToF32Fast(uint16_t h) {
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  if (exp == 0 || exp == 31) {
+    if ((h & 0x7fffu) == 0) return (h & 0x8000u) ? -0.0f : 0.0f;
+    return F16ToF32(h);
+  }
+  const uint32_t u = (static_cast<uint32_t>(h & 0x8000u) << 16) | (((h & 0x7fffu) + 0x1c000u) << 13);
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
 float DequantizeOne(DType t, const uint8_t* blocks, size_t i);  // value i of a block-dtype buffer
 
 // Reads value i of a float or quantized buffer as f32. memcpy because tensors in a safetensors file

@@ -47,6 +47,10 @@ struct KernelTable {
   void (*matmul_rows)(const MatMulRowsArgs& args) = nullptr;
   float (*dot)(const float* a, const float* b, size_t n) = nullptr;  // same schedule as matmul
   void (*axpy)(float a, const float* x, float* y, size_t n) = nullptr;  // y += a * x
+  // g[i] = gelu_tanh(g[i]) * u[i] (the gated MLP activation); scalar reference: GeluTanh in ops.h.
+  void (*gelu_mul)(float* g, const float* u, size_t n) = nullptr;
+  // x = cap * tanh(x / cap); scalar reference: SoftCap in ops.h.
+  void (*softcap)(float* x, size_t n, float cap) = nullptr;
   // Reads `bytes` (a multiple of 64) as fast as the target can; returns a checksum so the reads
   // cannot be optimised away. Used to measure memory bandwidth.
   uint64_t (*stream_read)(const uint8_t* p, size_t bytes) = nullptr;
