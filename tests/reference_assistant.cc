@@ -1,5 +1,7 @@
 #include "reference_assistant.h"
 
+#include "reference_ops.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,8 +9,6 @@
 
 namespace specula::test {
 namespace {
-
-using VecD = std::vector<double>;
 
 VecD Get(const WeightStore& s, const std::string& name) {
   const TensorView* t = s.Find(name);
@@ -26,17 +26,6 @@ VecD MatVec(const WeightStore& s, const std::string& name, const VecD& x) {
   }
   return y;
 }
-
-VecD Rms(const VecD& x, const VecD* w, double eps) {
-  double ss = 0;
-  for (double v : x) ss += v * v;
-  const double s = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps);
-  VecD y(x.size());
-  for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * s * (w ? (*w)[i] : 1.0);
-  return y;
-}
-
-double Gelu(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
 
 }  // namespace
 
@@ -69,13 +58,7 @@ RefDraftStep ReferenceDraftStep(const Gemma4AssistantConfig& a, const WeightStor
     for (int h = 0; h < nh; ++h) {
       VecD qh(q.begin() + h * hd, q.begin() + (h + 1) * hd);
       qh = Rms(qh, &qn, eps);
-      for (int j = 0; j < rope.rotated_pairs; ++j) {  // rotate-half at the round's position P
-        const double inv = static_cast<double>(static_cast<float>(1.0 / std::pow(rope.theta, 2.0 * j / hd)));
-        const double ang = static_cast<double>(static_cast<float>(P) * static_cast<float>(inv));
-        const double x1 = qh[static_cast<size_t>(j)], x2 = qh[static_cast<size_t>(j + hd / 2)];
-        qh[static_cast<size_t>(j)] = x1 * std::cos(ang) - x2 * std::sin(ang);
-        qh[static_cast<size_t>(j + hd / 2)] = x2 * std::cos(ang) + x1 * std::sin(ang);
-      }
+      Rope(qh.data(), hd, rope.rotated_pairs, rope.theta, P);  // the round's position P
       const int g = h / (nh / nkv);
       VecD s;
       for (int j = lo; j < P; ++j) {

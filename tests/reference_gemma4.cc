@@ -1,36 +1,10 @@
 #include "reference_gemma4.h"
 
+#include "reference_ops.h"
+
 #include <cmath>
 
 namespace specula::test {
-namespace {
-
-using VecD = std::vector<double>;
-
-VecD Rms(const VecD& x, const VecD* w, double eps) {
-  double ss = 0;
-  for (double v : x) ss += v * v;
-  const double s = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps);
-  VecD y(x.size());
-  for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * s * (w ? (*w)[i] : 1.0);
-  return y;
-}
-
-double Gelu(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
-
-// Rotate-half RoPE; pairs j < n_rot rotate with theta^(-2j/d), others pass through.
-void Rope(double* x, int d, int n_rot, double theta, int pos) {
-  for (int j = 0; j < n_rot; ++j) {
-    const double inv = static_cast<double>(static_cast<float>(1.0 / std::pow(theta, 2.0 * j / d)));
-    const double a = static_cast<double>(static_cast<float>(pos) * static_cast<float>(inv));
-    const double x1 = x[j], x2 = x[j + d / 2];
-    x[j] = x1 * std::cos(a) - x2 * std::sin(a);
-    x[j + d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
-  }
-}
-
-}  // namespace
-
 ReferenceGemma4::ReferenceGemma4(const Gemma4Config& config, const WeightStore& store) : c_(config), store_(store) {}
 
 VecD ReferenceGemma4::Vec(const std::string& name) const {

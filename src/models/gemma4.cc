@@ -81,6 +81,16 @@ class Binder {
   Status status_;
 };
 
+// x[t] += RMSNorm_w(a[t]) for every row: how each sublayer's output joins the residual stream.
+void AddNormed(std::vector<float>& a, const std::vector<float>& w, float eps, int T, size_t H, std::vector<float>& x) {
+  for (int t = 0; t < T; ++t) {
+    float* at = &a[static_cast<size_t>(t) * H];
+    RmsNorm(at, w.data(), H, eps, at);
+    float* xt = &x[static_cast<size_t>(t) * H];
+    for (size_t i = 0; i < H; ++i) xt[i] += at[i];
+  }
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Gemma4Model>> Gemma4Model::Load(const std::string& dir) {
@@ -342,12 +352,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
 
     ws.a.resize(uT * uH);
     MatMul(kt, pool, w.o, ws.o.data(), uT, ws.a.data());
-    for (int t = 0; t < T; ++t) {
-      float* a = &ws.a[t * uH];
-      RmsNorm(a, w.post_attn_norm.data(), uH, c.rms_norm_eps, a);
-      float* x = &ws.x[t * uH];
-      for (size_t i = 0; i < uH; ++i) x[i] += a[i];
-    }
+    AddNormed(ws.a, w.post_attn_norm, c.rms_norm_eps, T, uH, ws.x);
 
     // feed-forward: down(gelu(gate y) * up y), y = pre-norm(x)
     const size_t ff = static_cast<size_t>(s.ffn_dim);
@@ -358,12 +363,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
     MatMul(kt, pool, w.up, ws.xn.data(), uT, ws.u.data());
     kt.gelu_mul(ws.g.data(), ws.u.data(), uT * ff);
     MatMul(kt, pool, w.down, ws.g.data(), uT, ws.a.data());
-    for (int t = 0; t < T; ++t) {
-      float* a = &ws.a[t * uH];
-      RmsNorm(a, w.post_ffn_norm.data(), uH, c.rms_norm_eps, a);
-      float* x = &ws.x[t * uH];
-      for (size_t i = 0; i < uH; ++i) x[i] += a[i];
-    }
+    AddNormed(ws.a, w.post_ffn_norm, c.rms_norm_eps, T, uH, ws.x);
 
     // per-layer input (E2B/E4B): x += norm(proj(gelu(gate x) * ple[:, l]))
     if (P > 0) {
@@ -376,12 +376,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
         kt.gelu_mul(gg, pl, uP);
       }
       MatMul(kt, pool, w.ple_proj, ws.ple_tmp.data(), uT, ws.a.data());
-      for (int t = 0; t < T; ++t) {
-        float* a = &ws.a[t * uH];
-        RmsNorm(a, w.ple_post_norm.data(), uH, c.rms_norm_eps, a);
-        float* x = &ws.x[t * uH];
-        for (size_t i = 0; i < uH; ++i) x[i] += a[i];
-      }
+      AddNormed(ws.a, w.ple_post_norm, c.rms_norm_eps, T, uH, ws.x);
     }
     for (size_t i = 0; i < uT * uH; ++i) ws.x[i] *= w.layer_scalar;
     Tap(l, "layer_out", T, H, ws.x.data());

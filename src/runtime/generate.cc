@@ -1,19 +1,12 @@
 #include "specula/runtime/generate.h"
 
 #include <algorithm>
-#include <chrono>
 
+#include "specula/base/sysinfo.h"
 #include "specula/base/thread_pool.h"
 #include "specula/models/gemma4.h"
 
 namespace specula {
-namespace {
-double Now() {
-  using Clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
-}
-}  // namespace
-
 const char* StopReasonName(StopReason r) {
   switch (r) {
     case StopReason::kStopToken: return "stop";
@@ -42,6 +35,16 @@ Status ValidatePrompt(std::span<const int> prompt, int vocab, int context) {
   return OkStatus();
 }
 
+Status Prefill(Gemma4Model& model, ThreadPool& pool, KvCache& cache, std::span<const int> prompt,
+               int chunk, ForwardOutput* out, int* forwards) {
+  for (size_t i = 0; i < prompt.size(); i += static_cast<size_t>(chunk)) {
+    const size_t n = std::min(prompt.size() - i, static_cast<size_t>(chunk));
+    if (Status s = model.Forward({.ids = prompt.subspan(i, n), .cache = &cache}, pool, out); !s.ok()) return s;
+    ++*forwards;
+  }
+  return OkStatus();
+}
+
 Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
                                      std::span<const int> prompt, const GenerateOptions& options,
                                      const TokenCallback& on_token) {
@@ -55,14 +58,9 @@ Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCac
 
   Sampler sampler(options.sampling);
   ForwardOutput out;
-  const double t0 = Now();
-  for (size_t i = 0; i < prompt.size(); i += static_cast<size_t>(options.prefill_chunk)) {
-    const size_t n = std::min(prompt.size() - i, static_cast<size_t>(options.prefill_chunk));
-    Status s = model.Forward({.ids = prompt.subspan(i, n), .cache = &cache}, pool, &out);
-    if (!s.ok()) return s;
-    ++res.stats.target_forwards;
-  }
-  const double t1 = Now();
+  const double t0 = NowSeconds();
+  if (Status s = Prefill(model, pool, cache, prompt, options.prefill_chunk, &out, &res.stats.target_forwards); !s.ok()) return s;
+  const double t1 = NowSeconds();
   res.stats.prefill_s = t1 - t0;
 
   int token = sampler.Sample(out.logits.data(), vocab);
@@ -87,7 +85,7 @@ Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCac
     ++res.stats.target_forwards;
     token = sampler.Sample(out.logits.data(), vocab);
   }
-  res.stats.decode_s = Now() - t1;
+  res.stats.decode_s = NowSeconds() - t1;
   res.stats.generated_tokens = static_cast<int>(res.ids.size());
   return res;
 }

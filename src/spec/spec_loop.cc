@@ -1,18 +1,14 @@
 #include "specula/spec/spec_loop.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "specula/base/json.h"
+#include "specula/base/sysinfo.h"
 #include "specula/base/thread_pool.h"
 #include "specula/models/gemma4.h"
 #include "specula/spec/verifier.h"
 
 namespace specula {
-namespace {
-double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-}  // namespace
-
 Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, ThreadPool& pool,
                                        KvCache& cache, std::span<const int> prompt,
                                        const SpecOptions& options, const TokenCallback& on_token) {
@@ -31,13 +27,9 @@ Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, Th
 
   Sampler sampler(base.sampling);
   ForwardOutput out;
-  const double t0 = Now();
-  for (size_t i = 0; i < prompt.size(); i += static_cast<size_t>(base.prefill_chunk)) {
-    const size_t n = std::min(prompt.size() - i, static_cast<size_t>(base.prefill_chunk));
-    if (Status s = target.Forward({.ids = prompt.subspan(i, n), .cache = &cache}, pool, &out); !s.ok()) return s;
-    ++st.target_forwards;
-  }
-  const double t1 = Now();
+  const double t0 = NowSeconds();
+  if (Status s = Prefill(target, pool, cache, prompt, base.prefill_chunk, &out, &st.target_forwards); !s.ok()) return s;
+  const double t1 = NowSeconds();
   st.prefill_s = t1 - t0;
 
   // State between rounds: positions 0..P-1 committed; x pending at P; h = hidden of P-1.
@@ -115,7 +107,7 @@ Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, Th
     x = v.next_token;
     emit(x);
   }
-  st.decode_s = Now() - t1;
+  st.decode_s = NowSeconds() - t1;
   st.generated_tokens = static_cast<int>(ids.size());
   return res;
 }

@@ -15,6 +15,7 @@ namespace specula {
 class Gemma4Model;
 class KvCache;
 class ThreadPool;
+struct ForwardOutput;
 
 enum class StopReason { kStopToken, kLength, kContext };
 const char* StopReasonName(StopReason r);  // "stop", "length", "context"
@@ -51,5 +52,9 @@ Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCac
 
 // Shared by the plain and speculative loops.
 Status ValidatePrompt(std::span<const int> prompt, int vocab, int context);
+// Runs the prompt through the model in chunks of `chunk` rows; `out` ends with the last chunk's
+// output (the last row's logits, every row's hidden state). Adds the passes to *forwards.
+Status Prefill(Gemma4Model& model, ThreadPool& pool, KvCache& cache, std::span<const int> prompt,
+               int chunk, ForwardOutput* out, int* forwards);
 
 }  // namespace specula

@@ -1,0 +1,37 @@
+// Double-precision building blocks shared by the naive references (target and assistant).
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+namespace specula::test {
+
+using VecD = std::vector<double>;
+
+// RMSNorm with a plain weight (none when w is null).
+inline VecD Rms(const VecD& x, const VecD* w, double eps) {
+  double ss = 0;
+  for (double v : x) ss += v * v;
+  const double s = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps);
+  VecD y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * s * (w ? (*w)[i] : 1.0);
+  return y;
+}
+
+inline double Gelu(double x) {
+  return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+// Rotate-half RoPE on x[d]: pairs (j, j + d/2) for j < n_rot rotate by pos * theta^(-2j/d), with the
+// frequency and angle rounded to f32 as HF computes them; the rest pass through.
+inline void Rope(double* x, int d, int n_rot, double theta, int pos) {
+  for (int j = 0; j < n_rot; ++j) {
+    const double inv = static_cast<double>(static_cast<float>(1.0 / std::pow(theta, 2.0 * j / d)));
+    const double a = static_cast<double>(static_cast<float>(pos) * static_cast<float>(inv));
+    const double x1 = x[j], x2 = x[j + d / 2];
+    x[j] = x1 * std::cos(a) - x2 * std::sin(a);
+    x[j + d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
+  }
+}
+
+}  // namespace specula::test
