@@ -173,6 +173,13 @@ TEST_P(KernelsTest, GeluMulAndSoftCapMatchScalarReference) {
   }
 }
 
+TEST_P(KernelsTest, FmaProbeCountsItsFlops) {
+  const double one = k_.fma_probe(1);
+  ASSERT_GT(one, 0.0);
+  EXPECT_EQ(k_.fma_probe(1000), 1000 * one);  // 16 chains x lanes x 2 flops per iteration
+  EXPECT_EQ(static_cast<long>(one) % 32, 0);
+}
+
 TEST_P(KernelsTest, StreamReadTouchesEveryWord) {
   for (size_t words : {8u, 64u, 1000u, 4096u}) {
     std::vector<uint64_t> buf(words, 0);

@@ -146,6 +146,7 @@ int Run(const BenchFlags& f) {
   const int threads = f.threads > 0 ? f.threads : ThreadPool::DefaultThreads();
   const double bandwidth = ChildBandwidth(threads);
   ThreadPool pool(threads);
+  const double peak_gflops = MeasurePeakGflops(pool);
   const int context = static_cast<int>(prompt.size()) + f.n + 64;
   const int max_k = *std::max_element(ks.begin(), ks.end());
   GenerateOptions base;
@@ -224,6 +225,7 @@ int Run(const BenchFlags& f) {
                      {"decode_tok_per_s_max", *std::max_element(plain_tps.begin(), plain_tps.end())},
                      {"speedup", 1.0}, {"acceptance_rate", nullptr}, {"tokens_per_forward", 1.0},
                      {"accepted_per_position", nullptr}, {"prefill_tok_per_s", Median(plain_prefill)},
+                     {"prefill_fma_fraction", Median(plain_prefill) * 2.0 * static_cast<double>(target.MatMulParamsPerToken()) / 1e9 / peak_gflops},
                      {"peak_rss_mb", PeakRssMB()}, {"roofline_fraction", plain / roofline},
                      {"verify_cost_ratio", 1.0}, {"draft_step_cost_fraction", nullptr}});
   for (size_t i = 0; i < ks.size(); ++i) {
@@ -238,12 +240,12 @@ int Run(const BenchFlags& f) {
                        {"decode_tok_per_s_max", *std::max_element(spec_tps[i].begin(), spec_tps[i].end())},
                        {"speedup", tps / plain}, {"acceptance_rate", s.acceptance_rate()},
                        {"tokens_per_forward", s.mean_tokens_per_round()}, {"accepted_per_position", per_pos},
-                       {"prefill_tok_per_s", nullptr}, {"peak_rss_mb", PeakRssMB()}, {"roofline_fraction", nullptr},
+                       {"prefill_tok_per_s", nullptr}, {"prefill_fma_fraction", nullptr}, {"peak_rss_mb", PeakRssMB()}, {"roofline_fraction", nullptr},
                        {"verify_cost_ratio", ForwardSeconds(target, pool, *cache, ks[i] + 1, 5) / one_row},
                        {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()}});
   }
   const Gemma4Config& c = target.config();
-  OJson report = {{"machine", {{"threads", threads}, {"bandwidth_gbs", bandwidth}, {"kernels", BestKernels().target}}},
+  OJson report = {{"machine", {{"threads", threads}, {"bandwidth_gbs", bandwidth}, {"peak_gflops", peak_gflops}, {"kernels", BestKernels().target}}},
                   {"model", {{"dir", f.model}, {"hidden_size", c.hidden_size}, {"layers", c.num_layers}, {"vocab_size", c.vocab_size},
                              {"weight_bytes_per_token", bytes}, {"roofline_tok_per_s", roofline}, {"prompt_tokens", prompt.size()},
                              {"generated_tokens", f.n}, {"reps", f.reps}, {"drafter_dir", f.draft}}},
@@ -255,9 +257,12 @@ int Run(const BenchFlags& f) {
     std::cout << report.dump() << std::endl;
     return 0;
   }
-  std::printf("machine: %d threads, %s kernels, %.1f GB/s read bandwidth (measured)\n", threads, BestKernels().target, bandwidth);
+  std::printf("machine: %d threads, %s kernels, %.1f GB/s read bandwidth, %.0f GFLOP/s peak f32 FMA (both measured)\n", threads,
+              BestKernels().target, bandwidth, peak_gflops);
   std::printf("model: %s, %.2f GB of weights per token -> roofline %.2f tok/s; prompt %zu tokens, %d generated, %d reps\n",
               f.model.c_str(), bytes / 1e9, roofline, prompt.size(), f.n, f.reps);
+  std::printf("plain prefill: %.1f tok/s = %.0f%% of peak FMA throughput\n", results[0]["prefill_tok_per_s"].get<double>(),
+              100.0 * results[0]["prefill_fma_fraction"].get<double>());
   std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", "mode", "drafter", "K", "tok/s", "(min-max)", "speedup",
               "accept", "tok/fw", "verify", "draft", "roofline", "rss MB", "accepted per position");
   for (const OJson& r : results) {

@@ -223,6 +223,21 @@ void SoftCapRow(float* HWY_RESTRICT x, size_t n, float cap) {
   for (; i < n; ++i) x[i] = cap * std::tanh(x[i] * (1.0f / cap));
 }
 
+double FmaProbe(size_t iters) {
+  const DF df;
+  const auto m = hn::Set(df, 0.999999f), a = hn::Set(df, 1e-7f);
+  hn::Vec<DF> v[16];
+  for (int i = 0; i < 16; ++i) v[i] = hn::Set(df, static_cast<float>(i));
+  for (size_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 16; ++i) v[i] = hn::MulAdd(v[i], m, a);
+  }
+  auto s = v[0];
+  for (int i = 1; i < 16; ++i) s = hn::Add(s, v[i]);
+  volatile float sink = hn::GetLane(s);
+  (void)sink;
+  return 2.0 * 16.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iters);
+}
+
 uint64_t StreamRead(const uint8_t* HWY_RESTRICT p, size_t bytes) {
   const hn::ScalableTag<uint64_t> d;
   const size_t N = hn::Lanes(d);
@@ -248,6 +263,7 @@ KernelTable GetTable() {
   t.dot = &Dot;
   t.axpy = &Axpy;
   t.stream_read = &StreamRead;
+  t.fma_probe = &FmaProbe;
   t.gelu_mul = &GeluMul;
   t.softcap = &SoftCapRow;
   return t;
@@ -296,6 +312,22 @@ double MeasureReadBandwidthGBs(ThreadPool& pool, size_t bytes, int reps) {
   }
   volatile uint64_t sink = 0;
   for (uint64_t v : sums) sink = sink ^ v;
+  return best;
+}
+
+double MeasurePeakGflops(ThreadPool& pool) {
+  const KernelTable& k = BestKernels();
+  const size_t threads = static_cast<size_t>(pool.num_threads());
+  double best = 0.0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<double> flops(threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.ParallelFor(threads, [&](size_t t, int) { flops[t] = k.fma_probe(size_t{4} << 20); });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double total = 0.0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / s / 1e9);
+  }
   return best;
 }
 

@@ -193,6 +193,16 @@ size_t Gemma4Model::WeightBytesPerToken() const {
   return bytes;
 }
 
+size_t Gemma4Model::MatMulParamsPerToken() const {
+  size_t n = 0;
+  for (const auto& [name, t] : store_->all()) {
+    if (name.rfind(config_.tensor_prefix, 0) != 0 || t->shape.size() != 2) continue;
+    if (name == config_.tensor_prefix + "embed_tokens_per_layer.weight" || name == config_.tensor_prefix + "embed_tokens.weight") continue;
+    n += static_cast<size_t>(t->numel());
+  }
+  return n;
+}
+
 std::unique_ptr<KvCache> Gemma4Model::NewCache(int context, int headroom) const {
   std::vector<KvLayerShape> shapes;
   for (const Gemma4LayerSpec& s : config_.layers) {

@@ -51,6 +51,9 @@ struct KernelTable {
   void (*gelu_mul)(float* g, const float* u, size_t n) = nullptr;
   // x = cap * tanh(x / cap); scalar reference: SoftCap in ops.h.
   void (*softcap)(float* x, size_t n, float cap) = nullptr;
+  // Runs `iters` rounds of 16 independent vector FMA chains held in registers and returns the
+  // flops done (2 per lane per FMA): the core's peak FMA throughput.
+  double (*fma_probe)(size_t iters) = nullptr;
   // Reads `bytes` (a multiple of 64) as fast as the target can; returns a checksum so the reads
   // cannot be optimised away. Used to measure memory bandwidth.
   uint64_t (*stream_read)(const uint8_t* p, size_t bytes) = nullptr;
@@ -66,6 +69,9 @@ KernelTable KernelsForTarget(int64_t target);
 // Sustained read bandwidth in GB/s: the pool's threads stream a buffer far larger than the caches
 // with the best kernels. (Allocates `bytes`; run it where that memory does not matter.)
 double MeasureReadBandwidthGBs(ThreadPool& pool, size_t bytes = size_t{1} << 30, int reps = 3);
+
+// Peak f32 FMA throughput of the pool's threads in GFLOP/s (register-resident, no memory traffic).
+double MeasurePeakGflops(ThreadPool& pool);
 
 // y[M, N] = x[M, K] · w[N, K]^T, parallel over N. Every element is computed by one task.
 void MatMul(const KernelTable& k, ThreadPool& pool, const MatView& w, const float* x, size_t m,

@@ -59,6 +59,9 @@ class Gemma4Model {
   // Bytes of weights one decode step reads: every matrix once, plus one row of each table that is
   // only gathered (the per-layer embedding table). The memory roofline is bandwidth / this.
   size_t WeightBytesPerToken() const;
+  // Multiply-adds per prompt token in prefill: every matrix but the gathered per-layer embedding
+  // table and the LM head (prefill only needs the last row's logits).
+  size_t MatMulParamsPerToken() const;
   // The KV-cache slot holding layer `layer`'s keys (its own, or its KV-sharing source's).
   int KvSlotOf(int layer) const { return kv_slot_[static_cast<size_t>(layer)]; }
 
