@@ -90,8 +90,8 @@ TEST_P(KernelsTest, MatMulMatchesScalarReference) {
 }
 
 TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
-  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
-    for (int64_t K : {32, 64, 96, 320}) {
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K}) {
+    for (int64_t K : {256, 512, 768}) {
       for (size_t M : {1, 3, 4, 8, 9, 13}) {
         const int64_t N = 7;
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 11);

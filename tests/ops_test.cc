@@ -97,6 +97,31 @@ namespace specula {
 namespace {
 
 // GGUF Q8_0/Q4_0 blocks: layout, scale rules and error bounds.
+TEST(Quant, Q6KLayoutAndErrorBound) {
+  std::vector<float> x(512);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.11f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 16));
+  std::vector<uint8_t> q(StorageBytes(DType::kQ6_K, 512));
+  ASSERT_EQ(q.size(), 420u);  // two 210-byte super-blocks
+  QuantizeRow(DType::kQ6_K, x.data(), 512, q.data());
+  for (size_t s = 0; s < 32; ++s) {  // per 16-value sub-block: error <= one 6-bit step of its range
+    float amax = 0;
+    for (size_t j = 0; j < 16; ++j) amax = std::max(amax, std::fabs(x[16 * s + j]));
+    for (size_t j = 0; j < 16; ++j) {
+      const size_t i = 16 * s + j;
+      EXPECT_NEAR(LoadAsF32(DType::kQ6_K, q.data(), i), x[i], amax / 32 * 0.6 + amax * 0.02) << i;
+    }
+  }
+  // Layout: value 0's code is the low nibble of ql[0] plus bits 0-1 of qh[0]; value 64 the high
+  // nibble of ql[0] plus bits 4-5 of qh[0]; value 200 lives in the second half (ql[64 + 40], qh[32 + 8]).
+  std::vector<float> one(256, 0.0f);
+  one[64] = -1.0f;  // the largest magnitude of its sub-block maps to code 0 (= -32); zeros to 32
+  std::vector<uint8_t> b(210);
+  QuantizeRow(DType::kQ6_K, one.data(), 256, b.data());
+  EXPECT_EQ((b[0] >> 4) | (((b[128] >> 4) & 3) << 4), 0);  // value 64: code 0 (= -32)
+  EXPECT_EQ((b[0] & 15) | ((b[128] & 3) << 4), 32);        // value 0: code 32 (= 0)
+  EXPECT_NEAR(LoadAsF32(DType::kQ6_K, b.data(), 64), -1.0f, 0.01f);
+}
+
 TEST(Quant, Q8_0AndQ4_0RoundTrip) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i) x[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i)) * (i < 32 ? 1.0f : 0.01f);

@@ -85,7 +85,7 @@ TEST_P(QuantizedModel, SpeculativeStaysLossless) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, QuantizedModel, ::testing::Values(DType::kQ8_0, DType::kQ4_0),
+INSTANTIATE_TEST_SUITE_P(Types, QuantizedModel, ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ6_K),
                          [](const auto& i) { return std::string(DTypeName(i.param)); });
 
 TEST(Quantize, BadInputs) {
@@ -93,6 +93,7 @@ TEST(Quantize, BadInputs) {
   EXPECT_FALSE(QuantizeCheckpoint(src, src, DType::kQ8_0).ok());              // in place
   EXPECT_FALSE(QuantizeCheckpoint("/nonexistent", test::TempDir("q-x"), DType::kQ8_0).ok());
   EXPECT_FALSE(QuantizeCheckpoint(src, test::TempDir("q-y"), DType::kBF16).ok());  // not a quant type
+  EXPECT_EQ(QuantizedType("w", DType::kBF16, {8, 96}, DType::kQ6_K), DType::kQ8_0);  // rows shorter than 256
   const std::string once = Quantized(src, DType::kQ8_0, "twice");
   Result<QuantizeStats> again = QuantizeCheckpoint(once, test::TempDir("q-z"), DType::kQ8_0);
   ASSERT_FALSE(again.ok());
@@ -124,7 +125,7 @@ TEST(Quantize, CliWritesALoadableCheckpoint) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = test::RunCli("quantize " + test::MakePreset("e2b-tiny") + " " + out + "2 --type q5_k");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("--type: expected q8_0 or q4_0"), std::string::npos);
+  EXPECT_NE(r.err.find("--type: expected q8_0, q4_0 or q6_k"), std::string::npos);
 }
 
 }  // namespace

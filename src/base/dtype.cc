@@ -20,7 +20,30 @@ float F16ToF32(uint16_t h) {
   return sign ? -v : v;
 }
 
+namespace {
+
+// Q6_K: where value v (0..255) of a super-block keeps its 6-bit code.
+struct Q6Pos {
+  size_t ql, qh;
+  int ql_shift, qh_shift;
+};
+Q6Pos Q6Position(size_t v) {
+  const size_t n = v / 128, p = v % 128, g = p / 32, l = p % 32;
+  return {64 * n + (g & 1) * 32 + l, 32 * n + l, g >= 2 ? 4 : 0, static_cast<int>(2 * g)};
+}
+
+}  // namespace
+
 float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
+  if (t == DType::kQ6_K) {
+    const size_t b = i / static_cast<size_t>(kSuperBlock), v = i % static_cast<size_t>(kSuperBlock);
+    const uint8_t* blk = blocks + b * DTypeSize(t);
+    uint16_t dh;
+    std::memcpy(&dh, blk + 208, 2);
+    const Q6Pos pos = Q6Position(v);
+    const int q = (((blk[pos.ql] >> pos.ql_shift) & 15) | (((blk[128 + pos.qh] >> pos.qh_shift) & 3) << 4)) - 32;
+    return F16ToF32(dh) * static_cast<float>(static_cast<int8_t>(blk[192 + v / 16])) * static_cast<float>(q);
+  }
   const size_t b = i / static_cast<size_t>(kQuantBlock), j = i % static_cast<size_t>(kQuantBlock);
   const uint8_t* blk = blocks + b * DTypeSize(t);
   uint16_t dh;
@@ -32,6 +55,45 @@ float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
 }
 
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
+  if (t == DType::kQ6_K) {
+    for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
+      float scale[16], max_scale = 0.0f, max_abs_scale = 0.0f;
+      for (int s = 0; s < 16; ++s) {  // per 16 values: the largest magnitude maps to -32
+        float amax = 0.0f, maxv = 0.0f;
+        for (int j = 0; j < 16; ++j) {
+          if (std::fabs(x[16 * s + j]) > amax) {
+            amax = std::fabs(x[16 * s + j]);
+            maxv = x[16 * s + j];
+          }
+        }
+        scale[s] = maxv / -32.0f;
+        if (std::fabs(scale[s]) > max_abs_scale) {
+          max_abs_scale = std::fabs(scale[s]);
+          max_scale = scale[s];
+        }
+      }
+      std::memset(out, 0, DTypeSize(t));
+      const float iscale = max_scale != 0.0f ? -128.0f / max_scale : 0.0f;
+      const float d = iscale != 0.0f ? 1.0f / iscale : 0.0f;
+      const uint16_t dh = F32ToF16(d);
+      std::memcpy(out + 208, &dh, 2);
+      const float dq = F16ToF32(dh);
+      for (int s = 0; s < 16; ++s) {
+        const int sc = std::min(127, static_cast<int>(std::lround(iscale * scale[s])));
+        out[192 + s] = static_cast<uint8_t>(static_cast<int8_t>(sc));
+        const float ds = dq * static_cast<float>(sc);
+        for (int j = 0; j < 16; ++j) {
+          const int v = 16 * s + j;
+          int q = ds != 0.0f ? static_cast<int>(std::lround(x[v] / ds)) : 0;
+          q = std::clamp(q, -32, 31) + 32;
+          const Q6Pos pos = Q6Position(static_cast<size_t>(v));
+          out[pos.ql] |= static_cast<uint8_t>((q & 15) << pos.ql_shift);
+          out[128 + pos.qh] |= static_cast<uint8_t>(((q >> 4) & 3) << pos.qh_shift);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += DTypeSize(t)) {
     float amax = 0.0f, maxv = 0.0f;  // maxv: the value with the largest magnitude, with its sign
     for (int j = 0; j < kQuantBlock; ++j) {

@@ -13,15 +13,17 @@ Runner AddQuantize(CLI::App& app) {
   CLI::App* c = app.add_subcommand("quantize", "Write a quantized copy of a checkpoint (target or assistant)");
   c->add_option("in", f->in, "input checkpoint directory")->required();
   c->add_option("out", f->out, "output directory")->required();
-  c->add_option("--type", f->type, "q8_0 | q4_0 (GGUF block layouts)");
+  c->add_option("--type", f->type, "q8_0 | q4_0 | q6_k (GGUF block layouts)");
   return [f]() {
     DType t;
     if (f->type == "q8_0" || f->type == "Q8_0") {
       t = DType::kQ8_0;
     } else if (f->type == "q4_0" || f->type == "Q4_0") {
       t = DType::kQ4_0;
+    } else if (f->type == "q6_k" || f->type == "Q6_K") {
+      t = DType::kQ6_K;
     } else {
-      return Fail("--type: expected q8_0 or q4_0 (got '" + f->type + "')");
+      return Fail("--type: expected q8_0, q4_0 or q6_k (got '" + f->type + "')");
     }
     Result<QuantizeStats> s = QuantizeCheckpoint(f->in, f->out, t);
     if (!s.ok()) return Fail(s.status().message());

@@ -14,13 +14,14 @@ DType QuantizedType(const std::string& name, DType dtype, const std::vector<int6
   const bool weight = dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
   if (!weight || shape.size() != 2 || shape[1] % kQuantBlock != 0) return dtype;
   if (name.find("masked_embedding.centroids") != std::string::npos) return dtype;
+  if (target == DType::kQ6_K && shape[1] % kSuperBlock != 0) return DType::kQ8_0;  // rows too short for super-blocks
   if (target == DType::kQ4_0 && name.find("embed_tokens") != std::string::npos) return DType::kQ8_0;
   return target;
 }
 
 Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir, DType target) {
   namespace fs = std::filesystem;
-  if (target != DType::kQ8_0 && target != DType::kQ4_0) return Error("--type: expected q8_0 or q4_0");
+  if (!IsBlockType(target)) return Error("--type: expected q8_0, q4_0 or q6_k");
   std::error_code ec;
   if (!fs::is_directory(in_dir, ec)) return Error(in_dir + ": not a directory");
   if (fs::equivalent(in_dir, out_dir, ec)) return Error(out_dir + ": must differ from the input directory");

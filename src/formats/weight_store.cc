@@ -48,10 +48,10 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
       if (!q->is_object()) return Error(f->path() + ": __metadata__.specula_quant: expected a JSON object");
       for (auto it = q->begin(); it != q->end(); ++it) {
         const std::string type = it.value().is_string() ? it.value().get<std::string>() : "";
-        if (type != "Q8_0" && type != "Q4_0") {
-          return Error(f->path() + ": __metadata__.specula_quant." + it.key() + ": expected \"Q8_0\" or \"Q4_0\"");
+        if (type != "Q8_0" && type != "Q4_0" && type != "Q6_K") {
+          return Error(f->path() + ": __metadata__.specula_quant." + it.key() + ": expected \"Q8_0\", \"Q4_0\" or \"Q6_K\"");
         }
-        quant[it.key()] = type == "Q8_0" ? DType::kQ8_0 : DType::kQ4_0;
+        quant[it.key()] = type == "Q8_0" ? DType::kQ8_0 : type == "Q4_0" ? DType::kQ4_0 : DType::kQ6_K;
       }
     }
     for (const auto& [qname, qtype] : quant) {
@@ -66,7 +66,7 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
       }
       TensorView v = raw;
       v.dtype = qtype;
-      v.shape = {raw.shape[0], raw.shape[1] / block * kQuantBlock};
+      v.shape = {raw.shape[0], raw.shape[1] / block * BlockValues(qtype)};
       store->retyped_.push_back(std::move(v));
       retyped[qname] = &store->retyped_.back();  // deque: pointers stay valid as it grows
     }

@@ -154,6 +154,52 @@ HWY_INLINE void DotGroupQ(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRI
   for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
 }
 
+// Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j]. The 16
+// codes of sub-block j sit in 16 consecutive bytes of ql (one nibble) and of qh (two bits).
+template <size_t R>
+HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
+                            size_t K, float* out, size_t ldo) {
+  const DQ d;
+  const hn::Rebind<uint8_t, DQ> d8;
+  const hn::Rebind<int32_t, DQ> d32;
+  const size_t N = hn::Lanes(d);
+  hn::Vec<DQ> acc[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
+  for (size_t k = 0; k < K; k += kSuperBlock, w += DTypeSize(DType::kQ6_K)) {
+    hwy::Prefetch(w + 2048);
+    uint16_t dh;
+    std::memcpy(&dh, w + 208, 2);
+    const float dsuper = F16ToF32Fast(dh);
+    for (size_t j = 0; j < 16; ++j) {
+      const size_t n = j / 8, g = (j % 8) / 2, is = j % 2;
+      const uint8_t* ql = w + 64 * n + (g & 1) * 32 + is * 16;
+      const uint8_t* qh = w + 128 + 32 * n + is * 16;
+      const int ql_shift = g >= 2 ? 4 : 0, qh_shift = static_cast<int>(2 * g);
+      const auto scale = hn::Set(d, dsuper * static_cast<float>(static_cast<int8_t>(w[192 + j])));
+      hn::Vec<DQ> part[R];
+      for (size_t r = 0; r < R; ++r) part[r] = hn::Zero(d);
+      for (size_t s = 0; s < 16; s += N) {
+        const auto lo = hn::And(hn::ShiftRightSame(hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, ql + s))), ql_shift), hn::Set(d32, 15));
+        const auto hi = hn::And(hn::ShiftRightSame(hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, qh + s))), qh_shift), hn::Set(d32, 3));
+        const auto q = hn::ConvertTo(d, hn::Sub(hn::Or(lo, hn::ShiftLeft<4>(hi)), hn::Set(d32, 32)));
+        const size_t xo = k + 16 * j + s;
+        for (size_t r = 0; r < R; ++r) part[r] = hn::MulAdd(q, hn::LoadU(d, x + r * ldx + xo), part[r]);
+      }
+      for (size_t r = 0; r < R; ++r) acc[r] = hn::MulAdd(scale, part[r], acc[r]);
+    }
+  }
+  for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
+}
+
+template <size_t R, DType kType>
+HWY_INLINE void DotGroupAnyQ(const uint8_t* w, const float* x, size_t ldx, size_t K, float* out, size_t ldo) {
+  if constexpr (kType == DType::kQ6_K) {
+    DotGroupQ6K<R>(w, x, ldx, K, out, ldo);
+  } else {
+    DotGroupQ<R, kType>(w, x, ldx, K, out, ldo);
+  }
+}
+
 template <DType kType>
 void MatMulRowsQ(const MatMulRowsArgs& a) {
   const size_t K = static_cast<size_t>(a.w.cols);
@@ -162,11 +208,11 @@ void MatMulRowsQ(const MatMulRowsArgs& a) {
     // Rows in groups of 4, then one group of the remaining 1-3: every block is dequantized once
     // per group.
     size_t i = 0;
-    for (; i + 4 <= a.m; i += 4) DotGroupQ<4, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+    for (; i + 4 <= a.m; i += 4) DotGroupAnyQ<4, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
     switch (a.m - i) {
-      case 3: DotGroupQ<3, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
-      case 2: DotGroupQ<2, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
-      case 1: DotGroupQ<1, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
+      case 3: DotGroupAnyQ<3, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
+      case 2: DotGroupAnyQ<2, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
+      case 1: DotGroupAnyQ<1, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy); break;
       default: break;
     }
   }
@@ -178,6 +224,7 @@ void MatMulRows(const MatMulRowsArgs& a) {
     case DType::kF16: return MatMulRowsT<hwy::float16_t>(a);
     case DType::kQ8_0: return MatMulRowsQ<DType::kQ8_0>(a);
     case DType::kQ4_0: return MatMulRowsQ<DType::kQ4_0>(a);
+    case DType::kQ6_K: return MatMulRowsQ<DType::kQ6_K>(a);
     default: return MatMulRowsT<float>(a);
   }
 }

@@ -11,10 +11,14 @@ namespace specula {
 // per block in GGUF's layouts, so quantized rows interoperate with llama.cpp's files:
 //   Q8_0: {f16 d; int8 q[32]}    34 bytes, x = d * q
 //   Q4_0: {f16 d; uint8 q[16]}   18 bytes, x_j = d * ((q[j] & 15) - 8), x_{j+16} = d * ((q[j] >> 4) - 8)
-enum class DType : uint8_t { kF32, kF16, kBF16, kI64, kI32, kU8, kQ8_0, kQ4_0 };
+//   Q6_K: {uint8 ql[128]; uint8 qh[64]; int8 sc[16]; f16 d}   210 bytes per 256 values (a k-quant):
+//         value v has scale d * sc[v / 16] and a 6-bit code (4 bits in ql, 2 in qh) minus 32.
+enum class DType : uint8_t { kF32, kF16, kBF16, kI64, kI32, kU8, kQ8_0, kQ4_0, kQ6_K };
 
-constexpr bool IsBlockType(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
-constexpr int64_t kQuantBlock = 32;  // values per block
+constexpr bool IsBlockType(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K; }
+constexpr int64_t kQuantBlock = 32;  // values per Q8_0/Q4_0 block
+constexpr int64_t kSuperBlock = 256;  // values per k-quant super-block
+constexpr int64_t BlockValues(DType t) { return t == DType::kQ6_K ? kSuperBlock : kQuantBlock; }
 
 // Bytes per element (element dtypes) or per block (block dtypes).
 constexpr size_t DTypeSize(DType t) {
@@ -27,13 +31,14 @@ constexpr size_t DTypeSize(DType t) {
     case DType::kU8: return 1;
     case DType::kQ8_0: return 34;
     case DType::kQ4_0: return 18;
+    case DType::kQ6_K: return 210;
   }
   return 0;
 }
 
 // Bytes of `n` consecutive values (n a multiple of 32 for block dtypes).
 constexpr size_t StorageBytes(DType t, int64_t n) {
-  return IsBlockType(t) ? static_cast<size_t>(n / kQuantBlock) * DTypeSize(t) : static_cast<size_t>(n) * DTypeSize(t);
+  return IsBlockType(t) ? static_cast<size_t>(n / BlockValues(t)) * DTypeSize(t) : static_cast<size_t>(n) * DTypeSize(t);
 }
 
 // Names as safetensors (element dtypes) and GGUF (block dtypes) spell them.
@@ -47,6 +52,7 @@ constexpr std::string_view DTypeName(DType t) {
     case DType::kU8: return "U8";
     case DType::kQ8_0: return "Q8_0";
     case DType::kQ4_0: return "Q4_0";
+    case DType::kQ6_K: return "Q6_K";
   }
   return "?";
 }
@@ -101,8 +107,9 @@ inline float LoadAsF32(DType t, const void* data, size_t i) {
   return t == DType::kF16 ? F16ToF32(h) : BF16ToF32(h);
 }
 
-// Quantizes n values (a multiple of 32) into blocks of `t` (Q8_0 or Q4_0), round to nearest, with
-// GGUF's scale rules (Q8_0: d = max|x| / 127; Q4_0: d = x_maxabs / -8).
+// Quantizes n values (a multiple of BlockValues(t)) into blocks of `t`, round to nearest, with
+// GGUF's scale rules (Q8_0: d = max|x| / 127; Q4_0: d = x_maxabs / -8; Q6_K: per 16 values a scale
+// mapping the largest magnitude to -32, the 16 scales quantized to int8 against one f16 d).
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out);
 
 // Rounds an f32 to what `t` can store, then back (e.g. HF casts sqrt(H) to the weight dtype).
@@ -113,7 +120,8 @@ inline float RoundThrough(DType t, float f) {
     case DType::kF16: return F16ToF32(F32ToF16(f));
     case DType::kBF16:
     case DType::kQ8_0:
-    case DType::kQ4_0: return BF16ToF32(F32ToBF16(f));
+    case DType::kQ4_0:
+    case DType::kQ6_K: return BF16ToF32(F32ToBF16(f));
     default: return f;
   }
 }
