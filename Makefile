@@ -19,10 +19,13 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The demo model has random weights: its text is gibberish and its drafter is never right. It shows
+# the pipeline, that speculative output equals plain output, and the statistics.
 demo: build
-	@test -f $(DEMO_DIR)/config.json || $(BUILD)/specula make-random $(DEMO_DIR) --preset e2b-tiny
+	@test -f $(DEMO_DIR)-asst/config.json || $(BUILD)/specula make-random $(DEMO_DIR) --preset e2b-tiny --assistant $(DEMO_DIR)-asst
 	$(BUILD)/specula inspect $(DEMO_DIR)
 	$(BUILD)/specula generate -m $(DEMO_DIR) -p "The quick brown fox" -n 48
+	$(BUILD)/specula generate -m $(DEMO_DIR) -md $(DEMO_DIR)-asst --draft-max 3 -p "The quick brown fox" -n 48
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
