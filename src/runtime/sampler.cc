@@ -22,20 +22,20 @@ int Argmax(const float* logits, int vocab) {
   return best;
 }
 
-TokenDistribution Sampler::Distribution(const float* logits, int vocab) const {
+TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits, int vocab) {
   TokenDistribution d;
-  if (params_.greedy()) {
+  if (params.greedy()) {
     d.probs.push_back({Argmax(logits, vocab), 1.0f});
     return d;
   }
-  const double inv_t = 1.0 / params_.temperature;
+  const double inv_t = 1.0 / params.temperature;
   std::vector<int> idx(static_cast<size_t>(vocab));
   std::iota(idx.begin(), idx.end(), 0);
   // Descending logit, ties by lower id: a total order, so the result never depends on sort details.
   auto better = [&](int a, int b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; };
   size_t keep = idx.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
-    keep = static_cast<size_t>(params_.top_k);
+  if (params.top_k > 0 && static_cast<size_t>(params.top_k) < keep) {
+    keep = static_cast<size_t>(params.top_k);
     std::nth_element(idx.begin(), idx.begin() + static_cast<long>(keep) - 1, idx.end(), better);
     idx.resize(keep);
   }
@@ -48,14 +48,14 @@ TokenDistribution Sampler::Distribution(const float* logits, int vocab) const {
     sum += p[i];
   }
   for (double& v : p) v /= sum;
-  if (params_.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p (at least one token)
+  if (params.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p (at least one token)
     double cum = 0.0;
     size_t n = 0;
-    while (n < keep && (n == 0 || cum < params_.top_p)) cum += p[n++];
+    while (n < keep && (n == 0 || cum < params.top_p)) cum += p[n++];
     keep = n;
   }
-  if (params_.min_p > 0.0f) {
-    const double floor = params_.min_p * p[0];
+  if (params.min_p > 0.0f) {
+    const double floor = params.min_p * p[0];
     size_t n = 1;
     while (n < keep && p[n] >= floor) ++n;
     keep = n;

@@ -34,7 +34,7 @@ Draft MtpDrafter::Propose(const DraftRequest& req, ThreadPool& pool) {
     } else {
       // q = the target's logit processing applied to the drafter's scores; non-candidates of the
       // centroid head have probability 0.
-      TokenDistribution q = Sampler(*req.sampling).Distribution(step_.logits.data(), n);
+      TokenDistribution q = ProcessedDistribution(*req.sampling, step_.logits.data(), n);
       for (auto& [tok, p] : q.probs) tok = to_id(tok);
       if (req.min_confidence > 0 && q.probs.front().second < req.min_confidence) break;
       const double u = req.rng->Uniform();

@@ -29,13 +29,19 @@ struct TokenDistribution {
   std::vector<std::pair<int, float>> probs;  // (token, p), sum to 1
 };
 
+// The distribution sampling with `params` draws from (pure: no random state). Greedy params give
+// a point mass on the argmax.
+TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits, int vocab);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
   int Sample(const float* logits, int vocab);
   // The distribution Sample draws from (for speculative verification and tests).
-  TokenDistribution Distribution(const float* logits, int vocab) const;
+  TokenDistribution Distribution(const float* logits, int vocab) const {
+    return ProcessedDistribution(params_, logits, vocab);
+  }
   // A uniform double in [0, 1) from this sampler's stream.
   double Uniform();
 
