@@ -1,13 +1,16 @@
 // Matmul and dot kernels, compiled once per SIMD target through Highway's foreach_target.
+// clang-format off
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels/matmul.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep (must come first: it re-includes this file)
+// clang-format on
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "specula/kernels/kernels.h"
 #include "specula/kernels/ops.h"
