@@ -428,26 +428,45 @@ double MeasurePeakGflops(ThreadPool& pool) {
 
 void MatMul(const KernelTable& k, ThreadPool& pool, const MatView& w, const float* x, size_t m,
             float* y) {
-  // One contiguous slice per thread: each core then streams long runs of rows, which the hardware
-  // prefetchers and DRAM pages favour (64 KiB dynamically scheduled tasks reached ~78% of stream
-  // bandwidth, per-thread slices ~86%). Slices are whole 4-row tiles, and tiny matrices stay on
-  // one thread.
-  const int64_t row_bytes = static_cast<int64_t>(StorageBytes(w.dtype, w.cols));
-  const int64_t min_rows = std::max<int64_t>(4, (16 << 10) / std::max<int64_t>(1, row_bytes));
+  const MatMulOut one{w, y};
+  MatMulShared(k, pool, std::span<const MatMulOut>(&one, 1), x, m);
+}
+
+void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMulOut> outs,
+                  const float* x, size_t m) {
+  // One contiguous slice of the stacked rows per thread: each core then streams long runs of rows,
+  // which the hardware prefetchers and DRAM pages favour (64 KiB dynamically scheduled tasks
+  // reached ~78% of stream bandwidth, per-thread slices ~86%). Slices are whole 4-row tiles, and
+  // tiny matrices stay on one thread.
+  int64_t rows = 0, row_bytes = 1;
+  for (const MatMulOut& o : outs) {
+    rows += o.w.rows;
+    row_bytes =
+        std::max<int64_t>(row_bytes, static_cast<int64_t>(StorageBytes(o.w.dtype, o.w.cols)));
+  }
+  const int64_t min_rows = std::max<int64_t>(4, (16 << 10) / row_bytes);
   const int64_t threads =
-      std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), w.rows / min_rows));
-  const int64_t chunk = ((w.rows + threads - 1) / threads + 3) / 4 * 4;
-  const size_t tasks = static_cast<size_t>((w.rows + chunk - 1) / chunk);
+      std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows / min_rows));
+  const int64_t chunk = ((rows + threads - 1) / threads + 3) / 4 * 4;
+  const size_t tasks = static_cast<size_t>((rows + chunk - 1) / chunk);
   pool.ParallelFor(tasks, [&](size_t t, int) {
-    MatMulRowsArgs a{.w = w,
-                     .x = x,
-                     .ldx = static_cast<size_t>(w.cols),
-                     .m = m,
-                     .n_begin = static_cast<int64_t>(t) * chunk,
-                     .n_end = std::min<int64_t>(w.rows, static_cast<int64_t>(t + 1) * chunk),
-                     .y = y,
-                     .ldy = static_cast<size_t>(w.rows)};
-    k.matmul_rows(a);
+    const int64_t begin = static_cast<int64_t>(t) * chunk,
+                  end = std::min<int64_t>(rows, begin + chunk);
+    int64_t base = 0;  // first stacked row of the current matrix
+    for (const MatMulOut& o : outs) {
+      const int64_t lo = std::max(begin, base), hi = std::min(end, base + o.w.rows);
+      if (lo < hi) {
+        k.matmul_rows({.w = o.w,
+                       .x = x,
+                       .ldx = static_cast<size_t>(o.w.cols),
+                       .m = m,
+                       .n_begin = lo - base,
+                       .n_end = hi - base,
+                       .y = o.y,
+                       .ldy = static_cast<size_t>(o.w.rows)});
+      }
+      base += o.w.rows;
+    }
   });
 }
 

@@ -15,11 +15,11 @@ namespace specula {
 struct Gemma4Model::LayerWeights {
   std::vector<float> input_norm, post_attn_norm, pre_ffn_norm, post_ffn_norm;  // [H]
   float layer_scalar = 1.0f;
-  MatView q, k, v, o;          // q [nh*hd, H], k/v [nkv*hd, H] (absent when shared / k_eq_v), o [H, nh*hd]
+  MatView q, k, v, o;  // q [nh*hd, H], k/v [nkv*hd, H] (absent when shared / k_eq_v), o [H, nh*hd]
   std::vector<float> q_norm, k_norm;  // [hd]
-  MatView gate, up, down;      // gate/up [ff, H], down [H, ff]
-  MatView ple_gate, ple_proj;  // [P, H], [H, P]
-  std::vector<float> ple_post_norm;  // [H]
+  MatView gate, up, down;             // gate/up [ff, H], down [H, ff]
+  MatView ple_gate, ple_proj;         // [P, H], [H, P]
+  std::vector<float> ple_post_norm;   // [H]
 };
 
 // Per-call buffers, grown on demand and reused across calls.
@@ -54,7 +54,8 @@ std::vector<float> ToF32(const TensorView* t) {
 // Binds tensors by name, stopping at the first problem.
 class Binder {
  public:
-  Binder(const WeightStore& store, std::string prefix) : store_(store), prefix_(std::move(prefix)) {}
+  Binder(const WeightStore& store, std::string prefix)
+      : store_(store), prefix_(std::move(prefix)) {}
   MatView Mat(const std::string& name, int64_t rows, int64_t cols) {
     const TensorView* t = Get(name, {rows, cols});
     return t ? ToMat(t) : MatView{};
@@ -82,7 +83,8 @@ class Binder {
 };
 
 // x[t] += RMSNorm_w(a[t]) for every row: how each sublayer's output joins the residual stream.
-void AddNormed(std::vector<float>& a, const std::vector<float>& w, float eps, int T, size_t H, std::vector<float>& x) {
+void AddNormed(std::vector<float>& a, const std::vector<float>& w, float eps, int T, size_t H,
+               std::vector<float>& x) {
   for (int t = 0; t < T; ++t) {
     float* at = &a[static_cast<size_t>(t) * H];
     RmsNorm(at, w.data(), H, eps, at);
@@ -174,7 +176,8 @@ Status Gemma4Model::Bind() {
   }
   kv_slot_.resize(static_cast<size_t>(L));
   for (int i = 0; i < L; ++i) {
-    kv_slot_[static_cast<size_t>(i)] = own_slot[static_cast<size_t>(c.layers[static_cast<size_t>(i)].kv_source)];
+    kv_slot_[static_cast<size_t>(i)] =
+        own_slot[static_cast<size_t>(c.layers[static_cast<size_t>(i)].kv_source)];
   }
   rope_sliding_ = RopeInvFreq(c.head_dim, c.rope_sliding.rotated_pairs, c.rope_sliding.theta);
   rope_full_ = RopeInvFreq(c.global_head_dim, c.rope_full.rotated_pairs, c.rope_full.theta);
@@ -197,7 +200,9 @@ size_t Gemma4Model::MatMulParamsPerToken() const {
   size_t n = 0;
   for (const auto& [name, t] : store_->all()) {
     if (name.rfind(config_.tensor_prefix, 0) != 0 || t->shape.size() != 2) continue;
-    if (name == config_.tensor_prefix + "embed_tokens_per_layer.weight" || name == config_.tensor_prefix + "embed_tokens.weight") continue;
+    if (name == config_.tensor_prefix + "embed_tokens_per_layer.weight" ||
+        name == config_.tensor_prefix + "embed_tokens.weight")
+      continue;
     n += static_cast<size_t>(t->numel());
   }
   return n;
@@ -207,15 +212,18 @@ std::unique_ptr<KvCache> Gemma4Model::NewCache(int context, int headroom) const 
   std::vector<KvLayerShape> shapes;
   for (const Gemma4LayerSpec& s : config_.layers) {
     if (!s.owns_kv) continue;
-    shapes.push_back({.kv_dim = s.num_kv_heads * s.head_dim, .sliding = s.type == AttnType::kSliding});
+    shapes.push_back(
+        {.kv_dim = s.num_kv_heads * s.head_dim, .sliding = s.type == AttnType::kSliding});
   }
   return std::make_unique<KvCache>(
-      shapes, KvCacheOptions{.context = context, .window = config_.sliding_window, .headroom = headroom});
+      shapes,
+      KvCacheOptions{.context = context, .window = config_.sliding_window, .headroom = headroom});
 }
 
 void Gemma4Model::EmbedScaled(int token, float* out) const {
   const void* row = embed_.Row(token);
-  for (int64_t i = 0; i < embed_.cols; ++i) out[i] = LoadAsF32(embed_.dtype, row, static_cast<size_t>(i)) * embed_scale_;
+  for (int64_t i = 0; i < embed_.cols; ++i)
+    out[i] = LoadAsF32(embed_.dtype, row, static_cast<size_t>(i)) * embed_scale_;
 }
 
 Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) {
@@ -238,10 +246,12 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
 
   // ---- embeddings: x = E[ids] * sqrt(H)
   ws.x.resize(uT * uH);
-  for (int t = 0; t < T; ++t) EmbedScaled(req.ids[static_cast<size_t>(t)], &ws.x[static_cast<size_t>(t) * uH]);
+  for (int t = 0; t < T; ++t)
+    EmbedScaled(req.ids[static_cast<size_t>(t)], &ws.x[static_cast<size_t>(t) * uH]);
   Tap(-1, "embed", T, H, ws.x.data());
 
-  // ---- per-layer inputs (E2B/E4B): ple[T, L, P] = (norm(x Wp^T / sqrt(H)) + E_ple[ids] * sqrt(P)) / sqrt(2)
+  // ---- per-layer inputs (E2B/E4B): ple[T, L, P] = (norm(x Wp^T / sqrt(H)) + E_ple[ids] * sqrt(P))
+  // / sqrt(2)
   if (P > 0) {
     const size_t LP = static_cast<size_t>(L) * static_cast<size_t>(P);
     ws.ple.resize(uT * LP);
@@ -263,7 +273,8 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
         RmsNorm(chunk, ple_norm_.data(), static_cast<size_t>(P), c.rms_norm_eps, chunk);
         for (int i = 0; i < P; ++i) {
           const size_t e = static_cast<size_t>(l * P + i);
-          chunk[i] = (chunk[i] + LoadAsF32(ple_embed_.dtype, tok_row, e) * ple_embed_scale_) * sum_scale;
+          chunk[i] =
+              (chunk[i] + LoadAsF32(ple_embed_.dtype, tok_row, e) * ple_embed_scale_) * sum_scale;
         }
       }
     }
@@ -292,7 +303,17 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
       RmsNorm(&ws.x[t * uH], w.input_norm.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
     }
     ws.q.resize(uT * qd);
-    MatMul(kt, pool, w.q, ws.xn.data(), uT, ws.q.data());
+    if (s.owns_kv) {  // q, k and (unless V is K) v in one dispatch
+      std::vector<float>& nk = ws.new_k[static_cast<size_t>(slot)];
+      std::vector<float>& nv = ws.new_v[static_cast<size_t>(slot)];
+      nk.resize(uT * kvd);
+      nv.resize(uT * kvd);
+      const MatMulOut qkv[] = {{w.q, ws.q.data()}, {w.k, nk.data()}, {w.v, nv.data()}};
+      MatMulShared(kt, pool, std::span<const MatMulOut>(qkv, s.k_eq_v ? 2 : 3), ws.xn.data(), uT);
+      if (s.k_eq_v) nv = nk;  // V comes from the raw K projection, before k_norm and RoPE
+    } else {
+      MatMul(kt, pool, w.q, ws.xn.data(), uT, ws.q.data());
+    }
     for (int t = 0; t < T; ++t) {
       for (int h = 0; h < nh; ++h) {
         float* qh = &ws.q[t * qd + static_cast<size_t>(h * hd)];
@@ -303,14 +324,6 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
     if (s.owns_kv) {
       std::vector<float>& nk = ws.new_k[static_cast<size_t>(slot)];
       std::vector<float>& nv = ws.new_v[static_cast<size_t>(slot)];
-      nk.resize(uT * kvd);
-      nv.resize(uT * kvd);
-      MatMul(kt, pool, w.k, ws.xn.data(), uT, nk.data());
-      if (s.k_eq_v) {
-        nv = nk;  // V comes from the raw K projection, before k_norm and RoPE
-      } else {
-        MatMul(kt, pool, w.v, ws.xn.data(), uT, nv.data());
-      }
       for (int t = 0; t < T; ++t) {
         for (int h = 0; h < nkv; ++h) {
           float* kh = &nk[t * kvd + static_cast<size_t>(h * hd)];
@@ -337,10 +350,12 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
       const float* qh = &ws.q[static_cast<size_t>(t) * qd + static_cast<size_t>(h * hd)];
       float* sc = ws.scores[static_cast<size_t>(thread)].data();
       auto key = [&](int j) {
-        return j < pos0 ? cache.K(slot, j) + koff : new_k + static_cast<size_t>(j - pos0) * kvd + koff;
+        return j < pos0 ? cache.K(slot, j) + koff
+                        : new_k + static_cast<size_t>(j - pos0) * kvd + koff;
       };
       auto val = [&](int j) {
-        return j < pos0 ? cache.V(slot, j) + koff : new_v + static_cast<size_t>(j - pos0) * kvd + koff;
+        return j < pos0 ? cache.V(slot, j) + koff
+                        : new_v + static_cast<size_t>(j - pos0) * kvd + koff;
       };
       float mx = -INFINITY;
       for (int j = lo; j <= p; ++j) {
@@ -366,11 +381,12 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
 
     // feed-forward: down(gelu(gate y) * up y), y = pre-norm(x)
     const size_t ff = static_cast<size_t>(s.ffn_dim);
-    for (int t = 0; t < T; ++t) RmsNorm(&ws.x[t * uH], w.pre_ffn_norm.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
+    for (int t = 0; t < T; ++t)
+      RmsNorm(&ws.x[t * uH], w.pre_ffn_norm.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
     ws.g.resize(uT * ff);
     ws.u.resize(uT * ff);
-    MatMul(kt, pool, w.gate, ws.xn.data(), uT, ws.g.data());
-    MatMul(kt, pool, w.up, ws.xn.data(), uT, ws.u.data());
+    const MatMulOut gate_up[] = {{w.gate, ws.g.data()}, {w.up, ws.u.data()}};
+    MatMulShared(kt, pool, gate_up, ws.xn.data(), uT);
     kt.gelu_mul(ws.g.data(), ws.u.data(), uT * ff);
     MatMul(kt, pool, w.down, ws.g.data(), uT, ws.a.data());
     AddNormed(ws.a, w.post_ffn_norm, c.rms_norm_eps, T, uH, ws.x);
@@ -394,19 +410,22 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
 
   // ---- commit this call's K/V
   for (int sl = 0; sl < n_slots; ++sl) {
-    cache.Append(sl, T, ws.new_k[static_cast<size_t>(sl)].data(), ws.new_v[static_cast<size_t>(sl)].data());
+    cache.Append(sl, T, ws.new_k[static_cast<size_t>(sl)].data(),
+                 ws.new_v[static_cast<size_t>(sl)].data());
   }
   cache.Commit(T);
 
   // ---- final norm, LM head, softcap
   out->hidden.resize(uT * uH);
-  for (int t = 0; t < T; ++t) RmsNorm(&ws.x[t * uH], final_norm_.data(), uH, c.rms_norm_eps, &out->hidden[t * uH]);
+  for (int t = 0; t < T; ++t)
+    RmsNorm(&ws.x[t * uH], final_norm_.data(), uH, c.rms_norm_eps, &out->hidden[t * uH]);
   out->rows = req.all_logits ? T : 1;
   const float* head_in = &out->hidden[static_cast<size_t>(T - out->rows) * uH];
   const size_t uV = static_cast<size_t>(c.vocab_size);
   out->logits.resize(static_cast<size_t>(out->rows) * uV);
   MatMul(kt, pool, lm_head_, head_in, static_cast<size_t>(out->rows), out->logits.data());
-  if (c.final_logit_softcapping > 0) kt.softcap(out->logits.data(), out->logits.size(), c.final_logit_softcapping);
+  if (c.final_logit_softcapping > 0)
+    kt.softcap(out->logits.data(), out->logits.size(), c.final_logit_softcapping);
   return OkStatus();
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,20 +33,20 @@ struct MatView {
 };
 
 struct MatMulRowsArgs {
-  MatView w;          // [N, K]
-  const float* x;     // [M, K], row stride ldx
+  MatView w;       // [N, K]
+  const float* x;  // [M, K], row stride ldx
   size_t ldx;
-  size_t m;           // number of activation rows
-  int64_t n_begin;    // output columns [n_begin, n_end) of w's rows
+  size_t m;         // number of activation rows
+  int64_t n_begin;  // output columns [n_begin, n_end) of w's rows
   int64_t n_end;
-  float* y;           // [M, N], row stride ldy; y[i, n] = dot(w[n], x[i])
+  float* y;  // [M, N], row stride ldy; y[i, n] = dot(w[n], x[i])
   size_t ldy;
 };
 
 struct KernelTable {
   const char* target = "";
   void (*matmul_rows)(const MatMulRowsArgs& args) = nullptr;
-  float (*dot)(const float* a, const float* b, size_t n) = nullptr;  // same schedule as matmul
+  float (*dot)(const float* a, const float* b, size_t n) = nullptr;     // same schedule as matmul
   void (*axpy)(float a, const float* x, float* y, size_t n) = nullptr;  // y += a * x
   // g[i] = gelu_tanh(g[i]) * u[i] (the gated MLP activation); scalar reference: GeluTanh in ops.h.
   void (*gelu_mul)(float* g, const float* u, size_t n) = nullptr;
@@ -76,5 +77,17 @@ double MeasurePeakGflops(ThreadPool& pool);
 // y[M, N] = x[M, K] · w[N, K]^T, parallel over N. Every element is computed by one task.
 void MatMul(const KernelTable& k, ThreadPool& pool, const MatView& w, const float* x, size_t m,
             float* y);
+
+// One product of a MatMulShared group: y[M, w.rows] = x · w^T.
+struct MatMulOut {
+  MatView w;
+  float* y;
+};
+
+// Several matrices with the same input (q/k/v, gate/up) in one dispatch: their rows are sliced
+// across threads as if stacked, so small matrices share one fork/join and keep every core
+// streaming. Each output element is computed exactly as MatMul computes it. All w.cols must match.
+void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMulOut> outs,
+                  const float* x, size_t m);
 
 }  // namespace specula
