@@ -1,6 +1,8 @@
 // Every SIMD target compiled into the binary is checked against a scalar double-precision
 // reference, including odd sizes that exercise the vector and scalar tails, and for bit-exact
 // batch invariance (a row's result never depends on how many rows share the call).
+#include "specula/kernels/kernels.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include "hwy/targets.h"
 #include "specula/base/dtype.h"
 #include "specula/base/thread_pool.h"
-#include "specula/kernels/kernels.h"
 #include "specula/kernels/ops.h"
 
 namespace specula {
@@ -26,7 +27,8 @@ struct Weights {
 Weights MakeWeights(DType t, size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  Weights w{t, std::vector<uint8_t>(StorageBytes(t, static_cast<int64_t>(n))), std::vector<double>(n)};
+  Weights w{t, std::vector<uint8_t>(StorageBytes(t, static_cast<int64_t>(n))),
+            std::vector<double>(n)};
   if (IsBlockType(t)) {  // quantize random values; the exact weights are the dequantized ones
     std::vector<float> v(n);
     for (float& x : v) x = u(rng);
@@ -68,13 +70,20 @@ TEST_P(KernelsTest, MatMulMatchesScalarReference) {
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 1);
         const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 2);
         std::vector<float> y(M * static_cast<size_t>(N), NAN);
-        k_.matmul_rows({.w = w.view(N, K), .x = x.data(), .ldx = static_cast<size_t>(K), .m = M,
-                        .n_begin = 0, .n_end = N, .y = y.data(), .ldy = static_cast<size_t>(N)});
+        k_.matmul_rows({.w = w.view(N, K),
+                        .x = x.data(),
+                        .ldx = static_cast<size_t>(K),
+                        .m = M,
+                        .n_begin = 0,
+                        .n_end = N,
+                        .y = y.data(),
+                        .ldy = static_cast<size_t>(N)});
         for (size_t i = 0; i < M; ++i) {
           for (int64_t n = 0; n < N; ++n) {
             double ref = 0, mag = 0;
             for (int64_t kk = 0; kk < K; ++kk) {
-              const double p = w.exact[static_cast<size_t>(n * K + kk)] * x[i * static_cast<size_t>(K) + static_cast<size_t>(kk)];
+              const double p = w.exact[static_cast<size_t>(n * K + kk)] *
+                               x[i * static_cast<size_t>(K) + static_cast<size_t>(kk)];
               ref += p;
               mag += std::fabs(p);
             }
@@ -97,21 +106,37 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 11);
         const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 12);
         std::vector<float> y(M * static_cast<size_t>(N), NAN), one(static_cast<size_t>(N));
-        k_.matmul_rows({.w = w.view(N, K), .x = x.data(), .ldx = static_cast<size_t>(K), .m = M,
-                        .n_begin = 0, .n_end = N, .y = y.data(), .ldy = static_cast<size_t>(N)});
+        k_.matmul_rows({.w = w.view(N, K),
+                        .x = x.data(),
+                        .ldx = static_cast<size_t>(K),
+                        .m = M,
+                        .n_begin = 0,
+                        .n_end = N,
+                        .y = y.data(),
+                        .ldy = static_cast<size_t>(N)});
         for (size_t i = 0; i < M; ++i) {
-          k_.matmul_rows({.w = w.view(N, K), .x = x.data() + i * static_cast<size_t>(K), .ldx = static_cast<size_t>(K),
-                          .m = 1, .n_begin = 0, .n_end = N, .y = one.data(), .ldy = static_cast<size_t>(N)});
+          k_.matmul_rows({.w = w.view(N, K),
+                          .x = x.data() + i * static_cast<size_t>(K),
+                          .ldx = static_cast<size_t>(K),
+                          .m = 1,
+                          .n_begin = 0,
+                          .n_end = N,
+                          .y = one.data(),
+                          .ldy = static_cast<size_t>(N)});
           for (int64_t n = 0; n < N; ++n) {
             double ref = 0, mag = 0;
             for (int64_t kk = 0; kk < K; ++kk) {
-              const double p = w.exact[static_cast<size_t>(n * K + kk)] * x[i * static_cast<size_t>(K) + static_cast<size_t>(kk)];
+              const double p = w.exact[static_cast<size_t>(n * K + kk)] *
+                               x[i * static_cast<size_t>(K) + static_cast<size_t>(kk)];
               ref += p;
               mag += std::fabs(p);
             }
-            EXPECT_NEAR(y[i * static_cast<size_t>(N) + static_cast<size_t>(n)], ref, 4.0 * K * 6e-8 * mag + 1e-6)
+            EXPECT_NEAR(y[i * static_cast<size_t>(N) + static_cast<size_t>(n)], ref,
+                        4.0 * K * 6e-8 * mag + 1e-6)
                 << k_.target << " " << DTypeName(t) << " K=" << K << " M=" << M;
-            EXPECT_EQ(one[static_cast<size_t>(n)], y[i * static_cast<size_t>(N) + static_cast<size_t>(n)]) << "batch invariance";
+            EXPECT_EQ(one[static_cast<size_t>(n)],
+                      y[i * static_cast<size_t>(N) + static_cast<size_t>(n)])
+                << "batch invariance";
           }
         }
       }
@@ -126,21 +151,34 @@ TEST_P(KernelsTest, MatMulRowsAreBatchInvariant) {
     const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 3);
     const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 4);
     std::vector<float> all(M * static_cast<size_t>(N));
-    k_.matmul_rows({.w = w.view(N, K), .x = x.data(), .ldx = static_cast<size_t>(K), .m = M,
-                    .n_begin = 0, .n_end = N, .y = all.data(), .ldy = static_cast<size_t>(N)});
+    k_.matmul_rows({.w = w.view(N, K),
+                    .x = x.data(),
+                    .ldx = static_cast<size_t>(K),
+                    .m = M,
+                    .n_begin = 0,
+                    .n_end = N,
+                    .y = all.data(),
+                    .ldy = static_cast<size_t>(N)});
     for (size_t i = 0; i < M; ++i) {
       std::vector<float> one(static_cast<size_t>(N));
-      k_.matmul_rows({.w = w.view(N, K), .x = x.data() + i * static_cast<size_t>(K), .ldx = static_cast<size_t>(K),
-                      .m = 1, .n_begin = 0, .n_end = N, .y = one.data(), .ldy = static_cast<size_t>(N)});
+      k_.matmul_rows({.w = w.view(N, K),
+                      .x = x.data() + i * static_cast<size_t>(K),
+                      .ldx = static_cast<size_t>(K),
+                      .m = 1,
+                      .n_begin = 0,
+                      .n_end = N,
+                      .y = one.data(),
+                      .ldy = static_cast<size_t>(N)});
       for (int64_t n = 0; n < N; ++n) {
         // Bit equality, not closeness: lossless speculative decoding depends on it.
-        EXPECT_EQ(one[static_cast<size_t>(n)], all[i * static_cast<size_t>(N) + static_cast<size_t>(n)])
+        EXPECT_EQ(one[static_cast<size_t>(n)],
+                  all[i * static_cast<size_t>(N) + static_cast<size_t>(n)])
             << k_.target << " row " << i << " col " << n;
       }
       // The dot kernel uses the same schedule as a one-row f32 matmul.
       if (t == DType::kF32) {
-        const float d = k_.dot(reinterpret_cast<const float*>(w.bytes.data()), x.data() + i * static_cast<size_t>(K),
-                               static_cast<size_t>(K));
+        const float d = k_.dot(reinterpret_cast<const float*>(w.bytes.data()),
+                               x.data() + i * static_cast<size_t>(K), static_cast<size_t>(K));
         EXPECT_EQ(d, one[0]);
       }
     }
@@ -163,7 +201,8 @@ TEST_P(KernelsTest, GeluMulAndSoftCapMatchScalarReference) {
     std::vector<float> want(n), logits(n), capped(n);
     for (size_t i = 0; i < n; ++i) want[i] = GeluTanh(g[i]) * u[i];
     k_.gelu_mul(g.data(), u.data(), n);
-    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(g[i], want[i], 2e-6 + 2e-6 * std::fabs(want[i])) << k_.target << " " << i;
+    for (size_t i = 0; i < n; ++i)
+      EXPECT_NEAR(g[i], want[i], 2e-6 + 2e-6 * std::fabs(want[i])) << k_.target << " " << i;
     logits = RandomVec(n, 23);
     for (float& v : logits) v *= 80.0f;
     capped = logits;
@@ -188,7 +227,8 @@ TEST_P(KernelsTest, StreamReadTouchesEveryWord) {
     for (size_t at : {size_t{0}, words / 3, words - 1}) {
       buf.assign(words, 0);
       buf[at] = 0xABCDEF12345ull;  // a single non-zero word survives the fold unchanged
-      EXPECT_EQ(k_.stream_read(p, words * 8), 0xABCDEF12345ull) << k_.target << " word " << at << " of " << words;
+      EXPECT_EQ(k_.stream_read(p, words * 8), 0xABCDEF12345ull)
+          << k_.target << " word " << at << " of " << words;
     }
   }
 }
@@ -207,6 +247,33 @@ TEST(KernelsPool, ThreadedMatMulEqualsSingleThreaded) {
   MatMul(BestKernels(), one, w.view(N, K), x.data(), 3, a.data());
   MatMul(BestKernels(), two, w.view(N, K), x.data(), 3, b.data());
   EXPECT_EQ(a, b);
+}
+
+TEST(KernelsPool, SharedDispatchEqualsSeparateMatMuls) {
+  // Three matrices of different heights and dtypes (like q, k, v) over one input; slices cross
+  // matrix boundaries at 2 and 3 threads.
+  const int64_t rows[] = {203, 17, 64};
+  const DType types[] = {DType::kBF16, DType::kF32, DType::kQ8_0};
+  const int64_t KK = 96;  // a multiple of the Q8_0 block
+  std::vector<Weights> w;
+  for (int i = 0; i < 3; ++i)
+    w.push_back(MakeWeights(types[i], static_cast<size_t>(rows[i] * KK), 20 + i));
+  const size_t m = 5;
+  const std::vector<float> x = RandomVec(m * static_cast<size_t>(KK), 9);
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<std::vector<float>> separate(3), shared(3);
+    std::vector<MatMulOut> outs;
+    for (int i = 0; i < 3; ++i) {
+      separate[i].resize(m * static_cast<size_t>(rows[i]));
+      shared[i].assign(m * static_cast<size_t>(rows[i]), -1.0f);
+      MatMul(BestKernels(), pool, w[i].view(rows[i], KK), x.data(), m, separate[i].data());
+      outs.push_back({w[i].view(rows[i], KK), shared[i].data()});
+    }
+    MatMulShared(BestKernels(), pool, outs, x.data(), m);
+    for (int i = 0; i < 3; ++i)
+      EXPECT_EQ(separate[i], shared[i]) << "matrix " << i << ", " << threads << " threads";
+  }
 }
 
 TEST(KernelsPool, ParallelForRunsEveryTaskOnce) {
