@@ -1,7 +1,6 @@
 // The Gemma 4 forward pass against the naive reference, and the cache/batching invariants that
 // lossless speculative decoding depends on.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -23,7 +22,8 @@ namespace {
 std::vector<int> RandomIds(int n, int vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int> ids = {2};
-  while (static_cast<int>(ids.size()) < n) ids.push_back(static_cast<int>(rng() % static_cast<uint32_t>(vocab)));
+  while (static_cast<int>(ids.size()) < n)
+    ids.push_back(static_cast<int>(rng() % static_cast<uint32_t>(vocab)));
   return ids;
 }
 
@@ -33,7 +33,8 @@ std::unique_ptr<Gemma4Model> Load(const std::string& dir) {
   return m.ok() ? std::move(*m) : nullptr;
 }
 
-ForwardOutput Forward(Gemma4Model& m, ThreadPool& pool, KvCache& cache, std::span<const int> ids, bool all = true) {
+ForwardOutput Forward(Gemma4Model& m, ThreadPool& pool, KvCache& cache, std::span<const int> ids,
+                      bool all = true) {
   ForwardOutput out;
   Status s = m.Forward({.ids = ids, .cache = &cache, .all_logits = all}, pool, &out);
   EXPECT_TRUE(s.ok()) << s.message();
@@ -65,9 +66,11 @@ TEST_P(ModelVsReference, LogitsAndHiddenMatch) {
     const float* lg = &out.logits[t * static_cast<size_t>(c.vocab_size)];
     int best = 0, ref_best = 0;
     for (int v = 0; v < c.vocab_size; ++v) {
-      max_logit_err = std::max(max_logit_err, std::fabs(lg[v] - r.logits[t][static_cast<size_t>(v)]));
+      max_logit_err =
+          std::max(max_logit_err, std::fabs(lg[v] - r.logits[t][static_cast<size_t>(v)]));
       if (lg[v] > lg[best]) best = v;
-      if (r.logits[t][static_cast<size_t>(v)] > r.logits[t][static_cast<size_t>(ref_best)]) ref_best = v;
+      if (r.logits[t][static_cast<size_t>(v)] > r.logits[t][static_cast<size_t>(ref_best)])
+        ref_best = v;
     }
     double second = -1e300;
     for (int v = 0; v < c.vocab_size; ++v) {
@@ -78,7 +81,10 @@ TEST_P(ModelVsReference, LogitsAndHiddenMatch) {
       argmax_agree += best == ref_best;
     }
     for (int i = 0; i < c.hidden_size; ++i) {
-      max_hidden_err = std::max(max_hidden_err, std::fabs(out.hidden[t * static_cast<size_t>(c.hidden_size) + static_cast<size_t>(i)] - r.hidden[t][static_cast<size_t>(i)]));
+      max_hidden_err = std::max(
+          max_hidden_err,
+          std::fabs(out.hidden[t * static_cast<size_t>(c.hidden_size) + static_cast<size_t>(i)] -
+                    r.hidden[t][static_cast<size_t>(i)]));
     }
   }
   // f32 activations against a double reference on identical stored weights.
@@ -88,15 +94,16 @@ TEST_P(ModelVsReference, LogitsAndHiddenMatch) {
   EXPECT_GT(decisive, 30);
 }
 
-INSTANTIATE_TEST_SUITE_P(Presets, ModelVsReference,
-                         ::testing::Values(Shape{"e2b-tiny", DType::kBF16}, Shape{"e2b-tiny", DType::kF32},
-                                           Shape{"e4b-tiny", DType::kF16}, Shape{"31b-tiny", DType::kBF16},
-                                           Shape{"12b-tiny", DType::kBF16}),
-                         [](const ::testing::TestParamInfo<Shape>& i) {
-                           std::string n = i.param.preset + "_" + std::string(DTypeName(i.param.dtype));
-                           for (char& ch : n) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Presets, ModelVsReference,
+    ::testing::Values(Shape{"e2b-tiny", DType::kBF16}, Shape{"e2b-tiny", DType::kF32},
+                      Shape{"e4b-tiny", DType::kF16}, Shape{"31b-tiny", DType::kBF16},
+                      Shape{"12b-tiny", DType::kBF16}),
+    [](const ::testing::TestParamInfo<Shape>& i) {
+      std::string n = i.param.preset + "_" + std::string(DTypeName(i.param.dtype));
+      for (char& ch : n) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+      return n;
+    });
 
 TEST(Model, TextOnlyLayoutLoads) {
   Result<RandomTargetSpec> s = TargetPreset("31b-tiny");
@@ -109,7 +116,9 @@ TEST(Model, TextOnlyLayoutLoads) {
   auto cache = model->NewCache(64);
   const ForwardOutput out = Forward(*model, pool, *cache, ids);
   const test::RefOutput r = test::ReferenceGemma4(model->config(), model->store()).Forward(ids);
-  for (int v = 0; v < 512; ++v) EXPECT_NEAR(out.logits[19 * 512 + static_cast<size_t>(v)], r.logits[19][static_cast<size_t>(v)], 2e-3);
+  for (int v = 0; v < 512; ++v)
+    EXPECT_NEAR(out.logits[19 * 512 + static_cast<size_t>(v)], r.logits[19][static_cast<size_t>(v)],
+                2e-3);
 }
 
 // One T-token call == T one-token calls == any chunking, bit for bit (logits and hidden states).
@@ -121,19 +130,77 @@ TEST(Model, PrefillEqualsStepsBitExact) {
     ThreadPool pool(2);
     auto whole_cache = model->NewCache(128);
     const ForwardOutput whole = Forward(*model, pool, *whole_cache, ids);
-    for (const std::vector<int>& chunks : {std::vector<int>(70, 1), std::vector<int>{7, 1, 13, 2, 30, 17}}) {
+    for (const std::vector<int>& chunks :
+         {std::vector<int>(70, 1), std::vector<int>{7, 1, 13, 2, 30, 17}}) {
       auto cache = model->NewCache(128);
       size_t at = 0;
       for (int n : chunks) {
-        const ForwardOutput part = Forward(*model, pool, *cache, std::span<const int>(ids).subspan(at, static_cast<size_t>(n)));
+        const ForwardOutput part = Forward(
+            *model, pool, *cache, std::span<const int>(ids).subspan(at, static_cast<size_t>(n)));
         for (int t = 0; t < n; ++t) {
           const size_t row = at + static_cast<size_t>(t);
-          ASSERT_EQ(0, std::memcmp(&part.logits[static_cast<size_t>(t) * V], &whole.logits[row * V], V * sizeof(float)))
+          ASSERT_EQ(0, std::memcmp(&part.logits[static_cast<size_t>(t) * V], &whole.logits[row * V],
+                                   V * sizeof(float)))
               << preset << " logits differ at position " << row;
-          ASSERT_EQ(0, std::memcmp(&part.hidden[static_cast<size_t>(t) * H], &whole.hidden[row * H], H * sizeof(float)))
+          ASSERT_EQ(0, std::memcmp(&part.hidden[static_cast<size_t>(t) * H], &whole.hidden[row * H],
+                                   H * sizeof(float)))
               << preset << " hidden differs at position " << row;
         }
         at += static_cast<size_t>(n);
+      }
+    }
+  }
+}
+
+// Continuous batching: sequences at different positions, with different row counts (a prefill
+// chunk without logits, one decode row, a verify block, rows wrapping the sliding ring) share one
+// forward. Every row, and every later step, must be bit for bit what the sequence gets alone.
+TEST(Model, BatchedForwardEqualsSoloBitExact) {
+  for (const char* preset : {"e2b-tiny", "31b-tiny"}) {
+    auto model = Load(test::MakePreset(preset));
+    const int V = model->config().vocab_size, H = model->config().hidden_size;
+    ThreadPool pool(2);
+    constexpr int S = 3;
+    std::vector<int> ids[S] = {RandomIds(60, V, 1), RandomIds(60, V, 2), RandomIds(60, V, 3)};
+    std::unique_ptr<KvCache> solo[S], batched[S];
+    for (int s = 0; s < S; ++s) {
+      solo[s] = model->NewCache(96);
+      batched[s] = model->NewCache(96);
+    }
+    size_t at[S] = {0, 0, 0};
+    // rows per sequence per round; logits: 0 = none (prefill chunk), 1 = last row, 2 = all rows
+    const int plan[][S][2] = {{{9, 0}, {1, 1}, {4, 2}},
+                              {{1, 1}, {17, 0}, {5, 2}},
+                              {{4, 2}, {2, 1}, {1, 1}},
+                              {{20, 1}, {3, 2}, {13, 0}},
+                              {{1, 2}, {1, 1}, {1, 0}}};
+    for (const auto& round : plan) {
+      std::vector<BatchSeq> seqs;
+      for (int s = 0; s < S; ++s) {
+        const int n = round[s][0];
+        seqs.push_back({.ids = std::span<const int>(ids[s]).subspan(at[s], static_cast<size_t>(n)),
+                        .cache = batched[s].get(),
+                        .logit_rows = round[s][1] == 2 ? n : round[s][1]});
+      }
+      BatchOutput b;
+      ASSERT_TRUE(model->ForwardBatch(seqs, pool, &b).ok());
+      for (int s = 0; s < S; ++s) {
+        const ForwardOutput alone =
+            Forward(*model, pool, *solo[s], seqs[static_cast<size_t>(s)].ids, true);
+        const int n = round[s][0], rows = seqs[static_cast<size_t>(s)].logit_rows;
+        ASSERT_EQ(b.row_offset[static_cast<size_t>(s) + 1] - b.row_offset[static_cast<size_t>(s)],
+                  n);
+        ASSERT_EQ(
+            0, std::memcmp(&b.hidden[static_cast<size_t>(b.row_offset[static_cast<size_t>(s)]) * H],
+                           alone.hidden.data(), static_cast<size_t>(n * H) * sizeof(float)))
+            << preset << " sequence " << s << " hidden";
+        ASSERT_EQ(0, std::memcmp(
+                         &b.logits[static_cast<size_t>(b.logit_offset[static_cast<size_t>(s)]) * V],
+                         &alone.logits[static_cast<size_t>(n - rows) * V],
+                         static_cast<size_t>(rows * V) * sizeof(float)))
+            << preset << " sequence " << s << " logits";
+        at[s] += static_cast<size_t>(n);
+        ASSERT_EQ(batched[s]->length(), solo[s]->length());
       }
     }
   }
@@ -153,19 +220,24 @@ TEST(Model, TruncateRollsBackExactlyAcrossRingWraps) {
   size_t at = 0;
   while (at < ids.size()) {
     const int n = std::min<int>(1 + static_cast<int>(rng() % 4), static_cast<int>(ids.size() - at));
-    std::vector<int> chunk(ids.begin() + static_cast<long>(at), ids.begin() + static_cast<long>(at) + n);
+    std::vector<int> chunk(ids.begin() + static_cast<long>(at),
+                           ids.begin() + static_cast<long>(at) + n);
     const ForwardOutput want = Forward(*model, pool, *clean, chunk);
     // Speculative side: the real tokens followed by up to `headroom - n` junk rows, then rollback.
     const int junk = static_cast<int>(rng() % static_cast<uint32_t>(headroom - n + 1));
     std::vector<int> padded = chunk;
-    for (int j = 0; j < junk; ++j) padded.push_back(static_cast<int>(rng() % static_cast<uint32_t>(V)));
+    for (int j = 0; j < junk; ++j)
+      padded.push_back(static_cast<int>(rng() % static_cast<uint32_t>(V)));
     const ForwardOutput got = Forward(*model, pool, *spec, padded);
     ASSERT_TRUE(spec->Truncate(static_cast<int>(at) + n).ok());
-    ASSERT_EQ(0, std::memcmp(got.logits.data(), want.logits.data(), static_cast<size_t>(n) * V * sizeof(float))) << "at " << at;
+    ASSERT_EQ(0, std::memcmp(got.logits.data(), want.logits.data(),
+                             static_cast<size_t>(n) * V * sizeof(float)))
+        << "at " << at;
     at += static_cast<size_t>(n);
   }
   EXPECT_EQ(spec->length(), clean->length());
-  // After the ring wrapped, rolling back more than the headroom must be refused, not silently wrong.
+  // After the ring wrapped, rolling back more than the headroom must be refused, not silently
+  // wrong.
   std::vector<int> many(10, 5);
   Forward(*model, pool, *spec, many);
   Status s = spec->Truncate(spec->length() - 10);
@@ -217,7 +289,9 @@ TEST(Model, InputErrors) {
 }
 
 // Rewrites a generated checkpoint's safetensors with one tensor changed or removed.
-std::string Tamper(const std::string& name, const std::function<void(std::vector<TensorToWrite>&, std::vector<std::vector<uint8_t>>&)>& edit) {
+std::string Tamper(const std::string& name,
+                   const std::function<void(std::vector<TensorToWrite>&,
+                                            std::vector<std::vector<uint8_t>>&)>& edit) {
   const std::string src = test::MakePreset("31b-tiny");
   const std::string dir = test::TempDir("tamper-" + name);
   std::system(("cp " + src + "/*.json " + dir + "/").c_str());
@@ -237,17 +311,28 @@ TEST(Model, BadWeightsNameTheTensor) {
     std::function<void(std::vector<TensorToWrite>&, std::vector<std::vector<uint8_t>>&)> edit;
   } cases[] = {
       {"missing", "missing tensor '" + q + "'",
-       [&](auto& ts, auto&) { std::erase_if(ts, [&](const TensorToWrite& t) { return t.name == q; }); }},
+       [&](auto& ts, auto&) {
+         std::erase_if(ts, [&](const TensorToWrite& t) { return t.name == q; });
+       }},
       {"shape", "shape [128, 32] disagrees with the config, which implies [128, 64]",
        [&](auto& ts, auto&) {
-         for (auto& t : ts) if (t.name == q) t.shape = {128, 32};
+         for (auto& t : ts)
+           if (t.name == q) t.shape = {128, 32};
        }},
       {"dtype", "dtype I32 is not a weight type",
        [&](auto& ts, auto&) {
-         for (auto& t : ts) if (t.name == q) { t.dtype = DType::kI32; t.shape = {64, 64}; }
+         for (auto& t : ts)
+           if (t.name == q) {
+             t.dtype = DType::kI32;
+             t.shape = {64, 64};
+           }
        }},
       {"kv-missing", "model.language_model.layers.5.self_attn.k_proj.weight",
-       [&](auto& ts, auto&) { std::erase_if(ts, [&](const TensorToWrite& t) { return t.name.find("layers.5.self_attn.k_proj") != std::string::npos; }); }},
+       [&](auto& ts, auto&) {
+         std::erase_if(ts, [&](const TensorToWrite& t) {
+           return t.name.find("layers.5.self_attn.k_proj") != std::string::npos;
+         });
+       }},
   };
   for (const Case& c : cases) {
     Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(Tamper(c.name, c.edit));
@@ -263,12 +348,14 @@ TEST(Model, CorruptCheckpointFilesGiveErrors) {
   ASSERT_EQ(0, ::truncate((dir + "/model.safetensors").c_str(), 5000));
   Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(dir);
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("model.safetensors"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("model.safetensors"), std::string::npos)
+      << m.status().message();
   std::system(("cp " + src + "/model.safetensors " + dir + "/").c_str());
   std::ofstream(dir + "/config.json") << "{\"model_type\": \"gemma4\", \"text_config\": {";
   m = Gemma4Model::Load(dir);
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("config.json: malformed JSON"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("config.json: malformed JSON"), std::string::npos)
+      << m.status().message();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "specula/models/gemma4.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 
@@ -24,7 +25,8 @@ struct Gemma4Model::LayerWeights {
 
 // Per-call buffers, grown on demand and reused across calls.
 struct Gemma4Model::Workspace {
-  std::vector<float> x, xn, q, o, a, g, u, ple, ple_tmp;
+  std::vector<float> x, xn, q, o, a, g, u, ple, ple_tmp, head_in;
+  std::vector<int> ids, row_seq, row_pos;        // per stacked row: token, sequence, position
   std::vector<std::vector<float>> new_k, new_v;  // per cache slot: [T, kv_dim]
   std::vector<std::vector<float>> scores;        // per thread: [context]
 };
@@ -227,27 +229,67 @@ void Gemma4Model::EmbedScaled(int token, float* out) const {
 }
 
 Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) {
+  const int T = static_cast<int>(req.ids.size());
+  const BatchSeq seq{.ids = req.ids, .cache = req.cache, .logit_rows = req.all_logits ? T : 1};
+  BatchOutput batch;
+  batch.logits = std::move(out->logits);  // reuse the caller's buffers
+  batch.hidden = std::move(out->hidden);
+  if (Status s = ForwardBatch(std::span<const BatchSeq>(&seq, 1), pool, &batch); !s.ok()) return s;
+  out->rows = seq.logit_rows;
+  out->logits = std::move(batch.logits);
+  out->hidden = std::move(batch.hidden);
+  return OkStatus();
+}
+
+Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool,
+                                 BatchOutput* out) {
   const Gemma4Config& c = config_;
   const KernelTable& kt = BestKernels();  // dispatch once per forward
-  KvCache& cache = *req.cache;
-  const int T = static_cast<int>(req.ids.size());
   const int H = c.hidden_size, P = c.ple_dim, L = c.num_layers;
-  const size_t uT = static_cast<size_t>(T), uH = static_cast<size_t>(H);
-  if (T == 0) return Error("empty input: at least one token is required");
-  for (int id : req.ids) {
-    if (id < 0 || id >= c.vocab_size) {
-      return Error("token id " + std::to_string(id) + " is out of range [0, " +
-                   std::to_string(c.vocab_size) + ")");
-    }
-  }
-  if (Status s = cache.CheckAppend(T); !s.ok()) return s;
-  const int pos0 = cache.length();
+  const size_t uH = static_cast<size_t>(H);
+  if (seqs.empty()) return Error("empty batch: at least one sequence is required");
   Workspace& ws = *ws_;
+  // Rows of all sequences stacked: sequence s owns rows row_offset[s] .. row_offset[s+1]-1. Every
+  // matmul runs over all rows at once (the weights stream once per forward); attention and the KV
+  // cache stay per sequence. Row results do not depend on the batch (kernels are batch-invariant).
+  out->row_offset.assign(1, 0);
+  out->logit_offset.assign(1, 0);
+  ws.ids.clear();
+  ws.row_seq.clear();
+  ws.row_pos.clear();
+  int max_keys = 1;
+  for (size_t si = 0; si < seqs.size(); ++si) {
+    const BatchSeq& q = seqs[si];
+    const int Ts = static_cast<int>(q.ids.size());
+    if (Ts == 0) return Error("empty input: at least one token is required");
+    if (q.logit_rows < 0 || q.logit_rows > Ts) return Error("logit_rows out of range");
+    for (size_t sj = 0; sj < si; ++sj)
+      assert(seqs[sj].cache != q.cache && "one cache per sequence");
+    for (int id : q.ids) {
+      if (id < 0 || id >= c.vocab_size) {
+        return Error("token id " + std::to_string(id) + " is out of range [0, " +
+                     std::to_string(c.vocab_size) + ")");
+      }
+    }
+    if (Status st = q.cache->CheckAppend(Ts); !st.ok()) return st;
+    const int pos0 = q.cache->length();
+    for (int t = 0; t < Ts; ++t) {
+      ws.ids.push_back(q.ids[static_cast<size_t>(t)]);
+      ws.row_seq.push_back(static_cast<int>(si));
+      ws.row_pos.push_back(pos0 + t);
+    }
+    max_keys = std::max(max_keys, pos0 + Ts);
+    out->row_offset.push_back(out->row_offset.back() + Ts);
+    out->logit_offset.push_back(out->logit_offset.back() + q.logit_rows);
+  }
+  const int T = out->row_offset.back();
+  const size_t uT = static_cast<size_t>(T);
+  const std::vector<int>& ids = ws.ids;
 
   // ---- embeddings: x = E[ids] * sqrt(H)
   ws.x.resize(uT * uH);
   for (int t = 0; t < T; ++t)
-    EmbedScaled(req.ids[static_cast<size_t>(t)], &ws.x[static_cast<size_t>(t) * uH]);
+    EmbedScaled(ids[static_cast<size_t>(t)], &ws.x[static_cast<size_t>(t) * uH]);
   Tap(-1, "embed", T, H, ws.x.data());
 
   // ---- per-layer inputs (E2B/E4B): ple[T, L, P] = (norm(x Wp^T / sqrt(H)) + E_ple[ids] * sqrt(P))
@@ -259,7 +301,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
     const float proj_scale = 1.0f / std::sqrt(static_cast<float>(H));
     const float sum_scale = 1.0f / std::sqrt(2.0f);
     for (int t = 0; t < T; ++t) {
-      int id = req.ids[static_cast<size_t>(t)];
+      int id = ids[static_cast<size_t>(t)];
       if (id >= c.ple_vocab ||
           std::find(c.multimodal_token_ids.begin(), c.multimodal_token_ids.end(), id) !=
               c.multimodal_token_ids.end()) {
@@ -283,11 +325,11 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
 
   // ---- scratch for this call's new K/V, committed to the cache after the last layer so that
   // KV-shared layers and early rows still see the pre-call ring contents.
-  const int n_slots = cache.num_layers();
+  const int n_slots = seqs[0].cache->num_layers();
   ws.new_k.resize(static_cast<size_t>(n_slots));
   ws.new_v.resize(static_cast<size_t>(n_slots));
   ws.scores.resize(static_cast<size_t>(pool.num_threads()));
-  for (auto& s : ws.scores) s.resize(static_cast<size_t>(pos0 + T));
+  for (auto& s : ws.scores) s.resize(static_cast<size_t>(max_keys));
   ws.xn.resize(uT * uH);
 
   for (int l = 0; l < L; ++l) {
@@ -318,7 +360,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
       for (int h = 0; h < nh; ++h) {
         float* qh = &ws.q[t * qd + static_cast<size_t>(h * hd)];
         RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), c.rms_norm_eps, qh);
-        ApplyRope(qh, hd, inv_freq, pos0 + t);
+        ApplyRope(qh, hd, inv_freq, ws.row_pos[static_cast<size_t>(t)]);
       }
     }
     if (s.owns_kv) {
@@ -329,7 +371,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
           float* kh = &nk[t * kvd + static_cast<size_t>(h * hd)];
           float* vh = &nv[t * kvd + static_cast<size_t>(h * hd)];
           RmsNorm(kh, w.k_norm.data(), static_cast<size_t>(hd), c.rms_norm_eps, kh);
-          ApplyRope(kh, hd, inv_freq, pos0 + t);
+          ApplyRope(kh, hd, inv_freq, ws.row_pos[static_cast<size_t>(t)]);
           RmsNorm(vh, nullptr, static_cast<size_t>(hd), c.rms_norm_eps, vh);
         }
       }
@@ -344,18 +386,23 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
     pool.ParallelFor(uT * static_cast<size_t>(nh), [&](size_t task, int thread) {
       const int t = static_cast<int>(task / static_cast<size_t>(nh));
       const int h = static_cast<int>(task % static_cast<size_t>(nh));
-      const int p = pos0 + t;
+      const int si = ws.row_seq[static_cast<size_t>(t)];
+      const KvCache& cache = *seqs[static_cast<size_t>(si)].cache;
+      const int pos0 = cache.length();
+      // this sequence's new rows, [T_s, kv_dim]
+      const size_t first = static_cast<size_t>(out->row_offset[static_cast<size_t>(si)]);
+      const float* sk = new_k + first * kvd;
+      const float* sv = new_v + first * kvd;
+      const int p = ws.row_pos[static_cast<size_t>(t)];
       const int lo = window > 0 ? std::max(0, p - window + 1) : 0;
       const size_t koff = static_cast<size_t>((h / group) * hd);
       const float* qh = &ws.q[static_cast<size_t>(t) * qd + static_cast<size_t>(h * hd)];
       float* sc = ws.scores[static_cast<size_t>(thread)].data();
       auto key = [&](int j) {
-        return j < pos0 ? cache.K(slot, j) + koff
-                        : new_k + static_cast<size_t>(j - pos0) * kvd + koff;
+        return j < pos0 ? cache.K(slot, j) + koff : sk + static_cast<size_t>(j - pos0) * kvd + koff;
       };
       auto val = [&](int j) {
-        return j < pos0 ? cache.V(slot, j) + koff
-                        : new_v + static_cast<size_t>(j - pos0) * kvd + koff;
+        return j < pos0 ? cache.V(slot, j) + koff : sv + static_cast<size_t>(j - pos0) * kvd + koff;
       };
       float mx = -INFINITY;
       for (int j = lo; j <= p; ++j) {
@@ -408,22 +455,34 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
     Tap(l, "layer_out", T, H, ws.x.data());
   }
 
-  // ---- commit this call's K/V
-  for (int sl = 0; sl < n_slots; ++sl) {
-    cache.Append(sl, T, ws.new_k[static_cast<size_t>(sl)].data(),
-                 ws.new_v[static_cast<size_t>(sl)].data());
+  // ---- commit this call's K/V, per sequence
+  for (size_t si = 0; si < seqs.size(); ++si) {
+    const size_t first = static_cast<size_t>(out->row_offset[si]);
+    const int Ts = out->row_offset[si + 1] - out->row_offset[si];
+    for (int sl = 0; sl < n_slots; ++sl) {
+      const size_t kvd = ws.new_k[static_cast<size_t>(sl)].size() / uT;
+      seqs[si].cache->Append(sl, Ts, ws.new_k[static_cast<size_t>(sl)].data() + first * kvd,
+                             ws.new_v[static_cast<size_t>(sl)].data() + first * kvd);
+    }
+    seqs[si].cache->Commit(Ts);
   }
-  cache.Commit(T);
 
-  // ---- final norm, LM head, softcap
+  // ---- final norm, LM head (only the rows that need logits), softcap
   out->hidden.resize(uT * uH);
   for (int t = 0; t < T; ++t)
     RmsNorm(&ws.x[t * uH], final_norm_.data(), uH, c.rms_norm_eps, &out->hidden[t * uH]);
-  out->rows = req.all_logits ? T : 1;
-  const float* head_in = &out->hidden[static_cast<size_t>(T - out->rows) * uH];
+  const size_t rows = static_cast<size_t>(out->logit_offset.back());
+  ws.head_in.resize(rows * uH);
+  for (size_t si = 0; si < seqs.size(); ++si) {
+    const size_t n = static_cast<size_t>(seqs[si].logit_rows);
+    const size_t src = static_cast<size_t>(out->row_offset[si + 1]) - n;
+    std::copy_n(&out->hidden[src * uH], n * uH,
+                &ws.head_in[static_cast<size_t>(out->logit_offset[si]) * uH]);
+  }
   const size_t uV = static_cast<size_t>(c.vocab_size);
-  out->logits.resize(static_cast<size_t>(out->rows) * uV);
-  MatMul(kt, pool, lm_head_, head_in, static_cast<size_t>(out->rows), out->logits.data());
+  out->logits.resize(rows * uV);
+  if (rows == 0) return OkStatus();
+  MatMul(kt, pool, lm_head_, ws.head_in.data(), rows, out->logits.data());
   if (c.final_logit_softcapping > 0)
     kt.softcap(out->logits.data(), out->logits.size(), c.final_logit_softcapping);
   return OkStatus();

@@ -37,6 +37,20 @@ struct ForwardOutput {
   std::vector<float> hidden;  // [T, hidden], post-final-norm
 };
 
+// One sequence of a batched forward: its new tokens and its own cache.
+struct BatchSeq {
+  std::span<const int> ids;  // [T_s] token ids at positions cache->length() .. +T_s-1
+  KvCache* cache = nullptr;  // distinct per sequence
+  int logit_rows = 1;        // how many of the last rows get logits: 0 (a prefill chunk) .. T_s
+};
+
+struct BatchOutput {
+  std::vector<int> row_offset;    // [S+1] first stacked row of each sequence in `hidden`
+  std::vector<int> logit_offset;  // [S+1] first row of each sequence in `logits`
+  std::vector<float> logits;      // [sum logit_rows, vocab], after the final softcap
+  std::vector<float> hidden;      // [sum T_s, hidden], post-final-norm
+};
+
 // Optional per-step tap for debugging against a reference: (layer, name, rows, width, data).
 using TensorTap = void (*)(void* ctx, int layer, const char* name, int rows, int width,
                            const float* data);
@@ -52,6 +66,9 @@ class Gemma4Model {
   std::unique_ptr<KvCache> NewCache(int context, int headroom = 64) const;
 
   Status Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out);
+  // Several sequences in one pass: every weight matrix is read once for all their rows, attention
+  // reads each sequence's own cache. Each row's result is bit for bit what Forward gives it alone.
+  Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool, BatchOutput* out);
 
   // E[token] * sqrt(H), the scaled input embedding (also the MTP drafter's input embedding).
   void EmbedScaled(int token, float* out) const;
@@ -91,11 +108,11 @@ class Gemma4Model {
   const Gemma4Config config_;
   std::unique_ptr<WeightStore> store_;
   std::vector<LayerWeights> layers_;
-  MatView embed_;       // [V, H]; also the tied LM head
-  MatView lm_head_;     // == embed_ unless an untied lm_head.weight exists
+  MatView embed_;    // [V, H]; also the tied LM head
+  MatView lm_head_;  // == embed_ unless an untied lm_head.weight exists
   std::vector<float> final_norm_;
-  MatView ple_embed_;   // [ple_vocab, L * P]
-  MatView ple_proj_;    // [L * P, H]
+  MatView ple_embed_;            // [ple_vocab, L * P]
+  MatView ple_proj_;             // [L * P, H]
   std::vector<float> ple_norm_;  // [P]
   float embed_scale_ = 1.0f;
   float ple_embed_scale_ = 1.0f;
