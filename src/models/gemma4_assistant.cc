@@ -19,12 +19,14 @@ struct Gemma4Assistant::LayerWeights {
   std::vector<float> q_norm;  // [hd]
 };
 
-Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root, const std::string& file) {
+Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root,
+                                                              const std::string& file) {
   Gemma4AssistantConfig c;
   FieldReader top(root, file);
   const std::string model_type = top.String("model_type");
   if (top.ok() && model_type != "gemma4_assistant" && model_type != "gemma4_unified_assistant") {
-    top.Fail("model_type", "not a Gemma 4 assistant; expected gemma4_assistant or gemma4_unified_assistant");
+    top.Fail("model_type",
+             "not a Gemma 4 assistant; expected gemma4_assistant or gemma4_unified_assistant");
   }
   c.backbone_hidden_size = static_cast<int>(top.Int("backbone_hidden_size"));
   c.use_ordered_embeddings = top.Bool("use_ordered_embeddings", false);
@@ -32,8 +34,8 @@ Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root, 
   c.centroid_top_k = static_cast<int>(top.Int("centroid_intermediate_top_k", 32));
   const Json* text = top.Object("text_config", /*required=*/true);
   if (!top.ok()) return top.status();
-  if (root.contains("architectures") && root["architectures"].is_array() && !root["architectures"].empty() &&
-      root["architectures"][0].is_string()) {
+  if (root.contains("architectures") && root["architectures"].is_array() &&
+      !root["architectures"].empty() && root["architectures"][0].is_string()) {
     c.architecture = root["architectures"][0].get<std::string>();
   }
   FieldReader r(*text, file, "text_config");
@@ -52,19 +54,29 @@ Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root, 
   const int shared = static_cast<int>(r.Int("num_kv_shared_layers", layers));
   const std::vector<std::string> types = r.StringList("layer_types");
   if (!r.ok()) return r.status();
-  for (const auto& [key, v] : {std::pair<const char*, int>{"hidden_size", c.hidden_size}, {"num_hidden_layers", layers},
-                               {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
-                               {"num_global_key_value_heads", c.num_global_kv_heads}, {"head_dim", c.head_dim},
-                               {"global_head_dim", c.global_head_dim}, {"intermediate_size", c.intermediate_size},
-                               {"sliding_window", c.sliding_window}, {"vocab_size", c.vocab_size}}) {
+  for (const auto& [key, v] : {std::pair<const char*, int>{"hidden_size", c.hidden_size},
+                               {"num_hidden_layers", layers},
+                               {"num_attention_heads", c.num_heads},
+                               {"num_key_value_heads", c.num_kv_heads},
+                               {"num_global_key_value_heads", c.num_global_kv_heads},
+                               {"head_dim", c.head_dim},
+                               {"global_head_dim", c.global_head_dim},
+                               {"intermediate_size", c.intermediate_size},
+                               {"sliding_window", c.sliding_window},
+                               {"vocab_size", c.vocab_size}}) {
     if (v <= 0) r.Fail(key, "must be a positive integer");
   }
   if (c.backbone_hidden_size <= 0) top.Fail("backbone_hidden_size", "must be a positive integer");
-  if (shared != layers) r.Fail("num_kv_shared_layers", "must equal num_hidden_layers: every assistant layer reads the target's KV");
-  if (static_cast<int>(types.size()) != layers) r.Fail("layer_types", "must have num_hidden_layers entries");
+  if (shared != layers)
+    r.Fail("num_kv_shared_layers",
+           "must equal num_hidden_layers: every assistant layer reads the target's KV");
+  if (static_cast<int>(types.size()) != layers)
+    r.Fail("layer_types", "must have num_hidden_layers entries");
   if (c.head_dim % 2 || c.global_head_dim % 2) r.Fail("head_dim", "head dims must be even");
-  if (r.Bool("enable_moe_block", false)) r.Fail("enable_moe_block", "must be false for an assistant");
-  if (r.Int("hidden_size_per_layer_input", 0) != 0) r.Fail("hidden_size_per_layer_input", "must be 0 for an assistant");
+  if (r.Bool("enable_moe_block", false))
+    r.Fail("enable_moe_block", "must be false for an assistant");
+  if (r.Int("hidden_size_per_layer_input", 0) != 0)
+    r.Fail("hidden_size_per_layer_input", "must be 0 for an assistant");
   for (const std::string& t : types) {
     if (t == "sliding_attention") {
       c.layer_types.push_back(AttnType::kSliding);
@@ -77,7 +89,8 @@ Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root, 
   ReadRopeParameters(r, c.head_dim, c.global_head_dim, &c.rope_sliding, &c.rope_full);
   if (c.use_ordered_embeddings) {
     if (c.num_centroids <= 0 || c.vocab_size % c.num_centroids != 0) {
-      top.Fail("num_centroids", "must be positive and divide vocab_size (" + std::to_string(c.vocab_size) + ")");
+      top.Fail("num_centroids",
+               "must be positive and divide vocab_size (" + std::to_string(c.vocab_size) + ")");
     }
     if (c.centroid_top_k <= 0 || c.centroid_top_k > c.num_centroids) {
       top.Fail("centroid_intermediate_top_k", "must be in [1, num_centroids]");
@@ -87,7 +100,8 @@ Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root, 
   if (!r.ok()) return r.status();
   for (int l = 0; l < layers; ++l) {
     if (c.num_heads % c.LayerKvHeads(l) != 0) {
-      r.Fail("num_attention_heads", "must be a multiple of the KV-head count of layer " + std::to_string(l));
+      r.Fail("num_attention_heads",
+             "must be a multiple of the KV-head count of layer " + std::to_string(l));
     }
   }
   if (!r.ok()) return r.status();
@@ -99,17 +113,20 @@ int Gemma4AssistantConfig::LayerHeadDim(int l) const {
 }
 
 int Gemma4AssistantConfig::LayerKvHeads(int l) const {
-  return layer_types[static_cast<size_t>(l)] == AttnType::kFull && attention_k_eq_v ? num_global_kv_heads : num_kv_heads;
+  return layer_types[static_cast<size_t>(l)] == AttnType::kFull && attention_k_eq_v
+             ? num_global_kv_heads
+             : num_kv_heads;
 }
 
-Gemma4Assistant::Gemma4Assistant(Key, Gemma4AssistantConfig config, std::unique_ptr<WeightStore> store,
-                                 const Gemma4Model& target)
+Gemma4Assistant::Gemma4Assistant(Key, Gemma4AssistantConfig config,
+                                 std::unique_ptr<WeightStore> store, const Gemma4Model& target)
     : config_(std::move(config)), store_(std::move(store)), target_(target) {}
 Gemma4Assistant::~Gemma4Assistant() = default;
 
 int Gemma4Assistant::SourceLayer(AttnType type) const { return target_.config().LastKvOwner(type); }
 
-Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string& dir, const Gemma4Model& target) {
+Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string& dir,
+                                                               const Gemma4Model& target) {
   const std::string cfg_path = dir + "/config.json";
   Result<Json> j = ReadJsonFile(cfg_path);
   if (!j.ok()) return j.status();
@@ -122,30 +139,36 @@ Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string
     return Error(cfg_path + ": assistant does not fit the target: " + what);
   };
   if (c.backbone_hidden_size != t.hidden_size) {
-    return mismatch("backbone_hidden_size " + std::to_string(c.backbone_hidden_size) + " != target hidden_size " +
-                    std::to_string(t.hidden_size));
+    return mismatch("backbone_hidden_size " + std::to_string(c.backbone_hidden_size) +
+                    " != target hidden_size " + std::to_string(t.hidden_size));
   }
   if (c.vocab_size != t.vocab_size) {
-    return mismatch("vocab_size " + std::to_string(c.vocab_size) + " != target vocab_size " + std::to_string(t.vocab_size));
+    return mismatch("vocab_size " + std::to_string(c.vocab_size) + " != target vocab_size " +
+                    std::to_string(t.vocab_size));
   }
   for (int l = 0; l < static_cast<int>(c.layer_types.size()); ++l) {
     const AttnType type = c.layer_types[static_cast<size_t>(l)];
     const char* name = type == AttnType::kFull ? "full" : "sliding";
     const int src = t.LastKvOwner(type);
-    if (src < 0) return mismatch(std::string("layer ") + std::to_string(l) + " is " + name + " but the target has no KV-owning " + name + " layer");
+    if (src < 0)
+      return mismatch(std::string("layer ") + std::to_string(l) + " is " + name +
+                      " but the target has no KV-owning " + name + " layer");
     const Gemma4LayerSpec& s = t.layers[static_cast<size_t>(src)];
     if (c.LayerHeadDim(l) != s.head_dim) {
-      return mismatch(std::string(name) + " head dim " + std::to_string(c.LayerHeadDim(l)) + " != target layer " +
-                      std::to_string(src) + " head dim " + std::to_string(s.head_dim));
+      return mismatch(std::string(name) + " head dim " + std::to_string(c.LayerHeadDim(l)) +
+                      " != target layer " + std::to_string(src) + " head dim " +
+                      std::to_string(s.head_dim));
     }
     if (c.LayerKvHeads(l) != s.num_kv_heads) {
-      return mismatch(std::string(name) + " KV heads " + std::to_string(c.LayerKvHeads(l)) + " != target layer " +
-                      std::to_string(src) + " KV heads " + std::to_string(s.num_kv_heads));
+      return mismatch(std::string(name) + " KV heads " + std::to_string(c.LayerKvHeads(l)) +
+                      " != target layer " + std::to_string(src) + " KV heads " +
+                      std::to_string(s.num_kv_heads));
     }
   }
   if (c.sliding_window > t.sliding_window) {
-    return mismatch("sliding_window " + std::to_string(c.sliding_window) + " exceeds the target's " +
-                    std::to_string(t.sliding_window) + " (the target cache does not keep those keys)");
+    return mismatch("sliding_window " + std::to_string(c.sliding_window) +
+                    " exceeds the target's " + std::to_string(t.sliding_window) +
+                    " (the target cache does not keep those keys)");
   }
   Result<std::unique_ptr<WeightStore>> store = WeightStore::OpenDir(dir);
   if (!store.ok()) return store.status();
@@ -203,10 +226,14 @@ Status Gemma4Assistant::Bind() {
     centroids_ = mat("masked_embedding.centroids.weight", c.num_centroids, Hd);
     if (!st.ok()) return st;
     const TensorView* ord = store_->Find("masked_embedding.token_ordering");
-    if (ord == nullptr) return Error("missing tensor 'masked_embedding.token_ordering' (use_ordered_embeddings is true)");
+    if (ord == nullptr)
+      return Error(
+          "missing tensor 'masked_embedding.token_ordering' (use_ordered_embeddings is true)");
     const std::string where = *ord->file + ": tensor 'masked_embedding.token_ordering'";
-    if ((ord->dtype != DType::kI64 && ord->dtype != DType::kI32) || ord->shape != std::vector<int64_t>{V}) {
-      return Error(where + ": expected an I64 vector of vocab_size (" + std::to_string(V) + ") entries");
+    if ((ord->dtype != DType::kI64 && ord->dtype != DType::kI32) ||
+        ord->shape != std::vector<int64_t>{V}) {
+      return Error(where + ": expected an I64 vector of vocab_size (" + std::to_string(V) +
+                   ") entries");
     }
     // Kept exact (never quantised) and checked to be a permutation: a bad entry would draft ids
     // outside the vocabulary.
@@ -222,7 +249,8 @@ Status Gemma4Assistant::Bind() {
         v = v32;
       }
       if (v < 0 || v >= V || seen[static_cast<size_t>(v)]) {
-        return Error(where + ": entry " + std::to_string(i) + " = " + std::to_string(v) + " (must be a permutation of the vocabulary)");
+        return Error(where + ": entry " + std::to_string(i) + " = " + std::to_string(v) +
+                     " (must be a permutation of the vocabulary)");
       }
       seen[static_cast<size_t>(v)] = 1;
       token_ordering_[i] = static_cast<int>(v);
@@ -231,101 +259,152 @@ Status Gemma4Assistant::Bind() {
   if (!st.ok()) return st;
   rope_sliding_ = RopeInvFreq(c.head_dim, c.rope_sliding.rotated_pairs, c.rope_sliding.theta);
   rope_full_ = RopeInvFreq(c.global_head_dim, c.rope_full.rotated_pairs, c.rope_full.theta);
-  slot_sliding_ = target_.config().LastKvOwner(AttnType::kSliding) >= 0 ? target_.KvSlotOf(target_.config().LastKvOwner(AttnType::kSliding)) : -1;
-  slot_full_ = target_.config().LastKvOwner(AttnType::kFull) >= 0 ? target_.KvSlotOf(target_.config().LastKvOwner(AttnType::kFull)) : -1;
+  slot_sliding_ = target_.config().LastKvOwner(AttnType::kSliding) >= 0
+                      ? target_.KvSlotOf(target_.config().LastKvOwner(AttnType::kSliding))
+                      : -1;
+  slot_full_ = target_.config().LastKvOwner(AttnType::kFull) >= 0
+                   ? target_.KvSlotOf(target_.config().LastKvOwner(AttnType::kFull))
+                   : -1;
   return OkStatus();
 }
 
 void Gemma4Assistant::Step(const StepArgs& args, ThreadPool& pool, DraftStepOutput* out) {
+  DraftStepOutput* outs[] = {out};
+  StepBatch(std::span<const StepArgs>(&args, 1), pool, outs);
+}
+
+void Gemma4Assistant::StepBatch(std::span<const StepArgs> batch, ThreadPool& pool,
+                                std::span<DraftStepOutput* const> outs) {
   const Gemma4AssistantConfig& c = config_;
   const KernelTable& kt = BestKernels();
-  const size_t Hb = static_cast<size_t>(c.backbone_hidden_size), Hd = static_cast<size_t>(c.hidden_size);
+  const size_t Hb = static_cast<size_t>(c.backbone_hidden_size),
+               Hd = static_cast<size_t>(c.hidden_size);
+  const size_t B = batch.size();
   const float eps = c.rms_norm_eps;
-  const int P = args.pos;
 
-  // x = [E_target[tok] * sqrt(H_b), h_in]; z = pre_projection x (no norm, no scale)
-  x_.resize(2 * Hb);
-  target_.EmbedScaled(args.token, x_.data());
-  std::memcpy(x_.data() + Hb, args.h_in, Hb * sizeof(float));
-  z_.resize(Hd);
-  MatMul(kt, pool, pre_proj_, x_.data(), 1, z_.data());
+  // x = [E_target[tok] * sqrt(H_b), h_in] per row; z = pre_projection x (no norm, no scale)
+  x_.resize(B * 2 * Hb);
+  for (size_t b = 0; b < B; ++b) {
+    target_.EmbedScaled(batch[b].token, &x_[b * 2 * Hb]);
+    std::memcpy(&x_[b * 2 * Hb + Hb], batch[b].h_in, Hb * sizeof(float));
+  }
+  z_.resize(B * Hd);
+  MatMul(kt, pool, pre_proj_, x_.data(), B, z_.data());
 
-  a_.resize(Hd);
+  a_.resize(B * Hd);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerWeights& w = layers_[l];
     const bool full = c.layer_types[l] == AttnType::kFull;
-    const int hd = c.LayerHeadDim(static_cast<int>(l)), nh = c.num_heads, nkv = c.LayerKvHeads(static_cast<int>(l));
+    const int hd = c.LayerHeadDim(static_cast<int>(l)), nh = c.num_heads,
+              nkv = c.LayerKvHeads(static_cast<int>(l));
+    const size_t qd = static_cast<size_t>(nh * hd);
     const int slot = full ? slot_full_ : slot_sliding_;
-    RmsNorm(z_.data(), w.input_norm.data(), Hd, eps, a_.data());
-    q_.resize(static_cast<size_t>(nh * hd));
-    MatMul(kt, pool, w.q, a_.data(), 1, q_.data());
+    for (size_t b = 0; b < B; ++b) RmsNorm(&z_[b * Hd], w.input_norm.data(), Hd, eps, &a_[b * Hd]);
+    q_.resize(B * qd);
+    MatMul(kt, pool, w.q, a_.data(), B, q_.data());
     const float* inv = full ? rope_full_.data() : rope_sliding_.data();
-    // A q_len = 1 query needs no causal mask: it sees every committed key in its window.
-    const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);
-    o_.assign(static_cast<size_t>(nh * hd), 0.0f);
-    scores_.resize(static_cast<size_t>(std::max(1, P - lo)));
-    for (int h = 0; h < nh; ++h) {
-      float* qh = &q_[static_cast<size_t>(h * hd)];
-      RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), eps, qh);
-      ApplyRope(qh, hd, inv, P);
-      if (P - lo <= 0) continue;  // no visible keys (cannot happen after a non-empty prefill)
-      const size_t koff = static_cast<size_t>((h / (nh / nkv)) * hd);
-      float mx = -INFINITY;
-      for (int j = lo; j < P; ++j) {
-        scores_[static_cast<size_t>(j - lo)] = kt.dot(qh, args.cache->K(slot, j) + koff, static_cast<size_t>(hd));
-        mx = std::max(mx, scores_[static_cast<size_t>(j - lo)]);
+    o_.assign(B * qd, 0.0f);
+    for (size_t b = 0; b < B; ++b) {
+      const int P = batch[b].pos;
+      const KvCache& cache = *batch[b].cache;
+      // A q_len = 1 query needs no causal mask: it sees every committed key in its window.
+      const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);
+      scores_.resize(static_cast<size_t>(std::max(1, P - lo)));
+      for (int h = 0; h < nh; ++h) {
+        float* qh = &q_[b * qd + static_cast<size_t>(h * hd)];
+        RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), eps, qh);
+        ApplyRope(qh, hd, inv, P);
+        if (P - lo <= 0) continue;  // no visible keys (cannot happen after a non-empty prefill)
+        const size_t koff = static_cast<size_t>((h / (nh / nkv)) * hd);
+        float mx = -INFINITY;
+        for (int j = lo; j < P; ++j) {
+          scores_[static_cast<size_t>(j - lo)] =
+              kt.dot(qh, cache.K(slot, j) + koff, static_cast<size_t>(hd));
+          mx = std::max(mx, scores_[static_cast<size_t>(j - lo)]);
+        }
+        float sum = 0.0f;
+        for (int j = lo; j < P; ++j)
+          sum += (scores_[static_cast<size_t>(j - lo)] =
+                      std::exp(scores_[static_cast<size_t>(j - lo)] - mx));
+        float* oh = &o_[b * qd + static_cast<size_t>(h * hd)];
+        for (int j = lo; j < P; ++j)
+          kt.axpy(scores_[static_cast<size_t>(j - lo)], cache.V(slot, j) + koff, oh,
+                  static_cast<size_t>(hd));
+        for (int i = 0; i < hd; ++i) oh[i] /= sum;
       }
-      float sum = 0.0f;
-      for (int j = lo; j < P; ++j) sum += (scores_[static_cast<size_t>(j - lo)] = std::exp(scores_[static_cast<size_t>(j - lo)] - mx));
-      float* oh = &o_[static_cast<size_t>(h * hd)];
-      for (int j = lo; j < P; ++j) kt.axpy(scores_[static_cast<size_t>(j - lo)], args.cache->V(slot, j) + koff, oh, static_cast<size_t>(hd));
-      for (int i = 0; i < hd; ++i) oh[i] /= sum;
     }
-    MatMul(kt, pool, w.o, o_.data(), 1, a_.data());
-    RmsNorm(a_.data(), w.post_attn_norm.data(), Hd, eps, a_.data());
-    for (size_t i = 0; i < Hd; ++i) z_[i] += a_[i];
-    RmsNorm(z_.data(), w.pre_ffn_norm.data(), Hd, eps, a_.data());
+    MatMul(kt, pool, w.o, o_.data(), B, a_.data());
+    for (size_t b = 0; b < B; ++b) {
+      float* ab = &a_[b * Hd];
+      RmsNorm(ab, w.post_attn_norm.data(), Hd, eps, ab);
+      for (size_t i = 0; i < Hd; ++i) z_[b * Hd + i] += ab[i];
+      RmsNorm(&z_[b * Hd], w.pre_ffn_norm.data(), Hd, eps, ab);
+    }
     const size_t ff = static_cast<size_t>(c.intermediate_size);
-    g_.resize(ff);
-    u_.resize(ff);
-    MatMul(kt, pool, w.gate, a_.data(), 1, g_.data());
-    MatMul(kt, pool, w.up, a_.data(), 1, u_.data());
-    kt.gelu_mul(g_.data(), u_.data(), ff);
-    MatMul(kt, pool, w.down, g_.data(), 1, a_.data());
-    RmsNorm(a_.data(), w.post_ffn_norm.data(), Hd, eps, a_.data());
-    for (size_t i = 0; i < Hd; ++i) z_[i] = (z_[i] + a_[i]) * w.layer_scalar;
+    g_.resize(B * ff);
+    u_.resize(B * ff);
+    const MatMulOut gate_up[] = {{w.gate, g_.data()}, {w.up, u_.data()}};
+    MatMulShared(kt, pool, gate_up, a_.data(), B);
+    kt.gelu_mul(g_.data(), u_.data(), B * ff);
+    MatMul(kt, pool, w.down, g_.data(), B, a_.data());
+    for (size_t b = 0; b < B; ++b) {
+      float* ab = &a_[b * Hd];
+      RmsNorm(ab, w.post_ffn_norm.data(), Hd, eps, ab);
+      for (size_t i = 0; i < Hd; ++i) z_[b * Hd + i] = (z_[b * Hd + i] + ab[i]) * w.layer_scalar;
+    }
   }
 
-  out->hidden.resize(Hd);
-  RmsNorm(z_.data(), final_norm_.data(), Hd, eps, out->hidden.data());
-  out->h_out.resize(Hb);
-  MatMul(kt, pool, post_proj_, out->hidden.data(), 1, out->h_out.data());
+  hidden_.resize(B * Hd);
+  for (size_t b = 0; b < B; ++b)
+    RmsNorm(&z_[b * Hd], final_norm_.data(), Hd, eps, &hidden_[b * Hd]);
+  h_out_.resize(B * Hb);
+  MatMul(kt, pool, post_proj_, hidden_.data(), B, h_out_.data());
+  for (size_t b = 0; b < B; ++b) {
+    outs[b]->hidden.assign(&hidden_[b * Hd], &hidden_[(b + 1) * Hd]);
+    outs[b]->h_out.assign(&h_out_[b * Hb], &h_out_[(b + 1) * Hb]);
+  }
 
   if (!c.use_ordered_embeddings) {  // dense tied head over the whole vocabulary (no softcap)
-    out->candidates.clear();
-    out->logits.resize(static_cast<size_t>(c.vocab_size));
-    MatMul(kt, pool, embed_, out->hidden.data(), 1, out->logits.data());
+    const size_t V = static_cast<size_t>(c.vocab_size);
+    logits_.resize(B * V);
+    MatMul(kt, pool, embed_, hidden_.data(), B, logits_.data());
+    for (size_t b = 0; b < B; ++b) {
+      outs[b]->candidates.clear();
+      outs[b]->logits.assign(&logits_[b * V], &logits_[(b + 1) * V]);
+    }
     return;
   }
   // Centroid head: score clusters, keep the top-k (ties: lower index), score only their tokens.
-  cscore_.resize(static_cast<size_t>(c.num_centroids));
-  MatMul(kt, pool, centroids_, out->hidden.data(), 1, cscore_.data());
-  std::vector<int> order(static_cast<size_t>(c.num_centroids));
-  std::iota(order.begin(), order.end(), 0);
-  std::partial_sort(order.begin(), order.begin() + c.centroid_top_k, order.end(), [&](int a, int b) {
-    return cscore_[static_cast<size_t>(a)] != cscore_[static_cast<size_t>(b)] ? cscore_[static_cast<size_t>(a)] > cscore_[static_cast<size_t>(b)] : a < b;
-  });
+  const size_t C = static_cast<size_t>(c.num_centroids);
+  cscore_.resize(B * C);
+  MatMul(kt, pool, centroids_, hidden_.data(), B, cscore_.data());
   const int per = c.vocab_size / c.num_centroids;
-  out->candidates.resize(static_cast<size_t>(c.centroid_top_k * per));
-  for (int s = 0; s < c.centroid_top_k; ++s) {
-    const int* ids = &token_ordering_[static_cast<size_t>(order[static_cast<size_t>(s)] * per)];
-    std::copy(ids, ids + per, out->candidates.begin() + static_cast<long>(s * per));
+  for (size_t b = 0; b < B; ++b) {
+    DraftStepOutput* out = outs[b];
+    const float* cs = &cscore_[b * C];
+    std::vector<int> order(C);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + c.centroid_top_k, order.end(),
+                      [&](int x, int y) { return cs[x] != cs[y] ? cs[x] > cs[y] : x < y; });
+    out->candidates.resize(static_cast<size_t>(c.centroid_top_k * per));
+    for (int s = 0; s < c.centroid_top_k; ++s) {
+      const int* ids = &token_ordering_[static_cast<size_t>(order[static_cast<size_t>(s)] * per)];
+      std::copy(ids, ids + per, out->candidates.begin() + static_cast<long>(s * per));
+    }
+    out->logits.resize(out->candidates.size());
+    const float* hb = &hidden_[b * Hd];
+    pool.ParallelFor(out->candidates.size(), [&](size_t i, int) {
+      const MatView row{embed_.dtype, embed_.Row(out->candidates[i]), 1, embed_.cols};
+      kt.matmul_rows({.w = row,
+                      .x = hb,
+                      .ldx = Hd,
+                      .m = 1,
+                      .n_begin = 0,
+                      .n_end = 1,
+                      .y = &out->logits[i],
+                      .ldy = 1});
+    });
   }
-  out->logits.resize(out->candidates.size());
-  pool.ParallelFor(out->candidates.size(), [&](size_t i, int) {
-    const MatView row{embed_.dtype, embed_.Row(out->candidates[i]), 1, embed_.cols};
-    kt.matmul_rows({.w = row, .x = out->hidden.data(), .ldx = Hd, .m = 1, .n_begin = 0, .n_end = 1, .y = &out->logits[i], .ldy = 1});
-  });
 }
 
 }  // namespace specula

@@ -18,7 +18,7 @@ void AdaptivePolicy::Observe(int drafted, int accepted) {
   k_ = accepted == drafted ? std::min(k_ + 1, o_.max_k) : std::max(1, accepted + 1);
   if (rate_ < o_.low_acceptance) {
     paused_ = o_.pause_rounds;
-    k_ = 1;                // probe gently when drafting resumes
+    k_ = 1;                     // probe gently when drafting resumes
     rate_ = o_.low_acceptance;  // one more bad round pauses again
   }
 }

@@ -14,46 +14,83 @@ float TopProbability(const std::vector<float>& logits, size_t best) {
   return static_cast<float>(1.0 / sum);
 }
 
+// Picks the next draft token from one step's head output, or -1 when the drafter is too unsure.
+// Sampled drafts record the exact distribution q they were drawn from.
+int NextDraftToken(const DraftRequest& req, const DraftStepOutput& step, Draft* d) {
+  const std::vector<int>& cand = step.candidates;  // empty: dense head, index == token id
+  const auto to_id = [&](int i) { return cand.empty() ? i : cand[static_cast<size_t>(i)]; };
+  const int n = static_cast<int>(step.logits.size());
+  if (req.sampling == nullptr || req.sampling->greedy()) {
+    const int best = Argmax(step.logits.data(), n);
+    if (req.min_confidence > 0 &&
+        TopProbability(step.logits, static_cast<size_t>(best)) < req.min_confidence)
+      return -1;
+    return to_id(best);
+  }
+  // q = the target's logit processing applied to the drafter's scores; non-candidates of the
+  // centroid head have probability 0.
+  TokenDistribution q = ProcessedDistribution(*req.sampling, step.logits.data(), n);
+  for (auto& [tok, p] : q.probs) tok = to_id(tok);
+  if (req.min_confidence > 0 && q.probs.front().second < req.min_confidence) return -1;
+  const double u = req.rng->Uniform();
+  double cum = 0.0;
+  int next = q.probs.back().first;  // if rounding leaves u above the last cumulative sum
+  for (const auto& [tok, p] : q.probs) {
+    if (u < (cum += p)) {
+      next = tok;
+      break;
+    }
+  }
+  d->q.push_back(std::move(q));
+  return next;
+}
+
 }  // namespace
 
 Draft MtpDrafter::Propose(const DraftRequest& req, ThreadPool& pool) {
-  Draft d;
-  const bool greedy = req.sampling == nullptr || req.sampling->greedy();
-  h_.assign(req.hidden.begin(), req.hidden.end());
-  int token = req.token;
-  for (int k = 0; k < req.max_tokens; ++k) {
-    assistant_.Step({.token = token, .h_in = h_.data(), .pos = req.pos, .cache = req.cache}, pool, &step_);
-    const std::vector<int>& cand = step_.candidates;  // empty: dense head, index == token id
-    const auto to_id = [&](int i) { return cand.empty() ? i : cand[static_cast<size_t>(i)]; };
-    const int n = static_cast<int>(step_.logits.size());
-    int next;
-    if (greedy) {
-      const int best = Argmax(step_.logits.data(), n);
-      if (req.min_confidence > 0 && TopProbability(step_.logits, static_cast<size_t>(best)) < req.min_confidence) break;
-      next = to_id(best);
-    } else {
-      // q = the target's logit processing applied to the drafter's scores; non-candidates of the
-      // centroid head have probability 0.
-      TokenDistribution q = ProcessedDistribution(*req.sampling, step_.logits.data(), n);
-      for (auto& [tok, p] : q.probs) tok = to_id(tok);
-      if (req.min_confidence > 0 && q.probs.front().second < req.min_confidence) break;
-      const double u = req.rng->Uniform();
-      double cum = 0.0;
-      next = q.probs.back().first;  // if rounding leaves u above the last cumulative sum
-      for (const auto& [tok, p] : q.probs) {
-        if (u < (cum += p)) {
-          next = tok;
-          break;
-        }
-      }
-      d.q.push_back(std::move(q));
-    }
-    d.tokens.push_back(next);
-    if (std::find(req.stop_ids.begin(), req.stop_ids.end(), next) != req.stop_ids.end()) break;
-    token = next;
-    h_ = step_.h_out;
+  return std::move(ProposeBatch(std::span<const DraftRequest>(&req, 1), pool)[0]);
+}
+
+std::vector<Draft> MtpDrafter::ProposeBatch(std::span<const DraftRequest> reqs, ThreadPool& pool) {
+  const size_t B = reqs.size();
+  std::vector<Draft> drafts(B);
+  steps_.resize(B);
+  // Per sequence: the token and state the next step consumes, and whether it still drafts.
+  std::vector<int> token(B);
+  std::vector<std::vector<float>> h(B);
+  std::vector<size_t> active;
+  for (size_t b = 0; b < B; ++b) {
+    token[b] = reqs[b].token;
+    h[b].assign(reqs[b].hidden.begin(), reqs[b].hidden.end());
+    if (reqs[b].max_tokens > 0) active.push_back(b);
   }
-  return d;
+  std::vector<Gemma4Assistant::StepArgs> args;
+  std::vector<DraftStepOutput*> outs;
+  while (!active.empty()) {
+    args.clear();
+    outs.clear();
+    for (size_t b : active) {
+      args.push_back(
+          {.token = token[b], .h_in = h[b].data(), .pos = reqs[b].pos, .cache = reqs[b].cache});
+      outs.push_back(&steps_[b]);
+    }
+    assistant_.StepBatch(args, pool, outs);  // one assistant forward for every drafting sequence
+    std::vector<size_t> still;
+    for (size_t b : active) {
+      const DraftRequest& req = reqs[b];
+      const int next = NextDraftToken(req, steps_[b], &drafts[b]);
+      if (next < 0) continue;
+      drafts[b].tokens.push_back(next);
+      const bool stop =
+          std::find(req.stop_ids.begin(), req.stop_ids.end(), next) != req.stop_ids.end();
+      if (stop || static_cast<int>(drafts[b].tokens.size()) >= req.max_tokens) continue;
+      token[b] = next;
+      h[b] = steps_[b].h_out;
+      still.push_back(b);
+    }
+    active.swap(still);
+  }
+  return drafts;
 }
 
 }  // namespace specula

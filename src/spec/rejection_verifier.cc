@@ -20,7 +20,8 @@ VerifyOutcome VerifyRejection(const float* logits, int vocab, std::span<const in
                               std::span<const TokenDistribution> q, Sampler& sampler) {
   VerifyOutcome v;
   for (size_t i = 0; i < draft.size(); ++i) {
-    const TokenDistribution p = sampler.Distribution(logits + i * static_cast<size_t>(vocab), vocab);
+    const TokenDistribution p =
+        sampler.Distribution(logits + i * static_cast<size_t>(vocab), vocab);
     std::unordered_map<int, double> qmap;
     if (q.empty()) {
       qmap[draft[i]] = 1.0;  // a greedy draft is a point mass
@@ -60,7 +61,8 @@ VerifyOutcome VerifyRejection(const float* logits, int vocab, std::span<const in
     v.next_token = SampleFrom(residual, total, u);
     return v;
   }
-  v.next_token = sampler.Sample(logits + draft.size() * static_cast<size_t>(vocab), vocab);  // bonus from p_K
+  v.next_token =
+      sampler.Sample(logits + draft.size() * static_cast<size_t>(vocab), vocab);  // bonus from p_K
   return v;
 }
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,7 @@
 namespace specula {
 
 struct Gemma4AssistantConfig {
-  std::string architecture;  // Gemma4AssistantForCausalLM | Gemma4UnifiedAssistantForCausalLM
+  std::string architecture;      // Gemma4AssistantForCausalLM | Gemma4UnifiedAssistantForCausalLM
   int backbone_hidden_size = 0;  // H_b: the target's hidden size
   int hidden_size = 0;           // H_d
   int num_heads = 0;
@@ -67,12 +68,16 @@ class Gemma4Assistant {
   int SourceLayer(AttnType type) const;  // target layer whose KV a drafter layer of `type` reads
 
   struct StepArgs {
-    int token = 0;                 // last token (position `pos`, not yet in the target cache)
-    const float* h_in = nullptr;   // [H_b]
-    int pos = 0;                   // RoPE position, constant for a whole draft round
+    int token = 0;                   // last token (position `pos`, not yet in the target cache)
+    const float* h_in = nullptr;     // [H_b]
+    int pos = 0;                     // RoPE position, constant for a whole draft round
     const KvCache* cache = nullptr;  // the target's cache; keys 0 .. pos-1 are read
   };
   void Step(const StepArgs& args, ThreadPool& pool, DraftStepOutput* out);
+  // One draft step for several sequences (each with its own token, state, position and target
+  // cache): the weights are read once for all rows. outs[b] gets exactly what Step gives row b.
+  void StepBatch(std::span<const StepArgs> batch, ThreadPool& pool,
+                 std::span<DraftStepOutput* const> outs);
 
   struct LayerWeights;
   struct Key {
@@ -97,7 +102,7 @@ class Gemma4Assistant {
   std::vector<float> rope_sliding_, rope_full_;
   int slot_sliding_ = -1, slot_full_ = -1;
   // Step scratch.
-  std::vector<float> x_, z_, a_, q_, o_, g_, u_, scores_, cscore_;
+  std::vector<float> x_, z_, a_, q_, o_, g_, u_, scores_, cscore_, hidden_, h_out_, logits_;
 };
 
 }  // namespace specula

@@ -38,7 +38,7 @@ class AdaptivePolicy : public DraftPolicy {
     float min_confidence = 0.2f;
     double low_acceptance = 0.15;  // below this (moving average) drafting pauses
     int pause_rounds = 16;
-    double smoothing = 0.3;        // weight of the latest round in the moving average
+    double smoothing = 0.3;  // weight of the latest round in the moving average
   };
   explicit AdaptivePolicy(const Options& o) : o_(o), k_(o.max_k) {}
   int NextLength() override;

@@ -1,5 +1,5 @@
-// What a drafter is asked for and what it returns. A drafter proposes up to `max_tokens` tokens that
-// follow `token` (at position `pos`); the target then verifies them all in one forward pass.
+// What a drafter is asked for and what it returns. A drafter proposes up to `max_tokens` tokens
+// that follow `token` (at position `pos`); the target then verifies them all in one forward pass.
 #pragma once
 
 #include <span>
@@ -13,15 +13,16 @@ class KvCache;
 class ThreadPool;
 
 struct DraftRequest {
-  int token = 0;                  // x_P: sampled by the target, not yet in its KV cache
-  std::span<const float> hidden;  // [H] target post-final-norm hidden of position pos-1
-  int pos = 0;                    // P = number of committed target positions
+  int token = 0;                   // x_P: sampled by the target, not yet in its KV cache
+  std::span<const float> hidden;   // [H] target post-final-norm hidden of position pos-1
+  int pos = 0;                     // P = number of committed target positions
   const KvCache* cache = nullptr;  // the target's cache (positions 0 .. P-1)
-  int max_tokens = 0;             // K
-  std::span<const int> stop_ids;  // drafting ends after proposing one of these
-  float min_confidence = 0.0f;    // stop before a token the drafter gives less probability than this
+  int max_tokens = 0;              // K
+  std::span<const int> stop_ids;   // drafting ends after proposing one of these
+  float min_confidence = 0.0f;  // stop before a token the drafter gives less probability than this
   const SamplingParams* sampling = nullptr;  // greedy: argmax drafts; otherwise sampled from q
-  Sampler* rng = nullptr;         // the stream sampled drafts draw from
+  Sampler* rng = nullptr;                    // the stream sampled drafts draw from
+  int seq = 0;  // the caller's sequence id (for drafters with per-sequence state)
 };
 
 struct Draft {
@@ -35,6 +36,14 @@ class Drafter {
  public:
   virtual ~Drafter() = default;
   virtual Draft Propose(const DraftRequest& request, ThreadPool& pool) = 0;
+  // Drafts for several sequences; draft b is what Propose(requests[b]) returns. Model drafters
+  // override this to run one forward per draft step for all sequences.
+  virtual std::vector<Draft> ProposeBatch(std::span<const DraftRequest> requests,
+                                          ThreadPool& pool) {
+    std::vector<Draft> drafts;
+    for (const DraftRequest& r : requests) drafts.push_back(Propose(r, pool));
+    return drafts;
+  }
 };
 
 }  // namespace specula

@@ -11,11 +11,12 @@ class MtpDrafter : public Drafter {
  public:
   explicit MtpDrafter(Gemma4Assistant& assistant) : assistant_(assistant) {}
   Draft Propose(const DraftRequest& request, ThreadPool& pool) override;
+  std::vector<Draft> ProposeBatch(std::span<const DraftRequest> requests,
+                                  ThreadPool& pool) override;
 
  private:
   Gemma4Assistant& assistant_;
-  DraftStepOutput step_;
-  std::vector<float> h_;
+  std::vector<DraftStepOutput> steps_;
 };
 
 }  // namespace specula

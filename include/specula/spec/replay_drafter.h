@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -16,11 +17,17 @@ class ReplayDrafter : public Drafter {
  public:
   // `sequence` holds the whole expected sequence by absolute position (prompt + generation).
   ReplayDrafter(std::vector<int> sequence, int vocab, double corrupt_prob = 0.0, uint64_t seed = 0)
-      : sequence_(std::move(sequence)), vocab_(vocab), corrupt_prob_(corrupt_prob), rng_(seed) {}
+      : sequences_{{0, std::move(sequence)}},
+        vocab_(vocab),
+        corrupt_prob_(corrupt_prob),
+        rng_(seed) {}
+  // The expected sequence of another caller sequence id (DraftRequest::seq); the constructor's is
+  // id 0.
+  void SetSequence(int seq, std::vector<int> sequence) { sequences_[seq] = std::move(sequence); }
   Draft Propose(const DraftRequest& request, ThreadPool& pool) override;
 
  private:
-  std::vector<int> sequence_;
+  std::map<int, std::vector<int>> sequences_;
   int vocab_;
   double corrupt_prob_;
   std::mt19937_64 rng_;

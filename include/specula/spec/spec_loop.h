@@ -20,11 +20,13 @@ struct SpecStats {
   int draft_rounds = 0;  // verify forwards
   int drafted = 0;
   int accepted = 0;
-  int round_tokens = 0;  // tokens emitted by verify rounds
+  int round_tokens = 0;                    // tokens emitted by verify rounds
   std::vector<int> drafted_per_position;   // [i]: rounds that drafted an i-th token
   std::vector<int> accepted_per_position;  // [i]: rounds whose i-th draft was accepted
   double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
-  double mean_tokens_per_round() const { return draft_rounds ? static_cast<double>(round_tokens) / draft_rounds : 0.0; }
+  double mean_tokens_per_round() const {
+    return draft_rounds ? static_cast<double>(round_tokens) / draft_rounds : 0.0;
+  }
 };
 
 struct SpecOptions {

@@ -1,0 +1,85 @@
+// Continuous batching for plain and speculative decoding.
+//
+// Each round builds ONE target forward from every running sequence: prompt chunks of sequences
+// still in prefill (a shared row budget, so a long prompt never stalls the others), one row for
+// plain decoders, and x + K drafts for speculative ones. Before it, the drafter runs one batched
+// forward per draft step for all drafting sequences. After it, every sequence verifies its own
+// rows (ragged acceptance), rolls back its own cache and emits its tokens. Sequences join and
+// leave between rounds.
+//
+// A sequence's output does not depend on what else is in the batch: forward rows are
+// batch-invariant bit for bit, and every sequence owns its sampler, policy and cache. So greedy
+// output equals GeneratePlain's, and a seeded sampled sequence equals itself run alone.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <vector>
+
+#include "specula/spec/spec_loop.h"
+
+namespace specula {
+
+struct SeqOptions {
+  GenerateOptions base;
+  int draft_max = 0;              // 0: plain decoding; needs a drafter otherwise
+  DraftPolicy* policy = nullptr;  // borrowed; nullptr: always draft_max
+  std::ostream* trace = nullptr;  // one JSON line per verify round
+  KvCache* cache = nullptr;       // borrowed, empty; nullptr: the engine allocates one
+};
+
+using DoneCallback = std::function<void(const SpecResult& result)>;
+
+class BatchEngine {
+ public:
+  struct Options {
+    int max_running = 8;     // sequences decoding at once; later ones wait in a FIFO
+    int context = 4096;      // positions per sequence (engine-allocated caches)
+    int prefill_rows = 256;  // prompt rows per round, shared by all sequences in prefill
+  };
+  struct Counters {
+    long target_forwards = 0;
+    long generated = 0;
+    long drafted = 0;
+    long accepted = 0;
+    std::vector<long> accepted_per_position;
+  };
+
+  BatchEngine(Gemma4Model& target, Drafter* drafter, ThreadPool& pool, const Options& options);
+  ~BatchEngine();
+
+  // Validates and queues a sequence (prompt ids in range and shorter than the context, sampling
+  // settings, draft_max). on_token sees every generated id as it is decided; on_done runs once
+  // when the sequence finishes or is cancelled. Returns the sequence id.
+  Result<int> Add(std::vector<int> prompt, const SeqOptions& options, TokenCallback on_token,
+                  DoneCallback on_done);
+  // Ends a sequence (may be called from its callbacks): no more tokens are emitted for it and its
+  // cache is freed at the next round. Unknown or finished ids are ignored.
+  void Cancel(int id);
+  // One round. Errors are the model's (they end every running sequence).
+  Status Step();
+
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  int running() const { return static_cast<int>(running_.size()); }
+  int waiting() const { return static_cast<int>(waiting_.size()); }
+  const Counters& counters() const { return counters_; }
+
+  struct Seq;
+
+ private:
+  void Admit();
+  void Finish(Seq& s);
+
+  Gemma4Model& target_;
+  Drafter* drafter_;
+  ThreadPool& pool_;
+  const Options options_;
+  int next_id_ = 0;
+  std::deque<std::unique_ptr<Seq>> waiting_;
+  std::vector<std::unique_ptr<Seq>> running_;
+  Counters counters_;
+};
+
+}  // namespace specula

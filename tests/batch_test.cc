@@ -1,0 +1,211 @@
+// Continuous batching: every sequence's output is what it gets alone, whatever runs beside it,
+// joins or leaves (greedy: equal to plain decoding; seeded sampling: equal to the same sequence run
+// alone, whose distribution spec_test checks), with chunked prefill, ragged acceptance, queueing
+// beyond max_running and cancellation.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "specula/base/thread_pool.h"
+#include "specula/models/gemma4_assistant.h"
+#include "specula/runtime/generate.h"
+#include "specula/spec/batch_engine.h"
+#include "specula/spec/mtp_drafter.h"
+#include "specula/spec/replay_drafter.h"
+#include "test_util.h"
+
+namespace specula {
+namespace {
+
+struct Pair {
+  std::unique_ptr<Gemma4Model> target;
+  std::unique_ptr<Gemma4Assistant> assistant;
+};
+
+Pair LoadPair(const std::string& preset, bool centroid) {
+  const auto [tdir, adir] = test::MakePair(preset, centroid);
+  Pair p;
+  p.target = std::move(*Gemma4Model::Load(tdir));
+  Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(adir, *p.target);
+  EXPECT_TRUE(a.ok()) << a.status().message();
+  p.assistant = std::move(*a);
+  return p;
+}
+
+std::vector<int> Prompt(int n, int vocab, int seed) {
+  std::vector<int> p = {2};
+  for (int i = 1; i < n; ++i) p.push_back(3 + (seed * 7919 + i * 104729) % (vocab - 3));
+  return p;
+}
+
+std::vector<int> PlainIds(Gemma4Model& m, std::span<const int> prompt, int n) {
+  ThreadPool pool(2);
+  auto cache = m.NewCache(256);
+  GenerateOptions o;
+  o.max_new_tokens = n;
+  Result<GenerateResult> r = GeneratePlain(m, pool, *cache, prompt, o, nullptr);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? r->ids : std::vector<int>{};
+}
+
+struct Job {
+  std::vector<int> prompt;
+  SeqOptions opt;
+};
+
+// Runs jobs through one engine; jobs[i] joins before round join_round[i]. Returns ids per job.
+std::vector<std::vector<int>> RunBatch(Gemma4Model& m, Drafter* d, const std::vector<Job>& jobs,
+                                       const std::vector<int>& join_round,
+                                       BatchEngine::Options eo) {
+  ThreadPool pool(2);
+  BatchEngine engine(m, d, pool, eo);
+  std::vector<std::vector<int>> streamed(jobs.size()), done(jobs.size());
+  std::vector<int> done_calls(jobs.size(), 0);
+  size_t next = 0;
+  for (int round = 0; next < jobs.size() || !engine.idle(); ++round) {
+    while (next < jobs.size() && join_round[next] <= round) {
+      const size_t i = next++;
+      Result<int> id = engine.Add(
+          jobs[i].prompt, jobs[i].opt, [&, i](int t) { streamed[i].push_back(t); },
+          [&, i](const SpecResult& r) {
+            done[i] = r.gen.ids;
+            ++done_calls[i];
+          });
+      EXPECT_TRUE(id.ok()) << id.status().message();
+    }
+    Status s = engine.Step();
+    EXPECT_TRUE(s.ok()) << s.message();
+    EXPECT_LE(engine.running(), eo.max_running);
+  }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_EQ(done_calls[i], 1) << "job " << i;
+    EXPECT_EQ(streamed[i], done[i]) << "job " << i;
+  }
+  return done;
+}
+
+TEST(Batch, GreedyEverySequenceEqualsPlainDecoding) {
+  for (const auto& [preset, centroid] :
+       {std::pair<std::string, bool>{"e2b-tiny", true}, {"31b-tiny", false}}) {
+    Pair p = LoadPair(preset, centroid);
+    Gemma4Model& m = *p.target;
+    const int V = m.config().vocab_size;
+    MtpDrafter mtp(*p.assistant);
+    // A replay drafter that is right 70% of the time per sequence: ragged acceptance every round.
+    std::vector<Job> jobs;
+    std::vector<std::vector<int>> expected;
+    const int lengths[] = {5, 40, 3, 17, 60, 9, 1, 25};
+    const int budgets[] = {48, 30, 64, 20, 40, 55, 35, 1};
+    const int drafts[] = {3, 0, 4, 2, 6, 1, 3, 2};
+    ReplayDrafter replay({}, V, 0.3, 7);
+    for (int i = 0; i < 8; ++i) {
+      Job j{Prompt(lengths[i], V, i + 1), {}};
+      j.opt.base.max_new_tokens = budgets[i];
+      j.opt.draft_max = drafts[i];
+      expected.push_back(PlainIds(m, j.prompt, budgets[i]));
+      std::vector<int> seq = j.prompt;
+      seq.insert(seq.end(), expected.back().begin(), expected.back().end());
+      replay.SetSequence(i, seq);
+      jobs.push_back(std::move(j));
+    }
+    // 8 sequences, at most 3 running, 7 prompt rows per round; some join while others decode.
+    const std::vector<int> join = {0, 0, 1, 1, 5, 9, 9, 20};
+    const BatchEngine::Options eo{.max_running = 3, .context = 256, .prefill_rows = 7};
+    for (Drafter* d : {static_cast<Drafter*>(&mtp), static_cast<Drafter*>(&replay)}) {
+      const std::vector<std::vector<int>> got = RunBatch(m, d, jobs, join, eo);
+      for (size_t i = 0; i < jobs.size(); ++i)
+        EXPECT_EQ(got[i], expected[i]) << preset << " sequence " << i;
+    }
+  }
+}
+
+TEST(Batch, SeededSamplingEqualsTheSequenceAlone) {
+  Pair p = LoadPair("e2b-tiny", true);
+  Gemma4Model& m = *p.target;
+  MtpDrafter mtp(*p.assistant);
+  std::vector<Job> jobs;
+  for (int i = 0; i < 5; ++i) {
+    Job j{Prompt(4 + 5 * i, m.config().vocab_size, 10 + i), {}};
+    j.opt.base.max_new_tokens = 30 + 3 * i;
+    j.opt.base.sampling.temperature = 0.8f + 0.1f * static_cast<float>(i);
+    j.opt.base.sampling.top_k = i == 2 ? 0 : 40;
+    j.opt.base.sampling.top_p = i == 3 ? 0.9f : 1.0f;
+    j.opt.base.sampling.seed = 100 + static_cast<uint64_t>(i);
+    j.opt.draft_max = i % 3 + 1 - (i == 4 ? 2 : 0);  // 1, 2, 3, 1, 0 (plain)
+    jobs.push_back(std::move(j));
+  }
+  const BatchEngine::Options eo{.max_running = 8, .context = 256, .prefill_rows = 9};
+  const std::vector<std::vector<int>> together = RunBatch(m, &mtp, jobs, {0, 0, 2, 3, 3}, eo);
+  std::set<std::vector<int>> distinct;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const std::vector<int> alone = RunBatch(m, &mtp, {jobs[i]}, {0}, eo)[0];
+    EXPECT_EQ(together[i], alone) << "sequence " << i;
+    distinct.insert(alone);
+  }
+  EXPECT_EQ(distinct.size(), jobs.size());
+}
+
+TEST(Batch, CancelFreesTheSequenceAndSparesTheOthers) {
+  Pair p = LoadPair("e2b-tiny", true);
+  Gemma4Model& m = *p.target;
+  const int V = m.config().vocab_size;
+  MtpDrafter mtp(*p.assistant);
+  ThreadPool pool(2);
+  BatchEngine engine(m, &mtp, pool, {.max_running = 2, .context = 256, .prefill_rows = 64});
+  std::vector<int> a_ids, b_ids, c_ids;
+  int a_done = 0, c_done = 0;
+  int a_id = -1;
+  SeqOptions o;
+  o.base.max_new_tokens = 40;
+  o.draft_max = 3;
+  // a cancels itself from its token callback after 5 tokens (as a server does on a stop string).
+  Result<int> a = engine.Add(
+      Prompt(6, V, 1), o,
+      [&](int t) {
+        a_ids.push_back(t);
+        if (a_ids.size() == 5) engine.Cancel(a_id);
+      },
+      [&](const SpecResult&) { ++a_done; });
+  ASSERT_TRUE(a.ok());
+  a_id = *a;
+  Result<int> b = engine.Add(
+      Prompt(8, V, 2), o, [&](int t) { b_ids.push_back(t); }, nullptr);
+  Result<int> c = engine.Add(
+      Prompt(9, V, 3), o, [&](int t) { c_ids.push_back(t); },
+      [&](const SpecResult&) { ++c_done; });  // waits for a free slot
+  ASSERT_TRUE(b.ok() && c.ok());
+  engine.Cancel(12345);  // unknown ids are ignored
+  int rounds = 0;
+  while (!engine.idle() && rounds < 1000) {
+    ASSERT_TRUE(engine.Step().ok());
+    EXPECT_LE(engine.running(), 2);
+    ++rounds;
+  }
+  EXPECT_EQ(a_ids.size(), 5u);
+  EXPECT_EQ(a_done, 1);
+  EXPECT_EQ(c_done, 1);
+  EXPECT_EQ(b_ids, PlainIds(m, Prompt(8, V, 2), 40));
+  EXPECT_EQ(c_ids, PlainIds(m, Prompt(9, V, 3), 40));
+}
+
+TEST(Batch, AddRejectsBadSequences) {
+  Pair p = LoadPair("e2b-tiny", true);
+  Gemma4Model& m = *p.target;
+  ThreadPool pool(2);
+  BatchEngine plain_only(m, nullptr, pool, {.max_running = 2, .context = 32, .prefill_rows = 8});
+  SeqOptions o;
+  EXPECT_FALSE(plain_only.Add({}, o, nullptr, nullptr).ok());  // empty prompt
+  EXPECT_FALSE(
+      plain_only.Add(std::vector<int>(32, 5), o, nullptr, nullptr).ok());  // fills the context
+  EXPECT_FALSE(
+      plain_only.Add({2, m.config().vocab_size}, o, nullptr, nullptr).ok());  // id out of range
+  o.draft_max = 2;
+  Result<int> r = plain_only.Add({2, 5}, o, nullptr, nullptr);  // no drafter
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("drafter"), std::string::npos);
+  EXPECT_TRUE(plain_only.idle());
+}
+
+}  // namespace
+}  // namespace specula
