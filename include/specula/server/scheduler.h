@@ -1,0 +1,79 @@
+// The engine thread of `specula serve`: HTTP handler threads submit jobs, one thread owns the
+// BatchEngine and runs rounds while there is work, and tokens flow back through each job's
+// channel. Also keeps the counters /metrics exports.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "specula/spec/batch_engine.h"
+
+namespace specula::server {
+
+// One request's sequence. The handler fills the inputs, then reads tokens as they arrive.
+struct Job {
+  std::vector<int> prompt;
+  SeqOptions options;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int> tokens;          // generated ids so far (guarded by mu)
+  bool done = false;                // (guarded by mu)
+  SpecResult result;                // valid once done
+  std::string error;                // non-empty: the engine refused or failed the job
+  std::atomic<bool> cancel{false};  // set by the handler: the client left or a stop string matched
+};
+
+struct MetricsSnapshot {
+  long requests = 0;
+  long generated = 0;
+  long drafted = 0;
+  long accepted = 0;
+  long target_forwards = 0;
+  std::vector<long> accepted_per_position;
+  int queue_depth = 0;  // submitted, not yet decoding
+  int running = 0;
+  double decode_tok_per_s = 0.0;  // over the last few seconds of rounds
+};
+
+class Scheduler {
+ public:
+  struct Options {
+    int parallel = 4;    // sequences decoding at once
+    int queue_max = 64;  // waiting beyond `parallel`; more are refused (503)
+    int context = 4096;  // positions per sequence
+    int prefill_rows = 256;
+  };
+  Scheduler(Gemma4Model& target, Drafter* drafter, ThreadPool& pool, const Options& options);
+  ~Scheduler();  // finishes every submitted job, then stops the thread
+
+  // False when the queue is full or the scheduler is draining.
+  bool Submit(std::shared_ptr<Job> job);
+  // Stops accepting jobs and waits until every submitted one has finished.
+  void Drain();
+  MetricsSnapshot Metrics() const;
+  const Options& options() const { return options_; }
+
+ private:
+  void Loop();
+
+  BatchEngine engine_;
+  const Options options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  std::deque<std::shared_ptr<Job>> inbox_;           // guarded by mu_
+  int in_engine_ = 0;                                // jobs added and not yet done (guarded by mu_)
+  bool draining_ = false, stop_ = false;             // guarded by mu_
+  MetricsSnapshot metrics_;                          // guarded by mu_
+  std::deque<std::pair<double, long>> rate_window_;  // (time, generated) samples, engine thread
+  std::map<int, std::shared_ptr<Job>> live_;         // engine id -> job, engine thread only
+  std::thread thread_;
+};
+
+}  // namespace specula::server

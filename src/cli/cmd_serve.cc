@@ -1,0 +1,148 @@
+// `specula serve`: an OpenAI-compatible HTTP server with continuous batching and speculative
+// decoding. SIGTERM/SIGINT stop accepting requests, finish the running ones, then exit 0.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "specula/base/thread_pool.h"
+#include "specula/formats/generation_config.h"
+#include "specula/models/gemma4.h"
+#include "specula/models/gemma4_assistant.h"
+#include "specula/server/http_server.h"
+#include "specula/server/openai_api.h"
+#include "specula/spec/mtp_drafter.h"
+#include "specula/tokenizer/tokenizer.h"
+#include "src/cli/commands.h"
+
+namespace specula::cli {
+namespace {
+
+struct ServeFlags {
+  std::string model, draft, host = "127.0.0.1", api_key, alias;
+  int port = 8080;
+  int parallel = 4;
+  int queue = 32;
+  int threads = 0;
+  int ctx_size = 0;
+  int draft_max = 3;
+  int prefill_rows = 256;
+  size_t max_body = size_t{1} << 20;
+};
+
+int Run(const ServeFlags& f) {
+  if (f.port < 0 || f.port > 65535)
+    return Fail("--port: must be in [0, 65535] (got " + std::to_string(f.port) + ")");
+  if (f.parallel < 1 || f.parallel > 256)
+    return Fail("--parallel: must be in [1, 256] (got " + std::to_string(f.parallel) + ")");
+  if (f.queue < 0 || f.queue > 4096)
+    return Fail("--queue: must be in [0, 4096] (got " + std::to_string(f.queue) + ")");
+  if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
+  if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
+  if (f.draft_max < 1 || f.draft_max > server::kMaxDraftMax) {
+    return Fail("--draft-max: must be in [1, " + std::to_string(server::kMaxDraftMax) + "] (got " +
+                std::to_string(f.draft_max) + ")");
+  }
+  if (f.prefill_rows < 1) return Fail("--prefill-rows: must be >= 1");
+
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
+  if (!model.ok()) return Fail(model.status().message());
+  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
+  if (!gen.ok()) return Fail(gen.status().message());
+  Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::LoadFile(f.model + "/tokenizer.json");
+  if (!tok.ok()) return Fail(tok.status().message());
+  std::unique_ptr<Gemma4Assistant> assistant;
+  std::unique_ptr<MtpDrafter> drafter;
+  if (!f.draft.empty()) {
+    Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(f.draft, **model);
+    if (!a.ok()) return Fail(a.status().message());
+    assistant = std::move(*a);
+    drafter = std::make_unique<MtpDrafter>(*assistant);
+  }
+  const Gemma4Config& cfg = (*model)->config();
+  const int context = f.ctx_size > 0 ? std::min(f.ctx_size, cfg.max_position_embeddings)
+                                     : std::min(4096, cfg.max_position_embeddings);
+
+  // Signals are taken by one thread (sigwait), so every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the server
+
+  ThreadPool pool(f.threads > 0 ? f.threads : ThreadPool::DefaultThreads());
+  server::Scheduler scheduler(**model, drafter.get(), pool,
+                              {.parallel = f.parallel,
+                               .queue_max = f.queue,
+                               .context = context,
+                               .prefill_rows = f.prefill_rows});
+  const std::string name =
+      !f.alias.empty() ? f.alias
+                       : std::filesystem::path(f.model).lexically_normal().filename().string();
+  server::HttpServer http({.host = f.host,
+                           .port = f.port,
+                           .api_key = f.api_key,
+                           .model_name = name.empty() ? "gemma4" : name,
+                           .max_body_bytes = f.max_body,
+                           .have_drafter = drafter != nullptr,
+                           .draft_max = f.draft_max},
+                          {.tokenizer = tok->get(),
+                           .generation = &*gen,
+                           .vocab_size = cfg.vocab_size,
+                           .scheduler = &scheduler});
+  Result<int> port = http.Bind();
+  if (!port.ok()) return Fail(port.status().message());
+  std::fprintf(stderr,
+               "specula serve: listening on http://%s:%d (model %s%s, parallel %d, context %d, "
+               "threads %d)\n",
+               f.host.c_str(), *port, name.c_str(), drafter ? ", speculative" : "", f.parallel,
+               context, pool.num_threads());
+  std::fflush(stderr);
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "specula serve: %s: finishing running requests\n",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    http.Shutdown();
+  });
+  http.Run();
+  // Run() returns only after Shutdown(); the waiter has finished or is about to.
+  waiter.join();
+  std::fprintf(stderr, "specula serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+Runner AddServe(CLI::App& app) {
+  auto f = std::make_shared<ServeFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "OpenAI-compatible HTTP server (continuous batching, speculative decoding)");
+  cmd->add_option("-m,--model", f->model, "target checkpoint directory")->required();
+  cmd->add_option("--draft", f->draft,
+                  "MTP assistant checkpoint directory (also -md); enables speculative decoding");
+  cmd->add_option("--host", f->host, "address to bind (default 127.0.0.1: this machine only)");
+  cmd->add_option("--port", f->port, "port (default 8080; 0 = any free port, printed at startup)");
+  cmd->add_option("--parallel", f->parallel, "sequences decoded at once (default 4)");
+  cmd->add_option("--queue", f->queue,
+                  "requests that may wait beyond --parallel; more get 503 (default 32)");
+  cmd->add_option("--api-key", f->api_key, "require 'Authorization: Bearer KEY'");
+  cmd->add_option("--alias", f->alias,
+                  "model name reported to clients (default: the directory name)");
+  cmd->add_option("-t,--threads", f->threads, "compute threads (default: physical cores)");
+  cmd->add_option("-c,--ctx-size", f->ctx_size,
+                  "context per sequence (default min(4096, model maximum))");
+  cmd->add_option("--draft-max", f->draft_max, "default draft length per request (default 3)");
+  cmd->add_option("--prefill-rows", f->prefill_rows,
+                  "prompt rows per round shared by new requests (default 256)");
+  cmd->add_option("--max-body", f->max_body,
+                  "largest request body in bytes; larger get 413 (default 1 MiB)");
+  return [f] {
+    if (f->model.empty()) return Fail("serve: -m/--model is required");
+    return Run(*f);
+  };
+}
+
+}  // namespace specula::cli

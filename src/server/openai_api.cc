@@ -1,0 +1,358 @@
+#include "specula/server/openai_api.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace specula::server {
+namespace {
+
+ApiError Bad(std::string param, std::string message) {
+  return ApiError{.status = 400, .message = std::move(message), .param = std::move(param)};
+}
+
+std::string TypeName(const Json& v) { return v.type_name(); }
+
+// Typed field readers: absent or null leaves `out` unset; a wrong type or range is an error.
+std::optional<ApiError> ReadNumber(const Json& o, const char* key, double lo, double hi,
+                                   std::optional<float>* out) {
+  const auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number())
+    return Bad(key, std::string("'") + key + "' must be a number, got " + TypeName(*it));
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    return Bad(key, std::string("'") + key + "' must be in [" + Json(lo).dump() + ", " +
+                        Json(hi).dump() + "], got " + it->dump());
+  }
+  *out = static_cast<float>(v);
+  return std::nullopt;
+}
+
+std::optional<ApiError> ReadInt(const Json& o, const char* key, int64_t lo, int64_t hi,
+                                std::optional<int64_t>* out) {
+  const auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return std::nullopt;
+  // Integral floats (2.0) are accepted, as OpenAI does; 2.5 is not.
+  if (!it->is_number() ||
+      (it->is_number_float() && std::floor(it->get<double>()) != it->get<double>())) {
+    return Bad(key, std::string("'") + key + "' must be an integer, got " + it->dump());
+  }
+  const double d = it->get<double>();
+  if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+    return Bad(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " +
+                        std::to_string(hi) + "], got " + it->dump());
+  }
+  *out = it->is_number_unsigned() ? static_cast<int64_t>(it->get<uint64_t>()) : it->get<int64_t>();
+  return std::nullopt;
+}
+
+std::optional<ApiError> ReadBool(const Json& o, const char* key, std::optional<bool>* out) {
+  const auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return std::nullopt;
+  if (!it->is_boolean())
+    return Bad(key, std::string("'") + key + "' must be a boolean, got " + TypeName(*it));
+  *out = it->get<bool>();
+  return std::nullopt;
+}
+
+// Fields that would change the answer in ways this server does not implement.
+std::optional<ApiError> RejectUnsupported(const Json& o) {
+  std::optional<int64_t> i;
+  if (auto e = ReadInt(o, "n", 1, 1, &i)) return Bad("n", "only n = 1 is supported");
+  if (auto e = ReadInt(o, "best_of", 1, 1, &i))
+    return Bad("best_of", "only best_of = 1 is supported");
+  for (const char* key : {"presence_penalty", "frequency_penalty"}) {
+    std::optional<float> f;
+    if (auto e = ReadNumber(o, key, 0.0, 0.0, &f))
+      return Bad(key, std::string("'") + key + "' is not supported (only 0)");
+  }
+  std::optional<bool> b;
+  if (auto e = ReadBool(o, "echo", &b)) return e;
+  if (b.value_or(false)) return Bad("echo", "'echo' is not supported");
+  for (const char* key : {"logprobs", "top_logprobs"}) {
+    const auto it = o.find(key);
+    if (it != o.end() && !it->is_null() && !(it->is_boolean() && !it->get<bool>()) &&
+        !(it->is_number() && it->get<double>() == 0)) {
+      return Bad(key, std::string("'") + key + "' is not supported");
+    }
+  }
+  for (const char* key : {"tools", "functions"}) {
+    const auto it = o.find(key);
+    if (it != o.end() && !it->is_null() && !(it->is_array() && it->empty())) {
+      return Bad(key, std::string("'") + key + "' (tool calling) is not supported");
+    }
+  }
+  if (const auto it = o.find("suffix");
+      it != o.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty())) {
+    return Bad("suffix", "'suffix' is not supported");
+  }
+  if (const auto it = o.find("response_format"); it != o.end() && !it->is_null()) {
+    if (!it->is_object() || it->value("type", std::string()) != "text") {
+      return Bad("response_format", "only response_format {\"type\": \"text\"} is supported");
+    }
+  }
+  if (const auto it = o.find("logit_bias");
+      it != o.end() && !it->is_null() && !(it->is_object() && it->empty())) {
+    return Bad("logit_bias", "'logit_bias' is not supported");
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> ReadMessages(const Json& o, std::vector<ChatMessage>* out) {
+  const auto it = o.find("messages");
+  if (it == o.end()) return Bad("messages", "'messages' is required");
+  if (!it->is_array()) return Bad("messages", "'messages' must be an array, got " + TypeName(*it));
+  if (it->empty()) return Bad("messages", "'messages' is empty");
+  bool any_text = false;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& m = (*it)[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) return Bad(where, where + " must be an object");
+    const auto role = m.find("role");
+    if (role == m.end() || !role->is_string())
+      return Bad(where + ".role", where + ".role must be a string");
+    std::string r = role->get<std::string>();
+    if (r == "developer") r = "system";
+    if (r != "system" && r != "user" && r != "assistant") {
+      return Bad(where + ".role",
+                 where + ".role must be system, user or assistant, got '" + r + "'");
+    }
+    std::string text;
+    const auto content = m.find("content");
+    if (content == m.end() || content->is_null()) {
+      text.clear();
+    } else if (content->is_string()) {
+      text = content->get<std::string>();
+    } else if (content->is_array()) {  // [{"type": "text", "text": "..."}]
+      for (const Json& part : *content) {
+        if (!part.is_object() || part.value("type", std::string()) != "text" ||
+            !part.contains("text") || !part["text"].is_string()) {
+          return Bad(where + ".content", where + ".content: only text parts are supported");
+        }
+        text += part["text"].get<std::string>();
+      }
+    } else {
+      return Bad(where + ".content", where + ".content must be a string or an array of text parts");
+    }
+    any_text |= !text.empty();
+    out->push_back({r, std::move(text)});
+  }
+  if (!any_text) return Bad("messages", "every message is empty");
+  return std::nullopt;
+}
+
+std::optional<ApiError> ReadPrompt(const Json& o, CompletionRequest* out) {
+  const auto it = o.find("prompt");
+  if (it == o.end() || it->is_null()) return Bad("prompt", "'prompt' is required");
+  if (it->is_string()) {
+    out->prompt = it->get<std::string>();
+    if (out->prompt.empty()) return Bad("prompt", "'prompt' is empty");
+    return std::nullopt;
+  }
+  if (!it->is_array())
+    return Bad("prompt", "'prompt' must be a string or an array, got " + TypeName(*it));
+  if (it->empty()) return Bad("prompt", "'prompt' is empty");
+  if (it->size() == 1 && (*it)[0].is_string()) {
+    out->prompt = (*it)[0].get<std::string>();
+    if (out->prompt.empty()) return Bad("prompt", "'prompt' is empty");
+    return std::nullopt;
+  }
+  for (const Json& v : *it) {
+    if (v.is_string()) return Bad("prompt", "several prompts in one request are not supported");
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
+        v.get<int64_t>() > std::numeric_limits<int>::max()) {
+      return Bad("prompt", "'prompt' token ids must be non-negative integers, got " + v.dump());
+    }
+    out->prompt_ids.push_back(static_cast<int>(v.get<int64_t>()));
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> ReadStop(const Json& o, std::vector<std::string>* out) {
+  const auto it = o.find("stop");
+  if (it == o.end() || it->is_null()) return std::nullopt;
+  const Json list = it->is_string() ? Json::array({*it}) : *it;
+  if (!list.is_array()) return Bad("stop", "'stop' must be a string or an array of strings");
+  if (list.size() > static_cast<size_t>(kMaxStopStrings))
+    return Bad("stop", "'stop' has more than " + std::to_string(kMaxStopStrings) + " strings");
+  for (const Json& s : list) {
+    if (!s.is_string()) return Bad("stop", "'stop' entries must be strings, got " + s.dump());
+    if (s.get<std::string>().empty()) return Bad("stop", "'stop' entries must not be empty");
+    out->push_back(s.get<std::string>());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string ErrorBody(const ApiError& e) {
+  return Json{{"error",
+               {{"message", e.message},
+                {"type", e.type},
+                {"param", e.param.empty() ? Json(nullptr) : Json(e.param)},
+                {"code", nullptr}}}}
+      .dump();
+}
+
+std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint endpoint,
+                                               CompletionRequest* out) {
+  *out = CompletionRequest{};
+  out->endpoint = endpoint;
+  const Json o = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (o.is_discarded()) return Bad("", "the request body is not valid JSON");
+  if (!o.is_object()) return Bad("", "the request body must be a JSON object");
+  if (auto e = RejectUnsupported(o)) return e;
+  if (endpoint == Endpoint::kChat) {
+    if (auto e = ReadMessages(o, &out->messages)) return e;
+  } else {
+    if (auto e = ReadPrompt(o, out)) return e;
+  }
+  std::optional<int64_t> i;
+  const char* max_key = endpoint == Endpoint::kChat && o.contains("max_completion_tokens")
+                            ? "max_completion_tokens"
+                            : "max_tokens";
+  if (auto e = ReadInt(o, max_key, 1, std::numeric_limits<int>::max(), &i)) return e;
+  if (i) out->max_tokens = static_cast<int>(*i);
+  if (auto e = ReadNumber(o, "temperature", 0.0, 100.0, &out->temperature)) return e;
+  if (auto e = ReadNumber(o, "top_p", 0.0, 1.0, &out->top_p)) return e;
+  if (out->top_p && *out->top_p <= 0.0f) return Bad("top_p", "'top_p' must be in (0, 1]");
+  if (auto e = ReadNumber(o, "min_p", 0.0, 1.0, &out->min_p)) return e;
+  i.reset();
+  if (auto e = ReadInt(o, "top_k", 0, std::numeric_limits<int>::max(), &i)) return e;
+  if (i) out->top_k = static_cast<int>(*i);
+  i.reset();
+  if (auto e = ReadInt(o, "seed", std::numeric_limits<int64_t>::min(),
+                       std::numeric_limits<int64_t>::max(), &i))
+    return e;
+  if (i) out->seed = static_cast<uint64_t>(*i);
+  if (auto e = ReadStop(o, &out->stop)) return e;
+  std::optional<bool> b;
+  if (auto e = ReadBool(o, "stream", &b)) return e;
+  out->stream = b.value_or(false);
+  if (const auto it = o.find("stream_options"); it != o.end() && !it->is_null()) {
+    if (!it->is_object()) return Bad("stream_options", "'stream_options' must be an object");
+    b.reset();
+    if (auto e = ReadBool(*it, "include_usage", &b))
+      return Bad("stream_options.include_usage", e->message);
+    out->include_usage = b.value_or(false);
+  }
+  if (auto e = ReadBool(o, "speculative", &out->speculative)) return e;
+  i.reset();
+  if (auto e = ReadInt(o, "draft_max", 1, kMaxDraftMax, &i)) return e;
+  if (i) out->draft_max = static_cast<int>(*i);
+  return std::nullopt;
+}
+
+std::string StopMatcher::Push(std::string_view text) {
+  if (stopped_) return "";
+  held_ += text;
+  size_t cut = std::string::npos;
+  for (const std::string& s : stops_) cut = std::min(cut, held_.find(s));
+  if (cut != std::string::npos) {
+    stopped_ = true;
+    std::string out = held_.substr(0, cut);
+    held_.clear();
+    return out;
+  }
+  // Hold back the longest tail that is a proper prefix of some stop string.
+  size_t keep = 0;
+  for (const std::string& s : stops_) {
+    for (size_t n = std::min(s.size() - 1, held_.size()); n > keep; --n) {
+      if (held_.compare(held_.size() - n, n, s, 0, n) == 0) {
+        keep = n;
+        break;
+      }
+    }
+  }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string StopMatcher::Flush() {
+  std::string out = stopped_ ? "" : held_;
+  held_.clear();
+  return out;
+}
+
+Json SpeculativeBlock(bool enabled, int draft_max, const SpecStats& s) {
+  if (!enabled) return Json{{"enabled", false}};
+  return Json{{"enabled", true},
+              {"draft_max", draft_max},
+              {"draft_rounds", s.draft_rounds},
+              {"drafted", s.drafted},
+              {"accepted", s.accepted},
+              {"acceptance_rate", s.acceptance_rate()},
+              {"mean_tokens_per_round", s.mean_tokens_per_round()},
+              {"accepted_per_position", s.accepted_per_position}};
+}
+
+namespace {
+Json Usage(const CompletionUsage& u) {
+  return Json{{"prompt_tokens", u.prompt_tokens},
+              {"completion_tokens", u.completion_tokens},
+              {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+}
+Json Envelope(const CompletionInfo& info, bool chunk) {
+  const bool chat = info.endpoint == Endpoint::kChat;
+  return Json{
+      {"id", info.id},
+      {"object", chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
+      {"created", info.created},
+      {"model", info.model}};
+}
+std::string Event(const Json& j) { return "data: " + Dump(j) + "\n\n"; }
+}  // namespace
+
+Json CompletionResponse(const CompletionInfo& info, const std::string& text,
+                        const std::string& finish_reason, const CompletionUsage& usage,
+                        const Json& speculative) {
+  Json j = Envelope(info, false);
+  Json choice = {{"index", 0}, {"finish_reason", finish_reason}};
+  if (info.endpoint == Endpoint::kChat) {
+    choice["message"] = {{"role", "assistant"}, {"content", text}};
+  } else {
+    choice["text"] = text;
+    choice["logprobs"] = nullptr;
+  }
+  j["choices"] = Json::array({choice});
+  j["usage"] = Usage(usage);
+  j["speculative"] = speculative;
+  return j;
+}
+
+std::string StreamChunk(const CompletionInfo& info, const std::string& text,
+                        const std::string* finish_reason, bool first) {
+  Json j = Envelope(info, true);
+  Json choice = {{"index", 0},
+                 {"finish_reason", finish_reason ? Json(*finish_reason) : Json(nullptr)}};
+  if (info.endpoint == Endpoint::kChat) {
+    Json delta = Json::object();
+    if (first) delta["role"] = "assistant";
+    if (!text.empty() || first) delta["content"] = text;
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = text;
+    choice["logprobs"] = nullptr;
+  }
+  j["choices"] = Json::array({choice});
+  return Event(j);
+}
+
+std::string StreamFinalChunk(const CompletionInfo& info, const std::string& finish_reason,
+                             const CompletionUsage& usage, const Json& speculative) {
+  Json j = Json::parse(StreamChunk(info, "", &finish_reason, false).substr(6));
+  j["usage"] = Usage(usage);
+  j["speculative"] = speculative;
+  return Event(j);
+}
+
+std::string StreamUsageChunk(const CompletionInfo& info, const CompletionUsage& usage) {
+  Json j = Envelope(info, true);
+  j["choices"] = Json::array();
+  j["usage"] = Usage(usage);
+  return Event(j);
+}
+
+}  // namespace specula::server

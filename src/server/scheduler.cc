@@ -1,0 +1,141 @@
+#include "specula/server/scheduler.h"
+
+#include "specula/base/sysinfo.h"
+
+namespace specula::server {
+
+namespace {
+constexpr double kRateWindowSeconds = 5.0;
+}  // namespace
+
+Scheduler::Scheduler(Gemma4Model& target, Drafter* drafter, ThreadPool& pool,
+                     const Options& options)
+    : engine_(target, drafter, pool,
+              {.max_running = options.parallel,
+               .context = options.context,
+               .prefill_rows = options.prefill_rows}),
+      options_(options),
+      thread_([this] { Loop(); }) {}
+
+Scheduler::~Scheduler() {
+  Drain();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+bool Scheduler::Submit(std::shared_ptr<Job> job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_) return false;
+    if (in_engine_ >= options_.parallel + options_.queue_max) return false;
+    inbox_.push_back(std::move(job));
+    ++in_engine_;
+    ++metrics_.requests;
+    ++metrics_.queue_depth;
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void Scheduler::Drain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  draining_ = true;
+  idle_cv_.wait(lock, [&] { return in_engine_ == 0; });
+}
+
+MetricsSnapshot Scheduler::Metrics() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return metrics_;
+}
+
+void Scheduler::Loop() {
+  for (;;) {
+    std::deque<std::shared_ptr<Job>> adds;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || !engine_.idle(); });
+      if (stop_ && inbox_.empty() && engine_.idle()) return;
+      adds.swap(inbox_);
+    }
+    for (std::shared_ptr<Job>& job : adds) {
+      Job* j = job.get();
+      auto on_token = [j](int t) {
+        std::lock_guard<std::mutex> lock(j->mu);
+        j->tokens.push_back(t);
+        j->cv.notify_all();
+      };
+      // on_done runs on this thread, inside Add or Step.
+      auto on_done = [this, j](const SpecResult& r) {
+        {
+          std::lock_guard<std::mutex> lock(j->mu);
+          j->result = r;
+          j->done = true;
+          j->cv.notify_all();
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        --in_engine_;
+        idle_cv_.notify_all();
+      };
+      Result<int> id = engine_.Add(j->prompt, j->options, on_token, on_done);
+      if (!id.ok()) {
+        {
+          std::lock_guard<std::mutex> lock(j->mu);
+          j->error = id.status().message();
+          j->done = true;
+          j->cv.notify_all();
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        --in_engine_;
+        idle_cv_.notify_all();
+        continue;
+      }
+      live_[*id] = std::move(job);
+    }
+    for (auto it = live_.begin(); it != live_.end();) {
+      bool finished;
+      {
+        std::lock_guard<std::mutex> lock(it->second->mu);
+        finished = it->second->done;
+      }
+      if (finished) {
+        it = live_.erase(it);
+        continue;
+      }
+      if (it->second->cancel.load()) engine_.Cancel(it->first);
+      ++it;
+    }
+
+    const Status st = engine_.Step();
+    if (!st.ok()) {  // a model error ends the running sequences; report it on their jobs
+      for (auto& [id, job] : live_) {
+        std::lock_guard<std::mutex> lock(job->mu);
+        if (job->error.empty()) job->error = st.message();
+      }
+    }
+    const double now = NowSeconds();
+    const BatchEngine::Counters& c = engine_.counters();
+    rate_window_.emplace_back(now, c.generated);
+    while (rate_window_.size() > 2 && now - rate_window_.front().first > kRateWindowSeconds)
+      rate_window_.pop_front();
+    std::lock_guard<std::mutex> lock(mu_);
+    metrics_.generated = c.generated;
+    metrics_.drafted = c.drafted;
+    metrics_.accepted = c.accepted;
+    metrics_.target_forwards = c.target_forwards;
+    metrics_.accepted_per_position = c.accepted_per_position;
+    metrics_.queue_depth = engine_.waiting() + static_cast<int>(inbox_.size());
+    metrics_.running = engine_.running();
+    const double span = now - rate_window_.front().first;
+    metrics_.decode_tok_per_s =
+        engine_.idle() || span <= 0
+            ? 0.0
+            : static_cast<double>(c.generated - rate_window_.front().second) / span;
+    if (engine_.idle()) rate_window_.clear();
+  }
+}
+
+}  // namespace specula::server
