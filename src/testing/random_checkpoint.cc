@@ -110,7 +110,7 @@ Status WriteTensors(const std::string& dir, const std::vector<TensorSpec>& specs
 }  // namespace
 
 std::vector<std::string> TargetPresetNames() {
-  return {"e2b-tiny", "e4b-tiny", "31b-tiny", "12b-tiny", "e2b-full", "31b-shallow"};
+  return {"e2b-tiny", "e4b-tiny", "31b-tiny", "12b-tiny", "e2b-small", "e2b-full", "31b-shallow"};
 }
 
 Result<RandomTargetSpec> TargetPreset(const std::string& name) {
@@ -133,6 +133,20 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
     s.num_global_kv_heads = 1;
     s.k_eq_v = true;
     if (name == "12b-tiny") s.model_type = "gemma4_unified";
+  } else if (name == "e2b-small") {  // E2B structure at ~100 MB: a few ms per token (server tests)
+    s.hidden_size = 512;
+    s.num_layers = 10;
+    for (int i = 0; i < 10; ++i) s.layer_types.push_back(i % 5 == 4 ? "full_attention" : "sliding_attention");
+    s.num_heads = 4;
+    s.num_kv_heads = 1;
+    s.head_dim = 128;
+    s.global_head_dim = 256;
+    s.intermediate_size = 2048;
+    s.double_wide_mlp = true;
+    s.ple_dim = 64;
+    s.num_kv_shared_layers = 4;
+    s.sliding_window = 128;
+    s.vocab_size = 32768;
   } else if (name == "e2b-full") {  // the real E2B geometry (spec §2)
     s.hidden_size = 1536;
     s.num_layers = 35;
@@ -291,7 +305,12 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
 
 RandomAssistantSpec AssistantPresetFor(const std::string& preset) {
   RandomAssistantSpec a;
-  if (preset == "e2b-full") {  // spec §5: E2B assistant
+  if (preset == "e2b-small") {
+    a.hidden_size = 128;
+    a.intermediate_size = 512;
+    a.num_centroids = 256;
+    a.centroid_top_k = 8;
+  } else if (preset == "e2b-full") {  // spec §5: E2B assistant
     a.hidden_size = 256;
     a.num_heads = 4;
     a.intermediate_size = 2048;

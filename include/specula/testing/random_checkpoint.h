@@ -41,7 +41,7 @@ struct RandomTargetSpec {
   std::string tokenizer_json;  // copy this tokenizer.json; empty: synthesize one of vocab_size
 };
 
-// Named presets: e2b-tiny, e4b-tiny, 31b-tiny, 12b-tiny, e2b-full, 31b-shallow.
+// Named presets: e2b-tiny, e4b-tiny, 31b-tiny, 12b-tiny, e2b-small, e2b-full, 31b-shallow.
 Result<RandomTargetSpec> TargetPreset(const std::string& name);
 std::vector<std::string> TargetPresetNames();
 

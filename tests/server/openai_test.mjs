@@ -1,0 +1,309 @@
+// Integration tests of `specula serve`: the real binary on a free loopback port, driven by the
+// official `openai` npm client (streaming and not) and by raw HTTP for the error cases.
+//   node openai_test.mjs SPECULA_BIN WORK_DIR OPENAI_NODE_MODULES
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { mkdirSync, rmSync } from 'node:fs';
+import { test, after } from 'node:test';
+import path from 'node:path';
+
+const [bin, work, modules] = process.argv.slice(2);
+const require = createRequire(path.resolve(modules, 'noop.js'));
+const OpenAI = require('openai');
+
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+const model = path.join(work, 'target');
+const draft = path.join(work, 'assistant');
+execFileSync(bin, ['make-random', model, '--preset', 'e2b-small', '--assistant', draft]);
+
+const KEY = 'sk-test-123';
+const CONTEXT = 256;
+const servers = [];
+
+// Starts `specula serve` on port 0 and resolves once it prints the port it bound.
+function startServer(extra) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(bin, ['serve', '-m', model, '--port', '0', '-c', String(CONTEXT), ...extra],
+                       { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    const timer = setTimeout(() => reject(new Error('server did not start: ' + log)), 20000);
+    proc.stderr.on('data', (d) => {
+      log += d;
+      const m = log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m && !proc.port) {
+        clearTimeout(timer);
+        proc.port = Number(m[1]);
+        proc.base = `http://127.0.0.1:${proc.port}`;
+        resolve(proc);
+      }
+    });
+    proc.on('exit', (code) => { proc.exitCode_ = code; });
+    servers.push(proc);
+  });
+}
+
+after(() => { for (const s of servers) if (s.exitCode_ === undefined) s.kill('SIGKILL'); });
+
+const main = await startServer(['-md', draft, '--parallel', '4', '--queue', '64', '--api-key', KEY]);
+const client = new OpenAI({ apiKey: KEY, baseURL: `${main.base}/v1`, maxRetries: 0 });
+
+async function metrics(server) {
+  const r = await fetch(`${server.base}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } });
+  assert.equal(r.status, 200);
+  const out = {};
+  for (const line of (await r.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out[line.slice(0, i)] = Number(line.slice(i + 1));
+  }
+  return out;
+}
+
+async function complete(params) {
+  if (!params.stream) return client.completions.create(params);
+  let text = '';
+  let last;
+  for await (const chunk of await client.completions.create(params)) {
+    if (chunk.choices.length) text += chunk.choices[0].text;
+    last = chunk;
+  }
+  return { choices: [{ text, finish_reason: last.choices[0].finish_reason }], usage: last.usage, speculative: last.speculative };
+}
+
+const prompts = ['The quick brown fox', 'Once upon a time', 'hello world', 'In 1492', 'def main():',
+                 'Dear diary,', 'x = 1 + ', 'Lorem ipsum dolor'];
+
+test('greedy completion equals `specula generate` and streams the same text', async () => {
+  const cli = JSON.parse(execFileSync(bin, ['generate', '-m', model, '-p', prompts[0], '-n', '24', '--temp', '0', '--json']));
+  const r = await client.completions.create({ model: 'x', prompt: prompts[0], max_tokens: 24, temperature: 0 });
+  assert.equal(r.object, 'text_completion');
+  assert.equal(r.choices[0].text, cli.text);
+  assert.equal(r.usage.prompt_tokens, cli.prompt_ids.length);
+  assert.equal(r.usage.completion_tokens, cli.ids.length);
+  assert.equal(r.choices[0].finish_reason, cli.stop_reason === 'stop' ? 'stop' : 'length');
+  assert.equal(r.speculative.enabled, true);
+  assert.equal(r.speculative.draft_max, 3);
+  const s = await complete({ model: 'x', prompt: prompts[0], max_tokens: 24, temperature: 0, stream: true });
+  assert.equal(s.choices[0].text, cli.text);
+  assert.equal(s.usage.completion_tokens, cli.ids.length);
+  const plain = await client.completions.create({ model: 'x', prompt: prompts[0], max_tokens: 24, temperature: 0, speculative: false });
+  assert.equal(plain.choices[0].text, cli.text);
+  assert.deepEqual(plain.speculative, { enabled: false });
+});
+
+test('chat completion equals `specula generate --chat`, streaming and not', async () => {
+  const cli = JSON.parse(execFileSync(bin, ['generate', '-m', model, '-p', 'Tell me a story', '--chat', '-n', '20', '--temp', '0', '--json']));
+  const messages = [{ role: 'user', content: 'Tell me a story' }];
+  const r = await client.chat.completions.create({ model: 'x', messages, max_tokens: 20, temperature: 0, draft_max: 5 });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.equal(r.choices[0].message.content, cli.text);
+  assert.equal(r.speculative.draft_max, 5);
+  let text = '';
+  let role;
+  let finish;
+  const stream = await client.chat.completions.create({ model: 'x', messages, max_tokens: 20, temperature: 0, stream: true,
+                                                        stream_options: { include_usage: true } });
+  let usage;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    if (!chunk.choices.length) continue;
+    role ??= chunk.choices[0].delta.role;
+    text += chunk.choices[0].delta.content ?? '';
+    finish = chunk.choices[0].finish_reason ?? finish;
+  }
+  assert.equal(role, 'assistant');
+  assert.equal(text, cli.text);
+  assert.ok(finish === 'stop' || finish === 'length');
+  assert.equal(usage.completion_tokens, r.usage.completion_tokens);
+});
+
+test('seeded sampling is reproducible and stop strings cut the text', async () => {
+  const params = { model: 'x', prompt: prompts[1], max_tokens: 30, temperature: 0.9, top_p: 0.95, seed: 42 };
+  const a = await client.completions.create(params);
+  const b = await client.completions.create({ ...params, stream: false });
+  assert.equal(a.choices[0].text, b.choices[0].text);
+  const full = (await client.completions.create({ model: 'x', prompt: prompts[2], max_tokens: 30, temperature: 0 })).choices[0].text;
+  assert.ok(full.length > 6, full);
+  const stop = full.slice(3, 5);
+  const cut = full.slice(0, full.indexOf(stop));
+  for (const stream of [false, true]) {
+    const r = await complete({ model: 'x', prompt: prompts[2], max_tokens: 30, temperature: 0, stop: [stop], stream });
+    assert.equal(r.choices[0].text, cut);
+    assert.equal(r.choices[0].finish_reason, 'stop');
+  }
+});
+
+test('16 concurrent clients x 3 requests each get their single-request output; metrics add up', async () => {
+  const jobs = [];
+  for (let c = 0; c < 16; ++c) {
+    for (let k = 0; k < 3; ++k) {
+      const i = (c * 3 + k) % prompts.length;
+      jobs.push({ prompt: prompts[i], max_tokens: 8 + (i % 4) * 6, speculative: (c + k) % 3 !== 0,
+                  draft_max: 1 + ((c + k) % 4), stream: (c + k) % 2 === 0 });
+    }
+  }
+  // Reference: each distinct request alone.
+  const expected = new Map();
+  for (const j of jobs) {
+    const key = `${j.prompt}|${j.max_tokens}`;
+    if (!expected.has(key)) {
+      expected.set(key, (await client.completions.create({ model: 'x', prompt: j.prompt, max_tokens: j.max_tokens, temperature: 0 })).choices[0].text);
+    }
+  }
+  const before = await metrics(main);
+  const results = await Promise.all(Array.from({ length: 16 }, async (_, c) => {
+    const out = [];
+    for (let k = 0; k < 3; ++k) {
+      const j = jobs[c * 3 + k];
+      out.push(await complete({ model: 'x', temperature: 0, ...j }));
+    }
+    return out;
+  }));
+  const flat = results.flat();
+  assert.equal(flat.length, 48);
+  let generated = 0, drafted = 0, accepted = 0;
+  flat.forEach((r, n) => {
+    const j = jobs[n];
+    assert.equal(r.choices[0].text, expected.get(`${j.prompt}|${j.max_tokens}`), `request ${n}`);
+    generated += r.usage.completion_tokens;
+    if (j.speculative) {
+      assert.equal(r.speculative.enabled, true);
+      drafted += r.speculative.drafted;
+      accepted += r.speculative.accepted;
+    } else {
+      assert.deepEqual(r.speculative, { enabled: false });
+    }
+  });
+  const m = await metrics(main);
+  assert.equal(m.specula_requests_total - before.specula_requests_total, 48);
+  assert.equal(m.specula_generated_tokens_total - before.specula_generated_tokens_total, generated);
+  assert.equal(m.specula_spec_draft_tokens_total - before.specula_spec_draft_tokens_total, drafted);
+  assert.ok(drafted > 0);
+  assert.equal(m.specula_spec_accepted_tokens_total - before.specula_spec_accepted_tokens_total, accepted);
+  let perPos = 0, perPosBefore = 0;
+  for (const [k, v] of Object.entries(m)) if (k.startsWith('specula_spec_accepted_tokens_per_pos_total')) perPos += v;
+  for (const [k, v] of Object.entries(before)) if (k.startsWith('specula_spec_accepted_tokens_per_pos_total')) perPosBefore += v;
+  assert.equal(perPos - perPosBefore, accepted);
+  assert.ok(m.specula_target_forwards_total - before.specula_target_forwards_total > 0);
+  assert.equal(m.specula_queue_depth, 0);
+});
+
+async function post(server, route, body, headers = {}) {
+  const r = await fetch(`${server.base}${route}`, {
+    method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}`, ...headers },
+  });
+  const text = await r.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, json, text };
+}
+
+test('bad requests get OpenAI-style 4xx errors naming the field', async () => {
+  const cases = [
+    ['/v1/completions', '{"prompt": "hi", ', 400, null],
+    ['/v1/completions', '[1, 2]', 400, null],
+    ['/v1/completions', { prompt: 'hi', max_tokens: 'ten' }, 400, 'max_tokens'],
+    ['/v1/completions', { prompt: 'hi', max_tokens: 2.5 }, 400, 'max_tokens'],
+    ['/v1/completions', { prompt: 'hi', temperature: 'hot' }, 400, 'temperature'],
+    ['/v1/completions', { prompt: 'hi', top_p: 0 }, 400, 'top_p'],
+    ['/v1/completions', { prompt: 'hi', stream: 'yes' }, 400, 'stream'],
+    ['/v1/completions', { prompt: 'hi', stop: [1] }, 400, 'stop'],
+    ['/v1/completions', { prompt: '' }, 400, 'prompt'],
+    ['/v1/completions', { prompt: [] }, 400, 'prompt'],
+    ['/v1/completions', {}, 400, 'prompt'],
+    ['/v1/completions', { prompt: [2, 99999999] }, 400, 'prompt'],
+    ['/v1/completions', { prompt: 'hi', max_tokens: CONTEXT }, 400, 'max_tokens'],
+    ['/v1/completions', { prompt: 'hi '.repeat(300) }, 400, 'prompt'],
+    ['/v1/completions', { prompt: 'hi', n: 2 }, 400, 'n'],
+    ['/v1/completions', { prompt: 'hi', logprobs: 3 }, 400, 'logprobs'],
+    ['/v1/completions', { prompt: 'hi', draft_max: 0 }, 400, 'draft_max'],
+    ['/v1/completions', { prompt: 'hi', speculative: 'on' }, 400, 'speculative'],
+    ['/v1/chat/completions', { messages: [] }, 400, 'messages'],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: '' }] }, 400, 'messages'],
+    ['/v1/chat/completions', { messages: [{ role: 'wizard', content: 'hi' }] }, 400, 'messages[0].role'],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function' }] }, 400, 'tools'],
+    ['/v1/chat/completions', { prompt: 'hi' }, 400, 'messages'],
+  ];
+  for (const [route, body, status, param] of cases) {
+    const r = await post(main, route, body);
+    assert.equal(r.status, status, `${JSON.stringify(body)} -> ${r.text}`);
+    assert.equal(typeof r.json.error.message, 'string');
+    assert.ok(r.json.error.message.length > 0);
+    assert.equal(r.json.error.type, 'invalid_request_error');
+    if (param) assert.equal(r.json.error.param, param, JSON.stringify(r.json));
+  }
+  const big = await post(main, '/v1/completions', { prompt: 'x'.repeat(2 << 20) });
+  assert.equal(big.status, 413);
+  assert.match(big.json.error.message, /exceeds/);
+  const noKey = await post(main, '/v1/completions', { prompt: 'hi' }, { Authorization: '' });
+  assert.equal(noKey.status, 401);
+  assert.equal(noKey.json.error.type, 'authentication_error');
+  const wrongKey = await post(main, '/v1/completions', { prompt: 'hi' }, { Authorization: 'Bearer sk-wrong' });
+  assert.equal(wrongKey.status, 401);
+  const bad = new OpenAI({ apiKey: 'nope', baseURL: `${main.base}/v1`, maxRetries: 0 });
+  await assert.rejects(bad.models.list(), (e) => e.status === 401);
+  const unknown = await post(main, '/v1/nothing', {});
+  assert.equal(unknown.status, 404);
+  assert.equal(typeof unknown.json.error.message, 'string');
+  const health = await fetch(`${main.base}/health`);  // no key needed
+  assert.equal(health.status, 200);
+  const models = await client.models.list();
+  assert.equal(models.data.length, 1);
+  assert.equal(models.data[0].id, 'target');
+});
+
+test('a client that disconnects mid-stream frees its sequence at once', async () => {
+  const before = await metrics(main);
+  const controller = new AbortController();
+  const r = await fetch(`${main.base}/v1/completions`, {
+    method: 'POST', signal: controller.signal,
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ prompt: prompts[3], max_tokens: 200, temperature: 0, stream: true, speculative: false }),
+  });
+  const reader = r.body.getReader();
+  let chunks = 0;
+  while (chunks < 3) { const { done } = await reader.read(); if (done) break; ++chunks; }
+  controller.abort();
+  let m;
+  for (let i = 0; i < 100; ++i) {
+    m = await metrics(main);
+    if (m.specula_running_sequences === 0 && m.specula_queue_depth === 0) break;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  assert.equal(m.specula_running_sequences, 0);
+  const generated = m.specula_generated_tokens_total - before.specula_generated_tokens_total;
+  assert.ok(generated < 150, `kept generating after the client left: ${generated} tokens`);
+  await new Promise((res) => setTimeout(res, 200));
+  assert.equal((await metrics(main)).specula_generated_tokens_total, m.specula_generated_tokens_total);
+});
+
+test('beyond --parallel + --queue requests get 503; SIGTERM finishes running requests and exits 0', async () => {
+  const small = await startServer(['--parallel', '1', '--queue', '1']);
+  const send = () => post(small, '/v1/completions', { prompt: prompts[4], max_tokens: 200, temperature: 0 });
+  const results = await Promise.all(Array.from({ length: 6 }, send));
+  const codes = results.map((r) => r.status).sort();
+  assert.ok(codes.includes(200) && codes.includes(503), codes.join(','));
+  for (const r of results) {
+    if (r.status === 503) assert.equal(r.json.error.type, 'server_error');
+    else assert.equal(r.json.usage.completion_tokens, 200);
+  }
+  // A stream in flight when SIGTERM arrives still ends with [DONE].
+  const r = await fetch(`${small.base}/v1/completions`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ prompt: prompts[5], max_tokens: 60, temperature: 0, stream: true }),
+  });
+  const reader = r.body.getReader();
+  let body = new TextDecoder().decode((await reader.read()).value);
+  const exited = new Promise((res) => small.on('exit', (code) => res(code)));
+  small.kill('SIGTERM');
+  for (;;) { const { done, value } = await reader.read(); if (done) break; body += new TextDecoder().decode(value); }
+  assert.match(body, /data: \[DONE\]/);
+  const finals = body.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+  assert.equal(finals.at(-1).usage.completion_tokens, 60);
+  assert.equal(await exited, 0);
+  await assert.rejects(fetch(`${small.base}/health`));
+});
