@@ -195,8 +195,8 @@ TEST(Model, BatchedForwardEqualsSoloBitExact) {
                            alone.hidden.data(), static_cast<size_t>(n * H) * sizeof(float)))
             << preset << " sequence " << s << " hidden";
         ASSERT_EQ(0, std::memcmp(
-                         &b.logits[static_cast<size_t>(b.logit_offset[static_cast<size_t>(s)]) * V],
-                         &alone.logits[static_cast<size_t>(n - rows) * V],
+                         b.logits.data() + static_cast<size_t>(b.logit_offset[static_cast<size_t>(s)]) * V,
+                         alone.logits.data() + static_cast<size_t>(n - rows) * V,
                          static_cast<size_t>(rows * V) * sizeof(float)))
             << preset << " sequence " << s << " logits";
         at[s] += static_cast<size_t>(n);

@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <cstdio>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -18,6 +18,7 @@
 #include "specula/kernels/kernels.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/generate.h"
+#include "specula/spec/batch_engine.h"
 #include "specula/spec/mtp_drafter.h"
 #include "specula/spec/replay_drafter.h"
 #include "specula/spec/spec_loop.h"
@@ -30,7 +31,8 @@ namespace {
 using OJson = nlohmann::ordered_json;
 
 struct BenchFlags {
-  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt, policy = "fixed", plot;
+  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt, policy = "fixed",
+                            plot, batch;
   int n = 64, reps = 3, threads = 0;
   bool json = false;
 };
@@ -89,44 +91,247 @@ Status Plot(const OJson& report, const std::string& png) {
     d << "# K speedup acceptance tokens_per_forward\n";
     for (const OJson& r : report["results"]) {
       if (r["mode"] != "spec") continue;
-      d << r["draft_max"].get<int>() << " " << r["speedup"].get<double>() << " " << r["acceptance_rate"].get<double>() << " "
-        << r["tokens_per_forward"].get<double>() << "\n";
+      d << r["draft_max"].get<int>() << " " << r["speedup"].get<double>() << " "
+        << r["acceptance_rate"].get<double>() << " " << r["tokens_per_forward"].get<double>()
+        << "\n";
     }
     std::ofstream g(script);
     char title[256];
-    std::snprintf(title, sizeof(title), "%s, %s drafter, %d threads, %.1f GB/s", report["model"]["dir"].get<std::string>().c_str(),
-                  report["results"].back()["drafter"].get<std::string>().c_str(), report["machine"]["threads"].get<int>(),
+    std::snprintf(title, sizeof(title), "%s, %s drafter, %d threads, %.1f GB/s",
+                  report["model"]["dir"].get<std::string>().c_str(),
+                  report["results"].back()["drafter"].get<std::string>().c_str(),
+                  report["machine"]["threads"].get<int>(),
                   report["machine"]["bandwidth_gbs"].get<double>());
-    g << "set terminal pngcairo size 900,520\nset output '" << png << "'\nset title '" << title << "' noenhanced\n"
-      << "set xlabel 'draft length K'\nset ylabel 'speedup over plain decoding'\nset y2label 'acceptance rate'\n"
-      << "set y2range [0:1.05]\nset ytics nomirror\nset y2tics\nset grid\nset key top left\nset yrange [0:*]\n"
+    g << "set terminal pngcairo size 900,520\nset output '" << png << "'\nset title '" << title
+      << "' noenhanced\n"
+      << "set xlabel 'draft length K'\nset ylabel 'speedup over plain decoding'\nset y2label "
+         "'acceptance rate'\n"
+      << "set y2range [0:1.05]\nset ytics nomirror\nset y2tics\nset grid\nset key top left\nset "
+         "yrange [0:*]\n"
       << "plot '" << data << "' using 1:2 with linespoints lw 2 pt 7 title 'speedup', "
-      << "'" << data << "' using 1:3 axes x1y2 with linespoints lw 2 pt 5 title 'acceptance', 1 with lines dt 2 title 'plain'\n";
+      << "'" << data
+      << "' using 1:3 axes x1y2 with linespoints lw 2 pt 5 title 'acceptance', 1 with lines dt 2 "
+         "title 'plain'\n";
   }
   const std::string cmd = "gnuplot '" + script + "' 2>&1";
-  if (std::system(cmd.c_str()) != 0) return Error("--plot: gnuplot failed or is not installed (apt-get install gnuplot-nox)");
+  if (std::system(cmd.c_str()) != 0)
+    return Error("--plot: gnuplot failed or is not installed (apt-get install gnuplot-nox)");
   return OkStatus();
+}
+
+Result<std::vector<int>> ParseList(const std::string& text, const std::string& flag, int lo,
+                                   int hi) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const int v = std::stoi(item, &used);
+      if (used != item.size() || v < lo || v > hi) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (...) {
+      return Error(flag + ": '" + item + "' is not a value in [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "]");
+    }
+  }
+  if (out.empty()) return Error(flag + ": empty list");
+  return out;
+}
+
+// One batched run: every sequence decodes `base.max_new_tokens` tokens with draft length k (0 =
+// plain). Aggregate decode tok/s counts the tokens generated after the last sequence's first token
+// (when every prefill is done) over that time.
+struct BatchRunResult {
+  double tok_per_s = 0.0;
+  std::vector<std::vector<int>> outputs;
+  SpecStats spec;  // summed over sequences
+};
+
+Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPool& pool,
+                                const std::vector<std::vector<int>>& prompts,
+                                const GenerateOptions& base, int k, int context) {
+  const int B = static_cast<int>(prompts.size());
+  BatchEngine engine(target, drafter, pool,
+                     {.max_running = B, .context = context, .prefill_rows = 1 << 16});
+  BatchRunResult res;
+  res.outputs.resize(prompts.size());
+  std::vector<SpecResult> done(prompts.size());
+  std::vector<int> emitted(prompts.size(), 0);
+  int started = 0;
+  long after = 0;  // tokens emitted once every sequence is decoding
+  double t0 = 0.0;
+  for (int i = 0; i < B; ++i) {
+    Result<int> id = engine.Add(
+        prompts[static_cast<size_t>(i)], {.base = base, .draft_max = k},
+        [&, i](int) {
+          if (emitted[static_cast<size_t>(i)]++ == 0 && ++started == B) {
+            t0 = NowSeconds();
+            return;
+          }
+          if (started == B) ++after;
+        },
+        [&, i](const SpecResult& r) { done[static_cast<size_t>(i)] = r; });
+    if (!id.ok()) return id.status();
+  }
+  while (!engine.idle()) {
+    if (Status st = engine.Step(); !st.ok()) return st;
+  }
+  const double t1 = NowSeconds();
+  res.tok_per_s = t1 > t0 ? static_cast<double>(after) / (t1 - t0) : 0.0;
+  for (int i = 0; i < B; ++i) {
+    const SpecResult& r = done[static_cast<size_t>(i)];
+    res.outputs[static_cast<size_t>(i)] = r.gen.ids;
+    res.spec.draft_rounds += r.spec.draft_rounds;
+    res.spec.drafted += r.spec.drafted;
+    res.spec.accepted += r.spec.accepted;
+    res.spec.round_tokens += r.spec.round_tokens;
+    const size_t n = r.spec.drafted_per_position.size();
+    if (res.spec.drafted_per_position.size() < n) {
+      res.spec.drafted_per_position.resize(n, 0);
+      res.spec.accepted_per_position.resize(n, 0);
+    }
+    for (size_t p = 0; p < n; ++p) {
+      res.spec.drafted_per_position[p] += r.spec.drafted_per_position[p];
+      res.spec.accepted_per_position[p] += r.spec.accepted_per_position[p];
+    }
+  }
+  return res;
+}
+
+// --batch: aggregate decode throughput of B concurrent sequences, plain vs speculative per K.
+int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* assistant,
+                  ThreadPool& pool, const std::vector<int>& prompt, const std::vector<int>& ks,
+                  const std::vector<int>& batches, OJson report) {
+  GenerateOptions base;
+  base.max_new_tokens = f.n;
+  const int context = static_cast<int>(prompt.size()) + f.n + 64;
+  OJson results = OJson::array();
+  std::vector<std::string> lines;
+  for (int B : batches) {
+    // B distinct sequences: the prompt with a different first token after BOS.
+    std::vector<std::vector<int>> prompts;
+    for (int i = 0; i < B; ++i) {
+      std::vector<int> p = prompt;
+      p.insert(p.begin() + 1, 3 + 97 * i % (target.config().vocab_size - 3));
+      prompts.push_back(std::move(p));
+    }
+    Result<BatchRunResult> ref = RunBatch(target, nullptr, pool, prompts, base, 0, context);
+    if (!ref.ok()) return Fail(ref.status().message());
+    ReplayDrafter replay({}, target.config().vocab_size);
+    for (int i = 0; i < B; ++i) {
+      std::vector<int> seq = prompts[static_cast<size_t>(i)];
+      seq.insert(seq.end(), ref->outputs[static_cast<size_t>(i)].begin(),
+                 ref->outputs[static_cast<size_t>(i)].end());
+      replay.SetSequence(i, std::move(seq));  // engine ids are 0..B-1 in a fresh engine
+    }
+    std::optional<MtpDrafter> mtp;
+    Drafter* d = &replay;
+    if (f.drafter == "model") d = &mtp.emplace(*assistant);
+    std::vector<double> plain_tps;
+    std::vector<std::vector<double>> spec_tps(ks.size());
+    std::vector<SpecStats> stats(ks.size());
+    for (int rep = 0; rep < f.reps; ++rep) {
+      Result<BatchRunResult> p = RunBatch(target, nullptr, pool, prompts, base, 0, context);
+      if (!p.ok()) return Fail(p.status().message());
+      plain_tps.push_back(p->tok_per_s);
+      for (size_t i = 0; i < ks.size(); ++i) {
+        Result<BatchRunResult> r = RunBatch(target, d, pool, prompts, base, ks[i], context);
+        if (!r.ok()) return Fail(r.status().message());
+        if (r->outputs != ref->outputs) {
+          return Fail("batched speculative output differs from plain output (batch " +
+                      std::to_string(B) + ", K=" + std::to_string(ks[i]) + "): this is a bug");
+        }
+        spec_tps[i].push_back(r->tok_per_s);
+        stats[i] = r->spec;
+      }
+    }
+    const double plain = Median(plain_tps);
+    results.push_back({{"mode", "plain"},
+                       {"drafter", nullptr},
+                       {"draft_max", nullptr},
+                       {"batch", B},
+                       {"decode_tok_per_s", plain},
+                       {"speedup", 1.0},
+                       {"acceptance_rate", nullptr},
+                       {"tokens_per_forward", 1.0},
+                       {"accepted_per_position", nullptr},
+                       {"prefill_tok_per_s", nullptr},
+                       {"peak_rss_mb", PeakRssMB()},
+                       {"roofline_fraction", nullptr},
+                       {"verify_cost_ratio", nullptr},
+                       {"draft_step_cost_fraction", nullptr}});
+    size_t best = 0;
+    for (size_t i = 0; i < ks.size(); ++i) {
+      if (Median(spec_tps[i]) > Median(spec_tps[best])) best = i;
+      std::vector<double> per_pos;
+      for (size_t p = 0; p < stats[i].accepted_per_position.size(); ++p) {
+        per_pos.push_back(stats[i].drafted_per_position[p]
+                              ? static_cast<double>(stats[i].accepted_per_position[p]) /
+                                    stats[i].drafted_per_position[p]
+                              : 0.0);
+      }
+      results.push_back({{"mode", "spec"},
+                         {"drafter", f.drafter},
+                         {"draft_max", ks[i]},
+                         {"batch", B},
+                         {"decode_tok_per_s", Median(spec_tps[i])},
+                         {"speedup", Median(spec_tps[i]) / plain},
+                         {"acceptance_rate", stats[i].acceptance_rate()},
+                         {"tokens_per_forward", stats[i].mean_tokens_per_round()},
+                         {"accepted_per_position", per_pos},
+                         {"prefill_tok_per_s", nullptr},
+                         {"peak_rss_mb", PeakRssMB()},
+                         {"roofline_fraction", nullptr},
+                         {"verify_cost_ratio", nullptr},
+                         {"draft_step_cost_fraction", nullptr}});
+    }
+    char line[200];
+    std::snprintf(line, sizeof(line),
+                  "batch %d: plain %.2f tok/s, best speculative K=%d %.2f tok/s (%.2fx)", B, plain,
+                  ks[best], Median(spec_tps[best]), Median(spec_tps[best]) / plain);
+    lines.push_back(line);
+  }
+  report["results"] = results;
+  if (f.json) {
+    std::cout << report.dump() << std::endl;
+    return 0;
+  }
+  std::printf(
+      "batch sweep: %s drafter, %d tokens per sequence, %d reps; aggregate decode tok/s over all "
+      "sequences\n",
+      f.drafter.c_str(), f.n, f.reps);
+  std::printf("%5s %-6s %3s %10s %8s %7s %7s\n", "batch", "mode", "K", "tok/s", "speedup", "accept",
+              "tok/fw");
+  for (const OJson& r : results) {
+    std::printf("%5d %-6s %3s %10.2f %7.2fx %7s %7.2f\n", r["batch"].get<int>(),
+                r["mode"].get<std::string>().c_str(),
+                r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
+                r["decode_tok_per_s"].get<double>(), r["speedup"].get<double>(),
+                r["acceptance_rate"].is_null()
+                    ? "-"
+                    : std::to_string(r["acceptance_rate"].get<double>()).substr(0, 4).c_str(),
+                r["tokens_per_forward"].get<double>());
+  }
+  for (const std::string& l : lines) std::printf("%s\n", l.c_str());
+  return 0;
 }
 
 int Run(const BenchFlags& f) {
   if (f.n < 2) return Fail("-n/--n-predict: must be >= 2 for a decode measurement");
   if (f.reps < 1 || f.reps > 100) return Fail("--reps: must be in [1, 100]");
-  if (f.drafter != "model" && f.drafter != "replay") return Fail("--drafter: expected model or replay");
-  if (f.drafter == "model" && f.draft.empty()) return Fail("--drafter model: needs -md/--draft DIR (or use --drafter replay)");
-  std::vector<int> ks;
-  {
-    std::stringstream ss(f.draft_max);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      try {
-        size_t used = 0;
-        const int k = std::stoi(item, &used);
-        if (used != item.size() || k < 1 || k > 32) throw std::invalid_argument(item);
-        ks.push_back(k);
-      } catch (...) {
-        return Fail("--draft-max: '" + item + "' is not a draft length in [1, 32]");
-      }
-    }
+  if (f.drafter != "model" && f.drafter != "replay")
+    return Fail("--drafter: expected model or replay");
+  if (f.drafter == "model" && f.draft.empty())
+    return Fail("--drafter model: needs -md/--draft DIR (or use --drafter replay)");
+  Result<std::vector<int>> ks_list = ParseList(f.draft_max, "--draft-max", 1, 32);
+  if (!ks_list.ok()) return Fail(ks_list.status().message());
+  const std::vector<int> ks = *ks_list;
+  std::vector<int> batches;
+  if (!f.batch.empty()) {
+    Result<std::vector<int>> b = ParseList(f.batch, "--batch", 1, 64);
+    if (!b.ok()) return Fail(b.status().message());
+    batches = *b;
   }
   Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
   if (!model.ok()) return Fail(model.status().message());
@@ -141,12 +346,31 @@ int Run(const BenchFlags& f) {
   if (!tok.ok()) return Fail(tok.status().message());
   std::vector<int> prompt = {2};
   for (int id : (*tok)->Encode(f.prompt.empty() ? kDefaultPrompt : f.prompt)) prompt.push_back(id);
-  if (Status s = ValidatePrompt(prompt, target.config().vocab_size, 4096); !s.ok()) return Fail(s.message());
+  if (Status s = ValidatePrompt(prompt, target.config().vocab_size, 4096); !s.ok())
+    return Fail(s.message());
 
   const int threads = f.threads > 0 ? f.threads : ThreadPool::DefaultThreads();
   const double bandwidth = ChildBandwidth(threads);
   ThreadPool pool(threads);
   const double peak_gflops = MeasurePeakGflops(pool);
+  if (!batches.empty()) {
+    const Gemma4Config& c = target.config();
+    const OJson report = {{"machine",
+                           {{"threads", threads},
+                            {"bandwidth_gbs", bandwidth},
+                            {"peak_gflops", peak_gflops},
+                            {"kernels", BestKernels().target}}},
+                          {"model",
+                           {{"dir", f.model},
+                            {"hidden_size", c.hidden_size},
+                            {"layers", c.num_layers},
+                            {"vocab_size", c.vocab_size},
+                            {"prompt_tokens", prompt.size() + 1},
+                            {"generated_tokens", f.n},
+                            {"reps", f.reps},
+                            {"drafter_dir", f.draft}}}};
+    return RunBatchSweep(f, target, assistant.get(), pool, prompt, ks, batches, report);
+  }
   const int context = static_cast<int>(prompt.size()) + f.n + 64;
   const int max_k = *std::max_element(ks.begin(), ks.end());
   GenerateOptions base;
@@ -169,7 +393,8 @@ int Run(const BenchFlags& f) {
       auto cache = target.NewCache(context);
       Result<GenerateResult> r = GeneratePlain(target, pool, *cache, prompt, base, nullptr);
       if (!r.ok()) return Fail(r.status().message());
-      if (r->ids != std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
+      if (r->ids !=
+          std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
         return Fail("internal: plain decoding is not deterministic");
       }
       plain_tps.push_back(r->stats.decode_tok_per_s());
@@ -190,8 +415,10 @@ int Run(const BenchFlags& f) {
       SpecOptions so{.base = base, .draft_max = ks[i], .policy = policy->get()};
       Result<SpecResult> r = GenerateSpeculative(target, *d, pool, *cache, prompt, so, nullptr);
       if (!r.ok()) return Fail(r.status().message());
-      if (r->gen.ids != std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
-        return Fail("speculative output differs from plain output (K=" + std::to_string(ks[i]) + "): this is a bug");
+      if (r->gen.ids !=
+          std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
+        return Fail("speculative output differs from plain output (K=" + std::to_string(ks[i]) +
+                    "): this is a bug");
       }
       spec_tps[i].push_back(r->gen.stats.decode_tok_per_s());
       spec_stats[i] = r->spec;
@@ -210,7 +437,8 @@ int Run(const BenchFlags& f) {
     std::vector<double> t;
     for (int r = 0; r < 7; ++r) {
       const double t0 = NowSeconds();
-      assistant->Step({.token = 3, .h_in = h.data(), .pos = cache->length(), .cache = cache.get()}, pool, &step);
+      assistant->Step({.token = 3, .h_in = h.data(), .pos = cache->length(), .cache = cache.get()},
+                      pool, &step);
       t.push_back(NowSeconds() - t0);
     }
     draft_step = Median(t) / one_row;
@@ -220,35 +448,73 @@ int Run(const BenchFlags& f) {
   const double plain = Median(plain_tps);
 
   OJson results = OJson::array();
-  results.push_back({{"mode", "plain"}, {"drafter", nullptr}, {"draft_max", nullptr}, {"batch", 1},
-                     {"decode_tok_per_s", plain}, {"decode_tok_per_s_min", *std::min_element(plain_tps.begin(), plain_tps.end())},
-                     {"decode_tok_per_s_max", *std::max_element(plain_tps.begin(), plain_tps.end())},
-                     {"speedup", 1.0}, {"acceptance_rate", nullptr}, {"tokens_per_forward", 1.0},
-                     {"accepted_per_position", nullptr}, {"prefill_tok_per_s", Median(plain_prefill)},
-                     {"prefill_fma_fraction", Median(plain_prefill) * 2.0 * static_cast<double>(target.MatMulParamsPerToken()) / 1e9 / peak_gflops},
-                     {"peak_rss_mb", PeakRssMB()}, {"roofline_fraction", plain / roofline},
-                     {"verify_cost_ratio", 1.0}, {"draft_step_cost_fraction", nullptr}});
+  results.push_back(
+      {{"mode", "plain"},
+       {"drafter", nullptr},
+       {"draft_max", nullptr},
+       {"batch", 1},
+       {"decode_tok_per_s", plain},
+       {"decode_tok_per_s_min", *std::min_element(plain_tps.begin(), plain_tps.end())},
+       {"decode_tok_per_s_max", *std::max_element(plain_tps.begin(), plain_tps.end())},
+       {"speedup", 1.0},
+       {"acceptance_rate", nullptr},
+       {"tokens_per_forward", 1.0},
+       {"accepted_per_position", nullptr},
+       {"prefill_tok_per_s", Median(plain_prefill)},
+       {"prefill_fma_fraction", Median(plain_prefill) * 2.0 *
+                                    static_cast<double>(target.MatMulParamsPerToken()) / 1e9 /
+                                    peak_gflops},
+       {"peak_rss_mb", PeakRssMB()},
+       {"roofline_fraction", plain / roofline},
+       {"verify_cost_ratio", 1.0},
+       {"draft_step_cost_fraction", nullptr}});
   for (size_t i = 0; i < ks.size(); ++i) {
     const SpecStats& s = spec_stats[i];
     std::vector<double> per_pos;
     for (size_t p = 0; p < s.accepted_per_position.size(); ++p) {
-      per_pos.push_back(s.drafted_per_position[p] ? static_cast<double>(s.accepted_per_position[p]) / s.drafted_per_position[p] : 0.0);
+      per_pos.push_back(s.drafted_per_position[p]
+                            ? static_cast<double>(s.accepted_per_position[p]) /
+                                  s.drafted_per_position[p]
+                            : 0.0);
     }
     const double tps = Median(spec_tps[i]);
-    results.push_back({{"mode", "spec"}, {"drafter", f.drafter}, {"draft_policy", f.policy}, {"draft_max", ks[i]}, {"batch", 1},
-                       {"decode_tok_per_s", tps}, {"decode_tok_per_s_min", *std::min_element(spec_tps[i].begin(), spec_tps[i].end())},
-                       {"decode_tok_per_s_max", *std::max_element(spec_tps[i].begin(), spec_tps[i].end())},
-                       {"speedup", tps / plain}, {"acceptance_rate", s.acceptance_rate()},
-                       {"tokens_per_forward", s.mean_tokens_per_round()}, {"accepted_per_position", per_pos},
-                       {"prefill_tok_per_s", nullptr}, {"prefill_fma_fraction", nullptr}, {"peak_rss_mb", PeakRssMB()}, {"roofline_fraction", nullptr},
-                       {"verify_cost_ratio", ForwardSeconds(target, pool, *cache, ks[i] + 1, 5) / one_row},
-                       {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()}});
+    results.push_back(
+        {{"mode", "spec"},
+         {"drafter", f.drafter},
+         {"draft_policy", f.policy},
+         {"draft_max", ks[i]},
+         {"batch", 1},
+         {"decode_tok_per_s", tps},
+         {"decode_tok_per_s_min", *std::min_element(spec_tps[i].begin(), spec_tps[i].end())},
+         {"decode_tok_per_s_max", *std::max_element(spec_tps[i].begin(), spec_tps[i].end())},
+         {"speedup", tps / plain},
+         {"acceptance_rate", s.acceptance_rate()},
+         {"tokens_per_forward", s.mean_tokens_per_round()},
+         {"accepted_per_position", per_pos},
+         {"prefill_tok_per_s", nullptr},
+         {"prefill_fma_fraction", nullptr},
+         {"peak_rss_mb", PeakRssMB()},
+         {"roofline_fraction", nullptr},
+         {"verify_cost_ratio", ForwardSeconds(target, pool, *cache, ks[i] + 1, 5) / one_row},
+         {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()}});
   }
   const Gemma4Config& c = target.config();
-  OJson report = {{"machine", {{"threads", threads}, {"bandwidth_gbs", bandwidth}, {"peak_gflops", peak_gflops}, {"kernels", BestKernels().target}}},
-                  {"model", {{"dir", f.model}, {"hidden_size", c.hidden_size}, {"layers", c.num_layers}, {"vocab_size", c.vocab_size},
-                             {"weight_bytes_per_token", bytes}, {"roofline_tok_per_s", roofline}, {"prompt_tokens", prompt.size()},
-                             {"generated_tokens", f.n}, {"reps", f.reps}, {"drafter_dir", f.draft}}},
+  OJson report = {{"machine",
+                   {{"threads", threads},
+                    {"bandwidth_gbs", bandwidth},
+                    {"peak_gflops", peak_gflops},
+                    {"kernels", BestKernels().target}}},
+                  {"model",
+                   {{"dir", f.model},
+                    {"hidden_size", c.hidden_size},
+                    {"layers", c.num_layers},
+                    {"vocab_size", c.vocab_size},
+                    {"weight_bytes_per_token", bytes},
+                    {"roofline_tok_per_s", roofline},
+                    {"prompt_tokens", prompt.size()},
+                    {"generated_tokens", f.n},
+                    {"reps", f.reps},
+                    {"drafter_dir", f.draft}}},
                   {"results", results}};
   if (!f.plot.empty()) {
     if (Status s = Plot(report, f.plot); !s.ok()) return Fail(s.message());
@@ -257,14 +523,20 @@ int Run(const BenchFlags& f) {
     std::cout << report.dump() << std::endl;
     return 0;
   }
-  std::printf("machine: %d threads, %s kernels, %.1f GB/s read bandwidth, %.0f GFLOP/s peak f32 FMA (both measured)\n", threads,
-              BestKernels().target, bandwidth, peak_gflops);
-  std::printf("model: %s, %.2f GB of weights per token -> roofline %.2f tok/s; prompt %zu tokens, %d generated, %d reps\n",
-              f.model.c_str(), bytes / 1e9, roofline, prompt.size(), f.n, f.reps);
-  std::printf("plain prefill: %.1f tok/s = %.0f%% of peak FMA throughput\n", results[0]["prefill_tok_per_s"].get<double>(),
+  std::printf(
+      "machine: %d threads, %s kernels, %.1f GB/s read bandwidth, %.0f GFLOP/s peak f32 FMA (both "
+      "measured)\n",
+      threads, BestKernels().target, bandwidth, peak_gflops);
+  std::printf(
+      "model: %s, %.2f GB of weights per token -> roofline %.2f tok/s; prompt %zu tokens, %d "
+      "generated, %d reps\n",
+      f.model.c_str(), bytes / 1e9, roofline, prompt.size(), f.n, f.reps);
+  std::printf("plain prefill: %.1f tok/s = %.0f%% of peak FMA throughput\n",
+              results[0]["prefill_tok_per_s"].get<double>(),
               100.0 * results[0]["prefill_fma_fraction"].get<double>());
-  std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", "mode", "drafter", "K", "tok/s", "(min-max)", "speedup",
-              "accept", "tok/fw", "verify", "draft", "roofline", "rss MB", "accepted per position");
+  std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", "mode", "drafter", "K",
+              "tok/s", "(min-max)", "speedup", "accept", "tok/fw", "verify", "draft", "roofline",
+              "rss MB", "accepted per position");
   for (const OJson& r : results) {
     auto num = [&](const char* k, const char* fmt) {
       char buf[32];
@@ -281,13 +553,17 @@ int Run(const BenchFlags& f) {
       }
     }
     char range[48];
-    std::snprintf(range, sizeof(range), "(%.2f-%.2f)", r["decode_tok_per_s_min"].get<double>(), r["decode_tok_per_s_max"].get<double>());
-    std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", r["mode"].get<std::string>().c_str(),
-                r["drafter"].is_null() ? "-" : r["drafter"].get<std::string>().c_str(),
-                r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(), num("decode_tok_per_s", "%.2f").c_str(),
-                range, num("speedup", "%.2fx").c_str(), num("acceptance_rate", "%.2f").c_str(), num("tokens_per_forward", "%.2f").c_str(),
-                num("verify_cost_ratio", "%.2f").c_str(), num("draft_step_cost_fraction", "%.3f").c_str(),
-                num("roofline_fraction", "%.2f").c_str(), num("peak_rss_mb", "%.0f").c_str(), pp.c_str());
+    std::snprintf(range, sizeof(range), "(%.2f-%.2f)", r["decode_tok_per_s_min"].get<double>(),
+                  r["decode_tok_per_s_max"].get<double>());
+    std::printf(
+        "%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n",
+        r["mode"].get<std::string>().c_str(),
+        r["drafter"].is_null() ? "-" : r["drafter"].get<std::string>().c_str(),
+        r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
+        num("decode_tok_per_s", "%.2f").c_str(), range, num("speedup", "%.2fx").c_str(),
+        num("acceptance_rate", "%.2f").c_str(), num("tokens_per_forward", "%.2f").c_str(),
+        num("verify_cost_ratio", "%.2f").c_str(), num("draft_step_cost_fraction", "%.3f").c_str(),
+        num("roofline_fraction", "%.2f").c_str(), num("peak_rss_mb", "%.0f").c_str(), pp.c_str());
   }
   return 0;
 }
@@ -296,18 +572,24 @@ int Run(const BenchFlags& f) {
 
 Runner AddBench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
-  CLI::App* c = app.add_subcommand("bench", "Measure plain vs speculative decoding, bandwidth and roofline");
+  CLI::App* c =
+      app.add_subcommand("bench", "Measure plain vs speculative decoding, bandwidth and roofline");
   c->add_option("-m,--model", f->model, "target checkpoint directory")->required();
   c->add_option("--draft", f->draft, "MTP assistant directory (also -md)");
-  c->add_option("--drafter", f->drafter, "model (the assistant) | replay (replays the plain output: the 100% ceiling)");
-  c->add_option("--draft-max", f->draft_max, "comma-separated draft lengths to sweep (default 1,2,3,4)");
+  c->add_option("--drafter", f->drafter,
+                "model (the assistant) | replay (replays the plain output: the 100% ceiling)");
+  c->add_option("--draft-max", f->draft_max,
+                "comma-separated draft lengths to sweep (default 1,2,3,4)");
   c->add_option("--draft-policy", f->policy, "fixed | adaptive");
   c->add_option("-p,--prompt", f->prompt, "prompt text (default: a built-in paragraph)");
   c->add_option("-n,--n-predict", f->n, "tokens generated per run (default 64)");
   c->add_option("--reps", f->reps, "repetitions, interleaved plain/speculative (default 3)");
   c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
+  c->add_option("--batch", f->batch,
+                "comma-separated batch sizes: aggregate tok/s of that many concurrent sequences");
   c->add_flag("--json", f->json, "print one JSON object");
-  c->add_option("--plot", f->plot, "draw speedup and acceptance against draft length to a PNG (needs gnuplot)");
+  c->add_option("--plot", f->plot,
+                "draw speedup and acceptance against draft length to a PNG (needs gnuplot)");
   return [f]() { return Run(*f); };
 }
 

@@ -476,8 +476,8 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
   for (size_t si = 0; si < seqs.size(); ++si) {
     const size_t n = static_cast<size_t>(seqs[si].logit_rows);
     const size_t src = static_cast<size_t>(out->row_offset[si + 1]) - n;
-    std::copy_n(&out->hidden[src * uH], n * uH,
-                &ws.head_in[static_cast<size_t>(out->logit_offset[si]) * uH]);
+    std::copy_n(out->hidden.data() + src * uH, n * uH,
+                ws.head_in.data() + static_cast<size_t>(out->logit_offset[si]) * uH);
   }
   const size_t uV = static_cast<size_t>(c.vocab_size);
   out->logits.resize(rows * uV);

@@ -208,10 +208,11 @@ Status BatchEngine::Step() {
   for (size_t i = 0; i < in_batch.size(); ++i) {
     Seq& s = *in_batch[i];
     ++s.res.gen.stats.target_forwards;
+    // (data() + offset: a sequence may have no logit rows, and the buffer may be empty)
     const float* logits =
-        &out.logits[static_cast<size_t>(out.logit_offset[i]) * static_cast<size_t>(V)];
+        out.logits.data() + static_cast<size_t>(out.logit_offset[i]) * static_cast<size_t>(V);
     const float* hidden =
-        &out.hidden[static_cast<size_t>(out.row_offset[i]) * static_cast<size_t>(H)];
+        out.hidden.data() + static_cast<size_t>(out.row_offset[i]) * static_cast<size_t>(H);
     const size_t before = s.res.gen.ids.size();
     if (s.in_prefill()) {
       s.prefilled += s.rows.size();
