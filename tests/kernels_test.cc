@@ -145,44 +145,45 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
 }
 
 TEST_P(KernelsTest, MatMulRowsAreBatchInvariant) {
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
-    const int64_t N = 19, K = 301;  // odd K: vector steps plus a scalar tail
-    const size_t M = 11;
-    const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 3);
-    const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 4);
-    std::vector<float> all(M * static_cast<size_t>(N));
-    k_.matmul_rows({.w = w.view(N, K),
-                    .x = x.data(),
-                    .ldx = static_cast<size_t>(K),
-                    .m = M,
-                    .n_begin = 0,
-                    .n_end = N,
-                    .y = all.data(),
-                    .ldy = static_cast<size_t>(N)});
-    for (size_t i = 0; i < M; ++i) {
-      std::vector<float> one(static_cast<size_t>(N));
+  // M covers the small tiles (M < 6) and the 6-row tiles with every remainder.
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
+    for (size_t M : {3, 5, 6, 11, 13, 16}) {
+      const int64_t N = 19, K = 301;  // odd K: vector steps plus a scalar tail
+      const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 3);
+      const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 4);
+      std::vector<float> all(M * static_cast<size_t>(N));
       k_.matmul_rows({.w = w.view(N, K),
-                      .x = x.data() + i * static_cast<size_t>(K),
+                      .x = x.data(),
                       .ldx = static_cast<size_t>(K),
-                      .m = 1,
+                      .m = M,
                       .n_begin = 0,
                       .n_end = N,
-                      .y = one.data(),
+                      .y = all.data(),
                       .ldy = static_cast<size_t>(N)});
-      for (int64_t n = 0; n < N; ++n) {
-        // Bit equality, not closeness: lossless speculative decoding depends on it.
-        EXPECT_EQ(one[static_cast<size_t>(n)],
-                  all[i * static_cast<size_t>(N) + static_cast<size_t>(n)])
-            << k_.target << " row " << i << " col " << n;
-      }
-      // The dot kernel uses the same schedule as a one-row f32 matmul.
-      if (t == DType::kF32) {
-        const float d = k_.dot(reinterpret_cast<const float*>(w.bytes.data()),
-                               x.data() + i * static_cast<size_t>(K), static_cast<size_t>(K));
-        EXPECT_EQ(d, one[0]);
+      for (size_t i = 0; i < M; ++i) {
+        std::vector<float> one(static_cast<size_t>(N));
+        k_.matmul_rows({.w = w.view(N, K),
+                        .x = x.data() + i * static_cast<size_t>(K),
+                        .ldx = static_cast<size_t>(K),
+                        .m = 1,
+                        .n_begin = 0,
+                        .n_end = N,
+                        .y = one.data(),
+                        .ldy = static_cast<size_t>(N)});
+        for (int64_t n = 0; n < N; ++n) {
+          // Bit equality, not closeness: lossless speculative decoding depends on it.
+          EXPECT_EQ(one[static_cast<size_t>(n)],
+                    all[i * static_cast<size_t>(N) + static_cast<size_t>(n)])
+              << k_.target << " row " << i << " col " << n;
+        }
+        // The dot kernel uses the same schedule as a one-row f32 matmul.
+        if (t == DType::kF32) {
+          const float d = k_.dot(reinterpret_cast<const float*>(w.bytes.data()),
+                                 x.data() + i * static_cast<size_t>(K), static_cast<size_t>(K));
+          EXPECT_EQ(d, one[0]);
+        }
       }
     }
-  }
 }
 
 TEST_P(KernelsTest, AxpyMatchesReference) {
