@@ -23,30 +23,17 @@
 #include "specula/spec/replay_drafter.h"
 #include "specula/spec/spec_loop.h"
 #include "specula/tokenizer/tokenizer.h"
+#include "src/cli/bench.h"
 #include "src/cli/commands.h"
 
 namespace specula::cli {
 namespace {
-
-using OJson = nlohmann::ordered_json;
-
-struct BenchFlags {
-  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt, policy = "fixed",
-                            plot, batch;
-  int n = 64, reps = 3, threads = 0;
-  bool json = false;
-};
 
 constexpr char kDefaultPrompt[] =
     "Speculative decoding lets a small drafter propose several tokens that the large model then "
     "checks in a single forward pass. When the drafter is right, several tokens cost about as much "
     "as one; when it is wrong, nothing is lost but a little time. Write a short explanation of why "
     "this works so well on memory-bound hardware such as laptops and small servers.";
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 // Bandwidth is measured in a child process so its 1 GiB buffer does not count in our peak RSS.
 double ChildBandwidth(int threads) {
@@ -117,204 +104,6 @@ Status Plot(const OJson& report, const std::string& png) {
   if (std::system(cmd.c_str()) != 0)
     return Error("--plot: gnuplot failed or is not installed (apt-get install gnuplot-nox)");
   return OkStatus();
-}
-
-Result<std::vector<int>> ParseList(const std::string& text, const std::string& flag, int lo,
-                                   int hi) {
-  std::vector<int> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const int v = std::stoi(item, &used);
-      if (used != item.size() || v < lo || v > hi) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (...) {
-      return Error(flag + ": '" + item + "' is not a value in [" + std::to_string(lo) + ", " +
-                   std::to_string(hi) + "]");
-    }
-  }
-  if (out.empty()) return Error(flag + ": empty list");
-  return out;
-}
-
-// One batched run: every sequence decodes `base.max_new_tokens` tokens with draft length k (0 =
-// plain). Aggregate decode tok/s counts the tokens generated after the last sequence's first token
-// (when every prefill is done) over that time.
-struct BatchRunResult {
-  double tok_per_s = 0.0;
-  std::vector<std::vector<int>> outputs;
-  SpecStats spec;  // summed over sequences
-};
-
-Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPool& pool,
-                                const std::vector<std::vector<int>>& prompts,
-                                const GenerateOptions& base, int k, int context) {
-  const int B = static_cast<int>(prompts.size());
-  BatchEngine engine(target, drafter, pool,
-                     {.max_running = B, .context = context, .prefill_rows = 1 << 16});
-  BatchRunResult res;
-  res.outputs.resize(prompts.size());
-  std::vector<SpecResult> done(prompts.size());
-  std::vector<int> emitted(prompts.size(), 0);
-  int started = 0;
-  long after = 0;  // tokens emitted once every sequence is decoding
-  double t0 = 0.0;
-  for (int i = 0; i < B; ++i) {
-    Result<int> id = engine.Add(
-        prompts[static_cast<size_t>(i)], {.base = base, .draft_max = k},
-        [&, i](int) {
-          if (emitted[static_cast<size_t>(i)]++ == 0 && ++started == B) {
-            t0 = NowSeconds();
-            return;
-          }
-          if (started == B) ++after;
-        },
-        [&, i](const SpecResult& r) { done[static_cast<size_t>(i)] = r; });
-    if (!id.ok()) return id.status();
-  }
-  while (!engine.idle()) {
-    if (Status st = engine.Step(); !st.ok()) return st;
-  }
-  const double t1 = NowSeconds();
-  res.tok_per_s = t1 > t0 ? static_cast<double>(after) / (t1 - t0) : 0.0;
-  for (int i = 0; i < B; ++i) {
-    const SpecResult& r = done[static_cast<size_t>(i)];
-    res.outputs[static_cast<size_t>(i)] = r.gen.ids;
-    res.spec.draft_rounds += r.spec.draft_rounds;
-    res.spec.drafted += r.spec.drafted;
-    res.spec.accepted += r.spec.accepted;
-    res.spec.round_tokens += r.spec.round_tokens;
-    const size_t n = r.spec.drafted_per_position.size();
-    if (res.spec.drafted_per_position.size() < n) {
-      res.spec.drafted_per_position.resize(n, 0);
-      res.spec.accepted_per_position.resize(n, 0);
-    }
-    for (size_t p = 0; p < n; ++p) {
-      res.spec.drafted_per_position[p] += r.spec.drafted_per_position[p];
-      res.spec.accepted_per_position[p] += r.spec.accepted_per_position[p];
-    }
-  }
-  return res;
-}
-
-// --batch: aggregate decode throughput of B concurrent sequences, plain vs speculative per K.
-int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* assistant,
-                  ThreadPool& pool, const std::vector<int>& prompt, const std::vector<int>& ks,
-                  const std::vector<int>& batches, OJson report) {
-  GenerateOptions base;
-  base.max_new_tokens = f.n;
-  const int context = static_cast<int>(prompt.size()) + f.n + 64;
-  OJson results = OJson::array();
-  std::vector<std::string> lines;
-  for (int B : batches) {
-    // B distinct sequences: the prompt with a different first token after BOS.
-    std::vector<std::vector<int>> prompts;
-    for (int i = 0; i < B; ++i) {
-      std::vector<int> p = prompt;
-      p.insert(p.begin() + 1, 3 + 97 * i % (target.config().vocab_size - 3));
-      prompts.push_back(std::move(p));
-    }
-    Result<BatchRunResult> ref = RunBatch(target, nullptr, pool, prompts, base, 0, context);
-    if (!ref.ok()) return Fail(ref.status().message());
-    ReplayDrafter replay({}, target.config().vocab_size);
-    for (int i = 0; i < B; ++i) {
-      std::vector<int> seq = prompts[static_cast<size_t>(i)];
-      seq.insert(seq.end(), ref->outputs[static_cast<size_t>(i)].begin(),
-                 ref->outputs[static_cast<size_t>(i)].end());
-      replay.SetSequence(i, std::move(seq));  // engine ids are 0..B-1 in a fresh engine
-    }
-    std::optional<MtpDrafter> mtp;
-    Drafter* d = &replay;
-    if (f.drafter == "model") d = &mtp.emplace(*assistant);
-    std::vector<double> plain_tps;
-    std::vector<std::vector<double>> spec_tps(ks.size());
-    std::vector<SpecStats> stats(ks.size());
-    for (int rep = 0; rep < f.reps; ++rep) {
-      Result<BatchRunResult> p = RunBatch(target, nullptr, pool, prompts, base, 0, context);
-      if (!p.ok()) return Fail(p.status().message());
-      plain_tps.push_back(p->tok_per_s);
-      for (size_t i = 0; i < ks.size(); ++i) {
-        Result<BatchRunResult> r = RunBatch(target, d, pool, prompts, base, ks[i], context);
-        if (!r.ok()) return Fail(r.status().message());
-        if (r->outputs != ref->outputs) {
-          return Fail("batched speculative output differs from plain output (batch " +
-                      std::to_string(B) + ", K=" + std::to_string(ks[i]) + "): this is a bug");
-        }
-        spec_tps[i].push_back(r->tok_per_s);
-        stats[i] = r->spec;
-      }
-    }
-    const double plain = Median(plain_tps);
-    results.push_back({{"mode", "plain"},
-                       {"drafter", nullptr},
-                       {"draft_max", nullptr},
-                       {"batch", B},
-                       {"decode_tok_per_s", plain},
-                       {"speedup", 1.0},
-                       {"acceptance_rate", nullptr},
-                       {"tokens_per_forward", 1.0},
-                       {"accepted_per_position", nullptr},
-                       {"prefill_tok_per_s", nullptr},
-                       {"peak_rss_mb", PeakRssMB()},
-                       {"roofline_fraction", nullptr},
-                       {"verify_cost_ratio", nullptr},
-                       {"draft_step_cost_fraction", nullptr}});
-    size_t best = 0;
-    for (size_t i = 0; i < ks.size(); ++i) {
-      if (Median(spec_tps[i]) > Median(spec_tps[best])) best = i;
-      std::vector<double> per_pos;
-      for (size_t p = 0; p < stats[i].accepted_per_position.size(); ++p) {
-        per_pos.push_back(stats[i].drafted_per_position[p]
-                              ? static_cast<double>(stats[i].accepted_per_position[p]) /
-                                    stats[i].drafted_per_position[p]
-                              : 0.0);
-      }
-      results.push_back({{"mode", "spec"},
-                         {"drafter", f.drafter},
-                         {"draft_max", ks[i]},
-                         {"batch", B},
-                         {"decode_tok_per_s", Median(spec_tps[i])},
-                         {"speedup", Median(spec_tps[i]) / plain},
-                         {"acceptance_rate", stats[i].acceptance_rate()},
-                         {"tokens_per_forward", stats[i].mean_tokens_per_round()},
-                         {"accepted_per_position", per_pos},
-                         {"prefill_tok_per_s", nullptr},
-                         {"peak_rss_mb", PeakRssMB()},
-                         {"roofline_fraction", nullptr},
-                         {"verify_cost_ratio", nullptr},
-                         {"draft_step_cost_fraction", nullptr}});
-    }
-    char line[200];
-    std::snprintf(line, sizeof(line),
-                  "batch %d: plain %.2f tok/s, best speculative K=%d %.2f tok/s (%.2fx)", B, plain,
-                  ks[best], Median(spec_tps[best]), Median(spec_tps[best]) / plain);
-    lines.push_back(line);
-  }
-  report["results"] = results;
-  if (f.json) {
-    std::cout << report.dump() << std::endl;
-    return 0;
-  }
-  std::printf(
-      "batch sweep: %s drafter, %d tokens per sequence, %d reps; aggregate decode tok/s over all "
-      "sequences\n",
-      f.drafter.c_str(), f.n, f.reps);
-  std::printf("%5s %-6s %3s %10s %8s %7s %7s\n", "batch", "mode", "K", "tok/s", "speedup", "accept",
-              "tok/fw");
-  for (const OJson& r : results) {
-    std::printf("%5d %-6s %3s %10.2f %7.2fx %7s %7.2f\n", r["batch"].get<int>(),
-                r["mode"].get<std::string>().c_str(),
-                r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
-                r["decode_tok_per_s"].get<double>(), r["speedup"].get<double>(),
-                r["acceptance_rate"].is_null()
-                    ? "-"
-                    : std::to_string(r["acceptance_rate"].get<double>()).substr(0, 4).c_str(),
-                r["tokens_per_forward"].get<double>());
-  }
-  for (const std::string& l : lines) std::printf("%s\n", l.c_str());
-  return 0;
 }
 
 int Run(const BenchFlags& f) {
@@ -470,13 +259,7 @@ int Run(const BenchFlags& f) {
        {"draft_step_cost_fraction", nullptr}});
   for (size_t i = 0; i < ks.size(); ++i) {
     const SpecStats& s = spec_stats[i];
-    std::vector<double> per_pos;
-    for (size_t p = 0; p < s.accepted_per_position.size(); ++p) {
-      per_pos.push_back(s.drafted_per_position[p]
-                            ? static_cast<double>(s.accepted_per_position[p]) /
-                                  s.drafted_per_position[p]
-                            : 0.0);
-    }
+    const std::vector<double> per_pos = AcceptanceByPosition(s);
     const double tps = Median(spec_tps[i]);
     results.push_back(
         {{"mode", "spec"},

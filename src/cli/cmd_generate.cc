@@ -14,10 +14,10 @@
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/chat.h"
+#include "specula/runtime/generate.h"
 #include "specula/spec/draft_policy.h"
 #include "specula/spec/mtp_drafter.h"
 #include "specula/spec/spec_loop.h"
-#include "specula/runtime/generate.h"
 #include "specula/tokenizer/tokenizer.h"
 #include "src/cli/commands.h"
 
@@ -35,7 +35,8 @@ struct GenerateFlags {
   bool chat = false;
   bool json = false;
   std::string draft, draft_policy = "fixed", trace;
-  std::optional<int> draft_max;  // unset: the assistant's num_assistant_tokens, else kDefaultDraftMax
+  std::optional<int>
+      draft_max;  // unset: the assistant's num_assistant_tokens, else kDefaultDraftMax
 };
 
 // Measured on E2B-shaped pairs with the replay drafter (README): K = 3 is where the verify cost
@@ -70,11 +71,13 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   if (int(have_prompt) + int(have_file) + int(have_ids) != 1) {
     return Fail("generate: give exactly one of -p/--prompt, -f/--file, --prompt-ids");
   }
-  if (f.n_predict < 0) return Fail("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
+  if (f.n_predict < 0)
+    return Fail("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
   if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
   if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
   if (f.draft_max && (*f.draft_max < 1 || *f.draft_max > kMaxDraftMax)) {
-    return Fail("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " + std::to_string(*f.draft_max) + ")");
+    return Fail("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " +
+                std::to_string(*f.draft_max) + ")");
   }
   if (f.draft.empty() && (f.draft_max || f.draft_policy != "fixed")) {
     return Fail("--draft-max/--draft-policy: need a drafter (-md/--draft DIR)");
@@ -138,7 +141,8 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   const int context = f.ctx_size > 0 ? std::min(f.ctx_size, cfg.max_position_embeddings)
                                      : std::min(4096, cfg.max_position_embeddings);
   if (Status s = ValidatePrompt(prompt, cfg.vocab_size, context); !s.ok()) {
-    return Fail(s.message() + (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));
+    return Fail(s.message() +
+                (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));
   }
   // The assistant, when given, is validated against the target before anything runs.
   std::unique_ptr<Gemma4Assistant> assistant;
@@ -170,7 +174,9 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   std::optional<StreamDecoder> stream;
   if (tok) stream.emplace(*tok);
   std::string text;
-  auto is_stop = [&](int t) { return std::find(opt.stop_ids.begin(), opt.stop_ids.end(), t) != opt.stop_ids.end(); };
+  auto is_stop = [&](int t) {
+    return std::find(opt.stop_ids.begin(), opt.stop_ids.end(), t) != opt.stop_ids.end();
+  };
   auto on_token = [&](int t) {
     if (!stream || is_stop(t)) return;
     const std::string piece = stream->Push(t);
@@ -184,8 +190,12 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   std::optional<SpecStats> spec;
   if (assistant) {
     MtpDrafter drafter(*assistant);
-    SpecOptions so{.base = opt, .draft_max = draft_max, .policy = policy.get(), .trace = trace.is_open() ? &trace : nullptr};
-    Result<SpecResult> sr = GenerateSpeculative(**model, drafter, pool, *cache, prompt, so, on_token);
+    SpecOptions so{.base = opt,
+                   .draft_max = draft_max,
+                   .policy = policy.get(),
+                   .trace = trace.is_open() ? &trace : nullptr};
+    Result<SpecResult> sr =
+        GenerateSpeculative(**model, drafter, pool, *cache, prompt, so, on_token);
     if (!sr.ok()) return Fail(sr.status().message());
     r = sr->gen;
     spec = sr->spec;
@@ -201,16 +211,16 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   const GenerateStats& st = r->stats;
   if (f.json) {
     nlohmann::ordered_json out = {{"prompt_ids", prompt},
-                {"ids", r->ids},
-                {"text", text},
-                {"stop_reason", StopReasonName(r->stop)},
-                {"stats",
-                 {{"prompt_tokens", st.prompt_tokens},
-                  {"generated_tokens", st.generated_tokens},
-                  {"prefill_s", st.prefill_s},
-                  {"decode_s", st.decode_s},
-                  {"decode_tok_per_s", st.decode_tok_per_s()},
-                  {"target_forwards", st.target_forwards}}}};
+                                  {"ids", r->ids},
+                                  {"text", text},
+                                  {"stop_reason", StopReasonName(r->stop)},
+                                  {"stats",
+                                   {{"prompt_tokens", st.prompt_tokens},
+                                    {"generated_tokens", st.generated_tokens},
+                                    {"prefill_s", st.prefill_s},
+                                    {"decode_s", st.decode_s},
+                                    {"decode_tok_per_s", st.decode_tok_per_s()},
+                                    {"target_forwards", st.target_forwards}}}};
     if (spec) {
       nlohmann::ordered_json& s = out["stats"];
       s["draft_max"] = draft_max;
@@ -222,21 +232,25 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
       s["mean_tokens_per_round"] = spec->mean_tokens_per_round();
       s["accepted_per_position"] = spec->accepted_per_position;
     }
-    std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << std::endl;
+    std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+              << std::endl;
   } else {
     std::cout << std::endl;
   }
   if (spec) {
-    std::fprintf(stderr, "speculative: K=%d (%s), %d rounds, %d/%d drafts accepted (%.1f%%), %.2f tokens per round\n",
-                 draft_max, f.draft_policy.c_str(), spec->draft_rounds, spec->accepted, spec->drafted,
-                 100.0 * spec->acceptance_rate(), spec->mean_tokens_per_round());
+    std::fprintf(stderr,
+                 "speculative: K=%d (%s), %d rounds, %d/%d drafts accepted (%.1f%%), %.2f tokens "
+                 "per round\n",
+                 draft_max, f.draft_policy.c_str(), spec->draft_rounds, spec->accepted,
+                 spec->drafted, 100.0 * spec->acceptance_rate(), spec->mean_tokens_per_round());
   }
-  std::fprintf(stderr,
-               "prompt: %d tokens in %.3f s (%.1f tok/s) | generated: %d tokens in %.3f s (%.2f tok/s) | "
-               "stop: %s | threads %d, kernels %s\n",
-               st.prompt_tokens, st.prefill_s, st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0.0,
-               st.generated_tokens, st.decode_s, st.decode_tok_per_s(), StopReasonName(r->stop),
-               pool.num_threads(), BestKernels().target);
+  std::fprintf(
+      stderr,
+      "prompt: %d tokens in %.3f s (%.1f tok/s) | generated: %d tokens in %.3f s (%.2f tok/s) | "
+      "stop: %s | threads %d, kernels %s\n",
+      st.prompt_tokens, st.prefill_s, st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0.0,
+      st.generated_tokens, st.decode_s, st.decode_tok_per_s(), StopReasonName(r->stop),
+      pool.num_threads(), BestKernels().target);
   return 0;
 }
 
@@ -250,20 +264,27 @@ Runner AddGenerate(CLI::App& app) {
   auto* file = c->add_option("-f,--file", f->file, "read the prompt from a file");
   auto* ids = c->add_option("--prompt-ids", f->prompt_ids, "comma-separated token ids, used as is");
   c->add_option("-n,--n-predict", f->n_predict, "max tokens to generate (default 128)");
-  c->add_option("--temp", f->temp, "temperature; 0 = greedy (default: generation_config.json, else greedy)");
+  c->add_option("--temp", f->temp,
+                "temperature; 0 = greedy (default: generation_config.json, else greedy)");
   c->add_option("--top-k", f->top_k, "top-k (0 = off)");
   c->add_option("--top-p", f->top_p, "top-p (1 = off)");
   c->add_option("--min-p", f->min_p, "min-p (0 = off)");
   c->add_option("--seed", f->seed, "sampling seed (default 0)");
   c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
-  c->add_option("-c,--ctx-size", f->ctx_size, "context size (default min(4096, max_position_embeddings))");
+  c->add_option("-c,--ctx-size", f->ctx_size,
+                "context size (default min(4096, max_position_embeddings))");
   c->add_flag("--chat", f->chat, "wrap the prompt in the Gemma 4 chat template");
   c->add_flag("--json", f->json, "print one JSON object with ids, text and stats");
-  c->add_option("--draft", f->draft, "MTP assistant checkpoint directory (also -md): speculative decoding");
-  c->add_option("--draft-max", f->draft_max, "max tokens drafted per round (default: the assistant's num_assistant_tokens, else 3)");
-  c->add_option("--draft-policy", f->draft_policy, "fixed | adaptive (shorten or pause drafting when acceptance is low)");
+  c->add_option("--draft", f->draft,
+                "MTP assistant checkpoint directory (also -md): speculative decoding");
+  c->add_option(
+      "--draft-max", f->draft_max,
+      "max tokens drafted per round (default: the assistant's num_assistant_tokens, else 3)");
+  c->add_option("--draft-policy", f->draft_policy,
+                "fixed | adaptive (shorten or pause drafting when acceptance is low)");
   c->add_option("--trace", f->trace, "write one JSON line per speculative round to FILE");
-  return [f, p, file, ids]() { return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0); };
+  return
+      [f, p, file, ids]() { return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0); };
 }
 
 }  // namespace specula::cli

@@ -9,7 +9,8 @@ namespace specula::cli {
 
 Runner AddInspect(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
-  CLI::App* c = app.add_subcommand("inspect", "Validate a checkpoint and print its config and tensors");
+  CLI::App* c =
+      app.add_subcommand("inspect", "Validate a checkpoint and print its config and tensors");
   c->add_option("dir", *dir, "checkpoint directory")->required();
   return [dir]() {
     Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(*dir);
@@ -22,8 +23,8 @@ Runner AddInspect(CLI::App& app) {
       ++e.first;
       e.second += t->nbytes;
     }
-    std::cout << "tensors               " << model.store().all().size() << " ("
-              << std::fixed << std::setprecision(1) << model.store().TotalBytes() / 1e6 << " MB)\n";
+    std::cout << "tensors               " << model.store().all().size() << " (" << std::fixed
+              << std::setprecision(1) << model.store().TotalBytes() / 1e6 << " MB)\n";
     for (const auto& [dt, e] : by_dtype) {
       std::cout << "  " << std::left << std::setw(20) << dt << e.first << " tensors, "
                 << e.second / 1e6 << " MB\n";

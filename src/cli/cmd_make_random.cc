@@ -16,7 +16,8 @@ struct MakeRandomFlags {
 
 Runner AddMakeRandom(CLI::App& app) {
   auto flags = std::make_shared<MakeRandomFlags>();
-  CLI::App* c = app.add_subcommand("make-random", "Write a Gemma 4 checkpoint with random weights (for tests and benchmarks)");
+  CLI::App* c = app.add_subcommand(
+      "make-random", "Write a Gemma 4 checkpoint with random weights (for tests and benchmarks)");
   c->add_option("out", flags->out, "output directory")->required();
   std::string names;
   for (const auto& n : TargetPresetNames()) names += (names.empty() ? "" : ", ") + n;
@@ -24,12 +25,16 @@ Runner AddMakeRandom(CLI::App& app) {
   c->add_option("--dtype", flags->dtype, "bf16 | f16 | f32");
   c->add_option("--seed", flags->seed, "random seed");
   c->add_option("--shards", flags->shards, "number of safetensors shards (>1 writes an index)");
-  c->add_option("--tokenizer", flags->tokenizer, "copy this tokenizer.json instead of a synthetic one");
+  c->add_option("--tokenizer", flags->tokenizer,
+                "copy this tokenizer.json instead of a synthetic one");
   c->add_option("--logit-gain", flags->logit_gain, "embedding scale: logits get about this std");
   c->add_option("--qk-norm", flags->qk_norm, "q/k norm weight scale");
-  c->add_option("--assistant", flags->assistant, "also write a matching MTP assistant to this directory");
-  c->add_flag("--assistant-only", flags->assistant_only, "write only the assistant (the target exists)");
-  c->add_option("--assistant-head", flags->head, "auto | centroid | dense (auto: centroid for E-series shapes)");
+  c->add_option("--assistant", flags->assistant,
+                "also write a matching MTP assistant to this directory");
+  c->add_flag("--assistant-only", flags->assistant_only,
+              "write only the assistant (the target exists)");
+  c->add_option("--assistant-head", flags->head,
+                "auto | centroid | dense (auto: centroid for E-series shapes)");
   return [flags]() {
     Result<RandomTargetSpec> spec = TargetPreset(flags->preset);
     if (!spec.ok()) return Fail("--preset: " + spec.status().message());
@@ -48,7 +53,8 @@ Runner AddMakeRandom(CLI::App& app) {
     if (flags->qk_norm > 0) spec->qk_norm_scale = flags->qk_norm;
     spec->shards = flags->shards;
     spec->tokenizer_json = flags->tokenizer;
-    if (flags->assistant_only && flags->assistant.empty()) return Fail("--assistant-only: needs --assistant DIR");
+    if (flags->assistant_only && flags->assistant.empty())
+      return Fail("--assistant-only: needs --assistant DIR");
     if (!flags->assistant_only) {
       if (Status s = WriteRandomTarget(*spec, flags->out); !s.ok()) return Fail(s.message());
       std::cerr << "wrote " << flags->preset << " checkpoint to " << flags->out << "\n";
@@ -60,11 +66,13 @@ Runner AddMakeRandom(CLI::App& app) {
       } else if (flags->head == "dense") {
         a.centroid_head = false;
       } else if (flags->head != "auto") {
-        return Fail("--assistant-head: expected auto, centroid or dense (got '" + flags->head + "')");
+        return Fail("--assistant-head: expected auto, centroid or dense (got '" + flags->head +
+                    "')");
       }
       a.dtype = spec->dtype;
       a.seed = flags->seed + 1000;
-      if (Status s = WriteRandomAssistant(a, *spec, flags->assistant); !s.ok()) return Fail(s.message());
+      if (Status s = WriteRandomAssistant(a, *spec, flags->assistant); !s.ok())
+        return Fail(s.message());
       std::cerr << "wrote its assistant to " << flags->assistant << "\n";
     }
     return 0;

@@ -10,7 +10,8 @@ Runner AddQuantize(CLI::App& app) {
     std::string in, out, type = "q8_0";
   };
   auto f = std::make_shared<Flags>();
-  CLI::App* c = app.add_subcommand("quantize", "Write a quantized copy of a checkpoint (target or assistant)");
+  CLI::App* c = app.add_subcommand("quantize",
+                                   "Write a quantized copy of a checkpoint (target or assistant)");
   c->add_option("in", f->in, "input checkpoint directory")->required();
   c->add_option("out", f->out, "output directory")->required();
   c->add_option("--type", f->type, "q8_0 | q4_0 | q6_k (GGUF block layouts)");
@@ -27,8 +28,8 @@ Runner AddQuantize(CLI::App& app) {
     }
     Result<QuantizeStats> s = QuantizeCheckpoint(f->in, f->out, t);
     if (!s.ok()) return Fail(s.status().message());
-    std::fprintf(stderr, "quantized %d tensors, kept %d exact: %.1f MB -> %.1f MB in %s\n", s->quantized, s->kept,
-                 s->bytes_in / 1e6, s->bytes_out / 1e6, f->out.c_str());
+    std::fprintf(stderr, "quantized %d tensors, kept %d exact: %.1f MB -> %.1f MB in %s\n",
+                 s->quantized, s->kept, s->bytes_in / 1e6, s->bytes_out / 1e6, f->out.c_str());
     return 0;
   };
 }

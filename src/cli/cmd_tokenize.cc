@@ -16,13 +16,15 @@ struct TokenizeFlags {
 Runner AddTokenize(CLI::App& app) {
   auto flags = std::make_shared<TokenizeFlags>();
   CLI::App* c = app.add_subcommand("tokenize", "Print the token ids of a text (no BOS)");
-  c->add_option("-m,--model", flags->model, "checkpoint directory (its tokenizer.json)")->required();
+  c->add_option("-m,--model", flags->model, "checkpoint directory (its tokenizer.json)")
+      ->required();
   auto* p = c->add_option("-p,--prompt", flags->prompt, "text to tokenize");
   auto* f = c->add_option("-f,--file", flags->file, "file whose text to tokenize");
   p->excludes(f);
   c->add_flag("--json", flags->json, "print {\"ids\": [...], \"pieces\": [...]}");
   return [flags, p, f]() {
-    if (p->count() == 0 && f->count() == 0) return Fail("tokenize: give -p/--prompt TEXT or -f/--file FILE");
+    if (p->count() == 0 && f->count() == 0)
+      return Fail("tokenize: give -p/--prompt TEXT or -f/--file FILE");
     std::string text = flags->prompt;
     if (f->count() > 0) {
       Result<std::string> t = ReadTextFile(flags->file);
@@ -35,7 +37,9 @@ Runner AddTokenize(CLI::App& app) {
     if (flags->json) {
       Json pieces = Json::array();
       for (int id : ids) pieces.push_back((*tok)->Piece(id));
-      std::cout << Json{{"ids", ids}, {"pieces", pieces}}.dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
+      std::cout << Json{{"ids", ids}, {"pieces", pieces}}.dump(-1, ' ', false,
+                                                               Json::error_handler_t::replace)
+                << "\n";
     } else {
       for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? "," : "") << ids[i];
       std::cout << "\n";

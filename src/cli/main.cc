@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
   CLI::App app{"specula: lossless speculative decoding for Gemma 4 on CPUs"};
   app.require_subcommand(1);
   std::map<CLI::App*, Runner> runners;
-  for (auto add : {&AddGenerate, &AddTokenize, &AddInspect, &AddMakeRandom, &AddBench, &AddQuantize, &AddServe}) {
+  for (auto add : {&AddGenerate, &AddTokenize, &AddInspect, &AddMakeRandom, &AddBench, &AddQuantize,
+                   &AddServe}) {
     Runner r = add(app);
     runners[app.get_subcommands({}).back()] = std::move(r);
   }
@@ -37,7 +38,9 @@ int main(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands({})) known |= sub->get_name() == argv[1];
-    if (!known) return Fail(std::string("unknown command '") + argv[1] + "' (commands: generate, serve, tokenize, inspect, bench, quantize, make-random)");
+    if (!known)
+      return Fail(std::string("unknown command '") + argv[1] +
+                  "' (commands: generate, serve, tokenize, inspect, bench, quantize, make-random)");
   }
   try {
     app.parse(argc, argv);

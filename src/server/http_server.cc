@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <sstream>
+#include <thread>
 
 #include "specula/server/openai_api.h"
 
@@ -333,6 +334,8 @@ void HttpServer::Run() { impl_->svr.listen_after_bind(); }
 void HttpServer::Shutdown() {
   impl_->draining.store(true);
   impl_->deps.scheduler->Drain();
+  // A signal can arrive between Bind() and Run(); stop() only stops a running listener.
+  while (!impl_->svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   impl_->svr.stop();
 }
 

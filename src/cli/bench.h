@@ -1,0 +1,55 @@
+// Shared by the `specula bench` sources: flags, small statistics helpers, the --batch sweep.
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "specula/base/json.h"
+#include "specula/base/status.h"
+#include "specula/spec/spec_loop.h"
+
+namespace specula {
+class Gemma4Assistant;
+class Gemma4Model;
+class ThreadPool;
+}  // namespace specula
+
+namespace specula::cli {
+
+using OJson = nlohmann::ordered_json;
+
+struct BenchFlags {
+  std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt, policy = "fixed",
+                            plot, batch;
+  int n = 64, reps = 3, threads = 0;
+  bool json = false;
+};
+
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Fraction of drafts accepted at each draft position.
+inline std::vector<double> AcceptanceByPosition(const SpecStats& s) {
+  std::vector<double> out;
+  for (size_t p = 0; p < s.accepted_per_position.size(); ++p) {
+    out.push_back(s.drafted_per_position[p]
+                      ? static_cast<double>(s.accepted_per_position[p]) / s.drafted_per_position[p]
+                      : 0.0);
+  }
+  return out;
+}
+
+// A comma-separated list of integers in [lo, hi]; errors name the flag.
+Result<std::vector<int>> ParseList(const std::string& text, const std::string& flag, int lo,
+                                   int hi);
+
+// --batch: aggregate decode throughput of B concurrent sequences, plain vs speculative per K.
+// `report` holds the machine and model objects; the results are added and printed.
+int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* assistant,
+                  ThreadPool& pool, const std::vector<int>& prompt, const std::vector<int>& ks,
+                  const std::vector<int>& batches, OJson report);
+
+}  // namespace specula::cli
