@@ -41,12 +41,7 @@ Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root,
   FieldReader r(*text, file, "text_config");
   c.hidden_size = static_cast<int>(r.Int("hidden_size"));
   const int layers = static_cast<int>(r.Int("num_hidden_layers"));
-  c.num_heads = static_cast<int>(r.Int("num_attention_heads"));
-  c.num_kv_heads = static_cast<int>(r.Int("num_key_value_heads"));
-  c.num_global_kv_heads = static_cast<int>(r.Int("num_global_key_value_heads", c.num_kv_heads));
-  c.head_dim = static_cast<int>(r.Int("head_dim", 256));
-  c.global_head_dim = static_cast<int>(r.Int("global_head_dim", 512));
-  c.attention_k_eq_v = r.Bool("attention_k_eq_v", false);
+  ReadAttentionGeometry(r, &c);
   c.intermediate_size = static_cast<int>(r.Int("intermediate_size"));
   c.sliding_window = static_cast<int>(r.Int("sliding_window"));
   c.vocab_size = static_cast<int>(r.Int("vocab_size"));

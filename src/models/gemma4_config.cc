@@ -67,12 +67,7 @@ Result<Gemma4Config> Gemma4Config::FromJson(const Json& root, const std::string&
   FieldReader r(*text, file, text_path);
   c.hidden_size = static_cast<int>(r.Int("hidden_size"));
   c.num_layers = static_cast<int>(r.Int("num_hidden_layers"));
-  c.num_heads = static_cast<int>(r.Int("num_attention_heads"));
-  c.num_kv_heads = static_cast<int>(r.Int("num_key_value_heads"));
-  c.num_global_kv_heads = static_cast<int>(r.Int("num_global_key_value_heads", c.num_kv_heads));
-  c.head_dim = static_cast<int>(r.Int("head_dim", 256));
-  c.global_head_dim = static_cast<int>(r.Int("global_head_dim", 512));
-  c.attention_k_eq_v = r.Bool("attention_k_eq_v", false);
+  ReadAttentionGeometry(r, &c);
   c.intermediate_size = static_cast<int>(r.Int("intermediate_size"));
   c.use_double_wide_mlp = r.Bool("use_double_wide_mlp", false);
   c.ple_dim = static_cast<int>(r.Int("hidden_size_per_layer_input", 0));
@@ -84,7 +79,8 @@ Result<Gemma4Config> Gemma4Config::FromJson(const Json& root, const std::string&
   c.final_logit_softcapping = static_cast<float>(r.Float("final_logit_softcapping", 0.0));
   c.rms_norm_eps = static_cast<float>(r.Float("rms_norm_eps", 1e-6));
   const std::string act = r.String("hidden_activation", "gelu_pytorch_tanh");
-  if (act != "gelu_pytorch_tanh") r.Fail("hidden_activation", "only gelu_pytorch_tanh is supported");
+  if (act != "gelu_pytorch_tanh")
+    r.Fail("hidden_activation", "only gelu_pytorch_tanh is supported");
   if (r.Bool("enable_moe_block", false)) {
     r.Fail("enable_moe_block", "mixture-of-experts targets (26B-A4B) are not supported yet");
   }
@@ -125,8 +121,8 @@ Result<Gemma4Config> Gemma4Config::FromJson(const Json& root, const std::string&
   if (c.final_logit_softcapping < 0) r.Fail("final_logit_softcapping", "must be >= 0");
   if (!(c.rms_norm_eps > 0)) r.Fail("rms_norm_eps", "must be positive");
   if (static_cast<int>(types.size()) != c.num_layers) {
-    r.Fail("layer_types", "must have num_hidden_layers (" + std::to_string(c.num_layers) +
-                              ") entries");
+    r.Fail("layer_types",
+           "must have num_hidden_layers (" + std::to_string(c.num_layers) + ") entries");
   }
   if (!r.ok()) return r.status();
 
@@ -163,8 +159,8 @@ Result<Gemma4Config> Gemma4Config::FromJson(const Json& root, const std::string&
         }
       }
       if (l.kv_source < 0) {
-        r.Fail("num_kv_shared_layers", "shared layer " + std::to_string(i) +
-                                           " has no earlier KV-owning layer of its type");
+        r.Fail("num_kv_shared_layers",
+               "shared layer " + std::to_string(i) + " has no earlier KV-owning layer of its type");
         break;
       }
     }
@@ -196,15 +192,17 @@ std::string Gemma4Config::Describe() const {
     << (attention_k_eq_v ? num_global_kv_heads : num_kv_heads) << ")\n"
     << "head_dim              " << head_dim << " sliding, " << global_head_dim << " full\n"
     << "attention_k_eq_v      " << (attention_k_eq_v ? "true" : "false") << "\n"
-    << "intermediate_size     " << intermediate_size << (use_double_wide_mlp ? " (x2 on KV-shared layers)" : "") << "\n"
+    << "intermediate_size     " << intermediate_size
+    << (use_double_wide_mlp ? " (x2 on KV-shared layers)" : "") << "\n"
     << "per-layer input dim   " << ple_dim << "\n"
     << "kv shared layers      " << num_kv_shared_layers << "\n"
     << "sliding_window        " << sliding_window << "\n"
     << "max positions         " << max_position_embeddings << "\n"
     << "vocab_size            " << vocab_size << "\n"
     << "final softcap         " << final_logit_softcapping << "\n"
-    << "rope                  sliding theta " << rope_sliding.theta << " (" << rope_sliding.rotated_pairs
-    << " pairs), full theta " << rope_full.theta << " (" << rope_full.rotated_pairs << " pairs)\n";
+    << "rope                  sliding theta " << rope_sliding.theta << " ("
+    << rope_sliding.rotated_pairs << " pairs), full theta " << rope_full.theta << " ("
+    << rope_full.rotated_pairs << " pairs)\n";
   return s.str();
 }
 

@@ -20,24 +20,37 @@ struct RopeSpec {
 
 struct Gemma4LayerSpec {
   AttnType type = AttnType::kSliding;
-  int head_dim = 0;    // 256 sliding, 512 full (global_head_dim)
+  int head_dim = 0;  // 256 sliding, 512 full (global_head_dim)
   int num_kv_heads = 0;
-  int ffn_dim = 0;     // intermediate size of this layer's MLP (doubled on E2B shared layers)
+  int ffn_dim = 0;      // intermediate size of this layer's MLP (doubled on E2B shared layers)
   bool owns_kv = true;  // false on cross-layer KV-shared layers (E2B/E4B)
-  int kv_source = 0;   // the layer whose KV cache this layer reads (itself when owns_kv)
+  int kv_source = 0;    // the layer whose KV cache this layer reads (itself when owns_kv)
   bool k_eq_v = false;  // full layers of 12B/26B/31B: V = weightless-RMSNorm(k_proj x)
 };
 
 // Reads `rope_parameters` of a text config (shared by the target and its MTP assistant). Defaults
-// follow HF: sliding "default" theta 1e4 over all pairs, full "proportional" theta 1e6, factor 0.25.
+// follow HF: sliding "default" theta 1e4 over all pairs, full "proportional" theta 1e6, factor
+// 0.25.
 void ReadRopeParameters(FieldReader& text, int head_dim, int global_head_dim, RopeSpec* sliding,
                         RopeSpec* full);
 
+// The attention-geometry fields shared by the target's and the assistant's text config, read the
+// same way into either (both name the members alike).
+template <class Config>
+void ReadAttentionGeometry(FieldReader& r, Config* c) {
+  c->num_heads = static_cast<int>(r.Int("num_attention_heads"));
+  c->num_kv_heads = static_cast<int>(r.Int("num_key_value_heads"));
+  c->num_global_kv_heads = static_cast<int>(r.Int("num_global_key_value_heads", c->num_kv_heads));
+  c->head_dim = static_cast<int>(r.Int("head_dim", 256));
+  c->global_head_dim = static_cast<int>(r.Int("global_head_dim", 512));
+  c->attention_k_eq_v = r.Bool("attention_k_eq_v", false);
+}
+
 struct Gemma4Config {
-  std::string model_type;       // as read: gemma4, gemma4_unified, gemma4_text, ...
-  std::string tensor_prefix;    // "model.language_model." or "model."
-  int hidden_size = 0;          // H
-  int num_layers = 0;           // L
+  std::string model_type;     // as read: gemma4, gemma4_unified, gemma4_text, ...
+  std::string tensor_prefix;  // "model.language_model." or "model."
+  int hidden_size = 0;        // H
+  int num_layers = 0;         // L
   int num_heads = 0;
   int num_kv_heads = 0;         // sliding layers
   int num_global_kv_heads = 0;  // full layers
@@ -46,10 +59,10 @@ struct Gemma4Config {
   bool attention_k_eq_v = false;
   int intermediate_size = 0;
   bool use_double_wide_mlp = false;
-  int ple_dim = 0;              // hidden_size_per_layer_input; 0 = no per-layer embeddings
-  int ple_vocab = 0;            // vocab_size_per_layer_input
+  int ple_dim = 0;    // hidden_size_per_layer_input; 0 = no per-layer embeddings
+  int ple_vocab = 0;  // vocab_size_per_layer_input
   int num_kv_shared_layers = 0;
-  int sliding_window = 0;       // W: a query at p sees keys p-W+1 .. p
+  int sliding_window = 0;  // W: a query at p sees keys p-W+1 .. p
   int max_position_embeddings = 0;
   float final_logit_softcapping = 0.0f;  // 0 = none
   int vocab_size = 0;
