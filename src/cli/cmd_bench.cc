@@ -142,22 +142,23 @@ int Run(const BenchFlags& f) {
   const double bandwidth = ChildBandwidth(threads);
   ThreadPool pool(threads);
   const double peak_gflops = MeasurePeakGflops(pool);
+  // What every report starts with: the machine as measured, and the model.
+  const Gemma4Config& c = target.config();
+  OJson report = {{"machine",
+                   {{"threads", threads},
+                    {"bandwidth_gbs", bandwidth},
+                    {"peak_gflops", peak_gflops},
+                    {"kernels", BestKernels().target}}},
+                  {"model",
+                   {{"dir", f.model},
+                    {"hidden_size", c.hidden_size},
+                    {"layers", c.num_layers},
+                    {"vocab_size", c.vocab_size},
+                    {"prompt_tokens", prompt.size()},
+                    {"generated_tokens", f.n},
+                    {"reps", f.reps},
+                    {"drafter_dir", f.draft}}}};
   if (!batches.empty()) {
-    const Gemma4Config& c = target.config();
-    const OJson report = {{"machine",
-                           {{"threads", threads},
-                            {"bandwidth_gbs", bandwidth},
-                            {"peak_gflops", peak_gflops},
-                            {"kernels", BestKernels().target}}},
-                          {"model",
-                           {{"dir", f.model},
-                            {"hidden_size", c.hidden_size},
-                            {"layers", c.num_layers},
-                            {"vocab_size", c.vocab_size},
-                            {"prompt_tokens", prompt.size() + 1},
-                            {"generated_tokens", f.n},
-                            {"reps", f.reps},
-                            {"drafter_dir", f.draft}}}};
     return RunBatchSweep(f, target, assistant.get(), pool, prompt, ks, batches, report);
   }
   const int context = static_cast<int>(prompt.size()) + f.n + 64;
@@ -281,24 +282,9 @@ int Run(const BenchFlags& f) {
          {"verify_cost_ratio", ForwardSeconds(target, pool, *cache, ks[i] + 1, 5) / one_row},
          {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()}});
   }
-  const Gemma4Config& c = target.config();
-  OJson report = {{"machine",
-                   {{"threads", threads},
-                    {"bandwidth_gbs", bandwidth},
-                    {"peak_gflops", peak_gflops},
-                    {"kernels", BestKernels().target}}},
-                  {"model",
-                   {{"dir", f.model},
-                    {"hidden_size", c.hidden_size},
-                    {"layers", c.num_layers},
-                    {"vocab_size", c.vocab_size},
-                    {"weight_bytes_per_token", bytes},
-                    {"roofline_tok_per_s", roofline},
-                    {"prompt_tokens", prompt.size()},
-                    {"generated_tokens", f.n},
-                    {"reps", f.reps},
-                    {"drafter_dir", f.draft}}},
-                  {"results", results}};
+  report["model"]["weight_bytes_per_token"] = bytes;
+  report["model"]["roofline_tok_per_s"] = roofline;
+  report["results"] = results;
   if (!f.plot.empty()) {
     if (Status s = Plot(report, f.plot); !s.ok()) return Fail(s.message());
   }
