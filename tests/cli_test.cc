@@ -23,11 +23,14 @@ Json ParseOut(const test::RunResult& r) {
 
 TEST(Cli, GenerateJsonMatchesLibraryAndStreamedText) {
   const std::string m = test::MakePreset("e2b-tiny");
-  const test::RunResult r = RunCli("generate -m " + m + " -p 'the quick brown fox' -n 24 --json -t 2");
+  const test::RunResult r =
+      RunCli("generate -m " + m + " -p 'the quick brown fox' -n 24 --json -t 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json j = ParseOut(r);
-  for (const char* k : {"prompt_ids", "ids", "text", "stop_reason"}) EXPECT_TRUE(j.contains(k)) << k;
-  for (const char* k : {"prompt_tokens", "generated_tokens", "prefill_s", "decode_s", "decode_tok_per_s", "target_forwards"}) {
+  for (const char* k : {"prompt_ids", "ids", "text", "stop_reason"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  for (const char* k : {"prompt_tokens", "generated_tokens", "prefill_s", "decode_s",
+                        "decode_tok_per_s", "target_forwards"}) {
     EXPECT_TRUE(j["stats"].contains(k)) << k;
   }
   EXPECT_EQ(j["prompt_ids"][0], 2);  // BOS
@@ -44,7 +47,8 @@ TEST(Cli, GenerateJsonMatchesLibraryAndStreamedText) {
   ASSERT_TRUE(lib.ok());
   EXPECT_EQ(ids, lib->ids);
   EXPECT_EQ(j["stats"]["generated_tokens"], static_cast<int>(ids.size()));
-  EXPECT_EQ(j["stats"]["target_forwards"], static_cast<int>(ids.size()) + (ids.size() == 24 ? 0 : 1));
+  EXPECT_EQ(j["stats"]["target_forwards"],
+            static_cast<int>(ids.size()) + (ids.size() == 24 ? 0 : 1));
   // Streamed text (no --json) equals the JSON text.
   const test::RunResult s = RunCli("generate -m " + m + " -p 'the quick brown fox' -n 24");
   ASSERT_EQ(s.exit_code, 0);
@@ -63,14 +67,23 @@ TEST(Cli, PromptIdsFileChatAndSampling) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::vector<int> p = ParseOut(r)["prompt_ids"].get<std::vector<int>>();
   ASSERT_GE(p.size(), 6u);
-  EXPECT_EQ(p[0], 2);     // <bos>
-  EXPECT_EQ(p[1], 105);   // <|turn>user\n ... <turn|>\n <|turn>model\n
+  EXPECT_EQ(p[0], 2);    // <bos>
+  EXPECT_EQ(p[1], 105);  // <|turn>user\n ... <turn|>\n <|turn>model\n
   EXPECT_EQ(std::count(p.begin(), p.end(), 105), 2);
   EXPECT_EQ(std::count(p.begin(), p.end(), 106), 1);
   EXPECT_EQ(p.back(), 107);  // "\n" after "model"
-  const std::string a = RunCli("generate -m " + m + " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 5").out;
-  const std::string b = RunCli("generate -m " + m + " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 5").out;
-  const std::string c = RunCli("generate -m " + m + " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 6").out;
+  const std::string a =
+      RunCli("generate -m " + m +
+             " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 5")
+          .out;
+  const std::string b =
+      RunCli("generate -m " + m +
+             " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 5")
+          .out;
+  const std::string c =
+      RunCli("generate -m " + m +
+             " -p hi -n 12 --json --temp 1.5 --top-k 50 --top-p 0.95 --min-p 0.01 --seed 6")
+          .out;
   Json ja = Json::parse(a), jb = Json::parse(b), jc = Json::parse(c);
   EXPECT_EQ(ja["ids"], jb["ids"]);  // seeded
   EXPECT_NE(ja["ids"], jc["ids"]);
@@ -79,14 +92,18 @@ TEST(Cli, PromptIdsFileChatAndSampling) {
 TEST(Cli, SpeculativeGenerateMatchesPlainAndReportsStats) {
   const auto [m, a] = test::MakePair("e2b-tiny", true);
   const std::string trace = test::TempDir("cli-trace") + "/t.jsonl";
-  const test::RunResult plain = RunCli("generate -m " + m + " -p 'the quick brown fox' -n 60 --json");
-  const test::RunResult spec = RunCli("generate -m " + m + " -md " + a + " --draft-max 4 -p 'the quick brown fox' -n 60 --json --trace " + trace);
+  const test::RunResult plain =
+      RunCli("generate -m " + m + " -p 'the quick brown fox' -n 60 --json");
+  const test::RunResult spec =
+      RunCli("generate -m " + m + " -md " + a +
+             " --draft-max 4 -p 'the quick brown fox' -n 60 --json --trace " + trace);
   ASSERT_EQ(spec.exit_code, 0) << spec.err;
   const Json p = ParseOut(plain), s = ParseOut(spec);
   EXPECT_EQ(s["ids"], p["ids"]);
   EXPECT_EQ(s["text"], p["text"]);
   const Json& st = s["stats"];
-  for (const char* k : {"draft_rounds", "drafted", "accepted", "acceptance_rate", "mean_tokens_per_round", "accepted_per_position"}) {
+  for (const char* k : {"draft_rounds", "drafted", "accepted", "acceptance_rate",
+                        "mean_tokens_per_round", "accepted_per_position"}) {
     EXPECT_TRUE(st.contains(k)) << k;
   }
   EXPECT_EQ(st["draft_max"], 4);
@@ -97,15 +114,18 @@ TEST(Cli, SpeculativeGenerateMatchesPlainAndReportsStats) {
   int lines = 0;
   while (std::getline(in, line)) {
     const Json j = Json::parse(line);
-    EXPECT_TRUE(j.contains("pos") && j.contains("drafted") && j.contains("accepted") && j.contains("bonus"));
+    EXPECT_TRUE(j.contains("pos") && j.contains("drafted") && j.contains("accepted") &&
+                j.contains("bonus"));
     ++lines;
   }
   EXPECT_EQ(lines, st["draft_rounds"].get<int>());
   // Adaptive policy, the assistant's num_assistant_tokens default, and sampling all run.
-  const test::RunResult ad = RunCli("generate -m " + m + " -md " + a + " --draft-policy adaptive -p hi -n 30 --json");
+  const test::RunResult ad =
+      RunCli("generate -m " + m + " -md " + a + " --draft-policy adaptive -p hi -n 30 --json");
   ASSERT_EQ(ad.exit_code, 0) << ad.err;
   EXPECT_EQ(ParseOut(ad)["stats"]["draft_max"], 3);  // no num_assistant_tokens: the default
-  const test::RunResult smp = RunCli("generate -m " + m + " -md " + a + " -p hi -n 30 --json --temp 0.8 --top-k 20 --seed 3");
+  const test::RunResult smp = RunCli("generate -m " + m + " -md " + a +
+                                     " -p hi -n 30 --json --temp 0.8 --top-k 20 --seed 3");
   ASSERT_EQ(smp.exit_code, 0) << smp.err;
 }
 
@@ -140,7 +160,8 @@ TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
       {"generate -m " + m + " -p hi --temp -1", "--temp"},
       {"generate -m " + m + " -p hi --top-p 7", "--top-p"},
       {"generate -m " + m + " -p hi -n abc", "abc"},
-      {"generate -m " + m + " -p 'the quick brown fox jumps over' -c 8", "do not fit the context of 8"},
+      {"generate -m " + m + " -p 'the quick brown fox jumps over' -c 8",
+       "do not fit the context of 8"},
       {"generate -m " + m + " -f /nonexistent.txt", "/nonexistent.txt"},
       {"tokenize -m " + m, "-p/--prompt"},
       {"inspect /nonexistent", "/nonexistent"},
@@ -148,13 +169,28 @@ TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
       {"make-random " + test::TempDir("cli-bad") + " --preset nope", "unknown preset 'nope'"},
       {"generate -m " + m + " -md /nonexistent -p hi", "/nonexistent/config.json"},
       {"generate -m " + m + " -md " + m + " -p hi", "not a Gemma 4 assistant"},
-      {"generate -m " + m + " -md " + test::MakePair("31b-tiny", false).second + " -p hi", "assistant does not fit the target"},
-      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second + " --draft-max 0 -p hi", "--draft-max: must be in [1, 32]"},
-      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second + " --draft-max 100000 -p hi", "--draft-max"},
-      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second + " --draft-policy greedy -p hi", "--draft-policy: expected fixed or adaptive"},
+      {"generate -m " + m + " -md " + test::MakePair("31b-tiny", false).second + " -p hi",
+       "assistant does not fit the target"},
+      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second +
+           " --draft-max 0 -p hi",
+       "--draft-max: must be in [1, 32]"},
+      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second +
+           " --draft-max 100000 -p hi",
+       "--draft-max"},
+      {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second +
+           " --draft-policy greedy -p hi",
+       "--draft-policy: expected fixed or adaptive"},
       {"generate -m " + m + " --draft-max 4 -p hi", "need a drafter"},
       {"generate -m " + m + " --trace /tmp/x.jsonl -p hi", "--trace: needs a drafter"},
       {"generate -md " + test::MakePair("e2b-tiny", true).second + " -p hi", "--model is required"},
+      {"serve -m /nonexistent", "/nonexistent/config.json"},
+      {"serve -m " + m + " --port 99999", "--port: must be in [0, 65535]"},
+      {"serve -m " + m + " --parallel 0", "--parallel: must be in [1, 256]"},
+      {"serve -m " + m + " --queue -1", "--queue"},
+      {"serve -m " + m + " --draft-max 33", "--draft-max: must be in [1, 32]"},
+      {"serve -m " + m + " -md /nonexistent", "/nonexistent/config.json"},
+      {"serve -m " + m + " --host 203.0.113.7 --port 0", "cannot listen on 203.0.113.7"},
+      {"serve -m " + m + " --bogus", "bogus"},
   };
   for (const Case& c : cases) {
     const test::RunResult r = RunCli(c.args);
