@@ -81,19 +81,7 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
   for (int i = 0; i < B; ++i) {
     const SpecResult& r = done[static_cast<size_t>(i)];
     res.outputs[static_cast<size_t>(i)] = r.gen.ids;
-    res.spec.draft_rounds += r.spec.draft_rounds;
-    res.spec.drafted += r.spec.drafted;
-    res.spec.accepted += r.spec.accepted;
-    res.spec.round_tokens += r.spec.round_tokens;
-    const size_t n = r.spec.drafted_per_position.size();
-    if (res.spec.drafted_per_position.size() < n) {
-      res.spec.drafted_per_position.resize(n, 0);
-      res.spec.accepted_per_position.resize(n, 0);
-    }
-    for (size_t p = 0; p < n; ++p) {
-      res.spec.drafted_per_position[p] += r.spec.drafted_per_position[p];
-      res.spec.accepted_per_position[p] += r.spec.accepted_per_position[p];
-    }
+    res.spec.Add(r.spec);
   }
   return res;
 }

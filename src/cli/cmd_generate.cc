@@ -138,8 +138,7 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   sp.seed = f.seed;
   if (Status s = sp.Validate(); !s.ok()) return Fail(s.message());
 
-  const int context = f.ctx_size > 0 ? std::min(f.ctx_size, cfg.max_position_embeddings)
-                                     : std::min(4096, cfg.max_position_embeddings);
+  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
   if (Status s = ValidatePrompt(prompt, cfg.vocab_size, context); !s.ok()) {
     return Fail(s.message() +
                 (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));

@@ -60,8 +60,7 @@ int Run(const ServeFlags& f) {
     drafter = std::make_unique<MtpDrafter>(*assistant);
   }
   const Gemma4Config& cfg = (*model)->config();
-  const int context = f.ctx_size > 0 ? std::min(f.ctx_size, cfg.max_position_embeddings)
-                                     : std::min(4096, cfg.max_position_embeddings);
+  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
 
   // Signals are taken by one thread (sigwait), so every thread started below inherits the mask.
   sigset_t signals;

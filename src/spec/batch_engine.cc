@@ -231,23 +231,12 @@ Status BatchEngine::Step() {
                                   ? VerifyGreedy(logits, V, d.tokens)
                                   : VerifyRejection(logits, V, d.tokens, d.q, *s.sampler);
       if (K > 0) {
-        SpecStats& st = s.res.spec;
-        ++st.draft_rounds;
-        st.drafted += K;
-        st.accepted += v.accepted;
-        st.round_tokens += v.accepted + 1;
-        if (static_cast<int>(st.drafted_per_position.size()) < K) {
-          st.drafted_per_position.resize(static_cast<size_t>(K), 0);
-          st.accepted_per_position.resize(static_cast<size_t>(K), 0);
-        }
+        s.res.spec.Record(K, v.accepted);
         if (counters_.accepted_per_position.size() < static_cast<size_t>(K)) {
           counters_.accepted_per_position.resize(static_cast<size_t>(K), 0);
         }
-        for (int j = 0; j < K; ++j) st.drafted_per_position[static_cast<size_t>(j)]++;
-        for (int j = 0; j < v.accepted; ++j) {
-          st.accepted_per_position[static_cast<size_t>(j)]++;
+        for (int j = 0; j < v.accepted; ++j)
           counters_.accepted_per_position[static_cast<size_t>(j)]++;
-        }
         counters_.drafted += K;
         counters_.accepted += v.accepted;
         if (s.opt.policy) s.opt.policy->Observe(K, v.accepted);

@@ -23,6 +23,10 @@ struct SpecStats {
   int round_tokens = 0;                    // tokens emitted by verify rounds
   std::vector<int> drafted_per_position;   // [i]: rounds that drafted an i-th token
   std::vector<int> accepted_per_position;  // [i]: rounds whose i-th draft was accepted
+  // One verify round that drafted `k` tokens and accepted the first `n` of them.
+  void Record(int k, int n);
+  // Adds another sequence's counters (positions aligned).
+  void Add(const SpecStats& other);
   double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
   double mean_tokens_per_round() const {
     return draft_rounds ? static_cast<double>(round_tokens) / draft_rounds : 0.0;
