@@ -18,20 +18,8 @@
 namespace specula {
 namespace {
 
-struct Pair {
-  std::unique_ptr<Gemma4Model> target;
-  std::unique_ptr<Gemma4Assistant> assistant;
-};
-
-Pair LoadPair(const std::string& preset, bool centroid) {
-  const auto [tdir, adir] = test::MakePair(preset, centroid);
-  Pair p;
-  p.target = std::move(*Gemma4Model::Load(tdir));
-  Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(adir, *p.target);
-  EXPECT_TRUE(a.ok()) << a.status().message();
-  p.assistant = std::move(*a);
-  return p;
-}
+using test::LoadPair;
+using Pair = test::LoadedPair;
 
 std::vector<int> Prompt(int n, int vocab, int seed) {
   std::vector<int> p = {2};

@@ -57,6 +57,19 @@ std::vector<float> RandomVec(size_t n, uint32_t seed) {
   return v;
 }
 
+// y[m, w.rows] = x[m, w.cols] · w^T through one kernel table's matmul_rows, every output in one
+// call.
+void MatMulAll(const KernelTable& k, const MatView& w, const float* x, size_t m, float* y) {
+  k.matmul_rows({.w = w,
+                 .x = x,
+                 .ldx = static_cast<size_t>(w.cols),
+                 .m = m,
+                 .n_begin = 0,
+                 .n_end = w.rows,
+                 .y = y,
+                 .ldy = static_cast<size_t>(w.rows)});
+}
+
 class KernelsTest : public ::testing::TestWithParam<int64_t> {
  protected:
   KernelTable k_ = KernelsForTarget(GetParam());
@@ -70,14 +83,7 @@ TEST_P(KernelsTest, MatMulMatchesScalarReference) {
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 1);
         const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 2);
         std::vector<float> y(M * static_cast<size_t>(N), NAN);
-        k_.matmul_rows({.w = w.view(N, K),
-                        .x = x.data(),
-                        .ldx = static_cast<size_t>(K),
-                        .m = M,
-                        .n_begin = 0,
-                        .n_end = N,
-                        .y = y.data(),
-                        .ldy = static_cast<size_t>(N)});
+        MatMulAll(k_, w.view(N, K), x.data(), M, y.data());
         for (size_t i = 0; i < M; ++i) {
           for (int64_t n = 0; n < N; ++n) {
             double ref = 0, mag = 0;
@@ -106,23 +112,9 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 11);
         const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 12);
         std::vector<float> y(M * static_cast<size_t>(N), NAN), one(static_cast<size_t>(N));
-        k_.matmul_rows({.w = w.view(N, K),
-                        .x = x.data(),
-                        .ldx = static_cast<size_t>(K),
-                        .m = M,
-                        .n_begin = 0,
-                        .n_end = N,
-                        .y = y.data(),
-                        .ldy = static_cast<size_t>(N)});
+        MatMulAll(k_, w.view(N, K), x.data(), M, y.data());
         for (size_t i = 0; i < M; ++i) {
-          k_.matmul_rows({.w = w.view(N, K),
-                          .x = x.data() + i * static_cast<size_t>(K),
-                          .ldx = static_cast<size_t>(K),
-                          .m = 1,
-                          .n_begin = 0,
-                          .n_end = N,
-                          .y = one.data(),
-                          .ldy = static_cast<size_t>(N)});
+          MatMulAll(k_, w.view(N, K), x.data() + i * static_cast<size_t>(K), 1, one.data());
           for (int64_t n = 0; n < N; ++n) {
             double ref = 0, mag = 0;
             for (int64_t kk = 0; kk < K; ++kk) {
@@ -152,24 +144,10 @@ TEST_P(KernelsTest, MatMulRowsAreBatchInvariant) {
       const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 3);
       const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 4);
       std::vector<float> all(M * static_cast<size_t>(N));
-      k_.matmul_rows({.w = w.view(N, K),
-                      .x = x.data(),
-                      .ldx = static_cast<size_t>(K),
-                      .m = M,
-                      .n_begin = 0,
-                      .n_end = N,
-                      .y = all.data(),
-                      .ldy = static_cast<size_t>(N)});
+      MatMulAll(k_, w.view(N, K), x.data(), M, all.data());
       for (size_t i = 0; i < M; ++i) {
         std::vector<float> one(static_cast<size_t>(N));
-        k_.matmul_rows({.w = w.view(N, K),
-                        .x = x.data() + i * static_cast<size_t>(K),
-                        .ldx = static_cast<size_t>(K),
-                        .m = 1,
-                        .n_begin = 0,
-                        .n_end = N,
-                        .y = one.data(),
-                        .ldy = static_cast<size_t>(N)});
+        MatMulAll(k_, w.view(N, K), x.data() + i * static_cast<size_t>(K), 1, one.data());
         for (int64_t n = 0; n < N; ++n) {
           // Bit equality, not closeness: lossless speculative decoding depends on it.
           EXPECT_EQ(one[static_cast<size_t>(n)],

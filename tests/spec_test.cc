@@ -21,20 +21,8 @@
 namespace specula {
 namespace {
 
-struct Fixture {
-  std::unique_ptr<Gemma4Model> target;
-  std::unique_ptr<Gemma4Assistant> assistant;
-};
-
-Fixture LoadPair(const std::string& preset, bool centroid) {
-  const auto [tdir, adir] = test::MakePair(preset, centroid);
-  Fixture f;
-  f.target = std::move(*Gemma4Model::Load(tdir));
-  Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(adir, *f.target);
-  EXPECT_TRUE(a.ok()) << a.status().message();
-  f.assistant = std::move(*a);
-  return f;
-}
+using test::LoadPair;
+using Fixture = test::LoadedPair;
 
 const std::vector<int> kPrompt = {2, 461, 364, 446, 450};
 

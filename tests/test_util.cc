@@ -71,4 +71,17 @@ RunResult RunCli(const std::string& args) {
   return r;
 }
 
+LoadedPair LoadPair(const std::string& preset, bool centroid_head) {
+  const auto [tdir, adir] = MakePair(preset, centroid_head);
+  LoadedPair p;
+  Result<std::unique_ptr<Gemma4Model>> t = Gemma4Model::Load(tdir);
+  EXPECT_TRUE(t.ok()) << t.status().message();
+  if (!t.ok()) return p;
+  p.target = std::move(*t);
+  Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(adir, *p.target);
+  EXPECT_TRUE(a.ok()) << a.status().message();
+  if (a.ok()) p.assistant = std::move(*a);
+  return p;
+}
+
 }  // namespace specula::test

@@ -1,8 +1,11 @@
 // Helpers for tests: temp dirs, generated checkpoints, running the CLI.
 #pragma once
 
+#include <memory>
 #include <string>
 
+#include "specula/models/gemma4.h"
+#include "specula/models/gemma4_assistant.h"
 #include "specula/testing/random_checkpoint.h"
 
 namespace specula::test {
@@ -16,6 +19,13 @@ std::string MakePreset(const std::string& preset, DType dtype = DType::kBF16);
 
 // A target preset plus a matching random assistant: {target_dir, assistant_dir}.
 std::pair<std::string, std::string> MakePair(const std::string& preset, bool centroid_head);
+
+// MakePair, loaded: the target and its assistant (load failures are test failures).
+struct LoadedPair {
+  std::unique_ptr<Gemma4Model> target;
+  std::unique_ptr<Gemma4Assistant> assistant;
+};
+LoadedPair LoadPair(const std::string& preset, bool centroid_head);
 
 struct RunResult {
   int exit_code = -1;
