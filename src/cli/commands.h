@@ -2,9 +2,10 @@
 // runner; runners print "specula: error: ..." on failure and return the process exit code.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <functional>
+
+#include <CLI/CLI.hpp>
 
 namespace specula::cli {
 
@@ -18,11 +19,11 @@ Runner AddBench(CLI::App& app);
 Runner AddQuantize(CLI::App& app);
 Runner AddServe(CLI::App& app);
 
-int Fail(const std::string& message);
+int Fail(const std::string& message);  // prints the one-line error, returns 1
 
 // Positions per sequence: -c/--ctx-size when given (> 0), else 4096; never beyond the model's.
 inline int ContextSize(int flag, int model_max) {
   return std::min(flag > 0 ? flag : 4096, model_max);
-}  // prints the one-line error, returns 1
+}
 
 }  // namespace specula::cli
