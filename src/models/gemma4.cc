@@ -353,19 +353,6 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
       const MatMulOut qkv[] = {{w.q, ws.q.data()}, {w.k, nk.data()}, {w.v, nv.data()}};
       MatMulShared(kt, pool, std::span<const MatMulOut>(qkv, s.k_eq_v ? 2 : 3), ws.xn.data(), uT);
       if (s.k_eq_v) nv = nk;  // V comes from the raw K projection, before k_norm and RoPE
-    } else {
-      MatMul(kt, pool, w.q, ws.xn.data(), uT, ws.q.data());
-    }
-    for (int t = 0; t < T; ++t) {
-      for (int h = 0; h < nh; ++h) {
-        float* qh = &ws.q[t * qd + static_cast<size_t>(h * hd)];
-        RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), c.rms_norm_eps, qh);
-        ApplyRope(qh, hd, inv_freq, ws.row_pos[static_cast<size_t>(t)]);
-      }
-    }
-    if (s.owns_kv) {
-      std::vector<float>& nk = ws.new_k[static_cast<size_t>(slot)];
-      std::vector<float>& nv = ws.new_v[static_cast<size_t>(slot)];
       for (int t = 0; t < T; ++t) {
         for (int h = 0; h < nkv; ++h) {
           float* kh = &nk[t * kvd + static_cast<size_t>(h * hd)];
@@ -374,6 +361,15 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
           ApplyRope(kh, hd, inv_freq, ws.row_pos[static_cast<size_t>(t)]);
           RmsNorm(vh, nullptr, static_cast<size_t>(hd), c.rms_norm_eps, vh);
         }
+      }
+    } else {
+      MatMul(kt, pool, w.q, ws.xn.data(), uT, ws.q.data());
+    }
+    for (int t = 0; t < T; ++t) {
+      for (int h = 0; h < nh; ++h) {
+        float* qh = &ws.q[t * qd + static_cast<size_t>(h * hd)];
+        RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), c.rms_norm_eps, qh);
+        ApplyRope(qh, hd, inv_freq, ws.row_pos[static_cast<size_t>(t)]);
       }
     }
 
