@@ -77,8 +77,8 @@ class KernelsTest : public ::testing::TestWithParam<int64_t> {
 
 TEST_P(KernelsTest, MatMulMatchesScalarReference) {
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
-    for (int64_t K : {1, 7, 16, 33, 64, 257}) {
-      for (size_t M : {1, 3, 4, 5, 9}) {
+    for (int64_t K : {1, 7, 16, 33, 64, 257, 2100}) {
+      for (size_t M : {1, 3, 4, 5, 9, 16}) {
         const int64_t N = 13;
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 1);
         const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 2);
@@ -137,31 +137,33 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
 }
 
 TEST_P(KernelsTest, MatMulRowsAreBatchInvariant) {
-  // M covers the small tiles (M < 6) and the 6-row tiles with every remainder.
+  // M covers one tile (M <= 6) and several tiles of uneven sizes. K = 301: vector steps plus a
+  // scalar tail; K = 2100: bf16 K blocks, whose length depends on M.
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
-    for (size_t M : {3, 5, 6, 11, 13, 16}) {
-      const int64_t N = 19, K = 301;  // odd K: vector steps plus a scalar tail
-      const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 3);
-      const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 4);
-      std::vector<float> all(M * static_cast<size_t>(N));
-      MatMulAll(k_, w.view(N, K), x.data(), M, all.data());
-      for (size_t i = 0; i < M; ++i) {
-        std::vector<float> one(static_cast<size_t>(N));
-        MatMulAll(k_, w.view(N, K), x.data() + i * static_cast<size_t>(K), 1, one.data());
-        for (int64_t n = 0; n < N; ++n) {
-          // Bit equality, not closeness: lossless speculative decoding depends on it.
-          EXPECT_EQ(one[static_cast<size_t>(n)],
-                    all[i * static_cast<size_t>(N) + static_cast<size_t>(n)])
-              << k_.target << " row " << i << " col " << n;
-        }
-        // The dot kernel uses the same schedule as a one-row f32 matmul.
-        if (t == DType::kF32) {
-          const float d = k_.dot(reinterpret_cast<const float*>(w.bytes.data()),
-                                 x.data() + i * static_cast<size_t>(K), static_cast<size_t>(K));
-          EXPECT_EQ(d, one[0]);
+    for (int64_t K : {301, 2100})
+      for (size_t M : {3, 5, 6, 11, 13, 16, 23}) {
+        const int64_t N = 19;
+        const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 3);
+        const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 4);
+        std::vector<float> all(M * static_cast<size_t>(N));
+        MatMulAll(k_, w.view(N, K), x.data(), M, all.data());
+        for (size_t i = 0; i < M; ++i) {
+          std::vector<float> one(static_cast<size_t>(N));
+          MatMulAll(k_, w.view(N, K), x.data() + i * static_cast<size_t>(K), 1, one.data());
+          for (int64_t n = 0; n < N; ++n) {
+            // Bit equality, not closeness: lossless speculative decoding depends on it.
+            EXPECT_EQ(one[static_cast<size_t>(n)],
+                      all[i * static_cast<size_t>(N) + static_cast<size_t>(n)])
+                << k_.target << " row " << i << " col " << n;
+          }
+          // The dot kernel uses the same schedule as a one-row f32 matmul.
+          if (t == DType::kF32) {
+            const float d = k_.dot(reinterpret_cast<const float*>(w.bytes.data()),
+                                   x.data() + i * static_cast<size_t>(K), static_cast<size_t>(K));
+            EXPECT_EQ(d, one[0]);
+          }
         }
       }
-    }
 }
 
 TEST_P(KernelsTest, AxpyMatchesReference) {

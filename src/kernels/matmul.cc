@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
+#include "hwy/aligned_allocator.h"
 #include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
@@ -79,51 +82,211 @@ HWY_INLINE void DotTile(const WT* HWY_RESTRICT w, size_t ldw, const float* HWY_R
   }
 }
 
-// Register tiles of 4 weight rows x R activation rows. From 6 rows on (prefill, batched verify)
-// R = 6: 24 accumulators + 4 weights + 1 activation of the 32 registers; on 64 rows this took 198
-// instead of 247 ms (best of 5) for 4 x 4, while 3 x 8, 2 x 8 and 3 x 6 tiles spilled and ran 2x
-// slower. Below 6 rows R = 4. AVX2 has 16 registers: 4 x 2.
+// Register tiles of 4 weight rows x up to kMaxRows activation rows. The m rows are cut into the
+// fewest tiles of at most kMaxRows, as even as possible (16 rows: 6 + 5 + 5, not 6 + 6 + 4 or
+// 5 + 5 + 5 + 1), since a short tile pays the same weight loads and conversions for fewer FMAs.
+// AVX-512 has 32 registers: 24 accumulators + 4 weights + 1 activation + 1 mask. AVX2 has 16.
 constexpr bool kWideRegs = HWY_TARGET != HWY_AVX2;
-constexpr size_t kSmallRows = kWideRegs ? 4 : 2, kBigRows = kWideRegs ? 5 : 2;
+constexpr size_t kMaxRows = kWideRegs ? 6 : 2;
 constexpr size_t kTileWeights = 4;
 
-// The tile of exactly `rem` (< R) rows.
+HWY_INLINE size_t NumTiles(size_t m) { return (m + kMaxRows - 1) / kMaxRows; }
+HWY_INLINE size_t TileRows(size_t m, size_t t) {
+  return m / NumTiles(m) + (t < m % NumTiles(m) ? 1 : 0);
+}
+
+// bf16 weights: a vector of u32 lanes over 2N consecutive bf16 holds element 2j in the low and
+// 2j+1 in the high half of lane j, and a bf16 is the top half of its f32. So one shift gives the
+// even elements and one mask the odd ones, exactly: one op per N weights instead of a zero-extend
+// plus a shift, which kept the FMA ports a third busy with conversions. The activations of a tile
+// come packed to match (PackPairs): per 2N chunk of K and per row, its N even elements, then its
+// N odd ones, so one pointer walks all rows; after the chunks, each row's tail (K mod 2N) in order.
+using DU = hn::RebindToUnsigned<DF>;
+HWY_INLINE hn::Vec<DU> LoadPairs(DU du, const hwy::bfloat16_t* p) {
+  // LoadU reads unaligned memory (memcpy on the scalar target); p only needs bf16 alignment.
+  return hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
+}
+
+// Accumulates chunks [c0, c1) of an NW x R tile into acc ([NW][R] lane vectors, kept in memory
+// between K blocks: the lanes see their products in the same order as without blocking).
+template <size_t NW, size_t R>
+HWY_NOINLINE void TileChunksBF16(const hwy::bfloat16_t* HWY_RESTRICT w, size_t ldw,
+                                 const float* HWY_RESTRICT xt, size_t c0, size_t c1,
+                                 float* HWY_RESTRICT acc_mem) {
+  const DF df;
+  const DU du;
+  const size_t N = hn::Lanes(df);
+  const auto odd_mask = hn::Set(du, 0xFFFF0000u);
+  hn::Vec<DF> acc[NW][R];
+  for (size_t i = 0; i < NW; ++i) {
+    for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Load(df, acc_mem + (i * R + r) * N);
+  }
+  const size_t steps_per_line = std::max<size_t>(1, 64 / (2 * N * sizeof(hwy::bfloat16_t)));
+  const float* x = xt + c0 * R * 2 * N;
+  for (size_t c = c0; c < c1; ++c, x += R * 2 * N) {
+    const hwy::bfloat16_t* wk = w + c * 2 * N;
+    if (c % steps_per_line == 0) {
+      // Into L2, not L1: 16 KiB ahead on four rows is more than L1 holds beside the activations
+      // (4-24 rows ran ~5% faster than with prefetches into L1).
+      for (size_t i = 0; i < NW; ++i)
+        __builtin_prefetch(reinterpret_cast<const uint8_t*>(wk + i * ldw) + kPrefetchBytes, 0, 1);
+    }
+    // The odd pass reloads the weights from L1 rather than keeping them: registers go to
+    // accumulators and the load ports have room.
+    hn::Vec<DF> wv[NW];
+    for (size_t i = 0; i < NW; ++i)
+      wv[i] = hn::BitCast(df, hn::ShiftLeft<16>(LoadPairs(du, wk + i * ldw)));
+    for (size_t r = 0; r < R; ++r) {
+      const auto xv = hn::LoadU(df, x + r * 2 * N);
+      for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
+    }
+    for (size_t i = 0; i < NW; ++i)
+      wv[i] = hn::BitCast(df, hn::And(LoadPairs(du, wk + i * ldw), odd_mask));
+    for (size_t r = 0; r < R; ++r) {
+      const auto xv = hn::LoadU(df, x + r * 2 * N + N);
+      for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
+    }
+  }
+  for (size_t i = 0; i < NW; ++i) {
+    for (size_t r = 0; r < R; ++r) hn::Store(acc[i][r], df, acc_mem + (i * R + r) * N);
+  }
+}
+
+template <size_t NW, size_t R>
+HWY_INLINE void TileChunksTail(size_t rows, const hwy::bfloat16_t* w, size_t ldw, const float* xt,
+                               size_t c0, size_t c1, float* acc_mem) {
+  if constexpr (R > 0) {
+    if (rows == R) return TileChunksBF16<NW, R>(w, ldw, xt, c0, c1, acc_mem);
+    TileChunksTail<NW, R - 1>(rows, w, ldw, xt, c0, c1, acc_mem);
+  }
+}
+
+// K blocks: the activations of one block over all rows (32 KiB) stay in L1 beside the weight
+// lines streaming through, so the row tiles of a weight tile re-read them from L1 rather than L2;
+// blocks of at least 16 chunks keep the accumulator reloads rare. On 16-24 rows this took 53 and
+// 74 ms instead of 55 and 75 (no blocking) or 66 and 88 (the zero-extend kernel); on 64 rows
+// shorter blocks were slower than none.
+constexpr size_t kXBlockBytes = 32768;
+constexpr size_t kMinBlockChunks = 16;
+
+// out[r * ldo + i] = w[i] . x[r] for NW weight rows and all m rows of xp (PackPairs layout).
+// acc_mem: NW * m * N floats, vector-aligned.
+template <size_t NW>
+HWY_INLINE void DotRowsBF16(const hwy::bfloat16_t* w, size_t ldw, const float* xp, size_t m,
+                            size_t K, float* out, size_t ldo, float* acc_mem) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const size_t chunks = K / (2 * N), K2 = chunks * 2 * N;
+  const size_t block =
+      std::max<size_t>(kMinBlockChunks, kXBlockBytes / (m * 2 * N * sizeof(float)));
+  std::fill(acc_mem, acc_mem + NW * m * N, 0.0f);
+  for (size_t c0 = 0; c0 < chunks; c0 += block) {
+    const size_t c1 = std::min(chunks, c0 + block);
+    for (size_t t = 0, i = 0; t < NumTiles(m); ++t) {
+      const size_t rows = TileRows(m, t);
+      TileChunksTail<NW, kMaxRows>(rows, w, ldw, xp + i * K, c0, c1, acc_mem + NW * i * N);
+      i += rows;
+    }
+  }
+  for (size_t t = 0, i0 = 0; t < NumTiles(m); ++t) {
+    const size_t rows = TileRows(m, t);
+    const float* tail = xp + i0 * K + rows * K2;
+    const float* acc = acc_mem + NW * i0 * N;
+    for (size_t i = 0; i < NW; ++i) {
+      for (size_t r = 0; r < rows; ++r) {
+        float s = hn::GetLane(hn::SumOfLanes(df, hn::Load(df, acc + (i * rows + r) * N)));
+        for (size_t k = K2; k < K; ++k) s += ScalarW(w + i * ldw, k) * tail[r * (K - K2) + k - K2];
+        out[(i0 + r) * ldo + i] = s;
+      }
+    }
+    i0 += rows;
+  }
+}
+
+// x[m, K] (row stride ldx) -> xp[m * K]: each tile's rows in DotTileBF16's layout, tile after tile.
+HWY_INLINE void PackPairs(const float* x, size_t ldx, size_t m, size_t K, float* xp) {
+  const size_t N = hn::Lanes(DF());
+  const size_t chunks = K / (2 * N), K2 = chunks * 2 * N;
+  for (size_t t = 0, i = 0; t < NumTiles(m); ++t) {
+    const size_t rows = TileRows(m, t);
+    float* dst = xp + i * K;
+    for (size_t c = 0; c < chunks; ++c) {
+      for (size_t r = 0; r < rows; ++r) {
+        const float* src = x + (i + r) * ldx + c * 2 * N;
+        for (size_t j = 0; j < N; ++j) {
+          dst[j] = src[2 * j];
+          dst[N + j] = src[2 * j + 1];
+        }
+        dst += 2 * N;
+      }
+    }
+    for (size_t r = 0; r < rows; ++r, dst += K - K2)
+      std::copy(x + (i + r) * ldx + K2, x + (i + r) * ldx + K, dst);
+    i += rows;
+  }
+}
+
+// One tile of R rows: x is the tile's packed block for bf16, else its first row (stride ldx).
+// Not inlined: inlined into the row-count dispatch, GCC gave all tile shapes one stack array of
+// accumulators and stored it back every iteration (1.3x slower).
 template <size_t NW, size_t R, class WT>
-HWY_INLINE void DotTileTail(size_t rem, const WT* w, size_t ldw, const float* x, size_t ldx,
+HWY_NOINLINE void AnyTile(const WT* w, size_t ldw, const float* x, size_t ldx, size_t K, float* out,
+                          size_t ldo) {
+  DotTile<NW, R>(w, ldw, x, ldx, K, out, ldo);
+}
+
+// The tile of exactly `rows` (<= R) rows.
+template <size_t NW, size_t R, class WT>
+HWY_INLINE void DotTileTail(size_t rows, const WT* w, size_t ldw, const float* x, size_t ldx,
                             size_t K, float* out, size_t ldo) {
   if constexpr (R > 0) {
-    if (rem == R) return DotTile<NW, R>(w, ldw, x, ldx, K, out, ldo);
-    DotTileTail<NW, R - 1>(rem, w, ldw, x, ldx, K, out, ldo);
+    if (rows == R) return AnyTile<NW, R>(w, ldw, x, ldx, K, out, ldo);
+    DotTileTail<NW, R - 1>(rows, w, ldw, x, ldx, K, out, ldo);
   }
 }
 
-template <size_t NW, size_t R, class WT>
+template <size_t NW, class WT>
 HWY_INLINE void DotTileRows(const WT* w, size_t ldw, const float* x, size_t ldx, size_t m, size_t K,
                             float* out, size_t ldo) {
-  size_t i = 0;
-  for (; i + R <= m; i += R) DotTile<NW, R>(w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo);
-  DotTileTail<NW, R - 1>(m - i, w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo);
-}
-
-template <size_t R, class WT>
-void MatMulRowsTiled(const MatMulRowsArgs& a) {
-  const auto* w = static_cast<const WT*>(a.w.data);
-  const size_t K = static_cast<size_t>(a.w.cols);
-  int64_t n = a.n_begin;
-  for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
-    DotTileRows<kTileWeights, R>(w + static_cast<size_t>(n) * K, K, a.x, a.ldx, a.m, K, a.y + n,
-                                 a.ldy);
-  }
-  for (; n < a.n_end; ++n) {
-    DotTileRows<1, R>(w + static_cast<size_t>(n) * K, K, a.x, a.ldx, a.m, K, a.y + n, a.ldy);
+  for (size_t t = 0, i = 0; t < NumTiles(m); ++t) {
+    const size_t rows = TileRows(m, t);
+    DotTileTail<NW, kMaxRows>(rows, w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo);
+    i += rows;
   }
 }
 
 // The tile shape only changes which outputs are computed together, never how one is accumulated.
 template <class WT>
 void MatMulRowsT(const MatMulRowsArgs& a) {
-  if (a.m >= kBigRows) return MatMulRowsTiled<kBigRows, WT>(a);
-  MatMulRowsTiled<kSmallRows, WT>(a);
+  const auto* w = static_cast<const WT*>(a.w.data);
+  const size_t K = static_cast<size_t>(a.w.cols);
+  int64_t n = a.n_begin;
+  for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
+    DotTileRows<kTileWeights>(w + static_cast<size_t>(n) * K, K, a.x, a.ldx, a.m, K, a.y + n,
+                              a.ldy);
+  }
+  for (; n < a.n_end; ++n) {
+    DotTileRows<1>(w + static_cast<size_t>(n) * K, K, a.x, a.ldx, a.m, K, a.y + n, a.ldy);
+  }
+}
+
+void MatMulRowsBF16(const MatMulRowsArgs& a) {
+  const auto* w = static_cast<const hwy::bfloat16_t*>(a.w.data);
+  const size_t K = static_cast<size_t>(a.w.cols);
+  const size_t N = hn::Lanes(DF());
+  // Vector-aligned: a load split across two cache lines costs two.
+  hwy::AlignedFreeUniquePtr<float[]> packed_buf = hwy::AllocateAligned<float>(a.m * K);
+  float* packed = packed_buf.get();
+  PackPairs(a.x, a.ldx, a.m, K, packed);
+  hwy::AlignedFreeUniquePtr<float[]> acc = hwy::AllocateAligned<float>(kTileWeights * a.m * N);
+  int64_t n = a.n_begin;
+  for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
+    DotRowsBF16<kTileWeights>(w + static_cast<size_t>(n) * K, K, packed, a.m, K, a.y + n, a.ldy,
+                              acc.get());
+  }
+  for (; n < a.n_end; ++n) {
+    DotRowsBF16<1>(w + static_cast<size_t>(n) * K, K, packed, a.m, K, a.y + n, a.ldy, acc.get());
+  }
 }
 
 // Quantized rows (GGUF blocks of 32). Per block: dequantize each vector of codes once (d * q, the
@@ -273,7 +436,7 @@ void MatMulRowsQ(const MatMulRowsArgs& a) {
 void MatMulRows(const MatMulRowsArgs& a) {
   switch (a.w.dtype) {
     case DType::kBF16:
-      return MatMulRowsT<hwy::bfloat16_t>(a);
+      return MatMulRowsBF16(a);
     case DType::kF16:
       return MatMulRowsT<hwy::float16_t>(a);
     case DType::kQ8_0:
