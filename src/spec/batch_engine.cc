@@ -192,7 +192,7 @@ Status BatchEngine::Step() {
     batch.push_back({.ids = s.rows, .cache = s.cache, .logit_rows = logit_rows});
     in_batch.push_back(&s);
   }
-  BatchOutput out;
+  BatchOutput& out = out_;
   if (Status st = target_.ForwardBatch(batch, pool_, &out); !st.ok()) {
     for (auto& s : running_) {
       s->done = true;

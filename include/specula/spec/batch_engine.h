@@ -18,6 +18,7 @@
 #include <ostream>
 #include <vector>
 
+#include "specula/models/gemma4.h"
 #include "specula/spec/spec_loop.h"
 
 namespace specula {
@@ -80,6 +81,9 @@ class BatchEngine {
   std::deque<std::unique_ptr<Seq>> waiting_;
   std::vector<std::unique_ptr<Seq>> running_;
   Counters counters_;
+  // Reused across rounds: 16 rows of logits are 16 MiB, which a fresh buffer pays for again in
+  // page faults and zeroing every round.
+  BatchOutput out_;
 };
 
 }  // namespace specula
