@@ -316,41 +316,62 @@ HWY_INLINE void LoadQ4(DQ d, const uint8_t* q, hn::Vec<DQ>* lo, hn::Vec<DQ>* hi)
   *hi = hn::ConvertTo(d, hn::Sub(hn::ShiftRight<4>(v), eight));
 }
 
-template <size_t R, DType kType>
-HWY_INLINE void DotGroupQ(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
-                          size_t K, float* out, size_t ldo) {
+// The f16 scale at p, broadcast as f32 (one vector conversion instead of scalar bit work).
+HWY_INLINE hn::Vec<DQ> LoadScale(DQ d, const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  const hn::Rebind<uint16_t, DQ> du16;
+  return hn::PromoteTo(d, hn::BitCast(hn::Rebind<hwy::float16_t, DQ>(), hn::Set(du16, bits)));
+}
+
+// A tile of NW weight rows (row stride ldw bytes) x R activation rows over 32-blocks. Per block
+// each weight vector is dequantized once (d * q, exactly the stored value) and fed to all R rows;
+// the NW rows give the FMAs independent chains (one row alone waits on its own FMA latency, which
+// held one-row Q8_0 decode at ~65% of the memory roofline). Every output is accumulated the same
+// way whatever NW and R are: one accumulator over the blocks' vectors in K order.
+template <size_t NW, size_t R, DType kType>
+HWY_NOINLINE void DotTileQ(const uint8_t* HWY_RESTRICT w, size_t ldw, const float* HWY_RESTRICT x,
+                           size_t ldx, size_t K, float* out, size_t ldo) {
   const DQ d;
   const size_t N = hn::Lanes(d);
   constexpr size_t kBytes = DTypeSize(kType);
-  hn::Vec<DQ> acc[R];
-  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
+  hn::Vec<DQ> acc[NW][R];
+  for (size_t i = 0; i < NW; ++i) {
+    for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(d);
+  }
   for (size_t k = 0; k < K; k += kQuantBlock, w += kBytes) {
-    hwy::Prefetch(w + 4096);
-    uint16_t dh;
-    std::memcpy(&dh, w, 2);
-    const auto scale = hn::Set(d, F16ToF32Fast(dh));
-    // Dequantize once per block (d * q, exactly the stored value) and feed it to every row: one
-    // multiply per weight vector instead of a per-row partial sum and scale per block.
+    for (size_t i = 0; i < NW; ++i) __builtin_prefetch(w + i * ldw + kPrefetchBytes, 0, 1);
+    hn::Vec<DQ> scale[NW];
+    for (size_t i = 0; i < NW; ++i) scale[i] = LoadScale(d, w + i * ldw);
     if constexpr (kType == DType::kQ8_0) {
       for (size_t s = 0; s < kQuantBlock; s += N) {
-        const auto wq = hn::Mul(LoadQ8(d, w + 2 + s), scale);
-        for (size_t r = 0; r < R; ++r)
-          acc[r] = hn::MulAdd(wq, hn::LoadU(d, x + r * ldx + k + s), acc[r]);
+        hn::Vec<DQ> wq[NW];
+        for (size_t i = 0; i < NW; ++i) wq[i] = hn::Mul(LoadQ8(d, w + i * ldw + 2 + s), scale[i]);
+        for (size_t r = 0; r < R; ++r) {
+          const auto xv = hn::LoadU(d, x + r * ldx + k + s);
+          for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wq[i], xv, acc[i][r]);
+        }
       }
     } else {
       for (size_t s = 0; s < kQuantBlock / 2; s += N) {
-        hn::Vec<DQ> lo, hi;
-        LoadQ4(d, w + 2 + s, &lo, &hi);
-        lo = hn::Mul(lo, scale);
-        hi = hn::Mul(hi, scale);
-        for (size_t r = 0; r < R; ++r)
-          acc[r] = hn::MulAdd(lo, hn::LoadU(d, x + r * ldx + k + s), acc[r]);
-        for (size_t r = 0; r < R; ++r)
-          acc[r] = hn::MulAdd(hi, hn::LoadU(d, x + r * ldx + k + 16 + s), acc[r]);
+        for (size_t half = 0; half < 2; ++half) {
+          hn::Vec<DQ> wq[NW];
+          for (size_t i = 0; i < NW; ++i) {
+            hn::Vec<DQ> lo, hi;
+            LoadQ4(d, w + i * ldw + 2 + s, &lo, &hi);
+            wq[i] = hn::Mul(half == 0 ? lo : hi, scale[i]);
+          }
+          for (size_t r = 0; r < R; ++r) {
+            const auto xv = hn::LoadU(d, x + r * ldx + k + half * 16 + s);
+            for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wq[i], xv, acc[i][r]);
+          }
+        }
       }
     }
   }
-  for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
+  for (size_t i = 0; i < NW; ++i) {
+    for (size_t r = 0; r < R; ++r) out[r * ldo + i] = hn::GetLane(hn::SumOfLanes(d, acc[i][r]));
+  }
 }
 
 // Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j]. The 16
@@ -400,30 +421,19 @@ HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const float* HWY_REST
   for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
 }
 
-template <size_t R, DType kType>
-HWY_INLINE void DotGroupAnyQ(const uint8_t* w, const float* x, size_t ldx, size_t K, float* out,
-                             size_t ldo) {
-  if constexpr (kType == DType::kQ6_K) {
-    DotGroupQ6K<R>(w, x, ldx, K, out, ldo);
-  } else {
-    DotGroupQ<R, kType>(w, x, ldx, K, out, ldo);
-  }
-}
-
-// Activation rows per quantized group (groups of 6 and 8 measured no faster on 8 and 64 rows).
+// Activation rows per Q6_K group (groups of 6 and 8 measured no faster on 8 and 64 rows).
 constexpr size_t kQuantRows = 4;
 
-template <size_t R, DType kType>
+template <size_t R>
 HWY_INLINE void DotGroupTail(size_t rem, const uint8_t* w, const float* x, size_t ldx, size_t K,
                              float* out, size_t ldo) {
   if constexpr (R > 0) {
-    if (rem == R) return DotGroupAnyQ<R, kType>(w, x, ldx, K, out, ldo);
-    DotGroupTail<R - 1, kType>(rem, w, x, ldx, K, out, ldo);
+    if (rem == R) return DotGroupQ6K<R>(w, x, ldx, K, out, ldo);
+    DotGroupTail<R - 1>(rem, w, x, ldx, K, out, ldo);
   }
 }
 
-template <DType kType>
-void MatMulRowsQ(const MatMulRowsArgs& a) {
+void MatMulRowsQ6K(const MatMulRowsArgs& a) {
   const size_t K = static_cast<size_t>(a.w.cols);
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     const auto* wr = static_cast<const uint8_t*>(a.w.Row(n));
@@ -431,10 +441,49 @@ void MatMulRowsQ(const MatMulRowsArgs& a) {
     // per group.
     size_t i = 0;
     for (; i + kQuantRows <= a.m; i += kQuantRows) {
-      DotGroupAnyQ<kQuantRows, kType>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+      DotGroupQ6K<kQuantRows>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
     }
-    DotGroupTail<kQuantRows - 1, kType>(a.m - i, wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n,
-                                        a.ldy);
+    DotGroupTail<kQuantRows - 1>(a.m - i, wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n,
+                                 a.ldy);
+  }
+}
+
+// Rows per 32-block tile: 4 x 5 uses 20 accumulators + 4 scales + 4 weights + 1 activation of
+// AVX-512's 32 registers; AVX2's 16 leave room for 4 x 1.
+constexpr size_t kMaxRowsQ = kWideRegs ? 5 : 1;
+
+template <size_t NW, size_t R, DType kType>
+HWY_INLINE void DotTileQTail(size_t rows, const uint8_t* w, size_t ldw, const float* x, size_t ldx,
+                             size_t K, float* out, size_t ldo) {
+  if constexpr (R > 0) {
+    if (rows == R) return DotTileQ<NW, R, kType>(w, ldw, x, ldx, K, out, ldo);
+    DotTileQTail<NW, R - 1, kType>(rows, w, ldw, x, ldx, K, out, ldo);
+  }
+}
+
+template <size_t NW, DType kType>
+HWY_INLINE void DotRowsQ(const uint8_t* w, size_t ldw, const float* x, size_t ldx, size_t m,
+                         size_t K, float* out, size_t ldo) {
+  const size_t tiles = (m + kMaxRowsQ - 1) / kMaxRowsQ;
+  for (size_t t = 0, i = 0; t < tiles; ++t) {
+    const size_t rows = m / tiles + (t < m % tiles ? 1 : 0);
+    DotTileQTail<NW, kMaxRowsQ, kType>(rows, w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo);
+    i += rows;
+  }
+}
+
+template <DType kType>
+void MatMulRowsQ(const MatMulRowsArgs& a) {
+  const size_t K = static_cast<size_t>(a.w.cols);
+  const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
+  int64_t n = a.n_begin;
+  for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
+    DotRowsQ<kTileWeights, kType>(static_cast<const uint8_t*>(a.w.Row(n)), ldw, a.x, a.ldx, a.m, K,
+                                  a.y + n, a.ldy);
+  }
+  for (; n < a.n_end; ++n) {
+    DotRowsQ<1, kType>(static_cast<const uint8_t*>(a.w.Row(n)), ldw, a.x, a.ldx, a.m, K, a.y + n,
+                       a.ldy);
   }
 }
 
@@ -449,7 +498,7 @@ void MatMulRows(const MatMulRowsArgs& a) {
     case DType::kQ4_0:
       return MatMulRowsQ<DType::kQ4_0>(a);
     case DType::kQ6_K:
-      return MatMulRowsQ<DType::kQ6_K>(a);
+      return MatMulRowsQ6K(a);
     default:
       return MatMulRowsT<float>(a);
   }
