@@ -107,23 +107,65 @@ HWY_INLINE hn::Vec<DU> LoadPairs(DU du, const hwy::bfloat16_t* p) {
   return hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
 }
 
-// Accumulates chunks [c0, c1) of an NW x R tile into acc ([NW][R] lane vectors, kept in memory
-// between K blocks: the lanes see their products in the same order as without blocking).
+// Sums of the lanes of a0..a3 into out[0..3]. On x86 the four are reduced together (two
+// interleave rounds, then the 128-bit blocks folded): ~3 ops per sum instead of ~10, which was
+// ~6% of a 16-row matmul. Each sum's order is fixed whatever the other three hold, so rows reduced
+// with zeros for neighbours get the same bits.
+HWY_INLINE void SumLanes4(hn::Vec<DF> a0, hn::Vec<DF> a1, hn::Vec<DF> a2, hn::Vec<DF> a3,
+                          float* out) {
+  const DF df;
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  const hn::RepartitionToWide<DF> dd;
+  const auto p =
+      hn::BitCast(dd, hn::Add(hn::InterleaveLower(df, a0, a1), hn::InterleaveUpper(df, a0, a1)));
+  const auto q =
+      hn::BitCast(dd, hn::Add(hn::InterleaveLower(df, a2, a3), hn::InterleaveUpper(df, a2, a3)));
+  const auto s = hn::Add(hn::BitCast(df, hn::InterleaveLower(dd, p, q)),
+                         hn::BitCast(df, hn::InterleaveUpper(dd, p, q)));
+#if HWY_TARGET == HWY_AVX2
+  const hn::Half<DF> d128;
+  const auto r = hn::Add(hn::LowerHalf(d128, s), hn::UpperHalf(d128, s));
+#else
+  const hn::Half<DF> d256;
+  const hn::Half<decltype(d256)> d128;
+  const auto h = hn::Add(hn::LowerHalf(d256, s), hn::UpperHalf(d256, s));
+  const auto r = hn::Add(hn::LowerHalf(d128, h), hn::UpperHalf(d128, h));
+#endif
+  hn::StoreU(r, d128, out);
+#else
+  out[0] = hn::GetLane(hn::SumOfLanes(df, a0));
+  out[1] = hn::GetLane(hn::SumOfLanes(df, a1));
+  out[2] = hn::GetLane(hn::SumOfLanes(df, a2));
+  out[3] = hn::GetLane(hn::SumOfLanes(df, a3));
+#endif
+}
+
+// One NW x R tile: NW weight rows against the R activation rows packed at xt.
+struct BF16Tile {
+  const hwy::bfloat16_t* w;  // [NW, ldw]
+  size_t ldw;
+  const float* xt;  // the tile's packed activations
+  size_t K;
+  float* out;  // out[r * ldo + i]
+  size_t ldo;
+};
+
 template <size_t NW, size_t R>
-HWY_NOINLINE void TileChunksBF16(const hwy::bfloat16_t* HWY_RESTRICT w, size_t ldw,
-                                 const float* HWY_RESTRICT xt, size_t c0, size_t c1,
-                                 float* HWY_RESTRICT acc_mem) {
+HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
   const DF df;
   const DU du;
   const size_t N = hn::Lanes(df);
   const auto odd_mask = hn::Set(du, 0xFFFF0000u);
+  const hwy::bfloat16_t* HWY_RESTRICT w = job.w;
+  const size_t ldw = job.ldw;
   hn::Vec<DF> acc[NW][R];
   for (size_t i = 0; i < NW; ++i) {
-    for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Load(df, acc_mem + (i * R + r) * N);
+    for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(df);
   }
   const size_t steps_per_line = std::max<size_t>(1, 64 / (2 * N * sizeof(hwy::bfloat16_t)));
-  const float* x = xt + c0 * R * 2 * N;
-  for (size_t c = c0; c < c1; ++c, x += R * 2 * N) {
+  const size_t K = job.K, chunks = K / (2 * N), K2 = chunks * 2 * N;
+  const float* HWY_RESTRICT x = job.xt;
+  for (size_t c = 0; c < chunks; ++c, x += R * 2 * N) {
     const hwy::bfloat16_t* wk = w + c * 2 * N;
     if (c % steps_per_line == 0) {
       // Into L2, not L1: 16 KiB ahead on four rows is more than L1 holds beside the activations
@@ -147,59 +189,42 @@ HWY_NOINLINE void TileChunksBF16(const hwy::bfloat16_t* HWY_RESTRICT w, size_t l
       for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
     }
   }
-  for (size_t i = 0; i < NW; ++i) {
-    for (size_t r = 0; r < R; ++r) hn::Store(acc[i][r], df, acc_mem + (i * R + r) * N);
+  const float* tail = job.xt + R * K2;
+  for (size_t r = 0; r < R; ++r) {
+    float sums[4];
+    if constexpr (NW == 4) {
+      SumLanes4(acc[0][r], acc[1][r], acc[2][r], acc[3][r], sums);
+    } else {
+      const auto z = hn::Zero(df);
+      SumLanes4(acc[0][r], z, z, z, sums);
+    }
+    for (size_t i = 0; i < NW; ++i) {
+      float s = sums[i];
+      for (size_t k = K2; k < K; ++k) s += ScalarW(w + i * ldw, k) * tail[r * (K - K2) + k - K2];
+      job.out[r * job.ldo + i] = s;
+    }
   }
 }
 
 template <size_t NW, size_t R>
-HWY_INLINE void TileChunksTail(size_t rows, const hwy::bfloat16_t* w, size_t ldw, const float* xt,
-                               size_t c0, size_t c1, float* acc_mem) {
+HWY_INLINE void DotTileBF16Tail(size_t rows, const BF16Tile& job) {
   if constexpr (R > 0) {
-    if (rows == R) return TileChunksBF16<NW, R>(w, ldw, xt, c0, c1, acc_mem);
-    TileChunksTail<NW, R - 1>(rows, w, ldw, xt, c0, c1, acc_mem);
+    if (rows == R) return DotTileBF16<NW, R>(job);
+    DotTileBF16Tail<NW, R - 1>(rows, job);
   }
 }
 
-// K blocks: the activations of one block over all rows (32 KiB) stay in L1 beside the weight
-// lines streaming through, so the row tiles of a weight tile re-read them from L1 rather than L2;
-// blocks of at least 16 chunks keep the accumulator reloads rare. On 16-24 rows this took 53 and
-// 74 ms instead of 55 and 75 (no blocking) or 66 and 88 (the zero-extend kernel); on 64 rows
-// shorter blocks were slower than none.
-constexpr size_t kXBlockBytes = 32768;
-constexpr size_t kMinBlockChunks = 16;
-
-// out[r * ldo + i] = w[i] . x[r] for NW weight rows and all m rows of xp (PackPairs layout).
-// acc_mem: NW * m * N floats, vector-aligned.
+// out[r * ldo + i] = w[i] . x[r] for NW weight rows and all m rows of xp (PackPairs layout). No
+// K blocking: keeping a K block's activations in L1 (accumulators parked in memory between
+// blocks) measured no faster on 8-16 rows and slower on 24-64.
 template <size_t NW>
 HWY_INLINE void DotRowsBF16(const hwy::bfloat16_t* w, size_t ldw, const float* xp, size_t m,
-                            size_t K, float* out, size_t ldo, float* acc_mem) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  const size_t chunks = K / (2 * N), K2 = chunks * 2 * N;
-  const size_t block =
-      std::max<size_t>(kMinBlockChunks, kXBlockBytes / (m * 2 * N * sizeof(float)));
-  std::fill(acc_mem, acc_mem + NW * m * N, 0.0f);
-  for (size_t c0 = 0; c0 < chunks; c0 += block) {
-    const size_t c1 = std::min(chunks, c0 + block);
-    for (size_t t = 0, i = 0; t < NumTiles(m); ++t) {
-      const size_t rows = TileRows(m, t);
-      TileChunksTail<NW, kMaxRows>(rows, w, ldw, xp + i * K, c0, c1, acc_mem + NW * i * N);
-      i += rows;
-    }
-  }
-  for (size_t t = 0, i0 = 0; t < NumTiles(m); ++t) {
+                            size_t K, float* out, size_t ldo) {
+  for (size_t t = 0, i = 0; t < NumTiles(m); ++t) {
     const size_t rows = TileRows(m, t);
-    const float* tail = xp + i0 * K + rows * K2;
-    const float* acc = acc_mem + NW * i0 * N;
-    for (size_t i = 0; i < NW; ++i) {
-      for (size_t r = 0; r < rows; ++r) {
-        float s = hn::GetLane(hn::SumOfLanes(df, hn::Load(df, acc + (i * rows + r) * N)));
-        for (size_t k = K2; k < K; ++k) s += ScalarW(w + i * ldw, k) * tail[r * (K - K2) + k - K2];
-        out[(i0 + r) * ldo + i] = s;
-      }
-    }
-    i0 += rows;
+    DotTileBF16Tail<NW, kMaxRows>(
+        rows, {.w = w, .ldw = ldw, .xt = xp + i * K, .K = K, .out = out + i * ldo, .ldo = ldo});
+    i += rows;
   }
 }
 
@@ -278,19 +303,16 @@ void MatMulRowsT(const MatMulRowsArgs& a) {
 void MatMulRowsBF16(const MatMulRowsArgs& a) {
   const auto* w = static_cast<const hwy::bfloat16_t*>(a.w.data);
   const size_t K = static_cast<size_t>(a.w.cols);
-  const size_t N = hn::Lanes(DF());
   // Vector-aligned: a load split across two cache lines costs two.
   hwy::AlignedFreeUniquePtr<float[]> packed_buf = hwy::AllocateAligned<float>(a.m * K);
   float* packed = packed_buf.get();
   PackPairs(a.x, a.ldx, a.m, K, packed);
-  hwy::AlignedFreeUniquePtr<float[]> acc = hwy::AllocateAligned<float>(kTileWeights * a.m * N);
   int64_t n = a.n_begin;
   for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
-    DotRowsBF16<kTileWeights>(w + static_cast<size_t>(n) * K, K, packed, a.m, K, a.y + n, a.ldy,
-                              acc.get());
+    DotRowsBF16<kTileWeights>(w + static_cast<size_t>(n) * K, K, packed, a.m, K, a.y + n, a.ldy);
   }
   for (; n < a.n_end; ++n) {
-    DotRowsBF16<1>(w + static_cast<size_t>(n) * K, K, packed, a.m, K, a.y + n, a.ldy, acc.get());
+    DotRowsBF16<1>(w + static_cast<size_t>(n) * K, K, packed, a.m, K, a.y + n, a.ldy);
   }
 }
 
