@@ -111,11 +111,11 @@ HWY_INLINE hn::Vec<DU> LoadPairs(DU du, const hwy::bfloat16_t* p) {
 // interleave rounds, then the 128-bit blocks folded): ~3 ops per sum instead of ~10, which was
 // ~6% of a 16-row matmul. Each sum's order is fixed whatever the other three hold, so rows reduced
 // with zeros for neighbours get the same bits.
-HWY_INLINE void SumLanes4(hn::Vec<DF> a0, hn::Vec<DF> a1, hn::Vec<DF> a2, hn::Vec<DF> a3,
+template <class D>
+HWY_INLINE void SumLanes4(D df, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn::Vec<D> a3,
                           float* out) {
-  const DF df;
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  const hn::RepartitionToWide<DF> dd;
+  const hn::RepartitionToWide<D> dd;
   const auto p =
       hn::BitCast(dd, hn::Add(hn::InterleaveLower(df, a0, a1), hn::InterleaveUpper(df, a0, a1)));
   const auto q =
@@ -123,10 +123,10 @@ HWY_INLINE void SumLanes4(hn::Vec<DF> a0, hn::Vec<DF> a1, hn::Vec<DF> a2, hn::Ve
   const auto s = hn::Add(hn::BitCast(df, hn::InterleaveLower(dd, p, q)),
                          hn::BitCast(df, hn::InterleaveUpper(dd, p, q)));
 #if HWY_TARGET == HWY_AVX2
-  const hn::Half<DF> d128;
+  const hn::Half<D> d128;
   const auto r = hn::Add(hn::LowerHalf(d128, s), hn::UpperHalf(d128, s));
 #else
-  const hn::Half<DF> d256;
+  const hn::Half<D> d256;
   const hn::Half<decltype(d256)> d128;
   const auto h = hn::Add(hn::LowerHalf(d256, s), hn::UpperHalf(d256, s));
   const auto r = hn::Add(hn::LowerHalf(d128, h), hn::UpperHalf(d128, h));
@@ -193,10 +193,10 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
   for (size_t r = 0; r < R; ++r) {
     float sums[4];
     if constexpr (NW == 4) {
-      SumLanes4(acc[0][r], acc[1][r], acc[2][r], acc[3][r], sums);
+      SumLanes4(df, acc[0][r], acc[1][r], acc[2][r], acc[3][r], sums);
     } else {
       const auto z = hn::Zero(df);
-      SumLanes4(acc[0][r], z, z, z, sums);
+      SumLanes4(df, acc[0][r], z, z, z, sums);
     }
     for (size_t i = 0; i < NW; ++i) {
       float s = sums[i];
@@ -391,8 +391,15 @@ HWY_NOINLINE void DotTileQ(const uint8_t* HWY_RESTRICT w, size_t ldw, const floa
       }
     }
   }
-  for (size_t i = 0; i < NW; ++i) {
-    for (size_t r = 0; r < R; ++r) out[r * ldo + i] = hn::GetLane(hn::SumOfLanes(d, acc[i][r]));
+  for (size_t r = 0; r < R; ++r) {
+    float sums[4];
+    if constexpr (NW == 4) {
+      SumLanes4(d, acc[0][r], acc[1][r], acc[2][r], acc[3][r], sums);
+    } else {
+      const auto z = hn::Zero(d);
+      SumLanes4(d, acc[0][r], z, z, z, sums);
+    }
+    for (size_t i = 0; i < NW; ++i) out[r * ldo + i] = sums[i];
   }
 }
 
