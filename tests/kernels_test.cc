@@ -266,5 +266,21 @@ TEST(KernelsPool, ParallelForRunsEveryTaskOnce) {
   }
 }
 
+TEST(KernelsPool, ScratchIsAlignedPerThreadAndReused) {
+  ThreadPool pool(2);
+  float* s0 = pool.Scratch(0, 1000);
+  float* s1 = pool.Scratch(1, 1000);
+  std::fill(s0, s0 + 1000, 0.0f);  // each whole span is writable (ASan checks it)
+  std::fill(s1, s1 + 1000, 1.0f);
+  EXPECT_EQ(s0[999], 0.0f);  // the two indices never share memory
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(s0) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(s1) % 64, 0u);
+  EXPECT_EQ(pool.Scratch(0, 500), s0);  // no larger: the same buffer, no allocation
+  float* grown = pool.Scratch(0, 100000);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(grown) % 64, 0u);
+  std::fill(grown, grown + 100000, 2.0f);
+  EXPECT_EQ(s1[999], 1.0f);
+}
+
 }  // namespace
 }  // namespace specula

@@ -29,6 +29,7 @@ inline void CpuRelax(int iteration) {
 
 ThreadPool::ThreadPool(int num_threads) {
   const int workers = num_threads > 1 ? num_threads - 1 : 0;
+  scratch_.resize(static_cast<size_t>(workers) + 1);
   workers_.reserve(static_cast<size_t>(workers));
   for (int i = 0; i < workers; ++i) workers_.emplace_back([this, i] { WorkerLoop(i + 1); });
 }
@@ -40,6 +41,14 @@ ThreadPool::~ThreadPool() {
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
+}
+
+float* ThreadPool::Scratch(int thread_index, size_t floats) {
+  constexpr size_t kAlignFloats = 16;  // 64 bytes
+  std::vector<float>& buf = scratch_.at(static_cast<size_t>(thread_index));
+  if (buf.size() < floats + kAlignFloats) buf.resize(floats + kAlignFloats);
+  const auto addr = reinterpret_cast<uintptr_t>(buf.data());
+  return buf.data() + (64 - addr % 64) % 64 / sizeof(float);
 }
 
 void ThreadPool::RunTasks(int thread_index) {
@@ -55,7 +64,8 @@ void ThreadPool::WorkerLoop(int index) {
   for (;;) {
     bool ready = false;
     for (int i = 0; i < kSpinIterations && !ready; ++i) {
-      ready = generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed);
+      ready = generation_.load(std::memory_order_acquire) != seen ||
+              stop_.load(std::memory_order_relaxed);
       if (!ready) CpuRelax(i);
     }
     if (!ready) {  // sleep; the predicate is re-checked under the lock, so no wake-up is lost

@@ -304,8 +304,12 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
   const auto* w = static_cast<const hwy::bfloat16_t*>(a.w.data);
   const size_t K = static_cast<size_t>(a.w.cols);
   // Vector-aligned: a load split across two cache lines costs two.
-  hwy::AlignedFreeUniquePtr<float[]> packed_buf = hwy::AllocateAligned<float>(a.m * K);
-  float* packed = packed_buf.get();
+  hwy::AlignedFreeUniquePtr<float[]> own;
+  float* packed = a.scratch;
+  if (a.scratch_floats < a.m * K) {
+    own = hwy::AllocateAligned<float>(a.m * K);
+    packed = own.get();
+  }
   PackPairs(a.x, a.ldx, a.m, K, packed);
   int64_t n = a.n_begin;
   for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
@@ -708,7 +712,10 @@ void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMul
       std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows / min_rows));
   const int64_t chunk = ((rows + threads - 1) / threads + 3) / 4 * 4;
   const size_t tasks = static_cast<size_t>((rows + chunk - 1) / chunk);
-  pool.ParallelFor(tasks, [&](size_t t, int) {
+  if (outs.empty()) return;
+  const size_t scratch_floats = MatMulScratchFloats(m, static_cast<size_t>(outs[0].w.cols));
+  pool.ParallelFor(tasks, [&](size_t t, int thread) {
+    float* scratch = pool.Scratch(thread, scratch_floats);
     const int64_t begin = static_cast<int64_t>(t) * chunk,
                   end = std::min<int64_t>(rows, begin + chunk);
     int64_t base = 0;  // first stacked row of the current matrix
@@ -722,7 +729,9 @@ void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMul
                        .n_begin = lo - base,
                        .n_end = hi - base,
                        .y = o.y,
-                       .ldy = static_cast<size_t>(o.w.rows)});
+                       .ldy = static_cast<size_t>(o.w.rows),
+                       .scratch = scratch,
+                       .scratch_floats = scratch_floats});
       }
       base += o.w.rows;
     }

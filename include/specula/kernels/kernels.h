@@ -41,7 +41,14 @@ struct MatMulRowsArgs {
   int64_t n_end;
   float* y;  // [M, N], row stride ldy; y[i, n] = dot(w[n], x[i])
   size_t ldy;
+  // Optional working memory, 64-byte aligned (ThreadPool::Scratch); a kernel that needs more
+  // than scratch_floats allocates its own.
+  float* scratch = nullptr;
+  size_t scratch_floats = 0;
 };
+
+// The scratch a matmul_rows call over m activation rows of K columns can use.
+inline size_t MatMulScratchFloats(size_t m, size_t K) { return m * K; }
 
 struct KernelTable {
   const char* target = "";
