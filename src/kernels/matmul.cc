@@ -520,29 +520,29 @@ HWY_INLINE void DotTileQTail(size_t rows, const uint8_t* w, size_t ldw, const fl
   }
 }
 
-template <size_t NW, DType kType>
-HWY_INLINE void DotRowsQ(const uint8_t* w, size_t ldw, const float* x, size_t ldx, size_t m,
-                         size_t K, float* out, size_t ldo) {
-  const size_t tiles = (m + kMaxRowsQ - 1) / kMaxRowsQ;
-  for (size_t t = 0, i = 0; t < tiles; ++t) {
-    const size_t rows = m / tiles + (t < m % tiles ? 1 : 0);
-    DotTileQTail<NW, kMaxRowsQ, kType>(rows, w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo);
-    i += rows;
-  }
-}
-
+// In panels of kPanel weight rows like MatMulRowsBF16, so the activations are not re-streamed
+// per weight tile.
 template <DType kType>
 void MatMulRowsQ(const MatMulRowsArgs& a) {
   const size_t K = static_cast<size_t>(a.w.cols);
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
-  int64_t n = a.n_begin;
-  for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
-    DotRowsQ<kTileWeights, kType>(static_cast<const uint8_t*>(a.w.Row(n)), ldw, a.x, a.ldx, a.m, K,
-                                  a.y + n, a.ldy);
-  }
-  for (; n < a.n_end; ++n) {
-    DotRowsQ<1, kType>(static_cast<const uint8_t*>(a.w.Row(n)), ldw, a.x, a.ldx, a.m, K, a.y + n,
-                       a.ldy);
+  const size_t tiles = (a.m + kMaxRowsQ - 1) / kMaxRowsQ;
+  for (int64_t p = a.n_begin; p < a.n_end; p += kPanel) {
+    const int64_t pe = std::min<int64_t>(a.n_end, p + kPanel);
+    for (size_t t = 0, i = 0; t < tiles; ++t) {
+      const size_t rows = a.m / tiles + (t < a.m % tiles ? 1 : 0);
+      const float* x = a.x + i * a.ldx;
+      int64_t n = p;
+      for (; n + static_cast<int64_t>(kTileWeights) <= pe; n += kTileWeights) {
+        DotTileQTail<kTileWeights, kMaxRowsQ, kType>(rows, static_cast<const uint8_t*>(a.w.Row(n)),
+                                                     ldw, x, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+      }
+      for (; n < pe; ++n) {
+        DotTileQTail<1, kMaxRowsQ, kType>(rows, static_cast<const uint8_t*>(a.w.Row(n)), ldw, x,
+                                          a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+      }
+      i += rows;
+    }
   }
 }
 
