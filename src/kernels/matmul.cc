@@ -1,4 +1,6 @@
-// Matmul and dot kernels, compiled once per SIMD target through Highway's foreach_target.
+// Matmul and dot kernels, compiled once per SIMD target through Highway's foreach_target. The
+// float-weight (f32, f16, bf16) matmuls live here; tiles-inl.h holds what all matmuls share and
+// matmul_quant-inl.h the block-dtype ones.
 // clang-format off
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels/matmul.cc"
@@ -17,26 +19,13 @@
 #include "hwy/highway.h"
 #include "specula/kernels/kernels.h"
 #include "specula/kernels/ops.h"
+#include "src/kernels/matmul_quant-inl.h"
+#include "src/kernels/tiles-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace specula {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-using DF = hn::ScalableTag<float>;
-// How far ahead of each weight row's stream to prefetch.
-constexpr size_t kPrefetchBytes = 16384;
-
-HWY_INLINE hn::Vec<DF> LoadW(DF df, const float* p) { return hn::LoadU(df, p); }
-HWY_INLINE hn::Vec<DF> LoadW(DF df, const hwy::bfloat16_t* p) {
-  return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), p));
-}
-HWY_INLINE hn::Vec<DF> LoadW(DF df, const hwy::float16_t* p) {
-  return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, DF>(), p));
-}
-HWY_INLINE float ScalarW(const float* p, size_t i) { return p[i]; }
-HWY_INLINE float ScalarW(const hwy::bfloat16_t* p, size_t i) { return hwy::F32FromBF16(p[i]); }
-HWY_INLINE float ScalarW(const hwy::float16_t* p, size_t i) { return F16ToF32(p[i].bits); }
 
 // A register tile: NW weight rows x R activation rows, one accumulator per output. Each loaded
 // weight vector feeds R FMAs and each activation vector NW FMAs, so a tile needs far fewer loads
@@ -82,19 +71,6 @@ HWY_INLINE void DotTile(const WT* HWY_RESTRICT w, size_t ldw, const float* HWY_R
   }
 }
 
-// Register tiles of 4 weight rows x up to kMaxRows activation rows. The m rows are cut into the
-// fewest tiles of at most kMaxRows, as even as possible (16 rows: 6 + 5 + 5, not 6 + 6 + 4 or
-// 5 + 5 + 5 + 1), since a short tile pays the same weight loads and conversions for fewer FMAs.
-// AVX-512 has 32 registers: 24 accumulators + 4 weights + 1 activation + 1 mask. AVX2 has 16.
-constexpr bool kWideRegs = HWY_TARGET != HWY_AVX2;
-constexpr size_t kMaxRows = kWideRegs ? 6 : 2;
-constexpr size_t kTileWeights = 4;
-
-HWY_INLINE size_t NumTiles(size_t m) { return (m + kMaxRows - 1) / kMaxRows; }
-HWY_INLINE size_t TileRows(size_t m, size_t t) {
-  return m / NumTiles(m) + (t < m % NumTiles(m) ? 1 : 0);
-}
-
 // bf16 weights: a vector of u32 lanes over 2N consecutive bf16 holds element 2j in the low and
 // 2j+1 in the high half of lane j, and a bf16 is the top half of its f32. So one shift gives the
 // even elements and one mask the odd ones, exactly: one op per N weights instead of a zero-extend
@@ -105,39 +81,6 @@ using DU = hn::RebindToUnsigned<DF>;
 HWY_INLINE hn::Vec<DU> LoadPairs(DU du, const hwy::bfloat16_t* p) {
   // LoadU reads unaligned memory (memcpy on the scalar target); p only needs bf16 alignment.
   return hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
-}
-
-// Sums of the lanes of a0..a3 into out[0..3]. On x86 the four are reduced together (two
-// interleave rounds, then the 128-bit blocks folded): ~3 ops per sum instead of ~10, which was
-// ~6% of a 16-row matmul. Each sum's order is fixed whatever the other three hold, so rows reduced
-// with zeros for neighbours get the same bits.
-template <class D>
-HWY_INLINE void SumLanes4(D df, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn::Vec<D> a3,
-                          float* out) {
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  const hn::RepartitionToWide<D> dd;
-  const auto p =
-      hn::BitCast(dd, hn::Add(hn::InterleaveLower(df, a0, a1), hn::InterleaveUpper(df, a0, a1)));
-  const auto q =
-      hn::BitCast(dd, hn::Add(hn::InterleaveLower(df, a2, a3), hn::InterleaveUpper(df, a2, a3)));
-  const auto s = hn::Add(hn::BitCast(df, hn::InterleaveLower(dd, p, q)),
-                         hn::BitCast(df, hn::InterleaveUpper(dd, p, q)));
-#if HWY_TARGET == HWY_AVX2
-  const hn::Half<D> d128;
-  const auto r = hn::Add(hn::LowerHalf(d128, s), hn::UpperHalf(d128, s));
-#else
-  const hn::Half<D> d256;
-  const hn::Half<decltype(d256)> d128;
-  const auto h = hn::Add(hn::LowerHalf(d256, s), hn::UpperHalf(d256, s));
-  const auto r = hn::Add(hn::LowerHalf(d128, h), hn::UpperHalf(d128, h));
-#endif
-  hn::StoreU(r, d128, out);
-#else
-  out[0] = hn::GetLane(hn::SumOfLanes(df, a0));
-  out[1] = hn::GetLane(hn::SumOfLanes(df, a1));
-  out[2] = hn::GetLane(hn::SumOfLanes(df, a2));
-  out[3] = hn::GetLane(hn::SumOfLanes(df, a3));
-#endif
 }
 
 // One NW x R tile: NW weight rows against the R activation rows packed at xt.
@@ -300,11 +243,6 @@ void MatMulRowsT(const MatMulRowsArgs& a) {
   }
 }
 
-// Weight rows per panel (see MatMulRowsBF16). On a 200-token prefill of the 31B-shaped target
-// (K up to 21504, so one tile's activations are 0.5 MB) 32 took prefill from 16 to 31 tok/s; 16
-// reached 27 and 64 no more than 32. Decode and verify shapes are unchanged.
-constexpr int64_t kPanel = 32;
-
 void MatMulRowsBF16(const MatMulRowsArgs& a) {
   const auto* w = static_cast<const hwy::bfloat16_t*>(a.w.data);
   const size_t K = static_cast<size_t>(a.w.cols);
@@ -340,206 +278,6 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
                                             .K = K,
                                             .out = a.y + i * a.ldy + n,
                                             .ldo = a.ldy});
-      }
-      i += rows;
-    }
-  }
-}
-
-// Quantized rows (GGUF blocks of 32). Per block: dequantize each vector of codes once (d * q, the
-// exact stored value) and FMA it into every activation row of the group; the per-output schedule
-// (one accumulator over the blocks' vectors in K order) ignores R. Lanes are capped at 16 so every
-// block is a whole number of vector steps on every target.
-using DQ = hn::CappedTag<float, 16>;
-
-HWY_INLINE hn::Vec<DQ> LoadQ8(DQ d, const uint8_t* q) {
-  const hn::Rebind<int8_t, DQ> d8;
-  const hn::Rebind<int32_t, DQ> d32;
-  return hn::ConvertTo(d, hn::PromoteTo(d32, hn::LoadU(d8, reinterpret_cast<const int8_t*>(q))));
-}
-
-// Nibbles of 16 bytes: low nibbles are values 0..15 of the block, high nibbles 16..31.
-HWY_INLINE void LoadQ4(DQ d, const uint8_t* q, hn::Vec<DQ>* lo, hn::Vec<DQ>* hi) {
-  const hn::Rebind<uint8_t, DQ> d8;
-  const hn::Rebind<int32_t, DQ> d32;
-  const auto v = hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, q)));
-  const auto eight = hn::Set(d32, 8);
-  *lo = hn::ConvertTo(d, hn::Sub(hn::And(v, hn::Set(d32, 15)), eight));
-  *hi = hn::ConvertTo(d, hn::Sub(hn::ShiftRight<4>(v), eight));
-}
-
-// The f16 scale at p, broadcast as f32 (one vector conversion instead of scalar bit work).
-HWY_INLINE hn::Vec<DQ> LoadScale(DQ d, const uint8_t* p) {
-  uint16_t bits;
-  std::memcpy(&bits, p, 2);
-  const hn::Rebind<uint16_t, DQ> du16;
-  return hn::PromoteTo(d, hn::BitCast(hn::Rebind<hwy::float16_t, DQ>(), hn::Set(du16, bits)));
-}
-
-// A tile of NW weight rows (row stride ldw bytes) x R activation rows over 32-blocks. Per block
-// each weight vector is dequantized once (d * q, exactly the stored value) and fed to all R rows;
-// the NW rows give the FMAs independent chains (one row alone waits on its own FMA latency, which
-// held one-row Q8_0 decode at ~65% of the memory roofline). Every output is accumulated the same
-// way whatever NW and R are: one accumulator over the blocks' vectors in K order.
-template <size_t NW, size_t R, DType kType>
-HWY_NOINLINE void DotTileQ(const uint8_t* HWY_RESTRICT w, size_t ldw, const float* HWY_RESTRICT x,
-                           size_t ldx, size_t K, float* out, size_t ldo) {
-  const DQ d;
-  const size_t N = hn::Lanes(d);
-  constexpr size_t kBytes = DTypeSize(kType);
-  hn::Vec<DQ> acc[NW][R];
-  for (size_t i = 0; i < NW; ++i) {
-    for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(d);
-  }
-  for (size_t k = 0; k < K; k += kQuantBlock, w += kBytes) {
-    for (size_t i = 0; i < NW; ++i) __builtin_prefetch(w + i * ldw + kPrefetchBytes, 0, 1);
-    hn::Vec<DQ> scale[NW];
-    for (size_t i = 0; i < NW; ++i) scale[i] = LoadScale(d, w + i * ldw);
-    if constexpr (kType == DType::kQ8_0) {
-      for (size_t s = 0; s < kQuantBlock; s += N) {
-        hn::Vec<DQ> wq[NW];
-        for (size_t i = 0; i < NW; ++i) wq[i] = hn::Mul(LoadQ8(d, w + i * ldw + 2 + s), scale[i]);
-        for (size_t r = 0; r < R; ++r) {
-          const auto xv = hn::LoadU(d, x + r * ldx + k + s);
-          for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wq[i], xv, acc[i][r]);
-        }
-      }
-    } else {
-      for (size_t s = 0; s < kQuantBlock / 2; s += N) {
-        for (size_t half = 0; half < 2; ++half) {
-          hn::Vec<DQ> wq[NW];
-          for (size_t i = 0; i < NW; ++i) {
-            hn::Vec<DQ> lo, hi;
-            LoadQ4(d, w + i * ldw + 2 + s, &lo, &hi);
-            wq[i] = hn::Mul(half == 0 ? lo : hi, scale[i]);
-          }
-          for (size_t r = 0; r < R; ++r) {
-            const auto xv = hn::LoadU(d, x + r * ldx + k + half * 16 + s);
-            for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wq[i], xv, acc[i][r]);
-          }
-        }
-      }
-    }
-  }
-  for (size_t r = 0; r < R; ++r) {
-    float sums[4];
-    if constexpr (NW == 4) {
-      SumLanes4(d, acc[0][r], acc[1][r], acc[2][r], acc[3][r], sums);
-    } else {
-      const auto z = hn::Zero(d);
-      SumLanes4(d, acc[0][r], z, z, z, sums);
-    }
-    for (size_t i = 0; i < NW; ++i) out[r * ldo + i] = sums[i];
-  }
-}
-
-// Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j]. The 16
-// codes of sub-block j sit in 16 consecutive bytes of ql (one nibble) and of qh (two bits).
-template <size_t R>
-HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
-                            size_t K, float* out, size_t ldo) {
-  const DQ d;
-  const hn::Rebind<uint8_t, DQ> d8;
-  const hn::Rebind<int32_t, DQ> d32;
-  const size_t N = hn::Lanes(d);
-  hn::Vec<DQ> acc[R];
-  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
-  for (size_t k = 0; k < K; k += kSuperBlock, w += DTypeSize(DType::kQ6_K)) {
-    hwy::Prefetch(w + 2048);
-    uint16_t dh;
-    std::memcpy(&dh, w + 208, 2);
-    const float dsuper = F16ToF32Fast(dh);
-    for (size_t j = 0; j < 16; ++j) {
-      const size_t n = j / 8, g = (j % 8) / 2, is = j % 2;
-      const uint8_t* ql = w + 64 * n + (g & 1) * 32 + is * 16;
-      const uint8_t* qh = w + 128 + 32 * n + is * 16;
-      const int ql_shift = g >= 2 ? 4 : 0, qh_shift = static_cast<int>(2 * g);
-      const auto scale = hn::Set(d, dsuper * static_cast<float>(static_cast<int8_t>(w[192 + j])));
-      hn::Vec<DQ> part[R];
-      for (size_t r = 0; r < R; ++r) part[r] = hn::Zero(d);
-      for (size_t s = 0; s < 16; s += N) {
-        const auto lo = hn::And(
-            hn::ShiftRightSame(
-                hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, ql + s))),
-                ql_shift),
-            hn::Set(d32, 15));
-        const auto hi = hn::And(
-            hn::ShiftRightSame(
-                hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, qh + s))),
-                qh_shift),
-            hn::Set(d32, 3));
-        const auto q =
-            hn::ConvertTo(d, hn::Sub(hn::Or(lo, hn::ShiftLeft<4>(hi)), hn::Set(d32, 32)));
-        const size_t xo = k + 16 * j + s;
-        for (size_t r = 0; r < R; ++r)
-          part[r] = hn::MulAdd(q, hn::LoadU(d, x + r * ldx + xo), part[r]);
-      }
-      for (size_t r = 0; r < R; ++r) acc[r] = hn::MulAdd(scale, part[r], acc[r]);
-    }
-  }
-  for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
-}
-
-// Activation rows per Q6_K group (groups of 6 and 8 measured no faster on 8 and 64 rows).
-constexpr size_t kQuantRows = 4;
-
-template <size_t R>
-HWY_INLINE void DotGroupTail(size_t rem, const uint8_t* w, const float* x, size_t ldx, size_t K,
-                             float* out, size_t ldo) {
-  if constexpr (R > 0) {
-    if (rem == R) return DotGroupQ6K<R>(w, x, ldx, K, out, ldo);
-    DotGroupTail<R - 1>(rem, w, x, ldx, K, out, ldo);
-  }
-}
-
-void MatMulRowsQ6K(const MatMulRowsArgs& a) {
-  const size_t K = static_cast<size_t>(a.w.cols);
-  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
-    const auto* wr = static_cast<const uint8_t*>(a.w.Row(n));
-    // Rows in groups of kQuantRows, then one group of the rest: every block is dequantized once
-    // per group.
-    size_t i = 0;
-    for (; i + kQuantRows <= a.m; i += kQuantRows) {
-      DotGroupQ6K<kQuantRows>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
-    }
-    DotGroupTail<kQuantRows - 1>(a.m - i, wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n,
-                                 a.ldy);
-  }
-}
-
-// Rows per 32-block tile: 4 x 5 uses 20 accumulators + 4 scales + 4 weights + 1 activation of
-// AVX-512's 32 registers; AVX2's 16 leave room for 4 x 1.
-constexpr size_t kMaxRowsQ = kWideRegs ? 5 : 1;
-
-template <size_t NW, size_t R, DType kType>
-HWY_INLINE void DotTileQTail(size_t rows, const uint8_t* w, size_t ldw, const float* x, size_t ldx,
-                             size_t K, float* out, size_t ldo) {
-  if constexpr (R > 0) {
-    if (rows == R) return DotTileQ<NW, R, kType>(w, ldw, x, ldx, K, out, ldo);
-    DotTileQTail<NW, R - 1, kType>(rows, w, ldw, x, ldx, K, out, ldo);
-  }
-}
-
-// In panels of kPanel weight rows like MatMulRowsBF16, so the activations are not re-streamed
-// per weight tile.
-template <DType kType>
-void MatMulRowsQ(const MatMulRowsArgs& a) {
-  const size_t K = static_cast<size_t>(a.w.cols);
-  const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
-  const size_t tiles = (a.m + kMaxRowsQ - 1) / kMaxRowsQ;
-  for (int64_t p = a.n_begin; p < a.n_end; p += kPanel) {
-    const int64_t pe = std::min<int64_t>(a.n_end, p + kPanel);
-    for (size_t t = 0, i = 0; t < tiles; ++t) {
-      const size_t rows = a.m / tiles + (t < a.m % tiles ? 1 : 0);
-      const float* x = a.x + i * a.ldx;
-      int64_t n = p;
-      for (; n + static_cast<int64_t>(kTileWeights) <= pe; n += kTileWeights) {
-        DotTileQTail<kTileWeights, kMaxRowsQ, kType>(rows, static_cast<const uint8_t*>(a.w.Row(n)),
-                                                     ldw, x, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
-      }
-      for (; n < pe; ++n) {
-        DotTileQTail<1, kMaxRowsQ, kType>(rows, static_cast<const uint8_t*>(a.w.Row(n)), ldw, x,
-                                          a.ldx, K, a.y + i * a.ldy + n, a.ldy);
       }
       i += rows;
     }

@@ -1,0 +1,92 @@
+// Per-target pieces every matmul kernel shares: weight loads, the register-tile geometry, the lane
+// reduction and the weight panels. Included by matmul.cc once per SIMD target (Highway's -inl.h
+// convention: the guard toggles with HWY_TARGET_TOGGLE).
+#if defined(SPECULA_KERNELS_TILES_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SPECULA_KERNELS_TILES_INL_H_
+#undef SPECULA_KERNELS_TILES_INL_H_
+#else
+#define SPECULA_KERNELS_TILES_INL_H_
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+#include "hwy/highway.h"
+#include "specula/base/dtype.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace specula {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+// How far ahead of each weight row's stream to prefetch.
+constexpr size_t kPrefetchBytes = 16384;
+
+HWY_INLINE hn::Vec<DF> LoadW(DF df, const float* p) { return hn::LoadU(df, p); }
+HWY_INLINE hn::Vec<DF> LoadW(DF df, const hwy::bfloat16_t* p) {
+  return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), p));
+}
+HWY_INLINE hn::Vec<DF> LoadW(DF df, const hwy::float16_t* p) {
+  return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, DF>(), p));
+}
+HWY_INLINE float ScalarW(const float* p, size_t i) { return p[i]; }
+HWY_INLINE float ScalarW(const hwy::bfloat16_t* p, size_t i) { return hwy::F32FromBF16(p[i]); }
+HWY_INLINE float ScalarW(const hwy::float16_t* p, size_t i) { return F16ToF32(p[i].bits); }
+
+// Register tiles of 4 weight rows x up to kMaxRows activation rows. The m rows are cut into the
+// fewest tiles of at most kMaxRows, as even as possible (16 rows: 6 + 5 + 5, not 6 + 6 + 4 or
+// 5 + 5 + 5 + 1), since a short tile pays the same weight loads and conversions for fewer FMAs.
+// AVX-512 has 32 registers: 24 accumulators + 4 weights + 1 activation + 1 mask. AVX2 has 16.
+constexpr bool kWideRegs = HWY_TARGET != HWY_AVX2;
+constexpr size_t kMaxRows = kWideRegs ? 6 : 2;
+constexpr size_t kTileWeights = 4;
+
+HWY_INLINE size_t NumTiles(size_t m) { return (m + kMaxRows - 1) / kMaxRows; }
+HWY_INLINE size_t TileRows(size_t m, size_t t) {
+  return m / NumTiles(m) + (t < m % NumTiles(m) ? 1 : 0);
+}
+
+// Sums of the lanes of a0..a3 into out[0..3]. On x86 the four are reduced together (two
+// interleave rounds, then the 128-bit blocks folded): ~3 ops per sum instead of ~10, which was
+// ~6% of a 16-row matmul. Each sum's order is fixed whatever the other three hold, so rows reduced
+// with zeros for neighbours get the same bits.
+template <class D>
+HWY_INLINE void SumLanes4(D df, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn::Vec<D> a3,
+                          float* out) {
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  const hn::RepartitionToWide<D> dd;
+  const auto p =
+      hn::BitCast(dd, hn::Add(hn::InterleaveLower(df, a0, a1), hn::InterleaveUpper(df, a0, a1)));
+  const auto q =
+      hn::BitCast(dd, hn::Add(hn::InterleaveLower(df, a2, a3), hn::InterleaveUpper(df, a2, a3)));
+  const auto s = hn::Add(hn::BitCast(df, hn::InterleaveLower(dd, p, q)),
+                         hn::BitCast(df, hn::InterleaveUpper(dd, p, q)));
+#if HWY_TARGET == HWY_AVX2
+  const hn::Half<D> d128;
+  const auto r = hn::Add(hn::LowerHalf(d128, s), hn::UpperHalf(d128, s));
+#else
+  const hn::Half<D> d256;
+  const hn::Half<decltype(d256)> d128;
+  const auto h = hn::Add(hn::LowerHalf(d256, s), hn::UpperHalf(d256, s));
+  const auto r = hn::Add(hn::LowerHalf(d128, h), hn::UpperHalf(d128, h));
+#endif
+  hn::StoreU(r, d128, out);
+#else
+  out[0] = hn::GetLane(hn::SumOfLanes(df, a0));
+  out[1] = hn::GetLane(hn::SumOfLanes(df, a1));
+  out[2] = hn::GetLane(hn::SumOfLanes(df, a2));
+  out[3] = hn::GetLane(hn::SumOfLanes(df, a3));
+#endif
+}
+
+// Weight rows per panel (see MatMulRowsBF16). On a 200-token prefill of the 31B-shaped target
+// (K up to 21504, so one tile's activations are 0.5 MB) 32 took prefill from 16 to 31 tok/s; 16
+// reached 27 and 64 no more than 32. Decode and verify shapes are unchanged.
+constexpr int64_t kPanel = 32;
+
+}  // namespace HWY_NAMESPACE
+}  // namespace specula
+HWY_AFTER_NAMESPACE();
+
+#endif  // SPECULA_KERNELS_TILES_INL_H_
