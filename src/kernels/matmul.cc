@@ -135,12 +135,7 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
   const float* tail = job.xt + R * K2;
   for (size_t r = 0; r < R; ++r) {
     float sums[4];
-    if constexpr (NW == 4) {
-      SumLanes4(df, acc[0][r], acc[1][r], acc[2][r], acc[3][r], sums);
-    } else {
-      const auto z = hn::Zero(df);
-      SumLanes4(df, acc[0][r], z, z, z, sums);
-    }
+    SumColumn(df, acc, r, sums);
     for (size_t i = 0; i < NW; ++i) {
       float s = sums[i];
       for (size_t k = K2; k < K; ++k) s += ScalarW(w + i * ldw, k) * tail[r * (K - K2) + k - K2];

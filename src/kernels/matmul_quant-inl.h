@@ -96,12 +96,7 @@ HWY_NOINLINE void DotTileQ(const uint8_t* HWY_RESTRICT w, size_t ldw, const floa
   }
   for (size_t r = 0; r < R; ++r) {
     float sums[4];
-    if constexpr (NW == 4) {
-      SumLanes4(d, acc[0][r], acc[1][r], acc[2][r], acc[3][r], sums);
-    } else {
-      const auto z = hn::Zero(d);
-      SumLanes4(d, acc[0][r], z, z, z, sums);
-    }
+    SumColumn(d, acc, r, sums);
     for (size_t i = 0; i < NW; ++i) out[r * ldo + i] = sums[i];
   }
 }

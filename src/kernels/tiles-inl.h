@@ -80,6 +80,19 @@ HWY_INLINE void SumLanes4(D df, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn:
 #endif
 }
 
+// The lane sums of a tile's column r, acc[0..NW)[r], into sums[0..NW) (NW is 1 or 4; a lone row is
+// reduced with zeros for neighbours, so it gets the bits it would get in a 4-row tile).
+template <size_t NW, size_t R, class D>
+HWY_INLINE void SumColumn(D d, const hn::Vec<D> (&acc)[NW][R], size_t r, float* sums) {
+  static_assert(NW == 1 || NW == 4);
+  if constexpr (NW == 4) {
+    SumLanes4(d, acc[0][r], acc[1][r], acc[2][r], acc[3][r], sums);
+  } else {
+    const auto z = hn::Zero(d);
+    SumLanes4(d, acc[0][r], z, z, z, sums);
+  }
+}
+
 // Weight rows per panel (see MatMulRowsBF16). On a 200-token prefill of the 31B-shaped target
 // (K up to 21504, so one tile's activations are 0.5 MB) 32 took prefill from 16 to 31 tok/s; 16
 // reached 27 and 64 no more than 32. Decode and verify shapes are unchanged.
