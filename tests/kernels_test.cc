@@ -108,7 +108,7 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
   for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K}) {
     for (int64_t K : {256, 512, 768}) {
       for (size_t M : {1, 3, 4, 8, 9, 13}) {
-        const int64_t N = 7;
+        const int64_t N = 37;  // two weight panels, 4-row and 1-row weight tiles
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 11);
         const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 12);
         std::vector<float> y(M * static_cast<size_t>(N), NAN), one(static_cast<size_t>(N));
@@ -142,7 +142,7 @@ TEST_P(KernelsTest, MatMulRowsAreBatchInvariant) {
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
     for (int64_t K : {301, 2100})
       for (size_t M : {3, 5, 6, 11, 13, 16, 23}) {
-        const int64_t N = 19;
+        const int64_t N = 37;  // two weight panels, 4-row and 1-row weight tiles
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 3);
         const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 4);
         std::vector<float> all(M * static_cast<size_t>(N));
