@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
@@ -152,20 +151,6 @@ HWY_INLINE void DotTileBF16Tail(size_t rows, const BF16Tile& job) {
   }
 }
 
-// out[r * ldo + i] = w[i] . x[r] for NW weight rows and all m rows of xp (PackPairs layout). No
-// K blocking: keeping a K block's activations in L1 (accumulators parked in memory between
-// blocks) measured no faster on 8-16 rows and slower on 24-64.
-template <size_t NW>
-HWY_INLINE void DotRowsBF16(const hwy::bfloat16_t* w, size_t ldw, const float* xp, size_t m,
-                            size_t K, float* out, size_t ldo) {
-  for (size_t t = 0, i = 0; t < NumTiles(m); ++t) {
-    const size_t rows = TileRows(m, t);
-    DotTileBF16Tail<NW, kMaxRows>(
-        rows, {.w = w, .ldw = ldw, .xt = xp + i * K, .K = K, .out = out + i * ldo, .ldo = ldo});
-    i += rows;
-  }
-}
-
 // x[m, K] (row stride ldx) -> xp[m * K]: each tile's rows in DotTileBF16's layout, tile after tile.
 HWY_INLINE void PackPairs(const float* x, size_t ldx, size_t m, size_t K, float* xp) {
   const size_t N = hn::Lanes(DF());
@@ -252,7 +237,8 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
   // Panels of weight rows: every row tile runs over the panel's weight tiles while its
   // activations stay close (L1/L2); the panel's weights come from DRAM for the first row tile and
   // from L2 for the rest. Weight tile outermost instead re-streamed all m rows' activations per
-  // 4 weight rows, from L3 once m * K * 4 bytes outgrew L2.
+  // 4 weight rows, from L3 once m * K * 4 bytes outgrew L2. (K blocking, with accumulators parked
+  // in memory between blocks, measured no faster on 8-16 rows and slower on 24-64.)
   for (int64_t p = a.n_begin; p < a.n_end; p += kPanel) {
     const int64_t pe = std::min<int64_t>(a.n_end, p + kPanel);
     for (size_t t = 0, i = 0; t < NumTiles(a.m); ++t) {
