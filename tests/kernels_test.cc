@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -104,34 +105,79 @@ TEST_P(KernelsTest, MatMulMatchesScalarReference) {
   }
 }
 
+// The kernels quantize each activation row for Q8_0/Q4_0 weights to int16 codes with one scale:
+// s = max|x| / 32767, q = x * (32767 / max|x|) rounded to nearest even. Written out naively here.
+struct QuantRow {
+  std::vector<double> q;
+  double scale;
+};
+QuantRow QuantizeActRow(const float* x, size_t K) {
+  float amax = 0.0f;
+  for (size_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
+  const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+  QuantRow r{std::vector<double>(K), static_cast<double>(amax / 32767.0f)};
+  for (size_t k = 0; k < K; ++k) r.q[k] = std::nearbyint(x[k] * inv);
+  return r;
+}
+
 TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
   for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K}) {
+    const bool int_acts = t != DType::kQ6_K;
     for (int64_t K : {256, 512, 768}) {
       for (size_t M : {1, 3, 4, 8, 9, 13}) {
         const int64_t N = 37;  // two weight panels, 4-row and 1-row weight tiles
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 11);
-        const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 12);
+        std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 12);
+        // Rows of different magnitudes, one all zero: the row scale must follow each row.
+        for (size_t i = 0; i < M; ++i) {
+          for (int64_t kk = 0; kk < K; ++kk) {
+            x[i * static_cast<size_t>(K) + static_cast<size_t>(kk)] *=
+                i == 2 ? 0.0f : std::pow(4.0f, static_cast<float>(i % 4) - 1.0f);
+          }
+        }
         std::vector<float> y(M * static_cast<size_t>(N), NAN), one(static_cast<size_t>(N));
         MatMulAll(k_, w.view(N, K), x.data(), M, y.data());
         for (size_t i = 0; i < M; ++i) {
-          MatMulAll(k_, w.view(N, K), x.data() + i * static_cast<size_t>(K), 1, one.data());
+          const float* xi = x.data() + i * static_cast<size_t>(K);
+          MatMulAll(k_, w.view(N, K), xi, 1, one.data());
+          const QuantRow qa = QuantizeActRow(xi, static_cast<size_t>(K));
           for (int64_t n = 0; n < N; ++n) {
-            double ref = 0, mag = 0;
+            double ref = 0, mag = 0, exact = 0, wabs = 0;
             for (int64_t kk = 0; kk < K; ++kk) {
-              const double p = w.exact[static_cast<size_t>(n * K + kk)] *
-                               x[i * static_cast<size_t>(K) + static_cast<size_t>(kk)];
+              const double wv = w.exact[static_cast<size_t>(n * K + kk)];
+              const double p = wv * (int_acts ? qa.q[static_cast<size_t>(kk)] * qa.scale : xi[kk]);
               ref += p;
               mag += std::fabs(p);
+              exact += wv * xi[kk];
+              wabs += std::fabs(wv);
             }
-            EXPECT_NEAR(y[i * static_cast<size_t>(N) + static_cast<size_t>(n)], ref,
-                        4.0 * K * 6e-8 * mag + 1e-6)
-                << k_.target << " " << DTypeName(t) << " K=" << K << " M=" << M;
-            EXPECT_EQ(one[static_cast<size_t>(n)],
-                      y[i * static_cast<size_t>(N) + static_cast<size_t>(n)])
-                << "batch invariance";
+            const float got = y[i * static_cast<size_t>(N) + static_cast<size_t>(n)];
+            // The activation codes and the products are exact; only f32 accumulation errs.
+            EXPECT_NEAR(got, ref, 4.0 * K * 6e-8 * mag + 1e-6)
+                << k_.target << " " << DTypeName(t) << " K=" << K << " M=" << M << " row " << i;
+            // And the codes are within half a step of the activations.
+            EXPECT_NEAR(got, exact, qa.scale / 2 * wabs + 4.0 * K * 6e-8 * mag + 1e-6);
+            EXPECT_EQ(one[static_cast<size_t>(n)], got) << "batch invariance";
           }
         }
       }
+    }
+  }
+}
+
+TEST_P(KernelsTest, QuantizedMatMulPropagatesNonFiniteRowsOnly) {
+  const int64_t K = 64, N = 5;
+  const Weights w = MakeWeights(DType::kQ8_0, static_cast<size_t>(N * K), 5);
+  for (float bad : {INFINITY, NAN}) {
+    std::vector<float> x = RandomVec(3 * static_cast<size_t>(K), 6);
+    x[static_cast<size_t>(K) + 7] = bad;  // row 1
+    std::vector<float> y(3 * static_cast<size_t>(N)), alone(static_cast<size_t>(N));
+    MatMulAll(k_, w.view(N, K), x.data(), 3, y.data());
+    MatMulAll(k_, w.view(N, K), x.data() + 2 * static_cast<size_t>(K), 1, alone.data());
+    for (int64_t n = 0; n < N; ++n) {
+      EXPECT_TRUE(std::isnan(y[static_cast<size_t>(N + n)])) << k_.target;
+      EXPECT_TRUE(std::isfinite(y[static_cast<size_t>(n)]));
+      EXPECT_EQ(y[static_cast<size_t>(2 * N + n)], alone[static_cast<size_t>(n)]);
     }
   }
 }

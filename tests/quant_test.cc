@@ -39,11 +39,19 @@ TEST(Quantize, PolicyKeepsSensitiveTensorsExact) {
 
 class QuantizedModel : public ::testing::TestWithParam<DType> {};
 
+// The engine's Q8_0/Q4_0 matmuls quantize each activation row to int16 codes (kernels_test checks
+// that rule exactly), so a quantized model differs from the exact math on its dequantized weights
+// by more than f32 rounding. The tiny random models amplify any perturbation of that size along
+// the sequence (a double reference with and without the activation rounding differs as much), so
+// the check is relative: the activation rounding must cost far less than quantizing the weights
+// already did, at every position.
 TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
   for (const char* preset : {"e2b-tiny", "31b-tiny"}) {
-    const std::string dir = Quantized(test::MakePreset(preset), GetParam(), std::string(preset) + std::string(DTypeName(GetParam())));
+    const std::string src = test::MakePreset(preset);
+    const std::string dir = Quantized(src, GetParam(), std::string(preset) + std::string(DTypeName(GetParam())));
     Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(dir);
-    ASSERT_TRUE(m.ok()) << m.status().message();
+    Result<std::unique_ptr<Gemma4Model>> orig = Gemma4Model::Load(src);
+    ASSERT_TRUE(m.ok() && orig.ok()) << m.status().message();
     std::vector<int> ids = {2};
     for (int i = 0; i < 40; ++i) ids.push_back((i * 37 + 11) % 512);
     ThreadPool pool(2);
@@ -51,11 +59,15 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
     ForwardOutput out;
     ASSERT_TRUE((*m)->Forward({.ids = ids, .cache = cache.get(), .all_logits = true}, pool, &out).ok());
     const test::RefOutput r = test::ReferenceGemma4((*m)->config(), (*m)->store()).Forward(ids);
-    double err = 0;
+    const test::RefOutput r0 = test::ReferenceGemma4((*orig)->config(), (*orig)->store()).Forward(ids);
     for (size_t t = 0; t < ids.size(); ++t) {
-      for (size_t v = 0; v < 512; ++v) err = std::max(err, std::fabs(out.logits[t * 512 + v] - r.logits[t][v]));
+      double err = 0, weight_err = 0;
+      for (size_t v = 0; v < 512; ++v) {
+        err = std::max(err, std::fabs(out.logits[t * 512 + v] - r.logits[t][v]));
+        weight_err = std::max(weight_err, std::fabs(r0.logits[t][v] - r.logits[t][v]));
+      }
+      EXPECT_LT(err, 0.1 * weight_err + 2e-3) << preset << " position " << t;
     }
-    EXPECT_LT(err, 5e-3) << preset;
   }
 }
 

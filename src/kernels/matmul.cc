@@ -198,29 +198,16 @@ HWY_INLINE void DotTileTail(size_t rows, const WT* w, size_t ldw, const float* x
   }
 }
 
-template <size_t NW, class WT>
-HWY_INLINE void DotTileRows(const WT* w, size_t ldw, const float* x, size_t ldx, size_t m, size_t K,
-                            float* out, size_t ldo) {
-  for (size_t t = 0, i = 0; t < NumTiles(m); ++t) {
-    const size_t rows = TileRows(m, t);
-    DotTileTail<NW, kMaxRows>(rows, w, ldw, x + i * ldx, ldx, K, out + i * ldo, ldo);
-    i += rows;
-  }
-}
-
 // The tile shape only changes which outputs are computed together, never how one is accumulated.
 template <class WT>
 void MatMulRowsT(const MatMulRowsArgs& a) {
   const auto* w = static_cast<const WT*>(a.w.data);
   const size_t K = static_cast<size_t>(a.w.cols);
-  int64_t n = a.n_begin;
-  for (; n + static_cast<int64_t>(kTileWeights) <= a.n_end; n += kTileWeights) {
-    DotTileRows<kTileWeights>(w + static_cast<size_t>(n) * K, K, a.x, a.ldx, a.m, K, a.y + n,
-                              a.ldy);
-  }
-  for (; n < a.n_end; ++n) {
-    DotTileRows<1>(w + static_cast<size_t>(n) * K, K, a.x, a.ldx, a.m, K, a.y + n, a.ldy);
-  }
+  ForEachTile(a, kMaxRows, [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
+    DotTileTail<decltype(nw)::value, kMaxRows>(rows, w + static_cast<size_t>(n) * K, K,
+                                               a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n,
+                                               a.ldy);
+  });
 }
 
 void MatMulRowsBF16(const MatMulRowsArgs& a) {
@@ -234,35 +221,19 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
     packed = own.get();
   }
   PackPairs(a.x, a.ldx, a.m, K, packed);
-  // Panels of weight rows: every row tile runs over the panel's weight tiles while its
-  // activations stay close (L1/L2); the panel's weights come from DRAM for the first row tile and
-  // from L2 for the rest. Weight tile outermost instead re-streamed all m rows' activations per
-  // 4 weight rows, from L3 once m * K * 4 bytes outgrew L2. (K blocking, with accumulators parked
-  // in memory between blocks, measured no faster on 8-16 rows and slower on 24-64.)
-  for (int64_t p = a.n_begin; p < a.n_end; p += kPanel) {
-    const int64_t pe = std::min<int64_t>(a.n_end, p + kPanel);
-    for (size_t t = 0, i = 0; t < NumTiles(a.m); ++t) {
-      const size_t rows = TileRows(a.m, t);
-      int64_t n = p;
-      for (; n + static_cast<int64_t>(kTileWeights) <= pe; n += kTileWeights) {
-        DotTileBF16Tail<kTileWeights, kMaxRows>(rows, {.w = w + static_cast<size_t>(n) * K,
-                                                       .ldw = K,
-                                                       .xt = packed + i * K,
-                                                       .K = K,
-                                                       .out = a.y + i * a.ldy + n,
-                                                       .ldo = a.ldy});
-      }
-      for (; n < pe; ++n) {
-        DotTileBF16Tail<1, kMaxRows>(rows, {.w = w + static_cast<size_t>(n) * K,
-                                            .ldw = K,
-                                            .xt = packed + i * K,
-                                            .K = K,
-                                            .out = a.y + i * a.ldy + n,
-                                            .ldo = a.ldy});
-      }
-      i += rows;
-    }
-  }
+  // Panels of weight rows (ForEachTile): every row tile runs over the panel's weight tiles while
+  // its activations stay close (L1/L2); the panel's weights come from DRAM for the first row tile
+  // and from L2 for the rest. Weight tile outermost instead re-streamed all m rows' activations
+  // per 4 weight rows, from L3 once m * K * 4 bytes outgrew L2. (K blocking, with accumulators
+  // parked in memory between blocks, measured no faster on 8-16 rows and slower on 24-64.)
+  ForEachTile(a, kMaxRows, [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
+    DotTileBF16Tail<decltype(nw)::value, kMaxRows>(rows, {.w = w + static_cast<size_t>(n) * K,
+                                                          .ldw = K,
+                                                          .xt = packed + i * K,
+                                                          .K = K,
+                                                          .out = a.y + i * a.ldy + n,
+                                                          .ldo = a.ldy});
+  });
 }
 
 void MatMulRows(const MatMulRowsArgs& a) {

@@ -7,8 +7,12 @@
 #define SPECULA_KERNELS_MATMUL_QUANT_INL_H_
 #endif
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
+#include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
 #include "specula/base/dtype.h"
 #include "specula/kernels/kernels.h"
@@ -19,98 +23,172 @@ namespace specula {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Quantized rows (GGUF blocks of 32). Per block: dequantize each vector of codes once (d * q, the
-// exact stored value) and FMA it into every activation row of the group; the per-output schedule
-// (one accumulator over the blocks' vectors in K order) ignores R. Lanes are capped at 16 so every
-// block is a whole number of vector steps on every target.
-using DQ = hn::CappedTag<float, 16>;
-
-HWY_INLINE hn::Vec<DQ> LoadQ8(DQ d, const uint8_t* q) {
-  const hn::Rebind<int8_t, DQ> d8;
-  const hn::Rebind<int32_t, DQ> d32;
-  return hn::ConvertTo(d, hn::PromoteTo(d32, hn::LoadU(d8, reinterpret_cast<const int8_t*>(q))));
-}
-
-// Nibbles of 16 bytes: low nibbles are values 0..15 of the block, high nibbles 16..31.
-HWY_INLINE void LoadQ4(DQ d, const uint8_t* q, hn::Vec<DQ>* lo, hn::Vec<DQ>* hi) {
-  const hn::Rebind<uint8_t, DQ> d8;
-  const hn::Rebind<int32_t, DQ> d32;
-  const auto v = hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, q)));
-  const auto eight = hn::Set(d32, 8);
-  *lo = hn::ConvertTo(d, hn::Sub(hn::And(v, hn::Set(d32, 15)), eight));
-  *hi = hn::ConvertTo(d, hn::Sub(hn::ShiftRight<4>(v), eight));
-}
+// Q8_0 and Q4_0 run in integers, as llama.cpp's CPU backend does: each activation row is
+// quantized once per call to int16 codes with one f32 scale per row (x ~ s * q, s = max|x| /
+// 32767), and a block's 32 products of int8 weight codes and int16 activation codes are summed
+// exactly in int32 (pairs via ReorderWidenMulAccumulate: vpmaddwd on x86). Only the per-block
+// weight scale is applied in float. Converting every weight code to f32 (sign-extend, convert,
+// scale: ~11 ops per block and row on the two 512-bit ports) held one-row Q8_0 decode at ~72% of
+// the memory roofline; this needs ~6. One scale per row (not per block, as llama.cpp's int8
+// activations have) keeps the per-block work at one multiply-add per (weight row, activation row),
+// and 15 bits per row are finer than 7 bits per block unless a row's max exceeds its typical
+// block's max 256-fold.
+constexpr size_t kBlock = kQuantBlock;
+using D16 = hn::CappedTag<int16_t, kBlock>;
+using D32 = hn::Repartition<int32_t, D16>;
+using DQ = hn::Rebind<float, D32>;
+// Vectors of int16 codes per block (1 on AVX-512, 2 on AVX2, 4 on NEON).
+constexpr size_t kVecs = kBlock / hn::MaxLanes(D16());
 
 // The f16 scale at p, broadcast as f32 (one vector conversion instead of scalar bit work).
-HWY_INLINE hn::Vec<DQ> LoadScale(DQ d, const uint8_t* p) {
+template <class D>
+HWY_INLINE hn::Vec<D> LoadScale(D d, const uint8_t* p) {
   uint16_t bits;
   std::memcpy(&bits, p, 2);
-  const hn::Rebind<uint16_t, DQ> du16;
-  return hn::PromoteTo(d, hn::BitCast(hn::Rebind<hwy::float16_t, DQ>(), hn::Set(du16, bits)));
+  const hn::Rebind<uint16_t, D> du16;
+  return hn::PromoteTo(d, hn::BitCast(hn::Rebind<hwy::float16_t, D>(), hn::Set(du16, bits)));
 }
 
-// A tile of NW weight rows (row stride ldw bytes) x R activation rows over 32-blocks. Per block
-// each weight vector is dequantized once (d * q, exactly the stored value) and fed to all R rows;
-// the NW rows give the FMAs independent chains (one row alone waits on its own FMA latency, which
-// held one-row Q8_0 decode at ~65% of the memory roofline). Every output is accumulated the same
-// way whatever NW and R are: one accumulator over the blocks' vectors in K order.
+// x[m, K] (row stride ldx) -> codes[m, K] and scales[m]. Codes round to nearest even, as the
+// scalar reference does. A row holding inf or NaN gets scale NaN (and zero codes), so its outputs
+// are NaN as they would be in float.
+HWY_INLINE void QuantizeActs(const float* x, size_t ldx, size_t m, size_t K, float* scales,
+                             int16_t* codes) {
+  const DF df;
+  const hn::Rebind<int16_t, DF> d16;
+  const hn::Rebind<int32_t, DF> d32;
+  const size_t N = hn::Lanes(df);
+  for (size_t r = 0; r < m; ++r) {
+    const float* xr = x + r * ldx;
+    int16_t* q = codes + r * K;
+    auto vmax = hn::Zero(df), bad = hn::Zero(df);
+    size_t k = 0;
+    for (; k + N <= K; k += N) {
+      const auto v = hn::LoadU(df, xr + k);
+      vmax = hn::Max(vmax, hn::Abs(v));
+      bad = hn::Add(bad, hn::Mul(v, hn::Zero(df)));  // NaN iff some value is inf or NaN
+    }
+    float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    float nonfinite = hn::GetLane(hn::SumOfLanes(df, bad));
+    for (; k < K; ++k) {
+      amax = std::max(amax, std::fabs(xr[k]));
+      nonfinite += xr[k] * 0.0f;
+    }
+    if (!(nonfinite == 0.0f)) {
+      scales[r] = std::numeric_limits<float>::quiet_NaN();
+      std::fill(q, q + K, int16_t{0});
+      continue;
+    }
+    scales[r] = amax / 32767.0f;
+    const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    const auto vinv = hn::Set(df, inv);
+    for (k = 0; k + N <= K; k += N) {
+      hn::StoreU(hn::DemoteTo(d16, hn::NearestInt(hn::Mul(hn::LoadU(df, xr + k), vinv))), d16,
+                 q + k);
+    }
+    for (; k < K; ++k) q[k] = static_cast<int16_t>(std::nearbyint(xr[k] * inv));
+    (void)d32;
+  }
+}
+
+// The weight codes of one block as kVecs vectors of int16, in value order.
+template <DType kType>
+HWY_INLINE void LoadBlock(D16 d16, const uint8_t* codes, hn::Vec<D16> (&v)[kVecs]) {
+  constexpr size_t L = hn::MaxLanes(D16());
+  if constexpr (kType == DType::kQ8_0) {
+    const hn::Rebind<int8_t, D16> d8;
+    for (size_t j = 0; j < kVecs; ++j)
+      v[j] = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(codes) + j * L));
+  } else {  // Q4_0: byte j holds value j in its low nibble and value j + 16 in its high one
+#if HWY_TARGET != HWY_SCALAR  // (no Combine there; its kVecs is 32)
+    if constexpr (kVecs == 1) {
+      const hn::Half<D16> dh;
+      const auto b =
+          hn::BitCast(dh, hn::PromoteTo(hn::RebindToUnsigned<decltype(dh)>(),
+                                        hn::LoadU(hn::Rebind<uint8_t, decltype(dh)>(), codes)));
+      v[0] = hn::Sub(hn::Combine(d16, hn::ShiftRight<4>(b), hn::And(b, hn::Set(dh, 15))),
+                     hn::Set(d16, 8));
+      return;
+    }
+#endif
+    {
+      for (size_t j = 0; j < kVecs / 2; ++j) {
+        const auto b =
+            hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<D16>(),
+                                           hn::LoadU(hn::Rebind<uint8_t, D16>(), codes + j * L)));
+        v[j] = hn::Sub(hn::And(b, hn::Set(d16, 15)), hn::Set(d16, 8));
+        v[j + kVecs / 2] = hn::Sub(hn::ShiftRight<4>(b), hn::Set(d16, 8));
+      }
+    }
+  }
+}
+
+// One NW x R tile of a block-dtype matmul.
+struct QTile {
+  const uint8_t* w;  // [NW, ldw bytes]
+  size_t ldw;
+  const int16_t* xq;  // [R, ldq] the tile's activation codes
+  size_t ldq;
+  const float* xscale;  // [R] their row scales
+  size_t K;
+  float* out;  // out[r * ldo + i]
+  size_t ldo;
+};
+
+// A tile of NW weight rows x R activation rows. Every output is accumulated the same way whatever
+// NW and R are: an exact int32 sum per block, then one f32 accumulator over the blocks in K order
+// (acc += sum * d), a fixed lane reduction, and the row scale last.
 template <size_t NW, size_t R, DType kType>
-HWY_NOINLINE void DotTileQ(const uint8_t* HWY_RESTRICT w, size_t ldw, const float* HWY_RESTRICT x,
-                           size_t ldx, size_t K, float* out, size_t ldo) {
-  const DQ d;
-  const size_t N = hn::Lanes(d);
+HWY_NOINLINE void DotTileQ(const QTile& job) {
+  const D16 d16;
+  const D32 d32;
+  const DQ df;
+  constexpr size_t L = hn::MaxLanes(D16());
   constexpr size_t kBytes = DTypeSize(kType);
+  const size_t ldw = job.ldw;
   hn::Vec<DQ> acc[NW][R];
   for (size_t i = 0; i < NW; ++i) {
-    for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(d);
+    for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(df);
   }
-  for (size_t k = 0; k < K; k += kQuantBlock, w += kBytes) {
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t k = 0; k < job.K; k += kBlock, w += kBytes) {
     for (size_t i = 0; i < NW; ++i) __builtin_prefetch(w + i * ldw + kPrefetchBytes, 0, 1);
     hn::Vec<DQ> scale[NW];
-    for (size_t i = 0; i < NW; ++i) scale[i] = LoadScale(d, w + i * ldw);
-    if constexpr (kType == DType::kQ8_0) {
-      for (size_t s = 0; s < kQuantBlock; s += N) {
-        hn::Vec<DQ> wq[NW];
-        for (size_t i = 0; i < NW; ++i) wq[i] = hn::Mul(LoadQ8(d, w + i * ldw + 2 + s), scale[i]);
-        for (size_t r = 0; r < R; ++r) {
-          const auto xv = hn::LoadU(d, x + r * ldx + k + s);
-          for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wq[i], xv, acc[i][r]);
-        }
-      }
-    } else {
-      for (size_t s = 0; s < kQuantBlock / 2; s += N) {
-        for (size_t half = 0; half < 2; ++half) {
-          hn::Vec<DQ> wq[NW];
-          for (size_t i = 0; i < NW; ++i) {
-            hn::Vec<DQ> lo, hi;
-            LoadQ4(d, w + i * ldw + 2 + s, &lo, &hi);
-            wq[i] = hn::Mul(half == 0 ? lo : hi, scale[i]);
-          }
-          for (size_t r = 0; r < R; ++r) {
-            const auto xv = hn::LoadU(d, x + r * ldx + k + half * 16 + s);
-            for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wq[i], xv, acc[i][r]);
-          }
-        }
+    hn::Vec<D16> wq[NW][kVecs];
+    for (size_t i = 0; i < NW; ++i) {
+      scale[i] = LoadScale(df, w + i * ldw);
+      LoadBlock<kType>(d16, w + i * ldw + 2, wq[i]);
+    }
+    for (size_t r = 0; r < R; ++r) {
+      hn::Vec<D16> xv[kVecs];
+      for (size_t j = 0; j < kVecs; ++j) xv[j] = hn::LoadU(d16, job.xq + r * job.ldq + k + j * L);
+      for (size_t i = 0; i < NW; ++i) {
+        auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+        for (size_t j = 0; j < kVecs; ++j)
+          s0 = hn::ReorderWidenMulAccumulate(d32, wq[i][j], xv[j], s0, s1);
+        acc[i][r] = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), scale[i], acc[i][r]);
       }
     }
   }
   for (size_t r = 0; r < R; ++r) {
     float sums[4];
-    SumColumn(d, acc, r, sums);
-    for (size_t i = 0; i < NW; ++i) out[r * ldo + i] = sums[i];
+    SumColumn(df, acc, r, sums);
+    for (size_t i = 0; i < NW; ++i) job.out[r * job.ldo + i] = sums[i] * job.xscale[r];
   }
 }
 
 // Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j]. The 16
-// codes of sub-block j sit in 16 consecutive bytes of ql (one nibble) and of qh (two bits).
+// codes of sub-block j sit in 16 consecutive bytes of ql (one nibble) and of qh (two bits). Runs in
+// f32 on the activations as given. Lanes are capped at 16 so a sub-block is whole vector steps.
+using D6 = hn::CappedTag<float, 16>;
 template <size_t R>
 HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
                             size_t K, float* out, size_t ldo) {
-  const DQ d;
+  const D6 d;
   const hn::Rebind<uint8_t, DQ> d8;
   const hn::Rebind<int32_t, DQ> d32;
   const size_t N = hn::Lanes(d);
-  hn::Vec<DQ> acc[R];
+  hn::Vec<D6> acc[R];
   for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
   for (size_t k = 0; k < K; k += kSuperBlock, w += DTypeSize(DType::kQ6_K)) {
     hwy::Prefetch(w + 2048);
@@ -123,17 +201,17 @@ HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const float* HWY_REST
       const uint8_t* qh = w + 128 + 32 * n + is * 16;
       const int ql_shift = g >= 2 ? 4 : 0, qh_shift = static_cast<int>(2 * g);
       const auto scale = hn::Set(d, dsuper * static_cast<float>(static_cast<int8_t>(w[192 + j])));
-      hn::Vec<DQ> part[R];
+      hn::Vec<D6> part[R];
       for (size_t r = 0; r < R; ++r) part[r] = hn::Zero(d);
       for (size_t s = 0; s < 16; s += N) {
         const auto lo = hn::And(
             hn::ShiftRightSame(
-                hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, ql + s))),
+                hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, D6>(), hn::LoadU(d8, ql + s))),
                 ql_shift),
             hn::Set(d32, 15));
         const auto hi = hn::And(
             hn::ShiftRightSame(
-                hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, DQ>(), hn::LoadU(d8, qh + s))),
+                hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, D6>(), hn::LoadU(d8, qh + s))),
                 qh_shift),
             hn::Set(d32, 3));
         const auto q =
@@ -180,38 +258,39 @@ void MatMulRowsQ6K(const MatMulRowsArgs& a) {
 constexpr size_t kMaxRowsQ = kWideRegs ? 5 : 1;
 
 template <size_t NW, size_t R, DType kType>
-HWY_INLINE void DotTileQTail(size_t rows, const uint8_t* w, size_t ldw, const float* x, size_t ldx,
-                             size_t K, float* out, size_t ldo) {
+HWY_INLINE void DotTileQTail(size_t rows, const QTile& job) {
   if constexpr (R > 0) {
-    if (rows == R) return DotTileQ<NW, R, kType>(w, ldw, x, ldx, K, out, ldo);
-    DotTileQTail<NW, R - 1, kType>(rows, w, ldw, x, ldx, K, out, ldo);
+    if (rows == R) return DotTileQ<NW, R, kType>(job);
+    DotTileQTail<NW, R - 1, kType>(rows, job);
   }
 }
 
-// In panels of kPanel weight rows like MatMulRowsBF16, so the activations are not re-streamed
-// per weight tile.
 template <DType kType>
 void MatMulRowsQ(const MatMulRowsArgs& a) {
   const size_t K = static_cast<size_t>(a.w.cols);
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
-  const size_t tiles = (a.m + kMaxRowsQ - 1) / kMaxRowsQ;
-  for (int64_t p = a.n_begin; p < a.n_end; p += kPanel) {
-    const int64_t pe = std::min<int64_t>(a.n_end, p + kPanel);
-    for (size_t t = 0, i = 0; t < tiles; ++t) {
-      const size_t rows = a.m / tiles + (t < a.m % tiles ? 1 : 0);
-      const float* x = a.x + i * a.ldx;
-      int64_t n = p;
-      for (; n + static_cast<int64_t>(kTileWeights) <= pe; n += kTileWeights) {
-        DotTileQTail<kTileWeights, kMaxRowsQ, kType>(rows, static_cast<const uint8_t*>(a.w.Row(n)),
-                                                     ldw, x, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
-      }
-      for (; n < pe; ++n) {
-        DotTileQTail<1, kMaxRowsQ, kType>(rows, static_cast<const uint8_t*>(a.w.Row(n)), ldw, x,
-                                          a.ldx, K, a.y + i * a.ldy + n, a.ldy);
-      }
-      i += rows;
-    }
+  // Row scales first (a 64-byte line per 16 rows), then the codes, vector-aligned.
+  const size_t scale_floats = (a.m + 15) / 16 * 16;
+  const size_t need = scale_floats + (a.m * K + 1) / 2;
+  hwy::AlignedFreeUniquePtr<float[]> own;
+  float* scratch = a.scratch;
+  if (a.scratch_floats < need) {
+    own = hwy::AllocateAligned<float>(need);
+    scratch = own.get();
   }
+  auto* codes = reinterpret_cast<int16_t*>(scratch + scale_floats);
+  QuantizeActs(a.x, a.ldx, a.m, K, scratch, codes);
+  ForEachTile(a, kMaxRowsQ, [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
+    DotTileQTail<decltype(nw)::value, kMaxRowsQ, kType>(
+        rows, {.w = static_cast<const uint8_t*>(a.w.Row(n)),
+               .ldw = ldw,
+               .xq = codes + i * K,
+               .ldq = K,
+               .xscale = scratch + i,
+               .K = K,
+               .out = a.y + i * a.ldy + n,
+               .ldo = a.ldy});
+  });
 }
 
 }  // namespace HWY_NAMESPACE

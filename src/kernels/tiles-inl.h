@@ -8,11 +8,14 @@
 #define SPECULA_KERNELS_TILES_INL_H_
 #endif
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "hwy/highway.h"
 #include "specula/base/dtype.h"
+#include "specula/kernels/kernels.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace specula {
@@ -42,9 +45,12 @@ constexpr bool kWideRegs = HWY_TARGET != HWY_AVX2;
 constexpr size_t kMaxRows = kWideRegs ? 6 : 2;
 constexpr size_t kTileWeights = 4;
 
-HWY_INLINE size_t NumTiles(size_t m) { return (m + kMaxRows - 1) / kMaxRows; }
-HWY_INLINE size_t TileRows(size_t m, size_t t) {
-  return m / NumTiles(m) + (t < m % NumTiles(m) ? 1 : 0);
+HWY_INLINE size_t NumTiles(size_t m, size_t max_rows = kMaxRows) {
+  return (m + max_rows - 1) / max_rows;
+}
+HWY_INLINE size_t TileRows(size_t m, size_t t, size_t max_rows = kMaxRows) {
+  const size_t tiles = NumTiles(m, max_rows);
+  return m / tiles + (t < m % tiles ? 1 : 0);
 }
 
 // Sums of the lanes of a0..a3 into out[0..3]. On x86 the four are reduced together (two
@@ -97,6 +103,27 @@ HWY_INLINE void SumColumn(D d, const hn::Vec<D> (&acc)[NW][R], size_t r, float* 
 // (K up to 21504, so one tile's activations are 0.5 MB) 32 took prefill from 16 to 31 tok/s; 16
 // reached 27 and 64 no more than 32. Decode and verify shapes are unchanged.
 constexpr int64_t kPanel = 32;
+
+// The loop every matmul_rows kernel shares: panels of kPanel weight rows; in each, the row tiles
+// (at most max_rows rows each, as TileRows cuts them), and per row tile the panel's weight tiles of
+// kTileWeights rows, then its single rows. Calls tile(nw, rows, i, n) for the tile of activation
+// rows [i, i + rows) and weight rows [n, n + nw), nw a std::integral_constant.
+template <class Fn>
+HWY_INLINE void ForEachTile(const MatMulRowsArgs& a, size_t max_rows, const Fn& tile) {
+  const std::integral_constant<size_t, kTileWeights> four;
+  const std::integral_constant<size_t, 1> one;
+  for (int64_t p = a.n_begin; p < a.n_end; p += kPanel) {
+    const int64_t pe = std::min<int64_t>(a.n_end, p + kPanel);
+    for (size_t t = 0, i = 0; t < NumTiles(a.m, max_rows); ++t) {
+      const size_t rows = TileRows(a.m, t, max_rows);
+      int64_t n = p;
+      for (; n + static_cast<int64_t>(kTileWeights) <= pe; n += kTileWeights)
+        tile(four, rows, i, n);
+      for (; n < pe; ++n) tile(one, rows, i, n);
+      i += rows;
+    }
+  }
+}
 
 }  // namespace HWY_NAMESPACE
 }  // namespace specula
