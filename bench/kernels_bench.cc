@@ -82,6 +82,35 @@ BENCHMARK(BM_MatMul)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+// The same weights as BM_MatMul, but as a decode step meets them: one matmul call (and fork/join)
+// per 6144-row matrix, 32 calls. The gap to BM_MatMul is the per-call cost (dispatch, each
+// thread's cold start, imbalance). Args: dtype, threads.
+void BM_MatMulPerMatrix(benchmark::State& state) {
+  const auto t = static_cast<DType>(state.range(0));
+  const int64_t rows = 6144, cols = 1536, mats = 32;
+  static std::map<DType, Matrix> cache;
+  if (!cache.count(t)) cache[t] = MakeMatrix(t, rows * mats, cols);
+  const Matrix& w = cache[t];
+  std::vector<float> x(static_cast<size_t>(cols), 0.5f), y(static_cast<size_t>(rows * mats));
+  ThreadPool pool(static_cast<int>(state.range(1)));
+  for (auto _ : state) {
+    for (int64_t i = 0; i < mats; ++i) {
+      MatView part = w.view;
+      part.data = w.view.Row(i * rows);
+      part.rows = rows;
+      MatMul(BestKernels(), pool, part, x.data(), 1, y.data() + i * rows);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(w.bytes.size()));
+  state.SetLabel(std::string(DTypeName(t)) + " " + BestKernels().target);
+}
+BENCHMARK(BM_MatMulPerMatrix)
+    ->ArgsProduct({{static_cast<int>(DType::kBF16), static_cast<int>(DType::kQ8_0)}, {2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
 // Cache-resident variant: 1024 rows (3 MB at bf16) separate kernel compute speed from DRAM.
 void BM_MatMulHot(benchmark::State& state) {
   const auto t = static_cast<DType>(state.range(0));
