@@ -106,8 +106,9 @@ constexpr int64_t kPanel = 32;
 
 // The loop every matmul_rows kernel shares: panels of kPanel weight rows; in each, the row tiles
 // (at most max_rows rows each, as TileRows cuts them), and per row tile the panel's weight tiles of
-// kTileWeights rows, then its single rows. Calls tile(nw, rows, i, n) for the tile of activation
-// rows [i, i + rows) and weight rows [n, n + nw), nw a std::integral_constant.
+// kTileWeights rows, then its single rows. Calls tile(nw, rows, i, n, t) for the tile of
+// activation rows [i, i + rows) (row tile t) and weight rows [n, n + nw), nw a
+// std::integral_constant.
 template <class Fn>
 HWY_INLINE void ForEachTile(const MatMulRowsArgs& a, size_t max_rows, const Fn& tile) {
   const std::integral_constant<size_t, kTileWeights> four;
@@ -118,8 +119,8 @@ HWY_INLINE void ForEachTile(const MatMulRowsArgs& a, size_t max_rows, const Fn& 
       const size_t rows = TileRows(a.m, t, max_rows);
       int64_t n = p;
       for (; n + static_cast<int64_t>(kTileWeights) <= pe; n += kTileWeights)
-        tile(four, rows, i, n);
-      for (; n < pe; ++n) tile(one, rows, i, n);
+        tile(four, rows, i, n, t);
+      for (; n < pe; ++n) tile(one, rows, i, n, t);
       i += rows;
     }
   }
