@@ -277,28 +277,31 @@ TEST(KernelsPool, ThreadedMatMulEqualsSingleThreaded) {
 }
 
 TEST(KernelsPool, SharedDispatchEqualsSeparateMatMuls) {
-  // Three matrices of different heights and dtypes (like q, k, v) over one input; slices cross
-  // matrix boundaries at 2 and 3 threads.
-  const int64_t rows[] = {203, 17, 64};
-  const DType types[] = {DType::kBF16, DType::kF32, DType::kQ8_0};
+  // Matrices of different heights and dtypes (like q, k, v) over one input; slices cross matrix
+  // boundaries at 2 and 3 threads. Dtypes repeat, adjacent and not, so a thread reuses the x it
+  // packed or quantized for an earlier matrix of the same dtype, and must not for another dtype.
+  const int64_t rows[] = {203, 17, 64, 40, 33, 70};
+  const DType types[] = {DType::kBF16, DType::kF32,  DType::kQ8_0,
+                         DType::kBF16, DType::kQ8_0, DType::kQ8_0};
+  constexpr int kMats = 6;
   const int64_t KK = 96;  // a multiple of the Q8_0 block
   std::vector<Weights> w;
-  for (int i = 0; i < 3; ++i)
+  for (int i = 0; i < kMats; ++i)
     w.push_back(MakeWeights(types[i], static_cast<size_t>(rows[i] * KK), 20 + i));
-  const size_t m = 5;
+  const size_t m = 9;  // two row tiles on AVX-512
   const std::vector<float> x = RandomVec(m * static_cast<size_t>(KK), 9);
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
-    std::vector<std::vector<float>> separate(3), shared(3);
+    std::vector<std::vector<float>> separate(kMats), shared(kMats);
     std::vector<MatMulOut> outs;
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < kMats; ++i) {
       separate[i].resize(m * static_cast<size_t>(rows[i]));
       shared[i].assign(m * static_cast<size_t>(rows[i]), -1.0f);
       MatMul(BestKernels(), pool, w[i].view(rows[i], KK), x.data(), m, separate[i].data());
       outs.push_back({w[i].view(rows[i], KK), shared[i].data()});
     }
     MatMulShared(BestKernels(), pool, outs, x.data(), m);
-    for (int i = 0; i < 3; ++i)
+    for (int i = 0; i < kMats; ++i)
       EXPECT_EQ(separate[i], shared[i]) << "matrix " << i << ", " << threads << " threads";
   }
 }

@@ -224,7 +224,7 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
     own = hwy::AllocateAligned<float>(a.m * K);
     packed = own.get();
   }
-  PackPairs(a.x, a.ldx, a.m, K, packed);
+  if (!a.x_prepared || own) PackPairs(a.x, a.ldx, a.m, K, packed);
   // Panels of weight rows (ForEachTile): every row tile runs over the panel's weight tiles while
   // its activations stay close (L1/L2); the panel's weights come from DRAM for the first row tile
   // and from L2 for the rest. Weight tile outermost instead re-streamed all m rows' activations
@@ -454,8 +454,13 @@ void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMul
   const size_t tasks = static_cast<size_t>(threads + (tail + small - 1) / small);
   if (outs.empty()) return;
   const size_t scratch_floats = MatMulScratchFloats(m, static_cast<size_t>(outs[0].w.cols));
+  // Per thread, the dtype whose prepared x its scratch holds (-1: none): matrices of a group that
+  // share a dtype pack or quantize x once per thread, not once per matrix and task (16 rows of
+  // K = 1536 are 96 KB to pack).
+  std::vector<int> prepared(static_cast<size_t>(pool.num_threads()), -1);
   pool.ParallelFor(tasks, [&](size_t t, int thread) {
     float* scratch = pool.Scratch(thread, scratch_floats);
+    int& ready = prepared[static_cast<size_t>(thread)];
     const auto ti = static_cast<int64_t>(t);
     const int64_t begin = ti < threads ? ti * slice : threads * slice + (ti - threads) * small;
     const int64_t end = ti < threads ? begin + slice : std::min<int64_t>(rows, begin + small);
@@ -472,7 +477,9 @@ void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMul
                        .y = o.y,
                        .ldy = static_cast<size_t>(o.w.rows),
                        .scratch = scratch,
-                       .scratch_floats = scratch_floats});
+                       .scratch_floats = scratch_floats,
+                       .x_prepared = ready == static_cast<int>(o.w.dtype)});
+        ready = static_cast<int>(o.w.dtype);
       }
       base += o.w.rows;
     }

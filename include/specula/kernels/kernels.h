@@ -45,6 +45,9 @@ struct MatMulRowsArgs {
   // than scratch_floats allocates its own.
   float* scratch = nullptr;
   size_t scratch_floats = 0;
+  // Set by MatMulShared when an earlier call on this thread, for a matrix of the same dtype, left
+  // x (same x, m, K) prepared in this scratch (packed or quantized): the kernel skips that step.
+  bool x_prepared = false;
 };
 
 // The scratch a matmul_rows call over m activation rows of K columns can use.
