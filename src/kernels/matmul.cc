@@ -109,15 +109,20 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
   for (size_t i = 0; i < NW; ++i) {
     for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(df);
   }
-  const size_t steps_per_line = std::max<size_t>(1, 64 / (2 * N * sizeof(hwy::bfloat16_t)));
+  constexpr size_t kStepsPerLine =
+      std::max<size_t>(1, 64 / (2 * hn::MaxLanes(DF()) * sizeof(hwy::bfloat16_t)));
   const size_t K = job.K, chunks = K / (2 * N), K2 = chunks * 2 * N;
   const float* HWY_RESTRICT x = job.xt;
+  size_t line_phase = 0;  // (c / kStepsPerLine) % pf_every, counted without a division
   for (size_t c = 0; c < chunks; ++c, x += R * 2 * N) {
     const hwy::bfloat16_t* wk = w + c * 2 * N;
-    if (c % steps_per_line == 0 && (c / steps_per_line) % job.pf_every == job.pf_phase) {
+    if (c % kStepsPerLine == 0) {
       // Into L2, not L1: 16 KiB ahead on four rows is more than L1 holds beside the activations
       // (4-24 rows ran ~5% faster than with prefetches into L1).
-      for (size_t i = 0; i < NW; ++i) __builtin_prefetch(job.pf + i * ldw + c * 2 * N, 0, 1);
+      if (line_phase == job.pf_phase) {
+        for (size_t i = 0; i < NW; ++i) __builtin_prefetch(job.pf + i * ldw + c * 2 * N, 0, 1);
+      }
+      if (++line_phase == job.pf_every) line_phase = 0;
     }
     // The odd pass reloads the weights from L1 rather than keeping them: registers go to
     // accumulators and the load ports have room.
@@ -235,8 +240,8 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
   // on, that left the first row tile to pull the whole panel from DRAM and the others none (DRAM
   // idle while they computed from L2); there each row tile t instead prefetches the next panel's
   // lines whose index mod T is t, spreading the stream over the panel's whole compute: E2B MLP
-  // shapes, 16 rows 49.7 -> 44.4 ms, 24 rows 65.4 -> 62.4, 64 rows 154 -> 144. (With 2 row tiles
-  // it was slower, 33.2 -> 36.2 ms at 8 rows; so was giving each row tile whole rows of the next
+  // shapes, 16 rows 48.0 -> 42.0 ms, 24 rows 64.5 -> 60.4, 64 rows 151 -> 145. (With 2 row tiles
+  // it was slower, 33.6 -> 36.9 ms at 8 rows; so was giving each row tile whole rows of the next
   // panel instead of every T-th line.)
   const size_t T = NumTiles(a.m);
   ForEachTile(a, kMaxRows, [&](auto nw, size_t rows, size_t i, int64_t n, size_t t) HWY_ATTR {
