@@ -184,10 +184,10 @@ TEST_P(KernelsTest, QuantizedMatMulPropagatesNonFiniteRowsOnly) {
 
 TEST_P(KernelsTest, MatMulRowsAreBatchInvariant) {
   // M covers one tile (M <= 6) and several tiles of uneven sizes. K = 301: vector steps plus a
-  // scalar tail; K = 2100: bf16 K blocks, whose length depends on M.
+  // scalar tail; K = 2100: several panels; K = 8200: the short panels of long rows.
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
-    for (int64_t K : {301, 2100})
-      for (size_t M : {3, 5, 6, 11, 13, 16, 23}) {
+    for (int64_t K : {301, 2100, 8200})
+      for (size_t M : {3, 5, 6, 11, 13, 16, 23, 40}) {
         const int64_t N = 37;  // two weight panels, 4-row and 1-row weight tiles
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 3);
         const std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 4);

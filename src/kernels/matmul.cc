@@ -253,7 +253,8 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
                .K = K,
                .out = a.y + i * a.ldy + n,
                .ldo = a.ldy,
-               .pf = T < 3 ? wn + kPrefetchBytes / sizeof(hwy::bfloat16_t) : wn + kPanel * K,
+               .pf = T < 3 ? wn + kPrefetchBytes / sizeof(hwy::bfloat16_t)
+                           : wn + static_cast<size_t>(PanelRows(a)) * K,
                .pf_every = T < 3 ? 1 : T,
                .pf_phase = T < 3 ? 0 : t});
   });
