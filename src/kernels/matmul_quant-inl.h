@@ -56,7 +56,6 @@ HWY_INLINE void QuantizeActs(const float* x, size_t ldx, size_t m, size_t K, flo
                              int16_t* codes) {
   const DF df;
   const hn::Rebind<int16_t, DF> d16;
-  const hn::Rebind<int32_t, DF> d32;
   const size_t N = hn::Lanes(df);
   for (size_t r = 0; r < m; ++r) {
     const float* xr = x + r * ldx;
@@ -87,7 +86,6 @@ HWY_INLINE void QuantizeActs(const float* x, size_t ldx, size_t m, size_t K, flo
                  q + k);
     }
     for (; k < K; ++k) q[k] = static_cast<int16_t>(std::nearbyint(xr[k] * inv));
-    (void)d32;
   }
 }
 
@@ -111,14 +109,12 @@ HWY_INLINE void LoadBlock(D16 d16, const uint8_t* codes, hn::Vec<D16> (&v)[kVecs
       return;
     }
 #endif
-    {
-      for (size_t j = 0; j < kVecs / 2; ++j) {
-        const auto b =
-            hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<D16>(),
-                                           hn::LoadU(hn::Rebind<uint8_t, D16>(), codes + j * L)));
-        v[j] = hn::Sub(hn::And(b, hn::Set(d16, 15)), hn::Set(d16, 8));
-        v[j + kVecs / 2] = hn::Sub(hn::ShiftRight<4>(b), hn::Set(d16, 8));
-      }
+    for (size_t j = 0; j < kVecs / 2; ++j) {
+      const auto b =
+          hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<D16>(),
+                                         hn::LoadU(hn::Rebind<uint8_t, D16>(), codes + j * L)));
+      v[j] = hn::Sub(hn::And(b, hn::Set(d16, 15)), hn::Set(d16, 8));
+      v[j + kVecs / 2] = hn::Sub(hn::ShiftRight<4>(b), hn::Set(d16, 8));
     }
   }
 }
@@ -185,8 +181,8 @@ template <size_t R>
 HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
                             size_t K, float* out, size_t ldo) {
   const D6 d;
-  const hn::Rebind<uint8_t, DQ> d8;
-  const hn::Rebind<int32_t, DQ> d32;
+  const hn::Rebind<uint8_t, D6> d8;
+  const hn::Rebind<int32_t, D6> d32;
   const size_t N = hn::Lanes(d);
   hn::Vec<D6> acc[R];
   for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
