@@ -244,19 +244,20 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
   // it was slower, 33.6 -> 36.9 ms at 8 rows; so was giving each row tile whole rows of the next
   // panel instead of every T-th line.)
   const size_t T = NumTiles(a.m);
+  const bool next_panel = T >= 3;
+  const size_t pf_ahead =
+      next_panel ? static_cast<size_t>(PanelRows(a)) * K : kPrefetchBytes / sizeof(hwy::bfloat16_t);
   ForEachTile(a, kMaxRows, [&](auto nw, size_t rows, size_t i, int64_t n, size_t t) HWY_ATTR {
     const hwy::bfloat16_t* wn = w + static_cast<size_t>(n) * K;
-    DotTileBF16Tail<decltype(nw)::value, kMaxRows>(
-        rows, {.w = wn,
-               .ldw = K,
-               .xt = packed + i * K,
-               .K = K,
-               .out = a.y + i * a.ldy + n,
-               .ldo = a.ldy,
-               .pf = T < 3 ? wn + kPrefetchBytes / sizeof(hwy::bfloat16_t)
-                           : wn + static_cast<size_t>(PanelRows(a)) * K,
-               .pf_every = T < 3 ? 1 : T,
-               .pf_phase = T < 3 ? 0 : t});
+    DotTileBF16Tail<decltype(nw)::value, kMaxRows>(rows, {.w = wn,
+                                                          .ldw = K,
+                                                          .xt = packed + i * K,
+                                                          .K = K,
+                                                          .out = a.y + i * a.ldy + n,
+                                                          .ldo = a.ldy,
+                                                          .pf = wn + pf_ahead,
+                                                          .pf_every = next_panel ? T : 1,
+                                                          .pf_phase = next_panel ? t : 0});
   });
 }
 

@@ -101,7 +101,7 @@ HWY_INLINE void SumColumn(D d, const hn::Vec<D> (&acc)[NW][R], size_t r, float* 
 
 // Weight rows per panel (see MatMulRowsBF16). On a 200-token prefill of the 31B-shaped target
 // (K up to 21504, so one tile's activations are 0.5 MB) 32 took prefill from 16 to 31 tok/s; 16
-// reached 27 and 64 no more than 32. Decode and verify shapes are unchanged.
+// reached 27 and 64 no more than 32. Decode and verify shapes were unchanged (but see PanelRows).
 constexpr int64_t kPanel = 32;
 // Long rows get short panels at verify sizes: with K >= 8192, a 32-row bf16 panel (768 KB at
 // K = 12288), the next one being prefetched and 16 rows of activations overflow L2; E2B's
