@@ -194,10 +194,11 @@ TEST(Model, BatchedForwardEqualsSoloBitExact) {
             0, std::memcmp(&b.hidden[static_cast<size_t>(b.row_offset[static_cast<size_t>(s)]) * H],
                            alone.hidden.data(), static_cast<size_t>(n * H) * sizeof(float)))
             << preset << " sequence " << s << " hidden";
-        ASSERT_EQ(0, std::memcmp(
-                         b.logits.data() + static_cast<size_t>(b.logit_offset[static_cast<size_t>(s)]) * V,
-                         alone.logits.data() + static_cast<size_t>(n - rows) * V,
-                         static_cast<size_t>(rows * V) * sizeof(float)))
+        ASSERT_EQ(0,
+                  std::memcmp(b.logits.data() +
+                                  static_cast<size_t>(b.logit_offset[static_cast<size_t>(s)]) * V,
+                              alone.logits.data() + static_cast<size_t>(n - rows) * V,
+                              static_cast<size_t>(rows * V) * sizeof(float)))
             << preset << " sequence " << s << " logits";
         at[s] += static_cast<size_t>(n);
         ASSERT_EQ(batched[s]->length(), solo[s]->length());
@@ -253,6 +254,34 @@ TEST(Model, KvCacheAllocatesOnlyOwningLayers) {
   // Owners 0-5: five sliding layers (ring 16 + 8 slots, 1*32 dims) and full layer 4 (100 slots,
   // 1*64 dims), K and V each.
   EXPECT_EQ(cache->BytesAllocated(), (5u * 24 * 32 + 1u * 100 * 64) * 2 * sizeof(float));
+}
+
+TEST(Model, KvCacheRunsFollowTheRing) {
+  // A sliding layer (ring of 8 + 4 slots) and a full one, 2 dims each; position p stores 10p + c.
+  KvCache cache({{.kv_dim = 2, .sliding = true}, {.kv_dim = 2, .sliding = false}},
+                {.context = 40, .window = 8, .headroom = 4});
+  std::vector<float> k, v;
+  for (int p = 0; p < 30; ++p) {
+    for (int c = 0; c < 2; ++c) {
+      k.push_back(static_cast<float>(10 * p + c));
+      v.push_back(static_cast<float>(-10 * p - c));
+    }
+  }
+  for (int slot = 0; slot < 2; ++slot) cache.Append(slot, 30, k.data(), v.data());
+  cache.Commit(30);
+  KvRun runs[2];
+  for (const auto& [slot, from, want_runs] : {std::tuple{0, 20, 2}, {0, 25, 1}, {1, 0, 1}}) {
+    const size_t n = cache.Runs(slot, from, 30, 1, runs);
+    ASSERT_EQ(n, static_cast<size_t>(want_runs)) << slot << " " << from;
+    int p = from;
+    for (size_t r = 0; r < n; ++r) {
+      for (size_t e = 0; e < runs[r].n; ++e, ++p) {
+        EXPECT_EQ(runs[r].k[e * runs[r].ld], 10.0f * p + 1) << slot << " " << p;
+        EXPECT_EQ(runs[r].v[e * runs[r].ld], -10.0f * p - 1) << slot << " " << p;
+      }
+    }
+    EXPECT_EQ(p, 30);
+  }
 }
 
 TEST(Model, ShardedCheckpointEqualsSingleFile) {

@@ -28,7 +28,8 @@ struct Gemma4Model::Workspace {
   std::vector<float> x, xn, q, o, a, g, u, ple, ple_tmp, head_in;
   std::vector<int> ids, row_seq, row_pos;        // per stacked row: token, sequence, position
   std::vector<std::vector<float>> new_k, new_v;  // per cache slot: [T, kv_dim]
-  std::vector<std::vector<float>> scores;        // per thread: [context]
+  std::vector<std::vector<float>> attn_scratch;  // per thread: AttentionScratchFloats
+  std::vector<std::vector<int>> ranges;          // per thread: each row's first, then last key
 };
 
 Gemma4Model::~Gemma4Model() = default;
@@ -328,8 +329,8 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
   const int n_slots = seqs[0].cache->num_layers();
   ws.new_k.resize(static_cast<size_t>(n_slots));
   ws.new_v.resize(static_cast<size_t>(n_slots));
-  ws.scores.resize(static_cast<size_t>(pool.num_threads()));
-  for (auto& s : ws.scores) s.resize(static_cast<size_t>(max_keys));
+  ws.attn_scratch.resize(static_cast<size_t>(pool.num_threads()));
+  ws.ranges.resize(static_cast<size_t>(pool.num_threads()));
   ws.xn.resize(uT * uH);
 
   for (int l = 0; l < L; ++l) {
@@ -374,47 +375,64 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
     }
 
     // attention: softmax(q·K^T) V with scale 1, causal, sliding window on sliding layers, GQA.
+    // One task per (sequence, KV head, share of its query heads): the kernel reads the head's keys
+    // and values once for all the task's rows and heads. Heads are split only as far as needed to
+    // give every thread work; a vector's output does not depend on the split.
     const float* new_k = ws.new_k[static_cast<size_t>(slot)].data();
     const float* new_v = ws.new_v[static_cast<size_t>(slot)].data();
     const int window = s.type == AttnType::kSliding ? c.sliding_window : 0;
     const int group = nh / nkv;
+    const size_t per_head = static_cast<size_t>(seqs.size()) * static_cast<size_t>(nkv);
+    const int splits = std::clamp(
+        static_cast<int>((static_cast<size_t>(pool.num_threads()) + per_head - 1) / per_head), 1,
+        group);
+    const int heads_per_task = (group + splits - 1) / splits;
+    size_t max_rows = 0;
+    for (size_t si = 0; si < seqs.size(); ++si)
+      max_rows =
+          std::max(max_rows, static_cast<size_t>(out->row_offset[si + 1] - out->row_offset[si]));
+    for (auto& sc : ws.attn_scratch)
+      sc.resize(AttentionScratchFloats(max_rows, static_cast<size_t>(heads_per_task),
+                                       static_cast<size_t>(hd), static_cast<size_t>(max_keys)));
     ws.o.resize(uT * qd);
-    pool.ParallelFor(uT * static_cast<size_t>(nh), [&](size_t task, int thread) {
-      const int t = static_cast<int>(task / static_cast<size_t>(nh));
-      const int h = static_cast<int>(task % static_cast<size_t>(nh));
-      const int si = ws.row_seq[static_cast<size_t>(t)];
-      const KvCache& cache = *seqs[static_cast<size_t>(si)].cache;
+    pool.ParallelFor(per_head * static_cast<size_t>(splits), [&](size_t task, int thread) {
+      const size_t si = task / (static_cast<size_t>(nkv) * static_cast<size_t>(splits));
+      const int g = static_cast<int>(task / static_cast<size_t>(splits)) % nkv;
+      const int h0 = static_cast<int>(task % static_cast<size_t>(splits)) * heads_per_task;
+      const int heads = std::min(heads_per_task, group - h0);
+      if (heads <= 0) return;
+      const KvCache& cache = *seqs[si].cache;
       const int pos0 = cache.length();
-      // this sequence's new rows, [T_s, kv_dim]
-      const size_t first = static_cast<size_t>(out->row_offset[static_cast<size_t>(si)]);
-      const float* sk = new_k + first * kvd;
-      const float* sv = new_v + first * kvd;
-      const int p = ws.row_pos[static_cast<size_t>(t)];
-      const int lo = window > 0 ? std::max(0, p - window + 1) : 0;
-      const size_t koff = static_cast<size_t>((h / group) * hd);
-      const float* qh = &ws.q[static_cast<size_t>(t) * qd + static_cast<size_t>(h * hd)];
-      float* sc = ws.scores[static_cast<size_t>(thread)].data();
-      auto key = [&](int j) {
-        return j < pos0 ? cache.K(slot, j) + koff : sk + static_cast<size_t>(j - pos0) * kvd + koff;
-      };
-      auto val = [&](int j) {
-        return j < pos0 ? cache.V(slot, j) + koff : sv + static_cast<size_t>(j - pos0) * kvd + koff;
-      };
-      float mx = -INFINITY;
-      for (int j = lo; j <= p; ++j) {
-        sc[j - lo] = kt.dot(qh, key(j), static_cast<size_t>(hd));
-        mx = std::max(mx, sc[j - lo]);
+      const int first_row = out->row_offset[si], Ts = out->row_offset[si + 1] - first_row;
+      // Key index j is position kv0 + j: the cached keys the first row sees, then this call's.
+      const int kv0 = window > 0 ? std::max(0, pos0 - window + 1) : 0;
+      const size_t col = static_cast<size_t>(g * hd);
+      KvRun runs[3];
+      size_t nruns = cache.Runs(slot, kv0, pos0, col, std::span<KvRun>(runs, 2));
+      runs[nruns++] = {.k = new_k + static_cast<size_t>(first_row) * kvd + col,
+                       .v = new_v + static_cast<size_t>(first_row) * kvd + col,
+                       .ld = kvd,
+                       .n = static_cast<size_t>(Ts)};
+      std::vector<int>& range = ws.ranges[static_cast<size_t>(thread)];
+      range.resize(2 * static_cast<size_t>(Ts));
+      for (int t = 0; t < Ts; ++t) {
+        const int p = pos0 + t;
+        range[static_cast<size_t>(t)] = (window > 0 ? std::max(0, p - window + 1) : 0) - kv0;
+        range[static_cast<size_t>(Ts + t)] = p - kv0;
       }
-      float sum = 0.0f;
-      for (int j = lo; j <= p; ++j) {
-        sc[j - lo] = std::exp(sc[j - lo] - mx);
-        sum += sc[j - lo];
-      }
-      float* oh = &ws.o[static_cast<size_t>(t) * qd + static_cast<size_t>(h * hd)];
-      std::fill(oh, oh + hd, 0.0f);
-      for (int j = lo; j <= p; ++j) kt.axpy(sc[j - lo], val(j), oh, static_cast<size_t>(hd));
-      const float inv = 1.0f / sum;
-      for (int i = 0; i < hd; ++i) oh[i] *= inv;
+      const size_t q_at =
+          static_cast<size_t>(first_row) * qd + static_cast<size_t>((g * group + h0) * hd);
+      kt.attention({.runs = std::span<const KvRun>(runs, nruns),
+                    .q = ws.q.data() + q_at,
+                    .ldq = qd,
+                    .rows = static_cast<size_t>(Ts),
+                    .heads = static_cast<size_t>(heads),
+                    .head_dim = static_cast<size_t>(hd),
+                    .first = range.data(),
+                    .last = range.data() + Ts,
+                    .o = ws.o.data() + q_at,
+                    .ldo = qd,
+                    .scratch = ws.attn_scratch[static_cast<size_t>(thread)].data()});
     });
     Tap(l, "attn_out", T, static_cast<int>(qd), ws.o.data());
 

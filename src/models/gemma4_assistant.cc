@@ -299,33 +299,37 @@ void Gemma4Assistant::StepBatch(std::span<const StepArgs> batch, ThreadPool& poo
     MatMul(kt, pool, w.q, a_.data(), B, q_.data());
     const float* inv = full ? rope_full_.data() : rope_sliding_.data();
     o_.assign(B * qd, 0.0f);
+    const int group = nh / nkv;
     for (size_t b = 0; b < B; ++b) {
       const int P = batch[b].pos;
       const KvCache& cache = *batch[b].cache;
-      // A q_len = 1 query needs no causal mask: it sees every committed key in its window.
-      const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);
-      scores_.resize(static_cast<size_t>(std::max(1, P - lo)));
       for (int h = 0; h < nh; ++h) {
         float* qh = &q_[b * qd + static_cast<size_t>(h * hd)];
         RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), eps, qh);
         ApplyRope(qh, hd, inv, P);
-        if (P - lo <= 0) continue;  // no visible keys (cannot happen after a non-empty prefill)
-        const size_t koff = static_cast<size_t>((h / (nh / nkv)) * hd);
-        float mx = -INFINITY;
-        for (int j = lo; j < P; ++j) {
-          scores_[static_cast<size_t>(j - lo)] =
-              kt.dot(qh, cache.K(slot, j) + koff, static_cast<size_t>(hd));
-          mx = std::max(mx, scores_[static_cast<size_t>(j - lo)]);
-        }
-        float sum = 0.0f;
-        for (int j = lo; j < P; ++j)
-          sum += (scores_[static_cast<size_t>(j - lo)] =
-                      std::exp(scores_[static_cast<size_t>(j - lo)] - mx));
-        float* oh = &o_[b * qd + static_cast<size_t>(h * hd)];
-        for (int j = lo; j < P; ++j)
-          kt.axpy(scores_[static_cast<size_t>(j - lo)], cache.V(slot, j) + koff, oh,
-                  static_cast<size_t>(hd));
-        for (int i = 0; i < hd; ++i) oh[i] /= sum;
+      }
+      // A q_len = 1 query needs no causal mask: it sees every committed key in its window.
+      const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);
+      if (P - lo <= 0) continue;  // no visible keys (cannot happen after a non-empty prefill)
+      const int range[2] = {0, P - lo - 1};  // key index j is position lo + j
+      scores_.resize(AttentionScratchFloats(1, static_cast<size_t>(group), static_cast<size_t>(hd),
+                                            static_cast<size_t>(P - lo)));
+      for (int g = 0; g < nkv; ++g) {
+        KvRun runs[2];
+        const size_t nruns =
+            cache.Runs(slot, lo, P, static_cast<size_t>(g * hd), std::span<KvRun>(runs));
+        const size_t at = b * qd + static_cast<size_t>(g * group * hd);
+        kt.attention({.runs = std::span<const KvRun>(runs, nruns),
+                      .q = q_.data() + at,
+                      .ldq = qd,
+                      .rows = 1,
+                      .heads = static_cast<size_t>(group),
+                      .head_dim = static_cast<size_t>(hd),
+                      .first = &range[0],
+                      .last = &range[1],
+                      .o = o_.data() + at,
+                      .ldo = qd,
+                      .scratch = scores_.data()});
       }
     }
     MatMul(kt, pool, w.o, o_.data(), B, a_.data());

@@ -12,19 +12,29 @@ KvCache::KvCache(const std::vector<KvLayerShape>& layers, const KvCacheOptions& 
   for (const KvLayerShape& s : layers) {
     Layer l;
     l.shape = s;
-    l.capacity = s.sliding ? std::min(options.context, options.window + options.headroom)
-                           : options.context;
+    l.capacity =
+        s.sliding ? std::min(options.context, options.window + options.headroom) : options.context;
     l.k.assign(static_cast<size_t>(l.capacity) * static_cast<size_t>(s.kv_dim), 0.0f);
     l.v.assign(l.k.size(), 0.0f);
     layers_.push_back(std::move(l));
   }
 }
 
-const float* KvCache::Row(int slot, int pos, bool value) const {
+size_t KvCache::Runs(int slot, int from, int to, size_t col, std::span<KvRun> out) const {
   const Layer& l = layers_[static_cast<size_t>(slot)];
-  assert(pos >= OldestHeld(slot) && pos < length_);
-  const size_t row = static_cast<size_t>(pos % l.capacity) * static_cast<size_t>(l.shape.kv_dim);
-  return (value ? l.v.data() : l.k.data()) + row;
+  assert(from >= OldestHeld(slot) && to <= length_ && out.size() >= 2);
+  const size_t d = static_cast<size_t>(l.shape.kv_dim);
+  size_t n = 0;
+  while (from < to) {
+    const int row = from % l.capacity;
+    const int len = std::min(to - from, l.capacity - row);  // up to the ring's end
+    out[n++] = {.k = l.k.data() + static_cast<size_t>(row) * d + col,
+                .v = l.v.data() + static_cast<size_t>(row) * d + col,
+                .ld = d,
+                .n = static_cast<size_t>(len)};
+    from += len;
+  }
+  return n;
 }
 
 int KvCache::OldestHeld(int slot) const {
@@ -55,8 +65,8 @@ void KvCache::Append(int slot, int n, const float* k, const float* v) {
 
 Status KvCache::Truncate(int new_length) {
   if (new_length < 0 || new_length > length_) {
-    return Error("cannot truncate the KV cache to " + std::to_string(new_length) +
-                 " (length " + std::to_string(length_) + ")");
+    return Error("cannot truncate the KV cache to " + std::to_string(new_length) + " (length " +
+                 std::to_string(length_) + ")");
   }
   // A query at new_length needs keys new_length-W+1 .. new_length-1 in every sliding ring.
   const int need = std::max(0, new_length - options_.window + 1);

@@ -50,6 +50,37 @@ struct MatMulRowsArgs {
   bool x_prepared = false;
 };
 
+// One KV head's keys and values as runs of consecutive positions (a sliding ring's two halves, the
+// rows a forward adds). Key index j counts across the runs in order; row e of a run starts at
+// k + e * ld and v + e * ld.
+struct KvRun {
+  const float* k;
+  const float* v;
+  size_t ld;
+  size_t n;
+};
+
+// softmax(q · K^T) V (scale 1) for the query heads sharing one KV head (GQA) over `rows` query
+// rows. Row t sees key indices first[t] .. last[t] (causal and sliding windows are ranges).
+struct AttentionArgs {
+  std::span<const KvRun> runs;
+  const float* q;  // query (t, h) at q + t * ldq + h * head_dim
+  size_t ldq;
+  size_t rows;
+  size_t heads;
+  size_t head_dim;
+  const int* first;  // [rows]
+  const int* last;   // [rows], first[t] <= last[t] < total keys
+  float* o;          // output (t, h) at o + t * ldo + h * head_dim
+  size_t ldo;
+  float* scratch;  // AttentionScratchFloats floats
+};
+
+// keys: an upper bound on max(last) - min(first) + 1.
+inline size_t AttentionScratchFloats(size_t rows, size_t heads, size_t head_dim, size_t keys) {
+  return rows * heads * (head_dim + keys);
+}
+
 // The scratch a matmul_rows call over m activation rows of K columns can use.
 inline size_t MatMulScratchFloats(size_t m, size_t K) { return m * K; }
 
@@ -58,6 +89,10 @@ struct KernelTable {
   void (*matmul_rows)(const MatMulRowsArgs& args) = nullptr;
   float (*dot)(const float* a, const float* b, size_t n) = nullptr;     // same schedule as matmul
   void (*axpy)(float a, const float* x, float* y, size_t n) = nullptr;  // y += a * x
+  // Every key and value row is read once for all of a call's query vectors, and each vector's
+  // output has the same bits whatever else shares the call (scores as `dot` computes them, values
+  // accumulated in key order). Scalar reference: tests/kernels_test.cc.
+  void (*attention)(const AttentionArgs& args) = nullptr;
   // g[i] = gelu_tanh(g[i]) * u[i] (the gated MLP activation); scalar reference: GeluTanh in ops.h.
   void (*gelu_mul)(float* g, const float* u, size_t n) = nullptr;
   // x = cap * tanh(x / cap); scalar reference: SoftCap in ops.h.

@@ -6,20 +6,22 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "specula/base/status.h"
+#include "specula/kernels/kernels.h"
 
 namespace specula {
 
 struct KvLayerShape {
-  int kv_dim = 0;        // num_kv_heads * head_dim
+  int kv_dim = 0;  // num_kv_heads * head_dim
   bool sliding = false;
 };
 
 struct KvCacheOptions {
-  int context = 0;   // max positions
-  int window = 0;    // sliding window W (keys p-W+1 .. p)
+  int context = 0;    // max positions
+  int window = 0;     // sliding window W (keys p-W+1 .. p)
   int headroom = 64;  // extra sliding slots: max rows of one forward that may be rolled back
 };
 
@@ -33,9 +35,10 @@ class KvCache {
   int num_layers() const { return static_cast<int>(layers_.size()); }
   const KvLayerShape& shape(int slot) const { return layers_[static_cast<size_t>(slot)].shape; }
 
-  // Key/value rows [kv_dim] of a committed position still held by the layer.
-  const float* K(int slot, int pos) const { return Row(slot, pos, /*value=*/false); }
-  const float* V(int slot, int pos) const { return Row(slot, pos, /*value=*/true); }
+  // Committed positions [from, to) of a layer, from column `col` on (a KV head), as the runs of
+  // consecutive rows the attention kernel takes: one, or two where a sliding ring wraps. Returns
+  // how many it wrote to out (size >= 2).
+  size_t Runs(int slot, int from, int to, size_t col, std::span<KvRun> out) const;
   // Lowest position whose keys a sliding layer still holds (0 for full layers).
   int OldestHeld(int slot) const;
 
@@ -54,10 +57,9 @@ class KvCache {
  private:
   struct Layer {
     KvLayerShape shape;
-    int capacity = 0;  // slots
+    int capacity = 0;         // slots
     std::vector<float> k, v;  // [capacity, kv_dim]
   };
-  const float* Row(int slot, int pos, bool value) const;
 
   std::vector<Layer> layers_;
   KvCacheOptions options_;
