@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make demo   install deps, build, generate a small random Gemma 4 checkpoint, run it
 #   make test   install deps, build, run the whole test suite (ctest), then the ASan+UBSan build's
-.PHONY: all deps build demo test test-fast asan clean format
+.PHONY: all deps build demo test test-fast test-arm asan clean format
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -32,6 +32,10 @@ test-fast: build
 
 test: test-fast asan
 
+# The kernels cross-compiled for 64-bit ARM (NEON) and tested under qemu-user (CI runs it too).
+test-arm:
+	bash scripts/test-arm.sh
+
 asan: deps
 	@test -f $(ASAN_BUILD)/CMakeCache.txt || cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPECULA_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
@@ -41,4 +45,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-arm

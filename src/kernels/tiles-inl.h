@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "hwy/highway.h"
@@ -35,7 +36,11 @@ HWY_INLINE hn::Vec<DF> LoadW(DF df, const hwy::float16_t* p) {
 }
 HWY_INLINE float ScalarW(const float* p, size_t i) { return p[i]; }
 HWY_INLINE float ScalarW(const hwy::bfloat16_t* p, size_t i) { return hwy::F32FromBF16(p[i]); }
-HWY_INLINE float ScalarW(const hwy::float16_t* p, size_t i) { return F16ToF32(p[i].bits); }
+HWY_INLINE float ScalarW(const hwy::float16_t* p, size_t i) {
+  uint16_t bits;  // a struct on x86, the native __fp16 on ARM
+  std::memcpy(&bits, p + i, 2);
+  return F16ToF32(bits);
+}
 
 // Register tiles of 4 weight rows x up to kMaxRows activation rows. The m rows are cut into the
 // fewest tiles of at most kMaxRows, as even as possible (16 rows: 6 + 5 + 5, not 6 + 6 + 4 or
