@@ -26,7 +26,7 @@ struct Gemma4Model::LayerWeights {
 // Per-call buffers, grown on demand and reused across calls.
 struct Gemma4Model::Workspace {
   std::vector<float> x, xn, q, o, a, g, u, ple, ple_tmp, head_in;
-  std::vector<int> ids, row_seq, row_pos;        // per stacked row: token, sequence, position
+  std::vector<int> ids, row_pos;                 // per stacked row: token, position
   std::vector<std::vector<float>> new_k, new_v;  // per cache slot: [T, kv_dim]
   std::vector<std::vector<float>> attn_scratch;  // per thread: AttentionScratchFloats
   std::vector<std::vector<int>> ranges;          // per thread: each row's first, then last key
@@ -256,7 +256,6 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
   out->row_offset.assign(1, 0);
   out->logit_offset.assign(1, 0);
   ws.ids.clear();
-  ws.row_seq.clear();
   ws.row_pos.clear();
   int max_keys = 1;
   for (size_t si = 0; si < seqs.size(); ++si) {
@@ -276,7 +275,6 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
     const int pos0 = q.cache->length();
     for (int t = 0; t < Ts; ++t) {
       ws.ids.push_back(q.ids[static_cast<size_t>(t)]);
-      ws.row_seq.push_back(static_cast<int>(si));
       ws.row_pos.push_back(pos0 + t);
     }
     max_keys = std::max(max_keys, pos0 + Ts);
