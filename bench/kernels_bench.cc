@@ -133,6 +133,36 @@ BENCHMARK(BM_MatMulHot)
                    {1}})
     ->UseRealTime();
 
+// Attention for one KV head: E2B's 8 query heads of 256 dims over `keys` cached positions, `rows`
+// query rows (1: decode, 4: a K=3 verify). Args: keys, rows.
+void BM_Attention(benchmark::State& state) {
+  const size_t keys = static_cast<size_t>(state.range(0)),
+               rows = static_cast<size_t>(state.range(1));
+  constexpr size_t kHeads = 8, kDim = 256;
+  std::vector<float> k(keys * kDim, 0.01f), v(keys * kDim, 0.02f), q(rows * kHeads * kDim, 0.1f);
+  std::vector<float> o(q.size()), scratch(AttentionScratchFloats(rows, kHeads, kDim, keys));
+  std::vector<int> first(rows, 0), last(rows);
+  for (size_t t = 0; t < rows; ++t) last[t] = static_cast<int>(keys - rows + t);
+  const KvRun run{.k = k.data(), .v = v.data(), .ld = kDim, .n = keys};
+  for (auto _ : state) {
+    BestKernels().attention({.runs = std::span<const KvRun>(&run, 1),
+                             .q = q.data(),
+                             .ldq = kHeads * kDim,
+                             .rows = rows,
+                             .heads = kHeads,
+                             .head_dim = kDim,
+                             .first = first.data(),
+                             .last = last.data(),
+                             .o = o.data(),
+                             .ldo = kHeads * kDim,
+                             .scratch = scratch.data()});
+    benchmark::DoNotOptimize(o.data());
+  }
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * 2 * keys * kDim * sizeof(float)));
+}
+BENCHMARK(BM_Attention)->ArgsProduct({{512, 4096}, {1, 4}});
+
 void BM_Dot(benchmark::State& state) {
   const size_t n = static_cast<size_t>(state.range(0));
   std::vector<float> a(n, 0.25f), b(n, 0.5f);

@@ -67,44 +67,68 @@ struct ValueRows {
   float* out;  // [head_dim]
 };
 
+// Head-dim values [c, c + CB * lanes) of R vectors: CB vectors of each value row per key, so one
+// pass over the keys reads CB adjacent lines of every row. One line per pass (CB = 1 everywhere)
+// took 1.28 ms for E2B's 8 heads over 4096 keys, 4 blocked lines 0.93 ms (4 rows: 4.9 -> 3.4 ms;
+// BM_Attention, interleaved runs).
+template <size_t R, size_t CB>
+HWY_INLINE void ValueBlock(std::span<const KvRun> runs, size_t key0, const ValueRows* rows,
+                           size_t clo, size_t chi, bool common, size_t c) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  hn::Vec<DF> acc[R][CB];
+  for (size_t r = 0; r < R; ++r) {
+    for (size_t b = 0; b < CB; ++b) acc[r][b] = hn::Zero(df);
+  }
+  auto alone = [&](size_t r, size_t a, size_t e_end) HWY_ATTR {  // row r over keys [a, e_end)
+    ForEachRunPiece(runs, a, e_end,
+                    [&](const float*, const float* v, size_t ld, size_t j, size_t cnt) HWY_ATTR {
+                      for (size_t e = 0; e < cnt; ++e) {
+                        const auto p = hn::Set(df, rows[r].p[j + e - key0]);
+                        for (size_t b = 0; b < CB; ++b)
+                          acc[r][b] =
+                              hn::MulAdd(p, hn::LoadU(df, v + e * ld + c + b * N), acc[r][b]);
+                      }
+                    });
+  };
+  for (size_t r = 0; r < R; ++r) alone(r, rows[r].first, common ? clo : rows[r].last + 1);
+  if (common) {
+    ForEachRunPiece(runs, clo, chi + 1,
+                    [&](const float*, const float* v, size_t ld, size_t j, size_t cnt) HWY_ATTR {
+                      for (size_t e = 0; e < cnt; ++e) {
+                        hn::Vec<DF> vv[CB];
+                        for (size_t b = 0; b < CB; ++b)
+                          vv[b] = hn::LoadU(df, v + e * ld + c + b * N);
+                        for (size_t r = 0; r < R; ++r) {
+                          const auto p = hn::Set(df, rows[r].p[j + e - key0]);
+                          for (size_t b = 0; b < CB; ++b)
+                            acc[r][b] = hn::MulAdd(p, vv[b], acc[r][b]);
+                        }
+                      }
+                    });
+    for (size_t r = 0; r < R; ++r) alone(r, chi + 1, rows[r].last + 1);
+  }
+  for (size_t r = 0; r < R; ++r) {
+    for (size_t b = 0; b < CB; ++b)
+      hn::StoreU(hn::Mul(acc[r][b], hn::Set(df, rows[r].scale)), df, rows[r].out + c + b * N);
+  }
+}
+
 template <size_t R>
 HWY_NOINLINE void WeightedValues(std::span<const KvRun> runs, size_t hd, size_t key0,
                                  const ValueRows* rows) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
+  const size_t N = hn::Lanes(DF());
   size_t clo = rows[0].first, chi = rows[0].last;  // keys every row sees: [clo, chi]
   for (size_t r = 1; r < R; ++r) {
     clo = std::max(clo, rows[r].first);
     chi = std::min(chi, rows[r].last);
   }
   const bool common = clo <= chi;
+  constexpr size_t kBlock = 4;
   size_t c = 0;
-  for (; c + N <= hd; c += N) {
-    hn::Vec<DF> acc[R];
-    for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(df);
-    auto alone = [&](size_t r, size_t a, size_t b) HWY_ATTR {  // row r over keys [a, b)
-      ForEachRunPiece(runs, a, b,
-                      [&](const float*, const float* v, size_t ld, size_t j, size_t cnt) HWY_ATTR {
-                        for (size_t e = 0; e < cnt; ++e)
-                          acc[r] = hn::MulAdd(hn::Set(df, rows[r].p[j + e - key0]),
-                                              hn::LoadU(df, v + e * ld + c), acc[r]);
-                      });
-    };
-    for (size_t r = 0; r < R; ++r) alone(r, rows[r].first, common ? clo : rows[r].last + 1);
-    if (common) {
-      ForEachRunPiece(runs, clo, chi + 1,
-                      [&](const float*, const float* v, size_t ld, size_t j, size_t cnt) HWY_ATTR {
-                        for (size_t e = 0; e < cnt; ++e) {
-                          const auto vv = hn::LoadU(df, v + e * ld + c);
-                          for (size_t r = 0; r < R; ++r)
-                            acc[r] = hn::MulAdd(hn::Set(df, rows[r].p[j + e - key0]), vv, acc[r]);
-                        }
-                      });
-      for (size_t r = 0; r < R; ++r) alone(r, chi + 1, rows[r].last + 1);
-    }
-    for (size_t r = 0; r < R; ++r)
-      hn::StoreU(hn::Mul(acc[r], hn::Set(df, rows[r].scale)), df, rows[r].out + c);
-  }
+  for (; c + kBlock * N <= hd; c += kBlock * N)
+    ValueBlock<R, kBlock>(runs, key0, rows, clo, chi, common, c);
+  for (; c + N <= hd; c += N) ValueBlock<R, 1>(runs, key0, rows, clo, chi, common, c);
   for (; c < hd; ++c) {  // head_dim % lanes: each element alone, fused like the vector lanes
     for (size_t r = 0; r < R; ++r) {
       float acc = 0.0f;
