@@ -312,8 +312,8 @@ void Gemma4Assistant::StepBatch(std::span<const StepArgs> batch, ThreadPool& poo
       const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);
       if (P - lo <= 0) continue;  // no visible keys (cannot happen after a non-empty prefill)
       const int range[2] = {0, P - lo - 1};  // key index j is position lo + j
-      scores_.resize(AttentionScratchFloats(1, static_cast<size_t>(group), static_cast<size_t>(hd),
-                                            static_cast<size_t>(P - lo)));
+      attn_scratch_.resize(AttentionScratchFloats(
+          1, static_cast<size_t>(group), static_cast<size_t>(hd), static_cast<size_t>(P - lo)));
       for (int g = 0; g < nkv; ++g) {
         KvRun runs[2];
         const size_t nruns =
@@ -329,7 +329,7 @@ void Gemma4Assistant::StepBatch(std::span<const StepArgs> batch, ThreadPool& poo
                       .last = &range[1],
                       .o = o_.data() + at,
                       .ldo = qd,
-                      .scratch = scores_.data()});
+                      .scratch = attn_scratch_.data()});
       }
     }
     MatMul(kt, pool, w.o, o_.data(), B, a_.data());

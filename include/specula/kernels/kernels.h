@@ -91,7 +91,7 @@ struct KernelTable {
   void (*axpy)(float a, const float* x, float* y, size_t n) = nullptr;  // y += a * x
   // Every key and value row is read once for all of a call's query vectors, and each vector's
   // output has the same bits whatever else shares the call (scores as `dot` computes them, values
-  // accumulated in key order). Scalar reference: tests/kernels_test.cc.
+  // accumulated in key order). Double-precision reference: tests/attention_test.cc.
   void (*attention)(const AttentionArgs& args) = nullptr;
   // g[i] = gelu_tanh(g[i]) * u[i] (the gated MLP activation); scalar reference: GeluTanh in ops.h.
   void (*gelu_mul)(float* g, const float* u, size_t n) = nullptr;

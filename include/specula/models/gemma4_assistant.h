@@ -102,7 +102,7 @@ class Gemma4Assistant {
   std::vector<float> rope_sliding_, rope_full_;
   int slot_sliding_ = -1, slot_full_ = -1;
   // Step scratch.
-  std::vector<float> x_, z_, a_, q_, o_, g_, u_, scores_, cscore_, hidden_, h_out_, logits_;
+  std::vector<float> x_, z_, a_, q_, o_, g_, u_, attn_scratch_, cscore_, hidden_, h_out_, logits_;
 };
 
 }  // namespace specula
