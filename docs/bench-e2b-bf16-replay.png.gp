@@ -1,6 +1,6 @@
 set terminal pngcairo size 900,520
 set output 'docs/bench-e2b-bf16-replay.png'
-set title '/work/ckpt/e2b-full, replay drafter, 2 threads, 30.9 GB/s' noenhanced
+set title '/work/ckpt/e2b-full, replay drafter, 2 threads, 28.3 GB/s' noenhanced
 set xlabel 'draft length K'
 set ylabel 'speedup over plain decoding'
 set y2label 'acceptance rate'
