@@ -258,6 +258,7 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
   ws.ids.clear();
   ws.row_pos.clear();
   int max_keys = 1;
+  size_t max_rows = 0;  // of one sequence
   for (size_t si = 0; si < seqs.size(); ++si) {
     const BatchSeq& q = seqs[si];
     const int Ts = static_cast<int>(q.ids.size());
@@ -278,6 +279,7 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
       ws.row_pos.push_back(pos0 + t);
     }
     max_keys = std::max(max_keys, pos0 + Ts);
+    max_rows = std::max(max_rows, static_cast<size_t>(Ts));
     out->row_offset.push_back(out->row_offset.back() + Ts);
     out->logit_offset.push_back(out->logit_offset.back() + q.logit_rows);
   }
@@ -385,13 +387,13 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
         static_cast<int>((static_cast<size_t>(pool.num_threads()) + per_head - 1) / per_head), 1,
         group);
     const int heads_per_task = (group + splits - 1) / splits;
-    size_t max_rows = 0;
-    for (size_t si = 0; si < seqs.size(); ++si)
-      max_rows =
-          std::max(max_rows, static_cast<size_t>(out->row_offset[si + 1] - out->row_offset[si]));
-    for (auto& sc : ws.attn_scratch)
-      sc.resize(AttentionScratchFloats(max_rows, static_cast<size_t>(heads_per_task),
-                                       static_cast<size_t>(hd), static_cast<size_t>(max_keys)));
+    // Grown only: layer types alternate head sizes, and a shrink-then-grow would zero it again.
+    const size_t scratch =
+        AttentionScratchFloats(max_rows, static_cast<size_t>(heads_per_task),
+                               static_cast<size_t>(hd), static_cast<size_t>(max_keys));
+    for (auto& sc : ws.attn_scratch) {
+      if (sc.size() < scratch) sc.resize(scratch);
+    }
     ws.o.resize(uT * qd);
     pool.ParallelFor(per_head * static_cast<size_t>(splits), [&](size_t task, int thread) {
       const size_t si = task / (static_cast<size_t>(nkv) * static_cast<size_t>(splits));
@@ -403,7 +405,8 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
       const int pos0 = cache.length();
       const int first_row = out->row_offset[si], Ts = out->row_offset[si + 1] - first_row;
       // Key index j is position kv0 + j: the cached keys the first row sees, then this call's.
-      const int kv0 = window > 0 ? std::max(0, pos0 - window + 1) : 0;
+      auto first_key = [&](int p) { return window > 0 ? std::max(0, p - window + 1) : 0; };
+      const int kv0 = first_key(pos0);
       const size_t col = static_cast<size_t>(g * hd);
       KvRun runs[3];
       size_t nruns = cache.Runs(slot, kv0, pos0, col, std::span<KvRun>(runs, 2));
@@ -415,7 +418,7 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
       range.resize(2 * static_cast<size_t>(Ts));
       for (int t = 0; t < Ts; ++t) {
         const int p = pos0 + t;
-        range[static_cast<size_t>(t)] = (window > 0 ? std::max(0, p - window + 1) : 0) - kv0;
+        range[static_cast<size_t>(t)] = first_key(p) - kv0;
         range[static_cast<size_t>(Ts + t)] = p - kv0;
       }
       const size_t q_at =

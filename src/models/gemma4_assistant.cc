@@ -312,8 +312,9 @@ void Gemma4Assistant::StepBatch(std::span<const StepArgs> batch, ThreadPool& poo
       const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);
       if (P - lo <= 0) continue;  // no visible keys (cannot happen after a non-empty prefill)
       const int range[2] = {0, P - lo - 1};  // key index j is position lo + j
-      attn_scratch_.resize(AttentionScratchFloats(
-          1, static_cast<size_t>(group), static_cast<size_t>(hd), static_cast<size_t>(P - lo)));
+      const size_t scratch = AttentionScratchFloats(
+          1, static_cast<size_t>(group), static_cast<size_t>(hd), static_cast<size_t>(P - lo));
+      if (attn_scratch_.size() < scratch) attn_scratch_.resize(scratch);  // grown only
       for (int g = 0; g < nkv; ++g) {
         KvRun runs[2];
         const size_t nruns =
