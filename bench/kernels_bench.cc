@@ -82,6 +82,30 @@ BENCHMARK(BM_MatMul)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+// Other E2B column counts, bf16, 2 threads, ~600 MB each: the attention output (2048), the MLP
+// down-projections (6144; 12288 in the double-wide layers). Args: cols, activation rows M.
+void BM_MatMulCols(benchmark::State& state) {
+  const int64_t cols = state.range(0);
+  const auto m = static_cast<size_t>(state.range(1));
+  const int64_t rows = (int64_t{300} << 20) / cols;
+  static std::map<int64_t, Matrix> cache;
+  if (!cache.count(cols)) cache[cols] = MakeMatrix(DType::kBF16, rows, cols);
+  const Matrix& w = cache[cols];
+  std::vector<float> x(m * static_cast<size_t>(cols), 0.5f), y(m * static_cast<size_t>(rows));
+  ThreadPool pool(2);
+  for (auto _ : state) {
+    MatMul(BestKernels(), pool, w.view, x.data(), m, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(m) * rows * cols * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_MatMulCols)
+    ->ArgsProduct({{2048, 6144, 12288}, {4, 8, 16}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
 // The same weights as BM_MatMul, but as a decode step meets them: one matmul call (and fork/join)
 // per 6144-row matrix, 32 calls. The gap to BM_MatMul is the per-call cost (dispatch, each
 // thread's cold start, imbalance). Args: dtype, threads.
@@ -128,7 +152,8 @@ void BM_MatMulHot(benchmark::State& state) {
       benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_MatMulHot)
-    ->ArgsProduct({{static_cast<int>(DType::kBF16), static_cast<int>(DType::kQ8_0)},
+    ->ArgsProduct({{static_cast<int>(DType::kF32), static_cast<int>(DType::kBF16),
+                    static_cast<int>(DType::kQ8_0)},
                    {1, 4, 6, 8, 12, 16, 24, 64},
                    {1}})
     ->UseRealTime();

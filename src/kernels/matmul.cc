@@ -39,6 +39,16 @@ HWY_INLINE hn::Vec<DU> LoadPairs(DU du, const hwy::bfloat16_t* p) {
   return hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
 }
 
+// Streams the next panel's weights into L2 while this panel computes: `lines` cache lines from
+// `next`, issued evenly over the panel's `slots` chunk iterations (all its tiles, in order), so
+// the core keeps a steady number of misses in flight instead of bursts (see MatMulRowsBF16).
+struct PanelPrefetch {
+  const uint8_t* next;
+  size_t lines;
+  size_t slots;
+  size_t credit;  // lines owed, in 1/slots units
+};
+
 // One NW x R tile: NW weight rows against the R activation rows packed at xt.
 struct BF16Tile {
   const hwy::bfloat16_t* w;  // [NW, ldw]
@@ -47,11 +57,8 @@ struct BF16Tile {
   size_t K;
   float* out;  // out[r * ldo + i]
   size_t ldo;
-  // Prefetches: with chunk c, the line at pf + i * ldw + c * 2N of each row i if that line's index
-  // mod pf_every is pf_phase (see MatMulRowsBF16).
-  const hwy::bfloat16_t* pf;
-  size_t pf_every;
-  size_t pf_phase;
+  // With panel == nullptr, each row's own stream is prefetched kPrefetchBytes ahead.
+  PanelPrefetch* panel;
 };
 
 template <size_t NW, size_t R>
@@ -70,16 +77,21 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
       std::max<size_t>(1, 64 / (2 * hn::MaxLanes(DF()) * sizeof(hwy::bfloat16_t)));
   const size_t K = job.K, chunks = K / (2 * N), K2 = chunks * 2 * N;
   const float* HWY_RESTRICT x = job.xt;
-  size_t line_phase = 0;  // (c / kStepsPerLine) % pf_every, counted without a division
+  PanelPrefetch* panel = job.panel;
+  const uint8_t* pf_next = panel ? panel->next : nullptr;
+  size_t pf_credit = panel ? panel->credit : 0;
   for (size_t c = 0; c < chunks; ++c, x += R * 2 * N) {
     const hwy::bfloat16_t* wk = w + c * 2 * N;
-    if (c % kStepsPerLine == 0) {
-      // Into L2, not L1: 16 KiB ahead on four rows is more than L1 holds beside the activations
-      // (4-24 rows ran ~5% faster than with prefetches into L1).
-      if (line_phase == job.pf_phase) {
-        for (size_t i = 0; i < NW; ++i) __builtin_prefetch(job.pf + i * ldw + c * 2 * N, 0, 1);
+    // Into L2, not L1: 16 KiB ahead on four rows is more than L1 holds beside the activations
+    // (4-24 rows ran ~5% faster than with prefetches into L1).
+    if (panel) {
+      for (pf_credit += panel->lines; pf_credit >= panel->slots; pf_credit -= panel->slots) {
+        __builtin_prefetch(pf_next, 0, 1);
+        pf_next += 64;
       }
-      if (++line_phase == job.pf_every) line_phase = 0;
+    } else if (c % kStepsPerLine == 0) {
+      for (size_t i = 0; i < NW; ++i)
+        __builtin_prefetch(wk + i * ldw + kPrefetchBytes / sizeof(hwy::bfloat16_t), 0, 1);
     }
     // The odd pass reloads the weights from L1 rather than keeping them: registers go to
     // accumulators and the load ports have room.
@@ -96,6 +108,10 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
       const auto xv = hn::LoadU(df, x + r * 2 * N + N);
       for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
     }
+  }
+  if (panel) {
+    panel->next = pf_next;
+    panel->credit = pf_credit;
   }
   const float* tail = job.xt + R * K2;
   for (size_t r = 0; r < R; ++r) {
@@ -150,7 +166,7 @@ template <class WT>
 void MatMulRowsT(const MatMulRowsArgs& a) {
   const auto* w = static_cast<const WT*>(a.w.data);
   const size_t K = static_cast<size_t>(a.w.cols);
-  ForEachTile(a, kMaxRows, [&](auto nw, size_t rows, size_t i, int64_t n, size_t) HWY_ATTR {
+  ForEachTile(a, kMaxRows, NoPanelStep, [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
     DotTileTail<decltype(nw)::value, kMaxRows>(rows, w + static_cast<size_t>(n) * K, K,
                                                a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n,
                                                a.ldy);
@@ -174,29 +190,45 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
   // per 4 weight rows, from L3 once m * K * 4 bytes outgrew L2. (K blocking, with accumulators
   // parked in memory between blocks, measured no faster on 8-16 rows and slower on 24-64.)
   //
-  // Prefetching: each weight row's stream kPrefetchBytes ahead, in every row tile. From 3 row tiles
-  // on, that left the first row tile to pull the whole panel from DRAM and the others none (DRAM
-  // idle while they computed from L2); there each row tile t instead prefetches the next panel's
-  // lines whose index mod T is t, spreading the stream over the panel's whole compute: E2B MLP
-  // shapes, 16 rows 48.0 -> 42.0 ms, 24 rows 64.5 -> 60.4, 64 rows 151 -> 145. (With 2 row tiles
-  // it was slower, 33.6 -> 36.9 ms at 8 rows; so was giving each row tile whole rows of the next
-  // panel instead of every T-th line.)
+  // Prefetching: with one row tile (decode, memory-bound), each weight row's stream kPrefetchBytes
+  // ahead. With more, the first row tile would pull the panel from DRAM and the others compute
+  // from L2 with DRAM idle, so every tile instead streams the *next* panel, one contiguous run of
+  // lines issued at an even rate over the whole panel (PanelPrefetch). One core sustains only ~12
+  // GB/s of misses and 16 rows need ~8 of it throughout: bursts (the previous scheme gave row
+  // tile t the next panel's lines with index mod T == t, four rows at once) left part of the panel
+  // in L3 when the first row tile reached it. bf16 1536-column matrices, one thread, 32-row panels:
+  // 16 rows 43.5 -> 38.9 ms, 12 rows 38.3 -> 34.7, 8 rows 32.3 -> 29.9; 4 rows (one tile) stay
+  // with the per-row prefetch (24.5 vs 26.6 ms).
   const size_t T = NumTiles(a.m);
-  const bool next_panel = T >= 3;
-  const size_t pf_ahead =
-      next_panel ? static_cast<size_t>(PanelRows(a)) * K : kPrefetchBytes / sizeof(hwy::bfloat16_t);
-  ForEachTile(a, kMaxRows, [&](auto nw, size_t rows, size_t i, int64_t n, size_t t) HWY_ATTR {
-    const hwy::bfloat16_t* wn = w + static_cast<size_t>(n) * K;
-    DotTileBF16Tail<decltype(nw)::value, kMaxRows>(rows, {.w = wn,
-                                                          .ldw = K,
-                                                          .xt = packed + i * K,
-                                                          .K = K,
-                                                          .out = a.y + i * a.ldy + n,
-                                                          .ldo = a.ldy,
-                                                          .pf = wn + pf_ahead,
-                                                          .pf_every = next_panel ? T : 1,
-                                                          .pf_phase = next_panel ? t : 0});
-  });
+  const int64_t panel_rows = PanelRows(a);
+  const size_t chunks = K / (2 * hn::Lanes(DF()));
+  PanelPrefetch prefetch{};
+  const bool stream_next = T >= 2 && chunks > 0;
+  ForEachTile(
+      a, kMaxRows,
+      [&](int64_t p, int64_t pe) HWY_ATTR {
+        // Tiles of this panel: every row tile visits its four-row tiles and its single rows.
+        const auto rows = static_cast<size_t>(pe - p);
+        const int64_t next_rows = std::min<int64_t>(panel_rows, a.w.rows - pe);
+        const auto* next = reinterpret_cast<const uint8_t*>(w + static_cast<size_t>(pe) * K);
+        prefetch = {.next = next,
+                    .lines = (static_cast<size_t>(std::max<int64_t>(next_rows, 0)) * K *
+                                  sizeof(hwy::bfloat16_t) +
+                              63) /
+                             64,
+                    .slots = T * (rows / kTileWeights + rows % kTileWeights) * chunks,
+                    .credit = 0};
+      },
+      [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
+        DotTileBF16Tail<decltype(nw)::value, kMaxRows>(
+            rows, {.w = w + static_cast<size_t>(n) * K,
+                   .ldw = K,
+                   .xt = packed + i * K,
+                   .K = K,
+                   .out = a.y + i * a.ldy + n,
+                   .ldo = a.ldy,
+                   .panel = stream_next ? &prefetch : nullptr});
+      });
 }
 
 void MatMulRows(const MatMulRowsArgs& a) {

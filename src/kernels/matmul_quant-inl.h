@@ -277,7 +277,7 @@ void MatMulRowsQ(const MatMulRowsArgs& a) {
   }
   auto* codes = reinterpret_cast<int16_t*>(scratch + scale_floats);
   if (!a.x_prepared || own) QuantizeActs(a.x, a.ldx, a.m, K, scratch, codes);
-  ForEachTile(a, kMaxRowsQ, [&](auto nw, size_t rows, size_t i, int64_t n, size_t) HWY_ATTR {
+  ForEachTile(a, kMaxRowsQ, NoPanelStep, [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
     DotTileQTail<decltype(nw)::value, kMaxRowsQ, kType>(
         rows, {.w = static_cast<const uint8_t*>(a.w.Row(n)),
                .ldw = ldw,

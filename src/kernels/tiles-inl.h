@@ -171,36 +171,43 @@ HWY_INLINE void DotTileTail(size_t rows, const WT* w, size_t ldw, const float* x
 // (K up to 21504, so one tile's activations are 0.5 MB) 32 took prefill from 16 to 31 tok/s; 16
 // reached 27 and 64 no more than 32. Decode and verify shapes were unchanged (but see PanelRows).
 constexpr int64_t kPanel = 32;
-// Long rows get short panels at verify sizes: with K >= 8192, a 32-row bf16 panel (768 KB at
-// K = 12288), the next one being prefetched and 16 rows of activations overflow L2; E2B's
-// 1536 x 12288 down-projection over 16 rows ran at 134 GFLOP/s with 32-row panels, 169 with 8, 177
-// with 4. Prefill keeps 32 (the 31B-shaped 75-token prefill fell from 31 to 24 tok/s with 4).
+// At verify sizes (m <= 32) a panel holds ~96 KB of bf16 weights (4 to 32 rows): long rows get
+// short panels, so the panel, the next one being prefetched and the activations stay in L2. E2B's
+// 1536 x 12288 down-projection over 16 rows ran at 134 GFLOP/s with 32-row panels, 169 with 8,
+// 177 with 4; with the even next-panel prefetch, 1536 x 6144 over 8-16 rows gained ~6 % with 8
+// rows instead of 32, and budgets of 48 or 192 KB did no better. Prefill keeps 32 (the 31B-shaped
+// 75-token prefill fell from 31 to 24 tok/s with 4).
 HWY_INLINE int64_t PanelRows(const MatMulRowsArgs& a) {
-  return a.w.cols >= 8192 && a.m <= 32 ? 4 : kPanel;
+  if (a.m > 32) return kPanel;
+  const int64_t rows = (int64_t{96} << 10) / (2 * a.w.cols) / 4 * 4;
+  return std::clamp<int64_t>(rows, 4, kPanel);
 }
 
-// The loop every matmul_rows kernel shares: panels of PanelRows weight rows; in each, the row tiles
-// (at most max_rows rows each, as TileRows cuts them), and per row tile the panel's weight tiles of
-// kTileWeights rows, then its single rows. Calls tile(nw, rows, i, n, t) for the tile of
-// activation rows [i, i + rows) (row tile t) and weight rows [n, n + nw), nw a
-// std::integral_constant.
-template <class Fn>
-HWY_INLINE void ForEachTile(const MatMulRowsArgs& a, size_t max_rows, const Fn& tile) {
+// The loop every matmul_rows kernel shares: panels of PanelRows weight rows; per panel, panel(p,
+// pe) for its rows [p, pe), then the row tiles (at most max_rows rows each, as TileRows cuts
+// them), and per row tile the panel's weight tiles of kTileWeights rows, then its single rows.
+// Calls tile(nw, rows, i, n) for the tile of activation rows [i, i + rows) and weight rows
+// [n, n + nw), nw a std::integral_constant.
+template <class PanelFn, class TileFn>
+HWY_INLINE void ForEachTile(const MatMulRowsArgs& a, size_t max_rows, const PanelFn& panel,
+                            const TileFn& tile) {
   const std::integral_constant<size_t, kTileWeights> four;
   const std::integral_constant<size_t, 1> one;
   const int64_t panel_rows = PanelRows(a);
   for (int64_t p = a.n_begin; p < a.n_end; p += panel_rows) {
     const int64_t pe = std::min<int64_t>(a.n_end, p + panel_rows);
+    panel(p, pe);
     for (size_t t = 0, i = 0; t < NumTiles(a.m, max_rows); ++t) {
       const size_t rows = TileRows(a.m, t, max_rows);
       int64_t n = p;
       for (; n + static_cast<int64_t>(kTileWeights) <= pe; n += kTileWeights)
-        tile(four, rows, i, n, t);
-      for (; n < pe; ++n) tile(one, rows, i, n, t);
+        tile(four, rows, i, n);
+      for (; n < pe; ++n) tile(one, rows, i, n);
       i += rows;
     }
   }
 }
+HWY_INLINE void NoPanelStep(int64_t, int64_t) {}
 
 }  // namespace HWY_NAMESPACE
 }  // namespace specula
