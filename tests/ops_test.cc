@@ -1,13 +1,14 @@
+#include "specula/kernels/ops.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <utility>
 #include <vector>
 
-#include <cstring>
-
 #include "specula/base/dtype.h"
-#include "specula/kernels/ops.h"
 
 namespace specula {
 namespace {
@@ -18,14 +19,15 @@ TEST(Ops, RmsNormPlainWeight) {
   std::vector<float> y(4);
   RmsNorm(x.data(), w.data(), 4, 1e-6f, y.data());
   const double ms = (1 + 4 + 9 + 0.25) / 4.0;
-  for (int i = 0; i < 4; ++i) EXPECT_NEAR(y[i], x[i] / std::sqrt(ms + 1e-6) * w[i], 1e-6);  // w, not (1 + w)
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NEAR(y[i], x[i] / std::sqrt(ms + 1e-6) * w[i], 1e-6);  // w, not (1 + w)
   RmsNorm(x.data(), nullptr, 4, 1e-6f, y.data());
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(y[i], x[i] / std::sqrt(ms + 1e-6), 1e-6);
 }
 
 TEST(Ops, GeluTanhKnownValues) {
   EXPECT_NEAR(GeluTanh(0.0f), 0.0, 1e-7);
-  EXPECT_NEAR(GeluTanh(1.0f), 0.8411920, 1e-6);   // torch gelu(approximate='tanh')
+  EXPECT_NEAR(GeluTanh(1.0f), 0.8411920, 1e-6);  // torch gelu(approximate='tanh')
   EXPECT_NEAR(GeluTanh(-1.0f), -0.1588080, 1e-6);
   EXPECT_NEAR(GeluTanh(3.0f), 2.9963627, 1e-5);
 }
@@ -55,6 +57,25 @@ TEST(Ops, RopeRotatesPairsJAndJPlusHalf) {
   std::vector<float> y = orig;
   ApplyRope(y.data(), d, inv.data(), 0);
   EXPECT_EQ(y, orig);  // position 0 is the identity
+}
+
+// The table form is what the model runs: every head at a position shares one cos/sin table, and
+// the rotation must keep ApplyRope's bits (sliding and proportional full-layer frequencies).
+TEST(Ops, RopeTableMatchesApplyRopeBitExact) {
+  for (const auto& [d, pairs] : {std::pair{256, 128}, std::pair{512, 64}}) {
+    const std::vector<float> inv = RopeInvFreq(d, pairs, d == 256 ? 10000.0 : 1000000.0);
+    std::vector<float> table(static_cast<size_t>(d));
+    for (int pos : {0, 1, 37, 4095, 131071}) {
+      std::vector<float> x(static_cast<size_t>(d)), y;
+      for (int i = 0; i < d; ++i) x[static_cast<size_t>(i)] = std::sin(0.37f * i + pos) * 3.0f;
+      y = x;
+      ApplyRope(x.data(), d, inv.data(), pos);
+      RopeCosSin(d, inv.data(), pos, table.data());
+      ApplyRopeTable(y.data(), d, inv.data(), table.data());
+      ASSERT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float)))
+          << "head_dim " << d << " position " << pos;
+    }
+  }
 }
 
 TEST(Ops, SoftCap) {
@@ -99,7 +120,8 @@ namespace {
 // GGUF Q8_0/Q4_0 blocks: layout, scale rules and error bounds.
 TEST(Quant, Q6KLayoutAndErrorBound) {
   std::vector<float> x(512);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.11f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 16));
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = std::sin(0.11f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 16));
   std::vector<uint8_t> q(StorageBytes(DType::kQ6_K, 512));
   ASSERT_EQ(q.size(), 420u);  // two 210-byte super-blocks
   QuantizeRow(DType::kQ6_K, x.data(), 512, q.data());
@@ -112,7 +134,8 @@ TEST(Quant, Q6KLayoutAndErrorBound) {
     }
   }
   // Layout: value 0's code is the low nibble of ql[0] plus bits 0-1 of qh[0]; value 64 the high
-  // nibble of ql[0] plus bits 4-5 of qh[0]; value 200 lives in the second half (ql[64 + 40], qh[32 + 8]).
+  // nibble of ql[0] plus bits 4-5 of qh[0]; value 200 lives in the second half (ql[64 + 40], qh[32
+  // + 8]).
   std::vector<float> one(256, 0.0f);
   one[64] = -1.0f;  // the largest magnitude of its sub-block maps to code 0 (= -32); zeros to 32
   std::vector<uint8_t> b(210);
@@ -124,7 +147,8 @@ TEST(Quant, Q6KLayoutAndErrorBound) {
 
 TEST(Quant, Q8_0AndQ4_0RoundTrip) {
   std::vector<float> x(64);
-  for (int i = 0; i < 64; ++i) x[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i)) * (i < 32 ? 1.0f : 0.01f);
+  for (int i = 0; i < 64; ++i)
+    x[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i)) * (i < 32 ? 1.0f : 0.01f);
   std::vector<uint8_t> q8(StorageBytes(DType::kQ8_0, 64)), q4(StorageBytes(DType::kQ4_0, 64));
   ASSERT_EQ(q8.size(), 68u);
   ASSERT_EQ(q4.size(), 36u);
@@ -142,9 +166,10 @@ TEST(Quant, Q8_0AndQ4_0RoundTrip) {
   float amax = 0;
   for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[static_cast<size_t>(i)]));
   EXPECT_EQ(F16ToF32(d), F16ToF32(F32ToF16(amax / 127)));  // d = max|x| / 127, stored as f16
-  EXPECT_EQ(static_cast<int8_t>(q8[2]), 0);        // sin(0)
+  EXPECT_EQ(static_cast<int8_t>(q8[2]), 0);                // sin(0)
   std::vector<float> ramp(32);
-  for (int i = 0; i < 32; ++i) ramp[static_cast<size_t>(i)] = static_cast<float>(i - 16) / 2.0f;  // max magnitude -8 at i = 0
+  for (int i = 0; i < 32; ++i)
+    ramp[static_cast<size_t>(i)] = static_cast<float>(i - 16) / 2.0f;  // max magnitude -8 at i = 0
   std::vector<uint8_t> r4(18);
   QuantizeRow(DType::kQ4_0, ramp.data(), 32, r4.data());
   std::memcpy(&d, r4.data(), 2);

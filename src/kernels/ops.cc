@@ -31,6 +31,26 @@ std::vector<float> RopeInvFreq(int head_dim, int rotated_pairs, double theta) {
   return inv;
 }
 
+void RopeCosSin(int head_dim, const float* inv_freq, int pos, float* cos_sin) {
+  const int half = head_dim / 2;
+  for (int j = 0; j < half; ++j) {
+    const float angle = static_cast<float>(pos) * inv_freq[j];  // f32 product, as HF
+    cos_sin[j] = static_cast<float>(std::cos(static_cast<double>(angle)));
+    cos_sin[half + j] = static_cast<float>(std::sin(static_cast<double>(angle)));
+  }
+}
+
+void ApplyRopeTable(float* x, int head_dim, const float* inv_freq, const float* cos_sin) {
+  const int half = head_dim / 2;
+  for (int j = 0; j < half; ++j) {
+    if (inv_freq[j] == 0.0f) continue;  // pass-through pair (proportional RoPE)
+    const float c = cos_sin[j], s = cos_sin[half + j];
+    const float a = x[j], b = x[j + half];
+    x[j] = a * c - b * s;
+    x[j + half] = b * c + a * s;
+  }
+}
+
 void ApplyRope(float* x, int head_dim, const float* inv_freq, int pos) {
   const int half = head_dim / 2;
   for (int j = 0; j < half; ++j) {

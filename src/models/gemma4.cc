@@ -27,6 +27,7 @@ struct Gemma4Model::LayerWeights {
 struct Gemma4Model::Workspace {
   std::vector<float> x, xn, q, o, a, g, u, ple, ple_tmp, head_in;
   std::vector<int> ids, row_pos;                 // per stacked row: token, position
+  std::vector<float> rope_sliding, rope_full;    // per row: RopeCosSin at its position
   std::vector<std::vector<float>> new_k, new_v;  // per cache slot: [T, kv_dim]
   std::vector<std::vector<float>> attn_scratch;  // per thread: AttentionScratchFloats
   std::vector<std::vector<int>> ranges;          // per thread: each row's first, then last key
@@ -324,6 +325,17 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
     Tap(-1, "per_layer_inputs", T, static_cast<int>(LP), ws.ple.data());
   }
 
+  // ---- RoPE cos/sin per row and layer type, shared by every head and layer of that type
+  const int hd_sliding = c.head_dim, hd_full = c.global_head_dim;
+  ws.rope_sliding.resize(uT * static_cast<size_t>(hd_sliding));
+  ws.rope_full.resize(uT * static_cast<size_t>(hd_full));
+  for (size_t t = 0; t < uT; ++t) {
+    RopeCosSin(hd_sliding, rope_sliding_.data(), ws.row_pos[t],
+               &ws.rope_sliding[t * static_cast<size_t>(hd_sliding)]);
+    RopeCosSin(hd_full, rope_full_.data(), ws.row_pos[t],
+               &ws.rope_full[t * static_cast<size_t>(hd_full)]);
+  }
+
   // ---- scratch for this call's new K/V, committed to the cache after the last layer so that
   // KV-shared layers and early rows still see the pre-call ring contents.
   const int n_slots = seqs[0].cache->num_layers();
@@ -338,7 +350,9 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
     const int hd = s.head_dim, nh = c.num_heads, nkv = s.num_kv_heads;
     const size_t qd = static_cast<size_t>(nh * hd), kvd = static_cast<size_t>(nkv * hd);
-    const float* inv_freq = s.type == AttnType::kFull ? rope_full_.data() : rope_sliding_.data();
+    const bool full = s.type == AttnType::kFull;
+    const float* inv_freq = full ? rope_full_.data() : rope_sliding_.data();
+    const float* rope = full ? ws.rope_full.data() : ws.rope_sliding.data();  // [T, hd]
     const int slot = kv_slot_[static_cast<size_t>(l)];
 
     // attention input
@@ -359,7 +373,7 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
           float* kh = &nk[t * kvd + static_cast<size_t>(h * hd)];
           float* vh = &nv[t * kvd + static_cast<size_t>(h * hd)];
           RmsNorm(kh, w.k_norm.data(), static_cast<size_t>(hd), c.rms_norm_eps, kh);
-          ApplyRope(kh, hd, inv_freq, ws.row_pos[static_cast<size_t>(t)]);
+          ApplyRopeTable(kh, hd, inv_freq, rope + static_cast<size_t>(t * hd));
           RmsNorm(vh, nullptr, static_cast<size_t>(hd), c.rms_norm_eps, vh);
         }
       }
@@ -370,7 +384,7 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
       for (int h = 0; h < nh; ++h) {
         float* qh = &ws.q[t * qd + static_cast<size_t>(h * hd)];
         RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), c.rms_norm_eps, qh);
-        ApplyRope(qh, hd, inv_freq, ws.row_pos[static_cast<size_t>(t)]);
+        ApplyRopeTable(qh, hd, inv_freq, rope + static_cast<size_t>(t * hd));
       }
     }
 

@@ -23,6 +23,13 @@ std::vector<float> RopeInvFreq(int head_dim, int rotated_pairs, double theta);
 // pairs (j, j + head_dim/2). In place.
 void ApplyRope(float* x, int head_dim, const float* inv_freq, int pos);
 
+// The same rotation from a table: RopeCosSin fills cos_sin[head_dim] (head_dim/2 cosines, then
+// the sines) for one position once, and every head at that position reuses it; the result has
+// ApplyRope's bits (a forward rotates ~9 heads per row and layer, each of which recomputed ~128
+// double-precision sin/cos pairs).
+void RopeCosSin(int head_dim, const float* inv_freq, int pos, float* cos_sin);
+void ApplyRopeTable(float* x, int head_dim, const float* inv_freq, const float* cos_sin);
+
 // logits = cap * tanh(logits / cap), cap > 0.
 void SoftCap(float* logits, size_t n, float cap);
 
