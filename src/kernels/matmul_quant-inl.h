@@ -142,8 +142,10 @@ HWY_NOINLINE void DotTileQ(const QTile& job) {
   constexpr size_t L = hn::MaxLanes(D16());
   constexpr size_t kBytes = DTypeSize(kType);
   const size_t ldw = job.ldw;
-  hn::Vec<DQ> acc[NW][R];
+  hn::Vec<DQ> acc[NW][R];  // constant indices only, as in DotTileBF16
+#pragma GCC unroll 32
   for (size_t i = 0; i < NW; ++i) {
+#pragma GCC unroll 32
     for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(df);
   }
   const uint8_t* HWY_RESTRICT w = job.w;
@@ -166,11 +168,14 @@ HWY_NOINLINE void DotTileQ(const QTile& job) {
       }
     }
   }
-  for (size_t r = 0; r < R; ++r) {
+  ForEachIndex<R>([&](auto rc) HWY_ATTR {
+    constexpr size_t r = decltype(rc)::value;
     float sums[4];
-    SumColumn(df, acc, r, sums);
+    SumColumn<NW>(df, acc[0][r], acc[NW > 1 ? 1 : 0][r], acc[NW > 2 ? 2 : 0][r],
+                  acc[NW > 3 ? 3 : 0][r], sums);
+#pragma GCC unroll 32
     for (size_t i = 0; i < NW; ++i) job.out[r * job.ldo + i] = sums[i] * job.xscale[r];
-  }
+  });
 }
 
 // Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j]. The 16
