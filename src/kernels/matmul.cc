@@ -33,11 +33,38 @@ namespace hn = hwy::HWY_NAMESPACE;
 // plus a shift, which kept the FMA ports a third busy with conversions. The activations of a tile
 // come packed to match (PackPairs): per 2N chunk of K and per row, its N even elements, then its
 // N odd ones, so one pointer walks all rows; after the chunks, each row's tail (K mod 2N) in order.
+//
+// AVX-512 instead loads the 2N words at p with only the high half of each lane enabled and the
+// rest zeroed, which gives the odd elements as f32 on a load port alone; the same load one element
+// earlier gives the even ones (its first word, the element before p, is masked off: never read, so
+// it cannot fault). No shift or mask then competes with the FMAs: one-row decode matmuls ran ~4 %
+// faster (20.1 -> 19.4 ms on E2B MLP shapes), 8-24 rows the same.
 using DU = hn::RebindToUnsigned<DF>;
 HWY_INLINE hn::Vec<DU> LoadPairs(DU du, const hwy::bfloat16_t* p) {
   // LoadU reads unaligned memory (memcpy on the scalar target); p only needs bf16 alignment.
   return hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
 }
+
+// Elements p[2j] (EvenF32) and p[2j + 1] (OddF32) of the 2N at p, as f32 lane j.
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+HWY_INLINE hn::Vec<DF> HighWordsF32(const void* p) {
+  // The raw intrinsic with a constant mask keeps the mask in a k register across the tile loop.
+  return hn::Vec<DF>{_mm512_castsi512_ps(_mm512_maskz_loadu_epi16(0xAAAAAAAAu, p))};
+}
+HWY_INLINE hn::Vec<DF> EvenF32(DF, const hwy::bfloat16_t* p) {
+  // Address arithmetic, not p - 1: p may be the first element of its buffer.
+  return HighWordsF32(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) - 2));
+}
+HWY_INLINE hn::Vec<DF> OddF32(DF, const hwy::bfloat16_t* p) { return HighWordsF32(p); }
+#else
+HWY_INLINE hn::Vec<DF> EvenF32(DF df, const hwy::bfloat16_t* p) {
+  return hn::BitCast(df, hn::ShiftLeft<16>(LoadPairs(DU(), p)));
+}
+HWY_INLINE hn::Vec<DF> OddF32(DF df, const hwy::bfloat16_t* p) {
+  const DU du;
+  return hn::BitCast(df, hn::And(LoadPairs(du, p), hn::Set(du, 0xFFFF0000u)));
+}
+#endif
 
 // Streams the next panel's weights into L2 while this panel computes: `lines` cache lines from
 // `next`, issued evenly over the panel's `slots` chunk iterations (all its tiles, in order), so
@@ -64,9 +91,7 @@ struct BF16Tile {
 template <size_t NW, size_t R>
 HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
   const DF df;
-  const DU du;
   const size_t N = hn::Lanes(df);
-  const auto odd_mask = hn::Set(du, 0xFFFF0000u);
   const hwy::bfloat16_t* HWY_RESTRICT w = job.w;
   const size_t ldw = job.ldw;
   // Every index into acc must be a constant before GCC's scalar replacement runs, or the array
@@ -101,14 +126,12 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
     // The odd pass reloads the weights from L1 rather than keeping them: registers go to
     // accumulators and the load ports have room.
     hn::Vec<DF> wv[NW];
-    for (size_t i = 0; i < NW; ++i)
-      wv[i] = hn::BitCast(df, hn::ShiftLeft<16>(LoadPairs(du, wk + i * ldw)));
+    for (size_t i = 0; i < NW; ++i) wv[i] = EvenF32(df, wk + i * ldw);
     for (size_t r = 0; r < R; ++r) {
       const auto xv = hn::LoadU(df, x + r * 2 * N);
       for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
     }
-    for (size_t i = 0; i < NW; ++i)
-      wv[i] = hn::BitCast(df, hn::And(LoadPairs(du, wk + i * ldw), odd_mask));
+    for (size_t i = 0; i < NW; ++i) wv[i] = OddF32(df, wk + i * ldw);
     for (size_t r = 0; r < R; ++r) {
       const auto xv = hn::LoadU(df, x + r * 2 * N + N);
       for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
