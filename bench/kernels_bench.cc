@@ -52,6 +52,20 @@ Matrix MakeMatrix(DType t, int64_t rows, int64_t cols) {
   return m;
 }
 
+// Times y = x . w^T over m rows of x on `threads` threads and reports GFLOP/s.
+void TimeMatMul(benchmark::State& state, const MatView& w, size_t m, int threads) {
+  const auto cols = static_cast<size_t>(w.cols), rows = static_cast<size_t>(w.rows);
+  std::vector<float> x(m * cols, 0.5f), y(m * rows);
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    MatMul(BestKernels(), pool, w, x.data(), m, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(m * rows * cols) * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
 // Args: dtype, activation rows M, threads. The matrix is 32 E2B MLP up-projections (600 MB at
 // bf16): larger than any cache (some servers have 260 MB of L3), like a decode step's weights.
 void BM_MatMul(benchmark::State& state) {
@@ -61,17 +75,9 @@ void BM_MatMul(benchmark::State& state) {
   static std::map<DType, Matrix> cache;
   if (!cache.count(t)) cache[t] = MakeMatrix(t, rows, cols);
   const Matrix& w = cache[t];
-  std::vector<float> x(m * static_cast<size_t>(cols), 0.5f), y(m * static_cast<size_t>(rows));
-  ThreadPool pool(static_cast<int>(state.range(2)));
-  for (auto _ : state) {
-    MatMul(BestKernels(), pool, w.view, x.data(), m, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
+  TimeMatMul(state, w.view, m, static_cast<int>(state.range(2)));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(w.bytes.size()));
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(m) * rows * cols * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.SetLabel(std::string(DTypeName(t)) + " " + BestKernels().target);
 }
 BENCHMARK(BM_MatMul)
@@ -90,16 +96,7 @@ void BM_MatMulCols(benchmark::State& state) {
   const int64_t rows = (int64_t{300} << 20) / cols;
   static std::map<int64_t, Matrix> cache;
   if (!cache.count(cols)) cache[cols] = MakeMatrix(DType::kBF16, rows, cols);
-  const Matrix& w = cache[cols];
-  std::vector<float> x(m * static_cast<size_t>(cols), 0.5f), y(m * static_cast<size_t>(rows));
-  ThreadPool pool(2);
-  for (auto _ : state) {
-    MatMul(BestKernels(), pool, w.view, x.data(), m, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(m) * rows * cols * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  TimeMatMul(state, cache[cols].view, m, 2);
 }
 BENCHMARK(BM_MatMulCols)
     ->ArgsProduct({{2048, 6144, 12288}, {4, 8, 16}})
@@ -135,21 +132,11 @@ BENCHMARK(BM_MatMulPerMatrix)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
-// Cache-resident variant: 1024 rows (3 MB at bf16) separate kernel compute speed from DRAM.
+// Cache-resident variant: 256 rows (768 KB at bf16, L2-resident) separate the kernel's compute
+// speed from DRAM. Args: dtype, activation rows M, threads.
 void BM_MatMulHot(benchmark::State& state) {
-  const auto t = static_cast<DType>(state.range(0));
-  const size_t m = static_cast<size_t>(state.range(1));
-  const int64_t rows = 256, cols = 1536;
-  const Matrix w = MakeMatrix(t, rows, cols);
-  std::vector<float> x(m * static_cast<size_t>(cols), 0.5f), y(m * static_cast<size_t>(rows));
-  ThreadPool pool(static_cast<int>(state.range(2)));
-  for (auto _ : state) {
-    MatMul(BestKernels(), pool, w.view, x.data(), m, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(m) * rows * cols * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  const Matrix w = MakeMatrix(static_cast<DType>(state.range(0)), 256, 1536);
+  TimeMatMul(state, w.view, static_cast<size_t>(state.range(1)), static_cast<int>(state.range(2)));
 }
 BENCHMARK(BM_MatMulHot)
     ->ArgsProduct({{static_cast<int>(DType::kF32), static_cast<int>(DType::kBF16),
