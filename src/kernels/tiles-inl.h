@@ -184,15 +184,17 @@ HWY_INLINE void DotTileTail(size_t rows, const WT* w, size_t ldw, const float* x
 // (K up to 21504, so one tile's activations are 0.5 MB) 32 took prefill from 16 to 31 tok/s; 16
 // reached 27 and 64 no more than 32. Decode and verify shapes were unchanged (but see PanelRows).
 constexpr int64_t kPanel = 32;
-// At verify sizes (m <= 32) a panel holds ~96 KB of bf16 weights (4 to 32 rows): long rows get
+// At verify sizes (m <= 32) a panel holds ~96 KB of weights (4 to 32 rows): long rows get
 // short panels, so the panel, the next one being prefetched and the activations stay in L2. E2B's
 // 1536 x 12288 down-projection over 16 rows ran at 134 GFLOP/s with 32-row panels, 169 with 8,
 // 177 with 4; with the even next-panel prefetch, 1536 x 6144 over 8-16 rows gained ~6 % with 8
-// rows instead of 32, and budgets of 48 or 192 KB did no better. Prefill keeps 32 (the 31B-shaped
+// rows instead of 32, and budgets of 48 or 192 KB did no better (Q8_0's 4-row E2B forward was the
+// same with its 6144-column panels at 12 rows as at 32). Prefill keeps 32 (the 31B-shaped
 // 75-token prefill fell from 31 to 24 tok/s with 4).
 HWY_INLINE int64_t PanelRows(const MatMulRowsArgs& a) {
   if (a.m > 32) return kPanel;
-  const int64_t rows = (int64_t{96} << 10) / (2 * a.w.cols) / 4 * 4;
+  const auto row_bytes = static_cast<int64_t>(StorageBytes(a.w.dtype, a.w.cols));
+  const int64_t rows = (int64_t{96} << 10) / row_bytes / 4 * 4;
   return std::clamp<int64_t>(rows, 4, kPanel);
 }
 
