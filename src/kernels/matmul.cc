@@ -240,13 +240,10 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
       [&](int64_t p, int64_t pe) HWY_ATTR {
         // Tiles of this panel: every row tile visits its four-row tiles and its single rows.
         const auto rows = static_cast<size_t>(pe - p);
-        const int64_t next_rows = std::min<int64_t>(panel_rows, a.w.rows - pe);
-        const auto* next = reinterpret_cast<const uint8_t*>(w + static_cast<size_t>(pe) * K);
-        prefetch = {.next = next,
-                    .lines = (static_cast<size_t>(std::max<int64_t>(next_rows, 0)) * K *
-                                  sizeof(hwy::bfloat16_t) +
-                              63) /
-                             64,
+        const int64_t next_rows = std::clamp<int64_t>(a.w.rows - pe, 0, panel_rows);
+        const size_t next_bytes = static_cast<size_t>(next_rows) * K * sizeof(hwy::bfloat16_t);
+        prefetch = {.next = reinterpret_cast<const uint8_t*>(w + static_cast<size_t>(pe) * K),
+                    .lines = (next_bytes + 63) / 64,
                     .slots = T * (rows / kTileWeights + rows % kTileWeights) * chunks,
                     .credit = 0};
       },
