@@ -303,10 +303,12 @@ void Gemma4Assistant::StepBatch(std::span<const StepArgs> batch, ThreadPool& poo
     for (size_t b = 0; b < B; ++b) {
       const int P = batch[b].pos;
       const KvCache& cache = *batch[b].cache;
+      rope_cs_.resize(static_cast<size_t>(hd));
+      RopeCosSin(hd, inv, P, rope_cs_.data());  // once for all heads of this row
       for (int h = 0; h < nh; ++h) {
         float* qh = &q_[b * qd + static_cast<size_t>(h * hd)];
         RmsNorm(qh, w.q_norm.data(), static_cast<size_t>(hd), eps, qh);
-        ApplyRope(qh, hd, inv, P);
+        ApplyRopeTable(qh, hd, inv, rope_cs_.data());
       }
       // A q_len = 1 query needs no causal mask: it sees every committed key in its window.
       const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);

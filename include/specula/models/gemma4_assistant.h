@@ -103,6 +103,7 @@ class Gemma4Assistant {
   int slot_sliding_ = -1, slot_full_ = -1;
   // Step scratch.
   std::vector<float> x_, z_, a_, q_, o_, g_, u_, attn_scratch_, cscore_, hidden_, h_out_, logits_;
+  std::vector<float> rope_cs_;  // RopeCosSin of the current row's position
 };
 
 }  // namespace specula
