@@ -134,8 +134,8 @@ TEST(Quant, Q6KLayoutAndErrorBound) {
     }
   }
   // Layout: value 0's code is the low nibble of ql[0] plus bits 0-1 of qh[0]; value 64 the high
-  // nibble of ql[0] plus bits 4-5 of qh[0]; value 200 lives in the second half (ql[64 + 40], qh[32
-  // + 8]).
+  // nibble of ql[0] plus bits 4-5 of qh[0]; value 200 lives in the second half
+  // (ql[64 + 40], qh[32 + 8]).
   std::vector<float> one(256, 0.0f);
   one[64] = -1.0f;  // the largest magnitude of its sub-block maps to code 0 (= -32); zeros to 32
   std::vector<uint8_t> b(210);
