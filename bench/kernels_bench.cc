@@ -145,6 +145,19 @@ BENCHMARK(BM_MatMulHot)
                    {1}})
     ->UseRealTime();
 
+// The bf16 tile against row length, cache-resident (0.1-0.8 MB of weights, in L2),
+// one thread: short rows expose each tile's fixed cost (lane reduction, call, pipeline fill),
+// about three K-chunks' worth; at 6144 columns a 6-row tile's activations no longer fit in L1.
+// Args: cols, activation rows M.
+void BM_MatMulHotK(benchmark::State& state) {
+  const int64_t cols = state.range(0);
+  const Matrix w = MakeMatrix(DType::kBF16, cols >= 4096 ? 64 : 256, cols);
+  TimeMatMul(state, w.view, static_cast<size_t>(state.range(1)), 1);
+}
+BENCHMARK(BM_MatMulHotK)
+    ->ArgsProduct({{256, 512, 1024, 1536, 6144}, {6, 12, 24}})
+    ->UseRealTime();
+
 // Attention for one KV head: E2B's 8 query heads of 256 dims over `keys` cached positions, `rows`
 // query rows (1: decode, 4: a K=3 verify). Args: keys, rows.
 void BM_Attention(benchmark::State& state) {
