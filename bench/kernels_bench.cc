@@ -154,9 +154,7 @@ void BM_MatMulHotK(benchmark::State& state) {
   const Matrix w = MakeMatrix(DType::kBF16, cols >= 4096 ? 64 : 256, cols);
   TimeMatMul(state, w.view, static_cast<size_t>(state.range(1)), 1);
 }
-BENCHMARK(BM_MatMulHotK)
-    ->ArgsProduct({{256, 512, 1024, 1536, 6144}, {6, 12, 24}})
-    ->UseRealTime();
+BENCHMARK(BM_MatMulHotK)->ArgsProduct({{256, 512, 1024, 1536, 6144}, {6, 12, 24}})->UseRealTime();
 
 // Attention for one KV head: E2B's 8 query heads of 256 dims over `keys` cached positions, `rows`
 // query rows (1: decode, 4: a K=3 verify). Args: keys, rows.
