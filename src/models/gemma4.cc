@@ -419,8 +419,7 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
       const int pos0 = cache.length();
       const int first_row = out->row_offset[si], Ts = out->row_offset[si + 1] - first_row;
       // Key index j is position kv0 + j: the cached keys the first row sees, then this call's.
-      auto first_key = [&](int p) { return window > 0 ? std::max(0, p - window + 1) : 0; };
-      const int kv0 = first_key(pos0);
+      const int kv0 = FirstVisibleKey(pos0, window);
       const size_t col = static_cast<size_t>(g * hd);
       KvRun runs[3];
       size_t nruns = cache.Runs(slot, kv0, pos0, col, std::span<KvRun>(runs, 2));
@@ -432,7 +431,7 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
       range.resize(2 * static_cast<size_t>(Ts));
       for (int t = 0; t < Ts; ++t) {
         const int p = pos0 + t;
-        range[static_cast<size_t>(t)] = first_key(p) - kv0;
+        range[static_cast<size_t>(t)] = FirstVisibleKey(p, window) - kv0;
         range[static_cast<size_t>(Ts + t)] = p - kv0;
       }
       const size_t q_at =

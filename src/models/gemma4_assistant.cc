@@ -311,7 +311,7 @@ void Gemma4Assistant::StepBatch(std::span<const StepArgs> batch, ThreadPool& poo
         ApplyRopeTable(qh, hd, inv, rope_cs_.data());
       }
       // A q_len = 1 query needs no causal mask: it sees every committed key in its window.
-      const int lo = full ? 0 : std::max(0, P - c.sliding_window + 1);
+      const int lo = FirstVisibleKey(P, full ? 0 : c.sliding_window);
       if (P - lo <= 0) continue;  // no visible keys (cannot happen after a non-empty prefill)
       const int range[2] = {0, P - lo - 1};  // key index j is position lo + j
       const size_t scratch = AttentionScratchFloats(
