@@ -34,6 +34,11 @@ std::vector<float> RopeInvFreq(int head_dim, int rotated_pairs, double theta) {
 void RopeCosSin(int head_dim, const float* inv_freq, int pos, float* cos_sin) {
   const int half = head_dim / 2;
   for (int j = 0; j < half; ++j) {
+    if (inv_freq[j] == 0.0f) {  // pass-through pair: cos 0 and sin 0, without calling them
+      cos_sin[j] = 1.0f;
+      cos_sin[half + j] = 0.0f;
+      continue;
+    }
     const float angle = static_cast<float>(pos) * inv_freq[j];  // f32 product, as HF
     cos_sin[j] = static_cast<float>(std::cos(static_cast<double>(angle)));
     cos_sin[half + j] = static_cast<float>(std::sin(static_cast<double>(angle)));
