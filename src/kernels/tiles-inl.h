@@ -129,8 +129,11 @@ HWY_INLINE void DotTile(const WT* HWY_RESTRICT w, size_t ldw, const float* HWY_R
                         size_t ldx, size_t K, float* out, size_t ldo) {
   const DF df;
   const size_t N = hn::Lanes(df);
+  // Constant indices only, as in DotTileBF16: otherwise GCC keeps acc on the stack around the loop.
   hn::Vec<DF> acc[NW][R];
+#pragma GCC unroll 32
   for (size_t i = 0; i < NW; ++i) {
+#pragma GCC unroll 32
     for (size_t r = 0; r < R; ++r) acc[i][r] = hn::Zero(df);
   }
   size_t k = 0;
@@ -152,13 +155,15 @@ HWY_INLINE void DotTile(const WT* HWY_RESTRICT w, size_t ldw, const float* HWY_R
       for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
     }
   }
-  for (size_t i = 0; i < NW; ++i) {
-    for (size_t r = 0; r < R; ++r) {
+  ForEachIndex<NW>([&](auto ic) HWY_ATTR {
+    constexpr size_t i = decltype(ic)::value;
+    ForEachIndex<R>([&](auto rc) HWY_ATTR {
+      constexpr size_t r = decltype(rc)::value;
       float s = hn::GetLane(hn::SumOfLanes(df, acc[i][r]));
       for (size_t t = k; t < K; ++t) s += ScalarW(w + i * ldw, t) * x[r * ldx + t];
       out[r * ldo + i] = s;
-    }
-  }
+    });
+  });
 }
 
 // One f32/f16 tile of R rows (x is its first row, stride ldx). Not inlined: inlined into the
