@@ -178,45 +178,63 @@ HWY_NOINLINE void DotTileQ(const QTile& job) {
   });
 }
 
-// Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j]. The 16
-// codes of sub-block j sit in 16 consecutive bytes of ql (one nibble) and of qh (two bits). Runs in
+// Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j]. Runs in
 // f32 on the activations as given. Lanes are capped at 16 so a sub-block is whole vector steps.
 using D6 = hn::CappedTag<float, 16>;
+
+// A super-block's 256 codes (-32..31) as int8 in value order. For half n (values 128n ..): byte
+// ql[64n + l] holds value 128n + l in its low nibble and 128n + 64 + l in its high one (l < 64);
+// byte qh[32n + l] holds the top two bits of values 128n + l, + 32, + 64, + 96 in bits 0-1, 2-3,
+// 4-5, 6-7. Unpacking with byte vectors once per super-block, rather than widening ql and qh to
+// 32-bit lanes and shifting them there for every 16 values, cut one-row decode's ops per value ~3x.
+HWY_INLINE void UnpackQ6K(const uint8_t* HWY_RESTRICT w, int8_t* HWY_RESTRICT codes) {
+  const hn::CappedTag<uint8_t, 32> d8;
+  const hn::RebindToSigned<decltype(d8)> di8;
+  const size_t L = hn::Lanes(d8);
+  const auto m4 = hn::Set(d8, 0x0F), m2 = hn::Set(d8, 3), bias = hn::Set(d8, 32);
+  for (size_t n = 0; n < 2; ++n) {
+    const uint8_t* ql = w + 64 * n;
+    const uint8_t* qh = w + 128 + 32 * n;
+    int8_t* out = codes + 128 * n;
+    for (size_t l = 0; l < 32; l += L) {
+      const auto a = hn::LoadU(d8, ql + l), b = hn::LoadU(d8, ql + 32 + l);
+      const auto h = hn::LoadU(d8, qh + l);
+      const auto put = [&](size_t at, hn::Vec<decltype(d8)> low4, hn::Vec<decltype(d8)> high2)
+                           HWY_ATTR {
+                             // Wraps below 32: the int8 reading is the signed code.
+                             const auto q = hn::Sub(hn::Or(low4, hn::ShiftLeft<4>(high2)), bias);
+                             hn::StoreU(hn::BitCast(di8, q), di8, out + at + l);
+                           };
+      put(0, hn::And(a, m4), hn::And(h, m2));
+      put(32, hn::And(b, m4), hn::And(hn::ShiftRight<2>(h), m2));
+      put(64, hn::ShiftRight<4>(a), hn::And(hn::ShiftRight<4>(h), m2));
+      put(96, hn::ShiftRight<4>(b), hn::ShiftRight<6>(h));
+    }
+  }
+}
+
 template <size_t R>
 HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
                             size_t K, float* out, size_t ldo) {
   const D6 d;
-  const hn::Rebind<uint8_t, D6> d8;
+  const hn::Rebind<int8_t, D6> d8;
   const hn::Rebind<int32_t, D6> d32;
   const size_t N = hn::Lanes(d);
+  HWY_ALIGN int8_t codes[256];
   hn::Vec<D6> acc[R];
   for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
   for (size_t k = 0; k < K; k += kSuperBlock, w += DTypeSize(DType::kQ6_K)) {
     hwy::Prefetch(w + 2048);
+    UnpackQ6K(w, codes);
     uint16_t dh;
     std::memcpy(&dh, w + 208, 2);
     const float dsuper = F16ToF32Fast(dh);
     for (size_t j = 0; j < 16; ++j) {
-      const size_t n = j / 8, g = (j % 8) / 2, is = j % 2;
-      const uint8_t* ql = w + 64 * n + (g & 1) * 32 + is * 16;
-      const uint8_t* qh = w + 128 + 32 * n + is * 16;
-      const int ql_shift = g >= 2 ? 4 : 0, qh_shift = static_cast<int>(2 * g);
       const auto scale = hn::Set(d, dsuper * static_cast<float>(static_cast<int8_t>(w[192 + j])));
       hn::Vec<D6> part[R];
       for (size_t r = 0; r < R; ++r) part[r] = hn::Zero(d);
       for (size_t s = 0; s < 16; s += N) {
-        const auto lo = hn::And(
-            hn::ShiftRightSame(
-                hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, D6>(), hn::LoadU(d8, ql + s))),
-                ql_shift),
-            hn::Set(d32, 15));
-        const auto hi = hn::And(
-            hn::ShiftRightSame(
-                hn::BitCast(d32, hn::PromoteTo(hn::Rebind<uint32_t, D6>(), hn::LoadU(d8, qh + s))),
-                qh_shift),
-            hn::Set(d32, 3));
-        const auto q =
-            hn::ConvertTo(d, hn::Sub(hn::Or(lo, hn::ShiftLeft<4>(hi)), hn::Set(d32, 32)));
+        const auto q = hn::ConvertTo(d, hn::PromoteTo(d32, hn::LoadU(d8, codes + 16 * j + s)));
         const size_t xo = k + 16 * j + s;
         for (size_t r = 0; r < R; ++r)
           part[r] = hn::MulAdd(q, hn::LoadU(d, x + r * ldx + xo), part[r]);
