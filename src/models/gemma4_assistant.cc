@@ -300,10 +300,10 @@ void Gemma4Assistant::StepBatch(std::span<const StepArgs> batch, ThreadPool& poo
     const float* inv = full ? rope_full_.data() : rope_sliding_.data();
     o_.assign(B * qd, 0.0f);
     const int group = nh / nkv;
+    rope_cs_.resize(static_cast<size_t>(hd));
     for (size_t b = 0; b < B; ++b) {
       const int P = batch[b].pos;
       const KvCache& cache = *batch[b].cache;
-      rope_cs_.resize(static_cast<size_t>(hd));
       RopeCosSin(hd, inv, P, rope_cs_.data());  // once for all heads of this row
       for (int h = 0; h < nh; ++h) {
         float* qh = &q_[b * qd + static_cast<size_t>(h * hd)];

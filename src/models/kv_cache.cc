@@ -69,7 +69,7 @@ Status KvCache::Truncate(int new_length) {
                  std::to_string(length_) + ")");
   }
   // A query at new_length needs keys new_length-W+1 .. new_length-1 in every sliding ring.
-  const int need = std::max(0, new_length - options_.window + 1);
+  const int need = FirstVisibleKey(new_length, options_.window);
   for (int s = 0; s < num_layers(); ++s) {
     if (layers_[static_cast<size_t>(s)].shape.sliding && need < OldestHeld(s)) {
       return Error("cannot roll back " + std::to_string(length_ - new_length) +

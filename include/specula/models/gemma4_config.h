@@ -3,7 +3,6 @@
 // layer reads) are precomputed into `layers` so the forward pass never re-derives them.
 #pragma once
 
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -45,12 +44,6 @@ void ReadAttentionGeometry(FieldReader& r, Config* c) {
   c->head_dim = static_cast<int>(r.Int("head_dim", 256));
   c->global_head_dim = static_cast<int>(r.Int("global_head_dim", 512));
   c->attention_k_eq_v = r.Bool("attention_k_eq_v", false);
-}
-
-// The first key position a query at `pos` attends to: pos - window + 1 on a sliding layer
-// (window > 0), 0 on a full one (window 0). The target and the assistant both use it.
-inline int FirstVisibleKey(int pos, int window) {
-  return window > 0 ? std::max(0, pos - window + 1) : 0;
 }
 
 struct Gemma4Config {

@@ -5,6 +5,7 @@
 // rolled back once it wraps).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <vector>
@@ -18,6 +19,13 @@ struct KvLayerShape {
   int kv_dim = 0;  // num_kv_heads * head_dim
   bool sliding = false;
 };
+
+// The first key position a query at `pos` attends to: pos - window + 1 with a sliding window
+// (window > 0), 0 without (window 0). The cache's rollback check, the target's attention and the
+// assistant's all use it.
+inline int FirstVisibleKey(int pos, int window) {
+  return window > 0 ? std::max(0, pos - window + 1) : 0;
+}
 
 struct KvCacheOptions {
   int context = 0;    // max positions
