@@ -35,10 +35,14 @@ namespace hn = hwy::HWY_NAMESPACE;
 // N odd ones, so one pointer walks all rows; after the chunks, each row's tail (K mod 2N) in order.
 //
 // AVX-512 instead loads the 2N words at p with only the high half of each lane enabled and the
-// rest zeroed, which gives the odd elements as f32 on a load port alone; the same load one element
-// earlier gives the even ones (its first word, the element before p, is masked off: never read, so
-// it cannot fault). No shift or mask then competes with the FMAs: one-row decode matmuls ran ~4 %
-// faster (20.1 -> 19.4 ms on E2B MLP shapes), 8-24 rows the same.
+// rest zeroed, which gives the odd elements as f32 in one load; the same load one element earlier
+// gives the even ones (its first word, the element before p, is masked off: never read, so it
+// cannot fault). One-row decode matmuls ran ~4 % faster (20.1 -> 19.4 ms on E2B MLP shapes) than
+// with a separate shift and mask. But that even load spans two cache lines, and the compute-bound
+// tiles (5-6 rows: verification, prefill) lose more to the split than to a shift that reads its
+// aligned operand from memory (EvenF32<true>): E2B MLP shapes over 24 rows 2-4 % faster, while
+// 1-4 rows, memory-bound, ran ~3 % slower with the shift, so they keep the split load. Both give
+// the same bits.
 using DU = hn::RebindToUnsigned<DF>;
 HWY_INLINE hn::Vec<DU> LoadPairs(DU du, const hwy::bfloat16_t* p) {
   // LoadU reads unaligned memory (memcpy on the scalar target); p only needs bf16 alignment.
@@ -51,12 +55,18 @@ HWY_INLINE hn::Vec<DF> HighWordsF32(const void* p) {
   // The raw intrinsic with a constant mask keeps the mask in a k register across the tile loop.
   return hn::Vec<DF>{_mm512_castsi512_ps(_mm512_maskz_loadu_epi16(0xAAAAAAAAu, p))};
 }
-HWY_INLINE hn::Vec<DF> EvenF32(DF, const hwy::bfloat16_t* p) {
-  // Address arithmetic, not p - 1: p may be the first element of its buffer.
-  return HighWordsF32(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) - 2));
+template <bool kShift>
+HWY_INLINE hn::Vec<DF> EvenF32(DF df, const hwy::bfloat16_t* p) {
+  if constexpr (kShift) {
+    return hn::BitCast(df, hn::ShiftLeft<16>(LoadPairs(DU(), p)));  // the load folds into the shift
+  } else {
+    // Address arithmetic, not p - 1: p may be the first element of its buffer.
+    return HighWordsF32(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) - 2));
+  }
 }
 HWY_INLINE hn::Vec<DF> OddF32(DF, const hwy::bfloat16_t* p) { return HighWordsF32(p); }
 #else
+template <bool kShift>  // AVX-512 only
 HWY_INLINE hn::Vec<DF> EvenF32(DF df, const hwy::bfloat16_t* p) {
   return hn::BitCast(df, hn::ShiftLeft<16>(LoadPairs(DU(), p)));
 }
@@ -126,7 +136,7 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
     // The odd pass reloads the weights from L1 rather than keeping them: registers go to
     // accumulators and the load ports have room.
     hn::Vec<DF> wv[NW];
-    for (size_t i = 0; i < NW; ++i) wv[i] = EvenF32(df, wk + i * ldw);
+    for (size_t i = 0; i < NW; ++i) wv[i] = EvenF32<(R >= 5)>(df, wk + i * ldw);
     for (size_t r = 0; r < R; ++r) {
       const auto xv = hn::LoadU(df, x + r * 2 * N);
       for (size_t i = 0; i < NW; ++i) acc[i][r] = hn::MulAdd(wv[i], xv, acc[i][r]);
