@@ -105,7 +105,7 @@ TEST_P(KernelsTest, MatMulMatchesScalarReference) {
   }
 }
 
-// The kernels quantize each activation row for Q8_0/Q4_0 weights to int16 codes with one scale:
+// The kernels quantize each activation row for block-dtype weights to int16 codes with one scale:
 // s = max|x| / 32767, q = x * (32767 / max|x|) rounded to nearest even. Written out naively here.
 struct QuantRow {
   std::vector<double> q;
@@ -122,7 +122,6 @@ QuantRow QuantizeActRow(const float* x, size_t K) {
 
 TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
   for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K}) {
-    const bool int_acts = t != DType::kQ6_K;
     for (int64_t K : {256, 512, 768}) {
       for (size_t M : {1, 3, 4, 8, 9, 13}) {
         const int64_t N = 37;  // two weight panels, 4-row and 1-row weight tiles
@@ -145,7 +144,7 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
             double ref = 0, mag = 0, exact = 0, wabs = 0;
             for (int64_t kk = 0; kk < K; ++kk) {
               const double wv = w.exact[static_cast<size_t>(n * K + kk)];
-              const double p = wv * (int_acts ? qa.q[static_cast<size_t>(kk)] * qa.scale : xi[kk]);
+              const double p = wv * qa.q[static_cast<size_t>(kk)] * qa.scale;
               ref += p;
               mag += std::fabs(p);
               exact += wv * xi[kk];
@@ -166,18 +165,20 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
 }
 
 TEST_P(KernelsTest, QuantizedMatMulPropagatesNonFiniteRowsOnly) {
-  const int64_t K = 64, N = 5;
-  const Weights w = MakeWeights(DType::kQ8_0, static_cast<size_t>(N * K), 5);
-  for (float bad : {INFINITY, NAN}) {
-    std::vector<float> x = RandomVec(3 * static_cast<size_t>(K), 6);
-    x[static_cast<size_t>(K) + 7] = bad;  // row 1
-    std::vector<float> y(3 * static_cast<size_t>(N)), alone(static_cast<size_t>(N));
-    MatMulAll(k_, w.view(N, K), x.data(), 3, y.data());
-    MatMulAll(k_, w.view(N, K), x.data() + 2 * static_cast<size_t>(K), 1, alone.data());
-    for (int64_t n = 0; n < N; ++n) {
-      EXPECT_TRUE(std::isnan(y[static_cast<size_t>(N + n)])) << k_.target;
-      EXPECT_TRUE(std::isfinite(y[static_cast<size_t>(n)]));
-      EXPECT_EQ(y[static_cast<size_t>(2 * N + n)], alone[static_cast<size_t>(n)]);
+  for (const auto& [t, K] : {std::pair{DType::kQ8_0, int64_t{64}}, {DType::kQ6_K, int64_t{256}}}) {
+    const int64_t N = 5;
+    const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 5);
+    for (float bad : {INFINITY, NAN}) {
+      std::vector<float> x = RandomVec(3 * static_cast<size_t>(K), 6);
+      x[static_cast<size_t>(K) + 7] = bad;  // row 1
+      std::vector<float> y(3 * static_cast<size_t>(N)), alone(static_cast<size_t>(N));
+      MatMulAll(k_, w.view(N, K), x.data(), 3, y.data());
+      MatMulAll(k_, w.view(N, K), x.data() + 2 * static_cast<size_t>(K), 1, alone.data());
+      for (int64_t n = 0; n < N; ++n) {
+        EXPECT_TRUE(std::isnan(y[static_cast<size_t>(N + n)])) << k_.target << " " << DTypeName(t);
+        EXPECT_TRUE(std::isfinite(y[static_cast<size_t>(n)]));
+        EXPECT_EQ(y[static_cast<size_t>(2 * N + n)], alone[static_cast<size_t>(n)]);
+      }
     }
   }
 }

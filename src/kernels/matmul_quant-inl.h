@@ -89,6 +89,31 @@ HWY_INLINE void QuantizeActs(const float* x, size_t ldx, size_t m, size_t K, flo
   }
 }
 
+// The activation rows quantized as QuantizeActs lays them out in scratch (row scales, then codes),
+// reusing what an earlier matrix of the same MatMulShared group left there.
+struct QuantActs {
+  const float* scales;
+  const int16_t* codes;  // [m, K]
+  hwy::AlignedFreeUniquePtr<float[]> own;
+};
+HWY_INLINE QuantActs PrepareQuantActs(const MatMulRowsArgs& a) {
+  const size_t K = static_cast<size_t>(a.w.cols);
+  // Row scales first (a 64-byte line per 16 rows), then the codes, vector-aligned.
+  const size_t scale_floats = (a.m + 15) / 16 * 16;
+  const size_t need = scale_floats + (a.m * K + 1) / 2;
+  QuantActs q;
+  float* scratch = a.scratch;
+  if (a.scratch_floats < need) {
+    q.own = hwy::AllocateAligned<float>(need);
+    scratch = q.own.get();
+  }
+  auto* codes = reinterpret_cast<int16_t*>(scratch + scale_floats);
+  if (!a.x_prepared || q.own) QuantizeActs(a.x, a.ldx, a.m, K, scratch, codes);
+  q.scales = scratch;
+  q.codes = codes;
+  return q;
+}
+
 // The weight codes of one block as kVecs vectors of int16, in value order.
 template <DType kType>
 HWY_INLINE void LoadBlock(D16 d16, const uint8_t* codes, hn::Vec<D16> (&v)[kVecs]) {
@@ -178,9 +203,7 @@ HWY_NOINLINE void DotTileQ(const QTile& job) {
   });
 }
 
-// Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j]. Runs in
-// f32 on the activations as given. Lanes are capped at 16 so a sub-block is whole vector steps.
-using D6 = hn::CappedTag<float, 16>;
+// Q6_K: per super-block of 256 values, 16 sub-blocks of 16 with their own scale d * sc[j].
 
 // A super-block's 256 codes (-32..31) as int8 in value order. For half n (values 128n ..): byte
 // ql[64n + l] holds value 128n + l in its low nibble and 128n + 64 + l in its high one (l < 64);
@@ -213,62 +236,102 @@ HWY_INLINE void UnpackQ6K(const uint8_t* HWY_RESTRICT w, int8_t* HWY_RESTRICT co
   }
 }
 
+// The integer Q6_K dot product. Per super-block, each code is multiplied by its sub-block's int8
+// scale in int16 (|32 * 128| <= 4096, exact) once per weight row, so a row's products need no
+// per-sub-block work: int16 pairs summed to int32 (ReorderWidenMulAccumulate), converted to f32
+// once per group of values and multiply-added with the super-block scale d, the activation row's
+// scale last, as Q8_0 does. A group is 16 values per int32 lane (256 on AVX-512, a super-block):
+// |sum| <= 16 * 4096 * 32767 < 2^31, so the int32 sums are exact.
+using DQ6 = hn::CappedTag<int16_t, 32>;  // one or two sub-blocks per vector
+using DQ6W = hn::Repartition<int32_t, DQ6>;
+using DQ6F = hn::Rebind<float, DQ6W>;
+constexpr size_t kQ6Group = std::min<size_t>(kSuperBlock, 16 * hn::MaxLanes(DQ6W()));
+
+// A super-block's 256 values as int16 code * sub-block scale, in value order.
+HWY_INLINE void ScaledCodesQ6K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled) {
+  const DQ6 d16;
+  const hn::Rebind<int8_t, DQ6> d8;
+  const size_t L = hn::Lanes(d16);
+  HWY_ALIGN int8_t codes[kSuperBlock];
+  UnpackQ6K(w, codes);
+  const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  // Two sub-blocks per vector: the 16 scales widened once, then one vpermw per vector picks
+  // sub-block v/16's for lanes 0-15 and the next one's for 16-31 (broadcasting each scale from a
+  // general register and joining the halves took ~3x the ops).
+  const hn::Vec<DQ6> scales{_mm512_cvtepi8_epi16(
+      _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc))))};
+  auto idx = hn::ShiftRight<4>(hn::Iota(d16, 0));  // 0 in lanes 0-15, 1 in 16-31
+  for (size_t v = 0; v < kSuperBlock; v += L, idx = hn::Add(idx, hn::Set(d16, 2))) {
+    const hn::Vec<DQ6> scale{_mm512_permutexvar_epi16(idx.raw, scales.raw)};
+    hn::Store(hn::Mul(hn::PromoteTo(d16, hn::Load(d8, codes + v)), scale), d16, scaled + v);
+  }
+#else
+  for (size_t v = 0; v < kSuperBlock; v += L) {
+    hn::Store(hn::Mul(hn::PromoteTo(d16, hn::Load(d8, codes + v)), hn::Set(d16, sc[v / 16])), d16,
+              scaled + v);
+  }
+#endif
+}
+
 template <size_t R>
-HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t ldx,
-                            size_t K, float* out, size_t ldo) {
-  const D6 d;
-  const hn::Rebind<int8_t, D6> d8;
-  const hn::Rebind<int32_t, D6> d32;
-  const size_t N = hn::Lanes(d);
-  HWY_ALIGN int8_t codes[256];
-  hn::Vec<D6> acc[R];
-  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
+HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const int16_t* HWY_RESTRICT xq,
+                            size_t ldq, const float* xscale, size_t K, float* out, size_t ldo) {
+  const DQ6 d16;
+  const DQ6W d32;
+  const DQ6F df;
+  const size_t L = hn::Lanes(d16);
+  HWY_ALIGN int16_t scaled[kSuperBlock];
+  hn::Vec<DQ6F> acc[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(df);
   for (size_t k = 0; k < K; k += kSuperBlock, w += DTypeSize(DType::kQ6_K)) {
-    hwy::Prefetch(w + 2048);
-    UnpackQ6K(w, codes);
+    // Every line of the stream, kPrefetchBytes ahead (one prefetch per 210-byte super-block
+    // missed a third of them).
+    for (size_t b = 0; b < DTypeSize(DType::kQ6_K); b += 64)
+      __builtin_prefetch(w + kPrefetchBytes + b, 0, 1);
+    ScaledCodesQ6K(w, scaled);
     uint16_t dh;
     std::memcpy(&dh, w + 208, 2);
-    const float dsuper = F16ToF32Fast(dh);
-    for (size_t j = 0; j < 16; ++j) {
-      const auto scale = hn::Set(d, dsuper * static_cast<float>(static_cast<int8_t>(w[192 + j])));
-      hn::Vec<D6> part[R];
-      for (size_t r = 0; r < R; ++r) part[r] = hn::Zero(d);
-      for (size_t s = 0; s < 16; s += N) {
-        const auto q = hn::ConvertTo(d, hn::PromoteTo(d32, hn::LoadU(d8, codes + 16 * j + s)));
-        const size_t xo = k + 16 * j + s;
-        for (size_t r = 0; r < R; ++r)
-          part[r] = hn::MulAdd(q, hn::LoadU(d, x + r * ldx + xo), part[r]);
+    const auto d = hn::Set(df, F16ToF32Fast(dh));
+    for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
+      for (size_t r = 0; r < R; ++r) {
+        const int16_t* x = xq + r * ldq + k + g;
+        auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+        for (size_t v = 0; v < kQ6Group; v += L)
+          s0 = hn::ReorderWidenMulAccumulate(d32, hn::Load(d16, scaled + g + v),
+                                             hn::LoadU(d16, x + v), s0, s1);
+        acc[r] = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), d, acc[r]);
       }
-      for (size_t r = 0; r < R; ++r) acc[r] = hn::MulAdd(scale, part[r], acc[r]);
     }
   }
-  for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
+  for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r])) * xscale[r];
 }
 
 // Activation rows per Q6_K group (groups of 6 and 8 measured no faster on 8 and 64 rows).
 constexpr size_t kQuantRows = 4;
 
 template <size_t R>
-HWY_INLINE void DotGroupTail(size_t rem, const uint8_t* w, const float* x, size_t ldx, size_t K,
-                             float* out, size_t ldo) {
+HWY_INLINE void DotGroupTail(size_t rem, const uint8_t* w, const int16_t* xq, size_t ldq,
+                             const float* xscale, size_t K, float* out, size_t ldo) {
   if constexpr (R > 0) {
-    if (rem == R) return DotGroupQ6K<R>(w, x, ldx, K, out, ldo);
-    DotGroupTail<R - 1>(rem, w, x, ldx, K, out, ldo);
+    if (rem == R) return DotGroupQ6K<R>(w, xq, ldq, xscale, K, out, ldo);
+    DotGroupTail<R - 1>(rem, w, xq, ldq, xscale, K, out, ldo);
   }
 }
 
 void MatMulRowsQ6K(const MatMulRowsArgs& a) {
   const size_t K = static_cast<size_t>(a.w.cols);
+  const QuantActs q = PrepareQuantActs(a);
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     const auto* wr = static_cast<const uint8_t*>(a.w.Row(n));
-    // Rows in groups of kQuantRows, then one group of the rest: every block is dequantized once
-    // per group.
+    // Rows in groups of kQuantRows, then one group of the rest: every super-block is unpacked
+    // once per group.
     size_t i = 0;
     for (; i + kQuantRows <= a.m; i += kQuantRows) {
-      DotGroupQ6K<kQuantRows>(wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n, a.ldy);
+      DotGroupQ6K<kQuantRows>(wr, q.codes + i * K, K, q.scales + i, K, a.y + i * a.ldy + n, a.ldy);
     }
-    DotGroupTail<kQuantRows - 1>(a.m - i, wr, a.x + i * a.ldx, a.ldx, K, a.y + i * a.ldy + n,
-                                 a.ldy);
+    DotGroupTail<kQuantRows - 1>(a.m - i, wr, q.codes + i * K, K, q.scales + i, K,
+                                 a.y + i * a.ldy + n, a.ldy);
   }
 }
 
@@ -289,24 +352,14 @@ template <DType kType>
 void MatMulRowsQ(const MatMulRowsArgs& a) {
   const size_t K = static_cast<size_t>(a.w.cols);
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
-  // Row scales first (a 64-byte line per 16 rows), then the codes, vector-aligned.
-  const size_t scale_floats = (a.m + 15) / 16 * 16;
-  const size_t need = scale_floats + (a.m * K + 1) / 2;
-  hwy::AlignedFreeUniquePtr<float[]> own;
-  float* scratch = a.scratch;
-  if (a.scratch_floats < need) {
-    own = hwy::AllocateAligned<float>(need);
-    scratch = own.get();
-  }
-  auto* codes = reinterpret_cast<int16_t*>(scratch + scale_floats);
-  if (!a.x_prepared || own) QuantizeActs(a.x, a.ldx, a.m, K, scratch, codes);
+  const QuantActs q = PrepareQuantActs(a);
   ForEachTile(a, kMaxRowsQ, NoPanelStep, [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
     DotTileQTail<decltype(nw)::value, kMaxRowsQ, kType>(
         rows, {.w = static_cast<const uint8_t*>(a.w.Row(n)),
                .ldw = ldw,
-               .xq = codes + i * K,
+               .xq = q.codes + i * K,
                .ldq = K,
-               .xscale = scratch + i,
+               .xscale = q.scales + i,
                .K = K,
                .out = a.y + i * a.ldy + n,
                .ldo = a.ldy});
