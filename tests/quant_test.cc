@@ -29,26 +29,37 @@ std::string Quantized(const std::string& src, DType t, const std::string& name) 
 }
 
 TEST(Quantize, PolicyKeepsSensitiveTensorsExact) {
-  EXPECT_EQ(QuantizedType("model.layers.0.mlp.up_proj.weight", DType::kBF16, {128, 64}, DType::kQ4_0), DType::kQ4_0);
-  EXPECT_EQ(QuantizedType("model.language_model.embed_tokens.weight", DType::kBF16, {512, 64}, DType::kQ4_0), DType::kQ8_0);
-  EXPECT_EQ(QuantizedType("model.layers.0.input_layernorm.weight", DType::kBF16, {64}, DType::kQ8_0), DType::kBF16);
-  EXPECT_EQ(QuantizedType("masked_embedding.centroids.weight", DType::kBF16, {16, 32}, DType::kQ8_0), DType::kBF16);
-  EXPECT_EQ(QuantizedType("masked_embedding.token_ordering", DType::kI64, {512}, DType::kQ8_0), DType::kI64);
-  EXPECT_EQ(QuantizedType("x.weight", DType::kBF16, {64, 48}, DType::kQ8_0), DType::kBF16);  // 48 % 32 != 0
+  EXPECT_EQ(
+      QuantizedType("model.layers.0.mlp.up_proj.weight", DType::kBF16, {128, 64}, DType::kQ4_0),
+      DType::kQ4_0);
+  EXPECT_EQ(QuantizedType("model.language_model.embed_tokens.weight", DType::kBF16, {512, 64},
+                          DType::kQ4_0),
+            DType::kQ8_0);
+  EXPECT_EQ(
+      QuantizedType("model.layers.0.input_layernorm.weight", DType::kBF16, {64}, DType::kQ8_0),
+      DType::kBF16);
+  EXPECT_EQ(
+      QuantizedType("masked_embedding.centroids.weight", DType::kBF16, {16, 32}, DType::kQ8_0),
+      DType::kBF16);
+  EXPECT_EQ(QuantizedType("masked_embedding.token_ordering", DType::kI64, {512}, DType::kQ8_0),
+            DType::kI64);
+  EXPECT_EQ(QuantizedType("x.weight", DType::kBF16, {64, 48}, DType::kQ8_0),
+            DType::kBF16);  // 48 % 32 != 0
 }
 
 class QuantizedModel : public ::testing::TestWithParam<DType> {};
 
-// The engine's Q8_0/Q4_0 matmuls quantize each activation row to int16 codes (kernels_test checks
-// that rule exactly), so a quantized model differs from the exact math on its dequantized weights
-// by more than f32 rounding. The tiny random models amplify any perturbation of that size along
-// the sequence (a double reference with and without the activation rounding differs as much), so
-// the check is relative: the activation rounding must cost far less than quantizing the weights
+// The engine's Q8_0/Q4_0/Q6_K matmuls quantize each activation row to int16 codes (kernels_test
+// checks that rule exactly), so a quantized model differs from the exact math on its dequantized
+// weights by more than f32 rounding. The tiny random models amplify any perturbation of that size
+// along the sequence (a double reference with and without the activation rounding differs as much),
+// so the check is relative: the activation rounding must cost far less than quantizing the weights
 // already did, at every position.
 TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
   for (const char* preset : {"e2b-tiny", "31b-tiny"}) {
     const std::string src = test::MakePreset(preset);
-    const std::string dir = Quantized(src, GetParam(), std::string(preset) + std::string(DTypeName(GetParam())));
+    const std::string dir =
+        Quantized(src, GetParam(), std::string(preset) + std::string(DTypeName(GetParam())));
     Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(dir);
     Result<std::unique_ptr<Gemma4Model>> orig = Gemma4Model::Load(src);
     ASSERT_TRUE(m.ok() && orig.ok()) << m.status().message();
@@ -57,9 +68,11 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
     ThreadPool pool(2);
     auto cache = (*m)->NewCache(64);
     ForwardOutput out;
-    ASSERT_TRUE((*m)->Forward({.ids = ids, .cache = cache.get(), .all_logits = true}, pool, &out).ok());
+    ASSERT_TRUE(
+        (*m)->Forward({.ids = ids, .cache = cache.get(), .all_logits = true}, pool, &out).ok());
     const test::RefOutput r = test::ReferenceGemma4((*m)->config(), (*m)->store()).Forward(ids);
-    const test::RefOutput r0 = test::ReferenceGemma4((*orig)->config(), (*orig)->store()).Forward(ids);
+    const test::RefOutput r0 =
+        test::ReferenceGemma4((*orig)->config(), (*orig)->store()).Forward(ids);
     for (size_t t = 0; t < ids.size(); ++t) {
       double err = 0, weight_err = 0;
       for (size_t v = 0; v < 512; ++v) {
@@ -74,7 +87,8 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
 TEST_P(QuantizedModel, SpeculativeStaysLossless) {
   const auto [tdir, adir] = test::MakePair("e2b-tiny", true);
   const std::string tag = std::string(DTypeName(GetParam()));
-  const std::string qt = Quantized(tdir, GetParam(), "spec-t-" + tag), qa = Quantized(adir, GetParam(), "spec-a-" + tag);
+  const std::string qt = Quantized(tdir, GetParam(), "spec-t-" + tag),
+                    qa = Quantized(adir, GetParam(), "spec-a-" + tag);
   auto target = std::move(*Gemma4Model::Load(qt));
   Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(qa, *target);
   ASSERT_TRUE(a.ok()) << a.status().message();
@@ -97,15 +111,18 @@ TEST_P(QuantizedModel, SpeculativeStaysLossless) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, QuantizedModel, ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ6_K),
+INSTANTIATE_TEST_SUITE_P(Types, QuantizedModel,
+                         ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ6_K),
                          [](const auto& i) { return std::string(DTypeName(i.param)); });
 
 TEST(Quantize, BadInputs) {
   const std::string src = test::MakePreset("31b-tiny");
-  EXPECT_FALSE(QuantizeCheckpoint(src, src, DType::kQ8_0).ok());              // in place
+  EXPECT_FALSE(QuantizeCheckpoint(src, src, DType::kQ8_0).ok());  // in place
   EXPECT_FALSE(QuantizeCheckpoint("/nonexistent", test::TempDir("q-x"), DType::kQ8_0).ok());
-  EXPECT_FALSE(QuantizeCheckpoint(src, test::TempDir("q-y"), DType::kBF16).ok());  // not a quant type
-  EXPECT_EQ(QuantizedType("w", DType::kBF16, {8, 96}, DType::kQ6_K), DType::kQ8_0);  // rows shorter than 256
+  EXPECT_FALSE(
+      QuantizeCheckpoint(src, test::TempDir("q-y"), DType::kBF16).ok());  // not a quant type
+  EXPECT_EQ(QuantizedType("w", DType::kBF16, {8, 96}, DType::kQ6_K),
+            DType::kQ8_0);  // rows shorter than 256
   const std::string once = Quantized(src, DType::kQ8_0, "twice");
   Result<QuantizeStats> again = QuantizeCheckpoint(once, test::TempDir("q-z"), DType::kQ8_0);
   ASSERT_FALSE(again.ok());
@@ -114,20 +131,25 @@ TEST(Quantize, BadInputs) {
   const std::string dir = test::TempDir("q-badmeta");
   std::system(("cp " + src + "/*.json " + dir + "/").c_str());
   std::vector<float> v(64, 1.0f);
-  Status s = WriteSafetensors(dir + "/model.safetensors", {{"w", DType::kF32, {2, 32}, v.data()}}, {{"specula_quant", R"({"w": "Q8_0"})"}});
+  Status s = WriteSafetensors(dir + "/model.safetensors", {{"w", DType::kF32, {2, 32}, v.data()}},
+                              {{"specula_quant", R"({"w": "Q8_0"})"}});
   ASSERT_TRUE(s.ok());
   Result<std::unique_ptr<WeightStore>> ws = WeightStore::OpenDir(dir);
   ASSERT_FALSE(ws.ok());
-  EXPECT_NE(ws.status().message().find("tensor 'w': a Q8_0 tensor must be U8"), std::string::npos) << ws.status().message();
-  s = WriteSafetensors(dir + "/model.safetensors", {{"w", DType::kF32, {2, 32}, v.data()}}, {{"specula_quant", R"({"w": "Q3_K"})"}});
+  EXPECT_NE(ws.status().message().find("tensor 'w': a Q8_0 tensor must be U8"), std::string::npos)
+      << ws.status().message();
+  s = WriteSafetensors(dir + "/model.safetensors", {{"w", DType::kF32, {2, 32}, v.data()}},
+                       {{"specula_quant", R"({"w": "Q3_K"})"}});
   ws = WeightStore::OpenDir(dir);
   ASSERT_FALSE(ws.ok());
-  EXPECT_NE(ws.status().message().find("specula_quant.w"), std::string::npos) << ws.status().message();
+  EXPECT_NE(ws.status().message().find("specula_quant.w"), std::string::npos)
+      << ws.status().message();
 }
 
 TEST(Quantize, CliWritesALoadableCheckpoint) {
   const std::string out = test::TempDir("q-cli");
-  test::RunResult r = test::RunCli("quantize " + test::MakePreset("e2b-tiny") + " " + out + " --type q4_0");
+  test::RunResult r =
+      test::RunCli("quantize " + test::MakePreset("e2b-tiny") + " " + out + " --type q4_0");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = test::RunCli("inspect " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;

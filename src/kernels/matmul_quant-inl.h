@@ -23,8 +23,8 @@ namespace specula {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Q8_0 and Q4_0 run in integers, as llama.cpp's CPU backend does: each activation row is
-// quantized once per call to int16 codes with one f32 scale per row (x ~ s * q, s = max|x| /
+// Q8_0 and Q4_0 (and Q6_K, below) run in integers, as llama.cpp's CPU backend does: each activation
+// row is quantized once per call to int16 codes with one f32 scale per row (x ~ s * q, s = max|x| /
 // 32767), and a block's 32 products of int8 weight codes and int16 activation codes are summed
 // exactly in int32 (pairs via ReorderWidenMulAccumulate: vpmaddwd on x86). Only the per-block
 // weight scale is applied in float. Converting every weight code to f32 (sign-extend, convert,
@@ -274,9 +274,9 @@ HWY_INLINE void ScaledCodesQ6K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
 #endif
 }
 
+// One weight row (job.w; job.ldw unused) against R activation rows.
 template <size_t R>
-HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const int16_t* HWY_RESTRICT xq,
-                            size_t ldq, const float* xscale, size_t K, float* out, size_t ldo) {
+HWY_INLINE void DotGroupQ6K(const QTile& job) {
   const DQ6 d16;
   const DQ6W d32;
   const DQ6F df;
@@ -284,7 +284,8 @@ HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const int16_t* HWY_RE
   HWY_ALIGN int16_t scaled[kSuperBlock];
   hn::Vec<DQ6F> acc[R];
   for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(df);
-  for (size_t k = 0; k < K; k += kSuperBlock, w += DTypeSize(DType::kQ6_K)) {
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t k = 0; k < job.K; k += kSuperBlock, w += DTypeSize(DType::kQ6_K)) {
     // Every line of the stream, kPrefetchBytes ahead (one prefetch per 210-byte super-block
     // missed a third of them).
     for (size_t b = 0; b < DTypeSize(DType::kQ6_K); b += 64)
@@ -295,7 +296,7 @@ HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const int16_t* HWY_RE
     const auto d = hn::Set(df, F16ToF32Fast(dh));
     for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
       for (size_t r = 0; r < R; ++r) {
-        const int16_t* x = xq + r * ldq + k + g;
+        const int16_t* x = job.xq + r * job.ldq + k + g;
         auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
         for (size_t v = 0; v < kQ6Group; v += L)
           s0 = hn::ReorderWidenMulAccumulate(d32, hn::Load(d16, scaled + g + v),
@@ -304,7 +305,8 @@ HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const int16_t* HWY_RE
       }
     }
   }
-  for (size_t r = 0; r < R; ++r) out[r * ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r])) * xscale[r];
+  for (size_t r = 0; r < R; ++r)
+    job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r])) * job.xscale[r];
 }
 
 // Activation rows per Q6_K group at most: each super-block is unpacked and scaled once per group.
@@ -314,11 +316,10 @@ HWY_INLINE void DotGroupQ6K(const uint8_t* HWY_RESTRICT w, const int16_t* HWY_RE
 constexpr size_t kQuantRows = kWideRegs ? 16 : 4;
 
 template <size_t R>
-HWY_INLINE void DotGroupTail(size_t rem, const uint8_t* w, const int16_t* xq, size_t ldq,
-                             const float* xscale, size_t K, float* out, size_t ldo) {
+HWY_INLINE void DotGroupTail(size_t rows, const QTile& job) {
   if constexpr (R > 0) {
-    if (rem == R) return DotGroupQ6K<R>(w, xq, ldq, xscale, K, out, ldo);
-    DotGroupTail<R - 1>(rem, w, xq, ldq, xscale, K, out, ldo);
+    if (rows == R) return DotGroupQ6K<R>(job);
+    DotGroupTail<R - 1>(rows, job);
   }
 }
 
@@ -329,8 +330,14 @@ void MatMulRowsQ6K(const MatMulRowsArgs& a) {
     const auto* wr = static_cast<const uint8_t*>(a.w.Row(n));
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
-      DotGroupTail<kQuantRows>(rows, wr, q.codes + i * K, K, q.scales + i, K, a.y + i * a.ldy + n,
-                               a.ldy);
+      DotGroupTail<kQuantRows>(rows, {.w = wr,
+                                      .ldw = 0,
+                                      .xq = q.codes + i * K,
+                                      .ldq = K,
+                                      .xscale = q.scales + i,
+                                      .K = K,
+                                      .out = a.y + i * a.ldy + n,
+                                      .ldo = a.ldy});
       i += rows;
     }
   }
