@@ -156,6 +156,21 @@ struct QTile {
   size_t ldo;
 };
 
+// The tile of activation rows from i and weight rows from n, over the prepared activations q;
+// weight rows are ldw bytes apart (StorageBytes, computed once per call rather than per tile).
+HWY_INLINE QTile TileAt(const MatMulRowsArgs& a, const QuantActs& q, size_t ldw, size_t i,
+                        int64_t n) {
+  const size_t K = static_cast<size_t>(a.w.cols);
+  return {.w = static_cast<const uint8_t*>(a.w.data) + static_cast<size_t>(n) * ldw,
+          .ldw = ldw,
+          .xq = q.codes + i * K,
+          .ldq = K,
+          .xscale = q.scales + i,
+          .K = K,
+          .out = a.y + i * a.ldy + n,
+          .ldo = a.ldy};
+}
+
 // A tile of NW weight rows x R activation rows. Every output is accumulated the same way whatever
 // NW and R are: an exact int32 sum per block, then one f32 accumulator over the blocks in K order
 // (acc += sum * d), a fixed lane reduction, and the row scale last.
@@ -274,7 +289,7 @@ HWY_INLINE void ScaledCodesQ6K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
 #endif
 }
 
-// One weight row (job.w; job.ldw unused) against R activation rows.
+// One weight row (job.w) against R activation rows.
 template <size_t R>
 HWY_INLINE void DotGroupQ6K(const QTile& job) {
   const DQ6 d16;
@@ -324,20 +339,12 @@ HWY_INLINE void DotGroupTail(size_t rows, const QTile& job) {
 }
 
 void MatMulRowsQ6K(const MatMulRowsArgs& a) {
-  const size_t K = static_cast<size_t>(a.w.cols);
+  const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
   const QuantActs q = PrepareQuantActs(a);
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
-    const auto* wr = static_cast<const uint8_t*>(a.w.Row(n));
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
-      DotGroupTail<kQuantRows>(rows, {.w = wr,
-                                      .ldw = 0,
-                                      .xq = q.codes + i * K,
-                                      .ldq = K,
-                                      .xscale = q.scales + i,
-                                      .K = K,
-                                      .out = a.y + i * a.ldy + n,
-                                      .ldo = a.ldy});
+      DotGroupTail<kQuantRows>(rows, TileAt(a, q, ldw, i, n));
       i += rows;
     }
   }
@@ -358,19 +365,10 @@ HWY_INLINE void DotTileQTail(size_t rows, const QTile& job) {
 
 template <DType kType>
 void MatMulRowsQ(const MatMulRowsArgs& a) {
-  const size_t K = static_cast<size_t>(a.w.cols);
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
   const QuantActs q = PrepareQuantActs(a);
   ForEachTile(a, kMaxRowsQ, NoPanelStep, [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
-    DotTileQTail<decltype(nw)::value, kMaxRowsQ, kType>(
-        rows, {.w = static_cast<const uint8_t*>(a.w.Row(n)),
-               .ldw = ldw,
-               .xq = q.codes + i * K,
-               .ldq = K,
-               .xscale = q.scales + i,
-               .K = K,
-               .out = a.y + i * a.ldy + n,
-               .ldo = a.ldy});
+    DotTileQTail<decltype(nw)::value, kMaxRowsQ, kType>(rows, TileAt(a, q, ldw, i, n));
   });
 }
 

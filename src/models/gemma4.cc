@@ -372,9 +372,9 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
       RmsNorm(&ws.x[t * uH], w.input_norm.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
     });
     ws.q.resize(uT * qd);
+    std::vector<float>& nk = ws.new_k[static_cast<size_t>(slot)];
+    std::vector<float>& nv = ws.new_v[static_cast<size_t>(slot)];
     if (s.owns_kv) {  // q, k and (unless V is K) v in one dispatch
-      std::vector<float>& nk = ws.new_k[static_cast<size_t>(slot)];
-      std::vector<float>& nv = ws.new_v[static_cast<size_t>(slot)];
       nk.resize(uT * kvd);
       nv.resize(uT * kvd);
       const MatMulOut qkv[] = {{w.q, ws.q.data()}, {w.k, nk.data()}, {w.v, nv.data()}};
@@ -385,8 +385,6 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
     }
     ForEachRow(pool, T, [&](int t) {
       if (s.owns_kv) {
-        std::vector<float>& nk = ws.new_k[static_cast<size_t>(slot)];
-        std::vector<float>& nv = ws.new_v[static_cast<size_t>(slot)];
         for (int h = 0; h < nkv; ++h) {
           float* kh = &nk[t * kvd + static_cast<size_t>(h * hd)];
           float* vh = &nv[t * kvd + static_cast<size_t>(h * hd)];
@@ -406,8 +404,8 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
     // One task per (sequence, KV head, share of its query heads): the kernel reads the head's keys
     // and values once for all the task's rows and heads. Heads are split only as far as needed to
     // give every thread work; a vector's output does not depend on the split.
-    const float* new_k = ws.new_k[static_cast<size_t>(slot)].data();
-    const float* new_v = ws.new_v[static_cast<size_t>(slot)].data();
+    const float* new_k = nk.data();
+    const float* new_v = nv.data();
     const int window = s.type == AttnType::kSliding ? c.sliding_window : 0;
     const int group = nh / nkv;
     const size_t per_head = static_cast<size_t>(seqs.size()) * static_cast<size_t>(nkv);
