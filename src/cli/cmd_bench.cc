@@ -23,6 +23,7 @@
 #include "specula/spec/replay_drafter.h"
 #include "specula/spec/spec_loop.h"
 #include "specula/tokenizer/tokenizer.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/bench.h"
 #include "src/cli/commands.h"
 
@@ -131,7 +132,7 @@ int Run(const BenchFlags& f) {
     if (!a.ok()) return Fail(a.status().message());
     assistant = std::move(*a);
   }
-  Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::LoadFile(f.model + "/tokenizer.json");
+  Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
   if (!tok.ok()) return Fail(tok.status().message());
   std::vector<int> prompt = {2};
   for (int id : (*tok)->Encode(f.prompt.empty() ? kDefaultPrompt : f.prompt)) prompt.push_back(id);

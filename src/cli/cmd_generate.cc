@@ -19,6 +19,7 @@
 #include "specula/spec/mtp_drafter.h"
 #include "specula/spec/spec_loop.h"
 #include "specula/tokenizer/tokenizer.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/commands.h"
 
 namespace specula::cli {
@@ -91,9 +92,8 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   if (!gen.ok()) return Fail(gen.status().message());
   // The tokenizer is needed for text in and out; with --prompt-ids and --json it is optional.
   std::unique_ptr<Tokenizer> tok;
-  const std::string tok_path = f.model + "/tokenizer.json";
-  if (!have_ids || FileExists(tok_path)) {
-    Result<std::unique_ptr<Tokenizer>> t = Tokenizer::LoadFile(tok_path);
+  if (!have_ids || IsGgufPath(f.model) || FileExists(f.model + "/tokenizer.json")) {
+    Result<std::unique_ptr<Tokenizer>> t = LoadCheckpointTokenizer(f.model);
     if (!t.ok()) return Fail(t.status().message());
     tok = std::move(*t);  // ids the model cannot embed are rejected by ValidatePrompt
   }

@@ -13,6 +13,7 @@
 #include "specula/server/openai_api.h"
 #include "specula/spec/mtp_drafter.h"
 #include "specula/tokenizer/tokenizer.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/commands.h"
 
 namespace specula::cli {
@@ -49,7 +50,7 @@ int Run(const ServeFlags& f) {
   if (!model.ok()) return Fail(model.status().message());
   Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
   if (!gen.ok()) return Fail(gen.status().message());
-  Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::LoadFile(f.model + "/tokenizer.json");
+  Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
   if (!tok.ok()) return Fail(tok.status().message());
   std::unique_ptr<Gemma4Assistant> assistant;
   std::unique_ptr<MtpDrafter> drafter;

@@ -3,6 +3,7 @@
 #include "specula/base/json.h"
 #include "specula/base/mapped_file.h"
 #include "specula/tokenizer/tokenizer.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/commands.h"
 
 namespace specula::cli {
@@ -16,7 +17,8 @@ struct TokenizeFlags {
 Runner AddTokenize(CLI::App& app) {
   auto flags = std::make_shared<TokenizeFlags>();
   CLI::App* c = app.add_subcommand("tokenize", "Print the token ids of a text (no BOS)");
-  c->add_option("-m,--model", flags->model, "checkpoint directory (its tokenizer.json)")
+  c->add_option("-m,--model", flags->model,
+                "checkpoint directory (its tokenizer.json) or .gguf file")
       ->required();
   auto* p = c->add_option("-p,--prompt", flags->prompt, "text to tokenize");
   auto* f = c->add_option("-f,--file", flags->file, "file whose text to tokenize");
@@ -31,7 +33,7 @@ Runner AddTokenize(CLI::App& app) {
       if (!t.ok()) return Fail(t.status().message());
       text = *t;
     }
-    Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::LoadFile(flags->model + "/tokenizer.json");
+    Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(flags->model);
     if (!tok.ok()) return Fail(tok.status().message());
     const std::vector<int> ids = (*tok)->Encode(text);
     if (flags->json) {

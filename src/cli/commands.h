@@ -2,10 +2,9 @@
 // runner; runners print "specula: error: ..." on failure and return the process exit code.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <functional>
-
-#include <CLI/CLI.hpp>
 
 namespace specula::cli {
 
@@ -17,6 +16,7 @@ Runner AddInspect(CLI::App& app);
 Runner AddMakeRandom(CLI::App& app);
 Runner AddBench(CLI::App& app);
 Runner AddQuantize(CLI::App& app);
+Runner AddConvert(CLI::App& app);
 Runner AddServe(CLI::App& app);
 
 int Fail(const std::string& message);  // prints the one-line error, returns 1

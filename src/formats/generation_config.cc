@@ -2,10 +2,41 @@
 
 #include "specula/base/json.h"
 #include "specula/base/mapped_file.h"
+#include "specula/formats/gguf.h"
 
 namespace specula {
 
+namespace {
+
+// A GGUF file records stop tokens in its tokenizer keys and no sampling defaults: greedy, and stop
+// at end of sequence or end of turn (llama.cpp also stops at a token spelled <turn|>).
+Result<GenerationConfig> FromGguf(const std::string& path) {
+  Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(path);
+  if (!f.ok()) return f.status();
+  GenerationConfig g;
+  FieldReader r((*f)->metadata(), path);
+  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"}) {
+    const int64_t id = r.Int(key, -1);
+    if (id >= 0 && id < (1 << 30)) g.eos_token_ids.push_back(static_cast<int>(id));
+  }
+  g.bos_token_id = static_cast<int>(r.Int("tokenizer.ggml.bos_token_id", 2));
+  if (!r.ok()) return r.status();
+  const Json& md = (*f)->metadata();
+  if (auto t = md.find("tokenizer.ggml.tokens"); t != md.end() && t->is_array()) {
+    for (size_t id = 0; id < t->size(); ++id) {
+      if ((*t)[id] == "<turn|>" || (*t)[id] == "<end_of_turn>") {
+        g.eos_token_ids.push_back(static_cast<int>(id));
+      }
+    }
+  }
+  if (g.eos_token_ids.empty()) g.eos_token_ids = {1};
+  return g;
+}
+
+}  // namespace
+
 Result<GenerationConfig> GenerationConfig::LoadFromDir(const std::string& dir) {
+  if (IsGgufPath(dir)) return FromGguf(dir);
   GenerationConfig g;
   const std::string path = dir + "/generation_config.json";
   if (!FileExists(path)) {

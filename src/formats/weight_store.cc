@@ -20,7 +20,8 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
     if (!r.ok()) return r.status();
     std::set<std::string> seen;
     for (auto it = wm->begin(); it != wm->end(); ++it) {
-      if (!it.value().is_string()) return Error(index + ": weight_map." + it.key() + ": expected a file name");
+      if (!it.value().is_string())
+        return Error(index + ": weight_map." + it.key() + ": expected a file name");
       const std::string file = it.value().get<std::string>();
       if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
         return Error(index + ": weight_map." + it.key() + ": bad shard file name '" + file + "'");
@@ -45,18 +46,23 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
     if (auto m = f->metadata().find("specula_quant"); m != f->metadata().end()) {
       Result<Json> q = ParseJson(m->second, f->path() + " (__metadata__.specula_quant)");
       if (!q.ok()) return q.status();
-      if (!q->is_object()) return Error(f->path() + ": __metadata__.specula_quant: expected a JSON object");
+      if (!q->is_object())
+        return Error(f->path() + ": __metadata__.specula_quant: expected a JSON object");
       for (auto it = q->begin(); it != q->end(); ++it) {
         const std::string type = it.value().is_string() ? it.value().get<std::string>() : "";
         if (type != "Q8_0" && type != "Q4_0" && type != "Q6_K") {
-          return Error(f->path() + ": __metadata__.specula_quant." + it.key() + ": expected \"Q8_0\", \"Q4_0\" or \"Q6_K\"");
+          return Error(f->path() + ": __metadata__.specula_quant." + it.key() +
+                       ": expected \"Q8_0\", \"Q4_0\" or \"Q6_K\"");
         }
-        quant[it.key()] = type == "Q8_0" ? DType::kQ8_0 : type == "Q4_0" ? DType::kQ4_0 : DType::kQ6_K;
+        quant[it.key()] = type == "Q8_0"   ? DType::kQ8_0
+                          : type == "Q4_0" ? DType::kQ4_0
+                                           : DType::kQ6_K;
       }
     }
     for (const auto& [qname, qtype] : quant) {
       auto t = f->tensors().find(qname);
-      if (t == f->tensors().end()) return Error(f->path() + ": quantized tensor '" + qname + "' is missing");
+      if (t == f->tensors().end())
+        return Error(f->path() + ": quantized tensor '" + qname + "' is missing");
       const TensorView& raw = t->second;
       const int64_t block = static_cast<int64_t>(DTypeSize(qtype));
       if (raw.dtype != DType::kU8 || raw.shape.size() != 2 || raw.shape[1] % block != 0) {
@@ -76,16 +82,37 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
         auto w = weight_map.find(name);
         if (w == weight_map.end() || dir + "/" + w->second != f->path()) continue;
       }
-      if (store->index_.count(name)) return Error(f->path() + ": tensor '" + name + "' appears twice");
+      if (store->index_.count(name))
+        return Error(f->path() + ": tensor '" + name + "' appears twice");
       auto q = retyped.find(name);
       store->index_[name] = q != retyped.end() ? q->second : &view;
     }
   }
   for (const auto& [name, file] : weight_map) {
     if (!store->index_.count(name)) {
-      return Error(index + ": tensor '" + name + "' is listed for " + file + " but not found there");
+      return Error(index + ": tensor '" + name + "' is listed for " + file +
+                   " but not found there");
     }
   }
+  return store;
+}
+
+Result<std::unique_ptr<WeightStore>> WeightStore::FromGguf(
+    std::unique_ptr<GgufFile> file, const std::function<std::string(const std::string&)>& rename) {
+  auto store = std::make_unique<WeightStore>();
+  for (const auto& [gguf_name, view] : file->tensors()) {
+    std::string name = rename(gguf_name);
+    if (name.empty()) continue;
+    if (store->index_.count(name)) {
+      return Error(file->path() + ": tensors '" + gguf_name + "' and another both map to '" + name +
+                   "'");
+    }
+    TensorView v = view;
+    v.name = name;
+    store->retyped_.push_back(std::move(v));
+    store->index_[name] = &store->retyped_.back();  // the views keep pointing into file's map
+  }
+  store->gguf_ = std::move(file);
   return store;
 }
 
@@ -106,7 +133,8 @@ Result<const TensorView*> RequireTensor(const WeightStore& store, const std::str
   const std::string suffix = why.empty() ? "" : " (" + why + ")";
   if (t == nullptr) return Error("missing tensor '" + name + "'" + suffix);
   const std::string where = (t->file ? *t->file + ": " : std::string()) + "tensor '" + name + "'";
-  if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 && !IsBlockType(t->dtype)) {
+  if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
+      !IsBlockType(t->dtype)) {
     return Error(where + ": dtype " + std::string(DTypeName(t->dtype)) +
                  " is not a weight type (F32, F16, BF16, Q8_0, Q4_0)");
   }
@@ -116,8 +144,8 @@ Result<const TensorView*> RequireTensor(const WeightStore& store, const std::str
   if (t->shape != shape) {
     TensorView expect;
     expect.shape = shape;
-    return Error(where + ": shape " + t->ShapeString() + " disagrees with the config, which implies " +
-                 expect.ShapeString() + suffix);
+    return Error(where + ": shape " + t->ShapeString() +
+                 " disagrees with the config, which implies " + expect.ShapeString() + suffix);
   }
   return t;
 }

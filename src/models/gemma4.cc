@@ -10,6 +10,7 @@
 #include "specula/base/json.h"
 #include "specula/base/thread_pool.h"
 #include "specula/kernels/ops.h"
+#include "specula/models/gemma4_gguf.h"
 
 namespace specula {
 
@@ -112,6 +113,7 @@ void AddNormed(float* at, const std::vector<float>& w, float eps, size_t H, floa
 }  // namespace
 
 Result<std::unique_ptr<Gemma4Model>> Gemma4Model::Load(const std::string& dir) {
+  if (IsGgufPath(dir)) return LoadGguf(dir);
   const std::string cfg_path = dir + "/config.json";
   Result<Json> j = ReadJsonFile(cfg_path);
   if (!j.ok()) return j.status();
@@ -129,6 +131,24 @@ Result<std::unique_ptr<Gemma4Model>> Gemma4Model::Load(const std::string& dir) {
   auto model = std::make_unique<Gemma4Model>(Key(), std::move(c), std::move(*store));
   Status s = model->Bind();
   if (!s.ok()) return s.WithContext(dir);
+  return model;
+}
+
+Result<std::unique_ptr<Gemma4Model>> Gemma4Model::LoadGguf(const std::string& path) {
+  Result<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
+  if (!file.ok()) return file.status();
+  Result<Json> j = Gemma4ConfigFromGguf(**file);
+  if (!j.ok()) return j.status();
+  Result<Gemma4Config> cfg =
+      Gemma4Config::FromJson(*j, path + " (its metadata read as config.json)");
+  if (!cfg.ok()) return cfg.status();
+  const std::string prefix = cfg->tensor_prefix;
+  Result<std::unique_ptr<WeightStore>> store = WeightStore::FromGguf(
+      std::move(*file), [&](const std::string& name) { return Gemma4HfName(name, prefix); });
+  if (!store.ok()) return store.status();
+  auto model = std::make_unique<Gemma4Model>(Key(), std::move(*cfg), std::move(*store));
+  Status s = model->Bind();
+  if (!s.ok()) return s.WithContext(path + " (GGUF tensors under their Hugging Face names)");
   return model;
 }
 

@@ -9,6 +9,7 @@
 #include "specula/base/json.h"
 #include "specula/base/thread_pool.h"
 #include "specula/kernels/ops.h"
+#include "specula/models/gemma4_gguf.h"
 
 namespace specula {
 
@@ -122,8 +123,20 @@ int Gemma4Assistant::SourceLayer(AttnType type) const { return target_.config().
 
 Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string& dir,
                                                                const Gemma4Model& target) {
-  const std::string cfg_path = dir + "/config.json";
-  Result<Json> j = ReadJsonFile(cfg_path);
+  // A .gguf file (llama.cpp's gemma4-assistant layout) stands for the directory: its metadata for
+  // config.json, its tensors under their HF names.
+  std::unique_ptr<GgufFile> gguf;
+  std::string cfg_path = dir + "/config.json";
+  Result<Json> j = Json();
+  if (IsGgufPath(dir)) {
+    Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(dir);
+    if (!f.ok()) return f.status();
+    gguf = std::move(*f);
+    j = Gemma4AssistantConfigFromGguf(*gguf);
+    cfg_path = dir + " (its metadata read as config.json)";
+  } else {
+    j = ReadJsonFile(cfg_path);
+  }
   if (!j.ok()) return j.status();
   Result<Gemma4AssistantConfig> cfg = Gemma4AssistantConfig::FromJson(*j, cfg_path);
   if (!cfg.ok()) return cfg.status();
@@ -165,7 +178,9 @@ Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string
                     " exceeds the target's " + std::to_string(t.sliding_window) +
                     " (the target cache does not keep those keys)");
   }
-  Result<std::unique_ptr<WeightStore>> store = WeightStore::OpenDir(dir);
+  Result<std::unique_ptr<WeightStore>> store =
+      gguf ? WeightStore::FromGguf(std::move(gguf), Gemma4AssistantHfName)
+           : WeightStore::OpenDir(dir);
   if (!store.ok()) return store.status();
   auto a = std::make_unique<Gemma4Assistant>(Key(), std::move(*cfg), std::move(*store), target);
   if (Status s = a->Bind(); !s.ok()) return s.WithContext(dir);

@@ -30,7 +30,11 @@ size_t AppendUtf8(std::string_view bytes, bool final, std::string* out) {
   size_t i = 0;
   while (i < bytes.size()) {
     const auto c = static_cast<unsigned char>(bytes[i]);
-    const size_t want = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    const size_t want = c < 0x80           ? 1
+                        : (c >> 5) == 0x6  ? 2
+                        : (c >> 4) == 0xe  ? 3
+                        : (c >> 3) == 0x1e ? 4
+                                           : 0;
     if (want == 0) {
       out->append("\xEF\xBF\xBD");
       ++i;
@@ -78,7 +82,10 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(const std::string& te
                                                            const std::string& file) {
   Result<Json> parsed = ParseJson(text, file);
   if (!parsed.ok()) return parsed.status();
-  const Json& j = *parsed;
+  return FromJson(*parsed, file);
+}
+
+Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std::string& file) {
   auto tok = std::make_unique<Tokenizer>();
   FieldReader root(j, file);
   const Json* model = root.Object("model", /*required=*/true);
@@ -101,7 +108,8 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(const std::string& te
     max_id = std::max(max_id, it.value().get<int>());
   }
   const Json* added = root.Has("added_tokens") ? &j["added_tokens"] : nullptr;
-  if (added != nullptr && !added->is_array()) return Error(file + ": added_tokens: expected a list");
+  if (added != nullptr && !added->is_array())
+    return Error(file + ": added_tokens: expected a list");
   if (added != nullptr) {
     for (const Json& a : *added) {
       if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
@@ -150,11 +158,13 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(const std::string& te
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
     auto it = tok->vocab_.find(name);
     tok->byte_token_[b] = it == tok->vocab_.end() ? -1 : it->second;
-    if (it != tok->vocab_.end()) tok->byte_of_[static_cast<size_t>(it->second)] = static_cast<int16_t>(b);
+    if (it != tok->vocab_.end())
+      tok->byte_of_[static_cast<size_t>(it->second)] = static_cast<int16_t>(b);
   }
   if (!unk.empty()) {
     auto it = tok->vocab_.find(unk);
-    if (it == tok->vocab_.end()) return Error(file + ": model.unk_token '" + unk + "' is not in the vocabulary");
+    if (it == tok->vocab_.end())
+      return Error(file + ": model.unk_token '" + unk + "' is not in the vocabulary");
     tok->unk_id_ = it->second;
   }
 
@@ -173,17 +183,21 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(const std::string& te
     } else if (mg.is_string()) {
       const std::string s = mg.get<std::string>();
       const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) return Error(file + ": model.merges[" + std::to_string(rank) + "]: malformed merge");
+      if (sp == std::string::npos)
+        return Error(file + ": model.merges[" + std::to_string(rank) + "]: malformed merge");
       a = s.substr(0, sp);
       b = s.substr(sp + 1);
     } else {
-      return Error(file + ": model.merges[" + std::to_string(rank) + "]: expected a pair of strings");
+      return Error(file + ": model.merges[" + std::to_string(rank) +
+                   "]: expected a pair of strings");
     }
     auto ia = tok->vocab_.find(a), ib = tok->vocab_.find(b), iab = tok->vocab_.find(a + b);
     if (ia == tok->vocab_.end() || ib == tok->vocab_.end() || iab == tok->vocab_.end()) {
-      return Error(file + ": model.merges[" + std::to_string(rank) + "]: token not in the vocabulary");
+      return Error(file + ": model.merges[" + std::to_string(rank) +
+                   "]: token not in the vocabulary");
     }
-    const uint64_t key = (static_cast<uint64_t>(ia->second) << 32) | static_cast<uint32_t>(ib->second);
+    const uint64_t key =
+        (static_cast<uint64_t>(ia->second) << 32) | static_cast<uint32_t>(ib->second);
     tok->merges_.try_emplace(key, rank, iab->second);  // first (lowest) rank wins
     ++rank;
   }
@@ -193,17 +207,24 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(const std::string& te
   auto read_replace = [&](const Json& n, const std::string& path) -> Status {
     if (!n.is_object() || n.value("type", "") != "Replace" || !n.contains("pattern") ||
         !n["pattern"].is_object() || !n["pattern"].contains("String") ||
-        !n["pattern"]["String"].is_string() || !n.contains("content") || !n["content"].is_string()) {
-      return Error(file + ": " + path + ": unsupported normalizer (supported: Replace with a String pattern, Sequence)");
+        !n["pattern"]["String"].is_string() || !n.contains("content") ||
+        !n["content"].is_string()) {
+      return Error(file + ": " + path +
+                   ": unsupported normalizer (supported: Replace with a String pattern, Sequence)");
     }
-    tok->normalize_replace_.emplace_back(n["pattern"]["String"].get<std::string>(), n["content"].get<std::string>());
+    tok->normalize_replace_.emplace_back(n["pattern"]["String"].get<std::string>(),
+                                         n["content"].get<std::string>());
     return OkStatus();
   };
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
     const Json& n = j["normalizer"];
-    if (n.is_object() && n.value("type", "") == "Sequence" && n.contains("normalizers") && n["normalizers"].is_array()) {
+    if (n.is_object() && n.value("type", "") == "Sequence" && n.contains("normalizers") &&
+        n["normalizers"].is_array()) {
       for (size_t i = 0; i < n["normalizers"].size(); ++i) {
-        if (Status s = read_replace(n["normalizers"][i], "normalizer.normalizers[" + std::to_string(i) + "]"); !s.ok()) return s;
+        if (Status s = read_replace(n["normalizers"][i],
+                                    "normalizer.normalizers[" + std::to_string(i) + "]");
+            !s.ok())
+          return s;
       }
     } else if (Status s = read_replace(n, "normalizer"); !s.ok()) {
       return s;
@@ -212,16 +233,18 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(const std::string& te
   if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
     const Json& p = j["pre_tokenizer"];
     if (!p.is_object() || p.value("type", "") != "Split" || !p.contains("pattern") ||
-        !p["pattern"].is_object() || !p["pattern"].contains("String") || !p["pattern"]["String"].is_string() ||
-        p.value("invert", false)) {
+        !p["pattern"].is_object() || !p["pattern"].contains("String") ||
+        !p["pattern"]["String"].is_string() || p.value("invert", false)) {
       return Error(file + ": pre_tokenizer: unsupported (supported: Split with a String pattern)");
     }
     tok->split_on_ = p["pattern"]["String"].get<std::string>();
     tok->split_behavior_ = p.value("behavior", "Isolated");
-    static const char* kBehaviors[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext"};
+    static const char* kBehaviors[] = {"Removed", "Isolated", "MergedWithPrevious",
+                                       "MergedWithNext"};
     bool known = false;
     for (const char* b : kBehaviors) known |= tok->split_behavior_ == b;
-    if (!known) return Error(file + ": pre_tokenizer.behavior: unsupported '" + tok->split_behavior_ + "'");
+    if (!known)
+      return Error(file + ": pre_tokenizer.behavior: unsupported '" + tok->split_behavior_ + "'");
   }
   return tok;
 }
@@ -278,7 +301,8 @@ void Tokenizer::EncodeSegment(std::string_view text, std::vector<int>* out) cons
   std::vector<std::string> pieces;
   size_t pos = 0;
   std::string carry;
-  for (size_t hit; (hit = s.find(split_on_, pos)) != std::string::npos; pos = hit + split_on_.size()) {
+  for (size_t hit; (hit = s.find(split_on_, pos)) != std::string::npos;
+       pos = hit + split_on_.size()) {
     std::string before = carry + s.substr(pos, hit - pos);
     carry.clear();
     if (split_behavior_ == "MergedWithPrevious") {
@@ -319,9 +343,11 @@ void Tokenizer::Bpe(std::string_view word, std::vector<int>* out) const {
       push_sym(it->second);
     } else {
       bool all_bytes = byte_fallback_;
-      for (size_t k = 0; k < len && all_bytes; ++k) all_bytes = byte_token_[static_cast<unsigned char>(word[i + k])] >= 0;
+      for (size_t k = 0; k < len && all_bytes; ++k)
+        all_bytes = byte_token_[static_cast<unsigned char>(word[i + k])] >= 0;
       if (all_bytes) {
-        for (size_t k = 0; k < len; ++k) push_sym(byte_token_[static_cast<unsigned char>(word[i + k])]);
+        for (size_t k = 0; k < len; ++k)
+          push_sym(byte_token_[static_cast<unsigned char>(word[i + k])]);
       } else if (unk_id_ >= 0 && !(fuse_unk_ && !syms.empty() && syms.back().id == unk_id_)) {
         push_sym(unk_id_);
       }
@@ -344,7 +370,8 @@ void Tokenizer::Bpe(std::string_view word, std::vector<int>* out) const {
                          static_cast<uint32_t>(syms[static_cast<size_t>(right)].id);
     auto it = merges_.find(key);
     if (it != merges_.end()) {
-      heap.push({it->second.first, left, syms[static_cast<size_t>(left)].id, syms[static_cast<size_t>(right)].id});
+      heap.push({it->second.first, left, syms[static_cast<size_t>(left)].id,
+                 syms[static_cast<size_t>(right)].id});
     }
   };
   for (int i = 0; i + 1 < static_cast<int>(syms.size()); ++i) consider(i);
@@ -355,14 +382,16 @@ void Tokenizer::Bpe(std::string_view word, std::vector<int>* out) const {
     if (!l.alive || l.id != c.left_id || l.next < 0) continue;  // stale candidate
     Sym& r = syms[static_cast<size_t>(l.next)];
     if (r.id != c.right_id) continue;
-    l.id = merges_.at((static_cast<uint64_t>(c.left_id) << 32) | static_cast<uint32_t>(c.right_id)).second;
+    l.id = merges_.at((static_cast<uint64_t>(c.left_id) << 32) | static_cast<uint32_t>(c.right_id))
+               .second;
     r.alive = false;
     l.next = r.next;
     if (r.next >= 0) syms[static_cast<size_t>(r.next)].prev = c.left;
     consider(l.prev);
     consider(c.left);
   }
-  for (int i = 0; i >= 0; i = syms[static_cast<size_t>(i)].next) out->push_back(syms[static_cast<size_t>(i)].id);
+  for (int i = 0; i >= 0; i = syms[static_cast<size_t>(i)].next)
+    out->push_back(syms[static_cast<size_t>(i)].id);
 }
 
 std::string Tokenizer::Decode(std::span<const int> ids) const {

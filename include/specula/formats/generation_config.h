@@ -17,7 +17,8 @@ struct GenerationConfig {
   std::optional<int> top_k;
   std::optional<int> num_assistant_tokens;  // assistants: default draft length
 
-  // Missing file -> defaults (greedy, eos = {1}); malformed file -> error naming the field.
+  // Missing file -> defaults (greedy, eos = {1}); malformed file -> error naming the field. A .gguf
+  // path reads the stop tokens from its tokenizer keys.
   static Result<GenerationConfig> LoadFromDir(const std::string& dir);
 };
 

@@ -8,12 +8,14 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "specula/base/status.h"
+#include "specula/formats/gguf.h"
 #include "specula/formats/safetensors.h"
 
 namespace specula {
@@ -21,6 +23,9 @@ namespace specula {
 class WeightStore {
  public:
   static Result<std::unique_ptr<WeightStore>> OpenDir(const std::string& dir);
+  // The tensors of a GGUF file, under the names `rename` gives them (an empty name drops one).
+  static Result<std::unique_ptr<WeightStore>> FromGguf(
+      std::unique_ptr<GgufFile> file, const std::function<std::string(const std::string&)>& rename);
 
   // nullptr when absent.
   const TensorView* Find(const std::string& name) const;
@@ -29,7 +34,8 @@ class WeightStore {
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
-  std::deque<TensorView> retyped_;  // quantized views, with block dtype and logical shape
+  std::unique_ptr<GgufFile> gguf_;
+  std::deque<TensorView> retyped_;  // quantized or renamed views
   std::map<std::string, const TensorView*> index_;
 };
 

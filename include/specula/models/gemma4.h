@@ -57,6 +57,7 @@ using TensorTap = void (*)(void* ctx, int layer, const char* name, int rows, int
 
 class Gemma4Model {
  public:
+  // `dir` is a Hugging Face checkpoint directory, or a llama.cpp-layout .gguf file.
   static Result<std::unique_ptr<Gemma4Model>> Load(const std::string& dir);
 
   const Gemma4Config& config() const { return config_; }
@@ -100,6 +101,7 @@ class Gemma4Model {
   Gemma4Model(Key, Gemma4Config config, std::unique_ptr<WeightStore> store);
 
  private:
+  static Result<std::unique_ptr<Gemma4Model>> LoadGguf(const std::string& path);
   Status Bind();
   void Tap(int layer, const char* name, int rows, int width, const float* data) const {
     if (tap_ != nullptr) tap_(tap_ctx_, layer, name, rows, width, data);

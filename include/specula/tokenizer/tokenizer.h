@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "specula/base/json.h"
 #include "specula/base/status.h"
 
 namespace specula {
@@ -22,6 +23,7 @@ class Tokenizer {
   static Result<std::unique_ptr<Tokenizer>> LoadFile(const std::string& path);
   static Result<std::unique_ptr<Tokenizer>> FromJsonText(const std::string& text,
                                                          const std::string& file);
+  static Result<std::unique_ptr<Tokenizer>> FromJson(const Json& root, const std::string& file);
 
   std::vector<int> Encode(std::string_view text) const;  // never adds BOS
   std::string Decode(std::span<const int> ids) const;
@@ -47,7 +49,7 @@ class Tokenizer {
   std::vector<int16_t> byte_of_;
   std::unordered_map<std::string, int> vocab_;
   std::unordered_map<uint64_t, std::pair<int, int>> merges_;  // (left, right) -> (rank, merged)
-  std::vector<TrieNode> trie_;  // added tokens; node 0 is the root
+  std::vector<TrieNode> trie_;                                // added tokens; node 0 is the root
   int byte_token_[256];
   int unk_id_ = -1;
   bool byte_fallback_ = false;

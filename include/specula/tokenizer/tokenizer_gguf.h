@@ -1,0 +1,36 @@
+// Gemma's tokenizer inside a GGUF file (llama.cpp's tokenizer.ggml.* keys, model "gemma4"): the
+// token list with its types and the BPE merges. Reading rebuilds the tokenizer.json object they
+// came from — Gemma's fixed normalizer (" " -> "▁"), space-merging split and byte fallback, which
+// GGUF does not record — so Tokenizer::FromJson validates and runs it like any tokenizer.json.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "specula/base/json.h"
+#include "specula/base/status.h"
+#include "specula/formats/gguf.h"
+#include "specula/tokenizer/tokenizer.h"
+
+namespace specula {
+
+// GGUF token types (llama.cpp's numbering).
+enum class GgufTokenType : int {
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6
+};
+
+Result<Json> TokenizerJsonFromGguf(const GgufFile& f);
+// The tokenizer.ggml.* keys for a Gemma tokenizer.json object (`file` names it in errors).
+Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& tokenizer_json,
+                                                  const std::string& file);
+
+// The tokenizer of a checkpoint: DIR/tokenizer.json, or the one inside a .gguf file.
+Result<std::unique_ptr<Tokenizer>> LoadCheckpointTokenizer(const std::string& checkpoint);
+
+}  // namespace specula

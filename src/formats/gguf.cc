@@ -1,0 +1,454 @@
+#include "specula/formats/gguf.h"
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+namespace specula {
+namespace {
+
+constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
+constexpr uint64_t kDefaultAlignment = 32;
+// Deeper nesting than an array of arrays is never written by llama.cpp; refusing it bounds
+// recursion.
+constexpr int kMaxArrayDepth = 2;
+
+// ggml tensor types this engine computes with, by their number in the file.
+bool TensorDType(uint32_t ggml_type, DType* out) {
+  switch (ggml_type) {
+    case 0:
+      *out = DType::kF32;
+      return true;
+    case 1:
+      *out = DType::kF16;
+      return true;
+    case 2:
+      *out = DType::kQ4_0;
+      return true;
+    case 8:
+      *out = DType::kQ8_0;
+      return true;
+    case 14:
+      *out = DType::kQ6_K;
+      return true;
+    case 26:
+      *out = DType::kI32;
+      return true;
+    case 30:
+      *out = DType::kBF16;
+      return true;
+    default:
+      return false;
+  }
+}
+uint32_t GgmlType(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ8_0:
+      return 8;
+    case DType::kQ6_K:
+      return 14;
+    case DType::kI32:
+      return 26;
+    case DType::kBF16:
+      return 30;
+    default:
+      return UINT32_MAX;
+  }
+}
+std::string GgmlTypeName(uint32_t t) {
+  static const char* const kNames[] = {
+      "F32",     "F16",    "Q4_0",    "Q4_1",  "Q4_2",   "Q4_3",  "Q5_0",  "Q5_1",
+      "Q8_0",    "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K",   "Q5_K",  "Q6_K",  "Q8_K",
+      "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+      "I8",      "I16",    "I32",     "I64",   "F64",    "IQ1_M", "BF16"};
+  return t < std::size(kNames) ? kNames[t] : "type " + std::to_string(t);
+}
+
+// Bounds-checked little-endian reads over the mapped bytes; the first failure sticks.
+class Cursor {
+ public:
+  Cursor(const uint8_t* data, size_t size, const std::string& path)
+      : data_(data), size_(size), path_(path) {}
+
+  template <class T>
+  T Read(const char* what) {
+    T v{};
+    if (!status_.ok()) return v;
+    if (sizeof(T) > size_ - pos_) {
+      Fail(std::string("truncated file reading ") + what + " at byte " + std::to_string(pos_));
+      return v;
+    }
+    std::memcpy(&v, data_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string String(const std::string& what) {
+    const uint64_t n = Read<uint64_t>(what.c_str());
+    if (!status_.ok()) return {};
+    if (n > size_ - pos_) {
+      Fail(what + ": string of " + std::to_string(n) + " bytes runs past the end of the file");
+      return {};
+    }
+    std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
+    pos_ += n;
+    return s;
+  }
+  // A count of items of at least `min_item_bytes` each must fit in what is left of the file.
+  uint64_t Count(const std::string& what, uint64_t min_item_bytes) {
+    const uint64_t n = Read<uint64_t>(what.c_str());
+    if (status_.ok() && n > (size_ - pos_) / min_item_bytes) {
+      Fail(what + " " + std::to_string(n) + " cannot fit in the " + std::to_string(size_ - pos_) +
+           " bytes left (truncated or corrupt file)");
+    }
+    return n;
+  }
+  void Fail(const std::string& problem) {
+    if (status_.ok()) status_ = Error(path_ + ": " + problem);
+  }
+  size_t pos() const { return pos_; }
+  const Status& status() const { return status_; }
+  bool ok() const { return status_.ok(); }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+  const std::string& path_;
+  Status status_;
+};
+
+// Minimum bytes one value of `t` occupies (array and string: their length fields).
+uint64_t MinBytes(GgufType t) {
+  switch (t) {
+    case GgufType::kU8:
+    case GgufType::kI8:
+    case GgufType::kBool:
+      return 1;
+    case GgufType::kU16:
+    case GgufType::kI16:
+      return 2;
+    case GgufType::kU32:
+    case GgufType::kI32:
+    case GgufType::kF32:
+      return 4;
+    case GgufType::kString:
+    case GgufType::kU64:
+    case GgufType::kI64:
+    case GgufType::kF64:
+      return 8;
+    case GgufType::kArray:
+      return 12;
+  }
+  return 1;
+}
+
+Json ReadValue(Cursor& c, GgufType t, const std::string& key, int depth) {
+  switch (t) {
+    case GgufType::kU8:
+      return c.Read<uint8_t>(key.c_str());
+    case GgufType::kI8:
+      return c.Read<int8_t>(key.c_str());
+    case GgufType::kU16:
+      return c.Read<uint16_t>(key.c_str());
+    case GgufType::kI16:
+      return c.Read<int16_t>(key.c_str());
+    case GgufType::kU32:
+      return c.Read<uint32_t>(key.c_str());
+    case GgufType::kI32:
+      return c.Read<int32_t>(key.c_str());
+    case GgufType::kF32:
+      return c.Read<float>(key.c_str());
+    case GgufType::kU64:
+      return c.Read<uint64_t>(key.c_str());
+    case GgufType::kI64:
+      return c.Read<int64_t>(key.c_str());
+    case GgufType::kF64:
+      return c.Read<double>(key.c_str());
+    case GgufType::kBool: {
+      const uint8_t b = c.Read<uint8_t>(key.c_str());
+      if (b > 1) c.Fail(key + ": bool value " + std::to_string(b) + " is neither 0 nor 1");
+      return b != 0;
+    }
+    case GgufType::kString:
+      return c.String(key);
+    case GgufType::kArray: {
+      const auto elem = static_cast<GgufType>(c.Read<uint32_t>(key.c_str()));
+      if (!c.ok()) return nullptr;
+      if (static_cast<uint32_t>(elem) > static_cast<uint32_t>(GgufType::kF64)) {
+        c.Fail(key + ": unknown array element type " + std::to_string(static_cast<uint32_t>(elem)));
+        return nullptr;
+      }
+      if (elem == GgufType::kArray && depth >= kMaxArrayDepth) {
+        c.Fail(key + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth));
+        return nullptr;
+      }
+      const uint64_t n = c.Count(key + ": array length", MinBytes(elem));
+      Json a = Json::array();
+      if (!c.ok()) return a;
+      a.get_ref<Json::array_t&>().reserve(n);
+      for (uint64_t i = 0; i < n && c.ok(); ++i) a.push_back(ReadValue(c, elem, key, depth + 1));
+      return a;
+    }
+  }
+  c.Fail(key + ": unknown value type " + std::to_string(static_cast<uint32_t>(t)));
+  return nullptr;
+}
+
+}  // namespace
+
+bool IsGgufPath(const std::string& path) {
+  return path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
+}
+
+Result<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
+  Result<std::unique_ptr<MappedFile>> f = MappedFile::Open(path);
+  if (!f.ok()) return f.status();
+  Result<std::unique_ptr<GgufFile>> g = Parse((*f)->data(), (*f)->size(), path);
+  if (!g.ok()) return g.status();
+  (*g)->file_ = std::move(*f);
+  return g;
+}
+
+Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t size,
+                                                  const std::string& path) {
+  auto g = std::make_unique<GgufFile>();
+  g->path_ = path;
+  Cursor c(data, size, g->path_);
+  const uint32_t magic = c.Read<uint32_t>("the magic number");
+  if (c.ok() && magic != kMagic) return Error(path + ": not a GGUF file (bad magic number)");
+  g->version_ = c.Read<uint32_t>("the version");
+  if (c.ok() && g->version_ != 2 && g->version_ != 3) {
+    return Error(path + ": GGUF version " + std::to_string(g->version_) +
+                 " is not supported (2 and 3 are)");
+  }
+  // A tensor entry takes at least 8 (name) + 4 (dims) + 8 (one dim) + 4 (type) + 8 (offset) bytes.
+  const uint64_t n_tensors = c.Count("tensor count", 32);
+  const uint64_t n_kv = c.Count("metadata count", 12);
+  for (uint64_t i = 0; i < n_kv && c.ok(); ++i) {
+    std::string key = c.String("metadata key #" + std::to_string(i));
+    const auto type = static_cast<GgufType>(c.Read<uint32_t>("a metadata type"));
+    if (!c.ok()) break;
+    if (static_cast<uint32_t>(type) > static_cast<uint32_t>(GgufType::kF64)) {
+      return Error(path + ": metadata '" + key + "': unknown value type " +
+                   std::to_string(static_cast<uint32_t>(type)));
+    }
+    Json v = ReadValue(c, type, "metadata '" + key + "'", 0);
+    if (g->metadata_.contains(key)) return Error(path + ": metadata '" + key + "' appears twice");
+    g->metadata_[key] = std::move(v);
+  }
+  if (!c.ok()) return c.status();
+
+  uint64_t alignment = kDefaultAlignment;
+  if (auto it = g->metadata_.find("general.alignment"); it != g->metadata_.end()) {
+    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0 || it->get<uint64_t>() > 65536 ||
+        (it->get<uint64_t>() & (it->get<uint64_t>() - 1)) != 0) {
+      return Error(path +
+                   ": metadata 'general.alignment': expected a power of two up to 65536, got " +
+                   it->dump());
+    }
+    alignment = it->get<uint64_t>();
+  }
+
+  struct Pending {
+    TensorView view;
+    uint64_t offset;
+  };
+  std::vector<Pending> pending;
+  for (uint64_t i = 0; i < n_tensors && c.ok(); ++i) {
+    const std::string name = c.String("tensor name #" + std::to_string(i));
+    const std::string where = path + ": tensor '" + name + "'";
+    const uint32_t n_dims = c.Read<uint32_t>("tensor dimensions");
+    if (c.ok() && (n_dims < 1 || n_dims > 4)) {
+      return Error(where + ": " + std::to_string(n_dims) + " dimensions (1 to 4 are valid)");
+    }
+    std::vector<int64_t> ne(n_dims);
+    uint64_t numel = 1;
+    for (uint32_t d = 0; d < n_dims && c.ok(); ++d) {
+      const uint64_t v = c.Read<uint64_t>("a tensor dimension");
+      if (c.ok() && (v == 0 || v > (uint64_t{1} << 40) || numel > (uint64_t{1} << 42) / v)) {
+        return Error(where + ": dimension " + std::to_string(v) + " is out of range");
+      }
+      ne[d] = static_cast<int64_t>(v);
+      numel *= v;
+    }
+    const uint32_t type = c.Read<uint32_t>("a tensor type");
+    const uint64_t offset = c.Read<uint64_t>("a tensor offset");
+    if (!c.ok()) break;
+    Pending p{{}, offset};
+    if (!TensorDType(type, &p.view.dtype)) {
+      return Error(where + ": ggml type " + GgmlTypeName(type) +
+                   " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q6_K and I32 are)");
+    }
+    if (IsBlockType(p.view.dtype) && ne[0] % BlockValues(p.view.dtype) != 0) {
+      return Error(where + ": rows of " + std::to_string(ne[0]) + " values are not whole " +
+                   std::string(DTypeName(p.view.dtype)) + " blocks");
+    }
+    if (offset % alignment != 0) {
+      return Error(where + ": data offset " + std::to_string(offset) +
+                   " is not a multiple of the " + std::to_string(alignment) + "-byte alignment");
+    }
+    p.view.name = name;
+    p.view.shape.assign(ne.rbegin(), ne.rend());
+    p.view.nbytes = StorageBytes(p.view.dtype, static_cast<int64_t>(numel));
+    pending.push_back(std::move(p));
+  }
+  if (!c.ok()) return c.status();
+
+  const uint64_t data_start = (c.pos() + alignment - 1) / alignment * alignment;
+  if (data_start > size && !pending.empty()) {
+    return Error(path + ": truncated file: tensor data would start at byte " +
+                 std::to_string(data_start) + " of " + std::to_string(size));
+  }
+  for (Pending& p : pending) {
+    const uint64_t avail = size - data_start;
+    if (p.offset > avail || p.view.nbytes > avail - p.offset) {
+      return Error(path + ": tensor '" + p.view.name + "': data [" + std::to_string(p.offset) +
+                   ", +" + std::to_string(p.view.nbytes) + ") runs past the end of the file");
+    }
+    p.view.data = data + data_start + p.offset;
+    p.view.file = &g->path_;
+    const std::string name = p.view.name;
+    if (!g->tensors_.emplace(name, std::move(p.view)).second) {
+      return Error(path + ": tensor '" + name + "' appears twice");
+    }
+  }
+  return g;
+}
+
+namespace {
+
+class Writer {
+ public:
+  explicit Writer(std::ofstream& out) : out_(out) {}
+  template <class T>
+  void Put(T v) {
+    out_.write(reinterpret_cast<const char*>(&v), sizeof(T));
+  }
+  void Str(const std::string& s) {
+    Put<uint64_t>(s.size());
+    out_.write(s.data(), static_cast<std::streamsize>(s.size()));
+  }
+  Status Value(GgufType t, const Json& v, GgufType elem, const std::string& key) {
+    try {
+      switch (t) {
+        case GgufType::kU8:
+          Put(v.get<uint8_t>());
+          break;
+        case GgufType::kI8:
+          Put(v.get<int8_t>());
+          break;
+        case GgufType::kU16:
+          Put(v.get<uint16_t>());
+          break;
+        case GgufType::kI16:
+          Put(v.get<int16_t>());
+          break;
+        case GgufType::kU32:
+          Put(v.get<uint32_t>());
+          break;
+        case GgufType::kI32:
+          Put(v.get<int32_t>());
+          break;
+        case GgufType::kF32:
+          Put(v.get<float>());
+          break;
+        case GgufType::kU64:
+          Put(v.get<uint64_t>());
+          break;
+        case GgufType::kI64:
+          Put(v.get<int64_t>());
+          break;
+        case GgufType::kF64:
+          Put(v.get<double>());
+          break;
+        case GgufType::kBool:
+          Put<uint8_t>(v.get<bool>() ? 1 : 0);
+          break;
+        case GgufType::kString:
+          Str(v.get<std::string>());
+          break;
+        case GgufType::kArray:
+          if (!v.is_array() || elem == GgufType::kArray)
+            return Error(key + ": expected a flat array");
+          Put(static_cast<uint32_t>(elem));
+          Put<uint64_t>(v.size());
+          for (const Json& e : v) {
+            if (Status s = Value(elem, e, GgufType::kU8, key); !s.ok()) return s;
+          }
+          break;
+      }
+    } catch (const Json::exception& e) {
+      return Error(key + ": " + e.what());
+    }
+    return OkStatus();
+  }
+  void Pad(uint64_t alignment) {
+    const auto pos = static_cast<uint64_t>(out_.tellp());
+    for (uint64_t i = pos; i % alignment != 0; ++i) out_.put(0);
+  }
+
+ private:
+  std::ofstream& out_;
+};
+
+}  // namespace
+
+Status WriteGguf(const std::string& path, const std::vector<GgufKv>& kvs,
+                 const std::vector<TensorToWrite>& tensors) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Error(path + ": cannot open for writing");
+  Writer w(out);
+  w.Put(kMagic);
+  w.Put<uint32_t>(3);
+  w.Put<uint64_t>(tensors.size());
+  w.Put<uint64_t>(kvs.size());
+  for (const GgufKv& kv : kvs) {
+    w.Str(kv.key);
+    w.Put(static_cast<uint32_t>(kv.type));
+    if (Status s = w.Value(kv.type, kv.value, kv.elem, path + ": metadata '" + kv.key + "'");
+        !s.ok()) {
+      return s;
+    }
+  }
+  uint64_t offset = 0;
+  std::vector<uint64_t> offsets;
+  for (const TensorToWrite& t : tensors) {
+    const uint32_t type = GgmlType(t.dtype);
+    if (type == UINT32_MAX || t.shape.empty() || t.shape.size() > 4) {
+      return Error(path + ": tensor '" + t.name + "' cannot be written to GGUF (" +
+                   std::string(DTypeName(t.dtype)) + ", " + std::to_string(t.shape.size()) +
+                   " dimensions)");
+    }
+    w.Str(t.name);
+    w.Put(static_cast<uint32_t>(t.shape.size()));
+    int64_t numel = 1;
+    for (auto d = t.shape.rbegin(); d != t.shape.rend(); ++d) {
+      w.Put(static_cast<uint64_t>(*d));
+      numel *= *d;
+    }
+    w.Put(type);
+    w.Put(offset);
+    offsets.push_back(offset);
+    offset += (StorageBytes(t.dtype, numel) + kDefaultAlignment - 1) / kDefaultAlignment *
+              kDefaultAlignment;
+  }
+  w.Pad(kDefaultAlignment);
+  for (const TensorToWrite& t : tensors) {
+    int64_t numel = 1;
+    for (int64_t d : t.shape) numel *= d;
+    out.write(static_cast<const char*>(t.data),
+              static_cast<std::streamsize>(StorageBytes(t.dtype, numel)));
+    w.Pad(kDefaultAlignment);
+  }
+  out.close();
+  if (!out) return Error(path + ": write failed");
+  return OkStatus();
+}
+
+}  // namespace specula

@@ -1,0 +1,406 @@
+// GGUF input: the parser (round trip, corrupt files, mutation fuzzing), and Gemma 4 targets
+// converted to GGUF loading to the same model, bit for bit, with the same tokenizer.
+#include "specula/formats/gguf.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "specula/base/thread_pool.h"
+#include "specula/formats/generation_config.h"
+#include "specula/formats/quantize.h"
+#include "specula/models/gemma4_assistant.h"
+#include "specula/models/gemma4_gguf.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
+#include "test_util.h"
+
+namespace specula {
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<std::unique_ptr<GgufFile>> ParseBytes(const std::string& bytes) {
+  return GgufFile::Parse(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "x.gguf");
+}
+
+// A small file with every value type and three tensors.
+std::string ValidFile(const std::string& dir) {
+  static const float a[6] = {1, 2, 3, 4, 5, 6};
+  static uint16_t b[64];
+  for (int i = 0; i < 64; ++i) b[i] = F32ToBF16(static_cast<float>(i) - 20.5f);
+  static uint8_t q[2 * 34] = {};
+  const std::string path = dir + "/v.gguf";
+  Status s = WriteGguf(
+      path,
+      {{"general.architecture", GgufType::kString, "test"},
+       {"u8", GgufType::kU8, 200},
+       {"i8", GgufType::kI8, -5},
+       {"u16", GgufType::kU16, 60000},
+       {"i16", GgufType::kI16, -30000},
+       {"u32", GgufType::kU32, 4000000000u},
+       {"i32", GgufType::kI32, -7},
+       {"f32", GgufType::kF32, 0.25},
+       {"u64", GgufType::kU64, uint64_t{1} << 40},
+       {"i64", GgufType::kI64, -(int64_t{1} << 40)},
+       {"f64", GgufType::kF64, 1e-300},
+       {"flag", GgufType::kBool, true},
+       {"ints", GgufType::kArray, Json::array({1, -2, 3}), GgufType::kI32},
+       {"words", GgufType::kArray, Json::array({"a b", "", "\xE2\x96\x81x"}), GgufType::kString},
+       {"bools", GgufType::kArray, Json::array({true, false}), GgufType::kBool}},
+      {{"a", DType::kF32, {2, 3}, a},
+       {"b", DType::kBF16, {64}, b},
+       {"q", DType::kQ8_0, {2, 32}, q}});
+  EXPECT_TRUE(s.ok()) << s.message();
+  return path;
+}
+
+TEST(Gguf, RoundTrip) {
+  const std::string path = ValidFile(test::TempDir("gguf-rt"));
+  Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  const Json& m = (*f)->metadata();
+  EXPECT_EQ((*f)->version(), 3u);
+  EXPECT_EQ(m["general.architecture"], "test");
+  EXPECT_EQ(m["u8"], 200);
+  EXPECT_EQ(m["i8"], -5);
+  EXPECT_EQ(m["u16"], 60000);
+  EXPECT_EQ(m["i16"], -30000);
+  EXPECT_EQ(m["u32"], 4000000000u);
+  EXPECT_EQ(m["i32"], -7);
+  EXPECT_EQ(m["f32"].get<double>(), 0.25);
+  EXPECT_EQ(m["u64"], uint64_t{1} << 40);
+  EXPECT_EQ(m["i64"], -(int64_t{1} << 40));
+  EXPECT_EQ(m["f64"].get<double>(), 1e-300);
+  EXPECT_EQ(m["flag"], true);
+  EXPECT_EQ(m["ints"], Json::array({1, -2, 3}));
+  EXPECT_EQ(m["words"], Json::array({"a b", "", "\xE2\x96\x81x"}));
+  EXPECT_EQ(m["bools"], Json::array({true, false}));
+  const auto& t = (*f)->tensors();
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.at("a").shape, (std::vector<int64_t>{2, 3}));  // GGUF ne {3, 2}
+  EXPECT_EQ(t.at("a").dtype, DType::kF32);
+  EXPECT_EQ(static_cast<const float*>(t.at("a").data)[5], 6.0f);
+  EXPECT_EQ(t.at("b").dtype, DType::kBF16);
+  EXPECT_EQ(BF16ToF32(static_cast<const uint16_t*>(t.at("b").data)[63]), 42.5f);
+  EXPECT_EQ(t.at("q").dtype, DType::kQ8_0);
+  EXPECT_EQ(t.at("q").nbytes, 68u);
+  for (const auto& [name, v] : t) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(v.data) % 32, 0u) << name;  // data section alignment
+    EXPECT_EQ(*v.file, path);
+  }
+}
+
+// Little-endian builders for hand-made headers.
+struct Bytes {
+  std::string s;
+  template <class T>
+  Bytes& Put(T v) {
+    s.append(reinterpret_cast<const char*>(&v), sizeof(T));
+    return *this;
+  }
+  Bytes& Str(const std::string& v) {
+    Put<uint64_t>(v.size());
+    s += v;
+    return *this;
+  }
+};
+// Header with no metadata and one tensor described by the arguments, followed by `data` bytes.
+std::string OneTensor(uint32_t n_dims, std::vector<uint64_t> ne, uint32_t type, uint64_t offset,
+                      size_t data) {
+  Bytes b;
+  b.Put<uint32_t>(0x46554747).Put<uint32_t>(3).Put<uint64_t>(1).Put<uint64_t>(0);
+  b.Str("w").Put(n_dims);
+  for (uint64_t d : ne) b.Put(d);
+  b.Put(type).Put(offset);
+  while (b.s.size() % 32) b.s += '\0';
+  return b.s + std::string(data, '\0');
+}
+
+TEST(Gguf, CorruptFilesGiveClearErrors) {
+  const std::string valid = Slurp(ValidFile(test::TempDir("gguf-corrupt")));
+  Bytes dup;
+  dup.Put<uint32_t>(0x46554747).Put<uint32_t>(3).Put<uint64_t>(0).Put<uint64_t>(2);
+  dup.Str("k").Put<uint32_t>(4).Put<uint32_t>(1).Str("k").Put<uint32_t>(4).Put<uint32_t>(2);
+  Bytes nested;
+  nested.Put<uint32_t>(0x46554747).Put<uint32_t>(3).Put<uint64_t>(0).Put<uint64_t>(1);
+  nested.Str("k")
+      .Put<uint32_t>(9)
+      .Put<uint32_t>(9)
+      .Put<uint64_t>(1)
+      .Put<uint32_t>(9)
+      .Put<uint64_t>(1)
+      .Put<uint32_t>(9)
+      .Put<uint64_t>(0);
+  Bytes badbool;
+  badbool.Put<uint32_t>(0x46554747).Put<uint32_t>(3).Put<uint64_t>(0).Put<uint64_t>(1);
+  badbool.Str("k").Put<uint32_t>(7).Put<uint8_t>(2);
+  struct Case {
+    std::string bytes, expect;
+  } cases[] = {
+      {valid.substr(0, 3), "truncated"},
+      {"GGML" + valid.substr(4), "bad magic"},
+      {valid.substr(0, 4) + std::string("\x04\0\0\0", 4) + valid.substr(8), "version 4"},
+      {valid.substr(0, valid.size() - 40), "runs past the end"},
+      {valid.substr(0, 200), "truncated"},
+      {OneTensor(2, {32, 2}, 12, 0, 4096), "Q4_K is not supported"},
+      {OneTensor(0, {}, 0, 0, 64), "0 dimensions"},
+      {OneTensor(5, {1, 1, 1, 1, 1}, 0, 0, 64), "5 dimensions"},
+      {OneTensor(1, {0}, 0, 0, 64), "out of range"},
+      {OneTensor(3, {1u << 20, 1u << 20, 1u << 20}, 0, 0, 64), "out of range"},
+      {OneTensor(2, {33, 1}, 8, 0, 64), "not whole Q8_0 blocks"},
+      {OneTensor(1, {4}, 0, 16, 64), "not a multiple"},
+      {OneTensor(1, {64}, 0, 0, 64), "runs past the end"},
+      {OneTensor(1, {4}, 0, uint64_t{1} << 62, 64), "runs past the end"},
+      {dup.s, "appears twice"},
+      {nested.s, "nested"},
+      {badbool.s, "neither 0 nor 1"},
+  };
+  for (const Case& c : cases) {
+    Result<std::unique_ptr<GgufFile>> f = ParseBytes(c.bytes);
+    ASSERT_FALSE(f.ok()) << c.expect;
+    const std::string msg = f.status().message();
+    EXPECT_NE(msg.find(c.expect), std::string::npos) << msg;
+    EXPECT_EQ(msg.rfind("x.gguf: ", 0), 0u) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos);
+  }
+  // Counts too large for the file are refused before anything is allocated for them.
+  Bytes big;
+  big.Put<uint32_t>(0x46554747).Put<uint32_t>(3).Put<uint64_t>(uint64_t{1} << 60).Put<uint64_t>(0);
+  EXPECT_NE(ParseBytes(big.s).status().message().find("cannot fit"), std::string::npos);
+  Bytes arr;
+  arr.Put<uint32_t>(0x46554747).Put<uint32_t>(3).Put<uint64_t>(0).Put<uint64_t>(1);
+  arr.Str("k").Put<uint32_t>(9).Put<uint32_t>(8).Put<uint64_t>(uint64_t{1} << 59);
+  EXPECT_NE(ParseBytes(arr.s).status().message().find("cannot fit"), std::string::npos);
+}
+
+// Flipped bytes, truncations and splices of a valid file: a parse whose views stay inside the
+// buffer, or an error; never a crash or a hang (the sanitizer build runs this too).
+TEST(Gguf, MutationFuzz) {
+  const std::string valid = Slurp(ValidFile(test::TempDir("gguf-fuzz")));
+  std::mt19937 rng(2024);
+  int errors = 0;
+  for (int iter = 0; iter < 20000; ++iter) {
+    std::string s = valid;
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && !s.empty(); ++e) {
+      switch (rng() % 4) {
+        case 0:
+          s[rng() % s.size()] = static_cast<char>(rng());
+          break;
+        case 1:
+          s.resize(rng() % (s.size() + 1));
+          break;
+        case 2:
+          s.insert(rng() % s.size(), 1, static_cast<char>(rng()));
+          break;
+        default: {  // a small or huge little-endian integer over a length or count field
+          const size_t at = rng() % s.size();
+          const uint64_t v = rng() % 2 ? rng() % 8 : ~uint64_t{0} >> (rng() % 64);
+          std::memcpy(s.data() + at, &v, std::min<size_t>(8, s.size() - at));
+        }
+      }
+    }
+    Result<std::unique_ptr<GgufFile>> f = ParseBytes(s);
+    if (!f.ok()) {
+      ++errors;
+      continue;
+    }
+    const auto* base = reinterpret_cast<const uint8_t*>(s.data());
+    for (const auto& [name, v] : (*f)->tensors()) {
+      const auto* p = static_cast<const uint8_t*>(v.data);
+      ASSERT_GE(p, base);
+      ASSERT_LE(p + v.nbytes, base + s.size());
+    }
+  }
+  EXPECT_GT(errors, 5000);
+}
+
+std::vector<float> AllLogits(Gemma4Model& m, const std::vector<int>& ids) {
+  ThreadPool pool(2);
+  auto cache = m.NewCache(128);
+  ForwardOutput out;
+  Status s = m.Forward({.ids = ids, .cache = cache.get(), .all_logits = true}, pool, &out);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return out.logits;
+}
+
+std::string Converted(const std::string& dir, const std::string& name) {
+  const std::string out = test::TempDir("gguf-" + name) + "/model.gguf";
+  Result<GgufConvertStats> s = ConvertGemma4ToGguf(dir, dir + "/tokenizer.json", out);
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  return out;
+}
+
+// Every preset shape (per-layer inputs, KV sharing and double-wide MLPs on E2B; k_eq_v full layers
+// and their own KV-head count on 31B) and every stored dtype: the GGUF file loads to the same
+// config and the same logits, bit for bit, as the directory it came from.
+TEST(GgufModel, ConvertedCheckpointGivesIdenticalLogits) {
+  struct Case {
+    std::string preset;
+    DType quant;  // kBF16: not quantized
+  } cases[] = {{"e2b-tiny", DType::kBF16}, {"31b-tiny", DType::kBF16}, {"12b-tiny", DType::kBF16},
+               {"e2b-tiny", DType::kQ8_0}, {"e2b-tiny", DType::kQ6_K}, {"31b-tiny", DType::kQ4_0}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.preset + " " + std::string(DTypeName(c.quant)));
+    std::string dir = test::MakePreset(c.preset);
+    const std::string tag = c.preset + "-" + std::string(DTypeName(c.quant));
+    if (c.quant != DType::kBF16) {
+      const std::string q = test::TempDir("gguf-q-" + tag);
+      ASSERT_TRUE(QuantizeCheckpoint(dir, q, c.quant).ok());
+      dir = q;
+    }
+    const std::string gguf = Converted(dir, tag);
+    Result<std::unique_ptr<Gemma4Model>> a = Gemma4Model::Load(dir);
+    Result<std::unique_ptr<Gemma4Model>> b = Gemma4Model::Load(gguf);
+    ASSERT_TRUE(a.ok()) << a.status().message();
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    // The same description but for model_type: a GGUF target reads as text-only gemma4_text.
+    const std::string da = (*a)->config().Describe(), db = (*b)->config().Describe();
+    EXPECT_EQ(da.substr(da.find('\n')), db.substr(db.find('\n')));
+    const Gemma4Config& cfg = (*a)->config();
+    const Gemma4Config& got = (*b)->config();
+    EXPECT_EQ(got.rope_full.rotated_pairs, cfg.rope_full.rotated_pairs);
+    EXPECT_EQ(got.rope_sliding.rotated_pairs, cfg.rope_sliding.rotated_pairs);
+    EXPECT_EQ(got.rope_full.theta, cfg.rope_full.theta);
+    EXPECT_EQ(got.rms_norm_eps, cfg.rms_norm_eps);
+    for (size_t i = 0; i < cfg.layers.size(); ++i) {
+      EXPECT_EQ(got.layers[i].ffn_dim, cfg.layers[i].ffn_dim);
+      EXPECT_EQ(got.layers[i].kv_source, cfg.layers[i].kv_source);
+      EXPECT_EQ(got.layers[i].k_eq_v, cfg.layers[i].k_eq_v);
+      EXPECT_EQ(got.layers[i].num_kv_heads, cfg.layers[i].num_kv_heads);
+    }
+    std::vector<int> ids;
+    for (int i = 0; i < 40; ++i) ids.push_back((i * 7919 + 13) % cfg.vocab_size);
+    const std::vector<float> la = AllLogits(**a, ids), lb = AllLogits(**b, ids);
+    ASSERT_EQ(la.size(), lb.size());
+    EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0);
+  }
+}
+
+// Assistants (centroid head on E2B shapes, dense tied head on 31B shapes) converted to GGUF draft
+// the same tokens with the same bits, reading the target's cache whichever format it came from.
+TEST(GgufModel, ConvertedAssistantDraftsIdentically) {
+  for (const char* preset : {"e2b-tiny", "31b-tiny"}) {
+    SCOPED_TRACE(preset);
+    const auto [tdir, adir] = test::MakePair(preset, std::string(preset) == "e2b-tiny");
+    const std::string gguf = test::TempDir(std::string("gguf-asst-") + preset) + "/asst.gguf";
+    Result<GgufConvertStats> conv =
+        ConvertGemma4AssistantToGguf(adir, tdir + "/tokenizer.json", gguf);
+    ASSERT_TRUE(conv.ok()) << conv.status().message();
+    Result<std::unique_ptr<Gemma4Model>> target =
+        Gemma4Model::Load(Converted(tdir, std::string("t-") + preset));
+    ASSERT_TRUE(target.ok()) << target.status().message();
+    Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(adir, **target);
+    Result<std::unique_ptr<Gemma4Assistant>> b = Gemma4Assistant::Load(gguf, **target);
+    ASSERT_TRUE(a.ok()) << a.status().message();
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    EXPECT_EQ((*a)->config().use_ordered_embeddings, (*b)->config().use_ordered_embeddings);
+    if ((*a)->config().use_ordered_embeddings) {
+      EXPECT_EQ((*a)->config().num_centroids, (*b)->config().num_centroids);
+      EXPECT_EQ((*a)->config().centroid_top_k, (*b)->config().centroid_top_k);
+    }
+    EXPECT_EQ((*a)->config().LayerKvHeads(3), (*b)->config().LayerKvHeads(3));
+    const Gemma4Config& tc = (*target)->config();
+    std::vector<int> ids;
+    for (int i = 0; i < 30; ++i) ids.push_back((i * 104729 + 7) % tc.vocab_size);
+    ThreadPool pool(2);
+    auto cache = (*target)->NewCache(128);
+    ForwardOutput fwd;
+    ASSERT_TRUE((*target)
+                    ->Forward({.ids = ids, .cache = cache.get(), .all_logits = false}, pool, &fwd)
+                    .ok());
+    std::vector<float> ha(fwd.hidden.end() - tc.hidden_size, fwd.hidden.end()), hb = ha;
+    int token = 5;
+    for (int step = 0; step < 3; ++step) {
+      DraftStepOutput oa, ob;
+      const int pos = static_cast<int>(ids.size());
+      (*a)->Step({.token = token, .h_in = ha.data(), .pos = pos, .cache = cache.get()}, pool, &oa);
+      (*b)->Step({.token = token, .h_in = hb.data(), .pos = pos, .cache = cache.get()}, pool, &ob);
+      ASSERT_EQ(oa.candidates, ob.candidates);
+      ASSERT_EQ(oa.logits.size(), ob.logits.size());
+      EXPECT_EQ(std::memcmp(oa.logits.data(), ob.logits.data(), oa.logits.size() * 4), 0);
+      EXPECT_EQ(std::memcmp(oa.h_out.data(), ob.h_out.data(), oa.h_out.size() * 4), 0);
+      ha = oa.h_out;
+      hb = ob.h_out;
+      token = static_cast<int>(std::max_element(oa.logits.begin(), oa.logits.end()) -
+                               oa.logits.begin());
+      if (!oa.candidates.empty()) token = oa.candidates[static_cast<size_t>(token)];
+    }
+  }
+}
+
+TEST(GgufModel, TokenizerAndStopTokensSurviveConversion) {
+  const std::string dir = test::MakePreset("e2b-tiny");
+  const std::string gguf = Converted(dir, "tok");
+  Result<std::unique_ptr<Tokenizer>> a = LoadCheckpointTokenizer(dir);
+  Result<std::unique_ptr<Tokenizer>> b = LoadCheckpointTokenizer(gguf);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  ASSERT_EQ((*a)->vocab_size(), (*b)->vocab_size());
+  for (int id = 0; id < (*a)->vocab_size(); ++id) {
+    ASSERT_EQ((*a)->Piece(id), (*b)->Piece(id)) << id;
+    ASSERT_EQ((*a)->IsSpecial(id), (*b)->IsSpecial(id)) << id;
+  }
+  for (const char* text : {"Hello world", "  two  spaces\n\nand lines", "<start_of_turn>user\nhi",
+                           "caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80", "", "a"}) {
+    EXPECT_EQ((*a)->Encode(text), (*b)->Encode(text)) << text;
+  }
+  Result<GenerationConfig> g = GenerationConfig::LoadFromDir(gguf);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_EQ(g->eos_token_ids.front(), 1);
+  EXPECT_EQ(g->bos_token_id, 2);
+}
+
+// GGUF files that are well formed but not a usable Gemma 4 target name the key that is wrong.
+TEST(GgufModel, BadMetadataNamesTheKey) {
+  const std::string dir = test::MakePreset("e2b-tiny");
+  Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(dir);
+  ASSERT_TRUE(m.ok());
+  const Gemma4Config& c = (*m)->config();
+  const std::vector<GgufKv> good = Gemma4GgufMetadata(c, "t");
+  const TensorView* embed = (*m)->store().Find(c.tensor_prefix + "embed_tokens.weight");
+  ASSERT_NE(embed, nullptr);
+  const std::vector<TensorToWrite> tensors = {
+      {"token_embd.weight", embed->dtype, embed->shape, embed->data}};
+  auto with = [&](const std::string& key, const Json& value, bool drop = false) {
+    std::vector<GgufKv> kvs;
+    for (GgufKv kv : good) {
+      if (kv.key == key) {
+        if (drop) continue;
+        kv.value = value;
+        if (value.is_string()) kv.type = GgufType::kString;
+      }
+      kvs.push_back(kv);
+    }
+    const std::string path = test::TempDir("gguf-bad") + "/m.gguf";
+    EXPECT_TRUE(WriteGguf(path, kvs, tensors).ok());
+    Result<std::unique_ptr<Gemma4Model>> r = Gemma4Model::Load(path);
+    EXPECT_FALSE(r.ok());
+    return r.ok() ? std::string() : r.status().message();
+  };
+  EXPECT_NE(with("general.architecture", "llama").find("general.architecture"), std::string::npos);
+  EXPECT_NE(with("gemma4.block_count", 0, true).find("gemma4.block_count"), std::string::npos);
+  EXPECT_NE(with("gemma4.attention.sliding_window_pattern", Json::array({true}))
+                .find("gemma4.attention.sliding_window_pattern"),
+            std::string::npos);
+  Json ff = Json::array();
+  for (size_t i = 0; i < c.layers.size(); ++i) ff.push_back(i == 0 ? 64 : 96);
+  EXPECT_NE(with("gemma4.feed_forward_length", ff).find("gemma4.feed_forward_length"),
+            std::string::npos);
+  // Metadata fine, tensors missing: the error names the file and the missing tensor.
+  const std::string missing = with("general.name", "t");
+  EXPECT_NE(missing.find("m.gguf"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("'per_layer_token_embd.weight' is missing"), std::string::npos) << missing;
+}
+
+}  // namespace
+}  // namespace specula
