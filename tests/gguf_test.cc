@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "specula/base/json.h"
 #include "specula/base/thread_pool.h"
 #include "specula/formats/generation_config.h"
 #include "specula/formats/quantize.h"
@@ -294,7 +295,7 @@ TEST(GgufModel, ConvertedAssistantDraftsIdentically) {
     const auto [tdir, adir] = test::MakePair(preset, std::string(preset) == "e2b-tiny");
     const std::string gguf = test::TempDir(std::string("gguf-asst-") + preset) + "/asst.gguf";
     Result<GgufConvertStats> conv =
-        ConvertGemma4AssistantToGguf(adir, tdir + "/tokenizer.json", gguf);
+        ConvertGemma4AssistantToGguf(adir, {.tokenizer_json = tdir + "/tokenizer.json"}, gguf);
     ASSERT_TRUE(conv.ok()) << conv.status().message();
     Result<std::unique_ptr<Gemma4Model>> target =
         Gemma4Model::Load(Converted(tdir, std::string("t-") + preset));
@@ -331,11 +332,44 @@ TEST(GgufModel, ConvertedAssistantDraftsIdentically) {
       EXPECT_EQ(std::memcmp(oa.h_out.data(), ob.h_out.data(), oa.h_out.size() * 4), 0);
       ha = oa.h_out;
       hb = ob.h_out;
+      EXPECT_EQ(std::string(preset) == "e2b-tiny", !oa.candidates.empty());
       token = static_cast<int>(std::max_element(oa.logits.begin(), oa.logits.end()) -
                                oa.logits.begin());
       if (!oa.candidates.empty()) token = oa.candidates[static_cast<size_t>(token)];
     }
   }
+}
+
+// Without the centroid head (llama.cpp's converter drops it) an E2B assistant file drafts with the
+// dense tied head over the whole vocabulary.
+TEST(GgufModel, AssistantWithoutCentroidsUsesTheDenseHead) {
+  const auto [tdir, adir] = test::MakePair("e2b-tiny", true);
+  const std::string gguf = test::TempDir("gguf-asst-dense") + "/asst.gguf";
+  ASSERT_TRUE(ConvertGemma4AssistantToGguf(
+                  adir, {.tokenizer_json = tdir + "/tokenizer.json", .keep_centroids = false}, gguf)
+                  .ok());
+  Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(gguf);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ((*f)->tensors().count("masked_embd_centroids.weight"), 0u);
+  EXPECT_EQ((*f)->tensors().count("masked_embd_ordering"), 0u);
+  Result<std::unique_ptr<Gemma4Model>> target = Gemma4Model::Load(tdir);
+  ASSERT_TRUE(target.ok());
+  Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(gguf, **target);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_FALSE((*a)->config().use_ordered_embeddings);
+  ThreadPool pool(2);
+  auto cache = (*target)->NewCache(64);
+  const std::vector<int> ids = {2, 10, 20, 30};
+  ForwardOutput fwd;
+  ASSERT_TRUE((*target)->Forward({.ids = ids, .cache = cache.get()}, pool, &fwd).ok());
+  DraftStepOutput out;
+  (*a)->Step({.token = 7,
+              .h_in = fwd.hidden.data() + 3 * (*target)->config().hidden_size,
+              .pos = 4,
+              .cache = cache.get()},
+             pool, &out);
+  EXPECT_TRUE(out.candidates.empty());
+  EXPECT_EQ(out.logits.size(), static_cast<size_t>((*target)->config().vocab_size));
 }
 
 TEST(GgufModel, TokenizerAndStopTokensSurviveConversion) {
@@ -358,6 +392,42 @@ TEST(GgufModel, TokenizerAndStopTokensSurviveConversion) {
   ASSERT_TRUE(g.ok()) << g.status().message();
   EXPECT_EQ(g->eos_token_ids.front(), 1);
   EXPECT_EQ(g->bos_token_id, 2);
+}
+
+// llama.cpp sizes the vocabulary from the token list, so conversion fits it to the embedding rows:
+// tokens past them go (with the merges that build them), missing ids become unused pads, and
+// everything the model can embed encodes as before.
+TEST(GgufModel, TokenListFitsTheVocabulary) {
+  const std::string dir = test::MakePreset("e2b-tiny");
+  Result<Json> j = ReadJsonFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(j.ok());
+  Result<std::unique_ptr<Tokenizer>> original = LoadCheckpointTokenizer(dir);
+  ASSERT_TRUE(original.ok());
+  const int v = (*original)->vocab_size();
+  for (const int size : {v - 20, v + 8}) {
+    SCOPED_TRACE(size);
+    Result<std::vector<GgufKv>> kvs = TokenizerGgufMetadata(*j, "tokenizer.json", size);
+    ASSERT_TRUE(kvs.ok()) << kvs.status().message();
+    const std::string path = test::TempDir("gguf-vocab") + "/t.gguf";
+    ASSERT_TRUE(WriteGguf(path, *kvs, {}).ok());
+    Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(path);
+    ASSERT_TRUE(f.ok());
+    const Json& md = (*f)->metadata();
+    ASSERT_EQ(md["tokenizer.ggml.tokens"].size(), static_cast<size_t>(size));
+    ASSERT_EQ(md["tokenizer.ggml.token_type"].size(), static_cast<size_t>(size));
+    Result<std::unique_ptr<Tokenizer>> t = LoadCheckpointTokenizer(path);
+    ASSERT_TRUE(t.ok()) << t.status().message();
+    if (size > v) {
+      EXPECT_EQ(md["tokenizer.ggml.tokens"][v + 3], "[PAD" + std::to_string(v + 3) + "]");
+      EXPECT_EQ(md["tokenizer.ggml.token_type"][v + 3], static_cast<int>(GgufTokenType::kUnused));
+      for (const char* text : {"Hello world", "the quick brown fox"}) {
+        EXPECT_EQ((*t)->Encode(text), (*original)->Encode(text)) << text;
+      }
+    }
+    for (const char* text : {"Hello world", "the quick brown fox", "print(x)\n"}) {
+      for (const int id : (*t)->Encode(text)) EXPECT_LT(id, size) << text;
+    }
+  }
 }
 
 // GGUF files that are well formed but not a usable Gemma 4 target name the key that is wrong.

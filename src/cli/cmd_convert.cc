@@ -11,6 +11,7 @@ namespace specula::cli {
 Runner AddConvert(CLI::App& app) {
   struct Flags {
     std::string in, out, tokenizer;
+    bool drop_centroids = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* c = app.add_subcommand(
@@ -22,6 +23,9 @@ Runner AddConvert(CLI::App& app) {
   c->add_option("--tokenizer", f->tokenizer,
                 "tokenizer.json to embed (default: IN/tokenizer.json; assistants ship none, so "
                 "give the target's)");
+  c->add_flag("--drop-centroids", f->drop_centroids,
+              "assistants: leave out the centroid head, as llama.cpp's converter does (llama.cpp "
+              "refuses files with it); the file then drafts with the dense head");
   return [f]() {
     if (!IsGgufPath(f->out))
       return Fail("out: expected a path ending in .gguf (got '" + f->out + "')");
@@ -34,8 +38,12 @@ Runner AddConvert(CLI::App& app) {
       return Fail("--tokenizer: " + f->in +
                   " is an assistant and has no tokenizer.json; pass the target's");
     }
-    Result<GgufConvertStats> s = assistant ? ConvertGemma4AssistantToGguf(f->in, tok, f->out)
-                                           : ConvertGemma4ToGguf(f->in, tok, f->out);
+    if (!assistant && f->drop_centroids) return Fail("--drop-centroids: only for assistants");
+    Result<GgufConvertStats> s =
+        assistant
+            ? ConvertGemma4AssistantToGguf(
+                  f->in, {.tokenizer_json = tok, .keep_centroids = !f->drop_centroids}, f->out)
+            : ConvertGemma4ToGguf(f->in, tok, f->out);
     if (!s.ok()) return Fail(s.status().message());
     std::fprintf(stderr, "wrote %d tensors (%.1f MB) to %s\n", s->tensors, s->bytes / 1e6,
                  f->out.c_str());

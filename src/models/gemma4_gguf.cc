@@ -431,10 +431,10 @@ TensorToWrite AsWritten(const std::string& name, const TensorView& v,
   return {name, DType::kF32, v.shape, w.data()};
 }
 
-Result<std::vector<GgufKv>> TokenizerKeys(const std::string& path) {
+Result<std::vector<GgufKv>> TokenizerKeys(const std::string& path, int64_t vocab_size) {
   Result<Json> tok = ReadJsonFile(path);
   if (!tok.ok()) return tok.status();
-  return TokenizerGgufMetadata(*tok, path);
+  return TokenizerGgufMetadata(*tok, path, vocab_size);
 }
 
 }  // namespace
@@ -472,7 +472,7 @@ Result<GgufConvertStats> ConvertGemma4ToGguf(const std::string& dir,
   if (!model.ok()) return model.status();
   const Gemma4Config& c = (*model)->config();
   std::vector<GgufKv> kvs = Gemma4GgufMetadata(c, BaseName(dir));
-  Result<std::vector<GgufKv>> tok_kvs = TokenizerKeys(tokenizer_json);
+  Result<std::vector<GgufKv>> tok_kvs = TokenizerKeys(tokenizer_json, c.vocab_size);
   if (!tok_kvs.ok()) return tok_kvs.status();
   kvs.insert(kvs.end(), tok_kvs->begin(), tok_kvs->end());
 
@@ -505,7 +505,7 @@ Result<GgufConvertStats> ConvertGemma4ToGguf(const std::string& dir,
 }
 
 Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
-                                                      const std::string& tokenizer_json,
+                                                      const AssistantGgufOptions& options,
                                                       const std::string& out) {
   const std::string cfg_path = dir + "/config.json";
   Result<Json> j = ReadJsonFile(cfg_path);
@@ -540,10 +540,11 @@ Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
   std::vector<GgufKv> kvs = TextMetadata(t, BaseName(dir));
   kvs.push_back({"gemma4-assistant.embedding_length_out", GgufType::kU32, c.backbone_hidden_size});
   kvs.push_back({"gemma4-assistant.nextn_predict_layers", GgufType::kU32, t.layers});
-  if (c.use_ordered_embeddings) {
+  const bool centroids = c.use_ordered_embeddings && options.keep_centroids;
+  if (centroids) {
     kvs.push_back({"gemma4-assistant.masked_embd_top_k", GgufType::kU32, c.centroid_top_k});
   }
-  Result<std::vector<GgufKv>> tok_kvs = TokenizerKeys(tokenizer_json);
+  Result<std::vector<GgufKv>> tok_kvs = TokenizerKeys(options.tokenizer_json, c.vocab_size);
   if (!tok_kvs.ok()) return tok_kvs.status();
   kvs.insert(kvs.end(), tok_kvs->begin(), tok_kvs->end());
 
@@ -555,7 +556,7 @@ Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
   GgufConvertStats stats;
   for (const auto& [hf, view] : (*store)->all()) {
     const std::string gg = Gemma4AssistantGgufName(hf);
-    if (gg.empty() || (gg.rfind("masked_embd", 0) == 0 && !c.use_ordered_embeddings)) continue;
+    if (gg.empty() || (gg.rfind("masked_embd", 0) == 0 && !centroids)) continue;
     TensorToWrite w = AsWritten(gg, *view, &f32);
     if (view->dtype == DType::kI64) {  // ggml has no I64 arithmetic; ids fit I32
       std::vector<int32_t>& v = i32.emplace_back(static_cast<size_t>(view->numel()));

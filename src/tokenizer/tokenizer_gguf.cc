@@ -1,5 +1,6 @@
 #include "specula/tokenizer/tokenizer_gguf.h"
 
+#include <iterator>
 #include <map>
 
 namespace specula {
@@ -98,7 +99,8 @@ Result<Json> TokenizerJsonFromGguf(const GgufFile& f) {
   };
 }
 
-Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& j, const std::string& file) {
+Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& j, const std::string& file,
+                                                  int64_t vocab_size) {
   FieldReader root(j, file);
   const Json* model = root.Object("model", /*required=*/true);
   if (!root.ok()) return root.status();
@@ -128,6 +130,14 @@ Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& j, const std::stri
       pieces.rbegin()->first != static_cast<int64_t>(pieces.size()) - 1) {
     return Error(file + ": token ids must run from 0 without gaps to be written to GGUF");
   }
+  if (vocab_size > 0) {
+    while (!pieces.empty() && pieces.rbegin()->first >= vocab_size)
+      pieces.erase(std::prev(pieces.end()));
+    for (auto id = static_cast<int64_t>(pieces.size()); id < vocab_size; ++id) {
+      pieces[id] = "[PAD" + std::to_string(id) + "]";
+      type[id] = GgufTokenType::kUnused;
+    }
+  }
   Json tokens = Json::array(), types = Json::array(), scores = Json::array();
   std::map<std::string, int64_t> ids;
   for (const auto& [id, piece] : pieces) {
@@ -156,6 +166,7 @@ Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& j, const std::stri
     } else {
       return Error(file + ": model.merges: entry " + mg.dump() + " is not a pair");
     }
+    if (!ids.count(a) || !ids.count(b) || !ids.count(a + b)) continue;  // needs a dropped token
     if (a.empty() || a.find(' ', 1) != std::string::npos) {
       return Error(file + ": model.merges: '" + a +
                    "' has a space GGUF's \"left right\" form cannot hold");

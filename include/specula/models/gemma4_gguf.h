@@ -47,9 +47,15 @@ Result<GgufConvertStats> ConvertGemma4ToGguf(const std::string& dir,
                                              const std::string& tokenizer_json,
                                              const std::string& out);
 // An assistant directory likewise. Assistants ship no tokenizer, but llama.cpp wants the target's
-// in every file: `tokenizer_json` names it.
+// in every file: `tokenizer_json` names it. `keep_centroids` false leaves the centroid head out, as
+// llama.cpp's converter does (its loader, as of build de3ff81, refuses files that carry it); the
+// file then drafts with the dense tied head.
+struct AssistantGgufOptions {
+  std::string tokenizer_json;
+  bool keep_centroids = true;
+};
 Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
-                                                      const std::string& tokenizer_json,
+                                                      const AssistantGgufOptions& options,
                                                       const std::string& out);
 
 // llama.cpp's rope_freqs tensor for `c`: 1 for rotated pairs of full layers, 1e30 for the rest.

@@ -26,9 +26,12 @@ enum class GgufTokenType : int {
 };
 
 Result<Json> TokenizerJsonFromGguf(const GgufFile& f);
-// The tokenizer.ggml.* keys for a Gemma tokenizer.json object (`file` names it in errors).
+// The tokenizer.ggml.* keys for a Gemma tokenizer.json object (`file` names it in errors). With
+// `vocab_size` > 0 the token list gets exactly that many entries, since llama.cpp sizes the model's
+// vocabulary from it: tokens the model cannot embed (a Gemma 3-era file's <image_soft_token>) are
+// dropped with the merges that need them, and missing ids are padded as unused "[PADn]" tokens.
 Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& tokenizer_json,
-                                                  const std::string& file);
+                                                  const std::string& file, int64_t vocab_size = 0);
 
 // The tokenizer of a checkpoint: DIR/tokenizer.json, or the one inside a .gguf file.
 Result<std::unique_ptr<Tokenizer>> LoadCheckpointTokenizer(const std::string& checkpoint);
