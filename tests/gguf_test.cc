@@ -394,6 +394,66 @@ TEST(GgufModel, TokenizerAndStopTokensSurviveConversion) {
   EXPECT_EQ(g->bos_token_id, 2);
 }
 
+// Metadata with random values and types in place of a valid target's: an error naming the file, or
+// a config that validates; never a crash (the sanitizer build runs this too).
+TEST(GgufModel, MetadataFuzz) {
+  const std::string dir = test::MakePreset("e2b-tiny");
+  Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(dir);
+  ASSERT_TRUE(m.ok());
+  const Gemma4Config& c = (*m)->config();
+  const std::vector<GgufKv> good = Gemma4GgufMetadata(c, "t");
+  std::vector<TensorToWrite> tensors;
+  for (const char* hf : {"embed_tokens.weight", "embed_tokens_per_layer.weight"}) {
+    const TensorView* t = (*m)->store().Find(c.tensor_prefix + hf);
+    ASSERT_NE(t, nullptr);
+    tensors.push_back({Gemma4GgufName(c.tensor_prefix + hf, c), t->dtype, t->shape, t->data});
+  }
+  std::mt19937 rng(99);
+  const std::string path = test::TempDir("gguf-mdfuzz") + "/m.gguf";
+  int errors = 0;
+  for (int iter = 0; iter < 400; ++iter) {
+    std::vector<GgufKv> kvs = good;
+    for (int e = 0; e < 1 + static_cast<int>(rng() % 3); ++e) {
+      GgufKv& kv = kvs[rng() % kvs.size()];
+      if (kv.key == "general.alignment") continue;  // the writer aligns to 32 regardless
+      switch (rng() % 6) {
+        case 0:
+          kv = {kv.key, GgufType::kU32, rng() % 3};
+          break;
+        case 1:
+          kv = {kv.key, GgufType::kI32, -static_cast<int>(rng() % 100)};
+          break;
+        case 2:
+          kv = {kv.key, GgufType::kU32, 1u + rng()};
+          break;
+        case 3:
+          kv = {kv.key, GgufType::kString, "x"};
+          break;
+        case 4:
+          kv = {kv.key, GgufType::kF32, -1.5};
+          break;
+        default: {
+          Json a = Json::array();
+          for (uint32_t i = rng() % 14; i > 0; --i) a.push_back(static_cast<int>(rng() % 200) - 20);
+          kv = {kv.key, GgufType::kArray, a, GgufType::kI32};
+        }
+      }
+    }
+    ASSERT_TRUE(WriteGguf(path, kvs, tensors).ok());
+    Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(path);
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    Result<Json> j = Gemma4ConfigFromGguf(**f);
+    if (!j.ok()) {
+      EXPECT_EQ(j.status().message().rfind(path, 0), 0u) << j.status().message();
+      ++errors;
+      continue;
+    }
+    Result<Gemma4Config> cfg = Gemma4Config::FromJson(*j, path);
+    if (!cfg.ok()) ++errors;
+  }
+  EXPECT_GT(errors, 200);
+}
+
 // llama.cpp sizes the vocabulary from the token list, so conversion fits it to the embedding rows:
 // tokens past them go (with the merges that build them), missing ids become unused pads, and
 // everything the model can embed encodes as before.

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <utility>
 
 namespace specula {
 namespace {
@@ -14,52 +15,24 @@ constexpr uint64_t kDefaultAlignment = 32;
 constexpr int kMaxArrayDepth = 2;
 
 // ggml tensor types this engine computes with, by their number in the file.
+constexpr std::pair<uint32_t, DType> kGgmlTypes[] = {
+    {0, DType::kF32},   {1, DType::kF16},  {2, DType::kQ4_0},  {8, DType::kQ8_0},
+    {14, DType::kQ6_K}, {26, DType::kI32}, {30, DType::kBF16},
+};
 bool TensorDType(uint32_t ggml_type, DType* out) {
-  switch (ggml_type) {
-    case 0:
-      *out = DType::kF32;
+  for (const auto& [id, t] : kGgmlTypes) {
+    if (id == ggml_type) {
+      *out = t;
       return true;
-    case 1:
-      *out = DType::kF16;
-      return true;
-    case 2:
-      *out = DType::kQ4_0;
-      return true;
-    case 8:
-      *out = DType::kQ8_0;
-      return true;
-    case 14:
-      *out = DType::kQ6_K;
-      return true;
-    case 26:
-      *out = DType::kI32;
-      return true;
-    case 30:
-      *out = DType::kBF16;
-      return true;
-    default:
-      return false;
+    }
   }
+  return false;
 }
 uint32_t GgmlType(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return 0;
-    case DType::kF16:
-      return 1;
-    case DType::kQ4_0:
-      return 2;
-    case DType::kQ8_0:
-      return 8;
-    case DType::kQ6_K:
-      return 14;
-    case DType::kI32:
-      return 26;
-    case DType::kBF16:
-      return 30;
-    default:
-      return UINT32_MAX;
+  for (const auto& [id, dt] : kGgmlTypes) {
+    if (dt == t) return id;
   }
+  return UINT32_MAX;
 }
 std::string GgmlTypeName(uint32_t t) {
   static const char* const kNames[] = {
@@ -246,7 +219,7 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t si
 
   uint64_t alignment = kDefaultAlignment;
   if (auto it = g->metadata_.find("general.alignment"); it != g->metadata_.end()) {
-    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0 || it->get<uint64_t>() > 65536 ||
+    if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > 65536 ||
         (it->get<uint64_t>() & (it->get<uint64_t>() - 1)) != 0) {
       return Error(path +
                    ": metadata 'general.alignment': expected a power of two up to 65536, got " +

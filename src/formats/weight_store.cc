@@ -112,6 +112,7 @@ Result<std::unique_ptr<WeightStore>> WeightStore::FromGguf(
     store->retyped_.push_back(std::move(v));
     store->index_[name] = &store->retyped_.back();  // the views keep pointing into file's map
   }
+  file->ReleaseMetadata();  // the config and tokenizer were read from it before
   store->gguf_ = std::move(file);
   return store;
 }

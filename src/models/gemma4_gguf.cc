@@ -123,6 +123,8 @@ Result<Json> TextConfigFromGguf(const GgufFile& f, const std::string& arch, bool
 
   // An assistant's layers all read the target's cache; its shared_kv_layers key has no effect.
   const int64_t shared = assistant ? 0 : g.Int(key("attention.shared_kv_layers"), 0);
+  if (shared < 0 || shared >= L)
+    g.Fail(key("attention.shared_kv_layers"), "must be in [0, block_count)");
   const std::vector<int64_t> ff = PerLayer(g, key("feed_forward_length"), layers, std::nullopt);
   const std::vector<int64_t> heads = PerLayer(g, key("attention.head_count"), layers, std::nullopt);
   const std::vector<int64_t> kv =
@@ -459,7 +461,7 @@ std::vector<GgufKv> Gemma4GgufMetadata(const Gemma4Config& c, const std::string&
              .sliding = {}};
   for (const Gemma4LayerSpec& l : c.layers) {
     t.ffn.push_back(l.ffn_dim);
-    t.kv_heads.push_back(l.type == AttnType::kFull ? c.num_global_kv_heads : c.num_kv_heads);
+    t.kv_heads.push_back(l.num_kv_heads);
     t.sliding.push_back(l.type == AttnType::kSliding);
   }
   return TextMetadata(t, name);

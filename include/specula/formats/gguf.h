@@ -45,6 +45,8 @@ class GgufFile {
   uint32_t version() const { return version_; }
   const Json& metadata() const { return metadata_; }  // an object: key -> value
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  // Frees the parsed metadata (tens of MB for a 262k-token vocabulary) once it has been read.
+  void ReleaseMetadata() { metadata_ = Json::object(); }
 
   // Parses a whole file already in memory (used by Open and by the fuzz test). Tensor views point
   // into `data`; `path` names the file in errors and in each view.
