@@ -121,7 +121,7 @@ QuantRow QuantizeActRow(const float* x, size_t K) {
 }
 
 TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
-  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K}) {
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K}) {
     for (int64_t K : {256, 512, 768}) {
       for (size_t M : {1, 3, 4, 8, 9, 13}) {
         const int64_t N = 37;  // two weight panels, 4-row and 1-row weight tiles
@@ -165,7 +165,8 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
 }
 
 TEST_P(KernelsTest, QuantizedMatMulPropagatesNonFiniteRowsOnly) {
-  for (const auto& [t, K] : {std::pair{DType::kQ8_0, int64_t{64}}, {DType::kQ6_K, int64_t{256}}}) {
+  for (const auto& [t, K] : {std::pair{DType::kQ8_0, int64_t{64}}, {DType::kQ6_K, int64_t{256}},
+                             {DType::kQ4_K, int64_t{256}}}) {
     const int64_t N = 5;
     const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 5);
     for (float bad : {INFINITY, NAN}) {

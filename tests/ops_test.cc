@@ -145,6 +145,45 @@ TEST(Quant, Q6KLayoutAndErrorBound) {
   EXPECT_NEAR(LoadAsF32(DType::kQ6_K, b.data(), 64), -1.0f, 0.01f);
 }
 
+TEST(Quant, Q4_KRoundTripAndLayout) {
+  std::vector<float> x(512);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = std::sin(0.13f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 32) / 8) + 0.3f;
+  std::vector<uint8_t> q(StorageBytes(DType::kQ4_K, 512));
+  ASSERT_EQ(q.size(), 288u);  // two 144-byte super-blocks
+  QuantizeRow(DType::kQ4_K, x.data(), 512, q.data());
+  for (size_t s = 0; s < 16; ++s) {  // per 32-value sub-block: within one 4-bit step of its range
+    float lo = 0, hi = 0;
+    for (size_t j = 0; j < 32; ++j) {
+      lo = std::min(lo, x[32 * s + j]);
+      hi = std::max(hi, x[32 * s + j]);
+    }
+    for (size_t j = 0; j < 32; ++j) {
+      const size_t i = 32 * s + j;
+      EXPECT_NEAR(LoadAsF32(DType::kQ4_K, q.data(), i), x[i], (hi - lo) / 15 * 0.75 + 0.02) << i;
+    }
+  }
+  // Layout: sub-blocks 0 and 1 share qs[0..31] (low, high nibble); sub-block 5's scale is the low
+  // nibble of scales[9] plus the top bits of scales[1], its min the high nibble of scales[9] plus
+  // the top bits of scales[5].
+  std::vector<float> v(256, 0.0f);
+  v[32 + 3] = 1.0f;    // sub-block 1: the only positive value -> code 15
+  v[160 + 7] = -2.0f;  // sub-block 5: the min -> code 0, the zeros -> code 15
+  std::vector<uint8_t> b(144);
+  QuantizeRow(DType::kQ4_K, v.data(), 256, b.data());
+  EXPECT_EQ(b[16 + 3] >> 4, 15);
+  EXPECT_EQ(b[16 + 64 + 7] >> 4, 0);
+  EXPECT_EQ(b[16 + 64 + 8] >> 4, 15);
+  int sc = 0, m = 0;
+  Q4KScaleMin(b.data() + 4, 5, &sc, &m);
+  EXPECT_EQ(sc, ((b[4 + 9] & 15) | ((b[4 + 1] >> 6) << 4)));
+  EXPECT_EQ(m, ((b[4 + 9] >> 4) | ((b[4 + 5] >> 6) << 4)));
+  EXPECT_EQ(m, 63);  // the largest min of the super-block
+  EXPECT_NEAR(LoadAsF32(DType::kQ4_K, b.data(), 35), 1.0f, 0.02f);
+  EXPECT_NEAR(LoadAsF32(DType::kQ4_K, b.data(), 167), -2.0f, 0.02f);
+  EXPECT_NEAR(LoadAsF32(DType::kQ4_K, b.data(), 168), 0.0f, 0.02f);
+}
+
 TEST(Quant, Q8_0AndQ4_0RoundTrip) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i)

@@ -63,6 +63,13 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
     Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(dir);
     Result<std::unique_ptr<Gemma4Model>> orig = Gemma4Model::Load(src);
     ASSERT_TRUE(m.ok() && orig.ok()) << m.status().message();
+    // The 31B-like shape has rows of 256 values (full-layer o_proj), so the super-block types are
+    // exercised too, not only their Q8_0 fallback for shorter rows.
+    int typed = 0;
+    for (const auto& [name, t] : (*m)->store().all()) typed += t->dtype == GetParam();
+    if (std::string(preset) == "31b-tiny") {
+      EXPECT_GT(typed, 0) << DTypeName(GetParam());
+    }
     std::vector<int> ids = {2};
     for (int i = 0; i < 40; ++i) ids.push_back((i * 37 + 11) % 512);
     ThreadPool pool(2);
@@ -112,7 +119,7 @@ TEST_P(QuantizedModel, SpeculativeStaysLossless) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, QuantizedModel,
-                         ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ6_K),
+                         ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K),
                          [](const auto& i) { return std::string(DTypeName(i.param)); });
 
 TEST(Quantize, BadInputs) {
@@ -159,7 +166,7 @@ TEST(Quantize, CliWritesALoadableCheckpoint) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = test::RunCli("quantize " + test::MakePreset("e2b-tiny") + " " + out + "2 --type q5_k");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("--type: expected q8_0, q4_0 or q6_k"), std::string::npos);
+  EXPECT_NE(r.err.find("--type: expected q8_0, q4_0, q6_k or q4_k"), std::string::npos);
 }
 
 }  // namespace

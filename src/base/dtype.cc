@@ -35,14 +35,31 @@ Q6Pos Q6Position(size_t v) {
 }  // namespace
 
 float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
+  if (t == DType::kQ4_K) {
+    const size_t b = i / static_cast<size_t>(kSuperBlock), v = i % static_cast<size_t>(kSuperBlock);
+    const uint8_t* blk = blocks + b * DTypeSize(t);
+    uint16_t dh, mh;
+    std::memcpy(&dh, blk, 2);
+    std::memcpy(&mh, blk + 2, 2);
+    const int j = static_cast<int>(v / 32);
+    int sc, m;
+    Q4KScaleMin(blk + 4, j, &sc, &m);
+    const uint8_t byte = blk[16 + 32 * (j / 2) + v % 32];
+    const int q = j % 2 ? byte >> 4 : byte & 15;
+    return F16ToF32(dh) * static_cast<float>(sc) * static_cast<float>(q) -
+           F16ToF32(mh) * static_cast<float>(m);
+  }
   if (t == DType::kQ6_K) {
     const size_t b = i / static_cast<size_t>(kSuperBlock), v = i % static_cast<size_t>(kSuperBlock);
     const uint8_t* blk = blocks + b * DTypeSize(t);
     uint16_t dh;
     std::memcpy(&dh, blk + 208, 2);
     const Q6Pos pos = Q6Position(v);
-    const int q = (((blk[pos.ql] >> pos.ql_shift) & 15) | (((blk[128 + pos.qh] >> pos.qh_shift) & 3) << 4)) - 32;
-    return F16ToF32(dh) * static_cast<float>(static_cast<int8_t>(blk[192 + v / 16])) * static_cast<float>(q);
+    const int q =
+        (((blk[pos.ql] >> pos.ql_shift) & 15) | (((blk[128 + pos.qh] >> pos.qh_shift) & 3) << 4)) -
+        32;
+    return F16ToF32(dh) * static_cast<float>(static_cast<int8_t>(blk[192 + v / 16])) *
+           static_cast<float>(q);
   }
   const size_t b = i / static_cast<size_t>(kQuantBlock), j = i % static_cast<size_t>(kQuantBlock);
   const uint8_t* blk = blocks + b * DTypeSize(t);
@@ -55,6 +72,51 @@ float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
 }
 
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
+  if (t == DType::kQ4_K) {
+    for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
+      // Per 32 values: x ~ step * q - low with q in 0..15 over [min(x, 0), max(x)].
+      float step[8], low[8], max_step = 0.0f, max_low = 0.0f;
+      for (int j = 0; j < 8; ++j) {
+        float lo = 0.0f, hi = 0.0f;
+        for (int l = 0; l < 32; ++l) {
+          lo = std::min(lo, x[32 * j + l]);
+          hi = std::max(hi, x[32 * j + l]);
+        }
+        step[j] = (hi - lo) / 15.0f;
+        low[j] = -lo;
+        max_step = std::max(max_step, step[j]);
+        max_low = std::max(max_low, low[j]);
+      }
+      std::memset(out, 0, DTypeSize(t));
+      const uint16_t dh = F32ToF16(max_step / 63.0f), mh = F32ToF16(max_low / 63.0f);
+      std::memcpy(out, &dh, 2);
+      std::memcpy(out + 2, &mh, 2);
+      const float d = F16ToF32(dh), dmin = F16ToF32(mh);
+      uint8_t* sc_bytes = out + 4;
+      for (int j = 0; j < 8; ++j) {
+        const int sc = d > 0.0f ? std::clamp(static_cast<int>(std::lround(step[j] / d)), 0, 63) : 0;
+        const int m =
+            dmin > 0.0f ? std::clamp(static_cast<int>(std::lround(low[j] / dmin)), 0, 63) : 0;
+        if (j < 4) {
+          sc_bytes[j] |= static_cast<uint8_t>(sc);
+          sc_bytes[j + 4] |= static_cast<uint8_t>(m);
+        } else {
+          sc_bytes[j + 4] = static_cast<uint8_t>((sc & 0xF) | ((m & 0xF) << 4));
+          sc_bytes[j - 4] |= static_cast<uint8_t>((sc >> 4) << 6);
+          sc_bytes[j] |= static_cast<uint8_t>((m >> 4) << 6);
+        }
+        const float ds = d * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
+        for (int l = 0; l < 32; ++l) {
+          const int q =
+              ds > 0.0f
+                  ? std::clamp(static_cast<int>(std::lround((x[32 * j + l] + dm) / ds)), 0, 15)
+                  : 0;
+          out[16 + 32 * (j / 2) + l] |= static_cast<uint8_t>(j % 2 ? q << 4 : q);
+        }
+      }
+    }
+    return;
+  }
   if (t == DType::kQ6_K) {
     for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
       float scale[16], max_scale = 0.0f, max_abs_scale = 0.0f;
@@ -107,7 +169,8 @@ void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
       const float id = d != 0.0f ? 1.0f / d : 0.0f;
       const uint16_t dh = F32ToF16(d);
       std::memcpy(out, &dh, 2);
-      for (int j = 0; j < kQuantBlock; ++j) out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(x[j] * id)));
+      for (int j = 0; j < kQuantBlock; ++j)
+        out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(x[j] * id)));
     } else {
       const float d = maxv / -8.0f;
       const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -127,7 +190,7 @@ uint16_t F32ToF16(float f) {
   std::memcpy(&u, &f, 4);
   const uint32_t sign = (u >> 16) & 0x8000u;
   const uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
   if (abs < 0x38800000u) {  // result is subnormal or zero: round mant * 2^24 to nearest even
     float a;

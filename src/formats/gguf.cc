@@ -16,8 +16,8 @@ constexpr int kMaxArrayDepth = 2;
 
 // ggml tensor types this engine computes with, by their number in the file.
 constexpr std::pair<uint32_t, DType> kGgmlTypes[] = {
-    {0, DType::kF32},   {1, DType::kF16},  {2, DType::kQ4_0},  {8, DType::kQ8_0},
-    {14, DType::kQ6_K}, {26, DType::kI32}, {30, DType::kBF16},
+    {0, DType::kF32},   {1, DType::kF16},   {2, DType::kQ4_0}, {8, DType::kQ8_0},
+    {12, DType::kQ4_K}, {14, DType::kQ6_K}, {26, DType::kI32}, {30, DType::kBF16},
 };
 bool TensorDType(uint32_t ggml_type, DType* out) {
   for (const auto& [id, t] : kGgmlTypes) {
@@ -256,7 +256,7 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t si
     Pending p{{}, offset};
     if (!TensorDType(type, &p.view.dtype)) {
       return Error(where + ": ggml type " + GgmlTypeName(type) +
-                   " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q6_K and I32 are)");
+                   " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K and I32 are)");
     }
     if (IsBlockType(p.view.dtype) && ne[0] % BlockValues(p.view.dtype) != 0) {
       return Error(where + ": rows of " + std::to_string(ne[0]) + " values are not whole " +

@@ -10,21 +10,30 @@
 
 namespace specula {
 
-DType QuantizedType(const std::string& name, DType dtype, const std::vector<int64_t>& shape, DType target) {
+DType QuantizedType(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                    DType target) {
   const bool weight = dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
   if (!weight || shape.size() != 2 || shape[1] % kQuantBlock != 0) return dtype;
   if (name.find("masked_embedding.centroids") != std::string::npos) return dtype;
-  if (target == DType::kQ6_K && shape[1] % kSuperBlock != 0) return DType::kQ8_0;  // rows too short for super-blocks
-  if (target == DType::kQ4_0 && name.find("embed_tokens") != std::string::npos) return DType::kQ8_0;
+  if (IsSuperBlockType(target) && shape[1] % kSuperBlock != 0)
+    return DType::kQ8_0;  // rows too short for super-blocks
+  if (name.find("embed_tokens") != std::string::npos) {
+    // 4-bit embedding tables (also the tied LM head) cost too much accuracy: Q4_0 keeps Q8_0, and
+    // Q4_K keeps Q6_K, as llama.cpp's Q4_K_M does.
+    if (target == DType::kQ4_0) return DType::kQ8_0;
+    if (target == DType::kQ4_K) return DType::kQ6_K;
+  }
   return target;
 }
 
-Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir, DType target) {
+Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir,
+                                         DType target) {
   namespace fs = std::filesystem;
-  if (!IsBlockType(target)) return Error("--type: expected q8_0, q4_0 or q6_k");
+  if (!IsBlockType(target)) return Error("--type: expected q8_0, q4_0, q6_k or q4_k");
   std::error_code ec;
   if (!fs::is_directory(in_dir, ec)) return Error(in_dir + ": not a directory");
-  if (fs::equivalent(in_dir, out_dir, ec)) return Error(out_dir + ": must differ from the input directory");
+  if (fs::equivalent(in_dir, out_dir, ec))
+    return Error(out_dir + ": must differ from the input directory");
   fs::create_directories(out_dir, ec);
   if (ec) return Error(out_dir + ": cannot create: " + ec.message());
   QuantizeStats st;
@@ -43,7 +52,8 @@ Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::s
   for (const std::string& shard : shards) {
     Result<std::unique_ptr<SafetensorsFile>> f = SafetensorsFile::Open(in_dir + "/" + shard);
     if (!f.ok()) return f.status();
-    if ((*f)->metadata().count("specula_quant")) return Error(in_dir + "/" + shard + ": already quantized");
+    if ((*f)->metadata().count("specula_quant"))
+      return Error(in_dir + "/" + shard + ": already quantized");
     std::vector<TensorSpec> specs;
     std::vector<const TensorView*> src;
     std::vector<DType> types;
@@ -67,7 +77,9 @@ Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::s
     // Larger elements first keeps every tensor aligned to its element size.
     std::vector<size_t> order(specs.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return DTypeSize(specs[a].dtype) > DTypeSize(specs[b].dtype); });
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return DTypeSize(specs[a].dtype) > DTypeSize(specs[b].dtype);
+    });
     std::vector<TensorSpec> ordered;
     for (size_t i : order) ordered.push_back(specs[i]);
     std::vector<uint8_t> cache;  // the current tensor, quantized
@@ -82,7 +94,8 @@ Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::s
           const TensorView& t = *src[i];
           if (!IsBlockType(types[i])) {
             const size_t es = DTypeSize(t.dtype);
-            std::memcpy(out, static_cast<const uint8_t*>(t.data) + static_cast<size_t>(off) * es, static_cast<size_t>(n) * es);
+            std::memcpy(out, static_cast<const uint8_t*>(t.data) + static_cast<size_t>(off) * es,
+                        static_cast<size_t>(n) * es);
             return;
           }
           if (cached != i) {
@@ -91,7 +104,9 @@ Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::s
             cache.resize(static_cast<size_t>(rows) * rb);
             row.resize(static_cast<size_t>(cols));
             for (int64_t r = 0; r < rows; ++r) {
-              for (int64_t c = 0; c < cols; ++c) row[static_cast<size_t>(c)] = LoadAsF32(t.dtype, t.data, static_cast<size_t>(r * cols + c));
+              for (int64_t c = 0; c < cols; ++c)
+                row[static_cast<size_t>(c)] =
+                    LoadAsF32(t.dtype, t.data, static_cast<size_t>(r * cols + c));
               QuantizeRow(types[i], row.data(), cols, cache.data() + static_cast<size_t>(r) * rb);
             }
             cached = i;

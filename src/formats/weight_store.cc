@@ -50,13 +50,14 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
         return Error(f->path() + ": __metadata__.specula_quant: expected a JSON object");
       for (auto it = q->begin(); it != q->end(); ++it) {
         const std::string type = it.value().is_string() ? it.value().get<std::string>() : "";
-        if (type != "Q8_0" && type != "Q4_0" && type != "Q6_K") {
+        if (type != "Q8_0" && type != "Q4_0" && type != "Q6_K" && type != "Q4_K") {
           return Error(f->path() + ": __metadata__.specula_quant." + it.key() +
-                       ": expected \"Q8_0\", \"Q4_0\" or \"Q6_K\"");
+                       ": expected \"Q8_0\", \"Q4_0\", \"Q6_K\" or \"Q4_K\"");
         }
         quant[it.key()] = type == "Q8_0"   ? DType::kQ8_0
                           : type == "Q4_0" ? DType::kQ4_0
-                                           : DType::kQ6_K;
+                          : type == "Q6_K" ? DType::kQ6_K
+                                           : DType::kQ4_K;
       }
     }
     for (const auto& [qname, qtype] : quant) {
@@ -137,7 +138,7 @@ Result<const TensorView*> RequireTensor(const WeightStore& store, const std::str
   if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
       !IsBlockType(t->dtype)) {
     return Error(where + ": dtype " + std::string(DTypeName(t->dtype)) +
-                 " is not a weight type (F32, F16, BF16, Q8_0, Q4_0)");
+                 " is not a weight type (F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K)");
   }
   if (IsBlockType(t->dtype) && t->shape.size() != 2) {
     return Error(where + ": a quantized tensor must be a matrix (shape " + t->ShapeString() + ")");

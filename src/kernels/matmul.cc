@@ -281,6 +281,8 @@ void MatMulRows(const MatMulRowsArgs& a) {
       return MatMulRowsQ<DType::kQ4_0>(a);
     case DType::kQ6_K:
       return MatMulRowsQ6K(a);
+    case DType::kQ4_K:
+      return MatMulRowsQ4K(a);
     default:
       return MatMulRowsT<float>(a);
   }

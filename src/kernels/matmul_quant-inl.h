@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
@@ -345,6 +346,112 @@ void MatMulRowsQ6K(const MatMulRowsArgs& a) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
       DotGroupTail<kQuantRows>(rows, TileAt(a, q, ldw, i, n));
+      i += rows;
+    }
+  }
+}
+
+// Q4_K: per super-block of 256 values, 8 sub-blocks of 32 with a 6-bit scale sc_j and min m_j:
+// x = d sc_j q - dmin m_j. The scale term runs like Q6_K's (4-bit codes times sc_j in int16,
+// |15 * 63| < 2^10, then the same exact int32 pair sums and one multiply-add with d per group). The
+// min term needs only each sub-block's sum of activation codes, taken once per call for every row,
+// so a super-block adds 8 integer multiply-adds per row: dmin * sum_j m_j * xsum_j, exact in int32
+// (|8 * 63 * 32 * 32767| < 2^31), accumulated apart and subtracted at the end.
+
+// A super-block's 256 values as int16 code * sub-block scale, in value order; its mins into m.
+HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled,
+                               int* HWY_RESTRICT m) {
+  const DQ6 d16;
+  const hn::RebindToUnsigned<DQ6> du16;
+  const hn::Rebind<uint8_t, DQ6> d8;
+  const size_t L = hn::Lanes(d16);
+  const auto low = hn::Set(d16, 15);
+  for (int j = 0; j < 8; ++j) {
+    int sc;
+    Q4KScaleMin(w + 4, j, &sc, &m[j]);
+    const auto s = hn::Set(d16, static_cast<int16_t>(sc));
+    const uint8_t* qs = w + 16 + 32 * (j / 2);
+    for (size_t l = 0; l < 32; l += L) {
+      const auto b = hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(d8, qs + l)));
+      const auto q = j % 2 ? hn::ShiftRight<4>(b) : hn::And(b, low);
+      hn::Store(hn::Mul(q, s), d16, scaled + 32 * j + l);
+    }
+  }
+}
+
+// One weight row (job.w) against R activation rows; xsum holds each row's K / 32 sub-block sums of
+// activation codes.
+template <size_t R>
+HWY_INLINE void DotGroupQ4K(const QTile& job, const int32_t* HWY_RESTRICT xsum) {
+  const DQ6 d16;
+  const DQ6W d32;
+  const DQ6F df;
+  const size_t L = hn::Lanes(d16);
+  const size_t subs = job.K / 32;
+  HWY_ALIGN int16_t scaled[kSuperBlock];
+  int m[8];
+  hn::Vec<DQ6F> acc[R];
+  float mins[R];
+  for (size_t r = 0; r < R; ++r) {
+    acc[r] = hn::Zero(df);
+    mins[r] = 0.0f;
+  }
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t k = 0; k < job.K; k += kSuperBlock, w += DTypeSize(DType::kQ4_K)) {
+    for (size_t b = 0; b < DTypeSize(DType::kQ4_K); b += 64)
+      __builtin_prefetch(w + kPrefetchBytes + b, 0, 1);
+    ScaledCodesQ4K(w, scaled, m);
+    uint16_t dh, mh;
+    std::memcpy(&dh, w, 2);
+    std::memcpy(&mh, w + 2, 2);
+    const auto d = hn::Set(df, F16ToF32Fast(dh));
+    const float dmin = F16ToF32Fast(mh);
+    for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
+      for (size_t r = 0; r < R; ++r) {
+        const int16_t* x = job.xq + r * job.ldq + k + g;
+        auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+        for (size_t v = 0; v < kQ6Group; v += L)
+          s0 = hn::ReorderWidenMulAccumulate(d32, hn::Load(d16, scaled + g + v),
+                                             hn::LoadU(d16, x + v), s0, s1);
+        acc[r] = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), d, acc[r]);
+      }
+    }
+    for (size_t r = 0; r < R; ++r) {
+      const int32_t* xs = xsum + r * subs + k / 32;
+      int32_t s = 0;
+      for (int j = 0; j < 8; ++j) s += m[j] * xs[j];
+      mins[r] = std::fma(dmin, static_cast<float>(s), mins[r]);  // fma: the same bits for any R
+    }
+  }
+  for (size_t r = 0; r < R; ++r)
+    job.out[r * job.ldo] = (hn::GetLane(hn::SumOfLanes(df, acc[r])) - mins[r]) * job.xscale[r];
+}
+
+template <size_t R>
+HWY_INLINE void DotGroupQ4KTail(size_t rows, const QTile& job, const int32_t* xsum) {
+  if constexpr (R > 0) {
+    if (rows == R) return DotGroupQ4K<R>(job, xsum);
+    DotGroupQ4KTail<R - 1>(rows, job, xsum);
+  }
+}
+
+void MatMulRowsQ4K(const MatMulRowsArgs& a) {
+  const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
+  const size_t K = static_cast<size_t>(a.w.cols), subs = K / 32;
+  const QuantActs q = PrepareQuantActs(a);
+  std::vector<int32_t> xsum(a.m * subs);  // [m, K / 32]
+  for (size_t r = 0; r < a.m; ++r) {
+    for (size_t j = 0; j < subs; ++j) {
+      const int16_t* x = q.codes + r * K + 32 * j;
+      int32_t s = 0;
+      for (size_t l = 0; l < 32; ++l) s += x[l];
+      xsum[r * subs + j] = s;
+    }
+  }
+  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+    for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
+      const size_t rows = TileRows(a.m, t, kQuantRows);
+      DotGroupQ4KTail<kQuantRows>(rows, TileAt(a, q, ldw, i, n), xsum.data() + i * subs);
       i += rows;
     }
   }

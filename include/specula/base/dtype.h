@@ -10,49 +10,93 @@ namespace specula {
 // Element dtypes store one value per DTypeSize() bytes. Block dtypes (Q8_0, Q4_0) store 32 values
 // per block in GGUF's layouts, so quantized rows interoperate with llama.cpp's files:
 //   Q8_0: {f16 d; int8 q[32]}    34 bytes, x = d * q
-//   Q4_0: {f16 d; uint8 q[16]}   18 bytes, x_j = d * ((q[j] & 15) - 8), x_{j+16} = d * ((q[j] >> 4) - 8)
-//   Q6_K: {uint8 ql[128]; uint8 qh[64]; int8 sc[16]; f16 d}   210 bytes per 256 values (a k-quant):
+//   Q4_0: {f16 d; uint8 q[16]}   18 bytes, x_j = d * ((q[j] & 15) - 8), x_{j+16} = d * ((q[j] >> 4)
+//   - 8) Q6_K: {uint8 ql[128]; uint8 qh[64]; int8 sc[16]; f16 d}   210 bytes per 256 values (a
+//   k-quant):
 //         value v has scale d * sc[v / 16] and a 6-bit code (4 bits in ql, 2 in qh) minus 32.
-enum class DType : uint8_t { kF32, kF16, kBF16, kI64, kI32, kU8, kQ8_0, kQ4_0, kQ6_K };
+//   Q4_K: {f16 d; f16 dmin; uint8 scales[12]; uint8 qs[128]}   144 bytes per 256 values: sub-block
+//         j of 32 values has a 6-bit scale sc_j and min m_j (packed in `scales`), value
+//         x = d * sc_j * q - dmin * m_j with q a 4-bit code (qs[32 (j / 2) + l], low nibble for
+//         even j, high for odd).
+enum class DType : uint8_t { kF32, kF16, kBF16, kI64, kI32, kU8, kQ8_0, kQ4_0, kQ6_K, kQ4_K };
 
-constexpr bool IsBlockType(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K; }
-constexpr int64_t kQuantBlock = 32;  // values per Q8_0/Q4_0 block
+constexpr bool IsBlockType(DType t) {
+  return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K || t == DType::kQ4_K;
+}
+constexpr bool IsSuperBlockType(DType t) { return t == DType::kQ6_K || t == DType::kQ4_K; }
+constexpr int64_t kQuantBlock = 32;   // values per Q8_0/Q4_0 block
 constexpr int64_t kSuperBlock = 256;  // values per k-quant super-block
-constexpr int64_t BlockValues(DType t) { return t == DType::kQ6_K ? kSuperBlock : kQuantBlock; }
+constexpr int64_t BlockValues(DType t) { return IsSuperBlockType(t) ? kSuperBlock : kQuantBlock; }
 
 // Bytes per element (element dtypes) or per block (block dtypes).
 constexpr size_t DTypeSize(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kI64: return 8;
-    case DType::kI32: return 4;
-    case DType::kU8: return 1;
-    case DType::kQ8_0: return 34;
-    case DType::kQ4_0: return 18;
-    case DType::kQ6_K: return 210;
+    case DType::kF32:
+      return 4;
+    case DType::kF16:
+      return 2;
+    case DType::kBF16:
+      return 2;
+    case DType::kI64:
+      return 8;
+    case DType::kI32:
+      return 4;
+    case DType::kU8:
+      return 1;
+    case DType::kQ8_0:
+      return 34;
+    case DType::kQ4_0:
+      return 18;
+    case DType::kQ6_K:
+      return 210;
+    case DType::kQ4_K:
+      return 144;
   }
   return 0;
 }
 
+// Q4_K's 6-bit scale and min of sub-block j (0..7) from its 12 packed bytes: sub-blocks 0-3 in the
+// low 6 bits of bytes j and j + 4, sub-blocks 4-7 in the nibbles of bytes 8-11 plus the top two
+// bits of bytes 0-7.
+inline void Q4KScaleMin(const uint8_t* scales, int j, int* sc, int* m) {
+  if (j < 4) {
+    *sc = scales[j] & 63;
+    *m = scales[j + 4] & 63;
+  } else {
+    *sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
+    *m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+  }
+}
+
 // Bytes of `n` consecutive values (n a multiple of 32 for block dtypes).
 constexpr size_t StorageBytes(DType t, int64_t n) {
-  return IsBlockType(t) ? static_cast<size_t>(n / BlockValues(t)) * DTypeSize(t) : static_cast<size_t>(n) * DTypeSize(t);
+  return IsBlockType(t) ? static_cast<size_t>(n / BlockValues(t)) * DTypeSize(t)
+                        : static_cast<size_t>(n) * DTypeSize(t);
 }
 
 // Names as safetensors (element dtypes) and GGUF (block dtypes) spell them.
 constexpr std::string_view DTypeName(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kU8: return "U8";
-    case DType::kQ8_0: return "Q8_0";
-    case DType::kQ4_0: return "Q4_0";
-    case DType::kQ6_K: return "Q6_K";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kU8:
+      return "U8";
+    case DType::kQ8_0:
+      return "Q8_0";
+    case DType::kQ4_0:
+      return "Q4_0";
+    case DType::kQ6_K:
+      return "Q6_K";
+    case DType::kQ4_K:
+      return "Q4_K";
   }
   return "?";
 }
@@ -84,7 +128,8 @@ inline float F16ToF32Fast(uint16_t h) {
     if ((h & 0x7fffu) == 0) return (h & 0x8000u) ? -0.0f : 0.0f;
     return F16ToF32(h);
   }
-  const uint32_t u = (static_cast<uint32_t>(h & 0x8000u) << 16) | (((h & 0x7fffu) + 0x1c000u) << 13);
+  const uint32_t u =
+      (static_cast<uint32_t>(h & 0x8000u) << 16) | (((h & 0x7fffu) + 0x1c000u) << 13);
   float f;
   std::memcpy(&f, &u, 4);
   return f;
@@ -109,7 +154,9 @@ inline float LoadAsF32(DType t, const void* data, size_t i) {
 
 // Quantizes n values (a multiple of BlockValues(t)) into blocks of `t`, round to nearest, with
 // GGUF's scale rules (Q8_0: d = max|x| / 127; Q4_0: d = x_maxabs / -8; Q6_K: per 16 values a scale
-// mapping the largest magnitude to -32, the 16 scales quantized to int8 against one f16 d).
+// mapping the largest magnitude to -32, the 16 scales quantized to int8 against one f16 d; Q4_K:
+// per 32 values the range [min(x, 0), max(x)] in 15 steps, scales and mins quantized to 6 bits
+// against f16 d and dmin).
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out);
 
 // Rounds an f32 to what `t` can store, then back (e.g. HF casts sqrt(H) to the weight dtype).
@@ -117,12 +164,16 @@ void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out);
 // keep the bf16 rounding and a quantized model scales exactly like its source.
 inline float RoundThrough(DType t, float f) {
   switch (t) {
-    case DType::kF16: return F16ToF32(F32ToF16(f));
+    case DType::kF16:
+      return F16ToF32(F32ToF16(f));
     case DType::kBF16:
     case DType::kQ8_0:
     case DType::kQ4_0:
-    case DType::kQ6_K: return BF16ToF32(F32ToBF16(f));
-    default: return f;
+    case DType::kQ6_K:
+    case DType::kQ4_K:
+      return BF16ToF32(F32ToBF16(f));
+    default:
+      return f;
   }
 }
 
