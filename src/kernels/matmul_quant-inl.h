@@ -354,21 +354,27 @@ void MatMulRowsQ6K(const MatMulRowsArgs& a) {
 // Q4_K: per super-block of 256 values, 8 sub-blocks of 32 with a 6-bit scale sc_j and min m_j:
 // x = d sc_j q - dmin m_j. The scale term runs like Q6_K's (4-bit codes times sc_j in int16,
 // |15 * 63| < 2^10, then the same exact int32 pair sums and one multiply-add with d per group). The
-// min term needs only each sub-block's sum of activation codes, taken once per call for every row,
-// so a super-block adds 8 integer multiply-adds per row: dmin * sum_j m_j * xsum_j, exact in int32
-// (|8 * 63 * 32 * 32767| < 2^31), accumulated apart and subtracted at the end.
+// min term needs only each sub-block's sum of activation codes (exact in f32: |32 * 32767| < 2^24),
+// taken once per call for every row: per super-block and row, dmin * sum_j m_j * xsum_j by a fixed
+// chain of f32 fmas, accumulated apart and subtracted at the end. With 4 or more rows the chains
+// run across rows in vectors (8 FMAs per super-block for up to 16 rows; per row, in int32, they
+// held a 75-token prefill at ~26 % of peak FMA); lane and scalar fma give the same bits, so a row's
+// result does not depend on its group. Folding the products into the vector accumulators made
+// one-row decode ~20 % slower (the mins went through memory: a store-forwarding stall), int32
+// vector sums (vpmulld) 3-10 % slower than f32 FMAs.
 
 // A super-block's 256 values as int16 code * sub-block scale, in value order; its mins into m.
 HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled,
-                               int* HWY_RESTRICT m) {
+                               int32_t* HWY_RESTRICT m) {
   const DQ6 d16;
   const hn::RebindToUnsigned<DQ6> du16;
   const hn::Rebind<uint8_t, DQ6> d8;
   const size_t L = hn::Lanes(d16);
   const auto low = hn::Set(d16, 15);
   for (int j = 0; j < 8; ++j) {
-    int sc;
-    Q4KScaleMin(w + 4, j, &sc, &m[j]);
+    int sc, mj;
+    Q4KScaleMin(w + 4, j, &sc, &mj);
+    m[j] = mj;
     const auto s = hn::Set(d16, static_cast<int16_t>(sc));
     const uint8_t* qs = w + 16 + 32 * (j / 2);
     for (size_t l = 0; l < 32; l += L) {
@@ -379,17 +385,17 @@ HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
   }
 }
 
-// One weight row (job.w) against R activation rows; xsum holds each row's K / 32 sub-block sums of
-// activation codes.
+// One weight row (job.w) against R activation rows. xsum holds the sub-block sums of activation
+// codes transposed, [K / 32, ldsum] from the group's first row, so one vector spans the rows.
 template <size_t R>
-HWY_INLINE void DotGroupQ4K(const QTile& job, const int32_t* HWY_RESTRICT xsum) {
+HWY_INLINE void DotGroupQ4K(const QTile& job, const float* HWY_RESTRICT xsum, size_t ldsum) {
   const DQ6 d16;
   const DQ6W d32;
   const DQ6F df;
-  const size_t L = hn::Lanes(d16);
-  const size_t subs = job.K / 32;
+  const size_t L = hn::Lanes(d16), NF = hn::Lanes(df);
   HWY_ALIGN int16_t scaled[kSuperBlock];
-  int m[8];
+  HWY_ALIGN float s2[kQuantRows + hn::MaxLanes(DQ6F())];
+  int32_t m[8];
   hn::Vec<DQ6F> acc[R];
   float mins[R];
   for (size_t r = 0; r < R; ++r) {
@@ -405,7 +411,6 @@ HWY_INLINE void DotGroupQ4K(const QTile& job, const int32_t* HWY_RESTRICT xsum) 
     std::memcpy(&dh, w, 2);
     std::memcpy(&mh, w + 2, 2);
     const auto d = hn::Set(df, F16ToF32Fast(dh));
-    const float dmin = F16ToF32Fast(mh);
     for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
       for (size_t r = 0; r < R; ++r) {
         const int16_t* x = job.xq + r * job.ldq + k + g;
@@ -416,11 +421,25 @@ HWY_INLINE void DotGroupQ4K(const QTile& job, const int32_t* HWY_RESTRICT xsum) 
         acc[r] = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), d, acc[r]);
       }
     }
-    for (size_t r = 0; r < R; ++r) {
-      const int32_t* xs = xsum + r * subs + k / 32;
-      int32_t s = 0;
-      for (int j = 0; j < 8; ++j) s += m[j] * xs[j];
-      mins[r] = std::fma(dmin, static_cast<float>(s), mins[r]);  // fma: the same bits for any R
+    // The min term's sums s2[r] = sum_j m_j * xsum[r][j] (fma chain in j order): across the rows
+    // in vectors when there are enough of them, else per row; the same bits either way.
+    const float* xs = xsum + (k / 32) * ldsum;
+    const float dmin = F16ToF32Fast(mh);
+    if constexpr (R >= 4) {
+      for (size_t r0 = 0; r0 < R; r0 += NF) {
+        auto s = hn::Zero(df);
+        for (size_t j = 0; j < 8; ++j)
+          s = hn::MulAdd(hn::Set(df, static_cast<float>(m[j])), hn::LoadU(df, xs + j * ldsum + r0),
+                         s);
+        hn::Store(s, df, s2 + r0);
+      }
+      for (size_t r = 0; r < R; ++r) mins[r] = std::fma(dmin, s2[r], mins[r]);
+    } else {
+      for (size_t r = 0; r < R; ++r) {
+        float s = 0.0f;
+        for (size_t j = 0; j < 8; ++j) s = std::fma(static_cast<float>(m[j]), xs[j * ldsum + r], s);
+        mins[r] = std::fma(dmin, s, mins[r]);
+      }
     }
   }
   for (size_t r = 0; r < R; ++r)
@@ -428,10 +447,10 @@ HWY_INLINE void DotGroupQ4K(const QTile& job, const int32_t* HWY_RESTRICT xsum) 
 }
 
 template <size_t R>
-HWY_INLINE void DotGroupQ4KTail(size_t rows, const QTile& job, const int32_t* xsum) {
+HWY_INLINE void DotGroupQ4KTail(size_t rows, const QTile& job, const float* xsum, size_t ld) {
   if constexpr (R > 0) {
-    if (rows == R) return DotGroupQ4K<R>(job, xsum);
-    DotGroupQ4KTail<R - 1>(rows, job, xsum);
+    if (rows == R) return DotGroupQ4K<R>(job, xsum, ld);
+    DotGroupQ4KTail<R - 1>(rows, job, xsum, ld);
   }
 }
 
@@ -439,19 +458,20 @@ void MatMulRowsQ4K(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
   const size_t K = static_cast<size_t>(a.w.cols), subs = K / 32;
   const QuantActs q = PrepareQuantActs(a);
-  std::vector<int32_t> xsum(a.m * subs);  // [m, K / 32]
+  // [K / 32, m] sub-block sums, padded so a vector load from any row stays inside.
+  std::vector<float> xsum(subs * a.m + hn::MaxLanes(DQ6F()));
   for (size_t r = 0; r < a.m; ++r) {
     for (size_t j = 0; j < subs; ++j) {
       const int16_t* x = q.codes + r * K + 32 * j;
       int32_t s = 0;
       for (size_t l = 0; l < 32; ++l) s += x[l];
-      xsum[r * subs + j] = s;
+      xsum[j * a.m + r] = static_cast<float>(s);  // exact: |s| <= 32 * 32767 < 2^24
     }
   }
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
-      DotGroupQ4KTail<kQuantRows>(rows, TileAt(a, q, ldw, i, n), xsum.data() + i * subs);
+      DotGroupQ4KTail<kQuantRows>(rows, TileAt(a, q, ldw, i, n), xsum.data() + i, a.m);
       i += rows;
     }
   }
