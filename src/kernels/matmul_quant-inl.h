@@ -290,13 +290,31 @@ HWY_INLINE void ScaledCodesQ6K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
 #endif
 }
 
-// One weight row (job.w) against R activation rows.
+// acc[r] += d * (a super-block's scaled codes . row r's activation codes from k), summed in exact
+// int32 groups of kQ6Group values. Shared by the k-quants.
 template <size_t R>
-HWY_INLINE void DotGroupQ6K(const QTile& job) {
+HWY_INLINE void AccumulateScaled(const int16_t* HWY_RESTRICT scaled, const QTile& job, size_t k,
+                                 hn::Vec<DQ6F> d, hn::Vec<DQ6F> (&acc)[R]) {
   const DQ6 d16;
   const DQ6W d32;
   const DQ6F df;
   const size_t L = hn::Lanes(d16);
+  for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
+    for (size_t r = 0; r < R; ++r) {
+      const int16_t* x = job.xq + r * job.ldq + k + g;
+      auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+      for (size_t v = 0; v < kQ6Group; v += L)
+        s0 = hn::ReorderWidenMulAccumulate(d32, hn::Load(d16, scaled + g + v),
+                                           hn::LoadU(d16, x + v), s0, s1);
+      acc[r] = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), d, acc[r]);
+    }
+  }
+}
+
+// One weight row (job.w) against R activation rows.
+template <size_t R>
+HWY_INLINE void DotGroupQ6K(const QTile& job) {
+  const DQ6F df;
   HWY_ALIGN int16_t scaled[kSuperBlock];
   hn::Vec<DQ6F> acc[R];
   for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(df);
@@ -310,16 +328,7 @@ HWY_INLINE void DotGroupQ6K(const QTile& job) {
     uint16_t dh;
     std::memcpy(&dh, w + 208, 2);
     const auto d = hn::Set(df, F16ToF32Fast(dh));
-    for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
-      for (size_t r = 0; r < R; ++r) {
-        const int16_t* x = job.xq + r * job.ldq + k + g;
-        auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
-        for (size_t v = 0; v < kQ6Group; v += L)
-          s0 = hn::ReorderWidenMulAccumulate(d32, hn::Load(d16, scaled + g + v),
-                                             hn::LoadU(d16, x + v), s0, s1);
-        acc[r] = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), d, acc[r]);
-      }
-    }
+    AccumulateScaled<R>(scaled, job, k, d, acc);
   }
   for (size_t r = 0; r < R; ++r)
     job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r])) * job.xscale[r];
@@ -389,10 +398,8 @@ HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
 // codes transposed, [K / 32, ldsum] from the group's first row, so one vector spans the rows.
 template <size_t R>
 HWY_INLINE void DotGroupQ4K(const QTile& job, const float* HWY_RESTRICT xsum, size_t ldsum) {
-  const DQ6 d16;
-  const DQ6W d32;
   const DQ6F df;
-  const size_t L = hn::Lanes(d16), NF = hn::Lanes(df);
+  const size_t NF = hn::Lanes(df);
   HWY_ALIGN int16_t scaled[kSuperBlock];
   HWY_ALIGN float s2[kQuantRows + hn::MaxLanes(DQ6F())];
   int32_t m[8];
@@ -411,16 +418,7 @@ HWY_INLINE void DotGroupQ4K(const QTile& job, const float* HWY_RESTRICT xsum, si
     std::memcpy(&dh, w, 2);
     std::memcpy(&mh, w + 2, 2);
     const auto d = hn::Set(df, F16ToF32Fast(dh));
-    for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
-      for (size_t r = 0; r < R; ++r) {
-        const int16_t* x = job.xq + r * job.ldq + k + g;
-        auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
-        for (size_t v = 0; v < kQ6Group; v += L)
-          s0 = hn::ReorderWidenMulAccumulate(d32, hn::Load(d16, scaled + g + v),
-                                             hn::LoadU(d16, x + v), s0, s1);
-        acc[r] = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), d, acc[r]);
-      }
-    }
+    AccumulateScaled<R>(scaled, job, k, d, acc);
     // The min term's sums s2[r] = sum_j m_j * xsum[r][j] (fma chain in j order): across the rows
     // in vectors when there are enough of them, else per row; the same bits either way.
     const float* xs = xsum + (k / 32) * ldsum;
