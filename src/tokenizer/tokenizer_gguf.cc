@@ -12,16 +12,15 @@ bool IsByteToken(const std::string& piece) {
 
 }  // namespace
 
-Result<Json> TokenizerJsonFromGguf(const GgufFile& f) {
-  const Json& md = f.metadata();
-  FieldReader r(md, f.path());
+Result<Json> TokenizerJsonFromGguf(Json md, const std::string& path) {
+  FieldReader r(md, path);
   const std::string model = r.String("tokenizer.ggml.model");
   if (!r.ok()) return r.status();
   if (model != "gemma4") {
     r.Fail("tokenizer.ggml.model", "expected \"gemma4\" (Gemma's BPE with byte fallback)");
     return r.status();
   }
-  auto array_of = [&](const char* key, bool (Json::*is)() const) -> const Json* {
+  auto array_of = [&](const char* key, bool (Json::*is)() const) -> Json* {
     auto it = md.find(key);
     if (it == md.end() || !it->is_array()) {
       r.Fail(key, "required: an array");
@@ -35,8 +34,8 @@ Result<Json> TokenizerJsonFromGguf(const GgufFile& f) {
     }
     return &*it;
   };
-  const Json* tokens = array_of("tokenizer.ggml.tokens", &Json::is_string);
-  const Json* merges = array_of("tokenizer.ggml.merges", &Json::is_string);
+  Json* tokens = array_of("tokenizer.ggml.tokens", &Json::is_string);
+  Json* merges = array_of("tokenizer.ggml.merges", &Json::is_string);
   const Json* types = md.contains("tokenizer.ggml.token_type")
                           ? array_of("tokenizer.ggml.token_type", &Json::is_number_integer)
                           : nullptr;
@@ -52,51 +51,50 @@ Result<Json> TokenizerJsonFromGguf(const GgufFile& f) {
   Json vocab = Json::object(), added = Json::array();
   std::string unk;
   for (size_t id = 0; id < tokens->size(); ++id) {
-    const std::string& piece = (*tokens)[id].get_ref<const std::string&>();
+    // Moved out of the metadata: a 262k-token vocabulary is tens of MB, held once.
+    std::string piece = std::move((*tokens)[id].get_ref<std::string&>());
     const auto type = static_cast<GgufTokenType>(types ? (*types)[id].get<int>() : 1);
     if (piece.empty()) {
-      return Error(f.path() + ": tokenizer.ggml.tokens[" + std::to_string(id) + "] is empty");
+      return Error(path + ": tokenizer.ggml.tokens[" + std::to_string(id) + "] is empty");
     }
-    if (vocab.contains(piece)) {
-      return Error(f.path() + ": tokenizer.ggml.tokens[" + std::to_string(id) + "] '" + piece +
-                   "' repeats token " + std::to_string(vocab[piece].get<int64_t>()));
-    }
-    vocab[piece] = id;
     if (static_cast<int64_t>(id) == unk_id) unk = piece;
     if (type == GgufTokenType::kControl || type == GgufTokenType::kUnknown ||
         type == GgufTokenType::kUserDefined) {
       added.push_back(
           {{"id", id}, {"content", piece}, {"special", type != GgufTokenType::kUserDefined}});
     }
+    auto [it, fresh] = vocab.get_ref<Json::object_t&>().emplace(std::move(piece), id);
+    if (!fresh) {
+      return Error(path + ": tokenizer.ggml.tokens[" + std::to_string(id) + "] '" + it->first +
+                   "' repeats token " + std::to_string(it->second.get<int64_t>()));
+    }
   }
-  Json pairs = Json::array();
+  // Merges stay "left right" strings, which tokenizer.json allows too (split, as llama.cpp does, at
+  // the first space after the first byte).
   for (size_t i = 0; i < merges->size(); ++i) {
-    // "left right": llama.cpp splits at the first space after the first byte.
     const std::string& m = (*merges)[i].get_ref<const std::string&>();
     const size_t sp = m.find(' ', 1);
     if (sp == std::string::npos || sp + 1 >= m.size()) {
-      return Error(f.path() + ": tokenizer.ggml.merges[" + std::to_string(i) + "] '" + m +
+      return Error(path + ": tokenizer.ggml.merges[" + std::to_string(i) + "] '" + m +
                    "' is not two tokens separated by a space");
     }
-    pairs.push_back({m.substr(0, sp), m.substr(sp + 1)});
   }
   const std::string mark = "\xE2\x96\x81";  // U+2581, SentencePiece's space
-  Json model_json = {{"type", "BPE"},
-                     {"byte_fallback", true},
-                     {"fuse_unk", true},
-                     {"vocab", vocab},
-                     {"merges", pairs}};
+  Json model_json = {{"type", "BPE"}, {"byte_fallback", true}, {"fuse_unk", true}};
+  model_json["vocab"] = std::move(vocab);
+  model_json["merges"] = std::move(*merges);
   if (!unk.empty()) model_json["unk_token"] = unk;
-  return Json{
-      {"added_tokens", added},
+  Json root = {
       {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", mark}}},
       {"pre_tokenizer",
        {{"type", "Split"},
         {"pattern", {{"String", " "}}},
         {"behavior", "MergedWithPrevious"},
         {"invert", false}}},
-      {"model", model_json},
   };
+  root["added_tokens"] = std::move(added);
+  root["model"] = std::move(model_json);
+  return root;
 }
 
 Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& j, const std::string& file,
@@ -199,7 +197,8 @@ Result<std::unique_ptr<Tokenizer>> LoadCheckpointTokenizer(const std::string& ch
   if (!IsGgufPath(checkpoint)) return Tokenizer::LoadFile(checkpoint + "/tokenizer.json");
   Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(checkpoint);
   if (!f.ok()) return f.status();
-  Result<Json> j = TokenizerJsonFromGguf(**f);
+  Result<Json> j = TokenizerJsonFromGguf((*f)->TakeMetadata(), checkpoint);
+  f->reset();  // unmap before the tokenizer builds its tables
   if (!j.ok()) return j.status();
   return Tokenizer::FromJson(*j, checkpoint + " (its tokenizer.ggml.* keys)");
 }

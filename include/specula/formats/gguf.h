@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "specula/base/json.h"
@@ -45,8 +46,10 @@ class GgufFile {
   uint32_t version() const { return version_; }
   const Json& metadata() const { return metadata_; }  // an object: key -> value
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
-  // Frees the parsed metadata (tens of MB for a 262k-token vocabulary) once it has been read.
+  // Frees the parsed metadata (tens of MB for a 262k-token vocabulary) once it has been read, or
+  // hands it over.
   void ReleaseMetadata() { metadata_ = Json::object(); }
+  Json TakeMetadata() { return std::exchange(metadata_, Json::object()); }
 
   // Parses a whole file already in memory (used by Open and by the fuzz test). Tensor views point
   // into `data`; `path` names the file in errors and in each view.
