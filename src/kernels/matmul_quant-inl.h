@@ -394,6 +394,37 @@ HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
   }
 }
 
+// One row (decode): ScaledCodesQ4K's products go straight into AccumulateScaled's sums, in the same
+// lanes and groups, instead of through memory (the same exact int32 sums, so the same bits).
+HWY_INLINE void DotScaledQ4K(const uint8_t* HWY_RESTRICT w, const int16_t* HWY_RESTRICT x,
+                             hn::Vec<DQ6F> d, int32_t* HWY_RESTRICT m, hn::Vec<DQ6F>& acc) {
+  const DQ6 d16;
+  const DQ6W d32;
+  const DQ6F df;
+  const hn::RebindToUnsigned<DQ6> du16;
+  const hn::Rebind<uint8_t, DQ6> d8;
+  const size_t L = hn::Lanes(d16);
+  int16_t sc[8];
+  for (int j = 0; j < 8; ++j) {
+    int s, mj;
+    Q4KScaleMin(w + 4, j, &s, &mj);
+    sc[j] = static_cast<int16_t>(s);
+    m[j] = mj;
+  }
+  const auto low = hn::Set(d16, 15);
+  for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
+    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+    for (size_t v = g; v < g + kQ6Group; v += L) {
+      const size_t j = v / 32;
+      const auto b =
+          hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(d8, w + 16 + 32 * (j / 2) + v % 32)));
+      const auto q = hn::Mul(j % 2 ? hn::ShiftRight<4>(b) : hn::And(b, low), hn::Set(d16, sc[j]));
+      s0 = hn::ReorderWidenMulAccumulate(d32, q, hn::LoadU(d16, x + v), s0, s1);
+    }
+    acc = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), d, acc);
+  }
+}
+
 // One weight row (job.w) against R activation rows. xsum holds the sub-block sums of activation
 // codes transposed, [K / 32, ldsum] from the group's first row, so one vector spans the rows.
 template <size_t R>
@@ -413,12 +444,16 @@ HWY_INLINE void DotGroupQ4K(const QTile& job, const float* HWY_RESTRICT xsum, si
   for (size_t k = 0; k < job.K; k += kSuperBlock, w += DTypeSize(DType::kQ4_K)) {
     for (size_t b = 0; b < DTypeSize(DType::kQ4_K); b += 64)
       __builtin_prefetch(w + kPrefetchBytes + b, 0, 1);
-    ScaledCodesQ4K(w, scaled, m);
     uint16_t dh, mh;
     std::memcpy(&dh, w, 2);
     std::memcpy(&mh, w + 2, 2);
     const auto d = hn::Set(df, F16ToF32Fast(dh));
-    AccumulateScaled<R>(scaled, job, k, d, acc);
+    if constexpr (R == 1) {
+      DotScaledQ4K(w, job.xq + k, d, m, acc[0]);
+    } else {
+      ScaledCodesQ4K(w, scaled, m);
+      AccumulateScaled<R>(scaled, job, k, d, acc);
+    }
     // The min term's sums s2[r] = sum_j m_j * xsum[r][j] (fma chain in j order): across the rows
     // in vectors when there are enough of them, else per row; the same bits either way.
     const float* xs = xsum + (k / 32) * ldsum;
