@@ -370,7 +370,9 @@ void MatMulRowsQ6K(const MatMulRowsArgs& a) {
 // held a 75-token prefill at ~26 % of peak FMA); lane and scalar fma give the same bits, so a row's
 // result does not depend on its group. Folding the products into the vector accumulators made
 // one-row decode ~20 % slower (the mins went through memory: a store-forwarding stall), int32
-// vector sums (vpmulld) 3-10 % slower than f32 FMAs.
+// vector sums (vpmulld) 3-10 % slower than f32 FMAs. One-row decode streams ~17 GB/s, bound by
+// the per-super-block work (8 scale/min decodes, 8 vectors unpacked and scaled); feeding the scaled
+// codes straight into the sums instead of through `scaled` gained nothing.
 
 // A super-block's 256 values as int16 code * sub-block scale, in value order; its mins into m.
 HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled,
@@ -391,37 +393,6 @@ HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
       const auto q = j % 2 ? hn::ShiftRight<4>(b) : hn::And(b, low);
       hn::Store(hn::Mul(q, s), d16, scaled + 32 * j + l);
     }
-  }
-}
-
-// One row (decode): ScaledCodesQ4K's products go straight into AccumulateScaled's sums, in the same
-// lanes and groups, instead of through memory (the same exact int32 sums, so the same bits).
-HWY_INLINE void DotScaledQ4K(const uint8_t* HWY_RESTRICT w, const int16_t* HWY_RESTRICT x,
-                             hn::Vec<DQ6F> d, int32_t* HWY_RESTRICT m, hn::Vec<DQ6F>& acc) {
-  const DQ6 d16;
-  const DQ6W d32;
-  const DQ6F df;
-  const hn::RebindToUnsigned<DQ6> du16;
-  const hn::Rebind<uint8_t, DQ6> d8;
-  const size_t L = hn::Lanes(d16);
-  int16_t sc[8];
-  for (int j = 0; j < 8; ++j) {
-    int s, mj;
-    Q4KScaleMin(w + 4, j, &s, &mj);
-    sc[j] = static_cast<int16_t>(s);
-    m[j] = mj;
-  }
-  const auto low = hn::Set(d16, 15);
-  for (size_t g = 0; g < kSuperBlock; g += kQ6Group) {
-    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
-    for (size_t v = g; v < g + kQ6Group; v += L) {
-      const size_t j = v / 32;
-      const auto b =
-          hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(d8, w + 16 + 32 * (j / 2) + v % 32)));
-      const auto q = hn::Mul(j % 2 ? hn::ShiftRight<4>(b) : hn::And(b, low), hn::Set(d16, sc[j]));
-      s0 = hn::ReorderWidenMulAccumulate(d32, q, hn::LoadU(d16, x + v), s0, s1);
-    }
-    acc = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), d, acc);
   }
 }
 
@@ -448,12 +419,8 @@ HWY_INLINE void DotGroupQ4K(const QTile& job, const float* HWY_RESTRICT xsum, si
     std::memcpy(&dh, w, 2);
     std::memcpy(&mh, w + 2, 2);
     const auto d = hn::Set(df, F16ToF32Fast(dh));
-    if constexpr (R == 1) {
-      DotScaledQ4K(w, job.xq + k, d, m, acc[0]);
-    } else {
-      ScaledCodesQ4K(w, scaled, m);
-      AccumulateScaled<R>(scaled, job, k, d, acc);
-    }
+    ScaledCodesQ4K(w, scaled, m);
+    AccumulateScaled<R>(scaled, job, k, d, acc);
     // The min term's sums s2[r] = sum_j m_j * xsum[r][j] (fma chain in j order): across the rows
     // in vectors when there are enough of them, else per row; the same bits either way.
     const float* xs = xsum + (k / 32) * ldsum;
