@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -335,36 +336,42 @@ std::string Gemma4AssistantHfName(const std::string& gguf_name) {
   return gguf_name == "output.weight" ? "" : Gemma4HfName(gguf_name, "model.");
 }
 
-std::string Gemma4AssistantGgufName(const std::string& hf_name) {
-  for (const auto& [gg, hf] : kAssistantNames) {
-    if (hf_name == hf) return gg;
-  }
-  Gemma4Config c;  // only the prefix and the layer bound matter here
-  c.tensor_prefix = "model.";
-  c.num_layers = 1 << 20;
-  const std::string gg = Gemma4GgufName(hf_name, c);
-  return gg.find("per_layer") == std::string::npos && gg != "output.weight" ? gg : "";
-}
+namespace {
 
-std::string Gemma4GgufName(const std::string& hf_name, const Gemma4Config& c) {
-  if (hf_name == "lm_head.weight") return "output.weight";
-  const std::string& p = c.tensor_prefix;
-  if (hf_name.compare(0, p.size(), p) != 0) return "";
-  const std::string rest = hf_name.substr(p.size());
+// The GGUF name of a global or per-layer tensor under `prefix`, layers below `layers`; "" if none.
+std::string GgufNameUnder(const std::string& hf_name, const std::string& prefix, int layers) {
+  if (hf_name.compare(0, prefix.size(), prefix) != 0) return "";
+  const std::string rest = hf_name.substr(prefix.size());
   for (const auto& [gg, hf] : kGlobalNames) {
     if (rest == hf) return gg;
   }
   const auto [layer, suffix] = SplitLayer(rest, "layers.");
-  if (layer < 0 || layer >= c.num_layers) return "";
+  if (layer < 0 || layer >= layers) return "";
   for (const auto& [gg, hf] : kLayerNames) {
     if (suffix == hf) return "blk." + std::to_string(layer) + "." + gg;
   }
   return "";
 }
 
-std::vector<float> Gemma4RopeFreqs(const Gemma4Config& c) {
-  std::vector<float> f(static_cast<size_t>(c.global_head_dim / 2), 1e30f);
-  for (int i = 0; i < c.rope_full.rotated_pairs; ++i) f[static_cast<size_t>(i)] = 1.0f;
+}  // namespace
+
+std::string Gemma4AssistantGgufName(const std::string& hf_name) {
+  for (const auto& [gg, hf] : kAssistantNames) {
+    if (hf_name == hf) return gg;
+  }
+  // Assistants have no per-layer embeddings; their own layer count is checked when they load.
+  const std::string gg = GgufNameUnder(hf_name, "model.", std::numeric_limits<int>::max());
+  return gg.find("per_layer") == std::string::npos ? gg : "";
+}
+
+std::string Gemma4GgufName(const std::string& hf_name, const Gemma4Config& c) {
+  if (hf_name == "lm_head.weight") return "output.weight";
+  return GgufNameUnder(hf_name, c.tensor_prefix, c.num_layers);
+}
+
+std::vector<float> Gemma4RopeFreqs(int global_head_dim, const RopeSpec& full) {
+  std::vector<float> f(static_cast<size_t>(global_head_dim / 2), 1e30f);
+  for (int i = 0; i < full.rotated_pairs; ++i) f[static_cast<size_t>(i)] = 1.0f;
   return f;
 }
 
@@ -425,11 +432,7 @@ TensorToWrite AsWritten(const std::string& name, const TensorView& v,
     return {name, v.dtype, v.shape, v.data};
   }
   std::vector<float>& w = keep->emplace_back(static_cast<size_t>(v.numel()));
-  for (size_t i = 0; i < w.size(); ++i) {
-    uint16_t bits;
-    std::memcpy(&bits, static_cast<const uint8_t*>(v.data) + 2 * i, 2);
-    w[i] = v.dtype == DType::kBF16 ? BF16ToF32(bits) : F16ToF32(bits);
-  }
+  for (size_t i = 0; i < w.size(); ++i) w[i] = LoadAsF32(v.dtype, v.data, i);
   return {name, DType::kF32, v.shape, w.data()};
 }
 
@@ -498,7 +501,7 @@ Result<GgufConvertStats> ConvertGemma4ToGguf(const std::string& dir,
     tensors.push_back(t);
     stats.bytes += StorageBytes(t.dtype, view->numel());
   }
-  const std::vector<float> rope = Gemma4RopeFreqs(c);
+  const std::vector<float> rope = Gemma4RopeFreqs(c.global_head_dim, c.rope_full);
   tensors.push_back(
       {"rope_freqs.weight", DType::kF32, {static_cast<int64_t>(rope.size())}, rope.data()});
   stats.tensors = static_cast<int>(tensors.size());
@@ -572,12 +575,9 @@ Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
     tensors.push_back(w);
     stats.bytes += StorageBytes(w.dtype, view->numel());
   }
-  Gemma4Config rope;
-  rope.global_head_dim = c.global_head_dim;
-  rope.rope_full = c.rope_full;
-  const std::vector<float> freqs = Gemma4RopeFreqs(rope);
+  const std::vector<float> rope = Gemma4RopeFreqs(c.global_head_dim, c.rope_full);
   tensors.push_back(
-      {"rope_freqs.weight", DType::kF32, {static_cast<int64_t>(freqs.size())}, freqs.data()});
+      {"rope_freqs.weight", DType::kF32, {static_cast<int64_t>(rope.size())}, rope.data()});
   stats.tensors = static_cast<int>(tensors.size());
   if (Status s = WriteGguf(out, kvs, tensors); !s.ok()) return s;
   return stats;

@@ -58,7 +58,8 @@ Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
                                                       const AssistantGgufOptions& options,
                                                       const std::string& out);
 
-// llama.cpp's rope_freqs tensor for `c`: 1 for rotated pairs of full layers, 1e30 for the rest.
-std::vector<float> Gemma4RopeFreqs(const Gemma4Config& c);
+// llama.cpp's rope_freqs tensor for full layers of head size `global_head_dim` rotated as `full`:
+// 1 for rotated pairs, 1e30 for the rest.
+std::vector<float> Gemma4RopeFreqs(int global_head_dim, const RopeSpec& full);
 
 }  // namespace specula
