@@ -50,14 +50,13 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
         return Error(f->path() + ": __metadata__.specula_quant: expected a JSON object");
       for (auto it = q->begin(); it != q->end(); ++it) {
         const std::string type = it.value().is_string() ? it.value().get<std::string>() : "";
-        if (type != "Q8_0" && type != "Q4_0" && type != "Q6_K" && type != "Q4_K") {
+        for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K}) {
+          if (type == DTypeName(t)) quant[it.key()] = t;
+        }
+        if (!quant.count(it.key())) {
           return Error(f->path() + ": __metadata__.specula_quant." + it.key() +
                        ": expected \"Q8_0\", \"Q4_0\", \"Q6_K\" or \"Q4_K\"");
         }
-        quant[it.key()] = type == "Q8_0"   ? DType::kQ8_0
-                          : type == "Q4_0" ? DType::kQ4_0
-                          : type == "Q6_K" ? DType::kQ6_K
-                                           : DType::kQ4_K;
       }
     }
     for (const auto& [qname, qtype] : quant) {
