@@ -183,6 +183,78 @@ TEST(Gguf, CorruptFilesGiveClearErrors) {
   EXPECT_NE(ParseBytes(arr.s).status().message().find("cannot fit"), std::string::npos);
 }
 
+// A tensor-table entry for TableFile: F32 of `ne` (innermost first) at `offset`.
+struct Entry {
+  std::string name;
+  std::vector<uint64_t> ne;
+  uint64_t offset;
+};
+// A file whose header declares `count` tensors, followed by `entries`, zero padding to 32 bytes
+// and `data` bytes of tensor data.
+std::string TableFile(uint64_t count, const std::vector<Entry>& entries, size_t data) {
+  Bytes b;
+  b.Put<uint32_t>(0x46554747).Put<uint32_t>(3).Put<uint64_t>(count).Put<uint64_t>(0);
+  for (const Entry& e : entries) {
+    b.Str(e.name).Put(static_cast<uint32_t>(e.ne.size()));
+    for (uint64_t d : e.ne) b.Put(d);
+    b.Put<uint32_t>(0).Put(e.offset);
+  }
+  while (b.s.size() % 32) b.s += '\0';
+  std::string out = b.s;
+  for (size_t i = 0; i < data; ++i) out += static_cast<char>(0x40 + i % 7);  // not zeros
+  return out;
+}
+
+// Tables that do not describe the data consistently would load and compute with other bytes than
+// the tensors' own: each is refused, naming the file and the tensor.
+TEST(Gguf, InconsistentTensorTableIsRefused) {
+  const Entry a{"a", {16}, 0}, b{"b", {8}, 64}, c{"c", {8}, 96};  // 64 + 32 + 32 bytes
+  ASSERT_TRUE(ParseBytes(TableFile(3, {a, b, c}, 128)).ok());
+  struct Case {
+    std::string what, bytes;
+    std::vector<std::string> expect;
+  } cases[] = {
+      {"overlapping data",
+       TableFile(3, {a, {"b", {8}, 32}, c}, 128),
+       {"tensors 'a'", "and 'b'", "overlap"}},
+      {"the same data", TableFile(2, {a, {"b", {16}, 0}}, 64), {"'a'", "'b'", "overlap"}},
+      {"overlap found only after sorting",
+       TableFile(3, {{"b", {8}, 32}, c, a}, 128),
+       {"'a'", "'b'", "overlap"}},
+      {"a name twice", TableFile(3, {a, b, {"a", {8}, 96}}, 128), {"tensor 'a' appears twice"}},
+      {"count below the entries",
+       TableFile(2, {a, b, c}, 128),
+       {"tensor count 2 is smaller than the tensor table", "tensor 'c'", "follows tensor 'b'"}},
+      {"count of none", TableFile(0, {a}, 64), {"tensor count 0", "tensor 'a'"}},
+      {"count above the entries",
+       TableFile(4, {a, b, c}, 128),
+       {"entry #3 of the 4 the tensor count declares", "after tensor 'c'"}},
+      {"count above, data right after the table",
+       TableFile(2, {a}, 64),
+       {"entry #1 of the 2 the tensor count declares", "after tensor 'a'"}},
+      {"data past the end",
+       TableFile(3, {a, b, {"c", {8}, 128}}, 128),
+       {"tensor 'c'", "runs past the end"}},
+      {"unaligned offset",
+       TableFile(3, {a, {"b", {8}, 72}, c}, 128),
+       {"tensor 'b'", "not a multiple of the 32-byte alignment"}},
+  };
+  for (const Case& k : cases) {
+    Result<std::unique_ptr<GgufFile>> f = ParseBytes(k.bytes);
+    if (f.ok()) {
+      ADD_FAILURE() << k.what << ": loaded";
+      continue;
+    }
+    const std::string msg = f.status().message();
+    EXPECT_EQ(msg.rfind("x.gguf: ", 0), 0u) << k.what << ": " << msg;
+    for (const std::string& e : k.expect) {
+      EXPECT_NE(msg.find(e), std::string::npos) << k.what << ": " << msg;
+    }
+  }
+  // Files the engine writes still load: packed tables, and a converted checkpoint.
+  EXPECT_TRUE(GgufFile::Open(ValidFile(test::TempDir("gguf-table"))).ok());
+}
+
 // Flipped bytes, truncations and splices of a valid file: a parse whose views stay inside the
 // buffer, or an error; never a crash or a hang (the sanitizer build runs this too).
 TEST(Gguf, MutationFuzz) {

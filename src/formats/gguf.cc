@@ -1,5 +1,6 @@
 #include "specula/formats/gguf.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -173,6 +174,69 @@ Json ReadValue(Cursor& c, GgufType t, const std::string& key, int depth) {
   return nullptr;
 }
 
+// One entry of the tensor table as read, before it is checked.
+struct TensorEntry {
+  std::string name;
+  std::vector<uint64_t> ne;  // GGUF order: innermost first
+  uint32_t type = 0;
+  uint64_t offset = 0;
+};
+
+// Reads one tensor-table entry; a failure sticks in the cursor. Only the dimension count is
+// checked here, since it sizes the rest of the entry.
+TensorEntry ReadTensorEntry(Cursor& c, uint64_t index) {
+  TensorEntry e;
+  e.name = c.String("tensor name #" + std::to_string(index));
+  const uint32_t n_dims = c.Read<uint32_t>("tensor dimensions");
+  if (!c.ok()) return e;
+  if (n_dims < 1 || n_dims > 4) {
+    c.Fail("tensor '" + e.name + "': " + std::to_string(n_dims) + " dimensions (1 to 4 are valid)");
+    return e;
+  }
+  for (uint32_t d = 0; d < n_dims; ++d) e.ne.push_back(c.Read<uint64_t>("a tensor dimension"));
+  e.type = c.Read<uint32_t>("a tensor type");
+  e.offset = c.Read<uint64_t>("a tensor offset");
+  return e;
+}
+
+// Checks an entry on its own (dimensions, type, whole blocks, alignment) and describes it in
+// `view` (no data yet).
+Status CheckTensorEntry(const TensorEntry& e, uint64_t alignment, const std::string& path,
+                        TensorView* view) {
+  const std::string where = path + ": tensor '" + e.name + "'";
+  uint64_t numel = 1;
+  for (const uint64_t v : e.ne) {
+    if (v == 0 || v > (uint64_t{1} << 40) || numel > (uint64_t{1} << 42) / v) {
+      return Error(where + ": dimension " + std::to_string(v) + " is out of range");
+    }
+    numel *= v;
+  }
+  if (!TensorDType(e.type, &view->dtype)) {
+    return Error(where + ": ggml type " + GgmlTypeName(e.type) +
+                 " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K and I32 are)");
+  }
+  if (IsBlockType(view->dtype) && e.ne[0] % static_cast<uint64_t>(BlockValues(view->dtype)) != 0) {
+    return Error(where + ": rows of " + std::to_string(e.ne[0]) + " values are not whole " +
+                 std::string(DTypeName(view->dtype)) + " blocks");
+  }
+  if (e.offset % alignment != 0) {
+    return Error(where + ": data offset " + std::to_string(e.offset) +
+                 " is not a multiple of the " + std::to_string(alignment) + "-byte alignment");
+  }
+  view->name = e.name;
+  view->shape.assign(e.ne.rbegin(), e.ne.rend());
+  view->nbytes = StorageBytes(view->dtype, static_cast<int64_t>(numel));
+  return OkStatus();
+}
+
+// ggml limits tensor names to 63 bytes; a longer "name" after the table is not an entry.
+constexpr uint64_t kMaxProbedNameBytes = 256;
+
+bool IsPrintable(const std::string& s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char ch) { return static_cast<unsigned char>(ch) >= 0x20; });
+}
+
 }  // namespace
 
 bool IsGgufPath(const std::string& path) {
@@ -234,44 +298,41 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t si
   };
   std::vector<Pending> pending;
   for (uint64_t i = 0; i < n_tensors && c.ok(); ++i) {
-    const std::string name = c.String("tensor name #" + std::to_string(i));
-    const std::string where = path + ": tensor '" + name + "'";
-    const uint32_t n_dims = c.Read<uint32_t>("tensor dimensions");
-    if (c.ok() && (n_dims < 1 || n_dims > 4)) {
-      return Error(where + ": " + std::to_string(n_dims) + " dimensions (1 to 4 are valid)");
+    const TensorEntry e = ReadTensorEntry(c, i);
+    if (c.ok() && e.name.empty()) c.Fail("a tensor entry has no name");
+    if (!c.ok()) {
+      // Past the first entry, a table that stops parsing usually means a count larger than it.
+      if (pending.empty()) return c.status();
+      return Error(c.status().message() + " (entry #" + std::to_string(i) + " of the " +
+                   std::to_string(n_tensors) + " the tensor count declares, after tensor '" +
+                   pending.back().view.name + "')");
     }
-    std::vector<int64_t> ne(n_dims);
-    uint64_t numel = 1;
-    for (uint32_t d = 0; d < n_dims && c.ok(); ++d) {
-      const uint64_t v = c.Read<uint64_t>("a tensor dimension");
-      if (c.ok() && (v == 0 || v > (uint64_t{1} << 40) || numel > (uint64_t{1} << 42) / v)) {
-        return Error(where + ": dimension " + std::to_string(v) + " is out of range");
-      }
-      ne[d] = static_cast<int64_t>(v);
-      numel *= v;
-    }
-    const uint32_t type = c.Read<uint32_t>("a tensor type");
-    const uint64_t offset = c.Read<uint64_t>("a tensor offset");
-    if (!c.ok()) break;
-    Pending p{{}, offset};
-    if (!TensorDType(type, &p.view.dtype)) {
-      return Error(where + ": ggml type " + GgmlTypeName(type) +
-                   " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K and I32 are)");
-    }
-    if (IsBlockType(p.view.dtype) && ne[0] % BlockValues(p.view.dtype) != 0) {
-      return Error(where + ": rows of " + std::to_string(ne[0]) + " values are not whole " +
-                   std::string(DTypeName(p.view.dtype)) + " blocks");
-    }
-    if (offset % alignment != 0) {
-      return Error(where + ": data offset " + std::to_string(offset) +
-                   " is not a multiple of the " + std::to_string(alignment) + "-byte alignment");
-    }
-    p.view.name = name;
-    p.view.shape.assign(ne.rbegin(), ne.rend());
-    p.view.nbytes = StorageBytes(p.view.dtype, static_cast<int64_t>(numel));
+    Pending p{{}, e.offset};
+    if (Status st = CheckTensorEntry(e, alignment, path, &p.view); !st.ok()) return st;
     pending.push_back(std::move(p));
   }
   if (!c.ok()) return c.status();
+  // A count smaller than the table leaves entries where the data is taken to start, shifting every
+  // tensor onto other bytes. Writers pad the table with zeros, and tensor data practically never
+  // reads as a whole entry (a short printable name, 1-4 sane dimensions, a known type, an aligned
+  // offset inside the file), so such an entry right after the counted ones means the count is
+  // wrong. The name length is looked at first so that data is never copied out as a huge name.
+  Cursor peek = c;
+  const uint64_t next_name_bytes = peek.Read<uint64_t>("a tensor name");
+  if (peek.ok() && next_name_bytes >= 1 && next_name_bytes <= kMaxProbedNameBytes) {
+    Cursor probe = c;
+    const TensorEntry extra = ReadTensorEntry(probe, n_tensors);
+    TensorView unused;
+    if (probe.ok() && IsPrintable(extra.name) &&
+        CheckTensorEntry(extra, alignment, path, &unused).ok() && unused.nbytes <= size &&
+        extra.offset <= size - unused.nbytes) {
+      return Error(path + ": tensor count " + std::to_string(n_tensors) +
+                   " is smaller than the tensor table: an entry for tensor '" + extra.name +
+                   "' follows " +
+                   (pending.empty() ? std::string("the metadata")
+                                    : "tensor '" + pending.back().view.name + "'"));
+    }
+  }
 
   const uint64_t data_start = (c.pos() + alignment - 1) / alignment * alignment;
   if (data_start > size && !pending.empty()) {
@@ -286,9 +347,24 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t si
     }
     p.view.data = data + data_start + p.offset;
     p.view.file = &g->path_;
-    const std::string name = p.view.name;
-    if (!g->tensors_.emplace(name, std::move(p.view)).second) {
-      return Error(path + ": tensor '" + name + "' appears twice");
+    if (!g->tensors_.emplace(p.view.name, p.view).second) {
+      return Error(path + ": tensor '" + p.view.name + "' appears twice in the tensor table");
+    }
+  }
+  // Tensors sharing bytes would each be read as the other's data; sorted by offset, any overlap
+  // shows between neighbours.
+  std::vector<const Pending*> by_offset;
+  by_offset.reserve(pending.size());
+  for (const Pending& p : pending) by_offset.push_back(&p);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const Pending* a, const Pending* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const Pending& a = *by_offset[i - 1];
+    const Pending& b = *by_offset[i];
+    if (b.offset < a.offset + a.view.nbytes) {
+      return Error(path + ": tensors '" + a.view.name + "' (data [" + std::to_string(a.offset) +
+                   ", +" + std::to_string(a.view.nbytes) + ")) and '" + b.view.name + "' (data [" +
+                   std::to_string(b.offset) + ", +" + std::to_string(b.view.nbytes) + ")) overlap");
     }
   }
   return g;
