@@ -95,6 +95,72 @@ TEST(Safetensors, CorruptFilesGiveClearErrors) {
   EXPECT_NE(Parse(huge).message().find("exceeds the file size"), std::string::npos);
 }
 
+// Headers whose table does not describe the data consistently would load tensors reading other
+// tensors' bytes (or lose one of two same-named entries): each is refused naming the tensor(s).
+TEST(Safetensors, InconsistentTableIsRefused) {
+  auto entry = [](const std::string& name, const std::string& dtype, const std::string& shape,
+                  int begin, int end) {
+    // Appended piece by piece: GCC 12 flags a chain of literal + string as overlapping memcpy.
+    std::string e = "\"";
+    e += name;
+    e += "\":{\"dtype\":\"";
+    e += dtype;
+    e += "\",\"shape\":";
+    e += shape;
+    e += ",\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(end) + "]}";
+    return e;
+  };
+  auto object = [](const std::vector<std::string>& entries) {
+    std::string o = "{";
+    for (const std::string& e : entries) {
+      if (o.size() > 1) o += ",";
+      o += e;
+    }
+    return o + "}";
+  };
+  struct Case {
+    std::string what, header;
+    std::vector<std::string> expect;
+  } cases[] = {
+      {"overlapping data",
+       object({entry("a", "F32", "[4]", 0, 16), entry("b", "F32", "[2]", 8, 16)}),
+       {"tensors 'a'", "and 'b'", "overlap"}},
+      {"the same data",
+       object({entry("a", "F32", "[2]", 0, 8), entry("b", "I32", "[2]", 0, 8)}),
+       {"'a'", "'b'", "overlap"}},
+      {"overlap between neighbours by offset, not by name",
+       object({entry("a", "F32", "[2]", 16, 24), entry("b", "F32", "[2]", 0, 8),
+               entry("c", "F32", "[2]", 4, 12)}),
+       {"tensors 'b'", "and 'c'", "overlap"}},
+      {"a name twice",
+       object({entry("a", "F32", "[2]", 0, 8), entry("a", "F32", "[2]", 8, 16)}),
+       {"tensor 'a' appears twice"}},
+      {"offsets outside the data",
+       object({entry("a", "F32", "[2]", 24, 32)}),
+       {"tensor 'a'", "outside the data section"}},
+      {"byte count and shape disagree",
+       object({entry("a", "BF16", "[2, 3]", 0, 16)}),
+       {"tensor 'a'", "holds 16 bytes", "needs 12"}},
+  };
+  for (const Case& c : cases) {
+    const Status s = Parse(WithHeader(c.header, 24));
+    if (s.ok()) {
+      ADD_FAILURE() << c.what << ": loaded";
+      continue;
+    }
+    EXPECT_EQ(s.message().rfind("x.safetensors: ", 0), 0u) << c.what << ": " << s.message();
+    for (const std::string& e : c.expect) {
+      EXPECT_NE(s.message().find(e), std::string::npos) << c.what << ": " << s.message();
+    }
+  }
+  // Empty tensors hold no bytes, so they share an offset with anything; adjacent ones touch.
+  EXPECT_TRUE(
+      Parse(WithHeader(object({entry("e", "F32", "[0]", 4, 4), entry("a", "F32", "[2]", 0, 8),
+                               entry("b", "F32", "[4]", 8, 24)}),
+                       24))
+          .ok());
+}
+
 // Randomized mutation fuzzing: flipped bytes, truncations and splices of a valid file must yield
 // either a valid parse whose views stay inside the buffer, or an error; never a crash (run under
 // ASan/UBSan in the sanitizer build).

@@ -1,19 +1,42 @@
 #include "specula/base/json.h"
 
 #include <cmath>
+#include <unordered_set>
 
 #include "specula/base/mapped_file.h"
 
 namespace specula {
 
-Result<Json> ParseJson(const std::string& text, const std::string& file) {
+namespace {
+
+Result<Json> Parse(const std::string& text, const std::string& file,
+                   const Json::parser_callback_t& callback) {
   try {
-    return Json::parse(text);
+    return Json::parse(text, callback);
   } catch (const Json::parse_error& e) {
     return Error(file + ": malformed JSON at byte " + std::to_string(e.byte));
   } catch (const Json::exception& e) {
     return Error(file + ": malformed JSON (" + std::string(e.what()) + ")");
   }
+}
+
+}  // namespace
+
+Result<Json> ParseJson(const std::string& text, const std::string& file) {
+  return Parse(text, file, nullptr);
+}
+
+Result<Json> ParseJson(const std::string& text, const std::string& file,
+                       std::optional<std::string>* duplicate) {
+  duplicate->reset();
+  std::unordered_set<std::string> seen;
+  return Parse(text, file, [&](int depth, Json::parse_event_t event, Json& parsed) {
+    if (depth == 1 && event == Json::parse_event_t::key && !*duplicate &&
+        !seen.insert(parsed.get<std::string>()).second) {
+      *duplicate = parsed.get<std::string>();
+    }
+    return true;
+  });
 }
 
 Result<Json> ReadJsonFile(const std::string& path) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include "specula/base/json.h"
 
@@ -46,12 +47,22 @@ Status SafetensorsFile::ParseInto(const uint8_t* data, size_t size, const std::s
                  " exceeds the file size " + std::to_string(size));
   }
   const std::string header(reinterpret_cast<const char*>(data + 8), header_len);
-  Result<Json> parsed = ParseJson(header, where + " (safetensors header)");
+  std::optional<std::string> duplicate;
+  Result<Json> parsed = ParseJson(header, where + " (safetensors header)", &duplicate);
   if (!parsed.ok()) return parsed.status();
+  if (duplicate) {
+    return Error(where + ": " + (*duplicate == "__metadata__" ? "" : "tensor ") + "'" + *duplicate +
+                 "' appears twice in the header");
+  }
   const Json& j = *parsed;
   if (!j.is_object()) return Error(where + ": safetensors header is not a JSON object");
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = size - data_start;
+  struct Region {
+    uint64_t begin, end;
+    const std::string* name;
+  };
+  std::vector<Region> regions;
 
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& name = it.key();
@@ -107,6 +118,20 @@ Status SafetensorsFile::ParseInto(const uint8_t* data, size_t size, const std::s
     t.data = data + data_start + begin;
     t.nbytes = static_cast<size_t>(want);
     (*tensors)[name] = std::move(t);
+    if (begin < end) regions.push_back({begin, end, &name});
+  }
+  // Tensors sharing bytes would each be read as the other's data; sorted by offset, any overlap
+  // shows between neighbours.
+  std::sort(regions.begin(), regions.end(),
+            [](const Region& a, const Region& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < regions.size(); ++i) {
+    const Region& a = regions[i - 1];
+    const Region& b = regions[i];
+    if (b.begin < a.end) {
+      return Error(where + ": tensors '" + *a.name + "' (data_offsets [" + std::to_string(a.begin) +
+                   ", " + std::to_string(a.end) + "]) and '" + *b.name + "' ([" +
+                   std::to_string(b.begin) + ", " + std::to_string(b.end) + "]) overlap");
+    }
   }
   return OkStatus();
 }

@@ -17,6 +17,10 @@ namespace specula {
 using Json = nlohmann::json;
 
 Result<Json> ParseJson(const std::string& text, const std::string& file);
+// ParseJson that also reports in `*duplicate` a key the top-level object holds more than once
+// (nlohmann keeps only the last of them, silently); `*duplicate` is left empty when there is none.
+Result<Json> ParseJson(const std::string& text, const std::string& file,
+                       std::optional<std::string>* duplicate);
 Result<Json> ReadJsonFile(const std::string& path);
 
 class FieldReader {
