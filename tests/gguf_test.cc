@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -465,6 +466,115 @@ TEST(GgufModel, TokenizerAndStopTokensSurviveConversion) {
   ASSERT_TRUE(g.ok()) << g.status().message();
   EXPECT_EQ(g->eos_token_ids.front(), 1);
   EXPECT_EQ(g->bos_token_id, 2);
+}
+
+// A copy of the e2b-tiny checkpoint whose generation_config.json is `gen`.
+std::string WithGenerationConfig(const std::string& name, const Json& gen) {
+  const std::string dir = test::TempDir(name);
+  std::filesystem::copy(test::MakePreset("e2b-tiny"), dir,
+                        std::filesystem::copy_options::recursive);
+  std::ofstream(dir + "/generation_config.json") << gen.dump();
+  return dir;
+}
+
+void ExpectSameGenerationConfig(const GenerationConfig& a, const GenerationConfig& b) {
+  EXPECT_EQ(a.eos_token_ids, b.eos_token_ids);
+  EXPECT_EQ(a.bos_token_id, b.bos_token_id);
+  EXPECT_EQ(a.do_sample, b.do_sample);
+  EXPECT_EQ(a.temperature, b.temperature);
+  EXPECT_EQ(a.top_k, b.top_k);
+  EXPECT_EQ(a.top_p, b.top_p);
+  EXPECT_EQ(a.min_p, b.min_p);
+  EXPECT_EQ(a.num_assistant_tokens, b.num_assistant_tokens);
+}
+
+// The sampling defaults and stop tokens of generation_config.json travel into the converted file
+// (llama.cpp's general.sampling.* keys), so a .gguf generates as its directory does.
+TEST(GgufModel, GenerationConfigSurvivesConversion) {
+  const std::string dir = WithGenerationConfig(
+      "gencfg-sample", {{"bos_token_id", 2},
+                        {"eos_token_id", {1, 106, 50}},  // 50: no stop token by name
+                        {"pad_token_id", 0},
+                        {"do_sample", true},
+                        {"temperature", 0.7},
+                        {"top_k", 40},
+                        {"top_p", 0.9},
+                        {"min_p", 0.05}});
+  const std::string gguf = Converted(dir, "gen-sample");
+  Result<GenerationConfig> want = GenerationConfig::LoadFromDir(dir);
+  Result<GenerationConfig> got = GenerationConfig::LoadFromDir(gguf);
+  ASSERT_TRUE(want.ok()) << want.status().message();
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_TRUE(got->do_sample);
+  ExpectSameGenerationConfig(*want, *got);
+  Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(gguf);
+  ASSERT_TRUE(f.ok());
+  const Json& md = (*f)->metadata();
+  EXPECT_FLOAT_EQ(md["general.sampling.temp"].get<float>(), 0.7f);
+  EXPECT_EQ(md["general.sampling.top_k"], 40);
+  EXPECT_FLOAT_EQ(md["general.sampling.top_p"].get<float>(), 0.9f);
+  EXPECT_FLOAT_EQ(md["general.sampling.min_p"].get<float>(), 0.05f);
+  EXPECT_EQ(md["tokenizer.ggml.eos_token_id"], 1);
+
+  // Greedy checkpoints stay greedy, also for llama.cpp (temperature 0), whatever temperature
+  // they name; without generation_config.json the directory's defaults are written.
+  for (const Json& gen : {Json{{"do_sample", false}, {"temperature", 0.7}, {"top_k", 5}},
+                          Json{{"eos_token_id", 106}}}) {
+    SCOPED_TRACE(gen.dump());
+    const std::string g = WithGenerationConfig("gencfg-greedy", gen);
+    const std::string file = Converted(g, "gen-greedy");
+    Result<GenerationConfig> a = GenerationConfig::LoadFromDir(g);
+    Result<GenerationConfig> b = GenerationConfig::LoadFromDir(file);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_FALSE(b->do_sample);
+    EXPECT_EQ(b->eos_token_ids, a->eos_token_ids);
+    EXPECT_EQ(b->top_k, a->top_k);
+    EXPECT_EQ(GgufFile::Open(file).value()->metadata()["general.sampling.temp"], 0.0);
+  }
+  const std::string bare = test::TempDir("gencfg-none");
+  std::filesystem::copy(test::MakePreset("e2b-tiny"), bare);
+  std::filesystem::remove(bare + "/generation_config.json");
+  Result<GenerationConfig> none = GenerationConfig::LoadFromDir(Converted(bare, "gen-none"));
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->eos_token_ids, std::vector<int>{1});  // the directory's default, not <turn|>
+  EXPECT_FALSE(none->do_sample);
+}
+
+// Files from llama.cpp's converter carry general.sampling.* alone: a temperature above 0 samples,
+// stop tokens come from the tokenizer keys, and a file without the keys decodes greedily. Values
+// out of range name the key.
+TEST(GgufModel, SamplingKeysOfOtherConverters) {
+  const std::string path = test::TempDir("gguf-gen-keys") + "/g.gguf";
+  auto load = [&](std::vector<GgufKv> kvs) {
+    kvs.push_back({"tokenizer.ggml.eos_token_id", GgufType::kU32, 1});
+    kvs.push_back({"tokenizer.ggml.eot_token_id", GgufType::kU32, 106});
+    EXPECT_TRUE(WriteGguf(path, kvs, {}).ok());
+    return GenerationConfig::LoadFromDir(path);
+  };
+  Result<GenerationConfig> g = load({{"general.sampling.temp", GgufType::kF32, 1.0},
+                                     {"general.sampling.top_k", GgufType::kI32, 64},
+                                     {"general.sampling.top_p", GgufType::kF32, 0.95}});
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_TRUE(g->do_sample);
+  EXPECT_EQ(g->temperature, 1.0f);
+  EXPECT_EQ(g->top_k, 64);
+  EXPECT_EQ(g->top_p, 0.95f);
+  EXPECT_EQ(g->min_p, std::nullopt);
+  EXPECT_EQ(g->eos_token_ids, (std::vector<int>{1, 106}));
+  g = load({});
+  ASSERT_TRUE(g.ok());
+  EXPECT_FALSE(g->do_sample);
+  EXPECT_EQ(g->top_k, std::nullopt);
+  for (const GgufKv& bad : {GgufKv{"general.sampling.temp", GgufType::kF32, -1.0},
+                            GgufKv{"general.sampling.top_p", GgufType::kF32, 1.5},
+                            GgufKv{"general.sampling.min_p", GgufType::kF32, -0.1},
+                            GgufKv{"general.sampling.top_k", GgufType::kI32, -3},
+                            GgufKv{"general.sampling.temp", GgufType::kString, "hot"}}) {
+    g = load({bad});
+    ASSERT_FALSE(g.ok()) << bad.key;
+    EXPECT_NE(g.status().message().find(path + ": " + bad.key), std::string::npos)
+        << g.status().message();
+  }
 }
 
 // Metadata with random values and types in place of a valid target's: an error naming the file, or

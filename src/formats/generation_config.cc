@@ -8,28 +8,78 @@ namespace specula {
 
 namespace {
 
-// A GGUF file records stop tokens in its tokenizer keys and no sampling defaults: greedy, and stop
-// at end of sequence or end of turn (llama.cpp also stops at a token spelled <turn|>).
+// GGUF keys. llama.cpp's own (gguf-py constants.py, Keys.General.SAMPLING_* and
+// Keys.Tokenizer.*) where it has one; llama.cpp reads the sampling ones as defaults for its
+// sampler and ignores the specula.* ones.
+constexpr char kTempKey[] = "general.sampling.temp";
+constexpr char kTopKKey[] = "general.sampling.top_k";
+constexpr char kTopPKey[] = "general.sampling.top_p";
+constexpr char kMinPKey[] = "general.sampling.min_p";
+constexpr char kBosKey[] = "tokenizer.ggml.bos_token_id";
+constexpr char kEosKey[] = "tokenizer.ggml.eos_token_id";
+constexpr char kEosListKey[] = "specula.eos_token_ids";
+constexpr char kAssistantTokensKey[] = "specula.num_assistant_tokens";
+
+constexpr int64_t kMaxTokenId = int64_t{1} << 30;
+
+// The filters both sources share, read from `r` under the given keys and range-checked alike.
+void ReadFilters(FieldReader& r, const char* top_k, const char* top_p, const char* min_p,
+                 GenerationConfig* g) {
+  if (!r.IsNull(top_p)) g->top_p = static_cast<float>(r.Float(top_p));
+  if (!r.IsNull(min_p)) g->min_p = static_cast<float>(r.Float(min_p));
+  if (!r.IsNull(top_k)) g->top_k = static_cast<int>(r.Int(top_k));
+  if (g->top_p && (*g->top_p <= 0 || *g->top_p > 1)) r.Fail(top_p, "must be in (0, 1]");
+  if (g->min_p && (*g->min_p < 0 || *g->min_p > 1)) r.Fail(min_p, "must be in [0, 1]");
+  if (g->top_k && *g->top_k < 0) r.Fail(top_k, "must be >= 0");
+}
+
+void ReadEosList(FieldReader& r, const char* key, GenerationConfig* g) {
+  for (int64_t id : r.IntOrIntList(key)) {
+    if (id < 0 || id > kMaxTokenId) r.Fail(key, "token ids must be in [0, 2^30]");
+    g->eos_token_ids.push_back(static_cast<int>(id));
+  }
+}
+
+// What `specula convert` wrote (GgufMetadata), else what a file from llama.cpp's converter says:
+// its general.sampling.* keys, and stop tokens from the tokenizer keys (end of sequence, end of
+// turn, and a token spelled <turn|>, which llama.cpp also stops at).
 Result<GenerationConfig> FromGguf(const std::string& path) {
   Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(path);
   if (!f.ok()) return f.status();
-  GenerationConfig g;
-  FieldReader r((*f)->metadata(), path);
-  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"}) {
-    const int64_t id = r.Int(key, -1);
-    if (id >= 0 && id < (1 << 30)) g.eos_token_ids.push_back(static_cast<int>(id));
-  }
-  g.bos_token_id = static_cast<int>(r.Int("tokenizer.ggml.bos_token_id", 2));
-  if (!r.ok()) return r.status();
   const Json& md = (*f)->metadata();
-  if (auto t = md.find("tokenizer.ggml.tokens"); t != md.end() && t->is_array()) {
-    for (size_t id = 0; id < t->size(); ++id) {
-      if ((*t)[id] == "<turn|>" || (*t)[id] == "<end_of_turn>") {
-        g.eos_token_ids.push_back(static_cast<int>(id));
+  GenerationConfig g;
+  FieldReader r(md, path);
+  if (r.Has(kEosListKey)) {
+    ReadEosList(r, kEosListKey, &g);
+  } else {
+    for (const char* key : {kEosKey, "tokenizer.ggml.eot_token_id"}) {
+      const int64_t id = r.Int(key, -1);
+      if (id >= 0 && id < kMaxTokenId) g.eos_token_ids.push_back(static_cast<int>(id));
+    }
+    if (auto t = md.find("tokenizer.ggml.tokens"); t != md.end() && t->is_array()) {
+      for (size_t id = 0; id < t->size(); ++id) {
+        if ((*t)[id] == "<turn|>" || (*t)[id] == "<end_of_turn>") {
+          g.eos_token_ids.push_back(static_cast<int>(id));
+        }
       }
     }
   }
   if (g.eos_token_ids.empty()) g.eos_token_ids = {1};
+  g.bos_token_id = static_cast<int>(r.Int(kBosKey, 2));
+  if (g.bos_token_id < 0) r.Fail(kBosKey, "must be a token id");
+  // llama.cpp has no do_sample: it samples unless the temperature is 0. A file without the key
+  // decodes greedily, as before files carried it.
+  if (!r.IsNull(kTempKey)) {
+    const double temp = r.Float(kTempKey);
+    if (temp < 0) r.Fail(kTempKey, "must be >= 0");
+    g.do_sample = temp > 0;
+    if (g.do_sample) g.temperature = static_cast<float>(temp);
+  }
+  ReadFilters(r, kTopKKey, kTopPKey, kMinPKey, &g);
+  if (!r.IsNull(kAssistantTokensKey)) {
+    g.num_assistant_tokens = static_cast<int>(r.Int(kAssistantTokensKey));
+  }
+  if (!r.ok()) return r.status();
   return g;
 }
 
@@ -46,26 +96,40 @@ Result<GenerationConfig> GenerationConfig::LoadFromDir(const std::string& dir) {
   Result<Json> j = ReadJsonFile(path);
   if (!j.ok()) return j.status();
   FieldReader r(*j, path);
-  for (int64_t id : r.IntOrIntList("eos_token_id")) {
-    if (id < 0 || id > (1 << 30)) r.Fail("eos_token_id", "token ids must be non-negative");
-    g.eos_token_ids.push_back(static_cast<int>(id));
-  }
+  ReadEosList(r, "eos_token_id", &g);
   if (g.eos_token_ids.empty()) g.eos_token_ids = {1};
-  g.bos_token_id = static_cast<int>(r.Int("bos_token_id", 2));
+  const int64_t bos = r.Int("bos_token_id", 2);
+  if (bos < 0 || bos > kMaxTokenId) r.Fail("bos_token_id", "must be in [0, 2^30]");
+  g.bos_token_id = static_cast<int>(bos);
   g.do_sample = r.Bool("do_sample", false);
   if (!r.IsNull("temperature")) g.temperature = static_cast<float>(r.Float("temperature"));
-  if (!r.IsNull("top_p")) g.top_p = static_cast<float>(r.Float("top_p"));
-  if (!r.IsNull("min_p")) g.min_p = static_cast<float>(r.Float("min_p"));
-  if (!r.IsNull("top_k")) g.top_k = static_cast<int>(r.Int("top_k"));
+  if (g.temperature && *g.temperature < 0) r.Fail("temperature", "must be >= 0");
+  ReadFilters(r, "top_k", "top_p", "min_p", &g);
   if (!r.IsNull("num_assistant_tokens")) {
     g.num_assistant_tokens = static_cast<int>(r.Int("num_assistant_tokens"));
   }
-  if (g.temperature && *g.temperature < 0) r.Fail("temperature", "must be >= 0");
-  if (g.top_p && (*g.top_p <= 0 || *g.top_p > 1)) r.Fail("top_p", "must be in (0, 1]");
-  if (g.min_p && (*g.min_p < 0 || *g.min_p > 1)) r.Fail("min_p", "must be in [0, 1]");
-  if (g.top_k && *g.top_k < 0) r.Fail("top_k", "must be >= 0");
   if (!r.ok()) return r.status();
   return g;
+}
+
+std::vector<GgufKv> GenerationConfig::GgufMetadata() const {
+  // Greedy is temperature 0 for llama.cpp; HF's default temperature applies when sampling sets
+  // none, so the file states the temperature the engine would use.
+  std::vector<GgufKv> kvs = {
+      {kTempKey, GgufType::kF32, do_sample ? temperature.value_or(1.0f) : 0.0f},
+      {kBosKey, GgufType::kU32, bos_token_id},
+  };
+  if (!eos_token_ids.empty()) {
+    kvs.push_back({kEosKey, GgufType::kU32, eos_token_ids.front()});
+    kvs.push_back({kEosListKey, GgufType::kArray, eos_token_ids, GgufType::kU32});
+  }
+  if (top_k) kvs.push_back({kTopKKey, GgufType::kI32, *top_k});
+  if (top_p) kvs.push_back({kTopPKey, GgufType::kF32, *top_p});
+  if (min_p) kvs.push_back({kMinPKey, GgufType::kF32, *min_p});
+  if (num_assistant_tokens) {
+    kvs.push_back({kAssistantTokensKey, GgufType::kU32, *num_assistant_tokens});
+  }
+  return kvs;
 }
 
 }  // namespace specula

@@ -1,5 +1,6 @@
 #include "specula/models/gemma4_gguf.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -7,6 +8,7 @@
 #include <optional>
 #include <utility>
 
+#include "specula/formats/generation_config.h"
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/tokenizer/tokenizer_gguf.h"
@@ -442,6 +444,24 @@ Result<std::vector<GgufKv>> TokenizerKeys(const std::string& path, int64_t vocab
   return TokenizerGgufMetadata(*tok, path, vocab_size);
 }
 
+// The directory's generation_config.json (sampling defaults, BOS and stop tokens), so the file
+// generates as the directory does. Its BOS and first stop token replace the ones the tokenizer
+// keys name after <bos> and <eos>: the engine and llama.cpp both go by the config's.
+Status AddGenerationKeys(const std::string& dir, std::vector<GgufKv>* kvs) {
+  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(dir);
+  if (!gen.ok()) return gen.status();
+  for (GgufKv& add : gen->GgufMetadata()) {
+    auto same =
+        std::find_if(kvs->begin(), kvs->end(), [&](const GgufKv& kv) { return kv.key == add.key; });
+    if (same != kvs->end()) {
+      *same = std::move(add);
+    } else {
+      kvs->push_back(std::move(add));
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 std::vector<GgufKv> Gemma4GgufMetadata(const Gemma4Config& c, const std::string& name) {
@@ -480,6 +500,7 @@ Result<GgufConvertStats> ConvertGemma4ToGguf(const std::string& dir,
   Result<std::vector<GgufKv>> tok_kvs = TokenizerKeys(tokenizer_json, c.vocab_size);
   if (!tok_kvs.ok()) return tok_kvs.status();
   kvs.insert(kvs.end(), tok_kvs->begin(), tok_kvs->end());
+  if (Status s = AddGenerationKeys(dir, &kvs); !s.ok()) return s;
 
   // The tensors Bind() reads: llama.cpp refuses files with tensors it does not create, such as
   // the K/V projections HF keeps on KV-shared layers.
@@ -552,6 +573,7 @@ Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
   Result<std::vector<GgufKv>> tok_kvs = TokenizerKeys(options.tokenizer_json, c.vocab_size);
   if (!tok_kvs.ok()) return tok_kvs.status();
   kvs.insert(kvs.end(), tok_kvs->begin(), tok_kvs->end());
+  if (Status s = AddGenerationKeys(dir, &kvs); !s.ok()) return s;
 
   Result<std::unique_ptr<WeightStore>> store = WeightStore::OpenDir(dir);
   if (!store.ok()) return store.status();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "specula/base/status.h"
+#include "specula/formats/gguf.h"
 
 namespace specula {
 
@@ -18,8 +19,15 @@ struct GenerationConfig {
   std::optional<int> num_assistant_tokens;  // assistants: default draft length
 
   // Missing file -> defaults (greedy, eos = {1}); malformed file -> error naming the field. A .gguf
-  // path reads the stop tokens from its tokenizer keys.
+  // path reads what GgufMetadata() writes (a file without those keys: greedy, stop tokens from its
+  // tokenizer keys).
   static Result<GenerationConfig> LoadFromDir(const std::string& dir);
+
+  // This config as GGUF metadata, for `specula convert`: the sampling defaults under llama.cpp's
+  // general.sampling.* keys (do_sample false is general.sampling.temp 0, llama.cpp's greedy), BOS
+  // and the first stop token under tokenizer.ggml.*, the whole stop list and an assistant's
+  // num_assistant_tokens under specula.*, which llama.cpp has no keys for.
+  std::vector<GgufKv> GgufMetadata() const;
 };
 
 }  // namespace specula
