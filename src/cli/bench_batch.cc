@@ -57,6 +57,7 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
   res.outputs.resize(prompts.size());
   std::vector<SpecResult> done(prompts.size());
   std::vector<int> emitted(prompts.size(), 0);
+  Status failure;  // the first sequence that failed
   int started = 0;
   long after = 0;  // tokens emitted once every sequence is decoding
   double t0 = 0.0;
@@ -70,12 +71,14 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
           }
           if (started == B) ++after;
         },
-        [&, i](const SpecResult& r) { done[static_cast<size_t>(i)] = r; });
+        [&, i](const SpecResult& r, const Status& st) {
+          done[static_cast<size_t>(i)] = r;
+          if (!st.ok() && failure.ok()) failure = st;
+        });
     if (!id.ok()) return id.status();
   }
-  while (!engine.idle()) {
-    if (Status st = engine.Step(); !st.ok()) return st;
-  }
+  while (!engine.idle()) engine.Step();
+  if (!failure.ok()) return failure;
   const double t1 = NowSeconds();
   res.tok_per_s = t1 > t0 ? static_cast<double>(after) / (t1 - t0) : 0.0;
   for (int i = 0; i < B; ++i) {

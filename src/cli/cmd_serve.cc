@@ -1,5 +1,8 @@
 // `specula serve`: an OpenAI-compatible HTTP server with continuous batching and speculative
-// decoding. SIGTERM/SIGINT stop accepting requests, finish the running ones, then exit 0.
+// decoding. SIGTERM/SIGINT stop accepting requests and let the running ones finish for up to
+// --shutdown-timeout seconds (then end them with an error), then exit 0; a second signal exits at
+// once with status 1.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -29,7 +32,16 @@ struct ServeFlags {
   int draft_max = 3;
   int prefill_rows = 256;
   size_t max_body = size_t{1} << 20;
+  int max_connections = 256;
+  double idle_timeout = 30, read_timeout = 15, write_timeout = 30, shutdown_timeout = 30;
 };
+
+Status CheckSeconds(const char* flag, double v) {
+  if (!(v > 0 && v <= 86400))
+    return Error(std::string(flag) + ": must be in (0, 86400] seconds (got " + std::to_string(v) +
+                 ")");
+  return OkStatus();
+}
 
 int Run(const ServeFlags& f) {
   if (f.port < 0 || f.port > 65535)
@@ -45,6 +57,16 @@ int Run(const ServeFlags& f) {
                 std::to_string(f.draft_max) + ")");
   }
   if (f.prefill_rows < 1) return Fail("--prefill-rows: must be >= 1");
+  if (f.max_connections < 1 || f.max_connections > 65536) {
+    return Fail("--max-connections: must be in [1, 65536] (got " +
+                std::to_string(f.max_connections) + ")");
+  }
+  for (const auto& [flag, v] : {std::pair{"--idle-timeout", f.idle_timeout},
+                                {"--read-timeout", f.read_timeout},
+                                {"--write-timeout", f.write_timeout},
+                                {"--shutdown-timeout", f.shutdown_timeout}}) {
+    if (Status s = CheckSeconds(flag, v); !s.ok()) return Fail(s.message());
+  }
 
   Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
   if (!model.ok()) return Fail(model.status().message());
@@ -86,7 +108,12 @@ int Run(const ServeFlags& f) {
                            .model_name = name.empty() ? "gemma4" : name,
                            .max_body_bytes = f.max_body,
                            .have_drafter = drafter != nullptr,
-                           .draft_max = f.draft_max},
+                           .draft_max = f.draft_max,
+                           .max_connections = f.max_connections,
+                           .idle_timeout_s = f.idle_timeout,
+                           .read_timeout_s = f.read_timeout,
+                           .write_timeout_s = f.write_timeout,
+                           .shutdown_timeout_s = f.shutdown_timeout},
                           {.tokenizer = tok->get(),
                            .generation = &*gen,
                            .vocab_size = cfg.vocab_size,
@@ -100,15 +127,29 @@ int Run(const ServeFlags& f) {
                context, pool.num_threads());
   std::fflush(stderr);
 
+  // The first signal starts a graceful shutdown; a second one ends the process at once. The waiter
+  // polls so that it can be joined when the server stops without a signal.
+  std::atomic<bool> stopped{false};
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    std::fprintf(stderr, "specula serve: %s: finishing running requests\n",
-                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    http.Shutdown();
+    const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
+    bool shutting_down = false;
+    while (!stopped.load()) {
+      const int sig = sigtimedwait(&signals, nullptr, &poll);
+      if (sig < 0) continue;
+      if (shutting_down) {
+        std::fprintf(stderr, "specula serve: second signal: exiting now\n");
+        std::_Exit(1);
+      }
+      std::fprintf(stderr,
+                   "specula serve: %s: finishing running requests (up to %.0f s; signal again to "
+                   "exit now)\n",
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT", f.shutdown_timeout);
+      shutting_down = true;
+      http.Shutdown();
+    }
   });
   http.Run();
-  // Run() returns only after Shutdown(); the waiter has finished or is about to.
+  stopped.store(true);
   waiter.join();
   std::fprintf(stderr, "specula serve: stopped\n");
   return 0;
@@ -139,6 +180,18 @@ Runner AddServe(CLI::App& app) {
                   "prompt rows per round shared by new requests (default 256)");
   cmd->add_option("--max-body", f->max_body,
                   "largest request body in bytes; larger get 413 (default 1 MiB)");
+  cmd->add_option("--max-connections", f->max_connections,
+                  "open client connections; beyond, idle or slow ones are closed first (default "
+                  "256)");
+  cmd->add_option("--idle-timeout", f->idle_timeout,
+                  "seconds a kept-alive connection may wait for its next request (default 30)");
+  cmd->add_option("--read-timeout", f->read_timeout,
+                  "seconds for a request's header and body to arrive (default 15)");
+  cmd->add_option("--write-timeout", f->write_timeout,
+                  "seconds for each response write; slower readers are cut off (default 30)");
+  cmd->add_option("--shutdown-timeout", f->shutdown_timeout,
+                  "seconds running requests get after SIGTERM before they end with an error "
+                  "(default 30)");
   return [f] {
     if (f->model.empty()) return Fail("serve: -m/--model is required");
     return Run(*f);

@@ -1,342 +1,727 @@
 #include "specula/server/http_server.h"
 
-#include <httplib.h>
-
-#include <algorithm>
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
+#include <list>
 #include <sstream>
-#include <thread>
 
-#include "specula/server/openai_api.h"
+#include "src/server/completion.h"
 
 namespace specula::server {
-
 namespace {
 
-void SendJson(httplib::Response& res, int status, const std::string& body) {
-  res.status = status;
-  res.set_content(body, "application/json");
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using net::awaitable;
+using net::experimental::awaitable_operators::operator||;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+// I/O errors come back as values: an exception escaping a connection's coroutine would end the
+// process.
+constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
+constexpr size_t kReadChunk = 8 << 10;
+// Bytes a client may send ahead (pipelined requests) while its request runs; beyond this the
+// server stops reading until it answers.
+constexpr size_t kMaxReadAhead = 64 << 10;
+
+Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
 }
 
-void SendError(httplib::Response& res, const ApiError& e) { SendJson(res, e.status, ErrorBody(e)); }
-
-const char* FinishReason(StopReason r) { return r == StopReason::kStopToken ? "stop" : "length"; }
-
 // Constant-time comparison: the key must not leak through response timing.
-bool SameSecret(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i)
-    diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(1, b.size())]);
+bool SameSecret(std::string_view given, std::string_view expected) {
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i)
+    diff |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
   return diff == 0;
+}
+
+Response MakeResponse(http::status status, std::string body, std::string_view content_type,
+                      unsigned version, bool keep_alive) {
+  Response res{status, version};
+  res.set(http::field::server, "specula");
+  res.set(http::field::content_type, content_type);
+  res.keep_alive(keep_alive);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+Response JsonResponse(http::status status, const Json& body, unsigned version, bool keep_alive) {
+  return MakeResponse(status, Dump(body), "application/json", version, keep_alive);
+}
+
+Response ErrorResponse(const ApiError& e, unsigned version, bool keep_alive) {
+  return MakeResponse(static_cast<http::status>(e.status), ErrorBody(e), "application/json",
+                      version, keep_alive);
+}
+
+ApiError ServerError(int status, std::string message) {
+  return {.status = status, .message = std::move(message), .param = "", .type = "server_error"};
+}
+
+// One client connection. It lives in the frame of the coroutine serving it; the server's list
+// points to it so that the connection limit and shutdown can reach it.
+struct Connection {
+  enum class Phase { kIdle, kReading, kBusy, kClosing, kClosed };
+
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  void Enter(Phase p) {
+    phase = p;
+    since = Clock::now();
+  }
+  // Cancels whatever the connection waits for; its coroutine then ends.
+  void Close() {
+    phase = Phase::kClosed;
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.close();
+  }
+
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;  // read and not yet parsed (the start of a pipelined next request)
+  Phase phase = Phase::kIdle;
+  Clock::time_point since = Clock::now();
+  std::shared_ptr<Job> job;  // the completion being served, if any
+  bool abandoned = false;    // shutdown ran out of time for the running request
+};
+
+// Wakes a coroutine on the I/O thread from the engine thread. A notification that arrives while
+// nobody waits is kept, so none is lost; a wake-up may be spurious.
+class Waker : public std::enable_shared_from_this<Waker> {
+ public:
+  explicit Waker(const net::any_io_executor& ex) : timer_(ex, Clock::time_point::max()) {}
+
+  void Notify() {  // any thread
+    if (pending_.exchange(true)) return;
+    net::post(timer_.get_executor(), [self = shared_from_this()] { self->timer_.cancel(); });
+  }
+  awaitable<void> Wait() {  // the I/O thread
+    if (pending_.exchange(false)) co_return;
+    timer_.expires_at(Clock::time_point::max());
+    co_await timer_.async_wait(kNoThrow);
+  }
+
+ private:
+  net::steady_timer timer_;
+  std::atomic<bool> pending_{false};
+};
+
+// Returns true once the client has closed or reset the connection. Bytes it sends meanwhile are
+// kept for the next request; past kMaxReadAhead it stops looking and waits to be cancelled.
+awaitable<bool> WatchHangup(Connection& c) {
+  tcp::socket& socket = c.stream.socket();
+  for (;;) {
+    if (c.buffer.size() >= kMaxReadAhead) {
+      net::steady_timer forever(socket.get_executor(), Clock::time_point::max());
+      co_await forever.async_wait(kNoThrow);
+      co_return false;
+    }
+    const auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kNoThrow);
+    if (ec) co_return ec != net::error::operation_aborted;
+    beast::error_code read_ec;
+    const size_t available = socket.available(read_ec);
+    if (read_ec || available == 0) co_return true;  // readable with nothing to read: EOF or reset
+    const size_t n = socket.read_some(
+        c.buffer.prepare(std::min(available, kMaxReadAhead - c.buffer.size())), read_ec);
+    if (read_ec) co_return true;
+    c.buffer.commit(n);
+  }
+}
+
+// Waits for news of a job; false if the client hung up first.
+awaitable<bool> WaitForNews(Connection& c, Waker& waker) {
+  const std::variant<std::monostate, bool> first = co_await (waker.Wait() || WatchHangup(c));
+  co_return first.index() == 0 || !std::get<1>(first);
+}
+
+// A Server-Sent Events body: chunked (HTTP/1.1), or plain bytes until the close (HTTP/1.0).
+class EventStream {
+ public:
+  EventStream(Connection& c, const ServerConfig& config, unsigned version, bool keep_alive)
+      : c_(c), config_(config), version_(version), keep_alive_(keep_alive && version >= 11) {}
+
+  awaitable<bool> Begin() {
+    http::response<http::empty_body> res{http::status::ok, version_};
+    res.set(http::field::server, "specula");
+    res.set(http::field::content_type, "text/event-stream");
+    res.set(http::field::cache_control, "no-cache");
+    res.keep_alive(keep_alive_);
+    if (version_ >= 11) res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    c_.stream.expires_after(Seconds(config_.write_timeout_s));
+    const auto [ec, n] = co_await http::async_write_header(c_.stream, sr, kNoThrow);
+    co_return !ec;
+  }
+  // (By value: the coroutine runs after the caller's temporaries are gone.)
+  awaitable<bool> Send(std::string event) {
+    c_.stream.expires_after(Seconds(config_.write_timeout_s));
+    if (version_ < 11) {
+      const auto [ec, n] = co_await net::async_write(c_.stream, net::buffer(event), kNoThrow);
+      co_return !ec;
+    }
+    const auto [ec, n] =
+        co_await net::async_write(c_.stream, http::make_chunk(net::buffer(event)), kNoThrow);
+    co_return !ec;
+  }
+  // Ends the body; true if the connection may serve another request.
+  awaitable<bool> End() {
+    if (version_ < 11) co_return false;
+    c_.stream.expires_after(Seconds(config_.write_timeout_s));
+    const auto [ec, n] = co_await net::async_write(c_.stream, http::make_chunk_last(), kNoThrow);
+    co_return !ec && keep_alive_;
+  }
+
+ private:
+  Connection& c_;
+  const ServerConfig& config_;
+  unsigned version_;
+  bool keep_alive_;
+};
+
+// What reading a request gave: a request, a refusal to send before closing (bad syntax, no route,
+// no key, too large, too slow), or neither (the client left). A refusal ends the connection, since
+// an unread body would be taken for the next request.
+struct Incoming {
+  std::optional<Request> request;
+  std::optional<ApiError> refusal;
+};
+
+// Runs on the preparation thread (a coroutine so that co_spawn can put it there).
+awaitable<std::optional<ApiError>> Prepare(const CompletionContext& ctx, std::string_view body,
+                                           Endpoint endpoint, PreparedCompletion* out) {
+  co_return PrepareCompletion(ctx, body, endpoint, out);
+}
+
+enum class Route { kNone, kHealth, kModels, kMetrics, kCompletions, kChat };
+
+struct RouteEntry {
+  std::string_view path;
+  http::verb method;
+  Route route;
+  bool needs_key;
+};
+constexpr RouteEntry kRoutes[] = {
+    {"/health", http::verb::get, Route::kHealth, false},
+    {"/v1/models", http::verb::get, Route::kModels, true},
+    {"/metrics", http::verb::get, Route::kMetrics, true},
+    {"/v1/completions", http::verb::post, Route::kCompletions, true},
+    {"/v1/chat/completions", http::verb::post, Route::kChat, true},
+};
+
+const RouteEntry* FindRoute(std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  for (const RouteEntry& r : kRoutes) {
+    if (r.path == path) return &r;
+  }
+  return nullptr;
 }
 
 }  // namespace
 
 struct HttpServer::Impl {
-  ServerConfig config;
-  ServerDeps deps;
-  httplib::Server svr;
-  std::atomic<bool> draining{false};
-  std::atomic<long> next_id{0};
+  Impl(const ServerConfig& c, const ServerDeps& d)
+      : config(c),
+        deps(d),
+        completion{.tokenizer = d.tokenizer,
+                   .generation = d.generation,
+                   .vocab_size = d.vocab_size,
+                   .context = d.scheduler->options().context,
+                   .model_name = c.model_name,
+                   .have_drafter = c.have_drafter,
+                   .draft_max = c.draft_max} {}
 
-  bool Authorized(const httplib::Request& req, httplib::Response& res) {
-    if (config.api_key.empty()) return true;
-    const std::string h = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (h.rfind(prefix, 0) == 0 && SameSecret(h.substr(prefix.size()), config.api_key)) return true;
-    SendError(res, {.status = 401,
-                    .message = "invalid or missing API key (Authorization: Bearer ...)",
-                    .param = "",
-                    .type = "authentication_error"});
-    return false;
+  const ServerConfig config;
+  const ServerDeps deps;
+  const CompletionContext completion;
+  net::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+  net::thread_pool prep{1};  // tokenizes prompts, so that a long one holds up no other client
+  std::atomic<bool> shutdown_requested{false};
+  // The I/O thread's own state.
+  std::list<Connection*> connections;
+  bool draining = false;
+  long next_id = 0;
+  long refused_connections = 0, evicted_connections = 0, timed_out_reads = 0;
+
+  awaitable<void> Accept();
+  awaitable<void> Refuse(tcp::socket socket);
+  bool EvictOne();
+  awaitable<void> Serve(tcp::socket socket);
+  awaitable<void> Linger(Connection& c);
+  awaitable<Incoming> ReadRequest(Connection& c);
+  std::optional<ApiError> ReadError(const Connection& c, beast::error_code ec);
+  std::optional<ApiError> Screen(const http::request_parser<http::empty_body>& head) const;
+  awaitable<bool> Send(Connection& c, Response res, double timeout_s = 0);
+  awaitable<bool> Handle(Connection& c, const Request& req);
+  awaitable<bool> Complete(Connection& c, const Request& req, Endpoint endpoint);
+  awaitable<bool> Follow(Connection& c, Job& job, Waker& waker, CompletionText& text,
+                         const CompletionInfo& info, EventStream* events, std::string* gathered);
+  awaitable<void> Drain();
+  awaitable<void> WaitUntilNoConnections(Clock::time_point deadline);
+  std::string MetricsText() const;
+  size_t OpenConnections() const {
+    return static_cast<size_t>(std::count_if(connections.begin(), connections.end(), [](auto* c) {
+      return c->phase != Connection::Phase::kClosing && c->phase != Connection::Phase::kClosed;
+    }));
   }
+};
 
-  // Turns a parsed request into a job; errors name the field.
-  std::optional<ApiError> MakeJob(const CompletionRequest& cr, Job* job) {
-    const Tokenizer& tok = *deps.tokenizer;
-    const GenerationConfig& gen = *deps.generation;
-    const int context = deps.scheduler->options().context;
-    std::vector<int>& prompt = job->prompt;
-    std::vector<int> stop_ids = gen.eos_token_ids;
-    if (cr.endpoint == Endpoint::kChat) {
-      prompt = tok.Encode(RenderGemma4Chat(cr.messages, /*add_generation_prompt=*/true));
-      if (const std::optional<int> eot = tok.TokenId("<turn|>")) stop_ids.push_back(*eot);
-    } else if (!cr.prompt_ids.empty()) {
-      prompt = cr.prompt_ids;
-      for (int id : prompt) {
-        if (id >= deps.vocab_size) {
-          return ApiError{.message = "prompt token id " + std::to_string(id) +
-                                     " is out of range [0, " + std::to_string(deps.vocab_size) +
-                                     ")",
-                          .param = "prompt"};
-        }
+awaitable<void> HttpServer::Impl::Accept() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
+    if (!acceptor.is_open()) co_return;
+    if (ec) {  // e.g. out of file descriptors: pause instead of spinning
+      net::steady_timer pause(ioc, std::chrono::milliseconds(50));
+      co_await pause.async_wait(kNoThrow);
+      continue;
+    }
+    if (OpenConnections() >= static_cast<size_t>(config.max_connections) && !EvictOne()) {
+      ++refused_connections;
+      net::co_spawn(ioc, Refuse(std::move(socket)), net::detached);
+      continue;
+    }
+    net::co_spawn(ioc, Serve(std::move(socket)), net::detached);
+  }
+}
+
+// Every connection is inside a request: tell the newcomer so, briefly, and close.
+awaitable<void> HttpServer::Impl::Refuse(tcp::socket socket) {
+  Connection c(std::move(socket));
+  co_await Send(
+      c,
+      ErrorResponse(ServerError(503, "the server is at its connection limit, retry later"), 11,
+                    false),
+      2.0);
+  c.Close();
+}
+
+// Frees a slot for a new connection: the one that has waited longest for, or in the middle of,
+// its request. Such a slot is what a slow or idle client holds; a running request is never cut.
+bool HttpServer::Impl::EvictOne() {
+  Connection* oldest = nullptr;
+  for (Connection* c : connections) {
+    const bool waiting =
+        c->phase == Connection::Phase::kIdle || c->phase == Connection::Phase::kReading;
+    if (waiting && (oldest == nullptr || c->since < oldest->since)) oldest = c;
+  }
+  if (oldest == nullptr) return false;
+  ++evicted_connections;
+  oldest->Close();
+  return true;
+}
+
+awaitable<void> HttpServer::Impl::Serve(tcp::socket socket) {
+  Connection c(std::move(socket));
+  const auto self = connections.insert(connections.end(), &c);
+  try {
+    while (!draining && c.phase != Connection::Phase::kClosed) {
+      Incoming in = co_await ReadRequest(c);
+      if (in.refusal) {
+        Response res = ErrorResponse(*in.refusal, 11, false);
+        co_await Send(c, std::move(res), std::min(2.0, config.write_timeout_s));
       }
-    } else {
-      prompt.push_back(gen.bos_token_id);
-      const std::vector<int> body = tok.Encode(cr.prompt);
-      prompt.insert(prompt.end(), body.begin(), body.end());
+      if (!in.request) break;
+      c.Enter(Connection::Phase::kBusy);
+      if (!co_await Handle(c, *in.request)) break;
     }
-    const std::string param = cr.endpoint == Endpoint::kChat ? "messages" : "prompt";
-    const int n = static_cast<int>(prompt.size());
-    if (n >= context) {
-      return ApiError{.message = "the prompt has " + std::to_string(n) +
-                                 " tokens; the context is " + std::to_string(context),
-                      .param = param};
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "specula serve: connection dropped: %s\n", e.what());
+  }
+  if (c.job) c.job->cancel.store(true);  // the engine frees the sequence at its next round
+  if (c.phase != Connection::Phase::kClosed) co_await Linger(c);
+  connections.erase(self);
+}
+
+// Closes our side, then reads what the client still sends for a moment before the socket goes:
+// closing with unread bytes (the rest of a refused upload, a pipelined request) makes the kernel
+// send a reset, which can destroy the response the client has not read yet.
+awaitable<void> HttpServer::Impl::Linger(Connection& c) {
+  c.Enter(Connection::Phase::kClosing);
+  beast::error_code ignored;
+  c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  c.stream.expires_after(std::chrono::seconds(2));
+  std::array<char, 4096> sink;
+  for (size_t total = 0; total < (size_t{1} << 20) && c.phase == Connection::Phase::kClosing;) {
+    const auto [ec, n] = co_await c.stream.async_read_some(net::buffer(sink), kNoThrow);
+    if (ec) break;
+    total += n;
+  }
+  c.Close();
+}
+
+// Refusals a request header alone decides: before a body is read, so that an unauthenticated or
+// oversized upload costs the server nothing.
+std::optional<ApiError> HttpServer::Impl::Screen(
+    const http::request_parser<http::empty_body>& head) const {
+  const http::request_header<>& h = head.get();
+  const RouteEntry* route = FindRoute(h.target());
+  if (route == nullptr) {
+    return ApiError{
+        .status = 404,
+        .message = "no route for " + std::string(h.method_string()) + " " + std::string(h.target()),
+        .param = ""};
+  }
+  if (route->method != h.method()) {
+    return ApiError{.status = 405,
+                    .message = std::string(route->path) + " takes " +
+                               std::string(http::to_string(route->method)),
+                    .param = ""};
+  }
+  if (route->needs_key && !config.api_key.empty()) {
+    const auto it = h.find(http::field::authorization);
+    if (it == h.end() || !SameSecret(it->value(), "Bearer " + config.api_key)) {
+      return ApiError{.status = 401,
+                      .message = "invalid or missing API key (Authorization: Bearer ...)",
+                      .param = "",
+                      .type = "authentication_error"};
     }
-    // OpenAI's completions default is 16 tokens; chat runs to a stop or the end of the context.
-    const int max_tokens = cr.max_tokens.value_or(
-        cr.endpoint == Endpoint::kChat ? context - n : std::min(16, context - n));
-    if (max_tokens > context - n) {
-      return ApiError{.message = "max_tokens " + std::to_string(max_tokens) + " + the prompt's " +
-                                 std::to_string(n) + " tokens exceed the context of " +
-                                 std::to_string(context),
-                      .param = "max_tokens"};
-    }
-    GenerateOptions& base = job->options.base;
-    base.max_new_tokens = max_tokens;
-    base.stop_ids = stop_ids;
-    // Sampling defaults come from generation_config.json; request fields override them.
-    SamplingParams& sp = base.sampling;
-    if (gen.do_sample) {
-      sp.temperature = gen.temperature.value_or(1.0f);
-      sp.top_k = gen.top_k.value_or(0);
-      sp.top_p = gen.top_p.value_or(1.0f);
-      sp.min_p = gen.min_p.value_or(0.0f);
-    }
-    if (cr.temperature) sp.temperature = *cr.temperature;
-    if (cr.top_k) sp.top_k = *cr.top_k;
-    if (cr.top_p) sp.top_p = *cr.top_p;
-    if (cr.min_p) sp.min_p = *cr.min_p;
-    sp.seed = cr.seed.value_or(
-        static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
-    if (Status s = sp.Validate(); !s.ok()) return ApiError{.message = s.message(), .param = ""};
-    const bool spec = cr.speculative.value_or(config.have_drafter);
-    if (spec && !config.have_drafter) {
-      return ApiError{
-          .message = "speculative decoding needs a drafter: start the server with -md DIR",
-          .param = "speculative"};
-    }
-    job->options.draft_max = spec ? cr.draft_max.value_or(config.draft_max) : 0;
+  }
+  // A transfer coding other than chunked leaves the body's end unknown (RFC 9112 §6.1).
+  if (h.find(http::field::transfer_encoding) != h.end() && !head.chunked()) {
+    return ApiError{.status = 501, .message = "only the chunked transfer coding is supported"};
+  }
+  if (head.content_length().value_or(0) > config.max_body_bytes) {
+    return ApiError{
+        .status = 413,
+        .message = "the request body exceeds " + std::to_string(config.max_body_bytes) + " bytes"};
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> HttpServer::Impl::ReadError(const Connection& c, beast::error_code ec) {
+  if (ec == http::error::end_of_stream || ec == net::error::eof ||
+      c.phase == Connection::Phase::kClosed)
     return std::nullopt;
+  if (ec == beast::error::timeout) {
+    ++timed_out_reads;
+    return ApiError{.status = 408, .message = "the request did not arrive in time"};
   }
-
-  struct Outcome {
-    std::string finish_reason;
-    CompletionUsage usage;
-    Json speculative;
-    bool client_gone = false;
-  };
-
-  // Follows a submitted job: decodes its tokens, applies stop strings, hands text to `emit` (which
-  // returns false when the client has gone), and waits for the engine to release the sequence.
-  Outcome Follow(Job& job, const CompletionRequest& cr,
-                 const std::function<bool(const std::string&)>& emit) {
-    StreamDecoder decoder(*deps.tokenizer);
-    StopMatcher stops(cr.stop);
-    Outcome o;
-    size_t seen = 0, counted = 0;
-    bool stopped = false;
-    const std::vector<int>& stop_ids = job.options.base.stop_ids;
-    for (;;) {
-      std::vector<int> fresh;
-      bool done;
-      {
-        std::unique_lock<std::mutex> lock(job.mu);
-        job.cv.wait(lock, [&] { return job.done || job.tokens.size() > seen; });
-        fresh.assign(job.tokens.begin() + static_cast<long>(seen), job.tokens.end());
-        seen = job.tokens.size();
-        done = job.done;
-      }
-      std::string text;
-      for (int t : fresh) {
-        if (stopped) break;
-        ++counted;
-        if (std::find(stop_ids.begin(), stop_ids.end(), t) != stop_ids.end())
-          continue;  // not shown
-        text += stops.Push(decoder.Push(t));
-        stopped = stops.stopped();
-      }
-      if (done && !stopped) text += stops.Push(decoder.Flush()) + stops.Flush();
-      if (!text.empty() && !o.client_gone && !emit(text)) o.client_gone = true;
-      if ((stopped || o.client_gone) && !job.cancel.load()) job.cancel.store(true);
-      if (done) break;
-    }
-    o.finish_reason = stopped ? "stop" : FinishReason(job.result.gen.stop);
-    o.usage = {
-        .prompt_tokens = static_cast<int>(job.prompt.size()),
-        .completion_tokens = static_cast<int>(stopped ? counted : job.result.gen.ids.size())};
-    o.speculative =
-        SpeculativeBlock(job.options.draft_max > 0, job.options.draft_max, job.result.spec);
-    return o;
+  if (ec == http::error::header_limit)
+    return ApiError{.status = 431, .message = "the request header is too large"};
+  if (ec == http::error::body_limit) {
+    return ApiError{
+        .status = 413,
+        .message = "the request body exceeds " + std::to_string(config.max_body_bytes) + " bytes"};
   }
+  if (ec.category() == net::error::get_system_category()) return std::nullopt;  // reset, ...
+  return ApiError{.status = 400, .message = "malformed HTTP request: " + ec.message()};
+}
 
-  void Complete(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
-    if (!Authorized(req, res)) return;
-    auto cr = std::make_shared<CompletionRequest>();
-    if (auto e = ParseCompletionRequest(req.body, endpoint, cr.get())) return SendError(res, *e);
-    auto job = std::make_shared<Job>();
-    if (auto e = MakeJob(*cr, job.get())) return SendError(res, *e);
-    if (draining.load() || !deps.scheduler->Submit(job)) {
-      const std::string why = draining.load()
-                                  ? "the server is shutting down"
-                                  : "the server is busy: the request queue is full, retry later";
-      return SendError(res, {.status = 503, .message = why, .param = "", .type = "server_error"});
-    }
-    CompletionInfo info{
-        .id = (endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id++),
-        .model = config.model_name,
-        .created = static_cast<long>(std::time(nullptr)),
-        .endpoint = endpoint};
-    if (!cr->stream) {
-      std::string text;
-      const Outcome o = Follow(*job, *cr, [&](const std::string& t) {
-        text += t;
-        return true;
-      });
-      if (!job->error.empty())
-        return SendError(
-            res, {.status = 500, .message = job->error, .param = "", .type = "server_error"});
-      return SendJson(
-          res, 200, Dump(CompletionResponse(info, text, o.finish_reason, o.usage, o.speculative)));
-    }
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [this, job, cr, info](size_t, httplib::DataSink& sink) {
-          auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
-          // The chat stream opens with the assistant role (a failed write shows up below too).
-          if (info.endpoint == Endpoint::kChat)
-            write(StreamChunk(info, "", nullptr, /*first=*/true));
-          const Outcome o = Follow(*job, *cr, [&](const std::string& t) {
-            return write(StreamChunk(info, t, nullptr, false));
-          });
-          if (o.client_gone) return false;
-          write(StreamFinalChunk(info, o.finish_reason, o.usage, o.speculative));
-          if (cr->include_usage) write(StreamUsageChunk(info, o.usage));
-          write(std::string(kStreamDone));
-          sink.done();
-          return true;
-        },
-        [job](bool success) {
-          if (!success) job->cancel.store(true);  // the connection broke: free the sequence
-        });
+awaitable<Incoming> HttpServer::Impl::ReadRequest(Connection& c) {
+  if (c.buffer.size() == 0) {
+    c.Enter(Connection::Phase::kIdle);
+    c.stream.expires_after(Seconds(config.idle_timeout_s));
+    const auto [ec, n] = co_await c.stream.async_read_some(c.buffer.prepare(kReadChunk), kNoThrow);
+    if (ec) co_return Incoming{};
+    c.buffer.commit(n);
   }
-
-  std::string MetricsText() const {
-    const MetricsSnapshot m = deps.scheduler->Metrics();
-    std::ostringstream o;
-    auto metric = [&](const char* name, const char* type, const char* help, double v) {
-      o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n"
-        << name << " " << v << "\n";
-    };
-    metric("specula_requests_total", "counter", "Completion requests accepted.",
-           static_cast<double>(m.requests));
-    metric("specula_generated_tokens_total", "counter", "Tokens generated.",
-           static_cast<double>(m.generated));
-    metric("specula_spec_draft_tokens_total", "counter", "Draft tokens proposed.",
-           static_cast<double>(m.drafted));
-    metric("specula_spec_accepted_tokens_total", "counter", "Draft tokens accepted.",
-           static_cast<double>(m.accepted));
-    o << "# HELP specula_spec_accepted_tokens_per_pos_total Draft tokens accepted at each draft "
-         "position (1 = first).\n"
-      << "# TYPE specula_spec_accepted_tokens_per_pos_total counter\n";
-    for (size_t i = 0; i < m.accepted_per_position.size(); ++i) {
-      o << "specula_spec_accepted_tokens_per_pos_total{position=\"" << i + 1 << "\"} "
-        << m.accepted_per_position[i] << "\n";
-    }
-    metric("specula_target_forwards_total", "counter", "Target model forward passes.",
-           static_cast<double>(m.target_forwards));
-    metric("specula_queue_depth", "gauge", "Requests waiting for a decoding slot.", m.queue_depth);
-    metric("specula_running_sequences", "gauge", "Sequences decoding.", m.running);
-    metric("specula_decode_tokens_per_second", "gauge",
-           "Generated tokens per second over the last seconds.", m.decode_tok_per_s);
-    return o.str();
+  c.Enter(Connection::Phase::kReading);
+  c.stream.expires_after(Seconds(config.read_timeout_s));
+  http::request_parser<http::empty_body> head;
+  head.header_limit(static_cast<uint32_t>(config.max_header_bytes));
+  if (const auto [ec, n] = co_await http::async_read_header(c.stream, c.buffer, head, kNoThrow);
+      ec) {
+    co_return Incoming{.request = std::nullopt, .refusal = ReadError(c, ec)};
   }
+  if (std::optional<ApiError> e = Screen(head))
+    co_return Incoming{.request = std::nullopt, .refusal = std::move(e)};
 
-  void Routes() {
-    svr.set_payload_max_length(config.max_body_bytes);
-    svr.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) {
-      Complete(q, r, Endpoint::kCompletions);
-    });
-    svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) {
-      Complete(q, r, Endpoint::kChat);
-    });
-    svr.Get("/v1/models", [this](const httplib::Request& q, httplib::Response& r) {
-      if (!Authorized(q, r)) return;
+  http::request_parser<http::string_body> full{std::move(head)};
+  full.body_limit(config.max_body_bytes);
+  if (beast::iequals(full.get()[http::field::expect], "100-continue")) {
+    http::response<http::empty_body> go_on{http::status::continue_, 11};
+    c.stream.expires_after(Seconds(config.write_timeout_s));
+    if (const auto [ec, n] = co_await http::async_write(c.stream, go_on, kNoThrow); ec)
+      co_return Incoming{};
+    c.stream.expires_after(Seconds(config.read_timeout_s));
+  }
+  if (const auto [ec, n] = co_await http::async_read(c.stream, c.buffer, full, kNoThrow); ec)
+    co_return Incoming{.request = std::nullopt, .refusal = ReadError(c, ec)};
+  c.stream.expires_never();
+  co_return Incoming{.request = full.release(), .refusal = std::nullopt};
+}
+
+awaitable<bool> HttpServer::Impl::Send(Connection& c, Response res, double timeout_s) {
+  c.stream.expires_after(Seconds(timeout_s > 0 ? timeout_s : config.write_timeout_s));
+  const auto [ec, n] = co_await http::async_write(c.stream, res, kNoThrow);
+  c.stream.expires_never();
+  co_return !ec && res.keep_alive();
+}
+
+// Answers one request; true if the connection may serve another.
+awaitable<bool> HttpServer::Impl::Handle(Connection& c, const Request& req) {
+  const unsigned version = req.version();
+  const bool keep = req.keep_alive() && !draining;
+  // (Responses are built before co_await: GCC 12 cannot keep braced string literals alive across
+  // a suspension in one expression.)
+  switch (FindRoute(req.target())->route) {  // Screen() made sure there is one
+    case Route::kHealth: {
+      const Json status = {{"status", draining ? "shutting down" : "ok"}};
+      Response res = JsonResponse(draining ? http::status::service_unavailable : http::status::ok,
+                                  status, version, keep);
+      co_return co_await Send(c, std::move(res));
+    }
+    case Route::kModels: {
       const Json model = {{"id", config.model_name},
                           {"object", "model"},
                           {"created", 0},
                           {"owned_by", "specula"},
                           {"speculative", config.have_drafter}};
-      SendJson(r, 200, Dump(Json{{"object", "list"}, {"data", Json::array({model})}}));
-    });
-    svr.Get("/health", [this](const httplib::Request&, httplib::Response& r) {
-      if (draining.load()) return SendJson(r, 503, Json{{"status", "shutting down"}}.dump());
-      SendJson(r, 200, Json{{"status", "ok"}}.dump());
-    });
-    svr.Get("/metrics", [this](const httplib::Request& q, httplib::Response& r) {
-      if (!Authorized(q, r)) return;
-      r.set_content(MetricsText(), "text/plain; version=0.0.4");
-    });
-    // Statuses httplib sets itself (404, 413, ...) get an OpenAI-style body too.
-    svr.set_error_handler([this](const httplib::Request& q, httplib::Response& r) {
-      if (!r.body.empty()) return;
-      std::string msg = "HTTP " + std::to_string(r.status);
-      if (r.status == 404) msg = "no route for " + q.method + " " + q.path;
-      if (r.status == 413)
-        msg = "the request body exceeds " + std::to_string(config.max_body_bytes) + " bytes";
-      SendError(r, {.status = r.status,
-                    .message = msg,
-                    .param = "",
-                    .type = r.status >= 500 ? "server_error" : "invalid_request_error"});
-    });
-    svr.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& r, std::exception_ptr ep) {
-          std::string msg = "internal error";
-          try {
-            std::rethrow_exception(ep);
-          } catch (const std::exception& e) {
-            msg = e.what();
-          } catch (...) {
-          }
-          SendError(r, {.status = 500, .message = msg, .param = "", .type = "server_error"});
-        });
-    // Every queued request holds an HTTP worker while it waits, so the pool must be larger than
-    // the scheduler's capacity (httplib's API takes ownership of a raw pointer here).
-    const size_t workers = static_cast<size_t>(deps.scheduler->options().parallel +
-                                               deps.scheduler->options().queue_max + 4);
-    svr.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+      const Json list = {{"object", "list"}, {"data", Json::array({model})}};
+      co_return co_await Send(c, JsonResponse(http::status::ok, list, version, keep));
+    }
+    case Route::kMetrics: {
+      Response res =
+          MakeResponse(http::status::ok, MetricsText(), "text/plain; version=0.0.4", version, keep);
+      co_return co_await Send(c, std::move(res));
+    }
+    case Route::kCompletions:
+      co_return co_await Complete(c, req, Endpoint::kCompletions);
+    case Route::kChat:
+      co_return co_await Complete(c, req, Endpoint::kChat);
+    case Route::kNone:
+      break;
   }
-};
+  co_return false;
+}
+
+// Follows a submitted job to its end. Text that is safe to show is streamed as events (`events`)
+// or gathered (`gathered`). Returns false when the client went away (the job is then cancelled).
+awaitable<bool> HttpServer::Impl::Follow(Connection& c, Job& job, Waker& waker,
+                                         CompletionText& text, const CompletionInfo& info,
+                                         EventStream* events, std::string* gathered) {
+  size_t seen = 0;
+  for (;;) {
+    std::vector<int> fresh;
+    bool done;
+    {
+      std::lock_guard<std::mutex> lock(job.mu);
+      fresh.assign(job.tokens.begin() + static_cast<long>(seen), job.tokens.end());
+      seen = job.tokens.size();
+      done = job.done;
+    }
+    std::string piece = text.Add(fresh);
+    if (done) piece += text.Finish();
+    if (text.stopped()) job.cancel.store(true);  // the rest would be cut anyway
+    if (events == nullptr) {
+      *gathered += piece;
+    } else if (!piece.empty() && !co_await events->Send(StreamChunk(info, piece, nullptr, false))) {
+      break;
+    }
+    if (done) co_return true;
+    if (!co_await WaitForNews(c, waker)) break;
+  }
+  job.cancel.store(true);
+  co_return false;
+}
+
+awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, Endpoint endpoint) {
+  const unsigned version = req.version();
+  const bool keep = req.keep_alive();
+  if (draining) {
+    co_return co_await Send(
+        c, ErrorResponse(ServerError(503, "the server is shutting down"), version, false));
+  }
+  PreparedCompletion p;
+  std::optional<ApiError> error;
+  try {
+    error = co_await net::co_spawn(prep, Prepare(completion, req.body(), endpoint, &p),
+                                   net::use_awaitable);
+  } catch (const std::exception& e) {
+    error = ServerError(500, std::string("preparing the request failed: ") + e.what());
+  }
+  if (error) co_return co_await Send(c, ErrorResponse(*error, version, keep));
+  if (c.phase == Connection::Phase::kClosed) co_return false;
+  Job& job = *p.job;
+  const auto waker = std::make_shared<Waker>(ioc.get_executor());
+  job.on_update = [waker] { waker->Notify(); };
+  if (draining || !deps.scheduler->Submit(p.job)) {
+    const std::string why = draining ? "the server is shutting down"
+                                     : "the server is busy: the request queue is full, retry later";
+    co_return co_await Send(c, ErrorResponse(ServerError(503, why), version, keep));
+  }
+  c.job = p.job;
+  const CompletionInfo info{
+      .id = (endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id++),
+      .model = config.model_name,
+      .created = static_cast<long>(std::time(nullptr)),
+      .endpoint = endpoint};
+  CompletionText text(*deps.tokenizer, p.request, job.options.base.stop_ids);
+  const CompletionRequest& cr = p.request;
+
+  // What ended the job: an engine failure or the shutdown deadline make it an error.
+  const auto outcome = [&]() -> std::optional<ApiError> {
+    std::lock_guard<std::mutex> lock(job.mu);
+    if (!job.error.empty()) return ServerError(500, job.error);
+    if (c.abandoned) return ServerError(503, "the server shut down before the request finished");
+    return std::nullopt;
+  };
+  const auto usage = [&] {
+    return CompletionUsage{.prompt_tokens = static_cast<int>(job.prompt.size()),
+                           .completion_tokens = text.tokens()};
+  };
+  const auto speculative = [&] {
+    return SpeculativeBlock(job.options.draft_max > 0, job.options.draft_max, job.result.spec);
+  };
+
+  if (!cr.stream) {
+    std::string all;
+    const bool present = co_await Follow(c, job, *waker, text, info, nullptr, &all);
+    c.job.reset();
+    if (!present) co_return false;
+    if (const std::optional<ApiError> e = outcome())
+      co_return co_await Send(c, ErrorResponse(*e, version, keep && !draining));
+    const Json body = CompletionResponse(
+        info, all, FinishReason(text.stopped(), job.result.gen.stop), usage(), speculative());
+    co_return co_await Send(c, JsonResponse(http::status::ok, body, version, keep && !draining));
+  }
+
+  EventStream events(c, config, version, keep);
+  if (!co_await events.Begin()) co_return false;
+  // The chat stream opens with the assistant's role.
+  if (endpoint == Endpoint::kChat && !co_await events.Send(StreamChunk(info, "", nullptr, true)))
+    co_return false;
+  const bool present = co_await Follow(c, job, *waker, text, info, &events, nullptr);
+  c.job.reset();
+  if (!present) co_return false;
+  if (const std::optional<ApiError> e = outcome()) {
+    // An error event, then the end of the stream: no finish_reason, no [DONE].
+    if (!co_await events.Send("data: " + ErrorBody(*e) + "\n\n")) co_return false;
+    co_return co_await events.End() && !draining;
+  }
+  if (!co_await events.Send(StreamFinalChunk(
+          info, FinishReason(text.stopped(), job.result.gen.stop), usage(), speculative())))
+    co_return false;
+  if (cr.include_usage && !co_await events.Send(StreamUsageChunk(info, usage()))) co_return false;
+  if (!co_await events.Send(std::string(kStreamDone))) co_return false;
+  co_return co_await events.End() && !draining;
+}
+
+awaitable<void> HttpServer::Impl::WaitUntilNoConnections(Clock::time_point deadline) {
+  net::steady_timer tick(ioc);
+  while (!connections.empty() && Clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(20));
+    co_await tick.async_wait(kNoThrow);
+  }
+}
+
+// Shutdown: close what waits for a request, give running requests shutdown_timeout_s, then end
+// them with an error and close what is left.
+awaitable<void> HttpServer::Impl::Drain() {
+  draining = true;
+  beast::error_code ignored;
+  acceptor.close(ignored);
+  for (Connection* c : connections) {
+    if (c->phase != Connection::Phase::kBusy) c->Close();
+  }
+  co_await WaitUntilNoConnections(Clock::now() + Seconds(config.shutdown_timeout_s));
+  if (!connections.empty()) {
+    std::fprintf(stderr, "specula serve: %zu request(s) still running after %.0f s: ending them\n",
+                 connections.size(), config.shutdown_timeout_s);
+    for (Connection* c : connections) {
+      c->abandoned = true;
+      if (c->job) c->job->cancel.store(true);
+    }
+    // Cancelled sequences end at the engine's next round; then their error goes out.
+    co_await WaitUntilNoConnections(Clock::now() + std::chrono::seconds(5));
+    for (Connection* c : connections) c->Close();
+    co_await WaitUntilNoConnections(Clock::now() + std::chrono::seconds(1));
+  }
+  ioc.stop();
+}
+
+std::string HttpServer::Impl::MetricsText() const {
+  const MetricsSnapshot m = deps.scheduler->Metrics();
+  std::ostringstream o;
+  auto metric = [&](const char* name, const char* type, const char* help, double v) {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n"
+      << name << " " << v << "\n";
+  };
+  metric("specula_requests_total", "counter", "Completion requests accepted.",
+         static_cast<double>(m.requests));
+  metric("specula_generated_tokens_total", "counter", "Tokens generated.",
+         static_cast<double>(m.generated));
+  metric("specula_spec_draft_tokens_total", "counter", "Draft tokens proposed.",
+         static_cast<double>(m.drafted));
+  metric("specula_spec_accepted_tokens_total", "counter", "Draft tokens accepted.",
+         static_cast<double>(m.accepted));
+  o << "# HELP specula_spec_accepted_tokens_per_pos_total Draft tokens accepted at each draft "
+       "position (1 = first).\n"
+    << "# TYPE specula_spec_accepted_tokens_per_pos_total counter\n";
+  for (size_t i = 0; i < m.accepted_per_position.size(); ++i) {
+    o << "specula_spec_accepted_tokens_per_pos_total{position=\"" << i + 1 << "\"} "
+      << m.accepted_per_position[i] << "\n";
+  }
+  metric("specula_target_forwards_total", "counter", "Target model forward passes.",
+         static_cast<double>(m.target_forwards));
+  metric("specula_queue_depth", "gauge", "Requests waiting for a decoding slot.", m.queue_depth);
+  metric("specula_running_sequences", "gauge", "Sequences decoding.", m.running);
+  metric("specula_decode_tokens_per_second", "gauge",
+         "Generated tokens per second over the last seconds.", m.decode_tok_per_s);
+  metric("specula_http_connections", "gauge", "Open client connections.",
+         static_cast<double>(OpenConnections()));
+  metric("specula_http_connections_refused_total", "counter",
+         "Connections turned away at the connection limit.",
+         static_cast<double>(refused_connections));
+  metric("specula_http_connections_evicted_total", "counter",
+         "Idle or slow connections closed to make room for new ones.",
+         static_cast<double>(evicted_connections));
+  metric("specula_http_read_timeouts_total", "counter",
+         "Requests whose header and body did not arrive in time.",
+         static_cast<double>(timed_out_reads));
+  return o.str();
+}
 
 HttpServer::HttpServer(const ServerConfig& config, const ServerDeps& deps)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->config = config;
-  impl_->deps = deps;
-  impl_->Routes();
-}
+    : impl_(std::make_unique<Impl>(config, deps)) {}
 
 HttpServer::~HttpServer() = default;
 
 Result<int> HttpServer::Bind() {
   Impl& m = *impl_;
-  const int port = m.config.port == 0
-                       ? m.svr.bind_to_any_port(m.config.host)
-                       : (m.svr.bind_to_port(m.config.host, m.config.port) ? m.config.port : -1);
-  if (port <= 0)
-    return Error("--host/--port: cannot listen on " + m.config.host + ":" +
-                 std::to_string(m.config.port) + " (in use, or not an address of this machine)");
-  return port;
+  const Status failed =
+      Error("--host/--port: cannot listen on " + m.config.host + ":" +
+            std::to_string(m.config.port) + " (in use, or not an address of this machine)");
+  tcp::resolver resolver(m.ioc);
+  beast::error_code ec;
+  const auto endpoints =
+      resolver.resolve(m.config.host, std::to_string(m.config.port), tcp::resolver::passive, ec);
+  if (ec) return failed;
+  for (const auto& entry : endpoints) {
+    tcp::acceptor& a = m.acceptor;
+    if (a.is_open()) a.close(ec);
+    a.open(entry.endpoint().protocol(), ec);
+    if (ec) continue;
+    a.set_option(net::socket_base::reuse_address(true), ec);
+    a.bind(entry.endpoint(), ec);
+    if (ec) continue;
+    a.listen(net::socket_base::max_listen_connections, ec);
+    if (!ec) return static_cast<int>(a.local_endpoint().port());
+  }
+  return failed;
 }
 
-void HttpServer::Run() { impl_->svr.listen_after_bind(); }
+void HttpServer::Run() {
+  Impl& m = *impl_;
+  net::co_spawn(m.ioc, m.Accept(), net::detached);
+  m.ioc.run();
+  // Every job has been answered or cancelled; once the engine has let go of them, no callback
+  // reaches the I/O context any more and the server can be destroyed.
+  m.deps.scheduler->Drain();
+  m.prep.join();
+}
 
 void HttpServer::Shutdown() {
-  impl_->draining.store(true);
-  impl_->deps.scheduler->Drain();
-  // A signal can arrive between Bind() and Run(); stop() only stops a running listener.
-  while (!impl_->svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  impl_->svr.stop();
+  if (impl_->shutdown_requested.exchange(true)) return;
+  net::co_spawn(impl_->ioc, impl_->Drain(), net::detached);
 }
 
 }  // namespace specula::server

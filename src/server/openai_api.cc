@@ -187,12 +187,12 @@ std::optional<ApiError> ReadStop(const Json& o, std::vector<std::string>* out) {
 }  // namespace
 
 std::string ErrorBody(const ApiError& e) {
-  return Json{{"error",
-               {{"message", e.message},
-                {"type", e.type},
-                {"param", e.param.empty() ? Json(nullptr) : Json(e.param)},
-                {"code", nullptr}}}}
-      .dump();
+  // Messages can quote what the client sent (a path, a model name): invalid UTF-8 is replaced.
+  return Dump(Json{{"error",
+                    {{"message", e.message},
+                     {"type", e.type},
+                     {"param", e.param.empty() ? Json(nullptr) : Json(e.param)},
+                     {"code", e.code.empty() ? Json(nullptr) : Json(e.code)}}}});
 }
 
 std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint endpoint,
@@ -203,6 +203,10 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   if (o.is_discarded()) return Bad("", "the request body is not valid JSON");
   if (!o.is_object()) return Bad("", "the request body must be a JSON object");
   if (auto e = RejectUnsupported(o)) return e;
+  if (const auto it = o.find("model"); it != o.end() && !it->is_null()) {
+    if (!it->is_string()) return Bad("model", "'model' must be a string, got " + TypeName(*it));
+    out->model = it->get<std::string>();
+  }
   if (endpoint == Endpoint::kChat) {
     if (auto e = ReadMessages(o, &out->messages)) return e;
   } else {

@@ -8,7 +8,7 @@ namespace {
 constexpr double kRateWindowSeconds = 5.0;
 }  // namespace
 
-Scheduler::Scheduler(Gemma4Model& target, Drafter* drafter, ThreadPool& pool,
+Scheduler::Scheduler(TargetModel& target, Drafter* drafter, ThreadPool& pool,
                      const Options& options)
     : engine_(target, drafter, pool,
               {.max_running = options.parallel,
@@ -52,6 +52,20 @@ MetricsSnapshot Scheduler::Metrics() const {
   return metrics_;
 }
 
+// The error is set before `done`, under the job's lock, so a handler that sees done sees why.
+void Scheduler::End(Job& job, const SpecResult& result, const Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(job.mu);
+    job.result = result;
+    if (!status.ok()) job.error = status.message();
+    job.done = true;
+  }
+  if (job.on_update) job.on_update();
+  std::lock_guard<std::mutex> lock(mu_);
+  --in_engine_;
+  idle_cv_.notify_all();
+}
+
 void Scheduler::Loop() {
   for (;;) {
     std::deque<std::shared_ptr<Job>> adds;
@@ -64,33 +78,17 @@ void Scheduler::Loop() {
     for (std::shared_ptr<Job>& job : adds) {
       Job* j = job.get();
       auto on_token = [j](int t) {
-        std::lock_guard<std::mutex> lock(j->mu);
-        j->tokens.push_back(t);
-        j->cv.notify_all();
-      };
-      // on_done runs on this thread, inside Add or Step.
-      auto on_done = [this, j](const SpecResult& r) {
         {
           std::lock_guard<std::mutex> lock(j->mu);
-          j->result = r;
-          j->done = true;
-          j->cv.notify_all();
+          j->tokens.push_back(t);
         }
-        std::lock_guard<std::mutex> lock(mu_);
-        --in_engine_;
-        idle_cv_.notify_all();
+        if (j->on_update) j->on_update();
       };
+      // Runs on this thread, inside Add or Step.
+      auto on_done = [this, j](const SpecResult& r, const Status& status) { End(*j, r, status); };
       Result<int> id = engine_.Add(j->prompt, j->options, on_token, on_done);
       if (!id.ok()) {
-        {
-          std::lock_guard<std::mutex> lock(j->mu);
-          j->error = id.status().message();
-          j->done = true;
-          j->cv.notify_all();
-        }
-        std::lock_guard<std::mutex> lock(mu_);
-        --in_engine_;
-        idle_cv_.notify_all();
+        End(*j, SpecResult{}, id.status());
         continue;
       }
       live_[*id] = std::move(job);
@@ -109,13 +107,7 @@ void Scheduler::Loop() {
       ++it;
     }
 
-    const Status st = engine_.Step();
-    if (!st.ok()) {  // a model error ends the running sequences; report it on their jobs
-      for (auto& [id, job] : live_) {
-        std::lock_guard<std::mutex> lock(job->mu);
-        if (job->error.empty()) job->error = st.message();
-      }
-    }
+    engine_.Step();
     const double now = NowSeconds();
     const BatchEngine::Counters& c = engine_.counters();
     rate_window_.emplace_back(now, c.generated);

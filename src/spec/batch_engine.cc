@@ -5,7 +5,6 @@
 #include "specula/base/json.h"
 #include "specula/base/sysinfo.h"
 #include "specula/base/thread_pool.h"
-#include "specula/models/gemma4.h"
 #include "specula/spec/verifier.h"
 
 namespace specula {
@@ -23,6 +22,7 @@ struct BatchEngine::Seq {
   double t_start = 0.0, t_first = 0.0;
   bool cancelled = false;
   bool done = false;
+  Status error;  // why the sequence failed (passed to on_done)
 
   // Prefill progress, then the decode state: positions 0..P-1 committed, x pending at P, h the
   // hidden row of P-1.
@@ -55,7 +55,7 @@ struct BatchEngine::Seq {
   }
 };
 
-BatchEngine::BatchEngine(Gemma4Model& target, Drafter* drafter, ThreadPool& pool,
+BatchEngine::BatchEngine(TargetModel& target, Drafter* drafter, ThreadPool& pool,
                          const Options& options)
     : target_(target), drafter_(drafter), pool_(pool), options_(options) {}
 
@@ -100,7 +100,13 @@ void BatchEngine::Finish(Seq& s) {
   st.generated_tokens = static_cast<int>(s.res.gen.ids.size());
   if (s.t_first > 0) st.decode_s = NowSeconds() - s.t_first;
   s.own_cache.reset();
-  if (s.on_done) s.on_done(s.res);
+  if (s.on_done) s.on_done(s.res, s.error);
+}
+
+void BatchEngine::Fail(Seq& s, const Status& status) {
+  s.error = status;
+  s.done = true;
+  Finish(s);
 }
 
 void BatchEngine::Admit() {
@@ -123,7 +129,7 @@ void BatchEngine::Admit() {
   }
 }
 
-Status BatchEngine::Step() {
+void BatchEngine::Step() {
   // Drop finished and cancelled sequences, then fill free slots from the queue.
   for (auto& s : running_) {
     if (s->cancelled && !s->done) {
@@ -133,142 +139,191 @@ Status BatchEngine::Step() {
   }
   std::erase_if(running_, [](const std::unique_ptr<Seq>& s) { return s->done; });
   Admit();
-  if (running_.empty()) return OkStatus();
+  if (running_.empty()) return;
 
-  // ---- plan the round: prompt chunks, then drafts for decoding sequences
+  for (auto& s : running_) {
+    s->rows.clear();
+    s->draft = Draft{};
+  }
+  PlanPrefill();
+  DraftRound();
+
+  // One target forward for every sequence's rows: a prompt chunk, or x followed by its drafts.
+  std::vector<Seq*> batch;
+  for (auto& sp : running_) {
+    Seq& s = *sp;
+    if (s.done || (s.rows.empty() && s.in_prefill())) continue;  // no prefill budget this round
+    if (!s.in_prefill()) {
+      s.rows.assign(1, s.x);
+      s.rows.insert(s.rows.end(), s.draft.tokens.begin(), s.draft.tokens.end());
+    }
+    batch.push_back(&s);
+  }
+  if (!batch.empty()) ForwardAndSettle(batch);
+}
+
+// Prompt chunks for sequences still in prefill, from a row budget shared by all of them (so a long
+// prompt never stalls the others).
+void BatchEngine::PlanPrefill() {
   int prefill_left = std::max(1, options_.prefill_rows);
+  for (auto& sp : running_) {
+    Seq& s = *sp;
+    if (!s.in_prefill()) continue;
+    const size_t n =
+        std::min<size_t>(static_cast<size_t>(prefill_left), s.prompt.size() - s.prefilled);
+    prefill_left -= static_cast<int>(n);
+    s.rows.assign(s.prompt.begin() + static_cast<long>(s.prefilled),
+                  s.prompt.begin() + static_cast<long>(s.prefilled + n));
+  }
+}
+
+// One batched drafter call for every decoding sequence that drafts this round.
+void BatchEngine::DraftRound() {
   std::vector<DraftRequest> requests;
   std::vector<Seq*> drafting;
   for (auto& sp : running_) {
     Seq& s = *sp;
-    s.rows.clear();
-    s.draft = Draft{};
-    if (s.in_prefill()) {
-      const size_t n =
-          std::min<size_t>(static_cast<size_t>(prefill_left), s.prompt.size() - s.prefilled);
-      prefill_left -= static_cast<int>(n);
-      s.rows.assign(s.prompt.begin() + static_cast<long>(s.prefilled),
-                    s.prompt.begin() + static_cast<long>(s.prefilled + n));
-      continue;
-    }
+    if (s.in_prefill()) continue;
     const GenerateOptions& base = s.opt.base;
     int k = s.opt.policy ? std::min(s.opt.policy->NextLength(), s.opt.draft_max) : s.opt.draft_max;
-    // No more drafts than the budget, the context and the sliding-window headroom allow.
+    // No more drafts than the budget and the context allow.
     k = std::min({k, base.max_new_tokens - static_cast<int>(s.res.gen.ids.size()) - 1,
                   s.cache->context() - s.P - 1});
-    if (k > 0) {
-      requests.push_back({.token = s.x,
-                          .hidden = s.h,
-                          .pos = s.P,
-                          .cache = s.cache,
-                          .max_tokens = k,
-                          .stop_ids = base.stop_ids,
-                          .min_confidence = s.opt.policy ? s.opt.policy->MinConfidence() : 0.0f,
-                          .sampling = &base.sampling,
-                          .rng = s.sampler.get(),
-                          .seq = s.id});
-      drafting.push_back(&s);
+    if (k <= 0) continue;
+    requests.push_back({.token = s.x,
+                        .hidden = s.h,
+                        .pos = s.P,
+                        .cache = s.cache,
+                        .max_tokens = k,
+                        .stop_ids = base.stop_ids,
+                        .min_confidence = s.opt.policy ? s.opt.policy->MinConfidence() : 0.0f,
+                        .sampling = &base.sampling,
+                        .rng = s.sampler.get(),
+                        .seq = s.id});
+    drafting.push_back(&s);
+  }
+  if (requests.empty()) return;
+  Result<std::vector<Draft>> drafts = drafter_->ProposeBatch(requests, pool_);
+  if (drafts.ok()) {
+    for (size_t i = 0; i < drafting.size(); ++i) drafting[i]->draft = std::move((*drafts)[i]);
+    return;
+  }
+  // Find the sequences at fault: the others keep drafting as if nothing had happened.
+  for (size_t i = 0; i < drafting.size(); ++i) {
+    Result<std::vector<Draft>> one =
+        requests.size() == 1 ? std::move(drafts) : drafter_->ProposeBatch({&requests[i], 1}, pool_);
+    if (one.ok()) {
+      drafting[i]->draft = std::move((*one)[0]);
+    } else {
+      Fail(*drafting[i], one.status().WithContext("drafter"));
     }
   }
-  if (!requests.empty()) {
-    std::vector<Draft> drafts = drafter_->ProposeBatch(requests, pool_);
-    for (size_t i = 0; i < drafting.size(); ++i) drafting[i]->draft = std::move(drafts[i]);
-  }
+}
 
-  // ---- one target forward for every sequence's rows
+Status BatchEngine::Forward(std::span<Seq* const> seqs) {
   std::vector<BatchSeq> batch;
-  std::vector<Seq*> in_batch;
-  for (auto& sp : running_) {
-    Seq& s = *sp;
-    if (s.rows.empty() && s.in_prefill()) continue;  // no prefill budget left this round
-    int logit_rows = 0;
-    if (s.in_prefill()) {
-      logit_rows = s.prefilled + s.rows.size() == s.prompt.size() ? 1 : 0;
-    } else {
-      s.rows.assign(1, s.x);
-      s.rows.insert(s.rows.end(), s.draft.tokens.begin(), s.draft.tokens.end());
-      logit_rows = static_cast<int>(s.rows.size());
-    }
-    batch.push_back({.ids = s.rows, .cache = s.cache, .logit_rows = logit_rows});
-    in_batch.push_back(&s);
+  for (Seq* s : seqs) {
+    const int logit_rows = !s->in_prefill() ? static_cast<int>(s->rows.size())
+                           : s->prefilled + s->rows.size() == s->prompt.size() ? 1
+                                                                               : 0;
+    batch.push_back({.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows});
   }
-  BatchOutput& out = out_;
-  if (Status st = target_.ForwardBatch(batch, pool_, &out); !st.ok()) {
-    for (auto& s : running_) {
-      s->done = true;
-      Finish(*s);
-    }
-    running_.clear();
-    return st;
-  }
-  ++counters_.target_forwards;
+  Status st = target_.ForwardBatch(batch, pool_, &out_);
+  if (st.ok()) ++counters_.target_forwards;
+  return st;
+}
 
-  // ---- per sequence: finish prefill or verify, roll back, emit
-  const int V = target_.config().vocab_size, H = target_.config().hidden_size;
-  for (size_t i = 0; i < in_batch.size(); ++i) {
-    Seq& s = *in_batch[i];
-    ++s.res.gen.stats.target_forwards;
-    // (data() + offset: a sequence may have no logit rows, and the buffer may be empty)
-    const float* logits =
-        out.logits.data() + static_cast<size_t>(out.logit_offset[i]) * static_cast<size_t>(V);
-    const float* hidden =
-        out.hidden.data() + static_cast<size_t>(out.row_offset[i]) * static_cast<size_t>(H);
-    const size_t before = s.res.gen.ids.size();
-    if (s.in_prefill()) {
-      s.prefilled += s.rows.size();
-      if (s.in_prefill()) continue;
-      s.t_first = NowSeconds();
-      s.res.gen.stats.prefill_s = s.t_first - s.t_start;
-      s.P = s.cache->length();
-      s.x = s.sampler->Sample(logits, V);
-      s.h.assign(hidden + (s.rows.size() - 1) * static_cast<size_t>(H),
-                 hidden + s.rows.size() * static_cast<size_t>(H));
-      s.Emit(s.x);
-    } else {
-      const Draft& d = s.draft;
-      const int K = static_cast<int>(d.tokens.size());
-      const VerifyOutcome v = s.opt.base.sampling.greedy()
-                                  ? VerifyGreedy(logits, V, d.tokens)
-                                  : VerifyRejection(logits, V, d.tokens, d.q, *s.sampler);
-      if (K > 0) {
-        s.res.spec.Record(K, v.accepted);
-        if (counters_.accepted_per_position.size() < static_cast<size_t>(K)) {
-          counters_.accepted_per_position.resize(static_cast<size_t>(K), 0);
-        }
-        for (int j = 0; j < v.accepted; ++j)
-          counters_.accepted_per_position[static_cast<size_t>(j)]++;
-        counters_.drafted += K;
-        counters_.accepted += v.accepted;
-        if (s.opt.policy) s.opt.policy->Observe(K, v.accepted);
-        if (s.opt.trace) {
-          *s.opt.trace << nlohmann::ordered_json{{"pos", s.P},
-                                                 {"drafted", d.tokens},
-                                                 {"accepted", v.accepted},
-                                                 {"bonus", v.next_token}}
-                              .dump()
-                       << "\n";
-        }
-      }
-      bool live = true;
-      for (int j = 0; j < v.accepted && live; ++j) live = s.Emit(d.tokens[static_cast<size_t>(j)]);
-      if (live) {
-        // Keep x_P and the accepted drafts; drop the rejected rows from every cache layer.
-        if (Status st = s.cache->Truncate(s.P + v.accepted + 1); !st.ok()) return st;
-        s.h.assign(hidden + static_cast<size_t>(v.accepted) * static_cast<size_t>(H),
-                   hidden + static_cast<size_t>(v.accepted + 1) * static_cast<size_t>(H));
-        s.P += v.accepted + 1;
-        s.x = v.next_token;
-        live = s.Emit(s.x);
-      }
-      if (live && s.P >= s.cache->context()) {
-        s.res.gen.stop = StopReason::kContext;
-        s.done = true;
+void BatchEngine::ForwardAndSettle(const std::vector<Seq*>& seqs) {
+  if (Status st = Forward(seqs); st.ok() || seqs.size() == 1) {
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      if (st.ok()) {
+        Settle(*seqs[i], i);
+      } else {
+        Fail(*seqs[i], st);
       }
     }
-    counters_.generated += static_cast<long>(s.res.gen.ids.size() - before);
-    if (s.done) Finish(s);
+    return;
   }
-  return OkStatus();
+  // A failed pass changed no cache: run each sequence alone, so only the ones at fault end.
+  for (Seq* s : seqs) {
+    if (Status st = Forward({&s, 1}); st.ok()) {
+      Settle(*s, 0);
+    } else {
+      Fail(*s, st);
+    }
+  }
+}
+
+// Sequence `index` of the last forward: finish a prompt chunk or verify the drafts, emit tokens.
+void BatchEngine::Settle(Seq& s, size_t index) {
+  const size_t V = static_cast<size_t>(target_.config().vocab_size);
+  const size_t H = static_cast<size_t>(target_.config().hidden_size);
+  ++s.res.gen.stats.target_forwards;
+  // (data() + offset: a sequence may have no logit rows, and the buffer may be empty)
+  const float* logits = out_.logits.data() + static_cast<size_t>(out_.logit_offset[index]) * V;
+  const float* hidden = out_.hidden.data() + static_cast<size_t>(out_.row_offset[index]) * H;
+  const size_t before = s.res.gen.ids.size();
+  if (s.in_prefill()) {
+    s.prefilled += s.rows.size();
+    if (s.in_prefill()) return;
+    s.t_first = NowSeconds();
+    s.res.gen.stats.prefill_s = s.t_first - s.t_start;
+    s.P = s.cache->length();
+    s.x = s.sampler->Sample(logits, static_cast<int>(V));
+    s.h.assign(hidden + (s.rows.size() - 1) * H, hidden + s.rows.size() * H);
+    s.Emit(s.x);
+  } else {
+    SettleVerify(s, logits, hidden);
+  }
+  counters_.generated += static_cast<long>(s.res.gen.ids.size() - before);
+  if (s.done) Finish(s);
+}
+
+// Accepts a prefix of the drafts, rolls the cache back past the rejected ones and emits the
+// accepted tokens and the target's own next token.
+void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden) {
+  const int V = target_.config().vocab_size;
+  const size_t H = static_cast<size_t>(target_.config().hidden_size);
+  const Draft& d = s.draft;
+  const int K = static_cast<int>(d.tokens.size());
+  const VerifyOutcome v = s.opt.base.sampling.greedy()
+                              ? VerifyGreedy(logits, V, d.tokens)
+                              : VerifyRejection(logits, V, d.tokens, d.q, *s.sampler);
+  if (K > 0) {
+    s.res.spec.Record(K, v.accepted);
+    if (counters_.accepted_per_position.size() < static_cast<size_t>(K))
+      counters_.accepted_per_position.resize(static_cast<size_t>(K), 0);
+    for (int j = 0; j < v.accepted; ++j) counters_.accepted_per_position[static_cast<size_t>(j)]++;
+    counters_.drafted += K;
+    counters_.accepted += v.accepted;
+    if (s.opt.policy) s.opt.policy->Observe(K, v.accepted);
+    if (s.opt.trace) {
+      *s.opt.trace << nlohmann::ordered_json{{"pos", s.P},
+                                             {"drafted", d.tokens},
+                                             {"accepted", v.accepted},
+                                             {"bonus", v.next_token}}
+                          .dump()
+                   << "\n";
+    }
+  }
+  bool live = true;
+  for (int j = 0; j < v.accepted && live; ++j) live = s.Emit(d.tokens[static_cast<size_t>(j)]);
+  if (!live) return;
+  // Keep x_P and the accepted drafts; drop the rejected rows from every cache layer.
+  if (Status st = s.cache->Truncate(s.P + v.accepted + 1); !st.ok()) {
+    s.error = st.WithContext("KV cache rollback");
+    s.done = true;
+    return;
+  }
+  s.h.assign(hidden + static_cast<size_t>(v.accepted) * H,
+             hidden + static_cast<size_t>(v.accepted + 1) * H);
+  s.P += v.accepted + 1;
+  s.x = v.next_token;
+  live = s.Emit(s.x);
+  if (live && s.P >= s.cache->context()) {
+    s.res.gen.stop = StopReason::kContext;
+    s.done = true;
+  }
 }
 
 }  // namespace specula

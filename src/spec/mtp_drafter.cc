@@ -48,10 +48,12 @@ int NextDraftToken(const DraftRequest& req, const DraftStepOutput& step, Draft* 
 }  // namespace
 
 Draft MtpDrafter::Propose(const DraftRequest& req, ThreadPool& pool) {
-  return std::move(ProposeBatch(std::span<const DraftRequest>(&req, 1), pool)[0]);
+  // The assistant's forward cannot fail (the engine validated positions and caches).
+  return std::move(ProposeBatch(std::span<const DraftRequest>(&req, 1), pool).value()[0]);
 }
 
-std::vector<Draft> MtpDrafter::ProposeBatch(std::span<const DraftRequest> reqs, ThreadPool& pool) {
+Result<std::vector<Draft>> MtpDrafter::ProposeBatch(std::span<const DraftRequest> reqs,
+                                                    ThreadPool& pool) {
   const size_t B = reqs.size();
   std::vector<Draft> drafts(B);
   steps_.resize(B);

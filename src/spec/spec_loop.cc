@@ -45,17 +45,20 @@ Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, Th
       target, &drafter, pool,
       {.max_running = 1, .context = cache.context(), .prefill_rows = options.base.prefill_chunk});
   SpecResult result;
+  Status status;
   Result<int> id = engine.Add(std::vector<int>(prompt.begin(), prompt.end()),
                               {.base = options.base,
                                .draft_max = options.draft_max,
                                .policy = options.policy,
                                .trace = options.trace,
                                .cache = &cache},
-                              on_token, [&](const SpecResult& r) { result = r; });
+                              on_token, [&](const SpecResult& r, const Status& st) {
+                                result = r;
+                                status = st;
+                              });
   if (!id.ok()) return id.status();
-  while (!engine.idle()) {
-    if (Status s = engine.Step(); !s.ok()) return s;
-  }
+  while (!engine.idle()) engine.Step();
+  if (!status.ok()) return status;
   return result;
 }
 

@@ -77,7 +77,7 @@ const prompts = ['The quick brown fox', 'Once upon a time', 'hello world', 'In 1
 
 test('greedy completion equals `specula generate` and streams the same text', async () => {
   const cli = JSON.parse(execFileSync(bin, ['generate', '-m', model, '-p', prompts[0], '-n', '24', '--temp', '0', '--json']));
-  const r = await client.completions.create({ model: 'x', prompt: prompts[0], max_tokens: 24, temperature: 0 });
+  const r = await client.completions.create({ model: 'target', prompt: prompts[0], max_tokens: 24, temperature: 0 });
   assert.equal(r.object, 'text_completion');
   assert.equal(r.choices[0].text, cli.text);
   assert.equal(r.usage.prompt_tokens, cli.prompt_ids.length);
@@ -85,10 +85,10 @@ test('greedy completion equals `specula generate` and streams the same text', as
   assert.equal(r.choices[0].finish_reason, cli.stop_reason === 'stop' ? 'stop' : 'length');
   assert.equal(r.speculative.enabled, true);
   assert.equal(r.speculative.draft_max, 3);
-  const s = await complete({ model: 'x', prompt: prompts[0], max_tokens: 24, temperature: 0, stream: true });
+  const s = await complete({ model: 'target', prompt: prompts[0], max_tokens: 24, temperature: 0, stream: true });
   assert.equal(s.choices[0].text, cli.text);
   assert.equal(s.usage.completion_tokens, cli.ids.length);
-  const plain = await client.completions.create({ model: 'x', prompt: prompts[0], max_tokens: 24, temperature: 0, speculative: false });
+  const plain = await client.completions.create({ model: 'target', prompt: prompts[0], max_tokens: 24, temperature: 0, speculative: false });
   assert.equal(plain.choices[0].text, cli.text);
   assert.deepEqual(plain.speculative, { enabled: false });
 });
@@ -96,7 +96,7 @@ test('greedy completion equals `specula generate` and streams the same text', as
 test('chat completion equals `specula generate --chat`, streaming and not', async () => {
   const cli = JSON.parse(execFileSync(bin, ['generate', '-m', model, '-p', 'Tell me a story', '--chat', '-n', '20', '--temp', '0', '--json']));
   const messages = [{ role: 'user', content: 'Tell me a story' }];
-  const r = await client.chat.completions.create({ model: 'x', messages, max_tokens: 20, temperature: 0, draft_max: 5 });
+  const r = await client.chat.completions.create({ model: 'target', messages, max_tokens: 20, temperature: 0, draft_max: 5 });
   assert.equal(r.object, 'chat.completion');
   assert.equal(r.choices[0].message.role, 'assistant');
   assert.equal(r.choices[0].message.content, cli.text);
@@ -104,7 +104,7 @@ test('chat completion equals `specula generate --chat`, streaming and not', asyn
   let text = '';
   let role;
   let finish;
-  const stream = await client.chat.completions.create({ model: 'x', messages, max_tokens: 20, temperature: 0, stream: true,
+  const stream = await client.chat.completions.create({ model: 'target', messages, max_tokens: 20, temperature: 0, stream: true,
                                                         stream_options: { include_usage: true } });
   let usage;
   for await (const chunk of stream) {
@@ -121,16 +121,16 @@ test('chat completion equals `specula generate --chat`, streaming and not', asyn
 });
 
 test('seeded sampling is reproducible and stop strings cut the text', async () => {
-  const params = { model: 'x', prompt: prompts[1], max_tokens: 30, temperature: 0.9, top_p: 0.95, seed: 42 };
+  const params = { model: 'target', prompt: prompts[1], max_tokens: 30, temperature: 0.9, top_p: 0.95, seed: 42 };
   const a = await client.completions.create(params);
   const b = await client.completions.create({ ...params, stream: false });
   assert.equal(a.choices[0].text, b.choices[0].text);
-  const full = (await client.completions.create({ model: 'x', prompt: prompts[2], max_tokens: 30, temperature: 0 })).choices[0].text;
+  const full = (await client.completions.create({ model: 'target', prompt: prompts[2], max_tokens: 30, temperature: 0 })).choices[0].text;
   assert.ok(full.length > 6, full);
   const stop = full.slice(3, 5);
   const cut = full.slice(0, full.indexOf(stop));
   for (const stream of [false, true]) {
-    const r = await complete({ model: 'x', prompt: prompts[2], max_tokens: 30, temperature: 0, stop: [stop], stream });
+    const r = await complete({ model: 'target', prompt: prompts[2], max_tokens: 30, temperature: 0, stop: [stop], stream });
     assert.equal(r.choices[0].text, cut);
     assert.equal(r.choices[0].finish_reason, 'stop');
   }
@@ -150,7 +150,7 @@ test('16 concurrent clients x 3 requests each get their single-request output; m
   for (const j of jobs) {
     const key = `${j.prompt}|${j.max_tokens}`;
     if (!expected.has(key)) {
-      expected.set(key, (await client.completions.create({ model: 'x', prompt: j.prompt, max_tokens: j.max_tokens, temperature: 0 })).choices[0].text);
+      expected.set(key, (await client.completions.create({ model: 'target', prompt: j.prompt, max_tokens: j.max_tokens, temperature: 0 })).choices[0].text);
     }
   }
   const before = await metrics(main);
@@ -158,7 +158,7 @@ test('16 concurrent clients x 3 requests each get their single-request output; m
     const out = [];
     for (let k = 0; k < 3; ++k) {
       const j = jobs[c * 3 + k];
-      out.push(await complete({ model: 'x', temperature: 0, ...j }));
+      out.push(await complete({ model: 'target', temperature: 0, ...j }));
     }
     return out;
   }));

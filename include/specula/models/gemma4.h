@@ -20,6 +20,7 @@
 #include "specula/kernels/kernels.h"
 #include "specula/models/gemma4_config.h"
 #include "specula/models/kv_cache.h"
+#include "specula/models/target_model.h"
 
 namespace specula {
 
@@ -37,39 +38,25 @@ struct ForwardOutput {
   std::vector<float> hidden;  // [T, hidden], post-final-norm
 };
 
-// One sequence of a batched forward: its new tokens and its own cache.
-struct BatchSeq {
-  std::span<const int> ids;  // [T_s] token ids at positions cache->length() .. +T_s-1
-  KvCache* cache = nullptr;  // distinct per sequence
-  int logit_rows = 1;        // how many of the last rows get logits: 0 (a prefill chunk) .. T_s
-};
-
-struct BatchOutput {
-  std::vector<int> row_offset;    // [S+1] first stacked row of each sequence in `hidden`
-  std::vector<int> logit_offset;  // [S+1] first row of each sequence in `logits`
-  std::vector<float> logits;      // [sum logit_rows, vocab], after the final softcap
-  std::vector<float> hidden;      // [sum T_s, hidden], post-final-norm
-};
-
 // Optional per-step tap for debugging against a reference: (layer, name, rows, width, data).
 using TensorTap = void (*)(void* ctx, int layer, const char* name, int rows, int width,
                            const float* data);
 
-class Gemma4Model {
+class Gemma4Model : public TargetModel {
  public:
   // `dir` is a Hugging Face checkpoint directory, or a llama.cpp-layout .gguf file.
   static Result<std::unique_ptr<Gemma4Model>> Load(const std::string& dir);
 
-  const Gemma4Config& config() const { return config_; }
+  const Gemma4Config& config() const override { return config_; }
   const WeightStore& store() const { return *store_; }
 
   // A cache sized for `context` positions with `headroom` rows of sliding-window rollback.
-  std::unique_ptr<KvCache> NewCache(int context, int headroom = 64) const;
+  std::unique_ptr<KvCache> NewCache(int context, int headroom = 64) const override;
 
   Status Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out);
   // Several sequences in one pass: every weight matrix is read once for all their rows, attention
   // reads each sequence's own cache. Each row's result is bit for bit what Forward gives it alone.
-  Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool, BatchOutput* out);
+  Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool, BatchOutput* out) override;
 
   // E[token] * sqrt(H), the scaled input embedding (also the MTP drafter's input embedding).
   void EmbedScaled(int token, float* out) const;

@@ -18,9 +18,10 @@ namespace specula::server {
 // An error returned to the client as {"error": {"message", "type", "param", "code"}}.
 struct ApiError {
   int status = 400;
-  std::string message;
-  std::string param;  // the offending field, or empty
+  std::string message = "";
+  std::string param = "";  // the offending field, or empty
   std::string type = "invalid_request_error";
+  std::string code = "";  // OpenAI's machine-readable code (e.g. "model_not_found"), or empty
 };
 std::string ErrorBody(const ApiError& e);
 
@@ -33,6 +34,7 @@ enum class Endpoint { kCompletions, kChat };
 
 struct CompletionRequest {
   Endpoint endpoint = Endpoint::kCompletions;
+  std::string model;                  // empty: whatever the server serves
   std::string prompt;                 // completions: text (the server adds BOS)
   std::vector<int> prompt_ids;        // completions: token ids given directly (no BOS added)
   std::vector<ChatMessage> messages;  // chat

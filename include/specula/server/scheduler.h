@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,17 +17,18 @@
 
 namespace specula::server {
 
-// One request's sequence. The handler fills the inputs, then reads tokens as they arrive.
+// One request's sequence. The handler fills the inputs, then follows the outputs as they arrive.
 struct Job {
   std::vector<int> prompt;
   SeqOptions options;
+  // Runs on the engine thread, with no lock held, after tokens were added or the job ended.
+  std::function<void()> on_update;
 
   std::mutex mu;
-  std::condition_variable cv;
   std::vector<int> tokens;          // generated ids so far (guarded by mu)
   bool done = false;                // (guarded by mu)
-  SpecResult result;                // valid once done
-  std::string error;                // non-empty: the engine refused or failed the job
+  SpecResult result;                // valid once done (guarded by mu)
+  std::string error;                // set before done when the engine refused or failed the job
   std::atomic<bool> cancel{false};  // set by the handler: the client left or a stop string matched
 };
 
@@ -50,7 +52,7 @@ class Scheduler {
     int context = 4096;  // positions per sequence
     int prefill_rows = 256;
   };
-  Scheduler(Gemma4Model& target, Drafter* drafter, ThreadPool& pool, const Options& options);
+  Scheduler(TargetModel& target, Drafter* drafter, ThreadPool& pool, const Options& options);
   ~Scheduler();  // finishes every submitted job, then stops the thread
 
   // False when the queue is full or the scheduler is draining.
@@ -62,6 +64,7 @@ class Scheduler {
 
  private:
   void Loop();
+  void End(Job& job, const SpecResult& result, const Status& status);
 
   BatchEngine engine_;
   const Options options_;

@@ -18,7 +18,7 @@
 #include <ostream>
 #include <vector>
 
-#include "specula/models/gemma4.h"
+#include "specula/models/target_model.h"
 #include "specula/spec/spec_loop.h"
 
 namespace specula {
@@ -31,7 +31,9 @@ struct SeqOptions {
   KvCache* cache = nullptr;       // borrowed, empty; nullptr: the engine allocates one
 };
 
-using DoneCallback = std::function<void(const SpecResult& result)>;
+// `status` is OK when the sequence stopped normally (stop token, length, context, cancellation);
+// otherwise the model, drafter or cache failed for it and `result` holds what came before.
+using DoneCallback = std::function<void(const SpecResult& result, const Status& status)>;
 
 class BatchEngine {
  public:
@@ -48,7 +50,7 @@ class BatchEngine {
     std::vector<long> accepted_per_position;
   };
 
-  BatchEngine(Gemma4Model& target, Drafter* drafter, ThreadPool& pool, const Options& options);
+  BatchEngine(TargetModel& target, Drafter* drafter, ThreadPool& pool, const Options& options);
   ~BatchEngine();
 
   // Validates and queues a sequence (prompt ids in range and shorter than the context, sampling
@@ -59,8 +61,9 @@ class BatchEngine {
   // Ends a sequence (may be called from its callbacks): no more tokens are emitted for it and its
   // cache is freed at the next round. Unknown or finished ids are ignored.
   void Cancel(int id);
-  // One round. Errors are the model's (they end every running sequence).
-  Status Step();
+  // One round. A failure ends only the sequences it concerns, through their on_done: when a batched
+  // target or drafter pass fails, its sequences are run one by one so that the others go on.
+  void Step();
 
   bool idle() const { return running_.empty() && waiting_.empty(); }
   int running() const { return static_cast<int>(running_.size()); }
@@ -72,8 +75,15 @@ class BatchEngine {
  private:
   void Admit();
   void Finish(Seq& s);
+  void Fail(Seq& s, const Status& status);
+  void PlanPrefill();
+  void DraftRound();
+  Status Forward(std::span<Seq* const> seqs);
+  void ForwardAndSettle(const std::vector<Seq*>& seqs);
+  void Settle(Seq& s, size_t index);
+  void SettleVerify(Seq& s, const float* logits, const float* hidden);
 
-  Gemma4Model& target_;
+  TargetModel& target_;
   Drafter* drafter_;
   ThreadPool& pool_;
   const Options options_;

@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "specula/base/status.h"
 #include "specula/runtime/sampler.h"
 
 namespace specula {
@@ -37,9 +38,10 @@ class Drafter {
   virtual ~Drafter() = default;
   virtual Draft Propose(const DraftRequest& request, ThreadPool& pool) = 0;
   // Drafts for several sequences; draft b is what Propose(requests[b]) returns. Model drafters
-  // override this to run one forward per draft step for all sequences.
-  virtual std::vector<Draft> ProposeBatch(std::span<const DraftRequest> requests,
-                                          ThreadPool& pool) {
+  // override this to run one forward per draft step for all sequences. An error fails the whole
+  // call; the caller may retry the requests one by one to find the sequence at fault.
+  virtual Result<std::vector<Draft>> ProposeBatch(std::span<const DraftRequest> requests,
+                                                  ThreadPool& pool) {
     std::vector<Draft> drafts;
     for (const DraftRequest& r : requests) drafts.push_back(Propose(r, pool));
     return drafts;

@@ -11,8 +11,8 @@ class MtpDrafter : public Drafter {
  public:
   explicit MtpDrafter(Gemma4Assistant& assistant) : assistant_(assistant) {}
   Draft Propose(const DraftRequest& request, ThreadPool& pool) override;
-  std::vector<Draft> ProposeBatch(std::span<const DraftRequest> requests,
-                                  ThreadPool& pool) override;
+  Result<std::vector<Draft>> ProposeBatch(std::span<const DraftRequest> requests,
+                                          ThreadPool& pool) override;
 
  private:
   Gemma4Assistant& assistant_;

@@ -1,0 +1,45 @@
+// What decoding needs of a target model: its config, a KV cache for one sequence, and one batched
+// forward pass. Gemma4Model implements it; the batch engine and the server depend only on this, so
+// a test can stand a model that fails on demand in front of a real one.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "specula/base/status.h"
+#include "specula/models/gemma4_config.h"
+#include "specula/models/kv_cache.h"
+
+namespace specula {
+
+class ThreadPool;
+
+// One sequence of a batched forward: its new tokens and its own cache.
+struct BatchSeq {
+  std::span<const int> ids;  // [T_s] token ids at positions cache->length() .. +T_s-1
+  KvCache* cache = nullptr;  // distinct per sequence
+  int logit_rows = 1;        // how many of the last rows get logits: 0 (a prefill chunk) .. T_s
+};
+
+struct BatchOutput {
+  std::vector<int> row_offset;    // [S+1] first stacked row of each sequence in `hidden`
+  std::vector<int> logit_offset;  // [S+1] first row of each sequence in `logits`
+  std::vector<float> logits;      // [sum logit_rows, vocab], after the final softcap
+  std::vector<float> hidden;      // [sum T_s, hidden], post-final-norm
+};
+
+class TargetModel {
+ public:
+  virtual ~TargetModel() = default;
+
+  virtual const Gemma4Config& config() const = 0;
+  // A cache sized for `context` positions with `headroom` rows of sliding-window rollback.
+  virtual std::unique_ptr<KvCache> NewCache(int context, int headroom) const = 0;
+  // Several sequences in one pass; each row's result is bit for bit what the sequence gets alone.
+  // A failed pass changes no cache, so the caller may retry the sequences one by one.
+  virtual Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool,
+                              BatchOutput* out) = 0;
+};
+
+}  // namespace specula

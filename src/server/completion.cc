@@ -1,0 +1,110 @@
+#include "src/server/completion.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "specula/runtime/chat.h"
+
+namespace specula::server {
+
+std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::string_view body,
+                                          Endpoint endpoint, PreparedCompletion* out) {
+  CompletionRequest& cr = out->request;
+  if (auto e = ParseCompletionRequest(body, endpoint, &cr)) return e;
+  if (!cr.model.empty() && cr.model != ctx.model_name) {
+    return ApiError{.status = 404,
+                    .message = "the model '" + cr.model + "' does not exist; this server serves '" +
+                               ctx.model_name + "'",
+                    .param = "model",
+                    .code = "model_not_found"};
+  }
+  out->job = std::make_shared<Job>();
+  Job& job = *out->job;
+  const Tokenizer& tok = *ctx.tokenizer;
+  const GenerationConfig& gen = *ctx.generation;
+  std::vector<int>& prompt = job.prompt;
+  std::vector<int> stop_ids = gen.eos_token_ids;
+  if (endpoint == Endpoint::kChat) {
+    prompt = tok.Encode(RenderGemma4Chat(cr.messages, /*add_generation_prompt=*/true));
+    if (const std::optional<int> eot = tok.TokenId("<turn|>")) stop_ids.push_back(*eot);
+  } else if (!cr.prompt_ids.empty()) {
+    prompt = cr.prompt_ids;
+    for (int id : prompt) {
+      if (id >= ctx.vocab_size) {
+        return ApiError{.message = "prompt token id " + std::to_string(id) +
+                                   " is out of range [0, " + std::to_string(ctx.vocab_size) + ")",
+                        .param = "prompt"};
+      }
+    }
+  } else {
+    prompt.push_back(gen.bos_token_id);
+    const std::vector<int> text = tok.Encode(cr.prompt);
+    prompt.insert(prompt.end(), text.begin(), text.end());
+  }
+  const std::string param = endpoint == Endpoint::kChat ? "messages" : "prompt";
+  const int n = static_cast<int>(prompt.size());
+  if (n >= ctx.context) {
+    return ApiError{.message = "the prompt has " + std::to_string(n) + " tokens; the context is " +
+                               std::to_string(ctx.context),
+                    .param = param};
+  }
+  // OpenAI's completions default is 16 tokens; chat runs to a stop or the end of the context.
+  const int room = ctx.context - n;
+  const int max_tokens =
+      cr.max_tokens.value_or(endpoint == Endpoint::kChat ? room : std::min(16, room));
+  if (max_tokens > room) {
+    return ApiError{.message = "max_tokens " + std::to_string(max_tokens) + " + the prompt's " +
+                               std::to_string(n) + " tokens exceed the context of " +
+                               std::to_string(ctx.context),
+                    .param = "max_tokens"};
+  }
+  GenerateOptions& base = job.options.base;
+  base.max_new_tokens = max_tokens;
+  base.stop_ids = stop_ids;
+  // Sampling defaults come from generation_config.json; request fields override them.
+  SamplingParams& sp = base.sampling;
+  if (gen.do_sample) {
+    sp.temperature = gen.temperature.value_or(1.0f);
+    sp.top_k = gen.top_k.value_or(0);
+    sp.top_p = gen.top_p.value_or(1.0f);
+    sp.min_p = gen.min_p.value_or(0.0f);
+  }
+  if (cr.temperature) sp.temperature = *cr.temperature;
+  if (cr.top_k) sp.top_k = *cr.top_k;
+  if (cr.top_p) sp.top_p = *cr.top_p;
+  if (cr.min_p) sp.min_p = *cr.min_p;
+  sp.seed = cr.seed.value_or(
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  if (Status s = sp.Validate(); !s.ok()) return ApiError{.message = s.message(), .param = ""};
+  const bool spec = cr.speculative.value_or(ctx.have_drafter);
+  if (spec && !ctx.have_drafter) {
+    return ApiError{
+        .message = "speculative decoding needs a drafter: start the server with -md DIR",
+        .param = "speculative"};
+  }
+  job.options.draft_max = spec ? cr.draft_max.value_or(ctx.draft_max) : 0;
+  return std::nullopt;
+}
+
+std::string CompletionText::Add(std::span<const int> tokens) {
+  std::string text;
+  for (int t : tokens) {
+    if (stops_.stopped()) break;
+    ++tokens_;
+    if (std::find(stop_ids_.begin(), stop_ids_.end(), t) != stop_ids_.end()) continue;
+    text += stops_.Push(decoder_.Push(t));
+  }
+  return text;
+}
+
+std::string CompletionText::Finish() {
+  if (stops_.stopped()) return "";
+  std::string text = stops_.Push(decoder_.Flush());
+  return text + stops_.Flush();
+}
+
+std::string FinishReason(bool stop_string_matched, StopReason engine_stop) {
+  return stop_string_matched || engine_stop == StopReason::kStopToken ? "stop" : "length";
+}
+
+}  // namespace specula::server
