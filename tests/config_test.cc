@@ -118,6 +118,24 @@ TEST(Config, BadConfigsNameTheField) {
   EXPECT_FALSE(r.ok());
 }
 
+// GGUF metadata strings are raw bytes: an error about one that is not UTF-8 is a message with the
+// bytes replaced, not an exception; a long value is cut on a character boundary (fuzz_gguf found
+// the first as a crash: tests/fuzz/corpus/gguf/regress-field-error-non-utf8.gguf).
+TEST(Config, FieldErrorsShowValuesThatAreNotUtf8) {
+  const Json md = {{"general.architecture", "gemma\xFF"}};
+  FieldReader r(md, "m.gguf");
+  r.Fail("general.architecture", "expected gemma4");
+  EXPECT_EQ(r.status().message(),
+            "m.gguf: general.architecture: expected gemma4 (got \"gemma\xEF\xBF\xBD\")");
+  std::string wide;  // 3-byte characters: the first 57 bytes end inside one
+  for (int i = 0; i < 40; ++i) wide += "\xE6\x97\xA5";
+  const Json cfg = {{"k", wide}};
+  FieldReader w(cfg, "c.json");
+  w.Fail("k", "bad");
+  EXPECT_NO_THROW((void)Json(w.status().message()).dump()) << "message is not valid UTF-8";
+  EXPECT_NE(w.status().message().find("\xE6\x97\xA5...)"), std::string::npos);
+}
+
 TEST(GenerationConfigTest, ReadsStopIdsAndSampling) {
   const std::string dir = test::TempDir("genconf");
   std::ofstream(dir + "/generation_config.json") << R"({"eos_token_id": [1, 106], "do_sample": true, "temperature": 1.0, "top_k": 64, "top_p": 0.95})";

@@ -47,8 +47,9 @@ Result<Json> ReadJsonFile(const std::string& path) {
 
 FieldReader::FieldReader(const Json& obj, std::string file, std::string prefix)
     : obj_(obj), file_(std::move(file)), prefix_(std::move(prefix)) {
-  if (!obj_.is_object()) status_ = Error(file_ + ": " + (prefix_.empty() ? "top level" : prefix_) +
-                                         ": expected a JSON object");
+  if (!obj_.is_object())
+    status_ = Error(file_ + ": " + (prefix_.empty() ? "top level" : prefix_) +
+                    ": expected a JSON object");
 }
 
 std::string FieldReader::PathOf(const std::string& key) const {
@@ -72,8 +73,13 @@ void FieldReader::Fail(const std::string& key, const std::string& problem) {
   if (!status_.ok()) return;
   std::string shown;
   if (const Json* v = Get(key)) {
-    shown = v->dump();
-    if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
+    // Values from GGUF metadata are raw bytes, not validated UTF-8: replace, never throw.
+    shown = v->dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (shown.size() > 60) {
+      size_t cut = 57;  // on a character boundary, so the message stays valid UTF-8
+      while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;
+      shown = shown.substr(0, cut) + "...";
+    }
     shown = " (got " + shown + ")";
   }
   status_ = Error(file_ + ": " + PathOf(key) + ": " + problem + shown);
@@ -88,7 +94,8 @@ int64_t FieldReader::Int(const std::string& key) {
   if (v->is_number_integer()) return v->get<int64_t>();
   if (v->is_number_float()) {
     const double d = v->get<double>();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<int64_t>(d);
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15)
+      return static_cast<int64_t>(d);
   }
   Fail(key, "expected an integer");
   return 0;
