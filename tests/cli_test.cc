@@ -2,12 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 
 #include "specula/base/json.h"
 #include "specula/base/thread_pool.h"
 #include "specula/models/gemma4.h"
 #include "specula/runtime/generate.h"
+#include "specula/tokenizer/tokenizer.h"
 #include "test_util.h"
 
 namespace specula {
@@ -150,6 +152,66 @@ TEST(Cli, ConvertedGgufGeneratesTheSame) {
   EXPECT_GT(spec["stats"]["drafted"].get<int>(), 0);
   const test::RunResult tok = RunCli("tokenize -m " + dir + "/t.gguf -p 'the cat' --json");
   EXPECT_EQ(tok.out, RunCli("tokenize -m " + m + " -p 'the cat' --json").out);
+}
+
+// Prompt files are read only as far as the context could hold them: an endless device or a file
+// too large for the context is refused at once naming the flag and the path; a file that fits is
+// read whole, also from a pipe; one that tokenizes past the context gets the context error.
+TEST(Cli, PromptFilesAreBoundedByTheContext) {
+  const std::string m = test::MakePreset("e2b-tiny");
+  const std::string dir = test::TempDir("cli-prompt-file");
+  const auto t0 = std::chrono::steady_clock::now();
+  test::RunResult r = RunCli("generate -m " + m + " -f /dev/zero -n 1");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("-f/--file: /dev/zero: not a regular file"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("raise -c/--ctx-size"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+  r = RunCli("tokenize -m " + m + " -f /dev/zero");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-f/--file: /dev/zero: not a regular file"), std::string::npos) << r.err;
+  r = RunCli("generate -m " + m + " -f " + dir + " -n 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-f/--file: " + dir + ": is a directory"), std::string::npos) << r.err;
+
+  // A piece of the longest vocabulary string is one token: prompts of them pack the most bytes
+  // into the context, so they show where a sound byte limit has to lie.
+  Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::LoadFile(m + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok());
+  std::string longest;
+  for (int id = 0; id < (*tok)->vocab_size(); ++id) {
+    const std::string& p = (*tok)->Piece(id);
+    if (p.size() > longest.size() && (*tok)->Encode(p) == std::vector<int>{id}) longest = p;
+  }
+  ASSERT_GE(longest.size(), 8u);
+  const int ctx = 64;
+  auto write = [&](const std::string& name, int pieces) {
+    std::string text;
+    for (int i = 0; i < pieces; ++i) text += longest;
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  const std::string c = " -n 1 --json -c " + std::to_string(ctx);
+  const std::string fits = write("fits.txt", ctx - 2);  // + BOS: one position left
+  r = RunCli("generate -m " + m + " -f " + fits + c);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseOut(r)["stats"]["prompt_tokens"], ctx - 1);
+  r = RunCli("generate -m " + m + " -f /dev/stdin" + c + " < " + fits);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseOut(r)["stats"]["prompt_tokens"], ctx - 1);
+  const std::string full = write("full.txt", ctx - 1);
+  r = RunCli("generate -m " + m + " -f " + full + c);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-f/--file: " + full + ": prompt: 64 tokens do not fit the context of 64"),
+            std::string::npos)
+      << r.err;
+  const std::string big = write("big.txt", 100000);
+  r = RunCli("generate -m " + m + " -f " + big + c);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-f/--file: " + big + ": " + std::to_string(100000 * longest.size()) +
+                       " bytes, past the limit"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(Cli, TokenizeAndInspect) {

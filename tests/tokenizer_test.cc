@@ -173,5 +173,56 @@ TEST(Tokenizer, FuzzEncodeDecodeRoundTrip) {
   }
 }
 
+// MaxInputBytesPerToken bounds how much text one token stands for (the CLI caps prompt files by
+// it): every encoding of random text respects it, shrinking normalizers raise it, and tokenizers
+// that can drop text or fuse it into one <unk> admit no bound.
+TEST(Tokenizer, MaxInputBytesPerTokenBoundsEveryEncoding) {
+  const Json merges = Json::array({{"a", "a"}, {"aa", "a"}, {"a", "b"}, {"b", "c"}, {"ab", "c"}});
+  const Json base = Json::parse(TinyJson(merges));
+  auto make = [](const Json& j) {
+    Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromJson(j, "tok.json");
+    EXPECT_TRUE(t.ok()) << t.status().message();
+    return t.ok() ? std::move(*t) : nullptr;
+  };
+  Json shrinking = base;  // "aaaa" -> "a" before BPE: four input bytes per normalized one
+  shrinking["normalizer"] = {
+      {"type", "Sequence"},
+      {"normalizers",
+       Json::array({base["normalizer"],
+                    {{"type", "Replace"}, {"pattern", {{"String", "aaaa"}}}, {"content", "a"}}})}};
+  const auto plain = make(base), shrink = make(shrinking);
+  ASSERT_TRUE(plain && shrink);
+  ASSERT_EQ(plain->MaxInputBytesPerToken(), std::optional<size_t>(6));  // "<0x00>" is longest
+  ASSERT_EQ(shrink->MaxInputBytesPerToken(), std::optional<size_t>(24));
+  std::mt19937 rng(11);
+  const std::string alphabet = "aaaaabc <t><tt>\xC3\xA9\xE6\x97\xA5\xFF\n";
+  for (int i = 0; i < 3000; ++i) {
+    std::string s;
+    const size_t n = rng() % 200;
+    for (size_t k = 0; k < n; ++k) s.push_back(alphabet[rng() % alphabet.size()]);
+    if (i % 10 == 0) s = std::string(n, 'a');  // the most any token here covers
+    for (const Tokenizer* t : {plain.get(), shrink.get()}) {
+      ASSERT_GE(t->Encode(s).size() * *t->MaxInputBytesPerToken(), s.size()) << s;
+    }
+  }
+  Json deleting = base;
+  deleting["normalizer"] = {{"type", "Replace"}, {"pattern", {{"String", "b"}}}, {"content", ""}};
+  Json removing = base;
+  removing["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Removed"}};
+  Json fusing = base;  // no byte fallback: a run of unknown characters is one fused <unk>
+  fusing["model"]["byte_fallback"] = false;
+  Json dropping = fusing;  // no <unk> either: unknown characters vanish
+  dropping["model"].erase("unk_token");
+  for (const Json& j : {deleting, removing, fusing, dropping}) {
+    const auto t = make(j);
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->MaxInputBytesPerToken(), std::nullopt) << j["normalizer"].dump();
+  }
+  Json unfused = fusing;  // one <unk> per character: at most 4 bytes each
+  unfused["model"]["fuse_unk"] = false;
+  EXPECT_EQ(make(unfused)->MaxInputBytesPerToken(), std::optional<size_t>(6));
+}
+
 }  // namespace
 }  // namespace specula

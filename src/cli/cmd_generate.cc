@@ -68,6 +68,26 @@ Result<std::vector<int>> ParseIds(const std::string& text) {
   return ids;
 }
 
+// Reads the -f/--file prompt, but never more of it than a context of `context` tokens can hold:
+// each token stands for at most tok.MaxInputBytesPerToken() bytes of text, so a longer file
+// encodes to more than `context` tokens and would be refused after tokenizing anyway. Stopping at
+// that bound keeps a huge file or an endless device (/dev/zero) from being read into memory.
+Result<std::string> ReadPromptFile(const std::string& path, const Tokenizer& tok, int context) {
+  const std::optional<size_t> per_token = tok.MaxInputBytesPerToken();
+  const uint64_t fit =
+      per_token ? static_cast<uint64_t>(context) * *per_token : kMaxPromptFileBytes;
+  const uint64_t limit = std::min(fit, kMaxPromptFileBytes);
+  const std::string why =
+      limit < kMaxPromptFileBytes
+          ? "a context of " + std::to_string(context) + " tokens holds at most " +
+                std::to_string(limit) + " bytes of text with this tokenizer, at most " +
+                std::to_string(*per_token) + " bytes per token; raise -c/--ctx-size"
+          : "prompt files are read up to " + std::to_string(kMaxPromptFileBytes) + " bytes";
+  Result<std::string> text = ReadFileAtMost(path, limit, why);
+  if (!text.ok()) return text.status().WithContext("-f/--file");
+  return text;
+}
+
 int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids) {
   if (int(have_prompt) + int(have_file) + int(have_ids) != 1) {
     return Fail("generate: give exactly one of -p/--prompt, -f/--file, --prompt-ids");
@@ -98,6 +118,7 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
     tok = std::move(*t);  // ids the model cannot embed are rejected by ValidatePrompt
   }
 
+  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
   std::vector<int> prompt;
   if (have_ids) {
     Result<std::vector<int>> ids = ParseIds(f.prompt_ids);
@@ -106,9 +127,9 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   } else {
     std::string text = f.prompt;
     if (have_file) {
-      Result<std::string> t = ReadTextFile(f.file);
+      Result<std::string> t = ReadPromptFile(f.file, *tok, context);
       if (!t.ok()) return Fail(t.status().message());
-      text = *t;
+      text = std::move(*t);
     }
     if (text.empty()) return Fail("prompt: empty prompt");
     if (f.chat) {
@@ -138,9 +159,8 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   sp.seed = f.seed;
   if (Status s = sp.Validate(); !s.ok()) return Fail(s.message());
 
-  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
   if (Status s = ValidatePrompt(prompt, cfg.vocab_size, context); !s.ok()) {
-    return Fail(s.message() +
+    return Fail((have_file ? "-f/--file: " + f.file + ": " : std::string()) + s.message() +
                 (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));
   }
   // The assistant, when given, is validated against the target before anything runs.

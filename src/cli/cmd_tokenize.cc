@@ -29,9 +29,11 @@ Runner AddTokenize(CLI::App& app) {
       return Fail("tokenize: give -p/--prompt TEXT or -f/--file FILE");
     std::string text = flags->prompt;
     if (f->count() > 0) {
-      Result<std::string> t = ReadTextFile(flags->file);
-      if (!t.ok()) return Fail(t.status().message());
-      text = *t;
+      Result<std::string> t = ReadFileAtMost(
+          flags->file, kMaxPromptFileBytes,
+          "text files are read up to " + std::to_string(kMaxPromptFileBytes) + " bytes");
+      if (!t.ok()) return Fail("-f/--file: " + t.status().message());
+      text = std::move(*t);
     }
     Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(flags->model);
     if (!tok.ok()) return Fail(tok.status().message());

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 
 namespace specula::cli {
@@ -20,6 +21,11 @@ Runner AddConvert(CLI::App& app);
 Runner AddServe(CLI::App& app);
 
 int Fail(const std::string& message);  // prints the one-line error, returns 1
+
+// Text files given with -f/--file are never read past this: beyond it a prompt cannot fit any
+// Gemma 4 context (256k tokens) unless its tokens averaged over 1 KB, and reading on would only
+// hold a device like /dev/zero in memory until allocation fails.
+inline constexpr uint64_t kMaxPromptFileBytes = uint64_t{256} << 20;
 
 // Positions per sequence: -c/--ctx-size when given (> 0), else 4096; never beyond the model's.
 inline int ContextSize(int flag, int model_max) {

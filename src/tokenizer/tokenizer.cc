@@ -1,6 +1,8 @@
 #include "specula/tokenizer/tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <queue>
 
 #include "specula/base/json.h"
@@ -246,7 +248,34 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std:
     if (!known)
       return Error(file + ": pre_tokenizer.behavior: unsupported '" + tok->split_behavior_ + "'");
   }
+  tok->max_input_bytes_per_token_ = tok->ComputeMaxInputBytesPerToken();
   return tok;
+}
+
+// Every token Encode emits stands for a string of the vocabulary (an added token's content, a
+// vocabulary piece, or a merge a+b, itself a vocabulary string), a single byte (byte fallback) or a
+// single character of at most 4 bytes (<unk>, unfused), so it covers at most L normalized bytes,
+// L = max(longest vocabulary string, 4). Added tokens match the raw text; everything else is
+// normalized first, and a Replace(from -> to) with a shorter `to` can shrink text by at most
+// ceil(|from| / |to|), so one token covers at most L times the product of those factors of input.
+// No bound exists when text can vanish or fuse: an empty replacement, a Split that removes its
+// pattern, characters dropped for want of a byte token or <unk>, or a fused <unk> run.
+std::optional<size_t> Tokenizer::ComputeMaxInputBytesPerToken() const {
+  bool all_bytes = byte_fallback_;
+  for (int b = 0; b < 256 && all_bytes; ++b) all_bytes = byte_token_[b] >= 0;
+  if (!all_bytes && (unk_id_ < 0 || fuse_unk_)) return std::nullopt;
+  if (!split_on_.empty() && split_behavior_ == "Removed") return std::nullopt;
+  size_t longest = 4;
+  for (const auto& [piece, id] : vocab_) longest = std::max(longest, piece.size());
+  size_t bound = longest;
+  for (const auto& [from, to] : normalize_replace_) {
+    if (to.size() >= from.size()) continue;
+    if (to.empty()) return std::nullopt;
+    const size_t shrink = (from.size() + to.size() - 1) / to.size();
+    if (bound > std::numeric_limits<size_t>::max() / shrink) return std::nullopt;
+    bound *= shrink;
+  }
+  return bound;
 }
 
 std::optional<int> Tokenizer::TokenId(std::string_view piece) const {

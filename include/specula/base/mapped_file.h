@@ -34,7 +34,18 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Reads a whole (small) text file, e.g. config.json.
+// Reads a whole file of at most `max_bytes` bytes. A regular file is judged by its size before
+// anything is read; anything else (a pipe, /dev/stdin, a device such as /dev/zero that never ends)
+// is read in chunks until it ends or has yielded more than `max_bytes`. Errors name the path; the
+// one for a file past the limit ends with `why_limit` in parentheses when it is given.
+Result<std::string> ReadFileAtMost(const std::string& path, uint64_t max_bytes,
+                                   const std::string& why_limit = "");
+
+// The limit ReadTextFile applies: far above any config.json or tokenizer.json (the 262k-token
+// Gemma tokenizer.json is ~30 MB), far below what would exhaust memory.
+inline constexpr uint64_t kMaxTextFileBytes = uint64_t{1} << 30;
+
+// Reads a whole text file, e.g. config.json (at most kMaxTextFileBytes).
 Result<std::string> ReadTextFile(const std::string& path);
 bool FileExists(const std::string& path);
 

@@ -34,6 +34,10 @@ class Tokenizer {
   bool IsSpecial(int id) const { return special_[static_cast<size_t>(id)] != 0; }
   // The raw byte of a <0xXX> token, or -1.
   int ByteOf(int id) const { return byte_of_[static_cast<size_t>(id)]; }
+  // An upper bound on the input bytes one token of Encode's output stands for, so a text longer
+  // than n times it encodes to more than n tokens; empty when this tokenizer admits no bound (text
+  // that encodes to nothing, or an unbounded run fused into one <unk>).
+  std::optional<size_t> MaxInputBytesPerToken() const { return max_input_bytes_per_token_; }
 
  private:
   struct TrieNode {
@@ -43,6 +47,7 @@ class Tokenizer {
   void EncodeSegment(std::string_view text, std::vector<int>* out) const;
   void Bpe(std::string_view word, std::vector<int>* out) const;
   size_t MatchAdded(std::string_view text, size_t pos, int* token) const;
+  std::optional<size_t> ComputeMaxInputBytesPerToken() const;
 
   std::vector<std::string> pieces_;  // id -> token string
   std::vector<uint8_t> special_;
@@ -57,6 +62,7 @@ class Tokenizer {
   std::vector<std::pair<std::string, std::string>> normalize_replace_;  // applied in order
   std::string split_on_;  // Split pre-tokenizer pattern ("" = none)
   std::string split_behavior_;
+  std::optional<size_t> max_input_bytes_per_token_;
 };
 
 // Incremental decoding for streaming output: Push returns only complete UTF-8, holding back the
