@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "specula/base/json.h"
@@ -152,6 +153,27 @@ TEST(Cli, ConvertedGgufGeneratesTheSame) {
   EXPECT_GT(spec["stats"]["drafted"].get<int>(), 0);
   const test::RunResult tok = RunCli("tokenize -m " + dir + "/t.gguf -p 'the cat' --json");
   EXPECT_EQ(tok.out, RunCli("tokenize -m " + m + " -p 'the cat' --json").out);
+}
+
+// A checkpoint that samples by default (generation_config.json) samples the same way from its
+// converted file: same seed, same tokens, and not the greedy ones.
+TEST(Cli, ConvertedGgufSamplesAsItsDirectory) {
+  const std::string m = test::TempDir("cli-gguf-sampling");
+  std::filesystem::copy(test::MakePreset("e2b-tiny"), m, std::filesystem::copy_options::recursive);
+  std::ofstream(m + "/generation_config.json")
+      << R"({"bos_token_id": 2, "eos_token_id": [1, 106], "do_sample": true, "temperature": 1.5,
+            "top_k": 200, "top_p": 0.98})";
+  const std::string gguf = test::TempDir("cli-gguf-sampling-out") + "/t.gguf";
+  const test::RunResult ct = RunCli("convert " + m + " " + gguf);
+  ASSERT_EQ(ct.exit_code, 0) << ct.err;
+  const std::string args = " -p 'the quick brown fox' -n 24 --json --seed 7";
+  const Json dir = ParseOut(RunCli("generate -m " + m + args));
+  const Json file = ParseOut(RunCli("generate -m " + gguf + args));
+  const Json greedy = ParseOut(RunCli("generate -m " + m + args + " --temp 0"));
+  ASSERT_EQ(dir["ids"].size(), 24u);
+  EXPECT_NE(dir["ids"], greedy["ids"]);  // the directory does sample
+  EXPECT_EQ(file["ids"], dir["ids"]);
+  EXPECT_EQ(file["text"], dir["text"]);
 }
 
 // Prompt files are read only as far as the context could hold them: an endless device or a file
