@@ -1,190 +1,15 @@
 #include "specula/server/http_server.h"
 
-#include <boost/asio.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <chrono>
 #include <list>
 #include <sstream>
 
 #include "src/server/completion.h"
+#include "src/server/http_connection.h"
 
 namespace specula::server {
 namespace {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using net::awaitable;
-using net::experimental::awaitable_operators::operator||;
-using tcp = net::ip::tcp;
-using Clock = std::chrono::steady_clock;
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
-
-// I/O errors come back as values: an exception escaping a connection's coroutine would end the
-// process.
-constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
 constexpr size_t kReadChunk = 8 << 10;
-// Bytes a client may send ahead (pipelined requests) while its request runs; beyond this the
-// server stops reading until it answers.
-constexpr size_t kMaxReadAhead = 64 << 10;
-
-Clock::duration Seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-
-// Constant-time comparison: the key must not leak through response timing.
-bool SameSecret(std::string_view given, std::string_view expected) {
-  unsigned char diff = given.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < expected.size(); ++i)
-    diff |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
-  return diff == 0;
-}
-
-Response MakeResponse(http::status status, std::string body, std::string_view content_type,
-                      unsigned version, bool keep_alive) {
-  Response res{status, version};
-  res.set(http::field::server, "specula");
-  res.set(http::field::content_type, content_type);
-  res.keep_alive(keep_alive);
-  res.body() = std::move(body);
-  res.prepare_payload();
-  return res;
-}
-
-Response JsonResponse(http::status status, const Json& body, unsigned version, bool keep_alive) {
-  return MakeResponse(status, Dump(body), "application/json", version, keep_alive);
-}
-
-Response ErrorResponse(const ApiError& e, unsigned version, bool keep_alive) {
-  return MakeResponse(static_cast<http::status>(e.status), ErrorBody(e), "application/json",
-                      version, keep_alive);
-}
-
-ApiError ServerError(int status, std::string message) {
-  return {.status = status, .message = std::move(message), .param = "", .type = "server_error"};
-}
-
-// One client connection. It lives in the frame of the coroutine serving it; the server's list
-// points to it so that the connection limit and shutdown can reach it.
-struct Connection {
-  enum class Phase { kIdle, kReading, kBusy, kClosing, kClosed };
-
-  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
-  void Enter(Phase p) {
-    phase = p;
-    since = Clock::now();
-  }
-  // Cancels whatever the connection waits for; its coroutine then ends.
-  void Close() {
-    phase = Phase::kClosed;
-    beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream.close();
-  }
-
-  beast::tcp_stream stream;
-  beast::flat_buffer buffer;  // read and not yet parsed (the start of a pipelined next request)
-  Phase phase = Phase::kIdle;
-  Clock::time_point since = Clock::now();
-  std::shared_ptr<Job> job;  // the completion being served, if any
-  bool abandoned = false;    // shutdown ran out of time for the running request
-};
-
-// Wakes a coroutine on the I/O thread from the engine thread. A notification that arrives while
-// nobody waits is kept, so none is lost; a wake-up may be spurious.
-class Waker : public std::enable_shared_from_this<Waker> {
- public:
-  explicit Waker(const net::any_io_executor& ex) : timer_(ex, Clock::time_point::max()) {}
-
-  void Notify() {  // any thread
-    if (pending_.exchange(true)) return;
-    net::post(timer_.get_executor(), [self = shared_from_this()] { self->timer_.cancel(); });
-  }
-  awaitable<void> Wait() {  // the I/O thread
-    if (pending_.exchange(false)) co_return;
-    timer_.expires_at(Clock::time_point::max());
-    co_await timer_.async_wait(kNoThrow);
-  }
-
- private:
-  net::steady_timer timer_;
-  std::atomic<bool> pending_{false};
-};
-
-// Returns true once the client has closed or reset the connection. Bytes it sends meanwhile are
-// kept for the next request; past kMaxReadAhead it stops looking and waits to be cancelled.
-awaitable<bool> WatchHangup(Connection& c) {
-  tcp::socket& socket = c.stream.socket();
-  for (;;) {
-    if (c.buffer.size() >= kMaxReadAhead) {
-      net::steady_timer forever(socket.get_executor(), Clock::time_point::max());
-      co_await forever.async_wait(kNoThrow);
-      co_return false;
-    }
-    const auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kNoThrow);
-    if (ec) co_return ec != net::error::operation_aborted;
-    beast::error_code read_ec;
-    const size_t available = socket.available(read_ec);
-    if (read_ec || available == 0) co_return true;  // readable with nothing to read: EOF or reset
-    const size_t n = socket.read_some(
-        c.buffer.prepare(std::min(available, kMaxReadAhead - c.buffer.size())), read_ec);
-    if (read_ec) co_return true;
-    c.buffer.commit(n);
-  }
-}
-
-// Waits for news of a job; false if the client hung up first.
-awaitable<bool> WaitForNews(Connection& c, Waker& waker) {
-  const std::variant<std::monostate, bool> first = co_await (waker.Wait() || WatchHangup(c));
-  co_return first.index() == 0 || !std::get<1>(first);
-}
-
-// A Server-Sent Events body: chunked (HTTP/1.1), or plain bytes until the close (HTTP/1.0).
-class EventStream {
- public:
-  EventStream(Connection& c, const ServerConfig& config, unsigned version, bool keep_alive)
-      : c_(c), config_(config), version_(version), keep_alive_(keep_alive && version >= 11) {}
-
-  awaitable<bool> Begin() {
-    http::response<http::empty_body> res{http::status::ok, version_};
-    res.set(http::field::server, "specula");
-    res.set(http::field::content_type, "text/event-stream");
-    res.set(http::field::cache_control, "no-cache");
-    res.keep_alive(keep_alive_);
-    if (version_ >= 11) res.chunked(true);
-    http::response_serializer<http::empty_body> sr{res};
-    c_.stream.expires_after(Seconds(config_.write_timeout_s));
-    const auto [ec, n] = co_await http::async_write_header(c_.stream, sr, kNoThrow);
-    co_return !ec;
-  }
-  // (By value: the coroutine runs after the caller's temporaries are gone.)
-  awaitable<bool> Send(std::string event) {
-    c_.stream.expires_after(Seconds(config_.write_timeout_s));
-    if (version_ < 11) {
-      const auto [ec, n] = co_await net::async_write(c_.stream, net::buffer(event), kNoThrow);
-      co_return !ec;
-    }
-    const auto [ec, n] =
-        co_await net::async_write(c_.stream, http::make_chunk(net::buffer(event)), kNoThrow);
-    co_return !ec;
-  }
-  // Ends the body; true if the connection may serve another request.
-  awaitable<bool> End() {
-    if (version_ < 11) co_return false;
-    c_.stream.expires_after(Seconds(config_.write_timeout_s));
-    const auto [ec, n] = co_await net::async_write(c_.stream, http::make_chunk_last(), kNoThrow);
-    co_return !ec && keep_alive_;
-  }
-
- private:
-  Connection& c_;
-  const ServerConfig& config_;
-  unsigned version_;
-  bool keep_alive_;
-};
 
 // What reading a request gave: a request, a refusal to send before closing (bad syntax, no route,
 // no key, too large, too slow), or neither (the client left). A refusal ends the connection, since
@@ -340,19 +165,19 @@ awaitable<void> HttpServer::Impl::Serve(tcp::socket socket) {
   connections.erase(self);
 }
 
-// Closes our side, then reads what the client still sends for a moment before the socket goes:
-// closing with unread bytes (the rest of a refused upload, a pipelined request) makes the kernel
-// send a reset, which can destroy the response the client has not read yet.
+// Closes our side, then reads and drops what the client still sends, for up to two seconds,
+// before the socket goes: closing with unread bytes (the rest of a refused upload, a pipelined
+// request) makes the kernel send a reset, and a reset makes the client's kernel discard the
+// response it has not read yet. The sink is fixed, so a flood costs time, not memory.
 awaitable<void> HttpServer::Impl::Linger(Connection& c) {
   c.Enter(Connection::Phase::kClosing);
   beast::error_code ignored;
   c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   c.stream.expires_after(std::chrono::seconds(2));
-  std::array<char, 4096> sink;
-  for (size_t total = 0; total < (size_t{1} << 20) && c.phase == Connection::Phase::kClosing;) {
+  std::array<char, 16 << 10> sink;
+  while (c.phase == Connection::Phase::kClosing) {
     const auto [ec, n] = co_await c.stream.async_read_some(net::buffer(sink), kNoThrow);
     if (ec) break;
-    total += n;
   }
   c.Close();
 }
@@ -584,7 +409,7 @@ awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, En
     co_return co_await Send(c, JsonResponse(http::status::ok, body, version, keep && !draining));
   }
 
-  EventStream events(c, config, version, keep);
+  EventStream events(c, config.write_timeout_s, version, keep);
   if (!co_await events.Begin()) co_return false;
   // The chat stream opens with the assistant's role.
   if (endpoint == Endpoint::kChat && !co_await events.Send(StreamChunk(info, "", nullptr, true)))
