@@ -1,6 +1,7 @@
 // Safetensors files, memory-mapped. Every header entry is validated against the file before any
-// tensor is exposed: known dtype, non-negative shape, byte size == numel * dtype size, and the data
-// range inside the file. A TensorView points into the map; nothing is copied.
+// tensor is exposed: known dtype, non-negative shape, byte size == numel * dtype size, the data
+// range inside the file, no name given twice and no two data ranges overlapping. A TensorView
+// points into the map; nothing is copied.
 #pragma once
 
 #include <cstdint>
