@@ -7,6 +7,7 @@
 #include "specula/base/json.h"
 #include "specula/testing/random_checkpoint.h"
 #include "specula/tokenizer/tokenizer.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
 
 namespace specula {
 namespace {
@@ -143,6 +144,38 @@ TEST(Tokenizer, MalformedFilesGiveErrors) {
     EXPECT_NE(t.status().message().find(c.expect), std::string::npos) << t.status().message();
     EXPECT_EQ(t.status().message().rfind("tok.json", 0), 0u);
   }
+}
+
+// Found by fuzz_tokenizer (tests/fuzz/corpus/tokenizer/regress-*): a field of another type where a
+// string or bool belongs threw from json::value(); it is an error naming the section. The GGUF
+// writer reads added tokens' "special" the same way.
+TEST(Tokenizer, FieldsOfTheWrongTypeGiveErrors) {
+  const std::string model = R"("model": {"type": "BPE", "vocab": {"a": 0, " ": 1}, "merges": []})";
+  const std::pair<std::string, std::string> cases[] = {
+      {R"("normalizer": {"type": {"String": " "}, "pattern": {"String": " "}, "content": "_"})",
+       "normalizer"},
+      {R"("normalizer": {"type": "Sequence", "normalizers": [{"type": 5}]})",
+       "normalizer.normalizers[0]"},
+      {R"("normalizer": {"type": null, "normalizers": []})", "normalizer"},
+      {R"("pre_tokenizer": {"type": ["Split"], "pattern": {"String": " "}})", "pre_tokenizer"},
+      {R"("pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "invert": "no"})",
+       "pre_tokenizer"},
+      {R"("pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": 3})",
+       "pre_tokenizer.behavior"},
+      {R"("added_tokens": [{"id": 2, "content": "<t>", "special": "yes"}])", "added_tokens"},
+  };
+  for (const auto& [section, expect] : cases) {
+    const std::string text = "{" + model + ", " + section + "}";
+    Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromJsonText(text, "tok.json");
+    ASSERT_FALSE(t.ok()) << text;
+    EXPECT_EQ(t.status().message().rfind("tok.json: " + expect, 0), 0u) << t.status().message();
+  }
+  const Json added = Json::parse(
+      R"({"model": {"vocab": {"a": 0}}, "added_tokens": [{"id": 1, "content": "b", "special": 1}]})");
+  Result<std::vector<GgufKv>> kvs = TokenizerGgufMetadata(added, "tok.json");
+  ASSERT_FALSE(kvs.ok());
+  EXPECT_EQ(kvs.status().message().rfind("tok.json: added_tokens.special", 0), 0u)
+      << kvs.status().message();
 }
 
 // Random bytes (including invalid UTF-8) must encode without crashing and round-trip exactly: every

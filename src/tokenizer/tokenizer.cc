@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <queue>
 
 #include "specula/base/json.h"
@@ -58,6 +59,21 @@ size_t AppendUtf8(std::string_view bytes, bool final, std::string* out) {
     }
   }
   return 0;
+}
+
+// Optional fields of tokenizer.json objects. nlohmann's value() throws when the key holds another
+// type; these read such a key as a value every caller refuses ("" or nullopt), so a malformed file
+// is an error naming its section.
+std::string StringField(const Json& o, const char* key, const std::string& fallback) {
+  const auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  return it->is_string() ? it->get<std::string>() : std::string();
+}
+std::optional<bool> BoolField(const Json& o, const char* key, bool fallback) {
+  const auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) return std::nullopt;
+  return it->get<bool>();
 }
 
 void ReplaceAll(std::string* s, const std::string& from, const std::string& to) {
@@ -116,8 +132,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std:
     for (const Json& a : *added) {
       if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
           !a.contains("content") || !a["content"].is_string() || a["id"].get<int64_t>() < 0 ||
-          a["id"].get<int64_t>() >= (1 << 24) || a["content"].get<std::string>().empty()) {
-        return Error(file + ": added_tokens: each entry needs an integer id and non-empty content");
+          a["id"].get<int64_t>() >= (1 << 24) || a["content"].get<std::string>().empty() ||
+          !BoolField(a, "special", false)) {
+        return Error(file +
+                     ": added_tokens: each entry needs an integer id and non-empty content (and "
+                     "'special', if given, true or false)");
       }
       max_id = std::max(max_id, a["id"].get<int>());
     }
@@ -139,7 +158,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std:
       const std::string content = a["content"].get<std::string>();
       tok->pieces_[static_cast<size_t>(id)] = content;
       tok->vocab_[content] = id;
-      tok->special_[static_cast<size_t>(id)] = a.value("special", false) ? 1 : 0;
+      tok->special_[static_cast<size_t>(id)] = *BoolField(a, "special", false) ? 1 : 0;
       int node = 0;
       for (unsigned char ch : content) {
         auto nx = tok->trie_[static_cast<size_t>(node)].next.find(ch);
@@ -207,7 +226,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std:
   // Normalizer: Replace(String) or a Sequence of them (what Gemma uses); anything else is refused
   // rather than silently ignored, because it would change ids.
   auto read_replace = [&](const Json& n, const std::string& path) -> Status {
-    if (!n.is_object() || n.value("type", "") != "Replace" || !n.contains("pattern") ||
+    if (!n.is_object() || StringField(n, "type", "") != "Replace" || !n.contains("pattern") ||
         !n["pattern"].is_object() || !n["pattern"].contains("String") ||
         !n["pattern"]["String"].is_string() || !n.contains("content") ||
         !n["content"].is_string()) {
@@ -220,7 +239,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std:
   };
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
     const Json& n = j["normalizer"];
-    if (n.is_object() && n.value("type", "") == "Sequence" && n.contains("normalizers") &&
+    if (n.is_object() && StringField(n, "type", "") == "Sequence" && n.contains("normalizers") &&
         n["normalizers"].is_array()) {
       for (size_t i = 0; i < n["normalizers"].size(); ++i) {
         if (Status s = read_replace(n["normalizers"][i],
@@ -234,13 +253,13 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std:
   }
   if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
     const Json& p = j["pre_tokenizer"];
-    if (!p.is_object() || p.value("type", "") != "Split" || !p.contains("pattern") ||
+    if (!p.is_object() || StringField(p, "type", "") != "Split" || !p.contains("pattern") ||
         !p["pattern"].is_object() || !p["pattern"].contains("String") ||
-        !p["pattern"]["String"].is_string() || p.value("invert", false)) {
+        !p["pattern"]["String"].is_string() || BoolField(p, "invert", false) != false) {
       return Error(file + ": pre_tokenizer: unsupported (supported: Split with a String pattern)");
     }
     tok->split_on_ = p["pattern"]["String"].get<std::string>();
-    tok->split_behavior_ = p.value("behavior", "Isolated");
+    tok->split_behavior_ = StringField(p, "behavior", "Isolated");
     static const char* kBehaviors[] = {"Removed", "Isolated", "MergedWithPrevious",
                                        "MergedWithNext"};
     bool known = false;

@@ -119,9 +119,12 @@ Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& j, const std::stri
           !a.contains("content") || !a["content"].is_string()) {
         return Error(file + ": added_tokens: expected {id, content} objects");
       }
+      FieldReader fields(a, file, "added_tokens");
+      const bool special = fields.Bool("special", false);  // not a.value(): that throws on "x"
+      if (!fields.ok()) return fields.status();
       const int64_t id = a["id"].get<int64_t>();
       pieces[id] = a["content"].get<std::string>();
-      type[id] = a.value("special", false) ? GgufTokenType::kControl : GgufTokenType::kUserDefined;
+      type[id] = special ? GgufTokenType::kControl : GgufTokenType::kUserDefined;
     }
   }
   if (pieces.empty() || pieces.begin()->first != 0 ||
