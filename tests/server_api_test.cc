@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <tuple>
 
 #include "specula/server/openai_api.h"
 
@@ -102,6 +103,38 @@ TEST(ServerApi, ErrorsNameTheField) {
   }
   EXPECT_TRUE(Parse("{\"prompt\": \"hi\"")->param.empty());  // not JSON
   EXPECT_NE(Parse("[]")->message.find("object"), std::string::npos);
+}
+
+// fuzz_openai_request crashed on these (tests/fuzz/corpus/openai_request/regress-*): a "type" not
+// a string threw from json::value() (a 500 from the server), and the integral float 2^63 was
+// converted to int64 (undefined behavior). All are 400s naming the field; int64's extremes parse.
+TEST(ServerApi, WrongTypesAndIntegersPastInt64AreFieldErrors) {
+  const std::vector<std::tuple<std::string, Endpoint, std::string>> cases = {
+      {R"({"messages":[{"role":"user","content":[{"type":["text"],"text":"hi"}]}]})",
+       Endpoint::kChat, "messages[0].content"},
+      {R"({"messages":[{"role":"user","content":"hi"}],"response_format":{"type":5}})",
+       Endpoint::kChat, "response_format"},
+      {R"({"prompt":"hi","seed":9223372036854775808.0})", Endpoint::kCompletions, "seed"},
+      {R"({"prompt":"hi","seed":9223372036854775808})", Endpoint::kCompletions, "seed"},
+      {R"({"prompt":"hi","seed":-9.3e18})", Endpoint::kCompletions, "seed"},
+      {R"({"prompt":"hi","max_tokens":2147483648.0})", Endpoint::kCompletions, "max_tokens"},
+  };
+  for (const auto& [body, endpoint, param] : cases) {
+    const std::optional<ApiError> e = Parse(body, endpoint);
+    ASSERT_TRUE(e.has_value()) << body;
+    EXPECT_EQ(e->status, 400) << body;
+    EXPECT_EQ(e->param, param) << body << ": " << e->message;
+  }
+  CompletionRequest r;
+  ASSERT_FALSE(Parse(R"({"prompt":"hi","seed":9223372036854775807,"max_tokens":2147483647.0})",
+                     Endpoint::kCompletions, &r));
+  EXPECT_EQ(r.seed, uint64_t{0x7FFFFFFFFFFFFFFF});
+  EXPECT_EQ(r.max_tokens, 2147483647);
+  ASSERT_FALSE(Parse(R"({"prompt":"hi","seed":-9223372036854775808})", Endpoint::kCompletions, &r));
+  EXPECT_EQ(r.seed, uint64_t{0x8000000000000000});
+  ASSERT_FALSE(
+      Parse(R"({"prompt":"hi","seed":-9223372036854775808.0})", Endpoint::kCompletions, &r));
+  EXPECT_EQ(r.seed, uint64_t{0x8000000000000000});
 }
 
 TEST(ServerApi, StopMatcherCutsSplitStopStringsAndHoldsBackOnlyPrefixes) {

@@ -33,18 +33,37 @@ std::optional<ApiError> ReadInt(const Json& o, const char* key, int64_t lo, int6
                                 std::optional<int64_t>* out) {
   const auto it = o.find(key);
   if (it == o.end() || it->is_null()) return std::nullopt;
-  // Integral floats (2.0) are accepted, as OpenAI does; 2.5 is not.
-  if (!it->is_number() ||
-      (it->is_number_float() && std::floor(it->get<double>()) != it->get<double>())) {
-    return Bad(key, std::string("'") + key + "' must be an integer, got " + it->dump());
-  }
-  const double d = it->get<double>();
-  if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+  const auto out_of_range = [&] {
     return Bad(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " +
                         std::to_string(hi) + "], got " + it->dump());
+  };
+  // Integers are compared exactly (as doubles, 2^63 - 1 and 2^63 are one value). Integral floats
+  // (2.0) are accepted, as OpenAI does, 2.5 is not; one outside int64 cannot be converted at all.
+  int64_t v = 0;
+  if (it->is_number_unsigned()) {
+    if (it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return out_of_range();
+    }
+    v = static_cast<int64_t>(it->get<uint64_t>());
+  } else if (it->is_number_integer()) {
+    v = it->get<int64_t>();
+  } else if (it->is_number_float() && std::floor(it->get<double>()) == it->get<double>()) {
+    const double d = it->get<double>();
+    if (!(d >= -0x1p63 && d < 0x1p63)) return out_of_range();
+    v = static_cast<int64_t>(d);
+  } else {
+    return Bad(key, std::string("'") + key + "' must be an integer, got " + it->dump());
   }
-  *out = it->is_number_unsigned() ? static_cast<int64_t>(it->get<uint64_t>()) : it->get<int64_t>();
+  if (v < lo || v > hi) return out_of_range();
+  *out = v;
   return std::nullopt;
+}
+
+// The string at `key` of an object, or "" when absent or of another type (nlohmann's value()
+// throws then: a request with {"type": 5} would be a server error, not a 400).
+std::string StringAt(const Json& o, const char* key) {
+  const auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 std::optional<ApiError> ReadBool(const Json& o, const char* key, std::optional<bool>* out) {
@@ -88,7 +107,7 @@ std::optional<ApiError> RejectUnsupported(const Json& o) {
     return Bad("suffix", "'suffix' is not supported");
   }
   if (const auto it = o.find("response_format"); it != o.end() && !it->is_null()) {
-    if (!it->is_object() || it->value("type", std::string()) != "text") {
+    if (!it->is_object() || StringAt(*it, "type") != "text") {
       return Bad("response_format", "only response_format {\"type\": \"text\"} is supported");
     }
   }
@@ -126,8 +145,8 @@ std::optional<ApiError> ReadMessages(const Json& o, std::vector<ChatMessage>* ou
       text = content->get<std::string>();
     } else if (content->is_array()) {  // [{"type": "text", "text": "..."}]
       for (const Json& part : *content) {
-        if (!part.is_object() || part.value("type", std::string()) != "text" ||
-            !part.contains("text") || !part["text"].is_string()) {
+        if (!part.is_object() || StringAt(part, "type") != "text" || !part.contains("text") ||
+            !part["text"].is_string()) {
           return Bad(where + ".content", where + ".content: only text parts are supported");
         }
         text += part["text"].get<std::string>();
