@@ -66,7 +66,6 @@ Result<GenerationConfig> FromGguf(const std::string& path) {
   }
   if (g.eos_token_ids.empty()) g.eos_token_ids = {1};
   g.bos_token_id = static_cast<int>(r.Int(kBosKey, 2));
-  if (g.bos_token_id < 0) r.Fail(kBosKey, "must be a token id");
   // llama.cpp has no do_sample: it samples unless the temperature is 0. A file without the key
   // decodes greedily, as before files carried it.
   if (!r.IsNull(kTempKey)) {
@@ -98,9 +97,7 @@ Result<GenerationConfig> GenerationConfig::LoadFromDir(const std::string& dir) {
   FieldReader r(*j, path);
   ReadEosList(r, "eos_token_id", &g);
   if (g.eos_token_ids.empty()) g.eos_token_ids = {1};
-  const int64_t bos = r.Int("bos_token_id", 2);
-  if (bos < 0 || bos > kMaxTokenId) r.Fail("bos_token_id", "must be in [0, 2^30]");
-  g.bos_token_id = static_cast<int>(bos);
+  g.bos_token_id = static_cast<int>(r.Int("bos_token_id", 2));
   g.do_sample = r.Bool("do_sample", false);
   if (!r.IsNull("temperature")) g.temperature = static_cast<float>(r.Float("temperature"));
   if (g.temperature && *g.temperature < 0) r.Fail("temperature", "must be >= 0");
