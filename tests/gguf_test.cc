@@ -252,7 +252,7 @@ TEST(Gguf, InconsistentTensorTableIsRefused) {
       EXPECT_NE(msg.find(e), std::string::npos) << k.what << ": " << msg;
     }
   }
-  // Files the engine writes still load: packed tables, and a converted checkpoint.
+  // Files the engine writes still load (converted checkpoints: the GgufModel tests below).
   EXPECT_TRUE(GgufFile::Open(ValidFile(test::TempDir("gguf-table"))).ok());
 }
 
