@@ -165,7 +165,8 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
 }
 
 TEST_P(KernelsTest, QuantizedMatMulPropagatesNonFiniteRowsOnly) {
-  for (const auto& [t, K] : {std::pair{DType::kQ8_0, int64_t{64}}, {DType::kQ6_K, int64_t{256}},
+  for (const auto& [t, K] : {std::pair{DType::kQ8_0, int64_t{64}},
+                             {DType::kQ6_K, int64_t{256}},
                              {DType::kQ4_K, int64_t{256}}}) {
     const int64_t N = 5;
     const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 5);
@@ -305,6 +306,45 @@ TEST(KernelsPool, SharedDispatchEqualsSeparateMatMuls) {
     MatMulShared(BestKernels(), pool, outs, x.data(), m);
     for (int i = 0; i < kMats; ++i)
       EXPECT_EQ(separate[i], shared[i]) << "matrix " << i << ", " << threads << " threads";
+  }
+}
+
+TEST(KernelsPool, GroupedDispatchEqualsSeparateMatMuls) {
+  // Experts of a mixture-of-experts layer: matrices over different inputs and row counts (one with
+  // no rows), inputs read with a stride wider than K, two jobs on one input. Every output equals
+  // its own MatMul, at any thread count.
+  const int64_t KK = 256;  // a multiple of the Q6_K super-block
+  const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ6_K, DType::kQ4_K, DType::kF32};
+  const int64_t rows[] = {96, 40, 64, 33, 8};
+  const size_t ms[] = {1, 3, 0, 5, 2};
+  const size_t ldx = KK + 16;
+  const std::vector<float> x = RandomVec(8 * ldx, 31);
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<MatMulJob> jobs;
+    std::vector<std::vector<float>> separate, grouped;
+    std::vector<Weights> w;
+    for (int i = 0; i < 5; ++i)
+      w.push_back(MakeWeights(types[i], static_cast<size_t>(rows[i] * KK), 40 + i));
+    for (int i = 0; i < 5; ++i) {
+      const float* xi = x.data() + (i == 4 ? 0 : static_cast<size_t>(i)) * ldx;  // 0 and 4 share x
+      std::vector<float> packed(ms[i] * static_cast<size_t>(KK));
+      for (size_t r = 0; r < ms[i]; ++r)
+        std::copy_n(xi + r * ldx, KK, packed.data() + r * static_cast<size_t>(KK));
+      separate.emplace_back(ms[i] * static_cast<size_t>(rows[i]));
+      grouped.emplace_back(ms[i] * static_cast<size_t>(rows[i]), -1.0f);
+      MatMul(BestKernels(), pool, w[static_cast<size_t>(i)].view(rows[i], KK), packed.data(), ms[i],
+             separate.back().data());
+      jobs.push_back({.w = w[static_cast<size_t>(i)].view(rows[i], KK),
+                      .x = xi,
+                      .ldx = ldx,
+                      .m = ms[i],
+                      .y = grouped.back().data()});
+    }
+    MatMulGrouped(BestKernels(), pool, jobs);
+    for (int i = 0; i < 5; ++i)
+      EXPECT_EQ(separate[static_cast<size_t>(i)], grouped[static_cast<size_t>(i)])
+          << "job " << i << ", " << threads << " threads";
   }
 }
 

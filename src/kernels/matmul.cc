@@ -443,12 +443,20 @@ double MeasurePeakGflops(ThreadPool& pool) {
 
 void MatMul(const KernelTable& k, ThreadPool& pool, const MatView& w, const float* x, size_t m,
             float* y) {
-  const MatMulOut one{w, y};
-  MatMulShared(k, pool, std::span<const MatMulOut>(&one, 1), x, m);
+  const MatMulJob one{.w = w, .x = x, .ldx = static_cast<size_t>(w.cols), .m = m, .y = y};
+  MatMulGrouped(k, pool, std::span<const MatMulJob>(&one, 1));
 }
 
 void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMulOut> outs,
                   const float* x, size_t m) {
+  std::vector<MatMulJob> jobs;
+  jobs.reserve(outs.size());
+  for (const MatMulOut& o : outs)
+    jobs.push_back({.w = o.w, .x = x, .ldx = static_cast<size_t>(o.w.cols), .m = m, .y = o.y});
+  MatMulGrouped(k, pool, jobs);
+}
+
+void MatMulGrouped(const KernelTable& k, ThreadPool& pool, std::span<const MatMulJob> jobs) {
   // One contiguous slice of the stacked rows per thread: each core then streams long runs of rows,
   // which the hardware prefetchers and DRAM pages favour (64 KiB dynamically scheduled tasks
   // reached ~78% of stream bandwidth, per-thread slices ~86%). But equal slices finish at
@@ -457,11 +465,15 @@ void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMul
   // whichever thread is free first. Tasks are whole 4-row tiles; tiny matrices stay on one
   // thread.
   int64_t rows = 0, row_bytes = 1;
-  for (const MatMulOut& o : outs) {
-    rows += o.w.rows;
+  size_t scratch_floats = 0;
+  for (const MatMulJob& j : jobs) {
+    rows += j.w.rows;
     row_bytes =
-        std::max<int64_t>(row_bytes, static_cast<int64_t>(StorageBytes(o.w.dtype, o.w.cols)));
+        std::max<int64_t>(row_bytes, static_cast<int64_t>(StorageBytes(j.w.dtype, j.w.cols)));
+    scratch_floats =
+        std::max(scratch_floats, MatMulScratchFloats(j.m, static_cast<size_t>(j.w.cols)));
   }
+  if (jobs.empty() || rows == 0) return;
   const int64_t min_rows = std::max<int64_t>(4, (16 << 10) / row_bytes);
   const int64_t threads =
       std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows / min_rows));
@@ -470,36 +482,48 @@ void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMul
   const int64_t small =
       std::max<int64_t>((min_rows + 3) / 4 * 4, (tail / (4 * threads) + 3) / 4 * 4);
   const size_t tasks = static_cast<size_t>(threads + (tail + small - 1) / small);
-  if (outs.empty()) return;
-  const size_t scratch_floats = MatMulScratchFloats(m, static_cast<size_t>(outs[0].w.cols));
-  // Per thread, the dtype whose prepared x its scratch holds (-1: none): matrices of a group that
-  // share a dtype pack or quantize x once per thread, not once per matrix and task (16 rows of
-  // K = 1536 are 96 KB to pack).
-  std::vector<int> prepared(static_cast<size_t>(pool.num_threads()), -1);
+  // Per thread, which input its scratch holds prepared (packed or quantized) and for which dtype:
+  // consecutive jobs on the same input and dtype (q/k/v, gate/up) prepare it once per thread, not
+  // once per matrix and task (16 rows of K = 1536 are 96 KB to pack).
+  struct Prepared {
+    const float* x = nullptr;
+    size_t ldx = 0, m = 0;
+    int64_t cols = 0;
+    int dtype = -1;
+    bool Holds(const MatMulJob& j) const {
+      return x == j.x && ldx == j.ldx && m == j.m && cols == j.w.cols &&
+             dtype == static_cast<int>(j.w.dtype);
+    }
+  };
+  std::vector<Prepared> prepared(static_cast<size_t>(pool.num_threads()));
   pool.ParallelFor(tasks, [&](size_t t, int thread) {
     float* scratch = pool.Scratch(thread, scratch_floats);
-    int& ready = prepared[static_cast<size_t>(thread)];
+    Prepared& ready = prepared[static_cast<size_t>(thread)];
     const auto ti = static_cast<int64_t>(t);
     const int64_t begin = ti < threads ? ti * slice : threads * slice + (ti - threads) * small;
     const int64_t end = ti < threads ? begin + slice : std::min<int64_t>(rows, begin + small);
     int64_t base = 0;  // first stacked row of the current matrix
-    for (const MatMulOut& o : outs) {
-      const int64_t lo = std::max(begin, base), hi = std::min(end, base + o.w.rows);
-      if (lo < hi) {
-        k.matmul_rows({.w = o.w,
-                       .x = x,
-                       .ldx = static_cast<size_t>(o.w.cols),
-                       .m = m,
+    for (const MatMulJob& j : jobs) {
+      const int64_t lo = std::max(begin, base), hi = std::min(end, base + j.w.rows);
+      if (lo < hi && j.m > 0) {
+        k.matmul_rows({.w = j.w,
+                       .x = j.x,
+                       .ldx = j.ldx,
+                       .m = j.m,
                        .n_begin = lo - base,
                        .n_end = hi - base,
-                       .y = o.y,
-                       .ldy = static_cast<size_t>(o.w.rows),
+                       .y = j.y,
+                       .ldy = static_cast<size_t>(j.w.rows),
                        .scratch = scratch,
                        .scratch_floats = scratch_floats,
-                       .x_prepared = ready == static_cast<int>(o.w.dtype)});
-        ready = static_cast<int>(o.w.dtype);
+                       .x_prepared = ready.Holds(j)});
+        ready = {.x = j.x,
+                 .ldx = j.ldx,
+                 .m = j.m,
+                 .cols = j.w.cols,
+                 .dtype = static_cast<int>(j.w.dtype)};
       }
-      base += o.w.rows;
+      base += j.w.rows;
     }
   });
 }

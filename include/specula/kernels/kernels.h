@@ -135,4 +135,19 @@ struct MatMulOut {
 void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMulOut> outs,
                   const float* x, size_t m);
 
+// One product of a MatMulGrouped call, with its own input: y[m, w.rows] = x · w^T, where row i of
+// x starts at x + i * ldx (ldx >= w.cols).
+struct MatMulJob {
+  MatView w;
+  const float* x;
+  size_t ldx;
+  size_t m;
+  float* y;
+};
+
+// Products with different inputs (a mixture-of-experts layer: each selected expert over the rows
+// routed to it) in one dispatch, sliced across threads as MatMulShared slices its matrices. Each
+// output element is computed exactly as MatMul computes it.
+void MatMulGrouped(const KernelTable& k, ThreadPool& pool, std::span<const MatMulJob> jobs);
+
 }  // namespace specula
