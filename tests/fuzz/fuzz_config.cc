@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 
 #include "specula/base/json.h"
 #include "specula/formats/generation_config.h"
@@ -42,15 +43,24 @@ void CheckAssistant(const Gemma4AssistantConfig& c) {
   }
 }
 
+// The per-process directory LoadFromDir reads, removed when the fuzzer exits normally.
+struct TempDir {
+  TempDir()
+      : path(std::filesystem::temp_directory_path() /
+             ("specula-fuzz-config-" + std::to_string(getpid()))) {
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  std::filesystem::path path;
+};
+
 void CheckGenerationConfig(const std::string& text) {
-  static const std::string dir = [] {
-    const auto d = std::filesystem::temp_directory_path() /
-                   ("specula-fuzz-config-" + std::to_string(getpid()));
-    std::filesystem::create_directories(d);
-    return d.string();
-  }();
-  std::ofstream(dir + "/generation_config.json", std::ios::binary | std::ios::trunc) << text;
-  Result<GenerationConfig> g = GenerationConfig::LoadFromDir(dir);
+  static const TempDir dir;
+  std::ofstream(dir.path / "generation_config.json", std::ios::binary | std::ios::trunc) << text;
+  Result<GenerationConfig> g = GenerationConfig::LoadFromDir(dir.path.string());
   if (!g.ok()) return;
   if (g->eos_token_ids.empty()) abort();
   for (int id : g->eos_token_ids) {
