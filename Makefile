@@ -1,12 +1,16 @@
 # The two commands of the README:
 #   make demo   install deps, build, generate a small random Gemma 4 checkpoint, run it
 #   make test   install deps, build, run the whole test suite (ctest), then the ASan+UBSan build's
-.PHONY: all deps build demo test test-fast test-arm asan clean format
+#   make fuzz   the libFuzzer harnesses of the parsers (clang, ASan+UBSan), FUZZ_SECONDS each
+.PHONY: all deps build demo test test-fast test-arm asan fuzz-build fuzz fuzz-smoke clean format
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 DEMO_DIR ?= $(BUILD)/demo-e2b
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
 
 all: build
 
@@ -41,8 +45,21 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
+# Each harness runs from its seed corpus (tests/fuzz/corpus/NAME, copied to $(FUZZ_BUILD)) with its
+# dictionary; a crash, leak, hang or OOM fails the target and leaves the input in
+# $(FUZZ_BUILD)/fuzz-artifacts. fuzz-smoke is the short run CI does after `make test`.
+fuzz-build: deps
+	@test -f $(FUZZ_BUILD)/CMakeCache.txt || CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DSPECULA_FUZZ=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+fuzz: fuzz-build
+	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-arm
+	rm -rf $(BUILD) $(ASAN_BUILD) build-arm $(FUZZ_BUILD)

