@@ -80,6 +80,10 @@ TEST(Safetensors, CorruptFilesGiveClearErrors) {
       {WithHeader("{\"a\": [1,2", 8), "malformed JSON"},
       {WithHeader("[1,2,3]", 0), "not a JSON object"},
       {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}", 8), "too large"},
+      // A dimension past int64 after a 0 (was read as a negative dimension; the header of
+      // tests/fuzz/corpus/safetensors/regress-zero-then-huge-dim.safetensors).
+      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775808],\"data_offsets\":[0,0]}}", 0),
+       "too large"},
   };
   for (const Case& c : cases) {
     Status s = Parse(c.bytes);

@@ -93,7 +93,9 @@ Status SafetensorsFile::ParseInto(const uint8_t* data, size_t size, const std::s
     for (const Json& d : *sh) {
       if (!d.is_number_unsigned()) return Error(at + ": shape entries must be non-negative integers");
       const uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / v) {
+      // Each dimension must fit the int64 shape on its own: after a 0 the product bounds nothing.
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+          (v != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / v)) {
         return Error(at + ": shape is too large");
       }
       numel *= v;
