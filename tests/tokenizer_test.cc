@@ -178,6 +178,38 @@ TEST(Tokenizer, FieldsOfTheWrongTypeGiveErrors) {
       << kvs.status().message();
 }
 
+// fuzz_tokenizer hangs on these (tests/fuzz/corpus/tokenizer/regress-huge-id.json and
+// regress-normalizer-growth.json): a few bytes of tokenizer.json could cost gigabytes, as tables
+// sized by a lone huge id or as normalizers whose growth multiplies (six "a" -> 16 x "a" rules:
+// 16^6 bytes per "a" of every text encoded). Both are refused at load; moderate gaps and growth
+// still load.
+TEST(Tokenizer, TinyFilesCannotAskForHugeTables) {
+  const std::string big_id = R"({"model": {"vocab": {"a": 16777215}, "merges": []}})";
+  Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromJsonText(big_id, "tok.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().message().rfind("tok.json: token id 16777215 is far past", 0), 0u)
+      << t.status().message();
+  const std::string rule = R"({"type": "Replace", "pattern": {"String": "a"}, "content": ")" +
+                           std::string(16, 'a') + R"("})";
+  std::string rules = rule;
+  for (int i = 1; i < 6; ++i) rules += ", " + rule;
+  t = Tokenizer::FromJsonText(R"({"model": {"vocab": {"a": 0}, "merges": []}, "normalizer": )"
+                              R"({"type": "Sequence", "normalizers": [)" +
+                                  rules + "]}}",
+                              "tok.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().message().rfind("tok.json: normalizer: its replacements can grow", 0), 0u)
+      << t.status().message();
+
+  t = Tokenizer::FromJsonText(
+      R"({"model": {"vocab": {"a": 0, "b": 60000}, "merges": []}, "normalizer": {"type": "Sequence",)"
+      R"( "normalizers": [{"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaaaa"},)"
+      R"( {"type": "Replace", "pattern": {"String": "b"}, "content": "bbbbbbbb"}]}})",
+      "tok.json");
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ((*t)->Encode("ab").size(), 16u);
+}
+
 // Random bytes (including invalid UTF-8) must encode without crashing and round-trip exactly: every
 // byte is representable through byte fallback.
 TEST(Tokenizer, FuzzEncodeDecodeRoundTrip) {

@@ -13,6 +13,7 @@ namespace specula {
 namespace {
 
 constexpr char kSpaceMark[] = "\xE2\x96\x81";  // "▁"
+constexpr size_t kMaxNormalizerGrowth = 64;
 
 // Length of the UTF-8 sequence starting at s[i], or 1 for an invalid/truncated lead byte (such a
 // byte is then its own symbol and goes through byte fallback).
@@ -142,6 +143,15 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std:
     }
   }
   if (max_id < 0) return Error(file + ": model.vocab is empty");
+  // The id -> piece tables are sized by the largest id: ids far past the number of tokens would let
+  // a few bytes of JSON allocate gigabytes (one token with id 2^24 - 1: 16M entries). Vocabularies
+  // are dense; gaps of up to 2^16 ids plus one per token are allowed.
+  const size_t tokens = vocab->size() + (added != nullptr ? added->size() : 0);
+  if (static_cast<size_t>(max_id) >= 2 * tokens + (size_t{1} << 16)) {
+    return Error(file + ": token id " + std::to_string(max_id) + " is far past the " +
+                 std::to_string(tokens) +
+                 " tokens of model.vocab and added_tokens (ids must be nearly dense)");
+  }
   const size_t n = static_cast<size_t>(max_id) + 1;
   tok->pieces_.assign(n, "");
   tok->special_.assign(n, 0);
@@ -249,6 +259,17 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std:
       }
     } else if (Status s = read_replace(n, "normalizer"); !s.ok()) {
       return s;
+    }
+    // Each Replace can grow text ceil(|to| / |from|) times and a Sequence multiplies the factors:
+    // a few short rules would turn every prompt into gigabytes. Gemma's grows it 3x (" " -> "▁").
+    size_t growth = 1;
+    for (const auto& [from, to] : tok->normalize_replace_) {
+      if (from.empty()) continue;  // ReplaceAll skips it
+      growth *= std::max<size_t>(1, (to.size() + from.size() - 1) / from.size());
+      if (growth > kMaxNormalizerGrowth) {
+        return Error(file + ": normalizer: its replacements can grow text more than " +
+                     std::to_string(kMaxNormalizerGrowth) + " times");
+      }
     }
   }
   if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
