@@ -200,6 +200,37 @@ TEST(ServerApi, ResponsesHaveTheOpenAIShape) {
             std::string::npos);
 }
 
+TEST(ServerApi, DeeplyNestedBodiesAreRefusedNotOverflowed) {
+  // 100,000 levels in a field whose error message quotes the value (a recursive dump crashed).
+  for (const char* field : {"n", "stop", "prompt", "max_tokens"}) {
+    const std::string body = std::string(R"({"prompt":"hi",")") + field + "\":" +
+                             std::string(100000, '[') + std::string(100000, ']') + "}";
+    const std::optional<ApiError> e = Parse(body);
+    ASSERT_TRUE(e) << field;
+    EXPECT_EQ(e->status, 400);
+    EXPECT_NE(e->message.find("nests"), std::string::npos) << e->message;
+  }
+  // Brackets inside strings do not count; a sane depth parses.
+  EXPECT_FALSE(Parse(R"({"prompt":")" + std::string(5000, '[') + R"(","max_tokens":2})"));
+  // A long value is shown cut, not whole.
+  const std::optional<ApiError> e =
+      Parse(R"({"prompt":"hi","max_tokens":[)" + std::string(20000, '1') + "]}");
+  ASSERT_TRUE(e);
+  EXPECT_LT(e->message.size(), 200u);
+}
+
+TEST(ServerApi, NullMaxCompletionTokensLeavesMaxTokens) {
+  CompletionRequest r;
+  ASSERT_FALSE(Parse(R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":3,
+                         "max_completion_tokens":null})",
+                     Endpoint::kChat, &r));
+  EXPECT_EQ(r.max_tokens, 3);
+  ASSERT_FALSE(Parse(R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":3,
+                         "max_completion_tokens":5})",
+                     Endpoint::kChat, &r));
+  EXPECT_EQ(r.max_tokens, 5);
+}
+
 TEST(ServerApi, MutatedBodiesNeverCrash) {
   const std::string seed =
       R"({"prompt":[2,3],"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}],"max_tokens":5,)"

@@ -1,5 +1,6 @@
 #include "specula/base/json.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_set>
 
@@ -11,6 +12,10 @@ namespace {
 
 Result<Json> Parse(const std::string& text, const std::string& file,
                    const Json::parser_callback_t& callback) {
+  if (JsonNestingDepth(text) > kMaxJsonDepth) {
+    return Error(file + ": arrays and objects nested more than " + std::to_string(kMaxJsonDepth) +
+                 " deep");
+  }
   try {
     return Json::parse(text, callback);
   } catch (const Json::parse_error& e) {
@@ -21,6 +26,36 @@ Result<Json> Parse(const std::string& text, const std::string& file,
 }
 
 }  // namespace
+
+size_t JsonNestingDepth(std::string_view text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      if (ch == '\\') {
+        ++i;  // the escaped character, whatever it is
+      } else if (ch == '"') {
+        in_string = false;
+      }
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((ch == ']' || ch == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+std::string ShowJson(const Json& v, size_t max_chars) {
+  std::string shown = v.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (shown.size() <= max_chars) return shown;
+  size_t cut = max_chars > 3 ? max_chars - 3 : 0;  // on a character boundary: valid UTF-8
+  while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;
+  return shown.substr(0, cut) + "...";
+}
 
 Result<Json> ParseJson(const std::string& text, const std::string& file) {
   return Parse(text, file, nullptr);
@@ -72,16 +107,8 @@ bool FieldReader::IsNull(const std::string& key) const {
 void FieldReader::Fail(const std::string& key, const std::string& problem) {
   if (!status_.ok()) return;
   std::string shown;
-  if (const Json* v = Get(key)) {
-    // Values from GGUF metadata are raw bytes, not validated UTF-8: replace, never throw.
-    shown = v->dump(-1, ' ', false, Json::error_handler_t::replace);
-    if (shown.size() > 60) {
-      size_t cut = 57;  // on a character boundary, so the message stays valid UTF-8
-      while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;
-      shown = shown.substr(0, cut) + "...";
-    }
-    shown = " (got " + shown + ")";
-  }
+  // (Values from GGUF metadata are raw bytes, not validated UTF-8: ShowJson replaces them.)
+  if (const Json* v = Get(key)) shown = " (got " + ShowJson(*v) + ")";
   status_ = Error(file_ + ": " + PathOf(key) + ": " + problem + shown);
 }
 

@@ -1,5 +1,7 @@
 #include "src/server/http_connection.h"
 
+#include <poll.h>
+
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <variant>
 
@@ -12,15 +14,24 @@ using net::experimental::awaitable_operators::operator||;
 // server stops reading until it answers.
 constexpr size_t kMaxReadAhead = 64 << 10;
 
-// Returns true once the client has closed or reset the connection; past kMaxReadAhead it stops
-// looking and waits to be cancelled.
+// True when the peer has shut its side (or the socket failed), even with unread bytes queued.
+bool PeerClosed(tcp::socket& socket) {
+  pollfd p{.fd = socket.native_handle(), .events = POLLRDHUP, .revents = 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+// Returns true once the client has closed or reset the connection. Past kMaxReadAhead bytes it
+// stops reading and checks four times a second whether the peer has closed.
 awaitable<bool> WatchHangup(Connection& c) {
   tcp::socket& socket = c.stream.socket();
   for (;;) {
     if (c.buffer.size() >= kMaxReadAhead) {
-      net::steady_timer forever(socket.get_executor(), Clock::time_point::max());
-      co_await forever.async_wait(kNoThrow);
-      co_return false;
+      net::steady_timer tick(socket.get_executor());
+      for (;;) {
+        if (PeerClosed(socket)) co_return true;
+        tick.expires_after(std::chrono::milliseconds(250));
+        if (const auto [ec] = co_await tick.async_wait(kNoThrow); ec) co_return false;
+      }
     }
     const auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kNoThrow);
     if (ec) co_return ec != net::error::operation_aborted;
@@ -103,18 +114,24 @@ awaitable<bool> EventStream::Begin() {
   if (version_ >= 11) res.chunked(true);
   http::response_serializer<http::empty_body> sr{res};
   c_.stream.expires_after(Seconds(write_timeout_s_));
+  c_.writing_since = Clock::now();
   const auto [ec, n] = co_await http::async_write_header(c_.stream, sr, kNoThrow);
+  c_.writing_since = Clock::time_point::max();
   co_return !ec;
 }
 
 awaitable<bool> EventStream::Send(std::string event) {
   c_.stream.expires_after(Seconds(write_timeout_s_));
+  c_.writing_since = Clock::now();
+  beast::error_code ec;
   if (version_ < 11) {
-    const auto [ec, n] = co_await net::async_write(c_.stream, net::buffer(event), kNoThrow);
-    co_return !ec;
+    std::tie(ec, std::ignore) =
+        co_await net::async_write(c_.stream, net::buffer(event), kNoThrow);
+  } else {
+    std::tie(ec, std::ignore) =
+        co_await net::async_write(c_.stream, http::make_chunk(net::buffer(event)), kNoThrow);
   }
-  const auto [ec, n] =
-      co_await net::async_write(c_.stream, http::make_chunk(net::buffer(event)), kNoThrow);
+  c_.writing_since = Clock::time_point::max();
   co_return !ec;
 }
 

@@ -48,7 +48,8 @@ struct Connection {
   // after the last response; kClosed: the socket is gone.
   enum class Phase { kIdle, kReading, kBusy, kClosing, kClosed };
 
-  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  explicit Connection(tcp::socket socket, size_t max_buffered = kMaxBuffered)
+      : stream(std::move(socket)), buffer(max_buffered) {}
   void Enter(Phase p) {
     phase = p;
     since = Clock::now();
@@ -56,11 +57,20 @@ struct Connection {
   // Cancels whatever the connection waits for; its coroutine then ends.
   void Close();
 
+  // Bytes read and not yet parsed: a header being read, the start of a pipelined next request. The
+  // cap also bounds what the parser holds that no limit of its own counts (chunk extensions,
+  // trailers).
+  static constexpr size_t kMaxBuffered = 96 << 10;
+
   beast::tcp_stream stream;
-  beast::flat_buffer buffer;  // read and not yet parsed (the start of a pipelined next request)
+  beast::flat_buffer buffer;
   Phase phase = Phase::kIdle;
   Clock::time_point since = Clock::now();
-  std::shared_ptr<Job> job;  // the completion being served, if any
+  // When the response write in progress began (max(): none): a client that does not read stalls
+  // it, and a stalled writer may be evicted at the connection limit.
+  Clock::time_point writing_since = Clock::time_point::max();
+  bool completing = false;    // answering a completion request (from its parsing to its end)
+  std::shared_ptr<Job> job;  // the completion's job once submitted
   bool abandoned = false;    // shutdown ran out of time for the running request
 };
 

@@ -41,8 +41,18 @@ constexpr RouteEntry kRoutes[] = {
     {"/v1/chat/completions", http::verb::post, Route::kChat, true},
 };
 
+// The path of an origin-form target ("/v1/models?x") or an absolute-form one
+// ("http://host/v1/models"), which RFC 9112 §3.2.2 says a server must accept too.
+std::string_view PathOf(std::string_view target) {
+  if (target.starts_with("http://") || target.starts_with("https://")) {
+    const size_t slash = target.find('/', target.find("//") + 2);
+    target = slash == std::string_view::npos ? "/" : target.substr(slash);
+  }
+  return target.substr(0, target.find('?'));
+}
+
 const RouteEntry* FindRoute(std::string_view target) {
-  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view path = PathOf(target);
   for (const RouteEntry& r : kRoutes) {
     if (r.path == path) return &r;
   }
@@ -128,18 +138,33 @@ awaitable<void> HttpServer::Impl::Refuse(tcp::socket socket) {
   c.Close();
 }
 
-// Frees a slot for a new connection: the one that has waited longest for, or in the middle of,
-// its request. Such a slot is what a slow or idle client holds; a running request is never cut.
+// Frees a slot for a new connection. Slots held by running completions whose clients keep up are
+// never taken; the others go in this order, each tier oldest first: a connection waiting for or in
+// the middle of its request (idle or slow clients); one answering something other than a
+// completion (a client pipelining cheap requests); one whose completion's write has been stalled
+// over two seconds (a client that stopped reading its stream).
 bool HttpServer::Impl::EvictOne() {
-  Connection* oldest = nullptr;
+  using Phase = Connection::Phase;
+  const Clock::time_point stalled = Clock::now() - std::chrono::seconds(2);
+  const auto tier = [&](const Connection& c) {
+    if (c.phase == Phase::kIdle || c.phase == Phase::kReading) return 0;
+    if (c.phase == Phase::kBusy && !c.completing) return 1;
+    if (c.phase == Phase::kBusy && c.writing_since < stalled) return 2;
+    return 3;  // not evictable
+  };
+  Connection* victim = nullptr;
+  int victim_tier = 3;
   for (Connection* c : connections) {
-    const bool waiting =
-        c->phase == Connection::Phase::kIdle || c->phase == Connection::Phase::kReading;
-    if (waiting && (oldest == nullptr || c->since < oldest->since)) oldest = c;
+    const int t = tier(*c);
+    if (t < victim_tier || (t == victim_tier && t < 3 && c->since < victim->since)) {
+      victim = c;
+      victim_tier = t;
+    }
   }
-  if (oldest == nullptr) return false;
+  if (victim == nullptr) return false;
   ++evicted_connections;
-  oldest->Close();
+  if (victim->job) victim->job->cancel.store(true);
+  victim->Close();
   return true;
 }
 
@@ -155,6 +180,7 @@ awaitable<void> HttpServer::Impl::Serve(tcp::socket socket) {
       }
       if (!in.request) break;
       c.Enter(Connection::Phase::kBusy);
+      c.completing = false;
       if (!co_await Handle(c, *in.request)) break;
     }
   } catch (const std::exception& e) {
@@ -187,12 +213,15 @@ awaitable<void> HttpServer::Impl::Linger(Connection& c) {
 std::optional<ApiError> HttpServer::Impl::Screen(
     const http::request_parser<http::empty_body>& head) const {
   const http::request_header<>& h = head.get();
+  // HTTP/1.1 requests carry exactly one Host (RFC 9112 §3.2).
+  if (h.version() >= 11 && h.count(http::field::host) != 1)
+    return ApiError{.status = 400, .message = "an HTTP/1.1 request needs exactly one Host header"};
   const RouteEntry* route = FindRoute(h.target());
   if (route == nullptr) {
-    return ApiError{
-        .status = 404,
-        .message = "no route for " + std::string(h.method_string()) + " " + std::string(h.target()),
-        .param = ""};
+    std::string target(h.target().substr(0, 200));
+    if (h.target().size() > 200) target += "...";
+    return ApiError{.status = 404,
+                    .message = "no route for " + std::string(h.method_string()) + " " + target};
   }
   if (route->method != h.method()) {
     return ApiError{.status = 405,
@@ -209,9 +238,15 @@ std::optional<ApiError> HttpServer::Impl::Screen(
                       .type = "authentication_error"};
     }
   }
-  // A transfer coding other than chunked leaves the body's end unknown (RFC 9112 §6.1).
-  if (h.find(http::field::transfer_encoding) != h.end() && !head.chunked()) {
+  // A transfer coding other than chunked alone is not decoded (RFC 9112 §6.1: 501).
+  if (const auto te = h.find(http::field::transfer_encoding);
+      te != h.end() && !(head.chunked() && beast::iequals(te->value(), "chunked"))) {
     return ApiError{.status = 501, .message = "only the chunked transfer coding is supported"};
+  }
+  // Routes that take no body refuse one rather than read it.
+  if (route->method == http::verb::get &&
+      (head.chunked() || head.content_length().value_or(0) > 0)) {
+    return ApiError{.status = 400, .message = std::string(route->path) + " takes no body"};
   }
   if (head.content_length().value_or(0) > config.max_body_bytes) {
     return ApiError{
@@ -231,6 +266,11 @@ std::optional<ApiError> HttpServer::Impl::ReadError(const Connection& c, beast::
   }
   if (ec == http::error::header_limit)
     return ApiError{.status = 431, .message = "the request header is too large"};
+  if (ec == http::error::buffer_overflow) {
+    return ApiError{.status = 400,
+                    .message = "the request holds more unparsed bytes than the server keeps (a "
+                               "chunk extension or trailer without end?)"};
+  }
   if (ec == http::error::body_limit) {
     return ApiError{
         .status = 413,
@@ -261,7 +301,7 @@ awaitable<Incoming> HttpServer::Impl::ReadRequest(Connection& c) {
 
   http::request_parser<http::string_body> full{std::move(head)};
   full.body_limit(config.max_body_bytes);
-  if (beast::iequals(full.get()[http::field::expect], "100-continue")) {
+  if (full.get().version() >= 11 && beast::iequals(full.get()[http::field::expect], "100-continue")) {
     http::response<http::empty_body> go_on{http::status::continue_, 11};
     c.stream.expires_after(Seconds(config.write_timeout_s));
     if (const auto [ec, n] = co_await http::async_write(c.stream, go_on, kNoThrow); ec)
@@ -276,7 +316,9 @@ awaitable<Incoming> HttpServer::Impl::ReadRequest(Connection& c) {
 
 awaitable<bool> HttpServer::Impl::Send(Connection& c, Response res, double timeout_s) {
   c.stream.expires_after(Seconds(timeout_s > 0 ? timeout_s : config.write_timeout_s));
+  c.writing_since = Clock::now();
   const auto [ec, n] = co_await http::async_write(c.stream, res, kNoThrow);
+  c.writing_since = Clock::time_point::max();
   c.stream.expires_never();
   co_return !ec && res.keep_alive();
 }
@@ -349,6 +391,7 @@ awaitable<bool> HttpServer::Impl::Follow(Connection& c, Job& job, Waker& waker,
 }
 
 awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, Endpoint endpoint) {
+  c.completing = true;
   const unsigned version = req.version();
   const bool keep = req.keep_alive();
   if (draining) {
@@ -456,7 +499,7 @@ awaitable<void> HttpServer::Impl::Drain() {
       if (c->job) c->job->cancel.store(true);
     }
     // Cancelled sequences end at the engine's next round; then their error goes out.
-    co_await WaitUntilNoConnections(Clock::now() + std::chrono::seconds(5));
+    co_await WaitUntilNoConnections(Clock::now() + std::chrono::seconds(2));
     for (Connection* c : connections) c->Close();
     co_await WaitUntilNoConnections(Clock::now() + std::chrono::seconds(1));
   }

@@ -23,7 +23,7 @@ std::optional<ApiError> ReadNumber(const Json& o, const char* key, double lo, do
   const double v = it->get<double>();
   if (!std::isfinite(v) || v < lo || v > hi) {
     return Bad(key, std::string("'") + key + "' must be in [" + Json(lo).dump() + ", " +
-                        Json(hi).dump() + "], got " + it->dump());
+                        Json(hi).dump() + "], got " + ShowJson(*it));
   }
   *out = static_cast<float>(v);
   return std::nullopt;
@@ -35,7 +35,7 @@ std::optional<ApiError> ReadInt(const Json& o, const char* key, int64_t lo, int6
   if (it == o.end() || it->is_null()) return std::nullopt;
   const auto out_of_range = [&] {
     return Bad(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " +
-                        std::to_string(hi) + "], got " + it->dump());
+                        std::to_string(hi) + "], got " + ShowJson(*it));
   };
   // Integers are compared exactly (as doubles, 2^63 - 1 and 2^63 are one value). Integral floats
   // (2.0) are accepted, as OpenAI does, 2.5 is not; one outside int64 cannot be converted at all.
@@ -52,7 +52,7 @@ std::optional<ApiError> ReadInt(const Json& o, const char* key, int64_t lo, int6
     if (!(d >= -0x1p63 && d < 0x1p63)) return out_of_range();
     v = static_cast<int64_t>(d);
   } else {
-    return Bad(key, std::string("'") + key + "' must be an integer, got " + it->dump());
+    return Bad(key, std::string("'") + key + "' must be an integer, got " + ShowJson(*it));
   }
   if (v < lo || v > hi) return out_of_range();
   *out = v;
@@ -181,7 +181,7 @@ std::optional<ApiError> ReadPrompt(const Json& o, CompletionRequest* out) {
     if (v.is_string()) return Bad("prompt", "several prompts in one request are not supported");
     if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
         v.get<int64_t>() > std::numeric_limits<int>::max()) {
-      return Bad("prompt", "'prompt' token ids must be non-negative integers, got " + v.dump());
+      return Bad("prompt", "'prompt' token ids must be non-negative integers, got " + ShowJson(v));
     }
     out->prompt_ids.push_back(static_cast<int>(v.get<int64_t>()));
   }
@@ -191,12 +191,17 @@ std::optional<ApiError> ReadPrompt(const Json& o, CompletionRequest* out) {
 std::optional<ApiError> ReadStop(const Json& o, std::vector<std::string>* out) {
   const auto it = o.find("stop");
   if (it == o.end() || it->is_null()) return std::nullopt;
-  const Json list = it->is_string() ? Json::array({*it}) : *it;
+  if (it->is_string()) {
+    if (it->get<std::string>().empty()) return Bad("stop", "'stop' entries must not be empty");
+    out->push_back(it->get<std::string>());
+    return std::nullopt;
+  }
+  const Json& list = *it;
   if (!list.is_array()) return Bad("stop", "'stop' must be a string or an array of strings");
   if (list.size() > static_cast<size_t>(kMaxStopStrings))
     return Bad("stop", "'stop' has more than " + std::to_string(kMaxStopStrings) + " strings");
   for (const Json& s : list) {
-    if (!s.is_string()) return Bad("stop", "'stop' entries must be strings, got " + s.dump());
+    if (!s.is_string()) return Bad("stop", "'stop' entries must be strings, got " + ShowJson(s));
     if (s.get<std::string>().empty()) return Bad("stop", "'stop' entries must not be empty");
     out->push_back(s.get<std::string>());
   }
@@ -218,6 +223,11 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
                                                CompletionRequest* out) {
   *out = CompletionRequest{};
   out->endpoint = endpoint;
+  // (Before parsing: dumping or copying a value nested ~10^5 deep would overflow the stack.)
+  if (JsonNestingDepth(body) > kMaxJsonDepth) {
+    return Bad("", "the request body nests arrays and objects more than " +
+                       std::to_string(kMaxJsonDepth) + " deep");
+  }
   const Json o = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (o.is_discarded()) return Bad("", "the request body is not valid JSON");
   if (!o.is_object()) return Bad("", "the request body must be a JSON object");
@@ -232,7 +242,9 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
     if (auto e = ReadPrompt(o, out)) return e;
   }
   std::optional<int64_t> i;
-  const char* max_key = endpoint == Endpoint::kChat && o.contains("max_completion_tokens")
+  // Chat's max_completion_tokens replaces max_tokens when it is given (not null).
+  const auto mct = o.find("max_completion_tokens");
+  const char* max_key = endpoint == Endpoint::kChat && mct != o.end() && !mct->is_null()
                             ? "max_completion_tokens"
                             : "max_tokens";
   if (auto e = ReadInt(o, max_key, 1, std::numeric_limits<int>::max(), &i)) return e;

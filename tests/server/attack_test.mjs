@@ -255,6 +255,102 @@ test('small protocol faults: NUL in the key, conflicting Content-Length, unknown
   assert.equal(served.status, 200);
 });
 
+test('JSON nested 100,000 deep is a 400, not a stack overflow', async () => {
+  for (const field of ['n', 'stop', 'prompt', 'max_tokens']) {
+    const body = `{"prompt":"hi","${field}":${'['.repeat(100000)}${']'.repeat(100000)}}`;
+    const r = await fetch(`${open.base}/v1/completions`, { method: 'POST', body });
+    assert.equal(r.status, 400, field);
+    assert.match((await r.json()).error.message, /nest/);
+  }
+  assert.equal((await health(open)).status, 200);
+});
+
+test('chunk extensions and trailers without end are cut off, memory stays bounded', async () => {
+  for (const tail of ['1;' + 'x'.repeat(1 << 16), '0\r\nX-Trailer: ' + 'y'.repeat(1 << 16)]) {
+    const before = rssKiB(keyed);
+    const status = await new Promise((resolve) => {
+      const sock = net.connect(keyed.port, '127.0.0.1');
+      let reply = '';
+      const chunk = Buffer.from(tail.slice(-(1 << 16)));
+      let sent = 0;
+      sock.on('data', (d) => { reply += d; });
+      sock.on('error', () => {});
+      sock.on('close', () => resolve(Number(reply.split(' ')[1])));
+      sock.on('connect', () => {
+        sock.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nTransfer-Encoding: chunked\r\n\r\n${tail.slice(0, 20)}`);
+        const pump = () => {
+          while (sent < 200 << 20 && !sock.destroyed && !reply) {
+            sent += chunk.length;
+            if (!sock.write(chunk)) { sock.once('drain', pump); return; }
+          }
+          sock.end();
+        };
+        pump();
+      });
+    });
+    assert.equal(status, 400);
+    const grown = rssKiB(keyed) - before;
+    assert.ok(grown < 16 << 10, `RSS grew by ${grown} KiB`);
+  }
+});
+
+test('clients that pipeline and never read cannot hold the connection limit', async () => {
+  const server = await startServer(['--max-connections', '8']);
+  const held = [];
+  for (let i = 0; i < 12; ++i) {
+    const sock = net.connect({ port: server.port, host: '127.0.0.1' });
+    sock.on('error', () => {});
+    sock.on('connect', () => {
+      sock.pause();  // never read
+      sock.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(200000));
+    });
+    held.push(sock);
+  }
+  await sleep(3500);  // their writes stall for more than the 2 s after which they are evictable
+  for (let i = 0; i < 4; ++i) {
+    const h = await health(server, 2000);
+    assert.equal(h.status, 200);
+  }
+  for (const s of held) s.destroy();
+});
+
+test('a client that pipelined more than the read-ahead and left still frees its request', async () => {
+  const metrics = async () => Object.fromEntries((await (await fetch(`${open.base}/metrics`)).text()).split('\n')
+    .filter((l) => l && !l.startsWith('#')).map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))]));
+  const body = JSON.stringify({ prompt: 'hello', max_tokens: 400, temperature: 0, speculative: false });
+  const sock = net.connect(open.port, '127.0.0.1');
+  sock.on('error', () => {});
+  sock.write(Buffer.concat([req('POST', '/v1/completions', {}, body), Buffer.alloc(100000, 'G')]));
+  await sleep(500);
+  sock.destroy();
+  let m;
+  for (let i = 0; i < 50; ++i) {
+    m = await metrics();
+    if (m.specula_running_sequences === 0) break;
+    await sleep(50);
+  }
+  assert.equal(m.specula_running_sequences, 0);
+});
+
+test('HTTP details: 100-continue only for HTTP/1.1, codings other than chunked, Host, absolute-form targets', async () => {
+  const expect10 = (await rawExchange(open.port, Buffer.from('GET /health HTTP/1.0\r\nExpect: 100-continue\r\n\r\n'))).toString();
+  assert.doesNotMatch(expect10, /100 Continue/);
+  assert.match(expect10, /^HTTP\/1\.0 200/);
+  const gzip = parseResponses(await rawExchange(open.port, Buffer.from('POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n')));
+  assert.equal(gzip[0].status, 501);
+  const noHost = parseResponses(await rawExchange(open.port, Buffer.from('GET /health HTTP/1.1\r\n\r\n')));
+  assert.equal(noHost[0].status, 400);
+  const twoHosts = parseResponses(await rawExchange(open.port, Buffer.from('GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n')));
+  assert.equal(twoHosts[0].status, 400);
+  const absolute = parseResponses(await rawExchange(open.port, Buffer.from('GET http://x/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')));
+  assert.equal(absolute[0].status, 200);
+  const getBody = parseResponses(await rawExchange(open.port, Buffer.from('GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc')));
+  assert.equal(getBody[0].status, 400);
+  const r = await fetch(`${open.base}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({
+    messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, max_completion_tokens: null }) });
+  assert.equal((await r.json()).usage.completion_tokens, 3);
+});
+
 test('SIGTERM under slow clients exits within the shutdown timeout; running requests finish', async () => {
   const server = await startServer(['--shutdown-timeout', '20', '--read-timeout', '600', '--idle-timeout', '600'], slow);
   const held = [];

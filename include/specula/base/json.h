@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -16,12 +17,23 @@ namespace specula {
 
 using Json = nlohmann::json;
 
+// Arrays and objects nested deeper than this are refused before parsing: nlohmann's dump() and
+// copies recurse, so a value nested tens of thousands deep would overflow the stack. Real files
+// nest a handful of levels.
+inline constexpr size_t kMaxJsonDepth = 128;
+// The deepest nesting of arrays and objects in JSON text (brackets inside strings skipped).
+size_t JsonNestingDepth(std::string_view text);
+
 Result<Json> ParseJson(const std::string& text, const std::string& file);
 // ParseJson that also reports in `*duplicate` a key the top-level object holds more than once
 // (nlohmann keeps only the last of them, silently); `*duplicate` is left empty when there is none.
 Result<Json> ParseJson(const std::string& text, const std::string& file,
                        std::optional<std::string>* duplicate);
 Result<Json> ReadJsonFile(const std::string& path);
+
+// A value as it may appear in a message: dumped (invalid UTF-8 replaced, never throwing) and cut to
+// about `max_chars` on a character boundary.
+std::string ShowJson(const Json& v, size_t max_chars = 60);
 
 class FieldReader {
  public:
