@@ -98,7 +98,8 @@ INSTANTIATE_TEST_SUITE_P(
     Presets, ModelVsReference,
     ::testing::Values(Shape{"e2b-tiny", DType::kBF16}, Shape{"e2b-tiny", DType::kF32},
                       Shape{"e4b-tiny", DType::kF16}, Shape{"31b-tiny", DType::kBF16},
-                      Shape{"12b-tiny", DType::kBF16}),
+                      Shape{"12b-tiny", DType::kBF16}, Shape{"26b-a4b-tiny", DType::kBF16},
+                      Shape{"26b-a4b-tiny", DType::kF32}),
     [](const ::testing::TestParamInfo<Shape>& i) {
       std::string n = i.param.preset + "_" + std::string(DTypeName(i.param.dtype));
       for (char& ch : n) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
@@ -123,7 +124,7 @@ TEST(Model, TextOnlyLayoutLoads) {
 
 // One T-token call == T one-token calls == any chunking, bit for bit (logits and hidden states).
 TEST(Model, PrefillEqualsStepsBitExact) {
-  for (const char* preset : {"e2b-tiny", "31b-tiny"}) {
+  for (const char* preset : {"e2b-tiny", "31b-tiny", "26b-a4b-tiny"}) {
     auto model = Load(test::MakePreset(preset));
     const int V = model->config().vocab_size, H = model->config().hidden_size;
     const std::vector<int> ids = RandomIds(70, V, 11);  // > 4 sliding windows
@@ -156,7 +157,7 @@ TEST(Model, PrefillEqualsStepsBitExact) {
 // chunk without logits, one decode row, a verify block, rows wrapping the sliding ring) share one
 // forward. Every row, and every later step, must be bit for bit what the sequence gets alone.
 TEST(Model, BatchedForwardEqualsSoloBitExact) {
-  for (const char* preset : {"e2b-tiny", "31b-tiny"}) {
+  for (const char* preset : {"e2b-tiny", "31b-tiny", "26b-a4b-tiny"}) {
     auto model = Load(test::MakePreset(preset));
     const int V = model->config().vocab_size, H = model->config().hidden_size;
     ThreadPool pool(2);

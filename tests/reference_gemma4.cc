@@ -2,6 +2,7 @@
 
 #include "reference_ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace specula::test {
@@ -14,16 +15,51 @@ VecD ReferenceGemma4::Vec(const std::string& name) const {
   return v;
 }
 
-VecD ReferenceGemma4::MatVec(const std::string& name, const VecD& x) const {
+VecD ReferenceGemma4::MatVec(const std::string& name, const VecD& x, int index) const {
   const TensorView* t = store_.Find(c_.tensor_prefix + name);
-  const size_t rows = static_cast<size_t>(t->shape[0]), cols = static_cast<size_t>(t->shape[1]);
+  const size_t n = t->shape.size();
+  const size_t rows = static_cast<size_t>(t->shape[n - 2]), cols = static_cast<size_t>(t->shape[n - 1]);
+  const size_t base = static_cast<size_t>(index) * rows * cols;
   VecD y(rows, 0.0);
   for (size_t r = 0; r < rows; ++r) {
     double s = 0;
-    for (size_t k = 0; k < cols; ++k) s += LoadAsF32(t->dtype, t->data, r * cols + k) * x[k];
+    for (size_t k = 0; k < cols; ++k) s += LoadAsF32(t->dtype, t->data, base + r * cols + k) * x[k];
     y[r] = s;
   }
   return y;
+}
+
+VecD ReferenceGemma4::Experts(const std::string& p, const VecD& r) const {
+  const int H = c_.hidden_size, E = c_.num_experts, k = c_.top_k_experts, F = c_.moe_intermediate_size;
+  const double eps = c_.rms_norm_eps;
+  // Router: softmax(RMSNorm(r) * scale * H^-0.5 · Wr^T), the k most probable (lower index first
+  // on ties), renormalised, times the per-expert scale.
+  const VecD scale = Vec(p + "router.scale"), per_expert = Vec(p + "router.per_expert_scale");
+  VecD z = Rms(r, nullptr, eps);
+  for (int i = 0; i < H; ++i) z[i] *= scale[i] / std::sqrt(static_cast<double>(H));
+  VecD prob = MatVec(p + "router.proj.weight", z);
+  const double mx = *std::max_element(prob.begin(), prob.end());
+  double sum = 0;
+  for (double& v : prob) sum += (v = std::exp(v - mx));
+  for (double& v : prob) v /= sum;
+  std::vector<int> order(static_cast<size_t>(E));
+  for (int e = 0; e < E; ++e) order[e] = e;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return prob[a] > prob[b]; });
+  double kept = 0;
+  for (int j = 0; j < k; ++j) kept += prob[order[j]];
+  const VecD pre2 = Vec(p + "pre_feedforward_layernorm_2.weight"), post2 = Vec(p + "post_feedforward_layernorm_2.weight");
+  const VecD xe = Rms(r, &pre2, eps);
+  VecD y(static_cast<size_t>(H), 0.0);
+  for (int j = 0; j < k; ++j) {
+    const int e = order[j];
+    const double w = prob[e] / kept * per_expert[e];
+    const VecD gu = MatVec(p + "experts.gate_up_proj", xe, e);  // [2F]: gate, then up
+    VecD act(static_cast<size_t>(F));
+    for (int i = 0; i < F; ++i) act[i] = Gelu(gu[i]) * gu[F + i];
+    const VecD out = MatVec(p + "experts.down_proj", act, e);
+    for (int i = 0; i < H; ++i) y[i] += w * out[i];
+  }
+  return Rms(y, &post2, eps);
 }
 
 RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
@@ -132,7 +168,14 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
       const VecD y = Rms(h[t], &pre_ffn, eps);
       VecD g = MatVec(p + "mlp.gate_proj.weight", y), u = MatVec(p + "mlp.up_proj.weight", y);
       for (size_t i = 0; i < g.size(); ++i) g[i] = Gelu(g[i]) * u[i];
-      VecD m = Rms(MatVec(p + "mlp.down_proj.weight", g), &post_ffn, eps);
+      VecD m = MatVec(p + "mlp.down_proj.weight", g);
+      if (c_.moe()) {  // post_ffn_norm_1(MLP) + the experts, both read the residual h[t]
+        const VecD post1 = Vec(p + "post_feedforward_layernorm_1.weight");
+        m = Rms(m, &post1, eps);
+        const VecD y2 = Experts(p, h[t]);
+        for (int i = 0; i < H; ++i) m[i] += y2[i];
+      }
+      m = Rms(m, &post_ffn, eps);
       for (int i = 0; i < H; ++i) h[t][i] += m[i];
       if (P > 0) {
         VecD gg = MatVec(p + "per_layer_input_gate.weight", h[t]);

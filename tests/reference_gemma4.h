@@ -25,8 +25,12 @@ class ReferenceGemma4 {
 
  private:
   std::vector<double> Vec(const std::string& name) const;
-  // y[out] = W[out, in] x[in]
-  std::vector<double> MatVec(const std::string& name, const std::vector<double>& x) const;
+  // y[out] = W[out, in] x[in]; for a stack of matrices [n, out, in], the matrix `index`.
+  std::vector<double> MatVec(const std::string& name, const std::vector<double>& x,
+                             int index = 0) const;
+  // The mixture-of-experts half of layer `p`'s feed-forward for one row: r is the post-attention
+  // residual; returns post_ffn_norm_2(sum_j w_j Expert_j(pre_ffn_norm_2(r))).
+  std::vector<double> Experts(const std::string& p, const std::vector<double>& r) const;
   const Gemma4Config& c_;
   const WeightStore& store_;
 };

@@ -82,7 +82,15 @@ Result<Gemma4Config> Gemma4Config::FromJson(const Json& root, const std::string&
   if (act != "gelu_pytorch_tanh")
     r.Fail("hidden_activation", "only gelu_pytorch_tanh is supported");
   if (r.Bool("enable_moe_block", false)) {
-    r.Fail("enable_moe_block", "mixture-of-experts targets (26B-A4B) are not supported yet");
+    c.num_experts = static_cast<int>(r.Int("num_experts"));
+    c.top_k_experts = static_cast<int>(r.Int("top_k_experts"));
+    c.moe_intermediate_size = static_cast<int>(r.Int("moe_intermediate_size"));
+    if (r.ok() && c.num_experts <= 0) r.Fail("num_experts", "must be a positive integer");
+    if (r.ok() && (c.top_k_experts <= 0 || c.top_k_experts > c.num_experts))
+      r.Fail("top_k_experts",
+             "must be in [1, num_experts = " + std::to_string(c.num_experts) + "]");
+    if (r.ok() && c.moe_intermediate_size <= 0)
+      r.Fail("moe_intermediate_size", "must be a positive integer");
   }
   if (r.Bool("attention_bias", false)) r.Fail("attention_bias", "must be false for Gemma 4");
   const std::vector<std::string> types = r.StringList("layer_types");
@@ -195,8 +203,12 @@ std::string Gemma4Config::Describe() const {
     << "intermediate_size     " << intermediate_size
     << (use_double_wide_mlp ? " (x2 on KV-shared layers)" : "") << "\n"
     << "per-layer input dim   " << ple_dim << "\n"
-    << "kv shared layers      " << num_kv_shared_layers << "\n"
-    << "sliding_window        " << sliding_window << "\n"
+    << "kv shared layers      " << num_kv_shared_layers << "\n";
+  if (moe()) {
+    s << "experts               " << num_experts << " of width " << moe_intermediate_size
+      << ", top " << top_k_experts << " per token, beside the dense MLP\n";
+  }
+  s << "sliding_window        " << sliding_window << "\n"
     << "max positions         " << max_position_embeddings << "\n"
     << "vocab_size            " << vocab_size << "\n"
     << "final softcap         " << final_logit_softcapping << "\n"

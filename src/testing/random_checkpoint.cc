@@ -110,7 +110,8 @@ Status WriteTensors(const std::string& dir, const std::vector<TensorSpec>& specs
 }  // namespace
 
 std::vector<std::string> TargetPresetNames() {
-  return {"e2b-tiny", "e4b-tiny", "31b-tiny", "12b-tiny", "e2b-small", "e2b-full", "31b-shallow"};
+  return {"e2b-tiny",  "e4b-tiny", "31b-tiny",    "12b-tiny",       "26b-a4b-tiny",
+          "e2b-small", "e2b-full", "31b-shallow", "26b-a4b-shallow"};
 }
 
 Result<RandomTargetSpec> TargetPreset(const std::string& name) {
@@ -133,6 +134,16 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
     s.num_global_kv_heads = 1;
     s.k_eq_v = true;
     if (name == "12b-tiny") s.model_type = "gemma4_unified";
+  } else if (name == "26b-a4b-tiny") {  // MoE beside the dense MLP, k_eq_v full layers
+    s.num_layers = 6;
+    s.num_heads = 4;
+    s.num_kv_heads = 2;
+    s.num_global_kv_heads = 1;
+    s.k_eq_v = true;
+    s.intermediate_size = 96;
+    s.num_experts = 16;
+    s.top_k_experts = 4;
+    s.moe_intermediate_size = 32;
   } else if (name == "e2b-small") {  // E2B structure at ~100 MB: a few ms per token (server tests)
     s.hidden_size = 512;
     s.num_layers = 10;
@@ -175,6 +186,22 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
     s.sliding_window = 1024;
     s.vocab_size = 262144;
     s.max_position_embeddings = 262144;
+  } else if (name == "26b-a4b-shallow") {  // 26B-A4B widths (spec §2), two layers (S, F)
+    s.hidden_size = 2816;
+    s.num_layers = 2;
+    s.num_heads = 16;
+    s.num_kv_heads = 8;
+    s.num_global_kv_heads = 2;
+    s.head_dim = 256;
+    s.global_head_dim = 512;
+    s.k_eq_v = true;
+    s.intermediate_size = 2112;
+    s.num_experts = 128;
+    s.top_k_experts = 8;
+    s.moe_intermediate_size = 704;
+    s.sliding_window = 1024;
+    s.vocab_size = 262144;
+    s.max_position_embeddings = 262144;
   } else {
     std::string all;
     for (const auto& n : TargetPresetNames()) all += (all.empty() ? "" : ", ") + n;
@@ -204,7 +231,10 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
       {"hidden_size_per_layer_input", s.ple_dim},
       {"vocab_size_per_layer_input", s.ple_dim > 0 ? s.vocab_size : 0},
       {"num_kv_shared_layers", s.num_kv_shared_layers},
-      {"enable_moe_block", false},
+      {"enable_moe_block", s.num_experts > 0},
+      {"num_experts", s.num_experts > 0 ? Json(s.num_experts) : Json()},
+      {"top_k_experts", s.num_experts > 0 ? Json(s.top_k_experts) : Json()},
+      {"moe_intermediate_size", s.num_experts > 0 ? Json(s.moe_intermediate_size) : Json()},
       {"sliding_window", s.sliding_window},
       {"layer_types", types},
       {"max_position_embeddings", s.max_position_embeddings},
@@ -293,6 +323,18 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
     mat(p + "mlp.gate_proj.weight", ff, H);
     mat(p + "mlp.up_proj.weight", ff, H);
     mat(p + "mlp.down_proj.weight", H, ff);
+    if (s.num_experts > 0) {
+      const int64_t E = s.num_experts, F = s.moe_intermediate_size;
+      for (const char* n : {"pre_feedforward_layernorm_2", "post_feedforward_layernorm_1",
+                            "post_feedforward_layernorm_2"}) {
+        norm(p + n + ".weight", H);
+      }
+      mat(p + "router.proj.weight", E, H);
+      norm(p + "router.scale", H);
+      add(p + "router.per_expert_scale", {E}, {1.0f, 0.25f});
+      add(p + "experts.gate_up_proj", {E, 2 * F, H}, {0.0f, std::sqrt(3.0f / static_cast<float>(H))});
+      add(p + "experts.down_proj", {E, H, F}, {0.0f, std::sqrt(3.0f / static_cast<float>(F))});
+    }
     if (P > 0) {
       mat(p + "per_layer_input_gate.weight", P, H);
       mat(p + "per_layer_projection.weight", H, P);
@@ -321,7 +363,12 @@ RandomAssistantSpec AssistantPresetFor(const std::string& preset) {
     a.num_heads = 32;
     a.intermediate_size = 8192;
     a.centroid_head = false;
-  } else if (preset == "31b-tiny" || preset == "12b-tiny") {
+  } else if (preset == "26b-a4b-shallow") {  // spec §5: 26B-A4B assistant
+    a.hidden_size = 1024;
+    a.num_heads = 16;
+    a.intermediate_size = 8192;
+    a.centroid_head = false;
+  } else if (preset == "31b-tiny" || preset == "12b-tiny" || preset == "26b-a4b-tiny") {
     a.centroid_head = false;
   }
   return a;

@@ -78,6 +78,7 @@ class Gemma4Model : public TargetModel {
   // Needed by the layer tables below; not part of the API.
   struct LayerWeights;
   struct Workspace;
+  struct Pass;
   ~Gemma4Model();
 
   struct Key {
@@ -90,6 +91,14 @@ class Gemma4Model : public TargetModel {
  private:
   static Result<std::unique_ptr<Gemma4Model>> LoadGguf(const std::string& path);
   Status Bind();
+  // The stages of a forward pass, in order.
+  Status Plan(Pass& p);
+  void Embed(Pass& p);
+  void AttentionBlock(Pass& p, int layer);
+  void FeedForwardBlock(Pass& p, int layer);
+  void EndLayer(Pass& p, int layer);
+  void CommitKv(Pass& p);
+  void Head(Pass& p);
   void Tap(int layer, const char* name, int rows, int width, const float* data) const {
     if (tap_ != nullptr) tap_(tap_ctx_, layer, name, rows, width, data);
   }

@@ -62,6 +62,11 @@ struct Gemma4Config {
   int ple_dim = 0;    // hidden_size_per_layer_input; 0 = no per-layer embeddings
   int ple_vocab = 0;  // vocab_size_per_layer_input
   int num_kv_shared_layers = 0;
+  // Mixture of experts (26B-A4B, enable_moe_block): in every layer, beside the dense MLP,
+  // `top_k_experts` of `num_experts` gated experts of width `moe_intermediate_size` per token.
+  int num_experts = 0;  // 0 = dense
+  int top_k_experts = 0;
+  int moe_intermediate_size = 0;
   int sliding_window = 0;  // W: a query at p sees keys p-W+1 .. p
   int max_position_embeddings = 0;
   float final_logit_softcapping = 0.0f;  // 0 = none
@@ -75,6 +80,7 @@ struct Gemma4Config {
   // Parses and validates config.json content. `file` names the file in error messages.
   static Result<Gemma4Config> FromJson(const Json& root, const std::string& file);
 
+  bool moe() const { return num_experts > 0; }
   // Last KV-owning layer of each type: what an MTP drafter's layers read.
   int LastKvOwner(AttnType type) const;
   std::string Describe() const;  // multi-line human summary for `specula inspect`

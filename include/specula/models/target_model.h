@@ -27,6 +27,7 @@ struct BatchOutput {
   std::vector<int> logit_offset;  // [S+1] first row of each sequence in `logits`
   std::vector<float> logits;      // [sum logit_rows, vocab], after the final softcap
   std::vector<float> hidden;      // [sum T_s, hidden], post-final-norm
+  int experts_read = 0;           // mixture of experts: distinct experts run, summed over layers
 };
 
 class TargetModel {

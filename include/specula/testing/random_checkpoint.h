@@ -27,6 +27,11 @@ struct RandomTargetSpec {
   bool double_wide_mlp = false;
   int ple_dim = 0;
   int num_kv_shared_layers = 0;
+  // Mixture of experts (26B-A4B): every layer gets `num_experts` experts of this width beside its
+  // dense MLP, `top_k_experts` of them per token. 0: dense.
+  int num_experts = 0;
+  int top_k_experts = 0;
+  int moe_intermediate_size = 0;
   int sliding_window = 16;
   int vocab_size = 512;
   int max_position_embeddings = 4096;
@@ -41,7 +46,8 @@ struct RandomTargetSpec {
   std::string tokenizer_json;  // copy this tokenizer.json; empty: synthesize one of vocab_size
 };
 
-// Named presets: e2b-tiny, e4b-tiny, 31b-tiny, 12b-tiny, e2b-small, e2b-full, 31b-shallow.
+// Named presets: e2b-tiny, e4b-tiny, 31b-tiny, 12b-tiny, 26b-a4b-tiny, e2b-small, e2b-full,
+// 31b-shallow, 26b-a4b-shallow.
 Result<RandomTargetSpec> TargetPreset(const std::string& name);
 std::vector<std::string> TargetPresetNames();
 
