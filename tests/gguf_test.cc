@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -361,10 +362,111 @@ TEST(GgufModel, ConvertedCheckpointGivesIdenticalLogits) {
   }
 }
 
+// A 26B-A4B-shaped checkpoint whose expert rows are whole K-quant super-blocks (256 values).
+std::string MoeCheckpoint() {
+  RandomTargetSpec s = *TargetPreset("26b-a4b-tiny");
+  s.hidden_size = 256;
+  s.num_layers = 2;
+  s.num_experts = 8;
+  s.top_k_experts = 3;
+  s.moe_intermediate_size = 256;
+  return test::MakeCheckpoint("moe-256", s);
+}
+
+// Expert tensors ([E, rows, cols] stacks) in every stored type go through `quantize` and `convert`
+// and load to the same logits, bit for bit; the router stays exact.
+TEST(GgufModel, ExpertStacksRoundTripInEveryType) {
+  const std::string base = MoeCheckpoint();
+  for (DType t : {DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K}) {
+    const std::string tag = std::string("moe-") + std::string(DTypeName(t));
+    SCOPED_TRACE(tag);
+    std::string dir = base;
+    if (t != DType::kBF16) {
+      dir = test::TempDir("gguf-q-" + tag);
+      ASSERT_TRUE(QuantizeCheckpoint(base, dir, t).ok());
+    }
+    Result<std::unique_ptr<Gemma4Model>> a = Gemma4Model::Load(dir);
+    ASSERT_TRUE(a.ok()) << a.status().message();
+    const std::string prefix = (*a)->config().tensor_prefix + "layers.1.";
+    const TensorView* experts = (*a)->store().Find(prefix + "experts.gate_up_proj");
+    ASSERT_NE(experts, nullptr);
+    EXPECT_EQ(experts->dtype, t);
+    EXPECT_EQ(experts->shape, (std::vector<int64_t>{8, 512, 256}));
+    EXPECT_EQ((*a)->store().Find(prefix + "router.proj.weight")->dtype, DType::kBF16);
+    Result<std::unique_ptr<Gemma4Model>> b = Gemma4Model::Load(Converted(dir, tag));
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    EXPECT_EQ((*b)->config().num_experts, 8);
+    EXPECT_EQ((*b)->config().top_k_experts, 3);
+    EXPECT_EQ((*b)->config().moe_intermediate_size, 256);
+    std::vector<int> ids;
+    for (int i = 0; i < 24; ++i) ids.push_back((i * 7919 + 13) % 512);
+    const std::vector<float> la = AllLogits(**a, ids), lb = AllLogits(**b, ids);
+    ASSERT_EQ(la.size(), lb.size());
+    EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0);
+  }
+}
+
+// GGUF files may keep the experts' gate and up projections apart (ffn_gate_exps, ffn_up_exps):
+// the same numbers, the same logits. A stack of the wrong shape is refused with its name.
+TEST(GgufModel, SplitExpertProjectionsAndBadStacks) {
+  const std::string dir = MoeCheckpoint();
+  const std::string fused = Converted(dir, "moe-fused");
+  Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(fused);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  Result<std::unique_ptr<Gemma4Model>> a = Gemma4Model::Load(dir);
+  ASSERT_TRUE(a.ok());
+  const Gemma4Config& c = (*a)->config();
+  std::vector<GgufKv> kvs = Gemma4GgufMetadata(c, "moe");
+  Result<Json> tok = ReadJsonFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok());
+  Result<std::vector<GgufKv>> tok_kvs = TokenizerGgufMetadata(*tok, "tokenizer.json", 512);
+  ASSERT_TRUE(tok_kvs.ok()) << tok_kvs.status().message();
+  kvs.insert(kvs.end(), tok_kvs->begin(), tok_kvs->end());
+  std::deque<std::vector<uint8_t>> keep;  // split tensors' bytes
+  const auto write = [&](const std::string& name, bool split, bool short_down) {
+    std::vector<TensorToWrite> tensors;
+    for (const auto& [n, v] : (*f)->tensors()) {
+      if (split && n.find("ffn_gate_up_exps") != std::string::npos) {
+        // [E, 2F, H] -> gate [E, F, H] and up [E, F, H], expert by expert.
+        const int64_t E = v.shape[0], F = v.shape[1] / 2, H = v.shape[2];
+        const size_t half = StorageBytes(v.dtype, F * H);
+        const std::string layer = n.substr(0, n.find("ffn_gate_up_exps"));
+        auto& gate = keep.emplace_back(static_cast<size_t>(E) * half);
+        auto& up = keep.emplace_back(static_cast<size_t>(E) * half);
+        for (int64_t e = 0; e < E; ++e) {
+          const auto* src = static_cast<const uint8_t*>(v.data) + static_cast<size_t>(e) * 2 * half;
+          std::memcpy(gate.data() + static_cast<size_t>(e) * half, src, half);
+          std::memcpy(up.data() + static_cast<size_t>(e) * half, src + half, half);
+        }
+        tensors.push_back({layer + "ffn_gate_exps.weight", v.dtype, {E, F, H}, gate.data()});
+        tensors.push_back({layer + "ffn_up_exps.weight", v.dtype, {E, F, H}, up.data()});
+        continue;
+      }
+      std::vector<int64_t> shape = v.shape;
+      if (short_down && n == "blk.1.ffn_down_exps.weight") shape[0] -= 1;  // one expert short
+      tensors.push_back({n, v.dtype, shape, v.data});
+    }
+    const std::string out = test::TempDir("gguf-" + name) + "/model.gguf";
+    EXPECT_TRUE(WriteGguf(out, kvs, tensors).ok());
+    return out;
+  };
+  Result<std::unique_ptr<Gemma4Model>> split = Gemma4Model::Load(write("moe-split", true, false));
+  ASSERT_TRUE(split.ok()) << split.status().message();
+  std::vector<int> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back((i * 104729 + 3) % 512);
+  const std::vector<float> la = AllLogits(**a, ids), lb = AllLogits(**split, ids);
+  ASSERT_EQ(la.size(), lb.size());
+  EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0);
+  Result<std::unique_ptr<Gemma4Model>> bad = Gemma4Model::Load(write("moe-short", false, true));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("experts.down_proj"), std::string::npos)
+      << bad.status().message();
+}
+
 // Assistants (centroid head on E2B shapes, dense tied head on 31B shapes) converted to GGUF draft
 // the same tokens with the same bits, reading the target's cache whichever format it came from.
 TEST(GgufModel, ConvertedAssistantDraftsIdentically) {
-  for (const char* preset : {"e2b-tiny", "31b-tiny"}) {
+  for (const char* preset : {"e2b-tiny", "31b-tiny", "26b-a4b-tiny"}) {
     SCOPED_TRACE(preset);
     const auto [tdir, adir] = test::MakePair(preset, std::string(preset) == "e2b-tiny");
     const std::string gguf = test::TempDir(std::string("gguf-asst-") + preset) + "/asst.gguf";

@@ -45,6 +45,16 @@ TEST(Quantize, PolicyKeepsSensitiveTensorsExact) {
             DType::kI64);
   EXPECT_EQ(QuantizedType("x.weight", DType::kBF16, {64, 48}, DType::kQ8_0),
             DType::kBF16);  // 48 % 32 != 0
+  // Expert stacks [E, rows, cols] are quantized by rows; the router that picks them is not.
+  EXPECT_EQ(QuantizedType("model.layers.0.experts.gate_up_proj", DType::kBF16, {16, 64, 256},
+                          DType::kQ4_K),
+            DType::kQ4_K);
+  EXPECT_EQ(
+      QuantizedType("model.layers.0.experts.down_proj", DType::kBF16, {16, 256, 64}, DType::kQ4_K),
+      DType::kQ8_0);  // rows of 64: too short for super-blocks
+  EXPECT_EQ(
+      QuantizedType("model.layers.0.router.proj.weight", DType::kBF16, {16, 256}, DType::kQ8_0),
+      DType::kBF16);
 }
 
 class QuantizedModel : public ::testing::TestWithParam<DType> {};
@@ -56,7 +66,7 @@ class QuantizedModel : public ::testing::TestWithParam<DType> {};
 // so the check is relative: the activation rounding must cost far less than quantizing the weights
 // already did, at every position.
 TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
-  for (const char* preset : {"e2b-tiny", "31b-tiny"}) {
+  for (const char* preset : {"e2b-tiny", "31b-tiny", "26b-a4b-tiny"}) {
     const std::string src = test::MakePreset(preset);
     const std::string dir =
         Quantized(src, GetParam(), std::string(preset) + std::string(DTypeName(GetParam())));
@@ -80,7 +90,12 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
     const test::RefOutput r = test::ReferenceGemma4((*m)->config(), (*m)->store()).Forward(ids);
     const test::RefOutput r0 =
         test::ReferenceGemma4((*orig)->config(), (*orig)->store()).Forward(ids);
+    int compared = 0;
     for (size_t t = 0; t < ids.size(); ++t) {
+      // A router whose k-th and next expert are closer than the activation rounding moves
+      // probabilities (~1e-5 here) may pick the other one: such positions are not comparable.
+      if (r.router_margin[t] < 5e-5) continue;
+      ++compared;
       double err = 0, weight_err = 0;
       for (size_t v = 0; v < 512; ++v) {
         err = std::max(err, std::fabs(out.logits[t * 512 + v] - r.logits[t][v]));
@@ -88,33 +103,37 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
       }
       EXPECT_LT(err, 0.1 * weight_err + 2e-3) << preset << " position " << t;
     }
+    EXPECT_GT(compared, static_cast<int>(ids.size()) / 2) << preset;
   }
 }
 
 TEST_P(QuantizedModel, SpeculativeStaysLossless) {
-  const auto [tdir, adir] = test::MakePair("e2b-tiny", true);
-  const std::string tag = std::string(DTypeName(GetParam()));
-  const std::string qt = Quantized(tdir, GetParam(), "spec-t-" + tag),
-                    qa = Quantized(adir, GetParam(), "spec-a-" + tag);
-  auto target = std::move(*Gemma4Model::Load(qt));
-  Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(qa, *target);
-  ASSERT_TRUE(a.ok()) << a.status().message();
-  const std::vector<int> prompt = {2, 461, 364, 446, 450};
-  ThreadPool pool(2);
-  GenerateOptions o;
-  o.max_new_tokens = 300;
-  auto c1 = target->NewCache(400);
-  const GenerateResult plain = *GeneratePlain(*target, pool, *c1, prompt, o, nullptr);
-  std::vector<int> seq = prompt;
-  seq.insert(seq.end(), plain.ids.begin(), plain.ids.end());
-  MtpDrafter mtp(**a);
-  ReplayDrafter noisy(seq, 512, 0.3, 7);
-  for (Drafter* d : {static_cast<Drafter*>(&mtp), static_cast<Drafter*>(&noisy)}) {
-    auto c2 = target->NewCache(400, 5);
-    SpecOptions so{.base = o, .draft_max = 4};
-    Result<SpecResult> s = GenerateSpeculative(*target, *d, pool, *c2, prompt, so, nullptr);
-    ASSERT_TRUE(s.ok());
-    EXPECT_EQ(s->gen.ids, plain.ids);
+  for (const char* preset : {"e2b-tiny", "26b-a4b-tiny"}) {
+    SCOPED_TRACE(preset);
+    const auto [tdir, adir] = test::MakePair(preset, std::string(preset) == "e2b-tiny");
+    const std::string tag = std::string(preset) + std::string(DTypeName(GetParam()));
+    const std::string qt = Quantized(tdir, GetParam(), "spec-t-" + tag),
+                      qa = Quantized(adir, GetParam(), "spec-a-" + tag);
+    auto target = std::move(*Gemma4Model::Load(qt));
+    Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(qa, *target);
+    ASSERT_TRUE(a.ok()) << a.status().message();
+    const std::vector<int> prompt = {2, 461, 364, 446, 450};
+    ThreadPool pool(2);
+    GenerateOptions o;
+    o.max_new_tokens = 300;
+    auto c1 = target->NewCache(400);
+    const GenerateResult plain = *GeneratePlain(*target, pool, *c1, prompt, o, nullptr);
+    std::vector<int> seq = prompt;
+    seq.insert(seq.end(), plain.ids.begin(), plain.ids.end());
+    MtpDrafter mtp(**a);
+    ReplayDrafter noisy(seq, 512, 0.3, 7);
+    for (Drafter* d : {static_cast<Drafter*>(&mtp), static_cast<Drafter*>(&noisy)}) {
+      auto c2 = target->NewCache(400, 5);
+      SpecOptions so{.base = o, .draft_max = 4};
+      Result<SpecResult> s = GenerateSpeculative(*target, *d, pool, *c2, prompt, so, nullptr);
+      ASSERT_TRUE(s.ok());
+      EXPECT_EQ(s->gen.ids, plain.ids);
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace specula::test {
 ReferenceGemma4::ReferenceGemma4(const Gemma4Config& config, const WeightStore& store) : c_(config), store_(store) {}
@@ -29,7 +30,7 @@ VecD ReferenceGemma4::MatVec(const std::string& name, const VecD& x, int index) 
   return y;
 }
 
-VecD ReferenceGemma4::Experts(const std::string& p, const VecD& r) const {
+VecD ReferenceGemma4::Experts(const std::string& p, const VecD& r, double* margin) const {
   const int H = c_.hidden_size, E = c_.num_experts, k = c_.top_k_experts, F = c_.moe_intermediate_size;
   const double eps = c_.rms_norm_eps;
   // Router: softmax(RMSNorm(r) * scale * H^-0.5 · Wr^T), the k most probable (lower index first
@@ -47,6 +48,7 @@ VecD ReferenceGemma4::Experts(const std::string& p, const VecD& r) const {
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return prob[a] > prob[b]; });
   double kept = 0;
   for (int j = 0; j < k; ++j) kept += prob[order[j]];
+  if (k < E) *margin = std::min(*margin, prob[order[k - 1]] - prob[order[k]]);
   const VecD pre2 = Vec(p + "pre_feedforward_layernorm_2.weight"), post2 = Vec(p + "post_feedforward_layernorm_2.weight");
   const VecD xe = Rms(r, &pre2, eps);
   VecD y(static_cast<size_t>(H), 0.0);
@@ -92,6 +94,7 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
       }
     }
   }
+  std::vector<double> margin(static_cast<size_t>(T), std::numeric_limits<double>::infinity());
   const int first_shared = L - c_.num_kv_shared_layers;
   std::vector<std::vector<VecD>> K(static_cast<size_t>(L)), Vv(static_cast<size_t>(L));  // [layer][t][kv_dim]
   for (int l = 0; l < L; ++l) {
@@ -172,7 +175,7 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
       if (c_.moe()) {  // post_ffn_norm_1(MLP) + the experts, both read the residual h[t]
         const VecD post1 = Vec(p + "post_feedforward_layernorm_1.weight");
         m = Rms(m, &post1, eps);
-        const VecD y2 = Experts(p, h[t]);
+        const VecD y2 = Experts(p, h[t], &margin[t]);
         for (int i = 0; i < H; ++i) m[i] += y2[i];
       }
       m = Rms(m, &post_ffn, eps);
@@ -188,6 +191,7 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
     }
   }
   RefOutput out;
+  out.router_margin = margin;
   out.k = K;
   out.v = Vv;
   const VecD fn = Vec("norm.weight");

@@ -16,6 +16,10 @@ struct RefOutput {
   std::vector<std::vector<double>> hidden;  // [T][H] post-final-norm
   // Per layer, the K and V rows it computed [T][kv_dim] (empty on KV-shared layers).
   std::vector<std::vector<std::vector<double>>> k, v;
+  // Mixture of experts, per position: the smallest margin between the k-th and the next expert's
+  // probability over the layers (infinite for dense models). Where it is tiny, any rounding may
+  // pick another expert, and the output may differ by O(1).
+  std::vector<double> router_margin;
 };
 
 class ReferenceGemma4 {
@@ -30,7 +34,8 @@ class ReferenceGemma4 {
                              int index = 0) const;
   // The mixture-of-experts half of layer `p`'s feed-forward for one row: r is the post-attention
   // residual; returns post_ffn_norm_2(sum_j w_j Expert_j(pre_ffn_norm_2(r))).
-  std::vector<double> Experts(const std::string& p, const std::vector<double>& r) const;
+  std::vector<double> Experts(const std::string& p, const std::vector<double>& r,
+                              double* margin) const;
   const Gemma4Config& c_;
   const WeightStore& store_;
 };

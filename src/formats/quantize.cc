@@ -13,9 +13,12 @@ namespace specula {
 DType QuantizedType(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
                     DType target) {
   const bool weight = dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
-  if (!weight || shape.size() != 2 || shape[1] % kQuantBlock != 0) return dtype;
+  // Matrices, and stacks of them (a layer's experts [E, rows, cols]), by rows of `cols` values.
+  if (!weight || shape.size() < 2 || shape.size() > 3 || shape.back() % kQuantBlock != 0)
+    return dtype;
   if (name.find("masked_embedding.centroids") != std::string::npos) return dtype;
-  if (IsSuperBlockType(target) && shape[1] % kSuperBlock != 0)
+  if (name.find("router.proj") != std::string::npos) return dtype;
+  if (IsSuperBlockType(target) && shape.back() % kSuperBlock != 0)
     return DType::kQ8_0;  // rows too short for super-blocks
   if (name.find("embed_tokens") != std::string::npos) {
     // 4-bit embedding tables (also the tied LM head) cost too much accuracy: Q4_0 keeps Q8_0, and
@@ -65,8 +68,9 @@ Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::s
       st.bytes_in += t.nbytes;
       if (IsBlockType(q)) {
         quant[name] = std::string(DTypeName(q));
-        const int64_t row_bytes = static_cast<int64_t>(StorageBytes(q, t.shape[1]));
-        specs.push_back({name, DType::kU8, {t.shape[0], row_bytes}});
+        std::vector<int64_t> stored = t.shape;  // [..., rows, row_bytes]
+        stored.back() = static_cast<int64_t>(StorageBytes(q, t.shape.back()));
+        specs.push_back({name, DType::kU8, stored});
         ++st.quantized;
       } else {
         specs.push_back({name, t.dtype, t.shape});
@@ -99,7 +103,7 @@ Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::s
             return;
           }
           if (cached != i) {
-            const int64_t rows = t.shape[0], cols = t.shape[1];
+            const int64_t cols = t.shape.back(), rows = t.numel() / cols;
             const size_t rb = StorageBytes(types[i], cols);
             cache.resize(static_cast<size_t>(rows) * rb);
             row.resize(static_cast<size_t>(cols));

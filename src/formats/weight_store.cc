@@ -40,7 +40,8 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
     store->files_.push_back(std::move(*sf));
   }
   for (const auto& f : store->files_) {
-    // Quantized tensors of this file: U8 [rows, row_bytes] -> block dtype [rows, cols].
+    // Quantized tensors of this file: U8 [..., rows, row_bytes] -> block dtype [..., rows, cols]
+    // (a matrix, or a stack of them such as a layer's experts).
     std::map<std::string, DType> quant;
     std::map<std::string, const TensorView*> retyped;
     if (auto m = f->metadata().find("specula_quant"); m != f->metadata().end()) {
@@ -65,14 +66,16 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
         return Error(f->path() + ": quantized tensor '" + qname + "' is missing");
       const TensorView& raw = t->second;
       const int64_t block = static_cast<int64_t>(DTypeSize(qtype));
-      if (raw.dtype != DType::kU8 || raw.shape.size() != 2 || raw.shape[1] % block != 0) {
+      if (raw.dtype != DType::kU8 || raw.shape.size() < 2 || raw.shape.size() > 3 ||
+          raw.shape.back() % block != 0) {
         return Error(f->path() + ": tensor '" + qname + "': a " + std::string(DTypeName(qtype)) +
-                     " tensor must be U8 [rows, k * " + std::to_string(block) + "], got " +
+                     " tensor must be U8 [rows, k * " + std::to_string(block) +
+                     "] or [n, rows, k * " + std::to_string(block) + "], got " +
                      std::string(DTypeName(raw.dtype)) + " " + raw.ShapeString());
       }
       TensorView v = raw;
       v.dtype = qtype;
-      v.shape = {raw.shape[0], raw.shape[1] / block * BlockValues(qtype)};
+      v.shape.back() = raw.shape.back() / block * BlockValues(qtype);
       store->retyped_.push_back(std::move(v));
       retyped[qname] = &store->retyped_.back();  // deque: pointers stay valid as it grows
     }
@@ -139,8 +142,9 @@ Result<const TensorView*> RequireTensor(const WeightStore& store, const std::str
     return Error(where + ": dtype " + std::string(DTypeName(t->dtype)) +
                  " is not a weight type (F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K)");
   }
-  if (IsBlockType(t->dtype) && t->shape.size() != 2) {
-    return Error(where + ": a quantized tensor must be a matrix (shape " + t->ShapeString() + ")");
+  if (IsBlockType(t->dtype) && t->shape.size() != 2 && t->shape.size() != 3) {
+    return Error(where + ": a quantized tensor must be a matrix or a stack of matrices (shape " +
+                 t->ShapeString() + ")");
   }
   if (t->shape != shape) {
     TensorView expect;

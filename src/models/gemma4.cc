@@ -217,8 +217,17 @@ Status Gemma4Model::Bind() {
                .router = b.Mat(p + "router.proj.weight", E, H),
                .router_scale = b.Vec(p + "router.scale", H),
                .per_expert_scale = b.Vec(p + "router.per_expert_scale", E),
-               .gate_up = b.Stack(p + "experts.gate_up_proj", E, 2 * F, H),
+               .gate_up = {},
+               .gate = {},
+               .up = {},
                .down = b.Stack(p + "experts.down_proj", E, H, F)};
+      // HF fuses gate and up; a GGUF may keep them apart (ffn_gate_exps, ffn_up_exps).
+      if (b.Has(p + "experts.gate_up_proj") || !b.Has(p + "experts.gate_proj")) {
+        w.moe.gate_up = b.Stack(p + "experts.gate_up_proj", E, 2 * F, H);
+      } else {
+        w.moe.gate = b.Stack(p + "experts.gate_proj", E, F, H);
+        w.moe.up = b.Stack(p + "experts.up_proj", E, F, H);
+      }
     }
   }
   if (!b.status().ok()) return b.status();

@@ -35,6 +35,18 @@ constexpr std::pair<const char*, const char*> kLayerNames[] = {
     {"inp_gate.weight", "per_layer_input_gate.weight"},
     {"proj.weight", "per_layer_projection.weight"},
     {"post_norm.weight", "post_per_layer_input_norm.weight"},
+    // Mixture of experts (26B-A4B). llama.cpp's converter keeps router.scale as the router input's
+    // scale and per_expert_scale as a scale on each expert's down output: the same numbers.
+    {"ffn_gate_inp.weight", "router.proj.weight"},
+    {"ffn_gate_inp.scale", "router.scale"},
+    {"ffn_down_exps.scale", "router.per_expert_scale"},
+    {"ffn_gate_up_exps.weight", "experts.gate_up_proj"},
+    {"ffn_gate_exps.weight", "experts.gate_proj"},  // the split form (HF has only the fused one)
+    {"ffn_up_exps.weight", "experts.up_proj"},
+    {"ffn_down_exps.weight", "experts.down_proj"},
+    {"pre_ffw_norm_2.weight", "pre_feedforward_layernorm_2.weight"},
+    {"post_ffw_norm_1.weight", "post_feedforward_layernorm_1.weight"},
+    {"post_ffw_norm_2.weight", "post_feedforward_layernorm_2.weight"},
 };
 // Global tensors; the HF side is under the tensor prefix except lm_head.
 constexpr std::pair<const char*, const char*> kGlobalNames[] = {
@@ -191,9 +203,10 @@ Result<Json> TextConfigFromGguf(const GgufFile& f, const std::string& arch, bool
   const double base_full = g.Float(key("rope.freq_base"), 10000.0);
   const double base_swa = g.Float(key("rope.freq_base_swa"), base_full);
   const int64_t rot_swa = g.Int(key("rope.dimension_count_swa"), hd_swa);
-  if (g.Has(key("expert_count")) && g.Int(key("expert_count"), 0) > 0) {
-    g.Fail(key("expert_count"), "mixture-of-experts targets (26B-A4B) are not supported yet");
-  }
+  // Mixture of experts (26B-A4B): every layer, when expert_count is set.
+  const int64_t experts = assistant ? 0 : g.Int(key("expert_count"), 0);
+  const int64_t experts_used = experts > 0 ? g.Int(key("expert_used_count")) : 0;
+  const int64_t expert_ff = experts > 0 ? g.Int(key("expert_feed_forward_length")) : 0;
   if (!g.ok()) return g.status();
 
   // Shapes the metadata leaves to the tensors: the vocabularies, and whether full layers compute V.
@@ -272,6 +285,12 @@ Result<Json> TextConfigFromGguf(const GgufFile& f, const std::string& arch, bool
           {"rope_theta", base_full},
           {"partial_rotary_factor", factor_full}}}}},
   };
+  if (experts > 0) {
+    c["enable_moe_block"] = true;
+    c["num_experts"] = experts;
+    c["top_k_experts"] = experts_used;
+    c["moe_intermediate_size"] = expert_ff;
+  }
   return c;
 }
 
@@ -387,6 +406,7 @@ struct TextKeys {
   RopeSpec rope_sliding, rope_full;
   std::vector<int64_t> ffn, kv_heads;  // per layer
   std::vector<bool> sliding;
+  int64_t experts = 0, experts_used = 0, expert_ff = 0;  // mixture of experts; 0: dense
 };
 
 std::vector<GgufKv> TextMetadata(const TextKeys& t, const std::string& name) {
@@ -395,7 +415,7 @@ std::vector<GgufKv> TextMetadata(const TextKeys& t, const std::string& name) {
   auto arr = [&](const char* k, Json v, GgufType e) {
     return GgufKv{t.arch + "." + k, GgufType::kArray, std::move(v), e};
   };
-  return {
+  std::vector<GgufKv> kvs = {
       {"general.architecture", GgufType::kString, t.arch},
       {"general.name", GgufType::kString, name},
       {"general.alignment", GgufType::kU32, 32},
@@ -420,6 +440,12 @@ std::vector<GgufKv> TextMetadata(const TextKeys& t, const std::string& name) {
       u32("rope.dimension_count_swa", 2 * t.rope_sliding.rotated_pairs),
       f32("final_logit_softcapping", t.softcap),
   };
+  if (t.experts > 0) {
+    kvs.push_back(u32("expert_count", t.experts));
+    kvs.push_back(u32("expert_used_count", t.experts_used));
+    kvs.push_back(u32("expert_feed_forward_length", t.expert_ff));
+  }
+  return kvs;
 }
 
 std::string BaseName(std::string dir) {
@@ -481,7 +507,10 @@ std::vector<GgufKv> Gemma4GgufMetadata(const Gemma4Config& c, const std::string&
              .rope_full = c.rope_full,
              .ffn = {},
              .kv_heads = {},
-             .sliding = {}};
+             .sliding = {},
+             .experts = c.num_experts,
+             .experts_used = c.top_k_experts,
+             .expert_ff = c.moe_intermediate_size};
   for (const Gemma4LayerSpec& l : c.layers) {
     t.ffn.push_back(l.ffn_dim);
     t.kv_heads.push_back(l.num_kv_heads);

@@ -9,15 +9,20 @@
 
 namespace specula {
 
-MatView MoeWeights::GateUp(int e) const {
-  const int64_t rows = 2 * static_cast<int64_t>(width);
-  return {gate_up.dtype, gate_up.Row(e * rows), rows, gate_up.cols};
+namespace {
+
+// Matrix e of a stack of `experts` equal matrices stored as one [experts * rows, cols].
+MatView Slice(const MatView& stack, int experts, int e) {
+  const int64_t rows = stack.rows / experts;
+  return {stack.dtype, stack.Row(e * rows), rows, stack.cols};
 }
 
-MatView MoeWeights::Down(int e) const {
-  const int64_t rows = down.rows / experts;
-  return {down.dtype, down.Row(e * rows), rows, down.cols};
-}
+}  // namespace
+
+MatView MoeWeights::GateUp(int e) const { return Slice(gate_up, experts, e); }
+MatView MoeWeights::Gate(int e) const { return Slice(gate, experts, e); }
+MatView MoeWeights::Up(int e) const { return Slice(up, experts, e); }
+MatView MoeWeights::Down(int e) const { return Slice(down, experts, e); }
 
 void RouteExperts(const KernelTable& kt, ThreadPool& pool, const MoeWeights& w, const float* r,
                   int T, int H, float eps, MoeScratch* s, Routing* routing) {
@@ -78,37 +83,44 @@ int RunExperts(const KernelTable& kt, ThreadPool& pool, const MoeWeights& w, con
     std::copy_n(x + (i / k) * uH, uH, &s->in[static_cast<size_t>(s->slot[i]) * uH]);
   }
 
-  // gate/up of every selected expert over its rows in one dispatch, then down likewise.
+  // gate/up of every selected expert over its rows in one dispatch, then down likewise. Row i's
+  // gate and up outputs sit at gate + i * ld and up + i * ld: interleaved in one [n, 2F] block when
+  // the projections are fused, in two [n, F] blocks when they are not.
+  const bool fused = w.fused();
+  const size_t ld = fused ? 2 * F : F;
   s->hidden.resize(n * 2 * F);
+  float* gate = s->hidden.data();
+  float* up = fused ? gate + F : gate + n * F;
   s->out.resize(n * uH);
-  const auto run = [&](bool gate_up) {
-    s->jobs.clear();
-    for (size_t e = 0; e < s->count.size(); ++e) {
-      if (s->count[e] == 0) continue;
-      const size_t first = static_cast<size_t>(s->first[e]);
-      const auto m = static_cast<size_t>(s->count[e]);
-      if (gate_up) {
-        s->jobs.push_back({.w = w.GateUp(static_cast<int>(e)),
-                           .x = &s->in[first * uH],
-                           .ldx = uH,
-                           .m = m,
-                           .y = &s->hidden[first * 2 * F]});
-      } else {  // reads the gated product GateUp left in the first F columns of each row
-        s->jobs.push_back({.w = w.Down(static_cast<int>(e)),
-                           .x = &s->hidden[first * 2 * F],
-                           .ldx = 2 * F,
-                           .m = m,
-                           .y = &s->out[first * uH]});
-      }
+  s->jobs.clear();
+  for (size_t e = 0; e < s->count.size(); ++e) {
+    if (s->count[e] == 0) continue;
+    const size_t first = static_cast<size_t>(s->first[e]);
+    const auto m = static_cast<size_t>(s->count[e]);
+    const float* in = &s->in[first * uH];
+    const int ei = static_cast<int>(e);
+    if (fused) {
+      s->jobs.push_back({.w = w.GateUp(ei), .x = in, .ldx = uH, .m = m, .y = gate + first * ld});
+    } else {
+      s->jobs.push_back({.w = w.Gate(ei), .x = in, .ldx = uH, .m = m, .y = gate + first * ld});
+      s->jobs.push_back({.w = w.Up(ei), .x = in, .ldx = uH, .m = m, .y = up + first * ld});
     }
-    MatMulGrouped(kt, pool, s->jobs);
-  };
-  run(/*gate_up=*/true);
+  }
+  MatMulGrouped(kt, pool, s->jobs);
   ForEachRow(pool, static_cast<int>(n), [&](int i) {
-    float* h = &s->hidden[static_cast<size_t>(i) * 2 * F];
-    kt.gelu_mul(h, h + F, F);
+    kt.gelu_mul(gate + static_cast<size_t>(i) * ld, up + static_cast<size_t>(i) * ld, F);
   });
-  run(/*gate_up=*/false);
+  s->jobs.clear();
+  for (size_t e = 0; e < s->count.size(); ++e) {
+    if (s->count[e] == 0) continue;
+    const size_t first = static_cast<size_t>(s->first[e]);
+    s->jobs.push_back({.w = w.Down(static_cast<int>(e)),
+                       .x = gate + first * ld,
+                       .ldx = ld,
+                       .m = static_cast<size_t>(s->count[e]),
+                       .y = &s->out[first * uH]});
+  }
+  MatMulGrouped(kt, pool, s->jobs);
 
   // Each row sums its experts' outputs in its own rank order.
   ForEachRow(pool, T, [&](int t) {

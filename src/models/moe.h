@@ -22,10 +22,15 @@ struct MoeWeights {
   MatView router;                       // [E, H]
   std::vector<float> router_scale;      // [H]
   std::vector<float> per_expert_scale;  // [E]
-  MatView gate_up;                      // [E * 2F, H]: expert e's F gate rows, then its F up rows
-  MatView down;                         // [E * H, F]
+  // The gate and up projections fused (HF: gate_up [E * 2F, H], expert e's F gate rows then its F
+  // up rows) or apart (GGUF may split them: gate and up [E * F, H] each; gate_up then empty).
+  MatView gate_up, gate, up;
+  MatView down;  // [E * H, F]
 
+  bool fused() const { return gate_up.data != nullptr; }
   MatView GateUp(int e) const;  // [2F, H]
+  MatView Gate(int e) const;    // [F, H]
+  MatView Up(int e) const;      // [F, H]
   MatView Down(int e) const;    // [H, F]
 };
 
@@ -42,7 +47,7 @@ struct MoeScratch {
   std::vector<float> z, scores;   // [T, H], [T, E]
   std::vector<int> count, first;  // per expert: rows routed to it, first row in the grouped order
   std::vector<int> slot;          // [T, k]: where row t's j-th expert output sits
-  std::vector<float> in, hidden, out;  // grouped [T*k, H], [T*k, 2F], [T*k, H]
+  std::vector<float> in, hidden, out;  // grouped [T*k, H], gate and up [T*k, 2F], [T*k, H]
   std::vector<MatMulJob> jobs;
 };
 

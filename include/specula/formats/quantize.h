@@ -2,13 +2,15 @@
 // result directly; the tensors stay in GGUF's Q8_0/Q4_0 block layouts inside safetensors files.
 //
 // Per-tensor policy (why each choice):
-//   - 2-D weight matrices whose rows are a multiple of 32 values -> the requested type (Q6_K needs
-//     rows of 256-value super-blocks; shorter ones fall back to Q8_0);
+//   - weight matrices, and stacks of them (a mixture-of-experts layer's experts [E, rows, cols]),
+//     whose rows are a multiple of 32 values -> the requested type (Q6_K and Q4_K need rows of
+//     256-value super-blocks; shorter ones fall back to Q8_0);
 //   - with Q4_0, embedding tables (`*embed_tokens*.weight`, also the tied LM head) -> Q8_0: the
 //     output distribution is most sensitive to the head, as in llama.cpp's Q4_0 mixes;
-//   - kept exact: 1-D tensors (norm weights, layer scalars), integer tensors (the centroid head's
-//     `token_ordering` is a lookup table), and `masked_embedding.centroids.weight` (it only picks
-//     clusters; tiny, and an error there changes which tokens can be drafted at all).
+//   - kept exact: 1-D tensors (norm weights, layer scalars, router scales), integer tensors (the
+//     centroid head's `token_ordering` is a lookup table), `masked_embedding.centroids.weight` (it
+//     only picks clusters; tiny, and an error there changes which tokens can be drafted at all)
+//     and a MoE layer's `router.proj.weight` (tiny; an error there changes which experts run).
 #pragma once
 
 #include <string>
