@@ -29,8 +29,11 @@ for name in "${names[@]}"; do
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
     echo "fuzz_$name: ok, $runs runs in ${seconds}s ($rate/s)"
   else
-    echo "fuzz_$name: FAILED (log: $log, inputs: $artifacts/$name-*)"
-    tail -n 40 "$log"
+    echo "fuzz_$name: FAILED (log: $log)"
+    # What went wrong, the frames in our code (nlohmann's run for lines) and where the input is.
+    grep -m 1 -E 'ERROR: |runtime error: |what\(\): ' "$log" || true
+    grep -m 12 -E '^ +#[0-9]+ .*/(src|tests/fuzz)/' "$log" | sed -E 's/ in (.{100}).*( \/)/ in \1...\2/' || true
+    grep -E '^SUMMARY|Test unit written to' "$log" || true
     failed+=("$name")
   fi
 done
