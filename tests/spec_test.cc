@@ -26,7 +26,8 @@ using Fixture = test::LoadedPair;
 
 const std::vector<int> kPrompt = {2, 461, 364, 446, 450};
 
-GenerateResult Plain(Gemma4Model& m, std::span<const int> prompt, int n, std::vector<int> stop = {}, int ctx = 1200) {
+GenerateResult Plain(Gemma4Model& m, std::span<const int> prompt, int n, std::vector<int> stop = {},
+                     int ctx = 1200) {
   ThreadPool pool(2);
   auto cache = m.NewCache(ctx);
   GenerateOptions o;
@@ -37,8 +38,9 @@ GenerateResult Plain(Gemma4Model& m, std::span<const int> prompt, int n, std::ve
   return *r;
 }
 
-SpecResult Spec(Gemma4Model& m, Drafter& d, std::span<const int> prompt, int n, int k, std::vector<int> stop = {},
-                int ctx = 1200, DraftPolicy* policy = nullptr, SamplingParams sp = {}) {
+SpecResult Spec(Gemma4Model& m, Drafter& d, std::span<const int> prompt, int n, int k,
+                std::vector<int> stop = {}, int ctx = 1200, DraftPolicy* policy = nullptr,
+                SamplingParams sp = {}) {
   ThreadPool pool(2);
   auto cache = m.NewCache(ctx, k + 1);  // the smallest headroom that works: exercises ring rollback
   SpecOptions o;
@@ -84,8 +86,15 @@ TEST_P(SpecEqualsPlain, GreedyOver1000TokensForEveryK) {
 
 INSTANTIATE_TEST_SUITE_P(Pairs, SpecEqualsPlain,
                          ::testing::Values(std::make_pair(std::string("e2b-tiny"), true),
-                                           std::make_pair(std::string("31b-tiny"), false)),
-                         [](const auto& i) { return i.param.second ? std::string("e2b_centroid") : std::string("b31_dense"); });
+                                           std::make_pair(std::string("31b-tiny"), false),
+                                           std::make_pair(std::string("26b-a4b-tiny"), false)),
+                         [](const auto& i) {
+                           std::string n =
+                               i.param.first + (i.param.second ? "_centroid" : "_dense");
+                           for (char& ch : n)
+                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return n;
+                         });
 
 TEST(Spec, PerfectReplayReachesFullAcceptance) {
   Fixture f = LoadPair("e2b-tiny", true);
@@ -110,7 +119,8 @@ class CheckingDrafter : public Drafter {
     ++calls;
     EXPECT_EQ(r.token, sequence_[static_cast<size_t>(r.pos)]) << "pending token at " << r.pos;
     EXPECT_EQ(r.cache->length(), r.pos) << "the cache must hold exactly the committed positions";
-    EXPECT_EQ(0, std::memcmp(r.hidden.data(), &hidden_[static_cast<size_t>(r.pos - 1) * h_], h_ * sizeof(float)))
+    EXPECT_EQ(0, std::memcmp(r.hidden.data(), &hidden_[static_cast<size_t>(r.pos - 1) * h_],
+                             h_ * sizeof(float)))
         << "hidden row for position " << r.pos - 1;
     return inner_.Propose(r, pool);
   }
@@ -148,7 +158,8 @@ TEST(Spec, StopTokenInsideADraft) {
   int stop = -1;
   size_t at = 0;
   for (size_t i = 3; i < free_run.ids.size() && stop < 0; ++i) {
-    if (std::find(free_run.ids.begin(), free_run.ids.begin() + static_cast<long>(i), free_run.ids[i]) == free_run.ids.begin() + static_cast<long>(i)) {
+    if (std::find(free_run.ids.begin(), free_run.ids.begin() + static_cast<long>(i),
+                  free_run.ids[i]) == free_run.ids.begin() + static_cast<long>(i)) {
       stop = free_run.ids[i];
       at = i;
     }
@@ -241,8 +252,10 @@ TEST(Spec, TraceHasOneLinePerRound) {
 // Sampled speculative decoding must keep the target's distribution. The second generated token is
 // the first one produced by a speculative round; conditioned on the first token its distribution
 // must equal the target's processed distribution after prompt + first token (chi-square).
-TEST(Spec, SampledOutputHasTheTargetDistribution) {
-  Fixture f = LoadPair("e2b-tiny", true);
+class SpecSampling : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SpecSampling, SampledOutputHasTheTargetDistribution) {
+  Fixture f = LoadPair(GetParam(), GetParam() == "e2b-tiny");
   const SamplingParams sp{.temperature = 1.0f, .top_k = 4};
   ThreadPool pool(1);
   // Exact p(t2 | t1) from the target.
@@ -281,7 +294,8 @@ TEST(Spec, SampledOutputHasTheTargetDistribution) {
       int total = 0;
       for (const auto& [t2, c] : row) total += c;
       const auto& p = expect_for(t1);
-      for (const auto& [t2, c] : row) EXPECT_TRUE(p.count(t2)) << "token outside the target's support";
+      for (const auto& [t2, c] : row)
+        EXPECT_TRUE(p.count(t2)) << "token outside the target's support";
       for (const auto& [t2, q] : p) {
         const double e = total * q;
         const auto it = row.find(t2);
@@ -290,12 +304,26 @@ TEST(Spec, SampledOutputHasTheTargetDistribution) {
       dof += static_cast<int>(p.size()) - 1;
     }
     // 99.9th percentile of chi-square: about dof + 3.1 sqrt(2 dof) + 10 for these dof.
-    EXPECT_LT(chi2, dof + 3.1 * std::sqrt(2.0 * dof) + 10) << (which == 0 ? "MTP drafter" : "replay drafter") << " dof " << dof;
+    EXPECT_LT(chi2, dof + 3.1 * std::sqrt(2.0 * dof) + 10)
+        << (which == 0 ? "MTP drafter" : "replay drafter") << " dof " << dof;
   }
 }
 
+// The dense E2B shape with its centroid head, and the mixture-of-experts 26B-A4B shape.
+INSTANTIATE_TEST_SUITE_P(Targets, SpecSampling, ::testing::Values("e2b-tiny", "26b-a4b-tiny"),
+                         [](const auto& i) {
+                           std::string n = i.param;
+                           for (char& ch : n)
+                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return n;
+                         });
+
 TEST(AdaptivePolicyUnit, GrowsShrinksAndPauses) {
-  AdaptivePolicy p({.max_k = 4, .min_confidence = 0.2f, .low_acceptance = 0.15, .pause_rounds = 3, .smoothing = 0.5});
+  AdaptivePolicy p({.max_k = 4,
+                    .min_confidence = 0.2f,
+                    .low_acceptance = 0.15,
+                    .pause_rounds = 3,
+                    .smoothing = 0.5});
   EXPECT_EQ(p.NextLength(), 4);
   p.Observe(4, 1);
   EXPECT_EQ(p.NextLength(), 2);  // shrink to accepted + 1
