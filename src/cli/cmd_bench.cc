@@ -55,9 +55,16 @@ double ChildBandwidth(int threads) {
   return gbs;
 }
 
-// Median seconds of a `rows`-row forward after `prompt`, rolled back each time.
-double ForwardSeconds(Gemma4Model& m, ThreadPool& pool, KvCache& cache, int rows, int reps) {
-  std::vector<int> ids(static_cast<size_t>(rows), 3);
+struct PassTime {
+  double seconds = 0.0;  // median
+  int experts_read = 0;  // mixture of experts: distinct experts the pass ran, all layers
+};
+
+// A forward of `rows` tokens of the reference continuation after what `cache` holds, rolled back
+// each time (real tokens: with experts, which ones the rows reach depends on them).
+PassTime TimePass(Gemma4Model& m, ThreadPool& pool, KvCache& cache,
+                  const std::vector<int>& continuation, int rows, int reps) {
+  const std::vector<int> ids(continuation.begin(), continuation.begin() + rows);
   std::vector<double> t;
   ForwardOutput out;
   const int base = cache.length();
@@ -67,7 +74,7 @@ double ForwardSeconds(Gemma4Model& m, ThreadPool& pool, KvCache& cache, int rows
     t.push_back(NowSeconds() - t0);
     (void)cache.Truncate(base);
   }
-  return Median(t);
+  return {.seconds = Median(t), .experts_read = out.experts_read};
 }
 
 // Speedup and acceptance against K, drawn by gnuplot (a text script, so the plot is reproducible
@@ -179,6 +186,7 @@ int Run(const BenchFlags& f) {
   std::vector<double> plain_tps, plain_prefill;
   std::vector<std::vector<double>> spec_tps(ks.size());
   std::vector<SpecStats> spec_stats(ks.size());
+  std::vector<GenerateStats> plain_gen(1), spec_gen(ks.size());  // the last rep's pass counts
   for (int rep = 0; rep < f.reps; ++rep) {
     {
       auto cache = target.NewCache(context);
@@ -190,6 +198,7 @@ int Run(const BenchFlags& f) {
       }
       plain_tps.push_back(r->stats.decode_tok_per_s());
       plain_prefill.push_back(prompt.size() / r->stats.prefill_s);
+      plain_gen[0] = r->stats;
     }
     for (size_t i = 0; i < ks.size(); ++i) {
       auto cache = target.NewCache(context, max_k + 1);
@@ -213,6 +222,7 @@ int Run(const BenchFlags& f) {
       }
       spec_tps[i].push_back(r->gen.stats.decode_tok_per_s());
       spec_stats[i] = r->spec;
+      spec_gen[i] = r->gen.stats;
     }
   }
 
@@ -220,7 +230,9 @@ int Run(const BenchFlags& f) {
   auto cache = target.NewCache(context, max_k + 1);
   ForwardOutput out;
   (void)target.Forward({.ids = prompt, .cache = cache.get()}, pool, &out);
-  const double one_row = ForwardSeconds(target, pool, *cache, 1, 5);
+  const std::vector<int> continuation(sequence.begin() + static_cast<long>(prompt.size()),
+                                      sequence.end());
+  const double one_row = TimePass(target, pool, *cache, continuation, 1, 5).seconds;
   std::optional<double> draft_step;
   if (assistant) {
     DraftStepOutput step;
@@ -237,6 +249,19 @@ int Run(const BenchFlags& f) {
   const double bytes = static_cast<double>(target.WeightBytesPerToken());
   const double roofline = bandwidth * 1e9 / bytes;
   const double plain = Median(plain_tps);
+  // With experts, a pass reads the dense weights and the distinct experts its rows chose.
+  const bool moe = c.moe();
+  const double dense_bytes = static_cast<double>(target.DenseWeightBytes());
+  const double expert_bytes = static_cast<double>(target.ExpertBytes());
+  const auto experts_per_layer = [&](const GenerateStats& s) -> OJson {
+    if (!moe || s.decode_forwards == 0) return nullptr;
+    return static_cast<double>(s.experts_read) / s.decode_forwards / c.num_layers;
+  };
+  const auto pass_gb = [&](const GenerateStats& s) -> OJson {
+    if (!moe || s.decode_forwards == 0) return nullptr;
+    return (dense_bytes + expert_bytes * static_cast<double>(s.experts_read) / s.decode_forwards) /
+           1e9;
+  };
 
   OJson results = OJson::array();
   results.push_back(
@@ -258,11 +283,17 @@ int Run(const BenchFlags& f) {
        {"peak_rss_mb", PeakRssMB()},
        {"roofline_fraction", plain / roofline},
        {"verify_cost_ratio", 1.0},
+       {"verify_roofline_fraction", nullptr},
+       {"experts_per_layer", experts_per_layer(plain_gen[0])},
+       {"pass_gb", pass_gb(plain_gen[0])},
        {"draft_step_cost_fraction", nullptr}});
   for (size_t i = 0; i < ks.size(); ++i) {
     const SpecStats& s = spec_stats[i];
     const std::vector<double> per_pos = AcceptanceByPosition(s);
     const double tps = Median(spec_tps[i]);
+    // One verify pass over K+1 rows of the real continuation, against the bytes it read.
+    const PassTime verify = TimePass(target, pool, *cache, continuation, ks[i] + 1, 5);
+    const double verify_bytes = dense_bytes + expert_bytes * verify.experts_read;
     results.push_back(
         {{"mode", "spec"},
          {"drafter", f.drafter},
@@ -280,7 +311,10 @@ int Run(const BenchFlags& f) {
          {"prefill_fma_fraction", nullptr},
          {"peak_rss_mb", PeakRssMB()},
          {"roofline_fraction", nullptr},
-         {"verify_cost_ratio", ForwardSeconds(target, pool, *cache, ks[i] + 1, 5) / one_row},
+         {"verify_cost_ratio", verify.seconds / one_row},
+         {"verify_roofline_fraction", verify_bytes / (bandwidth * 1e9) / verify.seconds},
+         {"experts_per_layer", experts_per_layer(spec_gen[i])},
+         {"pass_gb", pass_gb(spec_gen[i])},
          {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()}});
   }
   report["model"]["weight_bytes_per_token"] = bytes;
@@ -304,6 +338,26 @@ int Run(const BenchFlags& f) {
   std::printf("plain prefill: %.1f tok/s = %.0f%% of peak FMA throughput\n",
               results[0]["prefill_tok_per_s"].get<double>(),
               100.0 * results[0]["prefill_fma_fraction"].get<double>());
+  if (moe) {
+    std::printf(
+        "experts: %d of %d per token per layer; a pass reads %.2f GB dense + %.2f MB per distinct "
+        "expert\n",
+        c.top_k_experts, c.num_experts, dense_bytes / 1e9, expert_bytes / 1e6);
+    for (const OJson& r : results) {
+      if (r["experts_per_layer"].is_null()) continue;
+      std::printf(
+          "  %-5s K=%-2s distinct experts per layer per pass %6.2f, %.2f GB per pass%s\n",
+          r["mode"].get<std::string>().c_str(),
+          r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
+          r["experts_per_layer"].get<double>(), r["pass_gb"].get<double>(),
+          r["verify_roofline_fraction"].is_null()
+              ? ""
+              : (", its verify pass at " +
+                 std::to_string(r["verify_roofline_fraction"].get<double>()).substr(0, 4) +
+                 " of its bytes roofline")
+                    .c_str());
+    }
+  }
   std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", "mode", "drafter", "K",
               "tok/s", "(min-max)", "speedup", "accept", "tok/fw", "verify", "draft", "roofline",
               "rss MB", "accepted per position");

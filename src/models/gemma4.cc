@@ -251,9 +251,16 @@ Status Gemma4Model::Bind() {
   return OkStatus();
 }
 
-size_t Gemma4Model::WeightBytesPerToken() const {
+namespace {
+
+bool IsExpertStack(const std::string& name) { return name.find(".experts.") != std::string::npos; }
+
+}  // namespace
+
+size_t Gemma4Model::DenseWeightBytes() const {
   size_t bytes = 0;
   for (const auto& [name, t] : store_->all()) {
+    if (IsExpertStack(name)) continue;
     if (name == config_.tensor_prefix + "embed_tokens_per_layer.weight") {
       bytes += t->nbytes / static_cast<size_t>(t->shape[0]);  // one gathered row
     } else if (name.rfind(config_.tensor_prefix, 0) == 0 || name == "lm_head.weight") {
@@ -263,14 +270,32 @@ size_t Gemma4Model::WeightBytesPerToken() const {
   return bytes;
 }
 
+size_t Gemma4Model::ExpertBytes() const {
+  if (!config_.moe()) return 0;
+  size_t bytes = 0;
+  for (const auto& [name, t] : store_->all()) {
+    if (IsExpertStack(name) && name.rfind(config_.tensor_prefix, 0) == 0) bytes += t->nbytes;
+  }
+  return bytes / static_cast<size_t>(config_.num_layers * config_.num_experts);
+}
+
+size_t Gemma4Model::WeightBytesPerToken() const {
+  return DenseWeightBytes() +
+         static_cast<size_t>(config_.num_layers * config_.top_k_experts) * ExpertBytes();
+}
+
 size_t Gemma4Model::MatMulParamsPerToken() const {
   size_t n = 0;
   for (const auto& [name, t] : store_->all()) {
-    if (name.rfind(config_.tensor_prefix, 0) != 0 || t->shape.size() != 2) continue;
+    if (name.rfind(config_.tensor_prefix, 0) != 0 || t->shape.size() < 2) continue;
     if (name == config_.tensor_prefix + "embed_tokens_per_layer.weight" ||
         name == config_.tensor_prefix + "embed_tokens.weight")
       continue;
-    n += static_cast<size_t>(t->numel());
+    const size_t params = static_cast<size_t>(t->numel());
+    // A token runs top_k of a layer's experts.
+    n += IsExpertStack(name) ? params / static_cast<size_t>(config_.num_experts) *
+                                   static_cast<size_t>(config_.top_k_experts)
+                             : params;
   }
   return n;
 }
@@ -303,6 +328,7 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
   out->rows = seq.logit_rows;
   out->logits = std::move(batch.logits);
   out->hidden = std::move(batch.hidden);
+  out->experts_read = batch.experts_read;
   return OkStatus();
 }
 

@@ -83,6 +83,8 @@ Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCac
     Status s = model.Forward({.ids = one, .cache = &cache}, pool, &out);
     if (!s.ok()) return s;
     ++res.stats.target_forwards;
+    ++res.stats.decode_forwards;
+    res.stats.experts_read += out.experts_read;
     token = sampler.Sample(out.logits.data(), vocab);
   }
   res.stats.decode_s = NowSeconds() - t1;

@@ -229,7 +229,10 @@ Status BatchEngine::Forward(std::span<Seq* const> seqs) {
     batch.push_back({.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows});
   }
   Status st = target_.ForwardBatch(batch, pool_, &out_);
-  if (st.ok()) ++counters_.target_forwards;
+  if (st.ok()) {
+    ++counters_.target_forwards;
+    counters_.experts_read += out_.experts_read;
+  }
   return st;
 }
 
@@ -273,6 +276,8 @@ void BatchEngine::Settle(Seq& s, size_t index) {
     s.h.assign(hidden + (s.rows.size() - 1) * H, hidden + s.rows.size() * H);
     s.Emit(s.x);
   } else {
+    ++s.res.gen.stats.decode_forwards;
+    s.res.gen.stats.experts_read += out_.experts_read;
     SettleVerify(s, logits, hidden);
   }
   counters_.generated += static_cast<long>(s.res.gen.ids.size() - before);

@@ -36,6 +36,7 @@ struct ForwardOutput {
   int rows = 0;               // rows of logits: T or 1
   std::vector<float> logits;  // [rows, vocab], after the final softcap
   std::vector<float> hidden;  // [T, hidden], post-final-norm
+  int experts_read = 0;       // mixture of experts: distinct experts run, summed over layers
 };
 
 // Optional per-step tap for debugging against a reference: (layer, name, rows, width, data).
@@ -62,10 +63,15 @@ class Gemma4Model : public TargetModel {
   void EmbedScaled(int token, float* out) const;
   float embed_scale() const { return embed_scale_; }
   // Bytes of weights one decode step reads: every matrix once, plus one row of each table that is
-  // only gathered (the per-layer embedding table). The memory roofline is bandwidth / this.
+  // only gathered (the per-layer embedding table), and with experts, top_k of them per layer. The
+  // memory roofline is bandwidth / this.
   size_t WeightBytesPerToken() const;
+  // What a pass reads whatever its rows: WeightBytesPerToken without the experts. A pass that ran
+  // n distinct experts (ForwardOutput::experts_read) reads this + n * ExpertBytes().
+  size_t DenseWeightBytes() const;
+  size_t ExpertBytes() const;  // one expert of one layer (0 without experts)
   // Multiply-adds per prompt token in prefill: every matrix but the gathered per-layer embedding
-  // table and the LM head (prefill only needs the last row's logits).
+  // table and the LM head (prefill only needs the last row's logits), top_k experts per layer.
   size_t MatMulParamsPerToken() const;
   // The KV-cache slot holding layer `layer`'s keys (its own, or its KV-sharing source's).
   int KvSlotOf(int layer) const { return kv_slot_[static_cast<size_t>(layer)]; }

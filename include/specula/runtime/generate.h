@@ -33,6 +33,8 @@ struct GenerateStats {
   double prefill_s = 0.0;
   double decode_s = 0.0;  // from the first generated token to the last
   int target_forwards = 0;
+  int decode_forwards = 0;  // target_forwards after the prompt: decode and verify passes
+  long experts_read = 0;    // mixture of experts: distinct experts those passes ran (all layers)
   double decode_tok_per_s() const;
 };
 

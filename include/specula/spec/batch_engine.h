@@ -44,6 +44,7 @@ class BatchEngine {
   };
   struct Counters {
     long target_forwards = 0;
+    long experts_read = 0;  // mixture of experts: distinct experts the passes ran (all layers)
     long generated = 0;
     long drafted = 0;
     long accepted = 0;
