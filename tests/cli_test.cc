@@ -286,7 +286,7 @@ TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
        "--draft-max"},
       {"generate -m " + m + " -md " + test::MakePair("e2b-tiny", true).second +
            " --draft-policy greedy -p hi",
-       "--draft-policy: expected fixed or adaptive"},
+       "--draft-policy: expected fixed, adaptive or auto"},
       {"generate -m " + m + " --draft-max 4 -p hi", "need a drafter"},
       {"generate -m " + m + " --trace /tmp/x.jsonl -p hi", "--trace: needs a drafter"},
       {"generate -md " + test::MakePair("e2b-tiny", true).second + " -p hi", "--model is required"},

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -220,6 +221,28 @@ TEST(Spec, AdaptivePolicyPausesUselessDraftingAndStaysLossless) {
   EXPECT_GT(full.spec.mean_tokens_per_round(), 4.9);
 }
 
+// The cost-aware policy on the real engine: whatever K it picks, the output stays the target's.
+TEST(Spec, CostAwarePolicyStaysLossless) {
+  for (const auto& [preset, centroid] :
+       {std::pair<std::string, bool>{"e2b-tiny", true}, {"26b-a4b-tiny", false}}) {
+    SCOPED_TRACE(preset);
+    Fixture f = LoadPair(preset, centroid);
+    const GenerateResult plain = Plain(*f.target, kPrompt, 300);
+    MtpDrafter mtp(*f.assistant);
+    CostAwarePolicy useless({.max_k = 6});
+    const SpecResult r = Spec(*f.target, mtp, kPrompt, 300, 6, {}, 1200, &useless);
+    EXPECT_EQ(r.gen.ids, plain.ids);
+    // Whatever the timings, a drafter accepted ~never stops being used: a draft row never costs
+    // less than none, and the acceptance estimate falls below the 2 % margin within ~50 rounds.
+    EXPECT_LT(r.spec.draft_rounds, 100);
+    ReplayDrafter noisy(Sequence(kPrompt, plain.ids), 512, 0.2, 3);
+    CostAwarePolicy good({.max_k = 6});
+    const SpecResult g = Spec(*f.target, noisy, kPrompt, 300, 6, {}, 1200, &good);
+    EXPECT_EQ(g.gen.ids, plain.ids);
+    EXPECT_GT(g.spec.drafted, 0);
+  }
+}
+
 TEST(Spec, TraceHasOneLinePerRound) {
   Fixture f = LoadPair("e2b-tiny", true);
   const GenerateResult plain = Plain(*f.target, kPrompt, 50);
@@ -324,19 +347,91 @@ TEST(AdaptivePolicyUnit, GrowsShrinksAndPauses) {
                     .low_acceptance = 0.15,
                     .pause_rounds = 3,
                     .smoothing = 0.5});
-  EXPECT_EQ(p.NextLength(), 4);
+  EXPECT_EQ(p.NextLength({}), 4);
   p.Observe(4, 1);
-  EXPECT_EQ(p.NextLength(), 2);  // shrink to accepted + 1
+  EXPECT_EQ(p.NextLength({}), 2);  // shrink to accepted + 1
   p.Observe(2, 2);
-  EXPECT_EQ(p.NextLength(), 3);  // grow after a fully accepted round
+  EXPECT_EQ(p.NextLength({}), 3);  // grow after a fully accepted round
   p.Observe(3, 0);
   p.Observe(1, 0);
   p.Observe(1, 0);  // the moving average falls below 0.15: pause
-  EXPECT_EQ(p.NextLength(), 0);
-  EXPECT_EQ(p.NextLength(), 0);
-  EXPECT_EQ(p.NextLength(), 0);
-  EXPECT_EQ(p.NextLength(), 1);  // probe again
+  EXPECT_EQ(p.NextLength({}), 0);
+  EXPECT_EQ(p.NextLength({}), 0);
+  EXPECT_EQ(p.NextLength({}), 0);
+  EXPECT_EQ(p.NextLength({}), 1);  // probe again
   EXPECT_FLOAT_EQ(p.MinConfidence(), 0.2f);
+}
+
+// The cost-aware policy against synthetic costs and acceptance: it drafts as far as pays.
+struct PolicyRun {
+  std::map<int, int> chosen;  // K -> rounds, over the last half
+  int drafting = 0;           // rounds with K > 0, over all
+};
+
+PolicyRun RunPolicy(const std::function<double(int)>& pass, double draft_step, double accept,
+                    int rounds, RoundInfo round = {}) {
+  PassCosts costs;
+  for (int r = 1; r <= 12; ++r) costs.RecordPass(r, pass(r));
+  costs.RecordDraft(1, draft_step);
+  round.costs = &costs;
+  CostAwarePolicy p({.max_k = 8});
+  std::mt19937 rng(5);
+  std::bernoulli_distribution ok(accept);
+  PolicyRun run;
+  for (int i = 0; i < rounds; ++i) {
+    const int k = p.NextLength(round);
+    if (i >= rounds / 2) run.chosen[k]++;
+    if (k == 0) continue;
+    ++run.drafting;
+    int n = 0;
+    while (n < k && ok(rng)) ++n;
+    p.Observe(k, n);
+  }
+  return run;
+}
+
+int MostChosen(const PolicyRun& r) {
+  return std::max_element(r.chosen.begin(), r.chosen.end(),
+                          [](const auto& a, const auto& b) { return a.second < b.second; })
+      ->first;
+}
+
+TEST(CostAwarePolicyUnit, DraftsAsFarAsItPays) {
+  const auto cheap = [](int rows) { return 1.0 + 0.02 * (rows - 1); };  // memory-bound, dense
+  // A useless drafter is tried, then left alone but for a probe every 32 rounds.
+  const PolicyRun useless = RunPolicy(cheap, 0.03, 0.0, 640);
+  EXPECT_LT(useless.drafting, 640 / 32 + 15);
+  EXPECT_EQ(MostChosen(useless), 0);
+  // A perfect drafter with cheap verification drafts the longest K.
+  EXPECT_EQ(MostChosen(RunPolicy(cheap, 0.01, 1.0, 200)), 8);
+  // Verification as dear as one pass per row never pays.
+  EXPECT_EQ(MostChosen(RunPolicy([](int rows) { return 1.0 * rows; }, 0.01, 1.0, 200)), 0);
+  // MoE-like: each row reaches more experts. With acceptance 0.6, K = 2 maximises
+  // E[K] / cost(K) = (1 - 0.6^(K+1)) / 0.4 / (1 + 0.17 K): 1.37, 1.46, 1.44, 1.39 for K = 1..4.
+  EXPECT_EQ(
+      MostChosen(RunPolicy([](int rows) { return 1.0 + 0.15 * (rows - 1); }, 0.02, 0.6, 2000)), 2);
+  // In a batch the pass is shared: 24 other rows of 6 sequences make a draft row relatively cheap.
+  const auto shared = [](int rows) { return 1.0 + 0.05 * (rows - 1); };
+  EXPECT_GT(MostChosen(RunPolicy(shared, 0.02, 0.6, 2000,
+                                 {.costs = nullptr, .other_rows = 24, .other_sequences = 6})),
+            0);
+}
+
+TEST(PassCostsUnit, MovingAveragesInterpolationAndMonotonicity) {
+  PassCosts c;
+  EXPECT_TRUE(c.empty());
+  EXPECT_DOUBLE_EQ(c.Pass(3), 1.1);  // the optimistic guess before any measurement
+  c.RecordPass(1, 10.0);
+  c.RecordPass(5, 14.0);
+  EXPECT_DOUBLE_EQ(c.Pass(1), 10.0);
+  EXPECT_DOUBLE_EQ(c.Pass(3), 12.0);         // linear between measured row counts
+  EXPECT_NEAR(c.Pass(7), 14.0 * 1.1, 1e-9);  // beyond: 5 % per row
+  c.RecordPass(5, 4.0);                      // a noisy sample moves the average a fifth of the way
+  EXPECT_NEAR(c.Pass(5), 12.0, 1e-9);
+  for (int i = 0; i < 20; ++i) c.RecordPass(5, 0.5);
+  EXPECT_DOUBLE_EQ(c.Pass(5), 10.0);  // its average fell below the one-row pass: raised to it
+  c.RecordDraft(4, 2.0);
+  EXPECT_DOUBLE_EQ(c.DraftStep(), 0.5);
 }
 
 }  // namespace

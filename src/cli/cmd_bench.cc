@@ -404,7 +404,7 @@ Runner AddBench(CLI::App& app) {
                 "model (the assistant) | replay (replays the plain output: the 100% ceiling)");
   c->add_option("--draft-max", f->draft_max,
                 "comma-separated draft lengths to sweep (default 1,2,3,4)");
-  c->add_option("--draft-policy", f->policy, "fixed | adaptive");
+  c->add_option("--draft-policy", f->policy, "fixed | adaptive | auto");
   c->add_option("-p,--prompt", f->prompt, "prompt text (default: a built-in paragraph)");
   c->add_option("-n,--n-predict", f->n, "tokens generated per run (default 64)");
   c->add_option("--reps", f->reps, "repetitions, interleaved plain/speculative (default 3)");

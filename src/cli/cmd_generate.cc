@@ -300,7 +300,8 @@ Runner AddGenerate(CLI::App& app) {
       "--draft-max", f->draft_max,
       "max tokens drafted per round (default: the assistant's num_assistant_tokens, else 3)");
   c->add_option("--draft-policy", f->draft_policy,
-                "fixed | adaptive (shorten or pause drafting when acceptance is low)");
+                "fixed | adaptive (shorten or pause drafting when acceptance is low) | auto (the K "
+                "that maximises expected tokens per second, from measured pass costs)");
   c->add_option("--trace", f->trace, "write one JSON line per speculative round to FILE");
   return
       [f, p, file, ids]() { return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0); };

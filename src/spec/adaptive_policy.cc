@@ -4,7 +4,7 @@
 
 namespace specula {
 
-int AdaptivePolicy::NextLength() {
+int AdaptivePolicy::NextLength(const RoundInfo&) {
   if (paused_ > 0) {
     --paused_;
     return 0;

@@ -179,17 +179,28 @@ void BatchEngine::PlanPrefill() {
 
 // One batched drafter call for every decoding sequence that drafts this round.
 void BatchEngine::DraftRound() {
+  // A policy weighs its drafts against the rows the pass carries anyway: the prompt chunks, one
+  // row per decoding sequence and the drafts chosen before its own.
+  int planned = 0, decoding = 0;
+  for (auto& sp : running_) {
+    planned += static_cast<int>(sp->rows.size());
+    decoding += !sp->in_prefill() && !sp->done;
+  }
   std::vector<DraftRequest> requests;
   std::vector<Seq*> drafting;
   for (auto& sp : running_) {
     Seq& s = *sp;
     if (s.in_prefill()) continue;
     const GenerateOptions& base = s.opt.base;
-    int k = s.opt.policy ? std::min(s.opt.policy->NextLength(), s.opt.draft_max) : s.opt.draft_max;
+    const RoundInfo round{
+        .costs = &costs_, .other_rows = planned + decoding - 1, .other_sequences = decoding - 1};
+    int k =
+        s.opt.policy ? std::min(s.opt.policy->NextLength(round), s.opt.draft_max) : s.opt.draft_max;
     // No more drafts than the budget and the context allow.
     k = std::min({k, base.max_new_tokens - static_cast<int>(s.res.gen.ids.size()) - 1,
                   s.cache->context() - s.P - 1});
     if (k <= 0) continue;
+    planned += k;
     requests.push_back({.token = s.x,
                         .hidden = s.h,
                         .pos = s.P,
@@ -203,8 +214,12 @@ void BatchEngine::DraftRound() {
     drafting.push_back(&s);
   }
   if (requests.empty()) return;
+  const double t0 = NowSeconds();
   Result<std::vector<Draft>> drafts = drafter_->ProposeBatch(requests, pool_);
   if (drafts.ok()) {
+    size_t steps = 0;  // the longest draft: one drafter forward per step for all sequences
+    for (const Draft& d : *drafts) steps = std::max(steps, d.tokens.size());
+    costs_.RecordDraft(static_cast<int>(steps), NowSeconds() - t0);
     for (size_t i = 0; i < drafting.size(); ++i) drafting[i]->draft = std::move((*drafts)[i]);
     return;
   }
@@ -228,8 +243,12 @@ Status BatchEngine::Forward(std::span<Seq* const> seqs) {
                                                                                : 0;
     batch.push_back({.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows});
   }
+  const double t0 = NowSeconds();
   Status st = target_.ForwardBatch(batch, pool_, &out_);
   if (st.ok()) {
+    int rows = 0;
+    for (const BatchSeq& b : batch) rows += static_cast<int>(b.ids.size());
+    costs_.RecordPass(rows, NowSeconds() - t0);
     ++counters_.target_forwards;
     counters_.experts_read += out_.experts_read;
   }

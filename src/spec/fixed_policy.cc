@@ -9,7 +9,11 @@ Result<std::unique_ptr<DraftPolicy>> MakeDraftPolicy(const std::string& name, in
     o.max_k = max_k;
     return std::unique_ptr<DraftPolicy>(std::make_unique<AdaptivePolicy>(o));
   }
-  return Error("--draft-policy: expected fixed or adaptive (got '" + name + "')");
+  if (name == "auto") {
+    return std::unique_ptr<DraftPolicy>(
+        std::make_unique<CostAwarePolicy>(CostAwarePolicy::Options{.max_k = max_k}));
+  }
+  return Error("--draft-policy: expected fixed, adaptive or auto (got '" + name + "')");
 }
 
 }  // namespace specula

@@ -70,6 +70,8 @@ class BatchEngine {
   int running() const { return static_cast<int>(running_.size()); }
   int waiting() const { return static_cast<int>(waiting_.size()); }
   const Counters& counters() const { return counters_; }
+  // What its passes have cost so far (cost-aware draft policies read it).
+  const PassCosts& costs() const { return costs_; }
 
   struct Seq;
 
@@ -92,6 +94,7 @@ class BatchEngine {
   std::deque<std::unique_ptr<Seq>> waiting_;
   std::vector<std::unique_ptr<Seq>> running_;
   Counters counters_;
+  PassCosts costs_;
   // Reused across rounds: 16 rows of logits are 16 MiB, which a fresh buffer pays for again in
   // page faults and zeroing every round.
   BatchOutput out_;

@@ -1,17 +1,28 @@
-// How many tokens to draft next round. Policies see only counters, never the model.
+// How many tokens to draft next round. Policies see only counters and measured costs, never the
+// model.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "specula/base/status.h"
+#include "specula/spec/pass_costs.h"
 
 namespace specula {
+
+// What a policy may know of the round it decides for.
+struct RoundInfo {
+  const PassCosts* costs = nullptr;  // the engine's measured pass costs; nullptr: none
+  int other_rows = 0;                // rows the round's target pass carries for other sequences
+  int other_sequences = 0;           // sequences those rows belong to (each gains >= 1 token)
+};
 
 class DraftPolicy {
  public:
   virtual ~DraftPolicy() = default;
-  virtual int NextLength() = 0;  // K for the next round; 0 = decode one token plainly
+  // K for the next round; 0 = decode one token plainly.
+  virtual int NextLength(const RoundInfo& round) = 0;
   // The drafter stops before a token it believes less than this (0 = never).
   virtual float MinConfidence() const { return 0.0f; }
   virtual void Observe(int drafted, int accepted) = 0;
@@ -21,7 +32,7 @@ class DraftPolicy {
 class FixedPolicy : public DraftPolicy {
  public:
   explicit FixedPolicy(int k) : k_(k) {}
-  int NextLength() override { return k_; }
+  int NextLength(const RoundInfo&) override { return k_; }
   void Observe(int, int) override {}
 
  private:
@@ -41,7 +52,7 @@ class AdaptivePolicy : public DraftPolicy {
     double smoothing = 0.3;  // weight of the latest round in the moving average
   };
   explicit AdaptivePolicy(const Options& o) : o_(o), k_(o.max_k) {}
-  int NextLength() override;
+  int NextLength(const RoundInfo& round) override;
   float MinConfidence() const override { return o_.min_confidence; }
   void Observe(int drafted, int accepted) override;
 
@@ -52,6 +63,33 @@ class AdaptivePolicy : public DraftPolicy {
   int paused_ = 0;
 };
 
+// Chooses K each round to maximise the expected tokens per second of the round's target pass:
+// with a_i the acceptance rate of draft position i given that the ones before it were accepted
+// (decayed counts, so it follows the text), K drafts yield 1 + a_1 + a_1 a_2 + ... tokens and
+// cost PassCosts::Pass(other_rows + 1 + K) + K draft steps, while the other sequences' tokens are
+// spread over the same pass. K = 0, plain decoding, when drafting does not pay; then it drafts one
+// token every `probe_every` rounds to notice when it would. K grows at most one position past the
+// deepest one observed, so an untried drafter starts at K = 1.
+class CostAwarePolicy : public DraftPolicy {
+ public:
+  struct Options {
+    int max_k = 8;
+    double decay = 0.98;   // weight of the past per observed round
+    int probe_every = 32;  // plain rounds between probes
+  };
+  explicit CostAwarePolicy(const Options& o);
+  int NextLength(const RoundInfo& round) override;
+  void Observe(int drafted, int accepted) override;
+  // Expected tokens a round with K drafts yields, under the current acceptance estimates.
+  double ExpectedTokens(int k) const;
+
+ private:
+  Options o_;
+  std::vector<double> reached_, accepted_;  // per position: decayed counts
+  int plain_rounds_ = 0;
+};
+
+// "fixed", "adaptive" or "auto" (CostAwarePolicy), drafting at most max_k tokens.
 Result<std::unique_ptr<DraftPolicy>> MakeDraftPolicy(const std::string& name, int max_k);
 
 }  // namespace specula
