@@ -259,6 +259,25 @@ TEST(Gguf, InconsistentTensorTableIsRefused) {
 
 // Flipped bytes, truncations and splices of a valid file: a parse whose views stay inside the
 // buffer, or an error; never a crash or a hang (the sanitizer build runs this too).
+// Inputs fuzz_gguf crashed on (kept in its seed corpus too): each reads as an error or a config,
+// never as a crash or undefined behaviour (the ASan+UBSan build runs this test).
+TEST(Gguf, FuzzFindingsAreErrors) {
+  const std::string dir = std::string(SPECULA_SOURCE_DIR) + "/tests/fuzz/corpus/gguf/";
+  for (const char* name : {"crash-alignment-not-utf8.gguf", "crash-head-dim-division-overflow.gguf",
+                           "crash-ffn-double-overflow.gguf", "crash-rope-freqs-misaligned.gguf"}) {
+    SCOPED_TRACE(name);
+    const std::string bytes = Slurp(dir + name);
+    ASSERT_FALSE(bytes.empty());
+    Result<std::unique_ptr<GgufFile>> f = ParseBytes(bytes);
+    if (!f.ok()) {
+      EXPECT_FALSE(f.status().message().empty());
+      continue;
+    }
+    Result<Json> j = Gemma4ConfigFromGguf(**f);
+    if (j.ok()) (void)Gemma4Config::FromJson(*j, name);
+  }
+}
+
 TEST(Gguf, MutationFuzz) {
   const std::string valid = Slurp(ValidFile(test::TempDir("gguf-fuzz")));
   std::mt19937 rng(2024);

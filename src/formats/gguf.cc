@@ -287,7 +287,7 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t si
         (it->get<uint64_t>() & (it->get<uint64_t>() - 1)) != 0) {
       return Error(path +
                    ": metadata 'general.alignment': expected a power of two up to 65536, got " +
-                   it->dump());
+                   ShowJson(*it));
     }
     alignment = it->get<uint64_t>();
   }

@@ -169,7 +169,8 @@ Result<Json> TextConfigFromGguf(const GgufFile& f, const std::string& arch, bool
   for (int i = 0; i < layers; ++i) {
     const int64_t v = ff[static_cast<size_t>(i)];
     if (v == ff[0]) continue;
-    if (i >= first_shared && v == 2 * ff[0]) {
+    // (v / 2 == ff[0], not v == 2 * ff[0]: a width near 2^63 must not overflow)
+    if (i >= first_shared && v % 2 == 0 && v / 2 == ff[0] && v > 0) {
       double_wide = true;
       continue;
     }
@@ -180,7 +181,7 @@ Result<Json> TextConfigFromGguf(const GgufFile& f, const std::string& arch, bool
   }
   if (double_wide) {
     for (int i = first_shared; i < layers; ++i) {
-      if (ff[static_cast<size_t>(i)] != 2 * ff[0]) {
+      if (ff[static_cast<size_t>(i)] % 2 != 0 || ff[static_cast<size_t>(i)] / 2 != ff[0]) {
         g.Fail(key("feed_forward_length"), "doubled widths must cover every KV-shared layer");
       }
     }
@@ -190,8 +191,11 @@ Result<Json> TextConfigFromGguf(const GgufFile& f, const std::string& arch, bool
   if (g.Int(key("attention.value_length_swa"), hd_swa) != hd_swa) {
     g.Fail(key("attention.value_length_swa"), "must equal attention.key_length_swa");
   }
-  const int64_t hd_full =
-      g.Int(key("attention.key_length"), heads.empty() || heads[0] == 0 ? 0 : H / heads[0]);
+  // The default (H / heads) only when the key is absent; a nonsense H or head count is the
+  // config's to refuse, and must not overflow here (INT64_MIN / -1).
+  const int64_t hd_full = g.Has(key("attention.key_length")) ? g.Int(key("attention.key_length"))
+                          : heads.empty() || heads[0] <= 0 || H <= 0 ? 0
+                                                                     : H / heads[0];
   if (g.Int(key("attention.value_length"), hd_full) != hd_full) {
     g.Fail(key("attention.value_length"), "must equal attention.key_length");
   }
@@ -239,15 +243,17 @@ Result<Json> TextConfigFromGguf(const GgufFile& f, const std::string& arch, bool
                    std::to_string(hd_full / 2) + "], got " + std::string(DTypeName(v.dtype)) + " " +
                    v.ShapeString());
     }
-    const auto* x = static_cast<const float*>(v.data);
+    // (Copied out: with a general.alignment below 4 the tensor may sit at an odd address.)
+    std::vector<float> x(static_cast<size_t>(v.shape[0]));
+    std::memcpy(x.data(), v.data, x.size() * sizeof(float));
     int64_t rotated = 0;
-    while (rotated < v.shape[0] && x[rotated] == 1.0f) ++rotated;
+    while (rotated < v.shape[0] && x[static_cast<size_t>(rotated)] == 1.0f) ++rotated;
     for (int64_t i = rotated; i < v.shape[0]; ++i) {
-      if (!(x[i] >= 1e29f)) {
+      if (!(x[static_cast<size_t>(i)] >= 1e29f)) {
         return Error(f.path() +
                      ": tensor 'rope_freqs.weight': only factors of 1 (rotated) followed "
                      "by 1e30 (not rotated) are supported; entry " +
-                     std::to_string(i) + " is " + std::to_string(x[i]));
+                     std::to_string(i) + " is " + std::to_string(x[static_cast<size_t>(i)]));
       }
     }
     factor_full = RotaryFactor(rotated, hd_full);
