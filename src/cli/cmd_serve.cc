@@ -30,6 +30,7 @@ struct ServeFlags {
   int threads = 0;
   int ctx_size = 0;
   int draft_max = 3;
+  std::string draft_policy = "auto";
   int prefill_rows = 256;
   size_t max_body = size_t{1} << 20;
   int max_connections = 256;
@@ -57,6 +58,8 @@ int Run(const ServeFlags& f) {
                 std::to_string(f.draft_max) + ")");
   }
   if (f.prefill_rows < 1) return Fail("--prefill-rows: must be >= 1");
+  if (Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(f.draft_policy, 1); !p.ok())
+    return Fail(p.status().message());
   if (f.max_connections < 1 || f.max_connections > 65536) {
     return Fail("--max-connections: must be in [1, 65536] (got " +
                 std::to_string(f.max_connections) + ")");
@@ -109,6 +112,7 @@ int Run(const ServeFlags& f) {
                            .max_body_bytes = f.max_body,
                            .have_drafter = drafter != nullptr,
                            .draft_max = f.draft_max,
+                           .draft_policy = f.draft_policy,
                            .max_connections = f.max_connections,
                            .idle_timeout_s = f.idle_timeout,
                            .read_timeout_s = f.read_timeout,
@@ -175,7 +179,11 @@ Runner AddServe(CLI::App& app) {
   cmd->add_option("-t,--threads", f->threads, "compute threads (default: physical cores)");
   cmd->add_option("-c,--ctx-size", f->ctx_size,
                   "context per sequence (default min(4096, model maximum))");
-  cmd->add_option("--draft-max", f->draft_max, "default draft length per request (default 3)");
+  cmd->add_option("--draft-max", f->draft_max,
+                  "longest draft per round, the default of a request's draft_max (default 3)");
+  cmd->add_option("--draft-policy", f->draft_policy,
+                  "fixed (always draft_max) | adaptive | auto (default: the K up to draft_max that "
+                  "maximises expected tokens per second, from the engine's measured pass costs)");
   cmd->add_option("--prefill-rows", f->prefill_rows,
                   "prompt rows per round shared by new requests (default 256)");
   cmd->add_option("--max-body", f->max_body,

@@ -83,6 +83,16 @@ std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::str
         .param = "speculative"};
   }
   job.options.draft_max = spec ? cr.draft_max.value_or(ctx.draft_max) : 0;
+  if (spec) {
+    // A seeded sampled request promises the same tokens every time, and which K a cost-aware
+    // policy picks depends on measured time (which tokens a sampled draft yields depends on K):
+    // such requests draft a fixed K. Greedy output is the target's whatever K is.
+    const std::string name = cr.seed && !sp.greedy() ? "fixed" : ctx.draft_policy;
+    Result<std::unique_ptr<DraftPolicy>> policy = MakeDraftPolicy(name, job.options.draft_max);
+    if (!policy.ok()) return ApiError{.status = 500, .message = policy.status().message()};
+    job.policy = std::move(*policy);
+    job.options.policy = job.policy.get();
+  }
   return std::nullopt;
 }
 

@@ -24,7 +24,8 @@ struct CompletionContext {
   int context = 0;         // positions per sequence
   std::string model_name;  // a request naming another model gets 404 model_not_found
   bool have_drafter = false;
-  int draft_max = 3;  // per-request default
+  int draft_max = 3;                  // per-request default
+  std::string draft_policy = "auto";  // each speculative request gets its own policy
 };
 
 struct PreparedCompletion {

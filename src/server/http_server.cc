@@ -71,7 +71,8 @@ struct HttpServer::Impl {
                    .context = d.scheduler->options().context,
                    .model_name = c.model_name,
                    .have_drafter = c.have_drafter,
-                   .draft_max = c.draft_max} {}
+                   .draft_max = c.draft_max,
+                   .draft_policy = c.draft_policy} {}
 
   const ServerConfig config;
   const ServerDeps deps;

@@ -24,9 +24,10 @@ struct ServerConfig {
   int port = 8080;              // 0: any free port (printed at startup)
   std::string api_key = "";     // non-empty: /v1/* and /metrics need "Authorization: Bearer KEY"
   std::string model_name = "";  // reported by /v1/models and in responses
-  size_t max_body_bytes = 1 << 20;  // larger bodies get 413
-  bool have_drafter = false;        // speculative decoding available
-  int draft_max = 3;                // per-request default
+  size_t max_body_bytes = 1 << 20;    // larger bodies get 413
+  bool have_drafter = false;          // speculative decoding available
+  int draft_max = 3;                  // per-request default
+  std::string draft_policy = "auto";  // fixed | adaptive | auto (see MakeDraftPolicy)
 
   // Connections beyond this evict the longest-waiting idle or unfinished one; with none, 503.
   int max_connections = 256;

@@ -21,6 +21,7 @@ namespace specula::server {
 struct Job {
   std::vector<int> prompt;
   SeqOptions options;
+  std::unique_ptr<DraftPolicy> policy;  // options.policy points here (nullptr: always draft_max)
   // Runs on the engine thread, with no lock held, after tokens were added or the job ended.
   std::function<void()> on_update;
 
