@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <tuple>
 
 #include "specula/formats/generation_config.h"
 #include "specula/models/gemma4_config.h"
@@ -76,6 +77,37 @@ TEST(Config, TextOnlyConfigUsesModelPrefix) {
   EXPECT_EQ(c->tensor_prefix, "model.");
 }
 
+TEST(Config, MixtureOfExpertsFieldsAreValidated) {
+  Json moe = TextConfig(64, 6, 6, 4, 1, nullptr, false, 128, 0, 0, false);
+  moe["enable_moe_block"] = true;
+  moe["num_experts"] = 8;
+  moe["top_k_experts"] = 2;
+  moe["moe_intermediate_size"] = 32;
+  Result<Gemma4Config> ok = Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", moe}}, "m/config.json");
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_TRUE(ok->moe());
+  EXPECT_EQ(ok->num_experts, 8);
+  EXPECT_EQ(ok->top_k_experts, 2);
+  EXPECT_EQ(ok->moe_intermediate_size, 32);
+  for (const auto& [key, value, expect] :
+       {std::tuple<std::string, Json, std::string>{"top_k_experts", 9, "text_config.top_k_experts: must be in [1, num_experts = 8]"},
+        {"top_k_experts", 0, "text_config.top_k_experts: must be in [1"},
+        {"num_experts", 0, "text_config.num_experts: must be a positive integer"},
+        {"moe_intermediate_size", -4, "text_config.moe_intermediate_size: must be a positive integer"},
+        {"moe_intermediate_size", "wide", "text_config.moe_intermediate_size: expected an integer"}}) {
+    Json t = moe;
+    t[key] = value;
+    Result<Gemma4Config> r = Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", t}}, "m/config.json");
+    ASSERT_FALSE(r.ok()) << key;
+    EXPECT_NE(r.status().message().find(expect), std::string::npos) << r.status().message();
+  }
+  // A dense config ignores the expert fields.
+  moe["enable_moe_block"] = false;
+  Result<Gemma4Config> dense = Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", moe}}, "m/config.json");
+  ASSERT_TRUE(dense.ok());
+  EXPECT_FALSE(dense->moe());
+}
+
 TEST(Config, BadConfigsNameTheField) {
   const Json good = TextConfig(64, 6, 6, 4, 1, nullptr, false, 128, 0, 0, false);
   struct Case {
@@ -89,7 +121,7 @@ TEST(Config, BadConfigsNameTheField) {
       {"num_key_value_heads", 3, "text_config.num_key_value_heads: must divide"},
       {"layer_types", {"sliding_attention"}, "text_config.layer_types: must have num_hidden_layers"},
       {"layer_types", {"a", "b", "c", "d", "e", "f"}, "entry 0 is 'a'"},
-      {"enable_moe_block", true, "text_config.enable_moe_block: mixture-of-experts"},
+      {"enable_moe_block", true, "text_config.num_experts: required field is missing"},
       {"hidden_activation", "relu", "text_config.hidden_activation"},
       {"num_kv_shared_layers", 6, "text_config.num_kv_shared_layers"},
       {"head_dim", 31, "text_config.head_dim: must be even"},
