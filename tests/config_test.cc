@@ -15,21 +15,37 @@ namespace {
 Json TextConfig(int H, int L, int period, int heads, int kv, Json global_kv, bool keqv, int ff,
                 int ple, int shared, bool dw) {
   std::vector<std::string> types;
-  for (int i = 0; i < L; ++i) types.push_back(i % period == period - 1 ? "full_attention" : "sliding_attention");
-  return {{"hidden_size", H}, {"num_hidden_layers", L}, {"num_attention_heads", heads},
-          {"num_key_value_heads", kv}, {"num_global_key_value_heads", global_kv},
-          {"head_dim", 256}, {"global_head_dim", 512}, {"attention_k_eq_v", keqv},
-          {"intermediate_size", ff}, {"use_double_wide_mlp", dw},
-          {"hidden_size_per_layer_input", ple}, {"vocab_size_per_layer_input", 262144},
-          {"num_kv_shared_layers", shared}, {"sliding_window", 512}, {"layer_types", types},
-          {"max_position_embeddings", 131072}, {"final_logit_softcapping", 30.0},
-          {"vocab_size", 262144}, {"rms_norm_eps", 1e-6},
-          {"rope_parameters", {{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
-                               {"full_attention", {{"rope_type", "proportional"}, {"partial_rotary_factor", 0.25}, {"rope_theta", 1e6}}}}}};
+  for (int i = 0; i < L; ++i)
+    types.push_back(i % period == period - 1 ? "full_attention" : "sliding_attention");
+  return {
+      {"hidden_size", H},
+      {"num_hidden_layers", L},
+      {"num_attention_heads", heads},
+      {"num_key_value_heads", kv},
+      {"num_global_key_value_heads", global_kv},
+      {"head_dim", 256},
+      {"global_head_dim", 512},
+      {"attention_k_eq_v", keqv},
+      {"intermediate_size", ff},
+      {"use_double_wide_mlp", dw},
+      {"hidden_size_per_layer_input", ple},
+      {"vocab_size_per_layer_input", 262144},
+      {"num_kv_shared_layers", shared},
+      {"sliding_window", 512},
+      {"layer_types", types},
+      {"max_position_embeddings", 131072},
+      {"final_logit_softcapping", 30.0},
+      {"vocab_size", 262144},
+      {"rms_norm_eps", 1e-6},
+      {"rope_parameters",
+       {{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
+        {"full_attention",
+         {{"rope_type", "proportional"}, {"partial_rotary_factor", 0.25}, {"rope_theta", 1e6}}}}}};
 }
 
 Gemma4Config Parse(const Json& text, const std::string& type = "gemma4") {
-  Result<Gemma4Config> c = Gemma4Config::FromJson({{"model_type", type}, {"text_config", text}}, "config.json");
+  Result<Gemma4Config> c =
+      Gemma4Config::FromJson({{"model_type", type}, {"text_config", text}}, "config.json");
   EXPECT_TRUE(c.ok()) << c.status().message();
   return c.ok() ? *c : Gemma4Config{};
 }
@@ -54,16 +70,18 @@ TEST(Config, E2BDerivedFacts) {
 }
 
 TEST(Config, DrafterSourceLayersPerSize) {  // spec §6.1 table
-  const Gemma4Config e4b = Parse(TextConfig(2560, 42, 6, 8, 2, nullptr, false, 10240, 256, 18, false));
+  const Gemma4Config e4b =
+      Parse(TextConfig(2560, 42, 6, 8, 2, nullptr, false, 10240, 256, 18, false));
   EXPECT_EQ(e4b.LastKvOwner(AttnType::kSliding), 22);
   EXPECT_EQ(e4b.LastKvOwner(AttnType::kFull), 23);
-  const Gemma4Config b12 = Parse(TextConfig(3840, 48, 6, 16, 8, 1, true, 15360, 0, 0, false), "gemma4_unified");
+  const Gemma4Config b12 =
+      Parse(TextConfig(3840, 48, 6, 16, 8, 1, true, 15360, 0, 0, false), "gemma4_unified");
   EXPECT_EQ(b12.LastKvOwner(AttnType::kSliding), 46);
   EXPECT_EQ(b12.LastKvOwner(AttnType::kFull), 47);
   const Gemma4Config b31 = Parse(TextConfig(5376, 60, 6, 32, 16, 4, true, 21504, 0, 0, false));
   EXPECT_EQ(b31.LastKvOwner(AttnType::kSliding), 58);
   EXPECT_EQ(b31.LastKvOwner(AttnType::kFull), 59);
-  EXPECT_EQ(b31.layers[5].num_kv_heads, 4);   // full layers: num_global_key_value_heads
+  EXPECT_EQ(b31.layers[5].num_kv_heads, 4);  // full layers: num_global_key_value_heads
   EXPECT_EQ(b31.layers[4].num_kv_heads, 16);
   EXPECT_TRUE(b31.layers[5].k_eq_v);
   EXPECT_FALSE(b31.layers[4].k_eq_v);
@@ -83,27 +101,33 @@ TEST(Config, MixtureOfExpertsFieldsAreValidated) {
   moe["num_experts"] = 8;
   moe["top_k_experts"] = 2;
   moe["moe_intermediate_size"] = 32;
-  Result<Gemma4Config> ok = Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", moe}}, "m/config.json");
+  Result<Gemma4Config> ok =
+      Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", moe}}, "m/config.json");
   ASSERT_TRUE(ok.ok()) << ok.status().message();
   EXPECT_TRUE(ok->moe());
   EXPECT_EQ(ok->num_experts, 8);
   EXPECT_EQ(ok->top_k_experts, 2);
   EXPECT_EQ(ok->moe_intermediate_size, 32);
   for (const auto& [key, value, expect] :
-       {std::tuple<std::string, Json, std::string>{"top_k_experts", 9, "text_config.top_k_experts: must be in [1, num_experts = 8]"},
+       {std::tuple<std::string, Json, std::string>{
+            "top_k_experts", 9, "text_config.top_k_experts: must be in [1, num_experts = 8]"},
         {"top_k_experts", 0, "text_config.top_k_experts: must be in [1"},
         {"num_experts", 0, "text_config.num_experts: must be a positive integer"},
-        {"moe_intermediate_size", -4, "text_config.moe_intermediate_size: must be a positive integer"},
-        {"moe_intermediate_size", "wide", "text_config.moe_intermediate_size: expected an integer"}}) {
+        {"moe_intermediate_size", -4,
+         "text_config.moe_intermediate_size: must be a positive integer"},
+        {"moe_intermediate_size", "wide",
+         "text_config.moe_intermediate_size: expected an integer"}}) {
     Json t = moe;
     t[key] = value;
-    Result<Gemma4Config> r = Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", t}}, "m/config.json");
+    Result<Gemma4Config> r =
+        Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", t}}, "m/config.json");
     ASSERT_FALSE(r.ok()) << key;
     EXPECT_NE(r.status().message().find(expect), std::string::npos) << r.status().message();
   }
   // A dense config ignores the expert fields.
   moe["enable_moe_block"] = false;
-  Result<Gemma4Config> dense = Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", moe}}, "m/config.json");
+  Result<Gemma4Config> dense =
+      Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", moe}}, "m/config.json");
   ASSERT_TRUE(dense.ok());
   EXPECT_FALSE(dense->moe());
 }
@@ -118,8 +142,11 @@ TEST(Config, BadConfigsNameTheField) {
       {"hidden_size", nullptr, "text_config.hidden_size: required field is missing"},
       {"hidden_size", "64", "text_config.hidden_size: expected an integer"},
       {"hidden_size", -3, "text_config.hidden_size: must be a positive integer"},
+      {"hidden_size", int64_t{4294967360}, "text_config.hidden_size: must fit in 32 bits"},
       {"num_key_value_heads", 3, "text_config.num_key_value_heads: must divide"},
-      {"layer_types", {"sliding_attention"}, "text_config.layer_types: must have num_hidden_layers"},
+      {"layer_types",
+       {"sliding_attention"},
+       "text_config.layer_types: must have num_hidden_layers"},
       {"layer_types", {"a", "b", "c", "d", "e", "f"}, "entry 0 is 'a'"},
       {"enable_moe_block", true, "text_config.num_experts: required field is missing"},
       {"hidden_activation", "relu", "text_config.hidden_activation"},
@@ -135,7 +162,8 @@ TEST(Config, BadConfigsNameTheField) {
     } else {
       t[c.key] = c.value;
     }
-    Result<Gemma4Config> r = Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", t}}, "m/config.json");
+    Result<Gemma4Config> r =
+        Gemma4Config::FromJson({{"model_type", "gemma4"}, {"text_config", t}}, "m/config.json");
     ASSERT_FALSE(r.ok()) << c.key;
     EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << r.status().message();
     EXPECT_EQ(r.status().message().rfind("m/config.json: ", 0), 0u) << r.status().message();
@@ -170,7 +198,8 @@ TEST(Config, FieldErrorsShowValuesThatAreNotUtf8) {
 
 TEST(GenerationConfigTest, ReadsStopIdsAndSampling) {
   const std::string dir = test::TempDir("genconf");
-  std::ofstream(dir + "/generation_config.json") << R"({"eos_token_id": [1, 106], "do_sample": true, "temperature": 1.0, "top_k": 64, "top_p": 0.95})";
+  std::ofstream(dir + "/generation_config.json")
+      << R"({"eos_token_id": [1, 106], "do_sample": true, "temperature": 1.0, "top_k": 64, "top_p": 0.95})";
   Result<GenerationConfig> g = GenerationConfig::LoadFromDir(dir);
   ASSERT_TRUE(g.ok()) << g.status().message();
   EXPECT_EQ(g->eos_token_ids, (std::vector<int>{1, 106}));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_set>
 
 #include "specula/base/mapped_file.h"
@@ -130,6 +131,19 @@ int64_t FieldReader::Int(const std::string& key) {
 
 int64_t FieldReader::Int(const std::string& key, int64_t fallback) {
   return IsNull(key) ? fallback : Int(key);
+}
+
+int FieldReader::Int32(const std::string& key) {
+  const int64_t v = Int(key);
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+    Fail(key, "must fit in 32 bits");
+    return 0;
+  }
+  return static_cast<int>(v);
+}
+
+int FieldReader::Int32(const std::string& key, int fallback) {
+  return IsNull(key) ? fallback : Int32(key);
 }
 
 double FieldReader::Float(const std::string& key) {

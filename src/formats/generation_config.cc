@@ -27,7 +27,7 @@ void ReadFilters(FieldReader& r, const char* top_k, const char* top_p, const cha
                  GenerationConfig* g) {
   if (!r.IsNull(top_p)) g->top_p = static_cast<float>(r.Float(top_p));
   if (!r.IsNull(min_p)) g->min_p = static_cast<float>(r.Float(min_p));
-  if (!r.IsNull(top_k)) g->top_k = static_cast<int>(r.Int(top_k));
+  if (!r.IsNull(top_k)) g->top_k = r.Int32(top_k);
   if (g->top_p && (*g->top_p <= 0 || *g->top_p > 1)) r.Fail(top_p, "must be in (0, 1]");
   if (g->min_p && (*g->min_p < 0 || *g->min_p > 1)) r.Fail(min_p, "must be in [0, 1]");
   if (g->top_k && *g->top_k < 0) r.Fail(top_k, "must be >= 0");
@@ -65,7 +65,7 @@ Result<GenerationConfig> FromGguf(const std::string& path) {
     }
   }
   if (g.eos_token_ids.empty()) g.eos_token_ids = {1};
-  g.bos_token_id = static_cast<int>(r.Int(kBosKey, 2));
+  g.bos_token_id = r.Int32(kBosKey, 2);
   // llama.cpp has no do_sample: it samples unless the temperature is 0. A file without the key
   // decodes greedily, as before files carried it.
   if (!r.IsNull(kTempKey)) {
@@ -76,7 +76,7 @@ Result<GenerationConfig> FromGguf(const std::string& path) {
   }
   ReadFilters(r, kTopKKey, kTopPKey, kMinPKey, &g);
   if (!r.IsNull(kAssistantTokensKey)) {
-    g.num_assistant_tokens = static_cast<int>(r.Int(kAssistantTokensKey));
+    g.num_assistant_tokens = r.Int32(kAssistantTokensKey);
   }
   if (!r.ok()) return r.status();
   return g;
@@ -97,13 +97,13 @@ Result<GenerationConfig> GenerationConfig::LoadFromDir(const std::string& dir) {
   FieldReader r(*j, path);
   ReadEosList(r, "eos_token_id", &g);
   if (g.eos_token_ids.empty()) g.eos_token_ids = {1};
-  g.bos_token_id = static_cast<int>(r.Int("bos_token_id", 2));
+  g.bos_token_id = r.Int32("bos_token_id", 2);
   g.do_sample = r.Bool("do_sample", false);
   if (!r.IsNull("temperature")) g.temperature = static_cast<float>(r.Float("temperature"));
   if (g.temperature && *g.temperature < 0) r.Fail("temperature", "must be >= 0");
   ReadFilters(r, "top_k", "top_p", "min_p", &g);
   if (!r.IsNull("num_assistant_tokens")) {
-    g.num_assistant_tokens = static_cast<int>(r.Int("num_assistant_tokens"));
+    g.num_assistant_tokens = r.Int32("num_assistant_tokens");
   }
   if (!r.ok()) return r.status();
   return g;

@@ -29,10 +29,10 @@ Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root,
     top.Fail("model_type",
              "not a Gemma 4 assistant; expected gemma4_assistant or gemma4_unified_assistant");
   }
-  c.backbone_hidden_size = static_cast<int>(top.Int("backbone_hidden_size"));
+  c.backbone_hidden_size = top.Int32("backbone_hidden_size");
   c.use_ordered_embeddings = top.Bool("use_ordered_embeddings", false);
-  c.num_centroids = static_cast<int>(top.Int("num_centroids", 2048));
-  c.centroid_top_k = static_cast<int>(top.Int("centroid_intermediate_top_k", 32));
+  c.num_centroids = top.Int32("num_centroids", 2048);
+  c.centroid_top_k = top.Int32("centroid_intermediate_top_k", 32);
   const Json* text = top.Object("text_config", /*required=*/true);
   if (!top.ok()) return top.status();
   if (root.contains("architectures") && root["architectures"].is_array() &&
@@ -40,14 +40,14 @@ Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root,
     c.architecture = root["architectures"][0].get<std::string>();
   }
   FieldReader r(*text, file, "text_config");
-  c.hidden_size = static_cast<int>(r.Int("hidden_size"));
-  const int layers = static_cast<int>(r.Int("num_hidden_layers"));
+  c.hidden_size = r.Int32("hidden_size");
+  const int layers = r.Int32("num_hidden_layers");
   ReadAttentionGeometry(r, &c);
-  c.intermediate_size = static_cast<int>(r.Int("intermediate_size"));
-  c.sliding_window = static_cast<int>(r.Int("sliding_window"));
-  c.vocab_size = static_cast<int>(r.Int("vocab_size"));
+  c.intermediate_size = r.Int32("intermediate_size");
+  c.sliding_window = r.Int32("sliding_window");
+  c.vocab_size = r.Int32("vocab_size");
   c.rms_norm_eps = static_cast<float>(r.Float("rms_norm_eps", 1e-6));
-  const int shared = static_cast<int>(r.Int("num_kv_shared_layers", layers));
+  const int shared = r.Int32("num_kv_shared_layers", layers);
   const std::vector<std::string> types = r.StringList("layer_types");
   if (!r.ok()) return r.status();
   for (const auto& [key, v] : {std::pair<const char*, int>{"hidden_size", c.hidden_size},

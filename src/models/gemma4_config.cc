@@ -65,26 +65,26 @@ Result<Gemma4Config> Gemma4Config::FromJson(const Json& root, const std::string&
   if (!top.ok()) return top.status();
 
   FieldReader r(*text, file, text_path);
-  c.hidden_size = static_cast<int>(r.Int("hidden_size"));
-  c.num_layers = static_cast<int>(r.Int("num_hidden_layers"));
+  c.hidden_size = r.Int32("hidden_size");
+  c.num_layers = r.Int32("num_hidden_layers");
   ReadAttentionGeometry(r, &c);
-  c.intermediate_size = static_cast<int>(r.Int("intermediate_size"));
+  c.intermediate_size = r.Int32("intermediate_size");
   c.use_double_wide_mlp = r.Bool("use_double_wide_mlp", false);
-  c.ple_dim = static_cast<int>(r.Int("hidden_size_per_layer_input", 0));
-  c.vocab_size = static_cast<int>(r.Int("vocab_size"));
-  c.ple_vocab = static_cast<int>(r.Int("vocab_size_per_layer_input", c.vocab_size));
-  c.num_kv_shared_layers = static_cast<int>(r.Int("num_kv_shared_layers", 0));
-  c.sliding_window = static_cast<int>(r.Int("sliding_window"));
-  c.max_position_embeddings = static_cast<int>(r.Int("max_position_embeddings"));
+  c.ple_dim = r.Int32("hidden_size_per_layer_input", 0);
+  c.vocab_size = r.Int32("vocab_size");
+  c.ple_vocab = r.Int32("vocab_size_per_layer_input", c.vocab_size);
+  c.num_kv_shared_layers = r.Int32("num_kv_shared_layers", 0);
+  c.sliding_window = r.Int32("sliding_window");
+  c.max_position_embeddings = r.Int32("max_position_embeddings");
   c.final_logit_softcapping = static_cast<float>(r.Float("final_logit_softcapping", 0.0));
   c.rms_norm_eps = static_cast<float>(r.Float("rms_norm_eps", 1e-6));
   const std::string act = r.String("hidden_activation", "gelu_pytorch_tanh");
   if (act != "gelu_pytorch_tanh")
     r.Fail("hidden_activation", "only gelu_pytorch_tanh is supported");
   if (r.Bool("enable_moe_block", false)) {
-    c.num_experts = static_cast<int>(r.Int("num_experts"));
-    c.top_k_experts = static_cast<int>(r.Int("top_k_experts"));
-    c.moe_intermediate_size = static_cast<int>(r.Int("moe_intermediate_size"));
+    c.num_experts = r.Int32("num_experts");
+    c.top_k_experts = r.Int32("top_k_experts");
+    c.moe_intermediate_size = r.Int32("moe_intermediate_size");
     if (r.ok() && c.num_experts <= 0) r.Fail("num_experts", "must be a positive integer");
     if (r.ok() && (c.top_k_experts <= 0 || c.top_k_experts > c.num_experts))
       r.Fail("top_k_experts",

@@ -3,14 +3,15 @@
 // server. Every completed response must equal the same request's output when it ran alone; at the
 // end no sequence is running or queued and the resident memory is back within 5 % of its level
 // after warm-up.
-//   node soak_test.mjs SPECULA_BIN WORK_DIR [CLIENTS=16] [REQUESTS=100]
+//   node soak_test.mjs SPECULA_BIN WORK_DIR [CLIENTS=16] [REQUESTS=100] [rss|no-rss]
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, readFileSync } from 'node:fs';
 import { test, after } from 'node:test';
 import path from 'node:path';
 
-const [bin, work, clientsArg, requestsArg] = process.argv.slice(2);
+const [bin, work, clientsArg, requestsArg, rssArg] = process.argv.slice(2);
+const RSS_CHECKS = rssArg !== 'no-rss';  // no-rss: a sanitizer build, whose quarantine holds memory
 const CLIENTS = Number(clientsArg ?? 16);
 const REQUESTS = Number(requestsArg ?? 100);
 rmSync(work, { recursive: true, force: true });
@@ -155,5 +156,5 @@ test(`${CLIENTS} clients x ${REQUESTS} mixed requests: outputs as alone, nothing
   console.log(`soak: ${completed} completed, ${abandoned} abandoned, ${refused} malformed in ${seconds.toFixed(1)} s; ` +
               `RSS after warm-up ${rssWarm} KiB, after soak ${rssEnd} KiB (${(100 * growth).toFixed(2)} %)`);
   assert.ok(completed > 0 && abandoned > 0 && refused > 0);
-  assert.ok(Math.abs(growth) <= 0.05, `RSS moved by ${(100 * growth).toFixed(2)} %`);
+  if (RSS_CHECKS) assert.ok(Math.abs(growth) <= 0.05, `RSS moved by ${(100 * growth).toFixed(2)} %`);
 });

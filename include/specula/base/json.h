@@ -4,12 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "specula/base/status.h"
 
@@ -43,8 +42,11 @@ class FieldReader {
   bool Has(const std::string& key) const;
   bool IsNull(const std::string& key) const;  // absent or JSON null
 
-  int64_t Int(const std::string& key);  // required
+  int64_t Int(const std::string& key);                    // required
   int64_t Int(const std::string& key, int64_t fallback);  // optional (absent or null -> fallback)
+  // Int that must fit an int (sizes, counts, ids): a larger value is an error, not a silent wrap.
+  int Int32(const std::string& key);
+  int Int32(const std::string& key, int fallback);
   double Float(const std::string& key);
   double Float(const std::string& key, double fallback);
   bool Bool(const std::string& key, bool fallback);

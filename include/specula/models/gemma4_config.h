@@ -38,11 +38,11 @@ void ReadRopeParameters(FieldReader& text, int head_dim, int global_head_dim, Ro
 // same way into either (both name the members alike).
 template <class Config>
 void ReadAttentionGeometry(FieldReader& r, Config* c) {
-  c->num_heads = static_cast<int>(r.Int("num_attention_heads"));
-  c->num_kv_heads = static_cast<int>(r.Int("num_key_value_heads"));
-  c->num_global_kv_heads = static_cast<int>(r.Int("num_global_key_value_heads", c->num_kv_heads));
-  c->head_dim = static_cast<int>(r.Int("head_dim", 256));
-  c->global_head_dim = static_cast<int>(r.Int("global_head_dim", 512));
+  c->num_heads = r.Int32("num_attention_heads");
+  c->num_kv_heads = r.Int32("num_key_value_heads");
+  c->num_global_kv_heads = r.Int32("num_global_key_value_heads", c->num_kv_heads);
+  c->head_dim = r.Int32("head_dim", 256);
+  c->global_head_dim = r.Int32("global_head_dim", 512);
   c->attention_k_eq_v = r.Bool("attention_k_eq_v", false);
 }
 
