@@ -146,5 +146,36 @@ TEST(ServerFaults, EngineFailuresReachTheirClientsAndSpareTheOthers) {
   server.join();
 }
 
+// A job's callback holds the HTTP handler's waker, whose timer belongs to the server's I/O context;
+// once Drain() has returned the server may be destroyed, so no callback may outlive it inside the
+// scheduler (it did: a shutdown that ended running requests read a freed timer service).
+TEST(ServerFaults, EndedJobsReleaseTheirCallbacksBeforeDrainReturns) {
+  test::LoadedPair p = test::LoadPair("e2b-tiny", true);
+  ThreadPool pool(2);
+  server::Scheduler scheduler(*p.target, nullptr, pool,
+                              {.parallel = 2, .queue_max = 2, .context = 128, .prefill_rows = 64});
+  std::vector<std::shared_ptr<server::Job>> jobs;
+  std::vector<std::weak_ptr<int>> captured;
+  std::atomic<int> updates{0};
+  for (int i = 0; i < 3; ++i) {
+    auto job = std::make_shared<server::Job>();
+    job->prompt = {2, 100 + i, 101};
+    job->options.base.max_new_tokens = 4 + i;
+    auto held = std::make_shared<int>(i);
+    captured.push_back(held);
+    job->on_update = [held, &updates] { updates.fetch_add(1); };
+    ASSERT_TRUE(scheduler.Submit(job));
+    jobs.push_back(std::move(job));
+  }
+  scheduler.Drain();
+  EXPECT_GT(updates.load(), 3);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    std::lock_guard<std::mutex> lock(jobs[i]->mu);
+    EXPECT_TRUE(jobs[i]->done);
+    EXPECT_EQ(jobs[i]->tokens.size(), 4 + i);
+    EXPECT_TRUE(captured[i].expired()) << "job " << i << " still holds its callback";
+  }
+}
+
 }  // namespace
 }  // namespace specula

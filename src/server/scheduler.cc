@@ -60,7 +60,13 @@ void Scheduler::End(Job& job, const SpecResult& result, const Status& status) {
     if (!status.ok()) job.error = status.message();
     job.done = true;
   }
-  if (job.on_update) job.on_update();
+  // The callback holds the handler's waker, which belongs to the server's I/O context: it is
+  // dropped here, before Drain can return, because the scheduler may keep the job (and outlive that
+  // context) until its next round.
+  std::function<void()> notify = std::move(job.on_update);
+  job.on_update = nullptr;
+  if (notify) notify();
+  notify = nullptr;
   std::lock_guard<std::mutex> lock(mu_);
   --in_engine_;
   idle_cv_.notify_all();

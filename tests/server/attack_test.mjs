@@ -391,7 +391,7 @@ test('the shutdown timeout ends requests that run too long with an error; a seco
   const s = await (await stream).text();
   assert.match(s, /"error"/);
   assert.doesNotMatch(s, /\[DONE\]/);
-  assert.equal((await server.exited).code, 0);
+  assert.equal((await server.exited).code, 0, server.log);
 
   const again = await startServer(['--shutdown-timeout', '600', '--parallel', '1'], slow);
   const pending = fetch(`${again.base}/v1/completions`, { method: 'POST', body: JSON.stringify(long) }).catch((e) => e);

@@ -22,7 +22,8 @@ struct Job {
   std::vector<int> prompt;
   SeqOptions options;
   std::unique_ptr<DraftPolicy> policy;  // options.policy points here (nullptr: always draft_max)
-  // Runs on the engine thread, with no lock held, after tokens were added or the job ended.
+  // Runs on the engine thread, with no lock held, after tokens were added or the job ended; the
+  // scheduler destroys it when the job ends, before Drain() can return.
   std::function<void()> on_update;
 
   std::mutex mu;
