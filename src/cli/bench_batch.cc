@@ -9,6 +9,7 @@
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/spec/batch_engine.h"
+#include "specula/spec/draft_policy.h"
 #include "specula/spec/mtp_drafter.h"
 #include "specula/spec/replay_drafter.h"
 #include "src/cli/bench.h"
@@ -47,10 +48,27 @@ struct BatchRunResult {
   SpecStats spec;  // summed over sequences
 };
 
+// What one batched run decodes: the prompts, each with draft length k (0 = plain) under
+// `policy` (one policy per sequence, as the server gives each request its own).
+struct BatchRun {
+  const std::vector<std::vector<int>>& prompts;
+  GenerateOptions base;
+  int k = 0;
+  std::string policy = "fixed";
+  int context = 0;
+};
+
 Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPool& pool,
-                                const std::vector<std::vector<int>>& prompts,
-                                const GenerateOptions& base, int k, int context) {
+                                const BatchRun& run) {
+  const std::vector<std::vector<int>>& prompts = run.prompts;
   const int B = static_cast<int>(prompts.size());
+  const int context = run.context;
+  std::vector<std::unique_ptr<DraftPolicy>> policies;
+  for (int i = 0; i < B && run.k > 0; ++i) {
+    Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(run.policy, run.k);
+    if (!p.ok()) return p.status();
+    policies.push_back(std::move(*p));
+  }
   BatchEngine engine(target, drafter, pool,
                      {.max_running = B, .context = context, .prefill_rows = 1 << 16});
   BatchRunResult res;
@@ -63,7 +81,10 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
   double t0 = 0.0;
   for (int i = 0; i < B; ++i) {
     Result<int> id = engine.Add(
-        prompts[static_cast<size_t>(i)], {.base = base, .draft_max = k},
+        prompts[static_cast<size_t>(i)],
+        {.base = run.base,
+         .draft_max = run.k,
+         .policy = run.k > 0 ? policies[static_cast<size_t>(i)].get() : nullptr},
         [&, i](int) {
           if (emitted[static_cast<size_t>(i)]++ == 0 && ++started == B) {
             t0 = NowSeconds();
@@ -107,7 +128,8 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
       p.insert(p.begin() + 1, 3 + 97 * i % (target.config().vocab_size - 3));
       prompts.push_back(std::move(p));
     }
-    Result<BatchRunResult> ref = RunBatch(target, nullptr, pool, prompts, base, 0, context);
+    const BatchRun plain_run{.prompts = prompts, .base = base, .context = context};
+    Result<BatchRunResult> ref = RunBatch(target, nullptr, pool, plain_run);
     if (!ref.ok()) return Fail(ref.status().message());
     ReplayDrafter replay({}, target.config().vocab_size);
     for (int i = 0; i < B; ++i) {
@@ -123,11 +145,13 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
     std::vector<std::vector<double>> spec_tps(ks.size());
     std::vector<SpecStats> stats(ks.size());
     for (int rep = 0; rep < f.reps; ++rep) {
-      Result<BatchRunResult> p = RunBatch(target, nullptr, pool, prompts, base, 0, context);
+      Result<BatchRunResult> p = RunBatch(target, nullptr, pool, plain_run);
       if (!p.ok()) return Fail(p.status().message());
       plain_tps.push_back(p->tok_per_s);
       for (size_t i = 0; i < ks.size(); ++i) {
-        Result<BatchRunResult> r = RunBatch(target, d, pool, prompts, base, ks[i], context);
+        const BatchRun spec_run{
+            .prompts = prompts, .base = base, .k = ks[i], .policy = f.policy, .context = context};
+        Result<BatchRunResult> r = RunBatch(target, d, pool, spec_run);
         if (!r.ok()) return Fail(r.status().message());
         if (r->outputs != ref->outputs) {
           return Fail("batched speculative output differs from plain output (batch " +
@@ -182,9 +206,9 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
     return 0;
   }
   std::printf(
-      "batch sweep: %s drafter, %d tokens per sequence, %d reps; aggregate decode tok/s over all "
-      "sequences\n",
-      f.drafter.c_str(), f.n, f.reps);
+      "batch sweep: %s drafter, %s draft policy, %d tokens per sequence, %d reps; aggregate decode "
+      "tok/s over all sequences\n",
+      f.drafter.c_str(), f.policy.c_str(), f.n, f.reps);
   std::printf("%5s %-6s %3s %10s %8s %7s %7s\n", "batch", "mode", "K", "tok/s", "speedup", "accept",
               "tok/fw");
   for (const OJson& r : results) {
