@@ -14,6 +14,7 @@ PACKAGES=(
   gnuplot-nox                            # specula bench --plot
   clang libclang-rt-14-dev llvm          # libFuzzer + sanitizer runtimes, symbolizer (make fuzz)
   libboost1.81-dev                       # Boost.Beast + Asio: the HTTP/1.1 server (specula serve)
+  python3-numpy python3-torch            # tools/distill: train a target and distill its assistant
 )
 
 missing=()

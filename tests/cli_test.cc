@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -251,6 +252,51 @@ TEST(Cli, TokenizeAndInspect) {
   EXPECT_NE(r.out.find("BF16"), std::string::npos);
 }
 
+TEST(Cli, ScoreAgreesWithGenerate) {
+  // score's rows are the logits generate decodes from: row i's best token is greedy token i + 1,
+  // its log-probabilities are those of the next ids, and text gets BOS as in generate.
+  const std::string m = test::MakePreset("e2b-tiny");
+  const Json gen = ParseOut(RunCli("generate -m " + m + " -p 'the quick brown fox' -n 20 --json"));
+  std::vector<int> seq = gen["prompt_ids"].get<std::vector<int>>();
+  const std::vector<int> ids = gen["ids"].get<std::vector<int>>();
+  const size_t P = seq.size();
+  seq.insert(seq.end(), ids.begin(), ids.end());
+  std::string list;
+  for (int id : seq) {
+    if (!list.empty()) list += ',';
+    list += std::to_string(id);
+  }
+  const test::RunResult r = RunCli("score -m " + m + " --prompt-ids " + list + " --top 3 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = ParseOut(r);
+  ASSERT_EQ(j["rows"].size(), seq.size());
+  EXPECT_EQ(j["scored_tokens"], seq.size() - 1);
+  double nll = 0;
+  for (size_t i = 0; i < seq.size(); ++i) {
+    const Json& row = j["rows"][i];
+    ASSERT_EQ(row["top"].size(), 3u);
+    EXPECT_GE(row["top"][0][1].get<double>(), row["top"][1][1].get<double>());
+    if (i + 1 < seq.size()) {
+      EXPECT_EQ(row["next"], seq[i + 1]);
+      EXPECT_LE(row["logprob"].get<double>(), 0.0);
+      nll -= row["logprob"].get<double>();
+    } else {
+      EXPECT_FALSE(row.contains("next"));
+    }
+    if (i + 1 >= P && i + 1 < seq.size()) {
+      EXPECT_EQ(row["top"][0][0], seq[i + 1]) << i;
+    }
+  }
+  EXPECT_NEAR(j["mean_nll"].get<double>(), nll / static_cast<double>(seq.size() - 1), 1e-9);
+  EXPECT_NEAR(j["perplexity"].get<double>(), std::exp(j["mean_nll"].get<double>()), 1e-6);
+  // Text: BOS + the tokenizer's ids, as generate; a plain run prints one summary line.
+  const Json t = ParseOut(RunCli("score -m " + m + " -p 'the quick brown fox' --json"));
+  EXPECT_EQ(t["ids"], gen["prompt_ids"]);
+  const test::RunResult plain = RunCli("score -m " + m + " -p 'the quick brown fox'");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_NE(plain.out.find("tokens scored: mean NLL"), std::string::npos) << plain.out;
+}
+
 TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
   const std::string m = test::MakePreset("e2b-tiny");
   struct Case {
@@ -306,6 +352,12 @@ TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
       {"convert /nonexistent " + test::TempDir("cli-bad") + "/x.gguf", "/nonexistent/config.json"},
       {"generate -m /nonexistent.gguf -p hi", "/nonexistent.gguf"},
       {"generate -m " + m + "/config.json.gguf -p hi", "config.json.gguf"},
+      {"score -m " + m, "exactly one of -p/--prompt"},
+      {"score -m " + m + " -p hi --top -1", "--top: must be in [0, 1000]"},
+      {"score -m " + m + " --prompt-ids 2,99999", "token id 99999 is out of range"},
+      {"score -m " + m + " --prompt-ids 2,,3", "--prompt-ids: '' is not a token id"},
+      {"score -m " + m + " -p 'the quick brown fox jumps' -c 4", "do not fit the context of 4"},
+      {"score -m /nonexistent -p hi", "/nonexistent"},
   };
   for (const Case& c : cases) {
     const test::RunResult r = RunCli(c.args);

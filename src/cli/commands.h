@@ -19,6 +19,7 @@ Runner AddBench(CLI::App& app);
 Runner AddQuantize(CLI::App& app);
 Runner AddConvert(CLI::App& app);
 Runner AddServe(CLI::App& app);
+Runner AddScore(CLI::App& app);
 
 int Fail(const std::string& message);  // prints the one-line error, returns 1
 

@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::map<CLI::App*, Runner> runners;
   for (auto add : {&AddGenerate, &AddTokenize, &AddInspect, &AddMakeRandom, &AddBench, &AddQuantize,
-                   &AddConvert, &AddServe}) {
+                   &AddConvert, &AddServe, &AddScore}) {
     Runner r = add(app);
     runners[app.get_subcommands({}).back()] = std::move(r);
   }
@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
     for (const CLI::App* sub : app.get_subcommands({})) known |= sub->get_name() == argv[1];
     if (!known)
       return Fail(std::string("unknown command '") + argv[1] +
-                  "' (commands: generate, serve, tokenize, inspect, bench, quantize, convert, "
-                  "make-random)");
+                  "' (commands: generate, serve, score, tokenize, inspect, bench, quantize, "
+                  "convert, make-random)");
   }
   try {
     app.parse(argc, argv);

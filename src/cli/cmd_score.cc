@@ -1,0 +1,192 @@
+// `specula score`: runs a text through the target once and reports how well the model predicts
+// it (per-token log-probabilities, perplexity) and, with --top N, each row's N highest logits.
+// Used to evaluate a trained model on held-out text and to check other implementations of the
+// forward pass (tools/distill) against Specula's.
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <numeric>
+
+#include "specula/base/json.h"
+#include "specula/base/mapped_file.h"
+#include "specula/base/thread_pool.h"
+#include "specula/formats/generation_config.h"
+#include "specula/models/gemma4.h"
+#include "specula/tokenizer/tokenizer.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
+#include "src/cli/commands.h"
+
+namespace specula::cli {
+namespace {
+
+struct ScoreFlags {
+  std::string model, prompt, file, prompt_ids;
+  int top = 0;
+  int threads = 0;
+  int ctx_size = 0;
+  bool json = false;
+};
+
+constexpr int kMaxTop = 1000;
+constexpr size_t kChunkRows = 256;  // rows per forward: bounds the [rows, vocab] logits buffer
+
+// log softmax(logits)[id], in double.
+double LogProb(const float* logits, int vocab, int id) {
+  const float mx = *std::max_element(logits, logits + vocab);
+  double sum = 0.0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+  return static_cast<double>(logits[id] - mx) - std::log(sum);
+}
+
+// The `n` highest logits of a row as [id, logit] pairs, highest first (ties: lower id first).
+Json TopLogits(const float* logits, int vocab, int n) {
+  std::vector<int> idx(static_cast<size_t>(vocab));
+  std::iota(idx.begin(), idx.end(), 0);
+  const auto by_logit = [&](int a, int b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  };
+  std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), by_logit);
+  Json top = Json::array();
+  for (int i = 0; i < n; ++i) top.push_back({idx[static_cast<size_t>(i)], logits[idx[i]]});
+  return top;
+}
+
+Result<std::vector<int>> ParseIdList(const std::string& text) {
+  std::vector<int> ids;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t end = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, end - at);
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 0 || v > (1ll << 30)) {
+      return Error("--prompt-ids: '" + item + "' is not a token id");
+    }
+    ids.push_back(static_cast<int>(v));
+    at = end + 1;
+  }
+  return ids;
+}
+
+int Run(const ScoreFlags& f, bool have_prompt, bool have_file, bool have_ids) {
+  if (int(have_prompt) + int(have_file) + int(have_ids) != 1) {
+    return Fail("score: give exactly one of -p/--prompt, -f/--file, --prompt-ids");
+  }
+  if (f.top < 0 || f.top > kMaxTop) {
+    return Fail("--top: must be in [0, " + std::to_string(kMaxTop) + "] (got " +
+                std::to_string(f.top) + ")");
+  }
+  if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
+  if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
+  if (!model.ok()) return Fail(model.status().message());
+  const Gemma4Config& cfg = (*model)->config();
+  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
+
+  std::vector<int> ids;
+  if (have_ids) {
+    Result<std::vector<int>> parsed = ParseIdList(f.prompt_ids);
+    if (!parsed.ok()) return Fail(parsed.status().message());
+    ids = std::move(*parsed);
+  } else {
+    Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
+    if (!gen.ok()) return Fail(gen.status().message());
+    Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
+    if (!tok.ok()) return Fail(tok.status().message());
+    std::string text = f.prompt;
+    if (have_file) {
+      Result<std::string> t = ReadFileAtMost(
+          f.file, kMaxPromptFileBytes,
+          "text files are read up to " + std::to_string(kMaxPromptFileBytes) + " bytes");
+      if (!t.ok()) return Fail("-f/--file: " + t.status().message());
+      text = std::move(*t);
+    }
+    if (text.empty()) return Fail("score: empty text");
+    ids.push_back(gen->bos_token_id);
+    const std::vector<int> body = (*tok)->Encode(text);
+    ids.insert(ids.end(), body.begin(), body.end());
+  }
+  // Every row is scored, so all of them must fit the context (generation needs one more).
+  if (ids.empty()) return Fail("score: no tokens to score");
+  for (int id : ids) {
+    if (id < 0 || id >= cfg.vocab_size) {
+      return Fail("token id " + std::to_string(id) + " is out of range [0, " +
+                  std::to_string(cfg.vocab_size) + ")");
+    }
+  }
+  if (static_cast<int>(ids.size()) > context) {
+    return Fail("score: " + std::to_string(ids.size()) + " tokens do not fit the context of " +
+                std::to_string(context) + " (raise -c/--ctx-size)");
+  }
+
+  ThreadPool pool(f.threads > 0 ? f.threads : ThreadPool::DefaultThreads());
+  std::unique_ptr<KvCache> cache = (*model)->NewCache(context);
+  const int V = cfg.vocab_size;
+  Json rows = Json::array();
+  double nll = 0.0;
+  const std::span<const int> all(ids);
+  ForwardOutput out;
+  for (size_t at = 0; at < ids.size(); at += kChunkRows) {
+    const size_t n = std::min(kChunkRows, ids.size() - at);
+    if (Status s = (*model)->Forward({.ids = all.subspan(at, n), .cache = cache.get(),
+                                      .all_logits = true},
+                                     pool, &out);
+        !s.ok()) {
+      return Fail(s.message());
+    }
+    for (size_t r = 0; r < n; ++r) {
+      const size_t i = at + r;
+      const float* logits = out.logits.data() + r * static_cast<size_t>(V);
+      Json row = Json::object();
+      if (i + 1 < ids.size()) {
+        const double lp = LogProb(logits, V, ids[i + 1]);
+        nll -= lp;
+        row["next"] = ids[i + 1];
+        row["logprob"] = lp;
+      }
+      if (f.top > 0) row["top"] = TopLogits(logits, V, std::min(f.top, V));
+      if (f.json) rows.push_back(std::move(row));
+    }
+  }
+  const size_t scored = ids.size() - 1;
+  const double mean = scored > 0 ? nll / static_cast<double>(scored) : 0.0;
+  if (f.json) {
+    const nlohmann::ordered_json o = {{"ids", ids},
+                                      {"scored_tokens", scored},
+                                      {"mean_nll", mean},
+                                      {"perplexity", std::exp(mean)},
+                                      {"rows", rows}};
+    std::cout << o.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  } else {
+    std::printf("%zu tokens scored: mean NLL %.4f nats, perplexity %.3f\n", scored, mean,
+                std::exp(mean));
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner AddScore(CLI::App& app) {
+  auto f = std::make_shared<ScoreFlags>();
+  CLI::App* c = app.add_subcommand(
+      "score", "Score a text with the target: per-token log-probabilities and perplexity");
+  c->add_option("-m,--model", f->model, "checkpoint directory or .gguf file")->required();
+  auto* p = c->add_option("-p,--prompt", f->prompt, "text to score (BOS is added)");
+  auto* file = c->add_option("-f,--file", f->file, "read the text from a file");
+  auto* ids = c->add_option("--prompt-ids", f->prompt_ids, "comma-separated token ids, used as is");
+  c->add_option("--top", f->top, "with --json: each row's N highest logits (default 0)");
+  c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
+  c->add_option("-c,--ctx-size", f->ctx_size,
+                "context size (default min(4096, max_position_embeddings))");
+  c->add_flag("--json", f->json,
+              "print {ids, scored_tokens, mean_nll, perplexity, rows: [{next, logprob, top}]}");
+  return
+      [f, p, file, ids]() { return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0); };
+}
+
+}  // namespace specula::cli
