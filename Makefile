@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   install deps, build, generate a small random Gemma 4 checkpoint, run it
+#   make demo   install deps, build, run the trained demo pair plainly and speculatively
 #   make test   install deps, build, run the whole test suite (ctest), then the ASan+UBSan build's
 #   make fuzz   the libFuzzer harnesses of the parsers (clang, ASan+UBSan), FUZZ_SECONDS each
 .PHONY: all deps build demo test test-fast test-arm asan fuzz-build fuzz fuzz-smoke clean format
@@ -7,7 +7,6 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
-DEMO_DIR ?= $(BUILD)/demo-e2b
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
@@ -23,13 +22,11 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The demo model has random weights: its text is gibberish and its drafter is never right. It shows
-# the pipeline, that speculative output equals plain output, and the statistics.
+# The demo pair: a small Gemma 4 target trained on the Debian Reference and its distilled MTP
+# assistant (models/demo/pair.npz, expanded into $(BUILD)/demo; tools/distill/README.md). One prompt
+# is decoded plainly and speculatively; the texts must be identical. Without the pack: a random pair.
 demo: build
-	@test -f $(DEMO_DIR)-asst/config.json || $(BUILD)/specula make-random $(DEMO_DIR) --preset e2b-tiny --assistant $(DEMO_DIR)-asst
-	$(BUILD)/specula inspect $(DEMO_DIR)
-	$(BUILD)/specula generate -m $(DEMO_DIR) -p "The quick brown fox" -n 48
-	$(BUILD)/specula generate -m $(DEMO_DIR) -md $(DEMO_DIR)-asst --draft-max 3 -p "The quick brown fox" -n 48
+	bash scripts/demo.sh $(BUILD)
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

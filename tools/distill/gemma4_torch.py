@@ -321,6 +321,21 @@ def apply_rope(x, cos, sin):
     return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
 
 
+def grouped_attention(q, k, v, masked):
+    """softmax(q k^T) v with scale 1 (q and k are RMS-normalised) and GQA: q [B, nh, Q, hd],
+    k/v [B, nkv, T, hd], masked: broadcastable to [B, nkv, group, Q, T] (True: not visible). Query head h reads KV head
+    h // (nh / nkv); the heads of a group share one matrix product. A query that sees no key
+    reads nothing (zeros), as in Specula."""
+    B, nh, Q, hd = q.shape
+    nkv, T = k.shape[1], k.shape[2]
+    group = nh // nkv
+    qg = q.reshape(B, nkv, group * Q, hd)
+    s = (qg @ k.transpose(-1, -2)).view(B, nkv, group, Q, T)
+    s = s.masked_fill(masked, float("-inf"))
+    prob = torch.nan_to_num(torch.softmax(s, dim=-1), nan=0.0)
+    return (prob.view(B, nkv, group * Q, T) @ v).view(B, nh, Q, hd)
+
+
 class _Weights(torch.nn.Module):
     """Parameters under their Hugging Face names (dots are not allowed in module names)."""
 
@@ -509,12 +524,7 @@ class Target(torch.nn.Module):
                 kv[i] = (k, v)
             else:
                 k, v = kv[ls.kv_source]
-            group = nh // k.shape[1]
-            kk = k.repeat_interleave(group, dim=1)
-            vv = v.repeat_interleave(group, dim=1)
-            s = q @ kk.transpose(-1, -2)  # scale 1: q and k are RMS-normalised
-            s = s.masked_fill(~(causal if ls.full else sliding), float("-inf"))
-            o = torch.softmax(s, dim=-1) @ vv  # [B, nh, T, hd]
+            o = grouped_attention(q, k, v, ~(causal if ls.full else sliding))  # [B, nh, T, hd]
             o = o.transpose(1, 2).reshape(B, T, nh * hd) @ w(p + "self_attn.o_proj.weight").t()
             x = x + rms_norm(o, w(p + "post_attention_layernorm.weight"), c.eps)
             y = rms_norm(x, w(p + "pre_feedforward_layernorm.weight"), c.eps)
@@ -659,12 +669,7 @@ class Assistant(torch.nn.Module):
             cos, sin = rope_tables(self.inv_full if full else self.inv_sliding, flat_pos)
             q = apply_rope(q.reshape(B * Q, nh, hd).transpose(0, 1), cos, sin)  # [nh, BQ, hd]
             q = q.transpose(0, 1).reshape(B, Q, nh, hd).transpose(1, 2)  # [B, nh, Q, hd]
-            group = nh // k.shape[1]
-            s = q @ k.repeat_interleave(group, dim=1).transpose(-1, -2)  # [B, nh, Q, T]
-            s = s.masked_fill(~visible[:, None, :, :], float("-inf"))
-            prob = torch.softmax(s, dim=-1)
-            prob = torch.nan_to_num(prob, nan=0.0)  # a query with no visible key reads nothing
-            o = prob @ v.repeat_interleave(group, dim=1)  # [B, nh, Q, hd]
+            o = grouped_attention(q, k, v, ~visible[:, None, None])  # [B, nh, Q, hd]
             o = o.transpose(1, 2).reshape(B, Q, nh * hd) @ w(p + "self_attn.o_proj.weight").t()
             z = z + rms_norm(o, w(p + "post_attention_layernorm.weight"), c.eps)
             y = rms_norm(z, w(p + "pre_feedforward_layernorm.weight"), c.eps)
