@@ -9,7 +9,7 @@ the assistant it writes (directory and GGUF) must load in Specula and beat a ran
 acceptance on held-out prompts by 0.2, with output identical to plain decoding, and, packed with
 pack.py, run through make demo's script with identical plain and speculative text; a centroid-head
 run must write a permutation as token_ordering and report its top-k recall; a second run
-resumes; bad inputs are refused with one line.
+resumes; --init fine-tunes the trained assistant; bad inputs are refused with one line.
 """
 import json
 import os
@@ -163,6 +163,17 @@ class Distill(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("teacher data: 32 windows from", r.stdout)
         self.assertIn("resumed from", r.stdout)
+        # Fine-tuning: --init starts from the trained assistant (its weights, its head).
+        tuned = os.path.join(TMP, "tuned")
+        r = distill("--target", self.target, "--corpus", *self.corpus, "--out", tuned,
+                    "--init", os.path.join(out, "assistant"), "--budget-minutes", "1",
+                    "--max-steps", "2", "--windows", "8", "--prefix", "48", "--generate", "48",
+                    "--eval-prompts", "4")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(tuned, "report.json")) as f:
+            tuned_report = json.load(f)
+        self.assertEqual(tuned_report["head"], "dense")
+        self.assertGreater(tuned_report["eval"]["acceptance_rate"], random + 0.2)
 
     def test_centroid_head_has_a_permutation_and_reports_recall(self):
         out = os.path.join(TMP, "centroid")

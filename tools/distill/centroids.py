@@ -93,15 +93,20 @@ def init_centroids(head_rows_full, ordering, n_clusters):
 
 
 def train_centroids(centroids, hidden, labels, cluster_of, top_k, steps=300, lr=1e-2,
-                    log=None):
+                    log=None, seconds=None):
     """Fits centroids [C, D] so that softmax(hidden @ centroids^T) puts each label's cluster
-    first (cross-entropy). hidden [N, D] are the assistant's post-norm draft hiddens, labels [N]
-    the target's next tokens. Returns the trained centroids."""
+    first (cross-entropy), for `steps` steps or until `seconds` pass. hidden [N, D] are the
+    assistant's post-norm draft hiddens, labels [N] the target's next tokens. Returns the
+    trained centroids."""
+    import time
+    stop = time.time() + seconds if seconds is not None else None
     cent = torch.nn.Parameter(centroids.clone())
     opt = torch.optim.Adam([cent], lr=lr)
     y = torch.from_numpy(cluster_of[labels])
     n = hidden.shape[0]
     for step in range(steps):
+        if stop is not None and time.time() > stop:
+            break
         idx = torch.randint(0, n, (min(n, 4096),))
         loss = torch.nn.functional.cross_entropy(hidden[idx] @ cent.t(), y[idx])
         opt.zero_grad()

@@ -146,6 +146,17 @@ def split_held_out(docs):
     return docs[:len(docs) - len(held)], held
 
 
+def weights_only_dir(target_dir, work):
+    """A view of the target without tokenizer.json (symlinks): `specula generate --prompt-ids`
+    then skips parsing the tokenizer, about a second per call for Gemma's 33 MB file."""
+    d = os.path.join(work, "target-weights")
+    os.makedirs(d, exist_ok=True)
+    for fn in os.listdir(target_dir):
+        if fn != "tokenizer.json" and not os.path.exists(os.path.join(d, fn)):
+            os.symlink(os.path.abspath(os.path.join(target_dir, fn)), os.path.join(d, fn))
+    return d
+
+
 def continuation(specula, target_dir, prompt, n, threads):
     r = subprocess.run([specula, "generate", "-m", target_dir, "--prompt-ids",
                         ",".join(map(str, prompt)), "-n", str(n), "--json", "-t", str(threads)],
@@ -155,16 +166,33 @@ def continuation(specula, target_dir, prompt, n, threads):
     return json.loads(r.stdout)["ids"]
 
 
-def teacher_window(target, ids):
-    """Teacher data of one token window (full ids) from the PyTorch target."""
+def distinct_head_rows(target):
+    """Ids whose LM-head rows are distinct, or None: a target trained on a vocabulary subset
+    (train_target.py) gives every unused id one shared row, so its top tokens are found among
+    the used rows plus one representative of the shared row."""
+    vm = pack.shared_row_map(target.w("embed_tokens.weight").detach().numpy())
+    if vm.identity():
+        return None
+    other = np.setdiff1d(np.arange(vm.vocab), vm.kept)[0]
+    return torch.from_numpy(np.concatenate([vm.kept, [other]]))
+
+
+def teacher_window(target, ids, rows=None):
+    """Teacher data of one token window (full ids) from the PyTorch target. `rows`: the head
+    rows to score (distinct_head_rows), else the whole vocabulary."""
     with torch.no_grad():
         out = target(torch.tensor([ids]), logits=False)
         hidden = out["hidden"][0]
+        table = target.w("embed_tokens.weight")
+        if rows is not None:
+            table = table[rows]
         top_ids, top_vals = [], []
-        for at in range(0, hidden.shape[0], 64):  # the head over the whole vocabulary, in chunks
-            lg = target.head(hidden[at:at + 64])
+        for at in range(0, hidden.shape[0], 64):  # the head, in chunks of rows
+            lg = hidden[at:at + 64] @ table.t()
+            if target.cfg.softcap > 0:
+                lg = target.cfg.softcap * torch.tanh(lg * (1.0 / target.cfg.softcap))
             t = torch.topk(lg, TOPK, dim=-1)
-            top_ids.append(t.indices)
+            top_ids.append(t.indices if rows is None else rows[t.indices])
             top_vals.append(t.values)
     kv = out["kv"]
     return {"ids": torch.tensor(ids), "hidden": hidden.half(),
@@ -183,12 +211,14 @@ def collect_teacher(a, target, train_docs, seconds, rng, path):
     if lens.sum() == 0:
         raise Refusal(f"--corpus: the training part is shorter than {a.prefix} tokens")
     last = time.time()
+    rows = distinct_head_rows(target) if len(data) < a.windows else None
+    model_dir = weights_only_dir(a.target, a.out)
     while len(data) < a.windows and time.time() < stop:
         d = train_docs[rng.choice(len(train_docs), p=lens / lens.sum())]
         at = int(rng.integers(0, len(d) - a.prefix + 1))
         prompt = [2] + list(d[at:at + a.prefix])
-        cont = continuation(a.specula, a.target, prompt, a.generate, a.threads)
-        data.append(teacher_window(target, prompt + cont))
+        cont = continuation(a.specula, model_dir, prompt, a.generate, a.threads)
+        data.append(teacher_window(target, prompt + cont, rows))
         if time.time() - last > 20:
             log(f"teacher data: {len(data)}/{a.windows} windows, "
                 f"{sum(len(w['ids']) for w in data)} tokens")
@@ -217,25 +247,30 @@ def batch_tensors(windows, K):
     return T, ids, kv, hidden, top_ids, top_vals
 
 
-def chain_losses(assistant, target, vmap, bias, windows, K, soft_weight=0.5):
-    """Mean loss and per-step greedy accuracy of the K-step draft chains over a batch."""
+def chain_losses(assistant, target, vmap, bias, windows, K, soft_weight=0.5, queries=None,
+                 gen=None):
+    """Mean loss and per-step greedy accuracy of the K-step draft chains over a batch: rounds at
+    every position P in [1, T-K], or at `queries` of them drawn at random (the same for every
+    window of the batch)."""
     T, ids, kv, hidden, top_ids, top_vals = batch_tensors(windows, K)
-    Q = T - K
-    pos = torch.arange(1, Q + 1)[None].expand(len(windows), Q)
-    h = hidden[:, :Q]  # hidden row P-1 for P = 1..Q
+    P = torch.arange(1, T - K + 1)
+    if queries and queries < len(P):
+        P = torch.sort(P[torch.randperm(len(P), generator=gen)[:queries]]).values
+    pos = P[None].expand(len(windows), len(P))
+    h = hidden[:, P - 1]  # the target's hidden row before each round's pending token
     losses, correct = [], []
     for k in range(K):
-        tok = ids[:, 1 + k:Q + 1 + k]  # input token of step k+1: the token at P+k
+        tok = ids[:, P + k]  # input token of step k+1: the token at P+k
         with torch.no_grad():
             emb = target.embed(tok)
         hd, h = assistant.step(emb, h, pos, kv)
         logits = assistant.dense_logits(hd) + bias
-        label_ids = top_ids[:, 1 + k:Q + 1 + k, 0]  # the target's greedy next token
+        label_ids = top_ids[:, P + k, 0]  # the target's greedy next token
         labels = torch.from_numpy(vmap.row_of(label_ids.numpy()))
         logp = torch.log_softmax(logits, dim=-1)
         hard = -logp.gather(-1, labels[..., None])[..., 0]
-        soft_rows = torch.from_numpy(vmap.row_of(top_ids[:, 1 + k:Q + 1 + k].numpy()))
-        p = torch.softmax(top_vals[:, 1 + k:Q + 1 + k], dim=-1)
+        soft_rows = torch.from_numpy(vmap.row_of(top_ids[:, P + k].numpy()))
+        p = torch.softmax(top_vals[:, P + k], dim=-1)
         soft = -(p * logp.gather(-1, soft_rows)).sum(-1)
         losses.append((hard + soft_weight * soft).mean())
         correct.append(float((logits.argmax(-1) == labels).float().mean()))
@@ -406,6 +441,7 @@ def run(a):
     t_end = time.time() + train_seconds
     t_start, last_log, last_save, smooth = time.time(), time.time(), time.time(), None
     first = step
+    gen = torch.Generator().manual_seed(a.seed + step)
     while time.time() < t_end and not (a.max_steps and step - first >= a.max_steps):
         frac = max((time.time() - t_start) / train_seconds,
                    (step - first) / a.max_steps if a.max_steps else 0.0)
@@ -414,7 +450,8 @@ def run(a):
         for grp in opt.param_groups:
             grp["lr"] = lr
         batch = [train[i] for i in rng.integers(0, len(train), a.batch)]
-        loss, acc = chain_losses(assistant, target, vmap, bias, batch, a.steps)
+        loss, acc = chain_losses(assistant, target, vmap, bias, batch, a.steps,
+                                 queries=a.queries, gen=gen)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(assistant.parameters(), 1.0)
@@ -452,11 +489,10 @@ def run(a):
         ordering, cluster_of = cmod.build_ordering(tcfg.vocab, acfg.centroids, active,
                                                    full[active], seed=a.seed)
         cent0 = cmod.init_centroids(full, ordering, acfg.centroids)
-        hs, ys = draft_hiddens(assistant, target, train, a.steps)
+        hs, ys = draft_hiddens(assistant, target, train[:64], a.steps)
         vh, vy = draft_hiddens(assistant, target, val, a.steps)
-        steps = max(50, min(2000, int(budget.until(0.1) / 0.05)))
-        cent = cmod.train_centroids(cent0, hs, ys, cluster_of, acfg.centroid_top_k, steps=steps,
-                                    log=log)
+        cent = cmod.train_centroids(cent0, hs, ys, cluster_of, acfg.centroid_top_k, steps=2000,
+                                    log=log, seconds=max(budget.until(0.1), 5.0))
         rec = cmod.recall(cent, vh, vy, cluster_of, acfg.centroid_top_k)
         report["centroid_recall"] = rec
         report["centroid_recall_before_training"] = cmod.recall(cent0, vh, vy, cluster_of,
@@ -516,7 +552,9 @@ def main(argv):
     ap.add_argument("--windows", type=int, default=400, help="teacher windows to collect")
     ap.add_argument("--prefix", type=int, default=128, help="corpus tokens per window")
     ap.add_argument("--generate", type=int, default=128, help="target tokens per window")
-    ap.add_argument("--batch", type=int, default=4, help="windows per training step")
+    ap.add_argument("--batch", type=int, default=8, help="windows per training step")
+    ap.add_argument("--queries", type=int, default=48, help="draft rounds trained per window "
+                    "and step (positions drawn at random)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--eval-tokens", type=int, default=64, help="tokens per held-out prompt")
     ap.add_argument("--eval-prompts", type=int, default=32, help="held-out prompts to measure")

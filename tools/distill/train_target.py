@@ -42,7 +42,7 @@ PRESETS = {
     "demo": dict(hidden=256, layers=["sliding_attention", "sliding_attention", "full_attention",
                                      "sliding_attention", "sliding_attention", "full_attention"],
                  heads=4, kv_heads=1, head_dim=64, global_head_dim=128, ffn=768, ple=16,
-                 kv_shared=2, window=256, seq=256, batch=16, lr=2e-3),
+                 kv_shared=2, window=256, seq=256, batch=8, lr=2e-3),
     # For tests: seconds per step.
     "tiny": dict(hidden=64, layers=["sliding_attention", "sliding_attention", "full_attention",
                                     "sliding_attention", "full_attention"],

