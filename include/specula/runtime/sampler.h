@@ -24,7 +24,8 @@ struct SamplingParams {
   Status Validate() const;  // errors name the flag
 };
 
-// The processed distribution over the surviving tokens, most probable first.
+// The processed distribution over the surviving tokens: the most probable first (lowest id among
+// equals), the rest in a deterministic order (descending where top-k or top-p ranked them).
 struct TokenDistribution {
   std::vector<std::pair<int, float>> probs;  // (token, p), sum to 1
 };
