@@ -32,7 +32,8 @@ struct TokenDistribution {
 
 // The distribution sampling with `params` draws from (pure: no random state). Greedy params give
 // a point mass on the argmax.
-TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits, int vocab);
+TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits,
+                                        int vocab);
 
 class Sampler {
  public:
