@@ -60,6 +60,9 @@ struct MoeBytes {
   }
 };
 
+// The bytes model of `target` (zero experts for a dense one).
+MoeBytes MoeBytesOf(const Gemma4Model& target);
+
 // A comma-separated list of integers in [lo, hi]; errors name the flag.
 Result<std::vector<int>> ParseList(const std::string& text, const std::string& flag, int lo,
                                    int hi);

@@ -37,6 +37,13 @@ Result<std::vector<int>> ParseList(const std::string& text, const std::string& f
   return out;
 }
 
+MoeBytes MoeBytesOf(const Gemma4Model& target) {
+  const double layers = static_cast<double>(target.LayerWeightBytes());
+  return {.outside = static_cast<double>(target.DenseWeightBytes()) - layers,
+          .per_layer = layers / target.config().num_layers,
+          .per_expert = static_cast<double>(target.ExpertBytes())};
+}
+
 namespace {
 
 // One batched run: every sequence decodes `base.max_new_tokens` tokens with draft length k (0 =
@@ -130,10 +137,7 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
   std::vector<std::string> lines;
   const Gemma4Config& c = target.config();
   const bool moe = c.moe();
-  const MoeBytes moe_bytes{
-      .outside = static_cast<double>(target.DenseWeightBytes() - target.LayerWeightBytes()),
-      .per_layer = static_cast<double>(target.LayerWeightBytes()) / c.num_layers,
-      .per_expert = static_cast<double>(target.ExpertBytes())};
+  const MoeBytes moe_bytes = MoeBytesOf(target);
   for (int B : batches) {
     // B distinct sequences: the prompt with a different first token after BOS.
     std::vector<std::vector<int>> prompts;

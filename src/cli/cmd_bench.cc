@@ -259,23 +259,18 @@ int Run(const BenchFlags& f) {
     if (!moe || s.decode_forwards == 0) return nullptr;
     return static_cast<double>(s.experts_read) / s.decode_forwards / c.num_layers;
   };
-  const MoeBytes moe_bytes{
-      .outside = dense_bytes - static_cast<double>(target.LayerWeightBytes()),
-      .per_layer = static_cast<double>(target.LayerWeightBytes()) / c.num_layers,
-      .per_expert = expert_bytes};
+  const MoeBytes moe_bytes = MoeBytesOf(target);
   // The bytes-model ceiling of a speculative run, at this depth and at --extrapolate-layers.
   const auto ceiling = [&](const GenerateStats& s, double tokens_per_pass, int layers) -> OJson {
-    if (!moe || s.decode_forwards == 0 || plain_gen[0].decode_forwards == 0 || layers <= 0)
-      return nullptr;
-    const auto per_layer = [&](const GenerateStats& g) {
-      return static_cast<double>(g.experts_read) / g.decode_forwards / c.num_layers;
-    };
-    return moe_bytes.Ceiling(tokens_per_pass, per_layer(plain_gen[0]), per_layer(s), layers);
+    const OJson spec = experts_per_layer(s), plain_experts = experts_per_layer(plain_gen[0]);
+    if (spec.is_null() || plain_experts.is_null() || layers <= 0) return nullptr;
+    return moe_bytes.Ceiling(tokens_per_pass, plain_experts.get<double>(), spec.get<double>(),
+                             layers);
   };
   const auto pass_gb = [&](const GenerateStats& s) -> OJson {
-    if (!moe || s.decode_forwards == 0) return nullptr;
-    return (dense_bytes + expert_bytes * static_cast<double>(s.experts_read) / s.decode_forwards) /
-           1e9;
+    const OJson experts = experts_per_layer(s);
+    if (experts.is_null()) return nullptr;
+    return moe_bytes.PassBytes(experts.get<double>(), c.num_layers) / 1e9;
   };
 
   OJson results = OJson::array();

@@ -88,7 +88,7 @@ class CostAwarePolicy : public DraftPolicy {
   Options o_;
   std::vector<double> reached_, accepted_;  // per position: decayed counts
   int plain_rounds_ = 0;
-  int probe_gap_;         // plain rounds before the next probe
+  int probe_gap_ = 0;     // plain rounds before the next probe
   bool probing_ = false;  // the last length handed out was a probe
 };
 
