@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   install deps, build, run the trained demo pair plainly and speculatively
-#   make test   install deps, build, run the whole test suite (ctest), then the ASan+UBSan build's
+#   make test   install deps, build, run the whole test suite (ctest), then the ASan+UBSan build's,
+#               then every parser fuzzer briefly (fuzz-smoke)
 #   make fuzz   the libFuzzer harnesses of the parsers (clang, ASan+UBSan), FUZZ_SECONDS each
 .PHONY: all deps build demo test test-fast test-arm asan fuzz-build fuzz fuzz-smoke clean format
 
@@ -31,7 +32,7 @@ demo: build
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test: test-fast asan
+test: test-fast asan fuzz-smoke
 
 # The kernels cross-compiled for 64-bit ARM (NEON) and tested under qemu-user (CI runs it too).
 test-arm:
@@ -44,7 +45,7 @@ asan: deps
 
 # Each harness runs from its seed corpus (tests/fuzz/corpus/NAME, copied to $(FUZZ_BUILD)) with its
 # dictionary; a crash, leak, hang or OOM fails the target and leaves the input in
-# $(FUZZ_BUILD)/fuzz-artifacts. fuzz-smoke is the short run CI does after `make test`.
+# $(FUZZ_BUILD)/fuzz-artifacts. fuzz-smoke is the short run `make test` ends with.
 fuzz-build: deps
 	@test -f $(FUZZ_BUILD)/CMakeCache.txt || CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DSPECULA_FUZZ=ON
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -239,6 +240,46 @@ TEST_P(KernelsTest, GeluMulAndSoftCapMatchScalarReference) {
     SoftCap(capped.data(), n, 30.0f);
     k_.softcap(logits.data(), n, 30.0f);
     for (size_t i = 0; i < n; ++i) EXPECT_NEAR(logits[i], capped[i], 1e-5 * 30) << k_.target;
+  }
+}
+
+// Softmax weights against a double-precision reference; the sum comes back in f64, and a -inf
+// logit (a masked token) weighs a finite nothing.
+TEST_P(KernelsTest, ExpWeightsMatchReference) {
+  for (size_t n : {1u, 3u, 16u, 37u, 1000u, 262144u}) {
+    std::vector<float> x = RandomVec(n, 31);
+    for (float& v : x) v *= 40.0f;
+    if (n > 5) x[5] = -std::numeric_limits<float>::infinity();
+    const float mx = *std::max_element(x.begin(), x.end());
+    for (float scale : {1.0f, 1.0f / 0.7f}) {
+      std::vector<float> w(n);
+      const double sum = k_.exp_weights(x.data(), n, mx, scale, w.data());
+      double want_sum = 0.0;
+      for (size_t i = 0; i < n; ++i) {
+        // The argument in float, as the kernel forms it; the exponential to within 1 ulp.
+        const float arg = std::max((x[i] - mx) * scale, -87.0f);
+        const double want = std::exp(static_cast<double>(arg));
+        want_sum += want;
+        ASSERT_NEAR(w[i], want, 2.5e-7 * want) << k_.target << " n " << n << " i " << i;
+      }
+      EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << k_.target << " n " << n;
+      EXPECT_GE(sum, 1.0);  // the maximum weighs 1
+    }
+  }
+}
+
+TEST_P(KernelsTest, ArgmaxFindsTheFirstMaximum) {
+  for (size_t n : {1u, 2u, 7u, 16u, 17u, 1000u, 262144u}) {
+    std::vector<float> x = RandomVec(n, 41);
+    for (size_t at : {size_t{0}, n / 2, n - 1}) {
+      std::vector<float> y = x;
+      y[at] = 5.0f;
+      EXPECT_EQ(k_.argmax(y.data(), n), at) << k_.target << " n " << n;
+      if (at + 3 < n) {
+        y[at + 3] = 5.0f;  // a tie after it: the first one wins
+        EXPECT_EQ(k_.argmax(y.data(), n), at) << k_.target << " n " << n;
+      }
+    }
   }
 }
 

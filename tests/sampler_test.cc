@@ -1,9 +1,11 @@
+#include "specula/runtime/sampler.h"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
-
-#include "specula/runtime/sampler.h"
+#include <random>
 
 namespace specula {
 namespace {
@@ -27,7 +29,8 @@ TEST(Sampler, TemperatureSoftmax) {
   double z = 0;
   for (float l : kLogits) z += std::exp(l / 2.0);
   ASSERT_EQ(m.size(), 8u);
-  for (int i = 0; i < 8; ++i) EXPECT_NEAR(m.at(i), std::exp(kLogits[static_cast<size_t>(i)] / 2.0) / z, 1e-6);
+  for (int i = 0; i < 8; ++i)
+    EXPECT_NEAR(m.at(i), std::exp(kLogits[static_cast<size_t>(i)] / 2.0) / z, 1e-6);
 }
 
 TEST(Sampler, TopKTopPMinPKeepTheRightSets) {
@@ -49,7 +52,8 @@ TEST(Sampler, TopKTopPMinPKeepTheRightSets) {
 
 TEST(Sampler, SeededAndReproducible) {
   std::vector<int> a, b, c;
-  Sampler s1({.temperature = 1.0f, .seed = 42}), s2({.temperature = 1.0f, .seed = 42}), s3({.temperature = 1.0f, .seed = 43});
+  Sampler s1({.temperature = 1.0f, .seed = 42}), s2({.temperature = 1.0f, .seed = 42}),
+      s3({.temperature = 1.0f, .seed = 43});
   for (int i = 0; i < 200; ++i) {
     a.push_back(s1.Sample(kLogits.data(), 8));
     b.push_back(s2.Sample(kLogits.data(), 8));
@@ -73,8 +77,82 @@ TEST(Sampler, EmpiricalDistributionMatches) {
   EXPECT_LT(chi2, 20.5);  // 99.9th percentile for <= 5 degrees of freedom
 }
 
+// The plain definition: sort every token by (logit desc, id asc), softmax at T in fp64, cut the
+// top-k, the top-p prefix and the min-p tail, renormalise.
+std::map<int, double> NaiveDistribution(const SamplingParams& sp, const std::vector<float>& l) {
+  std::vector<int> idx(l.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int>(i);
+  std::sort(idx.begin(), idx.end(), [&](int a, int b) {
+    return l[static_cast<size_t>(a)] != l[static_cast<size_t>(b)]
+               ? l[static_cast<size_t>(a)] > l[static_cast<size_t>(b)]
+               : a < b;
+  });
+  if (sp.top_k > 0 && static_cast<size_t>(sp.top_k) < idx.size())
+    idx.resize(static_cast<size_t>(sp.top_k));
+  std::vector<double> p;
+  double sum = 0;
+  for (int t : idx) {
+    p.push_back(
+        std::exp((static_cast<double>(l[static_cast<size_t>(t)]) - l[static_cast<size_t>(idx[0])]) /
+                 sp.temperature));
+    sum += p.back();
+  }
+  size_t keep = idx.size();
+  if (sp.top_p < 1.0f) {
+    double cum = 0;
+    size_t n = 0;
+    while (n < keep && (n == 0 || cum < sp.top_p)) cum += p[n++] / sum;
+    keep = n;
+  }
+  size_t n = 1;
+  while (n < keep && p[n] >= sp.min_p * p[0]) ++n;
+  keep = n;
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += p[i];
+  std::map<int, double> m;
+  for (size_t i = 0; i < keep; ++i) m[idx[i]] = p[i] / total;
+  return m;
+}
+
+// The fast path (partial selection, no full sort) keeps exactly the tokens the plain definition
+// keeps, with the same probabilities, the most probable first; on a large vocabulary with ties.
+TEST(Sampler, MatchesTheNaiveDefinitionOnALargeVocabulary) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(20000);
+  for (float& x : logits) x = std::round(normal(rng) * 64.0f) / 64.0f;  // many ties
+  logits[777] = logits[778] = 14.0f;                                    // a tied maximum
+  const std::vector<SamplingParams> cases = {
+      {.temperature = 1.0f},
+      {.temperature = 0.7f, .top_p = 0.95f},
+      {.temperature = 0.7f, .top_p = 0.5f},
+      {.temperature = 2.0f, .top_p = 0.999f},
+      {.temperature = 1.0f, .top_k = 40},
+      {.temperature = 1.0f, .top_k = 40, .top_p = 0.9f, .min_p = 0.05f},
+      {.temperature = 1.0f, .min_p = 0.01f},
+      {.temperature = 0.5f, .top_k = 5000, .top_p = 0.99f},
+      {.temperature = 1.5f, .top_p = 0.8f, .min_p = 0.001f},
+  };
+  for (const SamplingParams& sp : cases) {
+    const TokenDistribution d =
+        ProcessedDistribution(sp, logits.data(), static_cast<int>(logits.size()));
+    const std::map<int, double> want = NaiveDistribution(sp, logits);
+    ASSERT_EQ(d.probs.size(), want.size()) << "T " << sp.temperature << " top_k " << sp.top_k
+                                           << " top_p " << sp.top_p << " min_p " << sp.min_p;
+    EXPECT_EQ(d.probs.front().first, 777);
+    double sum = 0;
+    for (const auto& [t, q] : d.probs) {
+      ASSERT_TRUE(want.count(t)) << "kept token " << t << " the definition cuts";
+      EXPECT_NEAR(q, want.at(t), 1e-6 * want.at(t) + 1e-9);
+      sum += q;
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+  }
+}
+
 TEST(Sampler, ValidateNamesTheFlag) {
-  EXPECT_NE(SamplingParams{.temperature = -1}.Validate().message().find("--temp"), std::string::npos);
+  EXPECT_NE(SamplingParams{.temperature = -1}.Validate().message().find("--temp"),
+            std::string::npos);
   EXPECT_NE(SamplingParams{.top_p = 0}.Validate().message().find("--top-p"), std::string::npos);
   EXPECT_NE(SamplingParams{.min_p = 2}.Validate().message().find("--min-p"), std::string::npos);
   EXPECT_NE(SamplingParams{.top_k = -1}.Validate().message().find("--top-k"), std::string::npos);

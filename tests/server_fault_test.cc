@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <future>
 #include <thread>
 
@@ -139,7 +140,13 @@ TEST(ServerFaults, EngineFailuresReachTheirClientsAndSpareTheOthers) {
   EXPECT_EQ(early_stream.body.find("\"text\""), std::string::npos);
   EXPECT_GT(faulty.failures.load(), 0);
 
-  const server::MetricsSnapshot m = scheduler.Metrics();
+  // The gauges are refreshed after each engine round, so a reply can arrive just before the round
+  // that sent it has been counted: wait for them to settle.
+  server::MetricsSnapshot m = scheduler.Metrics();
+  for (int i = 0; i < 500 && (m.running != 0 || m.queue_depth != 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    m = scheduler.Metrics();
+  }
   EXPECT_EQ(m.running, 0);
   EXPECT_EQ(m.queue_depth, 0);
   http.Shutdown();

@@ -417,6 +417,38 @@ TEST(CostAwarePolicyUnit, DraftsAsFarAsItPays) {
             0);
 }
 
+// A drafter that fails every probe is probed 32, 64, 128, 256, 256, ... plain rounds apart; one
+// accepted probe brings the gap back to 32.
+TEST(CostAwarePolicyUnit, ProbesBackOffWhileTheDrafterFails) {
+  PassCosts costs;
+  for (int r = 1; r <= 4; ++r) costs.RecordPass(r, 1.0 + 0.05 * (r - 1));
+  costs.RecordDraft(1, 0.5);  // a dear draft step: drafting pays only when it is right
+  const RoundInfo round{.costs = &costs};
+  CostAwarePolicy p({.max_k = 4});
+  std::vector<int> probes;
+  for (int i = 0; i < 1500; ++i) {
+    const int k = p.NextLength(round);
+    if (k == 0) continue;
+    EXPECT_EQ(k, 1) << "round " << i;
+    probes.push_back(i);
+    p.Observe(k, 0);
+  }
+  ASSERT_GE(probes.size(), 7u);
+  EXPECT_EQ(probes[0], 31);  // drafting this dear is not worth an untried guess: a probe at 32
+  std::vector<int> gaps;
+  for (size_t i = 1; i < probes.size(); ++i) gaps.push_back(probes[i] - probes[i - 1]);
+  EXPECT_EQ(std::vector<int>(gaps.begin(), gaps.begin() + 5),
+            (std::vector<int>{64, 128, 256, 256, 256}));
+  // An accepted probe brings the gap back to 32.
+  int k = 0;
+  while ((k = p.NextLength(round)) == 0) {
+  }
+  p.Observe(k, 1);
+  int waited = 0;
+  while (p.NextLength(round) == 0) ++waited;
+  EXPECT_EQ(waited, 31);
+}
+
 TEST(PassCostsUnit, MovingAveragesInterpolationAndMonotonicity) {
   PassCosts c;
   EXPECT_TRUE(c.empty());

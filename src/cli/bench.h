@@ -23,6 +23,7 @@ struct BenchFlags {
   std::string model, draft, drafter = "model", draft_max = "1,2,3,4", prompt, policy = "fixed",
                             plot, batch;
   int n = 64, reps = 3, threads = 0;
+  int extrapolate_layers = 0;  // mixture of experts: also give ceilings at this depth
   bool json = false;
 };
 
@@ -41,6 +42,26 @@ inline std::vector<double> AcceptanceByPosition(const SpecStats& s) {
   }
   return out;
 }
+
+// The bytes model of a mixture-of-experts pass: the dense weights outside and inside the decoder
+// layers, plus the distinct experts its rows chose in each layer. The speculative ceiling of a
+// configuration is its tokens per pass over plain decoding's, times the bytes of a plain pass over
+// the bytes of its own: what it would reach if every pass ran at the memory roofline.
+struct MoeBytes {
+  double outside = 0.0;     // dense bytes outside the layers (embeddings, LM head, final norm)
+  double per_layer = 0.0;   // dense bytes of one layer (mean over the checkpoint's layers)
+  double per_expert = 0.0;  // one expert of one layer
+
+  double PassBytes(double experts_per_layer, int layers) const {
+    return outside + layers * (per_layer + experts_per_layer * per_expert);
+  }
+  double Ceiling(double token_ratio, double plain_experts, double spec_experts, int layers) const {
+    return token_ratio * PassBytes(plain_experts, layers) / PassBytes(spec_experts, layers);
+  }
+};
+
+// The bytes model of `target` (zero experts for a dense one).
+MoeBytes MoeBytesOf(const Gemma4Model& target);
 
 // A comma-separated list of integers in [lo, hi]; errors name the flag.
 Result<std::vector<int>> ParseList(const std::string& text, const std::string& flag, int lo,

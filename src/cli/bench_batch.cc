@@ -37,6 +37,13 @@ Result<std::vector<int>> ParseList(const std::string& text, const std::string& f
   return out;
 }
 
+MoeBytes MoeBytesOf(const Gemma4Model& target) {
+  const double layers = static_cast<double>(target.LayerWeightBytes());
+  return {.outside = static_cast<double>(target.DenseWeightBytes()) - layers,
+          .per_layer = layers / target.config().num_layers,
+          .per_expert = static_cast<double>(target.ExpertBytes())};
+}
+
 namespace {
 
 // One batched run: every sequence decodes `base.max_new_tokens` tokens with draft length k (0 =
@@ -44,6 +51,9 @@ namespace {
 // (when every prefill is done) over that time.
 struct BatchRunResult {
   double tok_per_s = 0.0;
+  long passes = 0;   // target passes once every sequence is decoding
+  long experts = 0;  // distinct experts those passes ran (all layers)
+  long tokens = 0;   // tokens those passes emitted
   std::vector<std::vector<int>> outputs;
   SpecStats spec;  // summed over sequences
 };
@@ -79,6 +89,7 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
   int started = 0;
   long after = 0;  // tokens emitted once every sequence is decoding
   double t0 = 0.0;
+  BatchEngine::Counters at_t0;
   for (int i = 0; i < B; ++i) {
     Result<int> id = engine.Add(
         prompts[static_cast<size_t>(i)],
@@ -88,6 +99,7 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
         [&, i](int) {
           if (emitted[static_cast<size_t>(i)]++ == 0 && ++started == B) {
             t0 = NowSeconds();
+            at_t0 = engine.counters();  // this pass is counted already: later ones all decode
             return;
           }
           if (started == B) ++after;
@@ -102,6 +114,9 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
   if (!failure.ok()) return failure;
   const double t1 = NowSeconds();
   res.tok_per_s = t1 > t0 ? static_cast<double>(after) / (t1 - t0) : 0.0;
+  res.passes = engine.counters().target_forwards - at_t0.target_forwards;
+  res.experts = engine.counters().experts_read - at_t0.experts_read;
+  res.tokens = after;
   for (int i = 0; i < B; ++i) {
     const SpecResult& r = done[static_cast<size_t>(i)];
     res.outputs[static_cast<size_t>(i)] = r.gen.ids;
@@ -120,6 +135,9 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
   const int context = static_cast<int>(prompt.size()) + f.n + 64;
   OJson results = OJson::array();
   std::vector<std::string> lines;
+  const Gemma4Config& c = target.config();
+  const bool moe = c.moe();
+  const MoeBytes moe_bytes = MoeBytesOf(target);
   for (int B : batches) {
     // B distinct sequences: the prompt with a different first token after BOS.
     std::vector<std::vector<int>> prompts;
@@ -144,10 +162,13 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
     std::vector<double> plain_tps;
     std::vector<std::vector<double>> spec_tps(ks.size());
     std::vector<SpecStats> stats(ks.size());
+    BatchRunResult plain_last;  // passes, experts, tokens of the last repetition
+    std::vector<BatchRunResult> spec_last(ks.size());
     for (int rep = 0; rep < f.reps; ++rep) {
       Result<BatchRunResult> p = RunBatch(target, nullptr, pool, plain_run);
       if (!p.ok()) return Fail(p.status().message());
       plain_tps.push_back(p->tok_per_s);
+      plain_last = std::move(*p);
       for (size_t i = 0; i < ks.size(); ++i) {
         const BatchRun spec_run{
             .prompts = prompts, .base = base, .k = ks[i], .policy = f.policy, .context = context};
@@ -159,9 +180,28 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
         }
         spec_tps[i].push_back(r->tok_per_s);
         stats[i] = r->spec;
+        spec_last[i] = std::move(*r);
       }
     }
     const double plain = Median(plain_tps);
+    // Mixture of experts: what the decode passes read, and the bytes-model ceiling of each K.
+    const auto experts_per_layer = [&](const BatchRunResult& r) -> OJson {
+      if (!moe || r.passes == 0) return nullptr;
+      return static_cast<double>(r.experts) / static_cast<double>(r.passes) / c.num_layers;
+    };
+    const auto pass_gb = [&](const BatchRunResult& r) -> OJson {
+      if (!moe || r.passes == 0) return nullptr;
+      return moe_bytes.PassBytes(experts_per_layer(r).get<double>(), c.num_layers) / 1e9;
+    };
+    const auto ceiling = [&](const BatchRunResult& r, int layers) -> OJson {
+      if (!moe || r.passes == 0 || plain_last.passes == 0 || plain_last.tokens == 0 || layers <= 0)
+        return nullptr;
+      const double token_ratio =
+          (static_cast<double>(r.tokens) / static_cast<double>(r.passes)) /
+          (static_cast<double>(plain_last.tokens) / static_cast<double>(plain_last.passes));
+      return moe_bytes.Ceiling(token_ratio, experts_per_layer(plain_last).get<double>(),
+                               experts_per_layer(r).get<double>(), layers);
+    };
     results.push_back({{"mode", "plain"},
                        {"drafter", nullptr},
                        {"draft_max", nullptr},
@@ -175,24 +215,33 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
                        {"peak_rss_mb", PeakRssMB()},
                        {"roofline_fraction", nullptr},
                        {"verify_cost_ratio", nullptr},
+                       {"experts_per_layer", experts_per_layer(plain_last)},
+                       {"pass_gb", pass_gb(plain_last)},
+                       {"bytes_ceiling_speedup", nullptr},
+                       {"bytes_ceiling_speedup_extrapolated", nullptr},
                        {"draft_step_cost_fraction", nullptr}});
     size_t best = 0;
     for (size_t i = 0; i < ks.size(); ++i) {
       if (Median(spec_tps[i]) > Median(spec_tps[best])) best = i;
-      results.push_back({{"mode", "spec"},
-                         {"drafter", f.drafter},
-                         {"draft_max", ks[i]},
-                         {"batch", B},
-                         {"decode_tok_per_s", Median(spec_tps[i])},
-                         {"speedup", Median(spec_tps[i]) / plain},
-                         {"acceptance_rate", stats[i].acceptance_rate()},
-                         {"tokens_per_forward", stats[i].mean_tokens_per_round()},
-                         {"accepted_per_position", AcceptanceByPosition(stats[i])},
-                         {"prefill_tok_per_s", nullptr},
-                         {"peak_rss_mb", PeakRssMB()},
-                         {"roofline_fraction", nullptr},
-                         {"verify_cost_ratio", nullptr},
-                         {"draft_step_cost_fraction", nullptr}});
+      results.push_back(
+          {{"mode", "spec"},
+           {"drafter", f.drafter},
+           {"draft_max", ks[i]},
+           {"batch", B},
+           {"decode_tok_per_s", Median(spec_tps[i])},
+           {"speedup", Median(spec_tps[i]) / plain},
+           {"acceptance_rate", stats[i].acceptance_rate()},
+           {"tokens_per_forward", stats[i].mean_tokens_per_round()},
+           {"accepted_per_position", AcceptanceByPosition(stats[i])},
+           {"prefill_tok_per_s", nullptr},
+           {"peak_rss_mb", PeakRssMB()},
+           {"roofline_fraction", nullptr},
+           {"verify_cost_ratio", nullptr},
+           {"experts_per_layer", experts_per_layer(spec_last[i])},
+           {"pass_gb", pass_gb(spec_last[i])},
+           {"bytes_ceiling_speedup", ceiling(spec_last[i], c.num_layers)},
+           {"bytes_ceiling_speedup_extrapolated", ceiling(spec_last[i], f.extrapolate_layers)},
+           {"draft_step_cost_fraction", nullptr}});
     }
     char line[200];
     std::snprintf(line, sizeof(line),
@@ -209,17 +258,35 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
       "batch sweep: %s drafter, %s draft policy, %d tokens per sequence, %d reps; aggregate decode "
       "tok/s over all sequences\n",
       f.drafter.c_str(), f.policy.c_str(), f.n, f.reps);
-  std::printf("%5s %-6s %3s %10s %8s %7s %7s\n", "batch", "mode", "K", "tok/s", "speedup", "accept",
-              "tok/fw");
+  // Mixture of experts: distinct experts per layer per pass, GB per pass, bytes-model ceiling (and
+  // at --extrapolate-layers).
+  const auto moe_columns = [&](const OJson& r) {
+    if (r["experts_per_layer"].is_null()) return std::string();
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " %8.2f %6.2f", r["experts_per_layer"].get<double>(),
+                  r["pass_gb"].get<double>());
+    std::string out = buf;
+    for (const char* key : {"bytes_ceiling_speedup", "bytes_ceiling_speedup_extrapolated"}) {
+      if (r[key].is_null()) continue;
+      std::snprintf(buf, sizeof buf, " %7.2fx", r[key].get<double>());
+      out += buf;
+    }
+    return out;
+  };
+  std::string header = moe ? "  experts     GB  ceiling" : "";
+  if (moe && f.extrapolate_layers > 0)
+    header += " at " + std::to_string(f.extrapolate_layers) + "L";
+  std::printf("%5s %-6s %3s %10s %8s %7s %7s%s\n", "batch", "mode", "K", "tok/s", "speedup",
+              "accept", "tok/fw", header.c_str());
   for (const OJson& r : results) {
-    std::printf("%5d %-6s %3s %10.2f %7.2fx %7s %7.2f\n", r["batch"].get<int>(),
+    std::printf("%5d %-6s %3s %10.2f %7.2fx %7s %7.2f%s\n", r["batch"].get<int>(),
                 r["mode"].get<std::string>().c_str(),
                 r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
                 r["decode_tok_per_s"].get<double>(), r["speedup"].get<double>(),
                 r["acceptance_rate"].is_null()
                     ? "-"
                     : std::to_string(r["acceptance_rate"].get<double>()).substr(0, 4).c_str(),
-                r["tokens_per_forward"].get<double>());
+                r["tokens_per_forward"].get<double>(), moe_columns(r).c_str());
   }
   for (const std::string& l : lines) std::printf("%s\n", l.c_str());
   return 0;

@@ -117,6 +117,8 @@ Status Plot(const OJson& report, const std::string& png) {
 int Run(const BenchFlags& f) {
   if (f.n < 2) return Fail("-n/--n-predict: must be >= 2 for a decode measurement");
   if (f.reps < 1 || f.reps > 100) return Fail("--reps: must be in [1, 100]");
+  if (f.extrapolate_layers < 0 || f.extrapolate_layers > 1000)
+    return Fail("--extrapolate-layers: must be in [0, 1000]");
   if (f.drafter != "model" && f.drafter != "replay")
     return Fail("--drafter: expected model or replay");
   if (f.drafter == "model" && f.draft.empty())
@@ -257,10 +259,18 @@ int Run(const BenchFlags& f) {
     if (!moe || s.decode_forwards == 0) return nullptr;
     return static_cast<double>(s.experts_read) / s.decode_forwards / c.num_layers;
   };
+  const MoeBytes moe_bytes = MoeBytesOf(target);
+  // The bytes-model ceiling of a speculative run, at this depth and at --extrapolate-layers.
+  const auto ceiling = [&](const GenerateStats& s, double tokens_per_pass, int layers) -> OJson {
+    const OJson spec = experts_per_layer(s), plain_experts = experts_per_layer(plain_gen[0]);
+    if (spec.is_null() || plain_experts.is_null() || layers <= 0) return nullptr;
+    return moe_bytes.Ceiling(tokens_per_pass, plain_experts.get<double>(), spec.get<double>(),
+                             layers);
+  };
   const auto pass_gb = [&](const GenerateStats& s) -> OJson {
-    if (!moe || s.decode_forwards == 0) return nullptr;
-    return (dense_bytes + expert_bytes * static_cast<double>(s.experts_read) / s.decode_forwards) /
-           1e9;
+    const OJson experts = experts_per_layer(s);
+    if (experts.is_null()) return nullptr;
+    return moe_bytes.PassBytes(experts.get<double>(), c.num_layers) / 1e9;
   };
 
   OJson results = OJson::array();
@@ -284,8 +294,12 @@ int Run(const BenchFlags& f) {
        {"roofline_fraction", plain / roofline},
        {"verify_cost_ratio", 1.0},
        {"verify_roofline_fraction", nullptr},
+       {"verify_fma_fraction", nullptr},
+       {"verify_bound", nullptr},
        {"experts_per_layer", experts_per_layer(plain_gen[0])},
        {"pass_gb", pass_gb(plain_gen[0])},
+       {"bytes_ceiling_speedup", nullptr},
+       {"bytes_ceiling_speedup_extrapolated", nullptr},
        {"draft_step_cost_fraction", nullptr}});
   for (size_t i = 0; i < ks.size(); ++i) {
     const SpecStats& s = spec_stats[i];
@@ -294,6 +308,13 @@ int Run(const BenchFlags& f) {
     // One verify pass over K+1 rows of the real continuation, against the bytes it read.
     const PassTime verify = TimePass(target, pool, *cache, continuation, ks[i] + 1, 5);
     const double verify_bytes = dense_bytes + expert_bytes * verify.experts_read;
+    // Its multiply-adds: every row through every matrix and its own experts, and the LM head
+    // (verification needs each row's logits). The larger of the two rooflines bounds the pass.
+    const double verify_flops = 2.0 * (ks[i] + 1) *
+                                (static_cast<double>(target.MatMulParamsPerToken()) +
+                                 static_cast<double>(c.vocab_size) * c.hidden_size);
+    const double bytes_s = verify_bytes / (bandwidth * 1e9),
+                 flops_s = verify_flops / (peak_gflops * 1e9);
     results.push_back(
         {{"mode", "spec"},
          {"drafter", f.drafter},
@@ -312,9 +333,14 @@ int Run(const BenchFlags& f) {
          {"peak_rss_mb", PeakRssMB()},
          {"roofline_fraction", nullptr},
          {"verify_cost_ratio", verify.seconds / one_row},
-         {"verify_roofline_fraction", verify_bytes / (bandwidth * 1e9) / verify.seconds},
+         {"verify_roofline_fraction", bytes_s / verify.seconds},
+         {"verify_fma_fraction", flops_s / verify.seconds},
+         {"verify_bound", bytes_s >= flops_s ? "memory" : "compute"},
          {"experts_per_layer", experts_per_layer(spec_gen[i])},
          {"pass_gb", pass_gb(spec_gen[i])},
+         {"bytes_ceiling_speedup", ceiling(spec_gen[i], s.mean_tokens_per_round(), c.num_layers)},
+         {"bytes_ceiling_speedup_extrapolated",
+          ceiling(spec_gen[i], s.mean_tokens_per_round(), f.extrapolate_layers)},
          {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()}});
   }
   report["model"]["weight_bytes_per_token"] = bytes;
@@ -343,19 +369,28 @@ int Run(const BenchFlags& f) {
         "experts: %d of %d per token per layer; a pass reads %.2f GB dense + %.2f MB per distinct "
         "expert\n",
         c.top_k_experts, c.num_experts, dense_bytes / 1e9, expert_bytes / 1e6);
+    const auto fixed = [](const OJson& v, const char* fmt) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, fmt, v.get<double>());
+      return std::string(buf);
+    };
     for (const OJson& r : results) {
       if (r["experts_per_layer"].is_null()) continue;
+      std::string tail;
+      if (!r["verify_roofline_fraction"].is_null())
+        tail += ", verify pass at " + fixed(r["verify_roofline_fraction"], "%.2f") +
+                " of its bytes roofline and " + fixed(r["verify_fma_fraction"], "%.2f") +
+                " of peak FMA (" + r["verify_bound"].get<std::string>() + "-bound)";
+      if (!r["bytes_ceiling_speedup"].is_null())
+        tail += ", bytes-model ceiling " + fixed(r["bytes_ceiling_speedup"], "%.2fx");
+      if (!r["bytes_ceiling_speedup_extrapolated"].is_null())
+        tail += " (" + fixed(r["bytes_ceiling_speedup_extrapolated"], "%.2fx") + " at " +
+                std::to_string(f.extrapolate_layers) + " layers)";
       std::printf(
           "  %-5s K=%-2s distinct experts per layer per pass %6.2f, %.2f GB per pass%s\n",
           r["mode"].get<std::string>().c_str(),
           r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
-          r["experts_per_layer"].get<double>(), r["pass_gb"].get<double>(),
-          r["verify_roofline_fraction"].is_null()
-              ? ""
-              : (", its verify pass at " +
-                 std::to_string(r["verify_roofline_fraction"].get<double>()).substr(0, 4) +
-                 " of its bytes roofline")
-                    .c_str());
+          r["experts_per_layer"].get<double>(), r["pass_gb"].get<double>(), tail.c_str());
     }
   }
   std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", "mode", "drafter", "K",
@@ -411,6 +446,9 @@ Runner AddBench(CLI::App& app) {
   c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
   c->add_option("--batch", f->batch,
                 "comma-separated batch sizes: aggregate tok/s of that many concurrent sequences");
+  c->add_option("--extrapolate-layers", f->extrapolate_layers,
+                "mixture of experts: also give the bytes-model ceilings of a model this deep "
+                "(same widths; e.g. 30 for 26B-A4B)");
   c->add_flag("--json", f->json, "print one JSON object");
   c->add_option("--plot", f->plot,
                 "draw speedup and acceptance against draft length to a PNG (needs gnuplot)");

@@ -331,6 +331,51 @@ void SoftCapRow(float* HWY_RESTRICT x, size_t n, float cap) {
   for (; i < n; ++i) x[i] = cap * std::tanh(x[i] * (1.0f / cap));
 }
 
+// The sampler's softmax weights over a whole vocabulary. Inputs below -87 (weights under
+// FLT_MIN, -inf included) are clamped there, so every weight is a finite float.
+double ExpWeights(const float* HWY_RESTRICT x, size_t n, float max, float scale,
+                  float* HWY_RESTRICT w) {
+  const DF df;
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> dfh;  // the floats one double vector promotes
+  const size_t N = hn::Lanes(df), Nd = hn::Lanes(dd);
+  const auto vmax = hn::Set(df, max), vscale = hn::Set(df, scale), lo = hn::Set(df, -87.0f);
+  auto acc = hn::Zero(dd);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto t = hn::Max(hn::Mul(hn::Sub(hn::LoadU(df, x + i), vmax), vscale), lo);
+    hn::StoreU(hn::Exp(df, t), df, w + i);
+    for (size_t j = 0; j < N; j += Nd)
+      acc = hn::Add(acc, hn::PromoteTo(dd, hn::LoadU(dfh, w + i + j)));
+  }
+  double sum = hn::GetLane(hn::SumOfLanes(dd, acc));
+  for (; i < n; ++i) sum += w[i] = std::exp(std::max((x[i] - max) * scale, -87.0f));
+  return sum;
+}
+
+// First index of the largest value (inputs without NaN): the maximum, then where it first occurs.
+size_t ArgmaxRow(const float* HWY_RESTRICT x, size_t n) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  float best = x[0];
+  size_t i = 0;
+  if (n >= N) {
+    auto m = hn::LoadU(df, x);
+    for (i = N; i + N <= n; i += N) m = hn::Max(m, hn::LoadU(df, x + i));
+    best = hn::GetLane(hn::MaxOfLanes(df, m));
+  }
+  for (; i < n; ++i) best = std::max(best, x[i]);
+  const auto vb = hn::Set(df, best);
+  for (i = 0; i + N <= n; i += N) {
+    const intptr_t at = hn::FindFirstTrue(df, hn::Eq(hn::LoadU(df, x + i), vb));
+    if (at >= 0) return i + static_cast<size_t>(at);
+  }
+  for (; i < n; ++i) {
+    if (x[i] == best) return i;
+  }
+  return 0;
+}
+
 double FmaProbe(size_t iters) {
   const DF df;
   const auto m = hn::Set(df, 0.999999f), a = hn::Set(df, 1e-7f);
@@ -375,6 +420,8 @@ KernelTable GetTable() {
   t.fma_probe = &FmaProbe;
   t.gelu_mul = &GeluMul;
   t.softcap = &SoftCapRow;
+  t.exp_weights = &ExpWeights;
+  t.argmax = &ArgmaxRow;
   return t;
 }
 

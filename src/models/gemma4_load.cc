@@ -221,6 +221,15 @@ size_t Gemma4Model::DenseWeightBytes() const {
   return bytes;
 }
 
+size_t Gemma4Model::LayerWeightBytes() const {
+  size_t bytes = 0;
+  const std::string layers = config_.tensor_prefix + "layers.";
+  for (const auto& [name, t] : store_->all()) {
+    if (!IsExpertStack(name) && name.rfind(layers, 0) == 0) bytes += t->nbytes;
+  }
+  return bytes;
+}
+
 size_t Gemma4Model::ExpertBytes() const {
   if (!config_.moe()) return 0;
   size_t bytes = 0;

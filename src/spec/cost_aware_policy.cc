@@ -7,7 +7,11 @@ namespace specula {
 CostAwarePolicy::CostAwarePolicy(const Options& o)
     : o_(o),
       reached_(static_cast<size_t>(std::max(1, o.max_k)), 0.0),
-      accepted_(reached_.size(), 0.0) {}
+      accepted_(reached_.size(), 0.0) {
+  o_.probe_every = std::max(1, o.probe_every);
+  o_.max_probe_every = std::max(o_.probe_every, o.max_probe_every);
+  probe_gap_ = o_.probe_every;
+}
 
 double CostAwarePolicy::ExpectedTokens(int k) const {
   double tokens = 1.0, reach = 1.0;  // the target's own token, then each draft that survives
@@ -46,10 +50,13 @@ int CostAwarePolicy::NextLength(const RoundInfo& round) {
   }
   if (best > 0) {
     plain_rounds_ = 0;
+    probe_gap_ = o_.probe_every;
     return best;
   }
-  if (++plain_rounds_ >= o_.probe_every) {  // look again: the text may have changed
+  // Look again, the text may have changed; a drafter that keeps failing is asked less and less.
+  if (++plain_rounds_ >= probe_gap_) {
     plain_rounds_ = 0;
+    probing_ = true;
     return 1;
   }
   return 0;
@@ -57,6 +64,10 @@ int CostAwarePolicy::NextLength(const RoundInfo& round) {
 
 void CostAwarePolicy::Observe(int drafted, int accepted) {
   if (drafted <= 0) return;
+  if (probing_) {
+    probing_ = false;
+    probe_gap_ = accepted > 0 ? o_.probe_every : std::min(2 * probe_gap_, o_.max_probe_every);
+  }
   for (size_t i = 0; i < reached_.size(); ++i) {
     reached_[i] *= o_.decay;
     accepted_[i] *= o_.decay;

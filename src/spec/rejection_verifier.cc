@@ -1,4 +1,4 @@
-#include <unordered_map>
+#include <vector>
 
 #include "specula/spec/verifier.h"
 
@@ -22,28 +22,34 @@ VerifyOutcome VerifyRejection(const float* logits, int vocab, std::span<const in
   for (size_t i = 0; i < draft.size(); ++i) {
     const TokenDistribution p =
         sampler.Distribution(logits + i * static_cast<size_t>(vocab), vocab);
-    std::unordered_map<int, double> qmap;
-    if (q.empty()) {
-      qmap[draft[i]] = 1.0;  // a greedy draft is a point mass
-    } else {
-      for (const auto& [tok, prob] : q[i].probs) qmap[tok] += prob;
+    // q(draft): a greedy draft is a point mass.
+    double qd = q.empty() ? 1.0 : 0.0;
+    if (!q.empty()) {
+      for (const auto& [tok, prob] : q[i].probs) {
+        if (tok == draft[i]) qd += prob;
+      }
     }
     double pd = 0.0;
     for (const auto& [tok, prob] : p.probs) {
       if (tok == draft[i]) pd = prob;
     }
-    const double qd = qmap.count(draft[i]) ? qmap[draft[i]] : 0.0;
     // Accept with probability min(1, p/q): u * q < p for u in [0, 1).
     if (qd > 0.0 && sampler.Uniform() * qd < pd) {
       ++v.accepted;
       continue;
     }
-    // Rejected: resample from the residual max(p - q, 0), which lives on p's support.
+    // Rejected: resample from the residual max(p - q, 0), which lives on p's support. q is
+    // spread over a dense table once, as p may cover the whole vocabulary.
+    std::vector<double> qv(static_cast<size_t>(vocab), 0.0);
+    if (q.empty()) {
+      qv[static_cast<size_t>(draft[i])] = 1.0;
+    } else {
+      for (const auto& [tok, prob] : q[i].probs) qv[static_cast<size_t>(tok)] += prob;
+    }
     std::vector<std::pair<int, double>> residual;
     double total = 0.0;
     for (const auto& [tok, prob] : p.probs) {
-      auto it = qmap.find(tok);
-      const double r = static_cast<double>(prob) - (it == qmap.end() ? 0.0 : it->second);
+      const double r = static_cast<double>(prob) - qv[static_cast<size_t>(tok)];
       if (r > 0.0) {
         residual.push_back({tok, r});
         total += r;

@@ -97,6 +97,11 @@ struct KernelTable {
   void (*gelu_mul)(float* g, const float* u, size_t n) = nullptr;
   // x = cap * tanh(x / cap); scalar reference: SoftCap in ops.h.
   void (*softcap)(float* x, size_t n, float cap) = nullptr;
+  // w[i] = exp((x[i] - max) * scale), returning the sum of w in f64 (lane partial sums in a fixed
+  // order: the same n gives the same bits). Softmax weights for sampling; x[i] <= max.
+  double (*exp_weights)(const float* x, size_t n, float max, float scale, float* w) = nullptr;
+  // The first index of the largest of x[0, n), n >= 1 (inputs without NaN).
+  size_t (*argmax)(const float* x, size_t n) = nullptr;
   // Runs `iters` rounds of 16 independent vector FMA chains held in registers and returns the
   // flops done (2 per lane per FMA): the core's peak FMA throughput.
   double (*fma_probe)(size_t iters) = nullptr;

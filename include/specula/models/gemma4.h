@@ -70,6 +70,9 @@ class Gemma4Model : public TargetModel {
   // n distinct experts (ForwardOutput::experts_read) reads this + n * ExpertBytes().
   size_t DenseWeightBytes() const;
   size_t ExpertBytes() const;  // one expert of one layer (0 without experts)
+  // The part of DenseWeightBytes inside the decoder layers (all of them): what another depth of
+  // the same widths would scale.
+  size_t LayerWeightBytes() const;
   // Multiply-adds per prompt token in prefill: every matrix but the gathered per-layer embedding
   // table and the LM head (prefill only needs the last row's logits), top_k experts per layer.
   size_t MatMulParamsPerToken() const;

@@ -24,14 +24,16 @@ struct SamplingParams {
   Status Validate() const;  // errors name the flag
 };
 
-// The processed distribution over the surviving tokens, most probable first.
+// The processed distribution over the surviving tokens: the most probable first (lowest id among
+// equals), the rest in a deterministic order (descending where top-k or top-p ranked them).
 struct TokenDistribution {
   std::vector<std::pair<int, float>> probs;  // (token, p), sum to 1
 };
 
 // The distribution sampling with `params` draws from (pure: no random state). Greedy params give
 // a point mass on the argmax.
-TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits, int vocab);
+TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits,
+                                        int vocab);
 
 class Sampler {
  public:

@@ -74,8 +74,9 @@ class CostAwarePolicy : public DraftPolicy {
  public:
   struct Options {
     int max_k = 8;
-    double decay = 0.98;   // weight of the past per observed round
-    int probe_every = 32;  // plain rounds between probes
+    double decay = 0.98;        // weight of the past per observed round
+    int probe_every = 32;       // plain rounds before the first probe
+    int max_probe_every = 256;  // each probe the drafter fails doubles the gap, up to this
   };
   explicit CostAwarePolicy(const Options& o);
   int NextLength(const RoundInfo& round) override;
@@ -87,6 +88,8 @@ class CostAwarePolicy : public DraftPolicy {
   Options o_;
   std::vector<double> reached_, accepted_;  // per position: decayed counts
   int plain_rounds_ = 0;
+  int probe_gap_ = 0;     // plain rounds before the next probe
+  bool probing_ = false;  // the last length handed out was a probe
 };
 
 // "fixed", "adaptive" or "auto" (CostAwarePolicy), drafting at most max_k tokens.
