@@ -9,7 +9,8 @@ the assistant it writes (directory and GGUF) must load in Specula and beat a ran
 acceptance on held-out prompts by 0.2, with output identical to plain decoding, and, packed with
 pack.py, run through make demo's script with identical plain and speculative text; a centroid-head
 run must write a permutation as token_ordering and report its top-k recall; a second run
-resumes; --init fine-tunes the trained assistant; bad inputs are refused with one line.
+resumes; --init fine-tunes the trained assistant; a mixture-of-experts target (tiny-moe) trains
+and gets an assistant that beats a random one; bad inputs are refused with one line.
 """
 import json
 import os
@@ -174,6 +175,41 @@ class Distill(unittest.TestCase):
             tuned_report = json.load(f)
         self.assertEqual(tuned_report["head"], "dense")
         self.assertGreater(tuned_report["eval"]["acceptance_rate"], random + 0.2)
+
+    def test_mixture_of_experts_target(self):
+        # train_target's tiny-moe preset (routed experts, k_eq_v full layers), then its assistant.
+        moe = os.path.join(TMP, "moe")
+        r = subprocess.run(["nice", "-n", "19", sys.executable,
+                            os.path.join(TOOLS, "train_target.py"), "--specula", BIN,
+                            "--corpus", *self.corpus, "--tokenizer",
+                            os.path.join(self.random_target, "tokenizer.json"), "--out", moe,
+                            "--preset", "tiny-moe", "--budget-minutes", "3", "--max-steps", "40",
+                            "--threads", "2"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(moe, "report.json")) as f:
+            report = json.load(f)
+        self.assertAlmostEqual(report["held_out_perplexity_specula"] /
+                               report["held_out_perplexity_torch"], 1.0, delta=0.01)
+        target = os.path.join(moe, "target")
+        self.assertTrue(g.TargetConfig.load(target).experts > 0)
+        out = os.path.join(TMP, "moe-assistant")
+        r = distill("--target", target, "--corpus", *self.corpus, "--out", out,
+                    "--budget-minutes", "3", "--max-steps", "30", "--head", "dense",
+                    "--windows", "32", "--prefix", "48", "--generate", "48",
+                    "--eval-prompts", "4")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("identical to plain decoding", r.stdout)
+        tcfg = g.TargetConfig.load(target)
+        acfg = g.AssistantConfig(distill_mod.assistant_config(tcfg, "dense"))
+        fresh = distill_mod.fresh_tensors(acfg, tcfg.vocab, np.random.default_rng(5))
+        random_asst = os.path.join(TMP, "moe-random-asst")
+        g.Assistant(acfg, fresh).save(random_asst)
+        ids = json.loads(run("tokenize", "-m", target, "-f", self.corpus[2], "--json"))["ids"]
+        prompts = [[2] + ids[at:at + 48] for at in range(0, 480, 96)]
+        trained = acceptance(target, os.path.join(out, "assistant"), prompts)
+        random = acceptance(target, random_asst, prompts)
+        print(f"MoE target: acceptance trained {trained:.3f}, random {random:.3f}")
+        self.assertGreater(trained, random + 0.2)
 
     def test_centroid_head_has_a_permutation_and_reports_recall(self):
         out = os.path.join(TMP, "centroid")

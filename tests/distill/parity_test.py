@@ -3,7 +3,8 @@
 Usage: parity_test.py SPECULA_BIN TMP_DIR
 
 For each shape (e2b-tiny: per-layer embeddings, KV sharing, double-wide MLP, centroid head;
-31b-tiny: k_eq_v full layers with their own KV-head count, dense head), Specula generates 96
+31b-tiny: k_eq_v full layers with their own KV-head count, dense head; 26b-a4b-tiny: routed
+experts beside the dense MLP), Specula generates 96
 greedy tokens speculatively (crossing the 16-token sliding window several times) with --trace,
 then scores the whole sequence with `specula score --top 8`. The PyTorch target must give the
 same greedy tokens, exactly, and the same top logits within LOGIT_TOL; the PyTorch assistant,
@@ -134,6 +135,9 @@ class Parity(unittest.TestCase):
 
     def test_31b_tiny_k_eq_v(self):
         self.check("31b-tiny", "dense")
+
+    def test_26b_a4b_tiny_mixture_of_experts(self):
+        self.check("26b-a4b-tiny", "dense")
 
     def test_saved_checkpoints_are_bit_identical(self):
         tdir, adir = make_pair("e2b-tiny", "centroid")

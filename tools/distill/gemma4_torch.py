@@ -1,7 +1,8 @@
 """A PyTorch Gemma 4 text decoder and MTP assistant with Specula's numerics, for training.
 
 The target runs whole sequences from position 0 (causal, sliding-window layers, per-layer
-embeddings, cross-layer KV sharing, k_eq_v full layers, final softcap); MoE targets are refused.
+embeddings, cross-layer KV sharing, k_eq_v full layers, routed experts beside the dense MLP,
+final softcap).
 The assistant runs the draft step of spec §6 for many queries at once: each query has its own
 pending token, input hidden state, RoPE position P (constant within a round) and reads the
 target's keys 0..P-1 (a sliding window of its own width on sliding layers), so training sees
@@ -99,9 +100,15 @@ class TargetConfig:
         self.max_pos = need("max_position_embeddings")
         self.softcap = float(text.get("final_logit_softcapping") or 0.0)
         self.eps = float(text.get("rms_norm_eps", 1e-6))
+        # Mixture of experts (26B-A4B): routed experts beside the always-on dense MLP.
+        self.experts = self.top_k = self.moe_ffn = 0
         if text.get("enable_moe_block"):
-            raise ConfigError(f"{path}: enable_moe_block: mixture-of-experts targets are not "
-                              "supported by tools/distill yet")
+            self.experts = need("num_experts")
+            self.top_k = need("top_k_experts")
+            self.moe_ffn = need("moe_intermediate_size")
+            if self.top_k > self.experts:
+                raise ConfigError(f"{path}: top_k_experts: must be at most num_experts = "
+                                  f"{self.experts} (got {self.top_k})")
         if text.get("hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
             raise ConfigError(f"{path}: hidden_activation: only gelu_pytorch_tanh is supported")
         types = text.get("layer_types")
@@ -422,6 +429,16 @@ class Target(torch.nn.Module):
             s[p + "mlp.gate_proj.weight"] = (ls.ffn, H)
             s[p + "mlp.up_proj.weight"] = (ls.ffn, H)
             s[p + "mlp.down_proj.weight"] = (H, ls.ffn)
+            if cfg.experts:
+                E, F = cfg.experts, cfg.moe_ffn
+                for n in ("pre_feedforward_layernorm_2", "post_feedforward_layernorm_1",
+                          "post_feedforward_layernorm_2"):
+                    s[p + n + ".weight"] = (H,)
+                s[p + "router.proj.weight"] = (E, H)
+                s[p + "router.scale"] = (H,)
+                s[p + "router.per_expert_scale"] = (E,)
+                s[p + "experts.gate_up_proj"] = (E, 2 * F, H)
+                s[p + "experts.down_proj"] = (E, H, F)
             if P:
                 s[p + "per_layer_input_gate.weight"] = (P, H)
                 s[p + "per_layer_projection.weight"] = (H, P)
@@ -530,6 +547,10 @@ class Target(torch.nn.Module):
             y = rms_norm(x, w(p + "pre_feedforward_layernorm.weight"), c.eps)
             m = gelu(y @ w(p + "mlp.gate_proj.weight").t()) * (y @ w(p + "mlp.up_proj.weight").t())
             m = m @ w(p + "mlp.down_proj.weight").t()
+            if c.experts:
+                m = rms_norm(m, w(p + "post_feedforward_layernorm_1.weight"), c.eps)
+                m = m + rms_norm(self.experts(p, x), w(p + "post_feedforward_layernorm_2.weight"),
+                                 c.eps)
             x = x + rms_norm(m, w(p + "post_feedforward_layernorm.weight"), c.eps)
             if P:
                 g = gelu(x @ w(p + "per_layer_input_gate.weight").t()) * ple[:, :, i, :]
@@ -543,6 +564,30 @@ class Target(torch.nn.Module):
         if logits:
             out["logits"] = self.head(hidden)
         return out
+
+    def experts(self, p, r):
+        """The routed experts of layer prefix `p` on the post-attention residual r [B, T, H]
+        (spec §4): router softmax over all experts, top-k renormalised and scaled per expert, each
+        expert a GELU-gated MLP on the second pre-norm. Ties in the top-k go to the lower index,
+        as in Specula (a stable sort on the negated probabilities)."""
+        c, w = self.cfg, self.w
+        F = c.moe_ffn
+        z = rms_norm(r, None, c.eps) * w(p + "router.scale") * (1.0 / math.sqrt(c.hidden))
+        prob = torch.softmax(z @ w(p + "router.proj.weight").t(), dim=-1)  # [B, T, E]
+        order = torch.sort(-prob, dim=-1, stable=True).indices[..., :c.top_k]  # [B, T, k]
+        top = torch.gather(prob, -1, order)
+        weight = top / top.sum(-1, keepdim=True) * w(p + "router.per_expert_scale")[order]
+        xe = rms_norm(r, w(p + "pre_feedforward_layernorm_2.weight"), c.eps)
+        flat_x, flat_e = xe.reshape(-1, c.hidden), order.reshape(-1, c.top_k)
+        flat_w = weight.reshape(-1, c.top_k)
+        y = torch.zeros_like(flat_x)
+        gate_up, down = w(p + "experts.gate_up_proj"), w(p + "experts.down_proj")
+        for e in torch.unique(flat_e).tolist():
+            rows, rank = torch.nonzero(flat_e == e, as_tuple=True)
+            hid = flat_x[rows] @ gate_up[e].t()  # [n, 2F]: gate, then up
+            out = (gelu(hid[:, :F]) * hid[:, F:]) @ down[e].t()
+            y = y.index_add(0, rows, out * flat_w[rows, rank][:, None])
+        return y.view_as(r)
 
     def head(self, hidden):
         lg = hidden @ self.w("embed_tokens.weight").t()

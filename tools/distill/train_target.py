@@ -48,6 +48,13 @@ PRESETS = {
                                     "sliding_attention", "full_attention"],
                  heads=2, kv_heads=1, head_dim=32, global_head_dim=64, ffn=128, ple=8,
                  kv_shared=2, window=32, seq=64, batch=8, lr=3e-3),
+    # For tests: 26B-A4B's structure (routed experts beside the dense MLP, k_eq_v full layers,
+    # no per-layer embeddings or KV sharing) at the tiny preset's size.
+    "tiny-moe": dict(hidden=64, layers=["sliding_attention", "sliding_attention", "full_attention",
+                                        "sliding_attention", "full_attention"],
+                     heads=2, kv_heads=1, head_dim=32, global_head_dim=64, ffn=64, ple=0,
+                     kv_shared=0, window=32, seq=64, batch=8, lr=3e-3, experts=8, top_k=2,
+                     moe_ffn=32, k_eq_v=True),
 }
 
 
@@ -57,9 +64,10 @@ def target_config(p, vocab):
         "num_hidden_layers": len(p["layers"]), "num_attention_heads": p["heads"],
         "num_key_value_heads": p["kv_heads"], "num_global_key_value_heads": None,
         "head_dim": p["head_dim"], "global_head_dim": p["global_head_dim"],
-        "attention_k_eq_v": False, "intermediate_size": p["ffn"], "use_double_wide_mlp": True,
+        "attention_k_eq_v": p.get("k_eq_v", False), "intermediate_size": p["ffn"],
+        "use_double_wide_mlp": p["kv_shared"] > 0,
         "hidden_size_per_layer_input": p["ple"], "vocab_size_per_layer_input": vocab,
-        "num_kv_shared_layers": p["kv_shared"], "enable_moe_block": False,
+        "num_kv_shared_layers": p["kv_shared"], "enable_moe_block": "experts" in p,
         "sliding_window": p["window"], "layer_types": p["layers"],
         "max_position_embeddings": 4096, "final_logit_softcapping": 30.0, "vocab_size": vocab,
         "rms_norm_eps": 1e-6, "hidden_activation": "gelu_pytorch_tanh",
@@ -68,6 +76,9 @@ def target_config(p, vocab):
             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
             "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
                                "rope_theta": 1000000.0}}}
+    if "experts" in p:
+        text.update(num_experts=p["experts"], top_k_experts=p["top_k"],
+                    moe_intermediate_size=p["moe_ffn"])
     return {"model_type": "gemma4", "architectures": ["Gemma4ForConditionalGeneration"],
             "text_config": text, "eos_token_id": [1, 106], "tie_word_embeddings": True}
 
@@ -83,8 +94,9 @@ def init_tensors(cfg, rows, rng):
             width = cfg.ple_dim if name == "embed_tokens_per_layer.weight" else cfg.hidden
             out[name] = rng.normal(0, 1 / math.sqrt(width), shape).astype(np.float32)
         else:
-            std = 1 / math.sqrt(shape[1])
-            if name.endswith(("o_proj.weight", "down_proj.weight", "per_layer_projection.weight")):
+            std = 1 / math.sqrt(shape[-1])  # [out, in] or, for experts, [experts, out, in]
+            if name.endswith(("o_proj.weight", "down_proj.weight", "experts.down_proj",
+                              "per_layer_projection.weight")):
                 std /= math.sqrt(2 * cfg.layers_n)  # residual branches start small
             out[name] = rng.normal(0, std, shape).astype(np.float32)
     return out
