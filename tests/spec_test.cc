@@ -272,6 +272,24 @@ TEST(Spec, TraceHasOneLinePerRound) {
   EXPECT_EQ(accepted, r->spec.accepted);
 }
 
+// The decode time splits into target passes, drafter steps and the rest: the first two are
+// measured inside the decode phase only (the prefill pass is not in decode_s) and never overlap.
+TEST(Spec, DecodeTimeSplitsIntoPassesDraftsAndTheRest) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  ThreadPool pool(1);
+  auto cache = f.target->NewCache(160);
+  MtpDrafter mtp(*f.assistant);
+  SpecOptions o;
+  o.base.max_new_tokens = 60;
+  o.draft_max = 3;
+  Result<SpecResult> r = GenerateSpeculative(*f.target, mtp, pool, *cache, kPrompt, o, nullptr);
+  ASSERT_TRUE(r.ok());
+  const GenerateStats& s = r->gen.stats;
+  EXPECT_GT(s.forward_s, 0.0);
+  EXPECT_GT(s.draft_s, 0.0);
+  EXPECT_LE(s.forward_s + s.draft_s, s.decode_s);
+}
+
 // Sampled speculative decoding must keep the target's distribution. The second generated token is
 // the first one produced by a speculative round; conditioned on the first token its distribution
 // must equal the target's processed distribution after prompt + first token (chi-square).

@@ -54,6 +54,8 @@ struct BatchRunResult {
   long passes = 0;   // target passes once every sequence is decoding
   long experts = 0;  // distinct experts those passes ran (all layers)
   long tokens = 0;   // tokens those passes emitted
+  // Of those passes' wall time, the shares inside target passes and drafter steps.
+  double time_in_target = 0.0, time_in_drafter = 0.0;
   std::vector<std::vector<int>> outputs;
   SpecStats spec;  // summed over sequences
 };
@@ -117,6 +119,10 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
   res.passes = engine.counters().target_forwards - at_t0.target_forwards;
   res.experts = engine.counters().experts_read - at_t0.experts_read;
   res.tokens = after;
+  if (t1 > t0) {
+    res.time_in_target = (engine.counters().forward_s - at_t0.forward_s) / (t1 - t0);
+    res.time_in_drafter = (engine.counters().draft_s - at_t0.draft_s) / (t1 - t0);
+  }
   for (int i = 0; i < B; ++i) {
     const SpecResult& r = done[static_cast<size_t>(i)];
     res.outputs[static_cast<size_t>(i)] = r.gen.ids;
@@ -219,7 +225,10 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
                        {"pass_gb", pass_gb(plain_last)},
                        {"bytes_ceiling_speedup", nullptr},
                        {"bytes_ceiling_speedup_extrapolated", nullptr},
-                       {"draft_step_cost_fraction", nullptr}});
+                       {"draft_step_cost_fraction", nullptr},
+                       {"time_in_target", plain_last.time_in_target},
+                       {"time_in_drafter", 0.0},
+                       {"time_other", 1.0 - plain_last.time_in_target}});
     size_t best = 0;
     for (size_t i = 0; i < ks.size(); ++i) {
       if (Median(spec_tps[i]) > Median(spec_tps[best])) best = i;
@@ -241,7 +250,10 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
            {"pass_gb", pass_gb(spec_last[i])},
            {"bytes_ceiling_speedup", ceiling(spec_last[i], c.num_layers)},
            {"bytes_ceiling_speedup_extrapolated", ceiling(spec_last[i], f.extrapolate_layers)},
-           {"draft_step_cost_fraction", nullptr}});
+           {"draft_step_cost_fraction", nullptr},
+           {"time_in_target", spec_last[i].time_in_target},
+           {"time_in_drafter", spec_last[i].time_in_drafter},
+           {"time_other", 1.0 - spec_last[i].time_in_target - spec_last[i].time_in_drafter}});
     }
     char line[200];
     std::snprintf(line, sizeof(line),
@@ -276,17 +288,18 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
   std::string header = moe ? "  experts     GB  ceiling" : "";
   if (moe && f.extrapolate_layers > 0)
     header += " at " + std::to_string(f.extrapolate_layers) + "L";
-  std::printf("%5s %-6s %3s %10s %8s %7s %7s%s\n", "batch", "mode", "K", "tok/s", "speedup",
-              "accept", "tok/fw", header.c_str());
+  std::printf("%5s %-6s %3s %10s %8s %7s %7s %6s%s\n", "batch", "mode", "K", "tok/s", "speedup",
+              "accept", "tok/fw", "other", header.c_str());
   for (const OJson& r : results) {
-    std::printf("%5d %-6s %3s %10.2f %7.2fx %7s %7.2f%s\n", r["batch"].get<int>(),
+    std::printf("%5d %-6s %3s %10.2f %7.2fx %7s %7.2f %6.3f%s\n", r["batch"].get<int>(),
                 r["mode"].get<std::string>().c_str(),
                 r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
                 r["decode_tok_per_s"].get<double>(), r["speedup"].get<double>(),
                 r["acceptance_rate"].is_null()
                     ? "-"
                     : std::to_string(r["acceptance_rate"].get<double>()).substr(0, 4).c_str(),
-                r["tokens_per_forward"].get<double>(), moe_columns(r).c_str());
+                r["tokens_per_forward"].get<double>(), r["time_other"].get<double>(),
+                moe_columns(r).c_str());
   }
   for (const std::string& l : lines) std::printf("%s\n", l.c_str());
   return 0;

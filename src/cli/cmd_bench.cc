@@ -189,6 +189,11 @@ int Run(const BenchFlags& f) {
   std::vector<std::vector<double>> spec_tps(ks.size());
   std::vector<SpecStats> spec_stats(ks.size());
   std::vector<GenerateStats> plain_gen(1), spec_gen(ks.size());  // the last rep's pass counts
+  // Per K over all reps: decode seconds, and those inside target passes and drafter steps.
+  struct TimeSplit {
+    double decode = 0, forward = 0, draft = 0;
+  };
+  std::vector<TimeSplit> split(ks.size());
   for (int rep = 0; rep < f.reps; ++rep) {
     {
       auto cache = target.NewCache(context);
@@ -225,6 +230,9 @@ int Run(const BenchFlags& f) {
       spec_tps[i].push_back(r->gen.stats.decode_tok_per_s());
       spec_stats[i] = r->spec;
       spec_gen[i] = r->gen.stats;
+      split[i].decode += r->gen.stats.decode_s;
+      split[i].forward += r->gen.stats.forward_s;
+      split[i].draft += r->gen.stats.draft_s;
     }
   }
 
@@ -300,8 +308,13 @@ int Run(const BenchFlags& f) {
        {"pass_gb", pass_gb(plain_gen[0])},
        {"bytes_ceiling_speedup", nullptr},
        {"bytes_ceiling_speedup_extrapolated", nullptr},
-       {"draft_step_cost_fraction", nullptr}});
+       {"draft_step_cost_fraction", nullptr},
+       {"time_in_target", nullptr},
+       {"time_in_drafter", nullptr},
+       {"time_other", nullptr}});
   for (size_t i = 0; i < ks.size(); ++i) {
+    const TimeSplit& t = split[i];
+    const double decode_s = std::max(t.decode, 1e-12);
     const SpecStats& s = spec_stats[i];
     const std::vector<double> per_pos = AcceptanceByPosition(s);
     const double tps = Median(spec_tps[i]);
@@ -341,7 +354,10 @@ int Run(const BenchFlags& f) {
          {"bytes_ceiling_speedup", ceiling(spec_gen[i], s.mean_tokens_per_round(), c.num_layers)},
          {"bytes_ceiling_speedup_extrapolated",
           ceiling(spec_gen[i], s.mean_tokens_per_round(), f.extrapolate_layers)},
-         {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()}});
+         {"draft_step_cost_fraction", draft_step ? OJson(*draft_step) : OJson()},
+         {"time_in_target", t.forward / decode_s},
+         {"time_in_drafter", t.draft / decode_s},
+         {"time_other", (t.decode - t.forward - t.draft) / decode_s}});
   }
   report["model"]["weight_bytes_per_token"] = bytes;
   report["model"]["roofline_tok_per_s"] = roofline;
@@ -393,9 +409,9 @@ int Run(const BenchFlags& f) {
           r["experts_per_layer"].get<double>(), r["pass_gb"].get<double>(), tail.c_str());
     }
   }
-  std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n", "mode", "drafter", "K",
-              "tok/s", "(min-max)", "speedup", "accept", "tok/fw", "verify", "draft", "roofline",
-              "rss MB", "accepted per position");
+  std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s %6s  %s\n", "mode", "drafter",
+              "K", "tok/s", "(min-max)", "speedup", "accept", "tok/fw", "verify", "draft",
+              "roofline", "rss MB", "other", "accepted per position");
   for (const OJson& r : results) {
     auto num = [&](const char* k, const char* fmt) {
       char buf[32];
@@ -415,14 +431,15 @@ int Run(const BenchFlags& f) {
     std::snprintf(range, sizeof(range), "(%.2f-%.2f)", r["decode_tok_per_s_min"].get<double>(),
                   r["decode_tok_per_s_max"].get<double>());
     std::printf(
-        "%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s  %s\n",
+        "%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s %6s  %s\n",
         r["mode"].get<std::string>().c_str(),
         r["drafter"].is_null() ? "-" : r["drafter"].get<std::string>().c_str(),
         r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
         num("decode_tok_per_s", "%.2f").c_str(), range, num("speedup", "%.2fx").c_str(),
         num("acceptance_rate", "%.2f").c_str(), num("tokens_per_forward", "%.2f").c_str(),
         num("verify_cost_ratio", "%.2f").c_str(), num("draft_step_cost_fraction", "%.3f").c_str(),
-        num("roofline_fraction", "%.2f").c_str(), num("peak_rss_mb", "%.0f").c_str(), pp.c_str());
+        num("roofline_fraction", "%.2f").c_str(), num("peak_rss_mb", "%.0f").c_str(),
+        num("time_other", "%.3f").c_str(), pp.c_str());
   }
   return 0;
 }

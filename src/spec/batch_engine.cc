@@ -219,8 +219,13 @@ void BatchEngine::DraftRound() {
   if (drafts.ok()) {
     size_t steps = 0;  // the longest draft: one drafter forward per step for all sequences
     for (const Draft& d : *drafts) steps = std::max(steps, d.tokens.size());
-    costs_.RecordDraft(static_cast<int>(steps), NowSeconds() - t0);
-    for (size_t i = 0; i < drafting.size(); ++i) drafting[i]->draft = std::move((*drafts)[i]);
+    const double seconds = NowSeconds() - t0;
+    costs_.RecordDraft(static_cast<int>(steps), seconds);
+    counters_.draft_s += seconds;
+    for (size_t i = 0; i < drafting.size(); ++i) {
+      drafting[i]->draft = std::move((*drafts)[i]);
+      drafting[i]->res.gen.stats.draft_s += seconds;
+    }
     return;
   }
   // Find the sequences at fault: the others keep drafting as if nothing had happened.
@@ -248,7 +253,9 @@ Status BatchEngine::Forward(std::span<Seq* const> seqs) {
   if (st.ok()) {
     int rows = 0;
     for (const BatchSeq& b : batch) rows += static_cast<int>(b.ids.size());
-    costs_.RecordPass(rows, NowSeconds() - t0);
+    last_pass_s_ = NowSeconds() - t0;
+    costs_.RecordPass(rows, last_pass_s_);
+    counters_.forward_s += last_pass_s_;
     ++counters_.target_forwards;
     counters_.experts_read += out_.experts_read;
   }
@@ -297,6 +304,7 @@ void BatchEngine::Settle(Seq& s, size_t index) {
   } else {
     ++s.res.gen.stats.decode_forwards;
     s.res.gen.stats.experts_read += out_.experts_read;
+    s.res.gen.stats.forward_s += last_pass_s_;
     SettleVerify(s, logits, hidden);
   }
   counters_.generated += static_cast<long>(s.res.gen.ids.size() - before);

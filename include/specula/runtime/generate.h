@@ -35,6 +35,11 @@ struct GenerateStats {
   int target_forwards = 0;
   int decode_forwards = 0;  // target_forwards after the prompt: decode and verify passes
   long experts_read = 0;    // mixture of experts: distinct experts those passes ran (all layers)
+  // Of decode_s, the seconds inside the target passes and the drafter steps this sequence took
+  // part in (batched: the whole pass); the rest is the engine's own work per round (sampling,
+  // verification, rollback, bookkeeping).
+  double forward_s = 0.0;
+  double draft_s = 0.0;
   double decode_tok_per_s() const;
 };
 

@@ -45,6 +45,8 @@ class BatchEngine {
   struct Counters {
     long target_forwards = 0;
     long experts_read = 0;  // mixture of experts: distinct experts the passes ran (all layers)
+    double forward_s = 0.0;  // inside target passes
+    double draft_s = 0.0;    // inside drafter steps
     long generated = 0;
     long drafted = 0;
     long accepted = 0;
@@ -98,6 +100,7 @@ class BatchEngine {
   // Reused across rounds: 16 rows of logits are 16 MiB, which a fresh buffer pays for again in
   // page faults and zeroing every round.
   BatchOutput out_;
+  double last_pass_s_ = 0.0;  // the last target pass, in seconds
 };
 
 }  // namespace specula
