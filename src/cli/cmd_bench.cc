@@ -430,16 +430,16 @@ int Run(const BenchFlags& f) {
     char range[48];
     std::snprintf(range, sizeof(range), "(%.2f-%.2f)", r["decode_tok_per_s_min"].get<double>(),
                   r["decode_tok_per_s_max"].get<double>());
-    std::printf(
-        "%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s %6s  %s\n",
-        r["mode"].get<std::string>().c_str(),
-        r["drafter"].is_null() ? "-" : r["drafter"].get<std::string>().c_str(),
-        r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
-        num("decode_tok_per_s", "%.2f").c_str(), range, num("speedup", "%.2fx").c_str(),
-        num("acceptance_rate", "%.2f").c_str(), num("tokens_per_forward", "%.2f").c_str(),
-        num("verify_cost_ratio", "%.2f").c_str(), num("draft_step_cost_fraction", "%.3f").c_str(),
-        num("roofline_fraction", "%.2f").c_str(), num("peak_rss_mb", "%.0f").c_str(),
-        num("time_other", "%.3f").c_str(), pp.c_str());
+    std::printf("%-6s %-7s %3s %10s %16s %8s %7s %7s %9s %9s %8s %8s %6s  %s\n",
+                r["mode"].get<std::string>().c_str(),
+                r["drafter"].is_null() ? "-" : r["drafter"].get<std::string>().c_str(),
+                r["draft_max"].is_null() ? "-" : std::to_string(r["draft_max"].get<int>()).c_str(),
+                num("decode_tok_per_s", "%.2f").c_str(), range, num("speedup", "%.2fx").c_str(),
+                num("acceptance_rate", "%.2f").c_str(), num("tokens_per_forward", "%.2f").c_str(),
+                num("verify_cost_ratio", "%.2f").c_str(),
+                num("draft_step_cost_fraction", "%.3f").c_str(),
+                num("roofline_fraction", "%.2f").c_str(), num("peak_rss_mb", "%.0f").c_str(),
+                num("time_other", "%.3f").c_str(), pp.c_str());
   }
   return 0;
 }
