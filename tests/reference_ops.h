@@ -22,8 +22,8 @@ inline double Gelu(double x) {
   return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
-// Rotate-half RoPE on x[d]: pairs (j, j + d/2) for j < n_rot rotate by pos * theta^(-2j/d), with the
-// frequency and angle rounded to f32 as HF computes them; the rest pass through.
+// Rotate-half RoPE on x[d]: pairs (j, j + d/2) for j < n_rot rotate by pos * theta^(-2j/d), with
+// the frequency and angle rounded to f32 as HF computes them; the rest pass through.
 inline void Rope(double* x, int d, int n_rot, double theta, int pos) {
   for (int j = 0; j < n_rot; ++j) {
     const double inv = static_cast<double>(static_cast<float>(1.0 / std::pow(theta, 2.0 * j / d)));

@@ -1,3 +1,5 @@
+#include "specula/formats/safetensors.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -5,7 +7,6 @@
 #include <random>
 
 #include "specula/base/mapped_file.h"
-#include "specula/formats/safetensors.h"
 #include "specula/formats/weight_store.h"
 #include "test_util.h"
 
@@ -22,9 +23,10 @@ std::string ValidFile(const std::string& dir) {
   std::vector<uint16_t> b = {0x3f80, 0x4000, 0x4040};
   std::vector<int64_t> c = {7, -8};
   const std::string path = dir + "/v.safetensors";
-  Status s = WriteSafetensors(path, {{"a", DType::kF32, {2, 3}, a.data()},
-                                     {"b", DType::kBF16, {3}, b.data()},
-                                     {"c", DType::kI64, {2}, c.data()}},
+  Status s = WriteSafetensors(path,
+                              {{"a", DType::kF32, {2, 3}, a.data()},
+                               {"b", DType::kBF16, {3}, b.data()},
+                               {"c", DType::kI64, {2}, c.data()}},
                               {{"format", "pt"}});
   EXPECT_TRUE(s.ok()) << s.message();
   return path;
@@ -54,7 +56,8 @@ Status Parse(const std::string& bytes) {
   std::map<std::string, TensorView> t;
   std::map<std::string, std::string> m;
   const std::string name = "x.safetensors";
-  return SafetensorsFile::ParseInto(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), &name, &t, &m);
+  return SafetensorsFile::ParseInto(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+                                    &name, &t, &m);
 }
 
 std::string WithHeader(const std::string& json, size_t data_bytes) {
@@ -71,18 +74,28 @@ TEST(Safetensors, CorruptFilesGiveClearErrors) {
   } cases[] = {
       {valid.substr(0, 5), "truncated"},
       {valid.substr(0, valid.size() - 4), "outside the data section"},
-      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0), "outside"},
-      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8), "needs 12"},
-      {WithHeader("{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[8],\"data_offsets\":[0,8]}}", 8), "unsupported dtype"},
-      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8), "non-negative"},
-      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8), "outside"},
+      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0),
+       "outside"},
+      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8),
+       "needs 12"},
+      {WithHeader("{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[8],\"data_offsets\":[0,8]}}", 8),
+       "unsupported dtype"},
+      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8),
+       "non-negative"},
+      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8),
+       "outside"},
       {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8), "data_offsets"},
       {WithHeader("{\"a\": [1,2", 8), "malformed JSON"},
       {WithHeader("[1,2,3]", 0), "not a JSON object"},
-      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}", 8), "too large"},
+      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":"
+                  "[0,8]}}",
+                  8),
+       "too large"},
       // A dimension past int64 after a 0 (was read as a negative dimension; the header of
       // tests/fuzz/corpus/safetensors/regress-zero-then-huge-dim.safetensors).
-      {WithHeader("{\"a\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775808],\"data_offsets\":[0,0]}}", 0),
+      {WithHeader(
+           "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775808],\"data_offsets\":[0,0]}}",
+           0),
        "too large"},
   };
   for (const Case& c : cases) {
@@ -177,10 +190,18 @@ TEST(Safetensors, MutationFuzz) {
     const int edits = 1 + static_cast<int>(rng() % 4);
     for (int e = 0; e < edits; ++e) {
       switch (rng() % 4) {
-        case 0: s[rng() % s.size()] = static_cast<char>(rng()); break;
-        case 1: s.resize(rng() % (s.size() + 1)); break;
-        case 2: if (!s.empty()) s.insert(rng() % s.size(), 1, "{}[],:\"0123456789"[rng() % 17]); break;
-        default: if (s.size() > 8) s[8 + rng() % (s.size() - 8)] = "{}[],:\"0123456789eE-"[rng() % 20]; break;
+        case 0:
+          s[rng() % s.size()] = static_cast<char>(rng());
+          break;
+        case 1:
+          s.resize(rng() % (s.size() + 1));
+          break;
+        case 2:
+          if (!s.empty()) s.insert(rng() % s.size(), 1, "{}[],:\"0123456789"[rng() % 17]);
+          break;
+        default:
+          if (s.size() > 8) s[8 + rng() % (s.size() - 8)] = "{}[],:\"0123456789eE-"[rng() % 20];
+          break;
       }
       if (s.empty()) break;
     }
@@ -204,9 +225,11 @@ TEST(Safetensors, MutationFuzz) {
 TEST(WeightStore, ShardedIndexErrors) {
   const std::string dir = test::TempDir("ws-index");
   ValidFile(dir);
-  std::rename((dir + "/v.safetensors").c_str(), (dir + "/model-00001-of-00001.safetensors").c_str());
+  std::rename((dir + "/v.safetensors").c_str(),
+              (dir + "/model-00001-of-00001.safetensors").c_str());
   WriteBytes(dir + "/model.safetensors.index.json",
-             R"({"weight_map": {"a": "model-00001-of-00001.safetensors", "zz": "model-00001-of-00001.safetensors"}})");
+             R"({"weight_map": {"a": "model-00001-of-00001.safetensors", )"
+             R"("zz": "model-00001-of-00001.safetensors"}})");
   Result<std::unique_ptr<WeightStore>> s = WeightStore::OpenDir(dir);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("'zz'"), std::string::npos) << s.status().message();
@@ -214,11 +237,13 @@ TEST(WeightStore, ShardedIndexErrors) {
   s = WeightStore::OpenDir(dir);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("bad shard file name"), std::string::npos);
-  WriteBytes(dir + "/model.safetensors.index.json", R"({"weight_map": {"a": "missing.safetensors"}})");
+  WriteBytes(dir + "/model.safetensors.index.json",
+             R"({"weight_map": {"a": "missing.safetensors"}})");
   s = WeightStore::OpenDir(dir);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("missing.safetensors"), std::string::npos);
-  WriteBytes(dir + "/model.safetensors.index.json", R"({"weight_map": {"a": "model-00001-of-00001.safetensors"}})");
+  WriteBytes(dir + "/model.safetensors.index.json",
+             R"({"weight_map": {"a": "model-00001-of-00001.safetensors"}})");
   s = WeightStore::OpenDir(dir);
   ASSERT_TRUE(s.ok()) << s.status().message();
   EXPECT_NE((*s)->Find("a"), nullptr);

@@ -21,7 +21,8 @@ TEST(ServerApi, ParsesEveryField) {
   CompletionRequest r;
   ASSERT_FALSE(
       Parse(R"({"prompt":"hi","max_tokens":7,"temperature":0.5,"top_p":0.9,"top_k":20,"min_p":0.1,
-                        "seed":-3,"stop":["a","bc"],"stream":true,"stream_options":{"include_usage":true},
+                        "seed":-3,"stop":["a","bc"],"stream":true,
+                        "stream_options":{"include_usage":true},
                         "speculative":false,"draft_max":5,"n":1,"user":"x","presence_penalty":0})",
             Endpoint::kCompletions, &r));
   EXPECT_EQ(r.prompt, "hi");
@@ -44,7 +45,9 @@ TEST(ServerApi, ParsesEveryField) {
   EXPECT_EQ(r.max_tokens, 3);
 
   ASSERT_FALSE(Parse(
-      R"({"messages":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+      R"({"messages":[{"role":"developer","content":"be brief"},
+                        {"role":"user","content":[{"type":"text","text":"a"},
+                                                  {"type":"text","text":"b"}]},
                         {"role":"assistant","content":null}],"max_completion_tokens":4})",
       Endpoint::kChat, &r));
   ASSERT_EQ(r.messages.size(), 3u);
@@ -64,7 +67,8 @@ TEST(ServerApi, ErrorsNameTheField) {
       {R"({"prompt":"hi","top_k":-1})", "top_k"},
       {R"({"prompt":"hi","seed":"7"})", "seed"},
       {R"({"prompt":"hi","stop":""})", "stop"},
-      {R"({"prompt":"hi","stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]})",
+      {R"({"prompt":"hi","stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o",)"
+       R"("p","q"]})",
        "stop"},
       {R"({"prompt":"hi","stream_options":{"include_usage":1}})", "stream_options.include_usage"},
       {R"({"prompt":"hi","draft_max":33})", "draft_max"},
@@ -203,8 +207,8 @@ TEST(ServerApi, ResponsesHaveTheOpenAIShape) {
 TEST(ServerApi, DeeplyNestedBodiesAreRefusedNotOverflowed) {
   // 100,000 levels in a field whose error message quotes the value (a recursive dump crashed).
   for (const char* field : {"n", "stop", "prompt", "max_tokens"}) {
-    const std::string body = std::string(R"({"prompt":"hi",")") + field + "\":" +
-                             std::string(100000, '[') + std::string(100000, ']') + "}";
+    const std::string body = std::string(R"({"prompt":"hi",")") + field +
+                             "\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
     const std::optional<ApiError> e = Parse(body);
     ASSERT_TRUE(e) << field;
     EXPECT_EQ(e->status, 400);
@@ -233,8 +237,9 @@ TEST(ServerApi, NullMaxCompletionTokensLeavesMaxTokens) {
 
 TEST(ServerApi, MutatedBodiesNeverCrash) {
   const std::string seed =
-      R"({"prompt":[2,3],"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}],"max_tokens":5,)"
-      R"("temperature":0.7,"stop":["a"],"stream":true,"stream_options":{"include_usage":true},"n":1,"seed":9})";
+      R"({"prompt":[2,3],"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}],)"
+      R"("max_tokens":5,"temperature":0.7,"stop":["a"],"stream":true,)"
+      R"("stream_options":{"include_usage":true},"n":1,"seed":9})";
   std::mt19937 rng(3);
   const std::string alphabet = "{}[]\":,0123456789.-eE truefalsnul\\";
   int accepted = 0;

@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -8,8 +9,6 @@
 #include <fstream>
 #include <map>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 namespace specula::test {
 
@@ -56,9 +55,11 @@ std::pair<std::string, std::string> MakePair(const std::string& preset, bool cen
 
 RunResult RunCli(const std::string& args) {
   static int counter = 0;
-  const std::string base = std::string(SPECULA_TEST_TMP) + "/cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  const std::string base = std::string(SPECULA_TEST_TMP) + "/cli-" + std::to_string(::getpid()) +
+                           "-" + std::to_string(counter++);
   ::mkdir(SPECULA_TEST_TMP, 0755);
-  const std::string cmd = std::string(SPECULA_BIN) + " " + args + " >" + base + ".out 2>" + base + ".err";
+  const std::string cmd =
+      std::string(SPECULA_BIN) + " " + args + " >" + base + ".out 2>" + base + ".err";
   const int rc = std::system(cmd.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);

@@ -1,12 +1,13 @@
 // Tokenizer mechanics on small handcrafted tokenizer.json files, the streaming decoder, and
 // malformed-input handling. Exactness on the real Gemma vocabulary is tokenizer_reference_test.
+#include "specula/tokenizer/tokenizer.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "specula/base/json.h"
 #include "specula/testing/random_checkpoint.h"
-#include "specula/tokenizer/tokenizer.h"
 #include "specula/tokenizer/tokenizer_gguf.h"
 
 namespace specula {
@@ -21,7 +22,11 @@ std::string TinyJson(const Json& merges) {
     std::snprintf(n, sizeof(n), "<0x%02X>", b);
     vocab[n] = id++;
   }
-  for (const char* p : {"a", "b", "c", "\xE2\x96\x81", "ab", "bc", "aa", "aaa", "\xE2\x96\x81" "a", "abc", "é"}) vocab[p] = id++;
+  for (const char* p : {"a", "b", "c", "\xE2\x96\x81", "ab", "bc", "aa", "aaa",
+                        "\xE2\x96\x81"
+                        "a",
+                        "abc", "é"})
+    vocab[p] = id++;
   Json added = Json::array({{{"id", 0}, {"content", "<pad>"}, {"special", true}},
                             {{"id", 1}, {"content", "<eos>"}, {"special", true}},
                             {{"id", 2}, {"content", "<bos>"}, {"special", true}},
@@ -29,9 +34,16 @@ std::string TinyJson(const Json& merges) {
                             {{"id", id}, {"content", "<t>"}, {"special", true}},
                             {{"id", id + 1}, {"content", "<tt>"}, {"special", false}}});
   Json tok = {{"added_tokens", added},
-              {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}},
+              {"normalizer",
+               {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}},
               {"pre_tokenizer", nullptr},
-              {"model", {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"fuse_unk", true}, {"vocab", vocab}, {"merges", merges}}}};
+              {"model",
+               {{"type", "BPE"},
+                {"unk_token", "<unk>"},
+                {"byte_fallback", true},
+                {"fuse_unk", true},
+                {"vocab", vocab},
+                {"merges", merges}}}};
   return tok.dump();
 }
 
@@ -66,13 +78,19 @@ TEST(Tokenizer, EqualRanksMergeLeftmostFirst) {
 
 TEST(Tokenizer, SpacesNormalizeAndDecodeBack) {
   auto t = Tiny(Json::array({{"\xE2\x96\x81", "a"}}));
-  EXPECT_EQ(Pieces(*t, " a a"), (std::vector<std::string>{"\xE2\x96\x81" "a", "\xE2\x96\x81" "a"}));
+  EXPECT_EQ(Pieces(*t, " a a"), (std::vector<std::string>{"\xE2\x96\x81"
+                                                          "a",
+                                                          "\xE2\x96\x81"
+                                                          "a"}));
   EXPECT_EQ(t->Decode(t->Encode(" a  a ")), " a  a ");
 }
 
 TEST(Tokenizer, ByteFallbackForUnknownCharacters) {
   auto t = Tiny(Json::array());
-  EXPECT_EQ(Pieces(*t, "a\xE6\x97\xA5" "b"), (std::vector<std::string>{"a", "<0xE6>", "<0x97>", "<0xA5>", "b"}));
+  EXPECT_EQ(Pieces(*t,
+                   "a\xE6\x97\xA5"
+                   "b"),
+            (std::vector<std::string>{"a", "<0xE6>", "<0x97>", "<0xA5>", "b"}));
   EXPECT_EQ(Pieces(*t, "é"), (std::vector<std::string>{"é"}));  // in vocab: no fallback
   EXPECT_EQ(t->Decode(t->Encode("a\xE6\x97\xA5😀b")), "a\xE6\x97\xA5😀b");
 }
@@ -109,16 +127,20 @@ TEST(Tokenizer, StreamingNeverSplitsUtf8) {
   std::string s = e.Push(*t->TokenId("<0xE6>"));
   EXPECT_EQ(s, "");
   s += e.Push(*t->TokenId("a"));
-  EXPECT_EQ(s, "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(s,
+            "\xEF\xBF\xBD"
+            "a");
 }
 
 TEST(Tokenizer, SyntheticTokenizerRoundTrips) {
-  Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromJsonText(SyntheticTokenizerJson(600), "syn.json");
+  Result<std::unique_ptr<Tokenizer>> t =
+      Tokenizer::FromJsonText(SyntheticTokenizerJson(600), "syn.json");
   ASSERT_TRUE(t.ok()) << t.status().message();
   EXPECT_EQ((*t)->vocab_size(), 600);
   EXPECT_EQ(*(*t)->TokenId("<|turn>"), 105);
   EXPECT_EQ(*(*t)->TokenId("<turn|>"), 106);
-  for (const std::string s : {"the quick brown fox", "int main() { return 0; }\n\tx", "über 日本 😀", "<|turn>user\nhi<turn|>\n"}) {
+  for (const std::string s : {"the quick brown fox", "int main() { return 0; }\n\tx", "über 日本 😀",
+                              "<|turn>user\nhi<turn|>\n"}) {
     EXPECT_EQ((*t)->Decode((*t)->Encode(s)), s);
   }
 }
@@ -132,11 +154,17 @@ TEST(Tokenizer, MalformedFilesGiveErrors) {
       {R"({"model": {"type": "Unigram", "vocab": {}}})", "only BPE"},
       {R"({"model": {"type": "BPE"}})", "model.vocab"},
       {R"({"model": {"type": "BPE", "vocab": {"a": "x"}, "merges": []}})", "model.vocab.a"},
-      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "b"]]}})", "model.merges[0]"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "b"]]}})",
+       "model.merges[0]"},
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": 3}})", "model.merges"},
-      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "unk_token": "<unk>"}})", "unk_token"},
-      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": {"type": "NFKC"}})", "normalizer"},
-      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": -1, "content": "x"}]})", "added_tokens"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "unk_token": "<unk>"}})",
+       "unk_token"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},)"
+       R"( "normalizer": {"type": "NFKC"}})",
+       "normalizer"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},)"
+       R"( "added_tokens": [{"id": -1, "content": "x"}]})",
+       "added_tokens"},
   };
   for (const Case& c : cases) {
     Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromJsonText(c.text, "tok.json");
@@ -170,8 +198,8 @@ TEST(Tokenizer, FieldsOfTheWrongTypeGiveErrors) {
     ASSERT_FALSE(t.ok()) << text;
     EXPECT_EQ(t.status().message().rfind("tok.json: " + expect, 0), 0u) << t.status().message();
   }
-  const Json added = Json::parse(
-      R"({"model": {"vocab": {"a": 0}}, "added_tokens": [{"id": 1, "content": "b", "special": 1}]})");
+  const Json added = Json::parse(R"({"model": {"vocab": {"a": 0}},)"
+                                 R"( "added_tokens": [{"id": 1, "content": "b", "special": 1}]})");
   Result<std::vector<GgufKv>> kvs = TokenizerGgufMetadata(added, "tok.json");
   ASSERT_FALSE(kvs.ok());
   EXPECT_EQ(kvs.status().message().rfind("tok.json: added_tokens.special", 0), 0u)
@@ -202,7 +230,8 @@ TEST(Tokenizer, TinyFilesCannotAskForHugeTables) {
       << t.status().message();
 
   t = Tokenizer::FromJsonText(
-      R"({"model": {"vocab": {"a": 0, "b": 60000}, "merges": []}, "normalizer": {"type": "Sequence",)"
+      R"({"model": {"vocab": {"a": 0, "b": 60000}, "merges": []},)"
+      R"( "normalizer": {"type": "Sequence",)"
       R"( "normalizers": [{"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaaaa"},)"
       R"( {"type": "Replace", "pattern": {"String": "b"}, "content": "bbbbbbbb"}]}})",
       "tok.json");
@@ -219,7 +248,8 @@ TEST(Tokenizer, FuzzEncodeDecodeRoundTrip) {
   for (int i = 0; i < 3000; ++i) {
     std::string s;
     const size_t n = rng() % 40;
-    for (size_t k = 0; k < n; ++k) s.push_back(rng() % 3 ? alphabet[rng() % alphabet.size()] : static_cast<char>(rng()));
+    for (size_t k = 0; k < n; ++k)
+      s.push_back(rng() % 3 ? alphabet[rng() % alphabet.size()] : static_cast<char>(rng()));
     const std::vector<int> ids = t->Encode(s);
     for (int id : ids) ASSERT_TRUE(id >= 0 && id < t->vocab_size());
     // Valid UTF-8 input round-trips (invalid bytes decode to U+FFFD, as in HF's ByteFallback).
@@ -227,8 +257,12 @@ TEST(Tokenizer, FuzzEncodeDecodeRoundTrip) {
     for (size_t k = 0; k < s.size();) {
       const auto c = static_cast<unsigned char>(s[k]);
       size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-      if (len == 0 || k + len > s.size()) { valid = false; break; }
-      for (size_t q = 1; q < len; ++q) valid &= (static_cast<unsigned char>(s[k + q]) & 0xC0) == 0x80;
+      if (len == 0 || k + len > s.size()) {
+        valid = false;
+        break;
+      }
+      for (size_t q = 1; q < len; ++q)
+        valid &= (static_cast<unsigned char>(s[k + q]) & 0xC0) == 0x80;
       if (!valid) break;
       k += len;
     }

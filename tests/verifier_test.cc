@@ -1,13 +1,13 @@
 // The verifiers on handcrafted logits. Rejection sampling must reproduce the target distribution
 // exactly, whatever the draft distribution q: a point mass (greedy draft), q with mass where p has
 // none, q on a subset (the centroid head), q == p.
+#include "specula/spec/verifier.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
 #include <random>
-
-#include "specula/spec/verifier.h"
 
 namespace specula {
 namespace {
@@ -40,7 +40,8 @@ std::map<int, double> AsMap(const TokenDistribution& d) {
 
 double ChiSquare(const std::map<int, int>& counts, const std::map<int, double>& p, int n) {
   double chi2 = 0;
-  for (const auto& [t, c] : counts) EXPECT_TRUE(p.count(t)) << "emitted token " << t << " outside p's support";
+  for (const auto& [t, c] : counts)
+    EXPECT_TRUE(p.count(t)) << "emitted token " << t << " outside p's support";
   for (const auto& [t, q] : p) {
     const auto it = counts.find(t);
     chi2 += std::pow((it == counts.end() ? 0 : it->second) - n * q, 2) / (n * q);
@@ -48,7 +49,9 @@ double ChiSquare(const std::map<int, int>& counts, const std::map<int, double>& 
   return chi2;
 }
 
-TokenDistribution Dist(std::vector<std::pair<int, float>> probs) { return TokenDistribution{std::move(probs)}; }
+TokenDistribution Dist(std::vector<std::pair<int, float>> probs) {
+  return TokenDistribution{std::move(probs)};
+}
 
 struct QCase {
   std::string name;
@@ -65,7 +68,8 @@ TEST(RejectionVerifier, EmittedTokensFollowTheTargetDistribution) {
   const std::vector<QCase> cases = {
       {"point mass (greedy draft)", {}, {}, 0, 2},
       {"point mass on a token p excludes", {}, {}, 5, 5},
-      {"q uniform, mass where p has none", Dist({{0, 1 / 6.f}, {1, 1 / 6.f}, {2, 1 / 6.f}, {3, 1 / 6.f}, {4, 1 / 6.f}, {5, 1 / 6.f}}),
+      {"q uniform, mass where p has none",
+       Dist({{0, 1 / 6.f}, {1, 1 / 6.f}, {2, 1 / 6.f}, {3, 1 / 6.f}, {4, 1 / 6.f}, {5, 1 / 6.f}}),
        Dist({{0, 1 / 6.f}, {1, 1 / 6.f}, {2, 1 / 6.f}, {3, 1 / 6.f}, {4, 1 / 6.f}, {5, 1 / 6.f}})},
       {"q on a subset (centroid head)", Dist({{1, 0.7f}, {3, 0.3f}}), Dist({{2, 0.5f}, {5, 0.5f}})},
       {"q equals p", probe.Distribution(kLogits[0], kV), probe.Distribution(kLogits[1], kV)},
@@ -89,7 +93,10 @@ TEST(RejectionVerifier, EmittedTokensFollowTheTargetDistribution) {
       const int d1 = greedy ? c.fixed1 : sample(c.q1);
       const int draft[] = {d0, d1};
       const TokenDistribution qs[] = {c.q0, c.q1};
-      const VerifyOutcome v = VerifyRejection(&kLogits[0][0], kV, draft, greedy ? std::span<const TokenDistribution>() : std::span<const TokenDistribution>(qs), verifier);
+      const VerifyOutcome v = VerifyRejection(
+          &kLogits[0][0], kV, draft,
+          greedy ? std::span<const TokenDistribution>() : std::span<const TokenDistribution>(qs),
+          verifier);
       first[v.accepted >= 1 ? d0 : v.next_token]++;
       if (v.accepted >= 1) {  // the second emitted token, given the first draft was accepted
         ++n_second;

@@ -133,9 +133,8 @@ int Run(const ScoreFlags& f, bool have_prompt, bool have_file, bool have_ids) {
   ForwardOutput out;
   for (size_t at = 0; at < ids.size(); at += kChunkRows) {
     const size_t n = std::min(kChunkRows, ids.size() - at);
-    if (Status s = (*model)->Forward({.ids = all.subspan(at, n), .cache = cache.get(),
-                                      .all_logits = true},
-                                     pool, &out);
+    if (Status s = (*model)->Forward(
+            {.ids = all.subspan(at, n), .cache = cache.get(), .all_logits = true}, pool, &out);
         !s.ok()) {
       return Fail(s.message());
     }

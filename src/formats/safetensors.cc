@@ -15,8 +15,8 @@ namespace {
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit is 100 MB
 
 bool ParseDType(const std::string& s, DType* out) {
-  static constexpr DType kAll[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kI64,
-                                   DType::kI32, DType::kU8};
+  static constexpr DType kAll[] = {DType::kF32, DType::kF16, DType::kBF16,
+                                   DType::kI64, DType::kI32, DType::kU8};
   for (DType t : kAll) {
     if (s == DTypeName(t)) {
       *out = t;
@@ -38,8 +38,9 @@ Status SafetensorsFile::ParseInto(const uint8_t* data, size_t size, const std::s
                                   std::map<std::string, TensorView>* tensors,
                                   std::map<std::string, std::string>* metadata) {
   const std::string where = path ? *path : std::string("<buffer>");
-  if (size < 8) return Error(where + ": truncated safetensors file (" + std::to_string(size) +
-                             " bytes, need at least 8 for the header length)");
+  if (size < 8)
+    return Error(where + ": truncated safetensors file (" + std::to_string(size) +
+                 " bytes, need at least 8 for the header length)");
   uint64_t header_len = 0;
   std::memcpy(&header_len, data, 8);  // little-endian on every supported host
   if (header_len > kMaxHeaderBytes || header_len > size - 8) {
@@ -91,7 +92,8 @@ Status SafetensorsFile::ParseInto(const uint8_t* data, size_t size, const std::s
     }
     uint64_t numel = 1;
     for (const Json& d : *sh) {
-      if (!d.is_number_unsigned()) return Error(at + ": shape entries must be non-negative integers");
+      if (!d.is_number_unsigned())
+        return Error(at + ": shape entries must be non-negative integers");
       const uint64_t v = d.get<uint64_t>();
       // Each dimension must fit the int64 shape on its own: after a 0 the product bounds nothing.
       if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
@@ -143,8 +145,8 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string
   if (!mf.ok()) return mf.status();
   auto f = std::make_unique<SafetensorsFile>();
   f->file_ = std::move(*mf);
-  Status s = ParseInto(f->file_->data(), f->file_->size(), &f->file_->path(), &f->tensors_,
-                       &f->metadata_);
+  Status s =
+      ParseInto(f->file_->data(), f->file_->size(), &f->file_->path(), &f->tensors_, &f->metadata_);
   if (!s.ok()) return s;
   return f;
 }
@@ -178,7 +180,8 @@ Status WriteSafetensorsStreaming(const std::string& path, const std::vector<Tens
       const int64_t m = std::min(kChunk, n - o);
       buf.resize(static_cast<size_t>(m) * es);
       fill(i, o, m, buf.data());
-      out.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
+      out.write(reinterpret_cast<const char*>(buf.data()),
+                static_cast<std::streamsize>(buf.size()));
     }
   }
   out.flush();
@@ -190,16 +193,18 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
                         const std::map<std::string, std::string>& metadata) {
   // Larger elements first keeps every tensor aligned to its element size.
   std::vector<TensorToWrite> ordered = tensors;
-  std::stable_sort(ordered.begin(), ordered.end(), [](const TensorToWrite& a, const TensorToWrite& b) {
-    return DTypeSize(a.dtype) > DTypeSize(b.dtype);
-  });
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [](const TensorToWrite& a, const TensorToWrite& b) {
+                     return DTypeSize(a.dtype) > DTypeSize(b.dtype);
+                   });
   std::vector<TensorSpec> specs;
   for (const TensorToWrite& t : ordered) specs.push_back({t.name, t.dtype, t.shape});
   return WriteSafetensorsStreaming(
       path, specs,
       [&](size_t i, int64_t off, int64_t n, void* out) {
         const size_t es = DTypeSize(ordered[i].dtype);
-        std::memcpy(out, static_cast<const uint8_t*>(ordered[i].data) + static_cast<size_t>(off) * es,
+        std::memcpy(out,
+                    static_cast<const uint8_t*>(ordered[i].data) + static_cast<size_t>(off) * es,
                     static_cast<size_t>(n) * es);
       },
       metadata);

@@ -9,9 +9,12 @@
 namespace specula {
 const char* StopReasonName(StopReason r) {
   switch (r) {
-    case StopReason::kStopToken: return "stop";
-    case StopReason::kLength: return "length";
-    case StopReason::kContext: return "context";
+    case StopReason::kStopToken:
+      return "stop";
+    case StopReason::kLength:
+      return "length";
+    case StopReason::kContext:
+      return "context";
   }
   return "?";
 }
@@ -25,7 +28,8 @@ Status ValidatePrompt(std::span<const int> prompt, int vocab, int context) {
   if (prompt.empty()) return Error("prompt: empty prompt (no tokens to condition on)");
   for (int id : prompt) {
     if (id < 0 || id >= vocab) {
-      return Error("prompt: token id " + std::to_string(id) + " is out of range [0, " + std::to_string(vocab) + ")");
+      return Error("prompt: token id " + std::to_string(id) + " is out of range [0, " +
+                   std::to_string(vocab) + ")");
     }
   }
   if (static_cast<int>(prompt.size()) >= context) {
@@ -39,7 +43,9 @@ Status Prefill(Gemma4Model& model, ThreadPool& pool, KvCache& cache, std::span<c
                int chunk, ForwardOutput* out, int* forwards) {
   for (size_t i = 0; i < prompt.size(); i += static_cast<size_t>(chunk)) {
     const size_t n = std::min(prompt.size() - i, static_cast<size_t>(chunk));
-    if (Status s = model.Forward({.ids = prompt.subspan(i, n), .cache = &cache}, pool, out); !s.ok()) return s;
+    if (Status s = model.Forward({.ids = prompt.subspan(i, n), .cache = &cache}, pool, out);
+        !s.ok())
+      return s;
     ++*forwards;
   }
   return OkStatus();
@@ -59,7 +65,10 @@ Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCac
   Sampler sampler(options.sampling);
   ForwardOutput out;
   const double t0 = NowSeconds();
-  if (Status s = Prefill(model, pool, cache, prompt, options.prefill_chunk, &out, &res.stats.target_forwards); !s.ok()) return s;
+  if (Status s = Prefill(model, pool, cache, prompt, options.prefill_chunk, &out,
+                         &res.stats.target_forwards);
+      !s.ok())
+    return s;
   const double t1 = NowSeconds();
   res.stats.prefill_s = t1 - t0;
 
@@ -67,7 +76,8 @@ Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCac
   for (;;) {
     res.ids.push_back(token);
     if (on_token) on_token(token);
-    if (std::find(options.stop_ids.begin(), options.stop_ids.end(), token) != options.stop_ids.end()) {
+    if (std::find(options.stop_ids.begin(), options.stop_ids.end(), token) !=
+        options.stop_ids.end()) {
       res.stop = StopReason::kStopToken;
       break;
     }

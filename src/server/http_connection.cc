@@ -125,8 +125,7 @@ awaitable<bool> EventStream::Send(std::string event) {
   c_.writing_since = Clock::now();
   beast::error_code ec;
   if (version_ < 11) {
-    std::tie(ec, std::ignore) =
-        co_await net::async_write(c_.stream, net::buffer(event), kNoThrow);
+    std::tie(ec, std::ignore) = co_await net::async_write(c_.stream, net::buffer(event), kNoThrow);
   } else {
     std::tie(ec, std::ignore) =
         co_await net::async_write(c_.stream, http::make_chunk(net::buffer(event)), kNoThrow);

@@ -69,7 +69,7 @@ struct Connection {
   // When the response write in progress began (max(): none): a client that does not read stalls
   // it, and a stalled writer may be evicted at the connection limit.
   Clock::time_point writing_since = Clock::time_point::max();
-  bool completing = false;    // answering a completion request (from its parsing to its end)
+  bool completing = false;   // answering a completion request (from its parsing to its end)
   std::shared_ptr<Job> job;  // the completion's job once submitted
   bool abandoned = false;    // shutdown ran out of time for the running request
 };

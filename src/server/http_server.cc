@@ -269,8 +269,9 @@ std::optional<ApiError> HttpServer::Impl::ReadError(const Connection& c, beast::
     return ApiError{.status = 431, .message = "the request header is too large"};
   if (ec == http::error::buffer_overflow) {
     return ApiError{.status = 400,
-                    .message = "the request holds more unparsed bytes than the server keeps (a "
-                               "chunk extension or trailer without end?)"};
+                    .message =
+                        "the request holds more unparsed bytes than the server keeps (a "
+                        "chunk extension or trailer without end?)"};
   }
   if (ec == http::error::body_limit) {
     return ApiError{
@@ -302,7 +303,8 @@ awaitable<Incoming> HttpServer::Impl::ReadRequest(Connection& c) {
 
   http::request_parser<http::string_body> full{std::move(head)};
   full.body_limit(config.max_body_bytes);
-  if (full.get().version() >= 11 && beast::iequals(full.get()[http::field::expect], "100-continue")) {
+  if (full.get().version() >= 11 &&
+      beast::iequals(full.get()[http::field::expect], "100-continue")) {
     http::response<http::empty_body> go_on{http::status::continue_, 11};
     c.stream.expires_after(Seconds(config.write_timeout_s));
     if (const auto [ec, n] = co_await http::async_write(c.stream, go_on, kNoThrow); ec)

@@ -39,7 +39,7 @@ void Store(DType t, float v, void* out, int64_t i) {
 // How a tensor's values are drawn.
 struct Init {
   float center = 0.0f;
-  float spread = 1.0f;  // uniform in center ± spread
+  float spread = 1.0f;                         // uniform in center ± spread
   const std::vector<int64_t>* ints = nullptr;  // integer tensors: copied as is
 };
 
@@ -53,7 +53,8 @@ Status WriteText(const std::string& path, const std::string& text) {
 
 std::vector<std::string> DefaultLayerTypes(int n) {
   std::vector<std::string> t;
-  for (int i = 0; i < n; ++i) t.push_back((i % 6 == 5 || i == n - 1) ? "full_attention" : "sliding_attention");
+  for (int i = 0; i < n; ++i)
+    t.push_back((i % 6 == 5 || i == n - 1) ? "full_attention" : "sliding_attention");
   return t;
 }
 
@@ -70,7 +71,9 @@ Status WriteTensors(const std::string& dir, const std::vector<TensorSpec>& specs
   std::vector<std::vector<size_t>> members(static_cast<size_t>(shards));
   int64_t acc = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
-    const size_t sh = std::min<size_t>(static_cast<size_t>(shards - 1), static_cast<size_t>(acc * shards / std::max<int64_t>(1, total)));
+    const size_t sh =
+        std::min<size_t>(static_cast<size_t>(shards - 1),
+                         static_cast<size_t>(acc * shards / std::max<int64_t>(1, total)));
     members[sh].push_back(i);
     acc += specs[i].numel();
   }
@@ -88,21 +91,27 @@ Status WriteTensors(const std::string& dir, const std::vector<TensorSpec>& specs
       weight_map[specs[i].name] = fname;
     }
     const auto& idx = members[static_cast<size_t>(sh)];
-    Status st = WriteSafetensorsStreaming(dir + "/" + fname, part, [&](size_t k, int64_t off, int64_t n, void* out) {
-      const size_t i = idx[k];
-      const Init in = inits[i];
-      const uint64_t stream = Mix(seed * 1000003ull + i);
-      if (in.ints != nullptr) {
-        std::memcpy(out, in.ints->data() + off, static_cast<size_t>(n) * sizeof(int64_t));
-        return;
-      }
-      for (int64_t e = 0; e < n; ++e) Store(specs[i].dtype, in.center + in.spread * Unit(stream, static_cast<uint64_t>(off + e)), out, e);
-    }, {{"format", "pt"}});
+    Status st = WriteSafetensorsStreaming(
+        dir + "/" + fname, part,
+        [&](size_t k, int64_t off, int64_t n, void* out) {
+          const size_t i = idx[k];
+          const Init in = inits[i];
+          const uint64_t stream = Mix(seed * 1000003ull + i);
+          if (in.ints != nullptr) {
+            std::memcpy(out, in.ints->data() + off, static_cast<size_t>(n) * sizeof(int64_t));
+            return;
+          }
+          for (int64_t e = 0; e < n; ++e)
+            Store(specs[i].dtype,
+                  in.center + in.spread * Unit(stream, static_cast<uint64_t>(off + e)), out, e);
+        },
+        {{"format", "pt"}});
     if (!st.ok()) return st;
   }
   if (shards > 1) {
     Json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
-    if (Status st = WriteText(dir + "/model.safetensors.index.json", index.dump(2)); !st.ok()) return st;
+    if (Status st = WriteText(dir + "/model.safetensors.index.json", index.dump(2)); !st.ok())
+      return st;
   }
   return OkStatus();
 }
@@ -118,7 +127,8 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
   RandomTargetSpec s;
   if (name == "e2b-tiny") {  // PLE, KV sharing, double-wide MLP, 4S1F pattern
     s.num_layers = 10;
-    for (int i = 0; i < 10; ++i) s.layer_types.push_back(i % 5 == 4 ? "full_attention" : "sliding_attention");
+    for (int i = 0; i < 10; ++i)
+      s.layer_types.push_back(i % 5 == 4 ? "full_attention" : "sliding_attention");
     s.num_kv_heads = 1;
     s.double_wide_mlp = true;
     s.ple_dim = 16;
@@ -147,7 +157,8 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
   } else if (name == "e2b-small") {  // E2B structure at ~100 MB: a few ms per token (server tests)
     s.hidden_size = 512;
     s.num_layers = 10;
-    for (int i = 0; i < 10; ++i) s.layer_types.push_back(i % 5 == 4 ? "full_attention" : "sliding_attention");
+    for (int i = 0; i < 10; ++i)
+      s.layer_types.push_back(i % 5 == 4 ? "full_attention" : "sliding_attention");
     s.num_heads = 4;
     s.num_kv_heads = 1;
     s.head_dim = 128;
@@ -161,7 +172,8 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
   } else if (name == "e2b-full") {  // the real E2B geometry (spec §2)
     s.hidden_size = 1536;
     s.num_layers = 35;
-    for (int i = 0; i < 35; ++i) s.layer_types.push_back(i % 5 == 4 ? "full_attention" : "sliding_attention");
+    for (int i = 0; i < 35; ++i)
+      s.layer_types.push_back(i % 5 == 4 ? "full_attention" : "sliding_attention");
     s.num_heads = 8;
     s.num_kv_heads = 1;
     s.head_dim = 256;
@@ -212,8 +224,10 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
 
 Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
   ::mkdir(dir.c_str(), 0755);
-  const std::vector<std::string> types = s.layer_types.empty() ? DefaultLayerTypes(s.num_layers) : s.layer_types;
-  if (static_cast<int>(types.size()) != s.num_layers) return Error("layer_types must have num_layers entries");
+  const std::vector<std::string> types =
+      s.layer_types.empty() ? DefaultLayerTypes(s.num_layers) : s.layer_types;
+  if (static_cast<int>(types.size()) != s.num_layers)
+    return Error("layer_types must have num_layers entries");
 
   // ---- config.json (HF layout)
   Json text = {
@@ -222,7 +236,8 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
       {"num_hidden_layers", s.num_layers},
       {"num_attention_heads", s.num_heads},
       {"num_key_value_heads", s.num_kv_heads},
-      {"num_global_key_value_heads", s.num_global_kv_heads > 0 ? Json(s.num_global_kv_heads) : Json()},
+      {"num_global_key_value_heads",
+       s.num_global_kv_heads > 0 ? Json(s.num_global_kv_heads) : Json()},
       {"head_dim", s.head_dim},
       {"global_head_dim", s.global_head_dim},
       {"attention_k_eq_v", s.k_eq_v},
@@ -246,12 +261,17 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
       {"attention_bias", false},
       {"rope_parameters",
        {{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
-        {"full_attention", {{"rope_type", "proportional"}, {"partial_rotary_factor", 0.25}, {"rope_theta", 1000000.0}}}}},
+        {"full_attention",
+         {{"rope_type", "proportional"},
+          {"partial_rotary_factor", 0.25},
+          {"rope_theta", 1000000.0}}}}},
   };
   Json config;
   const bool nested = s.model_type != "gemma4_text";
   if (nested) {
-    config = {{"architectures", {s.model_type == "gemma4_unified" ? "Gemma4UnifiedForConditionalGeneration" : "Gemma4ForConditionalGeneration"}},
+    config = {{"architectures",
+               {s.model_type == "gemma4_unified" ? "Gemma4UnifiedForConditionalGeneration"
+                                                 : "Gemma4ForConditionalGeneration"}},
               {"model_type", s.model_type},
               {"text_config", text},
               {"image_token_id", std::min(258880, s.vocab_size - 1)},
@@ -262,7 +282,8 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
     config["architectures"] = {"Gemma4ForCausalLM"};
   }
   if (Status st = WriteText(dir + "/config.json", config.dump(2)); !st.ok()) return st;
-  Json gen = {{"bos_token_id", 2}, {"eos_token_id", {1, 106}}, {"pad_token_id", 0}, {"do_sample", false}};
+  Json gen = {
+      {"bos_token_id", 2}, {"eos_token_id", {1, 106}}, {"pad_token_id", 0}, {"do_sample", false}};
   if (Status st = WriteText(dir + "/generation_config.json", gen.dump(2)); !st.ok()) return st;
 
   // ---- tokenizer
@@ -275,8 +296,12 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
     tok_json = SyntheticTokenizerJson(s.vocab_size);
   }
   if (Status st = WriteText(dir + "/tokenizer.json", tok_json); !st.ok()) return st;
-  Json tok_cfg = {{"tokenizer_class", "GemmaTokenizer"}, {"add_bos_token", false}, {"bos_token", "<bos>"},
-                  {"eos_token", "<eos>"}, {"pad_token", "<pad>"}, {"unk_token", "<unk>"}};
+  Json tok_cfg = {{"tokenizer_class", "GemmaTokenizer"},
+                  {"add_bos_token", false},
+                  {"bos_token", "<bos>"},
+                  {"eos_token", "<eos>"},
+                  {"pad_token", "<pad>"},
+                  {"unk_token", "<unk>"}};
   if (Status st = WriteText(dir + "/tokenizer_config.json", tok_cfg.dump(2)); !st.ok()) return st;
 
   // ---- tensors
@@ -289,14 +314,17 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
     inits.push_back(init);
   };
   auto mat = [&](const std::string& name, int64_t rows, int64_t cols) {
-    add(name, {rows, cols}, {0.0f, std::sqrt(3.0f / static_cast<float>(cols))});  // unit-variance outputs
+    add(name, {rows, cols},
+        {0.0f, std::sqrt(3.0f / static_cast<float>(cols))});  // unit-variance outputs
   };
   auto norm = [&](const std::string& name, int64_t n) { add(name, {n}, {1.0f, 0.25f}); };
   // Embedding rows of std ~ gain / sqrt(H): logits (normed hidden · row) then have std ~ gain.
-  add("embed_tokens.weight", {V, H}, {0.0f, s.logit_gain * std::sqrt(3.0f) / std::sqrt(static_cast<float>(H))});
+  add("embed_tokens.weight", {V, H},
+      {0.0f, s.logit_gain * std::sqrt(3.0f) / std::sqrt(static_cast<float>(H))});
   norm("norm.weight", H);
   if (P > 0) {
-    add("embed_tokens_per_layer.weight", {V, L * P}, {0.0f, std::sqrt(3.0f) / std::sqrt(static_cast<float>(P))});
+    add("embed_tokens_per_layer.weight", {V, L * P},
+        {0.0f, std::sqrt(3.0f) / std::sqrt(static_cast<float>(P))});
     mat("per_layer_model_projection.weight", L * P, H);
     norm("per_layer_projection_norm.weight", P);
   }
@@ -308,7 +336,8 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
     const int nkv = keqv && s.num_global_kv_heads > 0 ? s.num_global_kv_heads : s.num_kv_heads;
     const int ff = s.intermediate_size * ((s.double_wide_mlp && i >= first_shared) ? 2 : 1);
     const std::string p = "layers." + std::to_string(i) + ".";
-    for (const char* n : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"}) {
+    for (const char* n : {"input_layernorm", "post_attention_layernorm",
+                          "pre_feedforward_layernorm", "post_feedforward_layernorm"}) {
       norm(p + n + ".weight", H);
     }
     add(p + "layer_scalar", {1}, {0.75f, 0.25f});
@@ -332,7 +361,8 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
       mat(p + "router.proj.weight", E, H);
       norm(p + "router.scale", H);
       add(p + "router.per_expert_scale", {E}, {1.0f, 0.25f});
-      add(p + "experts.gate_up_proj", {E, 2 * F, H}, {0.0f, std::sqrt(3.0f / static_cast<float>(H))});
+      add(p + "experts.gate_up_proj", {E, 2 * F, H},
+          {0.0f, std::sqrt(3.0f / static_cast<float>(H))});
       add(p + "experts.down_proj", {E, H, F}, {0.0f, std::sqrt(3.0f / static_cast<float>(F))});
     }
     if (P > 0) {
@@ -374,25 +404,44 @@ RandomAssistantSpec AssistantPresetFor(const std::string& preset) {
   return a;
 }
 
-Status WriteRandomAssistant(const RandomAssistantSpec& a, const RandomTargetSpec& t, const std::string& dir) {
+Status WriteRandomAssistant(const RandomAssistantSpec& a, const RandomTargetSpec& t,
+                            const std::string& dir) {
   ::mkdir(dir.c_str(), 0755);
-  const std::vector<std::string> types = {"sliding_attention", "sliding_attention", "sliding_attention", "full_attention"};
-  Json text = {
-      {"model_type", "gemma4_text"}, {"hidden_size", a.hidden_size}, {"num_hidden_layers", 4},
-      {"num_attention_heads", a.num_heads}, {"num_key_value_heads", t.num_kv_heads},
-      {"num_global_key_value_heads", t.num_global_kv_heads > 0 ? Json(t.num_global_kv_heads) : Json()},
-      {"head_dim", t.head_dim}, {"global_head_dim", t.global_head_dim}, {"attention_k_eq_v", t.k_eq_v},
-      {"intermediate_size", a.intermediate_size}, {"use_double_wide_mlp", false},
-      {"hidden_size_per_layer_input", 0}, {"vocab_size_per_layer_input", 0}, {"num_kv_shared_layers", 4},
-      {"enable_moe_block", false}, {"sliding_window", t.sliding_window}, {"layer_types", types},
-      {"max_position_embeddings", t.max_position_embeddings}, {"final_logit_softcapping", nullptr},
-      {"vocab_size", t.vocab_size}, {"rms_norm_eps", 1e-6}, {"hidden_activation", "gelu_pytorch_tanh"},
-      {"tie_word_embeddings", true},
-      {"rope_parameters",
-       {{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
-        {"full_attention", {{"rope_type", "proportional"}, {"partial_rotary_factor", 0.25}, {"rope_theta", 1000000.0}}}}}};
+  const std::vector<std::string> types = {"sliding_attention", "sliding_attention",
+                                          "sliding_attention", "full_attention"};
+  Json text = {{"model_type", "gemma4_text"},
+               {"hidden_size", a.hidden_size},
+               {"num_hidden_layers", 4},
+               {"num_attention_heads", a.num_heads},
+               {"num_key_value_heads", t.num_kv_heads},
+               {"num_global_key_value_heads",
+                t.num_global_kv_heads > 0 ? Json(t.num_global_kv_heads) : Json()},
+               {"head_dim", t.head_dim},
+               {"global_head_dim", t.global_head_dim},
+               {"attention_k_eq_v", t.k_eq_v},
+               {"intermediate_size", a.intermediate_size},
+               {"use_double_wide_mlp", false},
+               {"hidden_size_per_layer_input", 0},
+               {"vocab_size_per_layer_input", 0},
+               {"num_kv_shared_layers", 4},
+               {"enable_moe_block", false},
+               {"sliding_window", t.sliding_window},
+               {"layer_types", types},
+               {"max_position_embeddings", t.max_position_embeddings},
+               {"final_logit_softcapping", nullptr},
+               {"vocab_size", t.vocab_size},
+               {"rms_norm_eps", 1e-6},
+               {"hidden_activation", "gelu_pytorch_tanh"},
+               {"tie_word_embeddings", true},
+               {"rope_parameters",
+                {{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
+                 {"full_attention",
+                  {{"rope_type", "proportional"},
+                   {"partial_rotary_factor", 0.25},
+                   {"rope_theta", 1000000.0}}}}}};
   const bool unified = t.model_type == "gemma4_unified";
-  Json config = {{"architectures", {unified ? "Gemma4UnifiedAssistantForCausalLM" : "Gemma4AssistantForCausalLM"}},
+  Json config = {{"architectures",
+                  {unified ? "Gemma4UnifiedAssistantForCausalLM" : "Gemma4AssistantForCausalLM"}},
                  {"model_type", unified ? "gemma4_unified_assistant" : "gemma4_assistant"},
                  {"backbone_hidden_size", t.hidden_size},
                  {"use_ordered_embeddings", a.centroid_head},
@@ -412,7 +461,10 @@ Status WriteRandomAssistant(const RandomAssistantSpec& a, const RandomTargetSpec
   if (a.centroid_head) {  // a random permutation: cluster c owns ordering[c*V/C .. (c+1)*V/C)
     ordering.resize(static_cast<size_t>(V));
     for (int64_t i = 0; i < V; ++i) ordering[static_cast<size_t>(i)] = i;
-    for (int64_t i = V - 1; i > 0; --i) std::swap(ordering[static_cast<size_t>(i)], ordering[Mix(a.seed * 31 + static_cast<uint64_t>(i)) % static_cast<uint64_t>(i + 1)]);
+    for (int64_t i = V - 1; i > 0; --i)
+      std::swap(
+          ordering[static_cast<size_t>(i)],
+          ordering[Mix(a.seed * 31 + static_cast<uint64_t>(i)) % static_cast<uint64_t>(i + 1)]);
     specs.push_back({"masked_embedding.token_ordering", DType::kI64, {V}});
     inits.push_back({0, 0, &ordering});
   }
@@ -420,18 +472,23 @@ Status WriteRandomAssistant(const RandomAssistantSpec& a, const RandomTargetSpec
     specs.push_back({name, a.dtype, std::move(shape)});
     inits.push_back(init);
   };
-  auto mat = [&](const std::string& name, int64_t rows, int64_t cols) { add(name, {rows, cols}, {0.0f, std::sqrt(3.0f / static_cast<float>(cols))}); };
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols) {
+    add(name, {rows, cols}, {0.0f, std::sqrt(3.0f / static_cast<float>(cols))});
+  };
   auto norm = [&](const std::string& name, int64_t n) { add(name, {n}, {1.0f, 0.25f}); };
   mat("pre_projection.weight", Hd, 2 * Hb);
   mat("post_projection.weight", Hb, Hd);
-  add("model.embed_tokens.weight", {V, Hd}, {0.0f, 4.0f * std::sqrt(3.0f) / std::sqrt(static_cast<float>(Hd))});
+  add("model.embed_tokens.weight", {V, Hd},
+      {0.0f, 4.0f * std::sqrt(3.0f) / std::sqrt(static_cast<float>(Hd))});
   norm("model.norm.weight", Hd);
   if (a.centroid_head) mat("masked_embedding.centroids.weight", a.num_centroids, Hd);
   for (int l = 0; l < 4; ++l) {
     const bool full = l == 3;
     const int hd = full ? t.global_head_dim : t.head_dim;
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    for (const char* n : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"}) norm(p + n + ".weight", Hd);
+    for (const char* n : {"input_layernorm", "post_attention_layernorm",
+                          "pre_feedforward_layernorm", "post_feedforward_layernorm"})
+      norm(p + n + ".weight", Hd);
     add(p + "layer_scalar", {1}, {0.75f, 0.25f});
     mat(p + "self_attn.q_proj.weight", a.num_heads * hd, Hd);
     norm(p + "self_attn.q_norm.weight", hd);
@@ -445,19 +502,36 @@ Status WriteRandomAssistant(const RandomAssistantSpec& a, const RandomTargetSpec
 
 std::string SyntheticTokenizerJson(int vocab_size) {
   // Special and chat tokens at Gemma's ids; unused slots below 108 are <unusedN>.
-  std::map<int, std::string> special = {{0, "<pad>"}, {1, "<eos>"}, {2, "<bos>"}, {3, "<unk>"},
-                                        {46, "<|tool>"}, {47, "<tool|>"}, {48, "<|tool_call>"}, {49, "<tool_call|>"},
-                                        {50, "<|tool_response>"}, {51, "<tool_response|>"}, {52, "<|\"|>"},
-                                        {98, "<|think|>"}, {100, "<|channel>"}, {101, "<channel|>"},
-                                        {105, "<|turn>"}, {106, "<turn|>"}};
+  std::map<int, std::string> special = {{0, "<pad>"},
+                                        {1, "<eos>"},
+                                        {2, "<bos>"},
+                                        {3, "<unk>"},
+                                        {46, "<|tool>"},
+                                        {47, "<tool|>"},
+                                        {48, "<|tool_call>"},
+                                        {49, "<tool_call|>"},
+                                        {50, "<|tool_response>"},
+                                        {51, "<tool_response|>"},
+                                        {52, "<|\"|>"},
+                                        {98, "<|think|>"},
+                                        {100, "<|channel>"},
+                                        {101, "<channel|>"},
+                                        {105, "<|turn>"},
+                                        {106, "<turn|>"}};
   std::vector<std::string> pieces;
   Json added = Json::array();
   for (int id = 0; id < 107; ++id) {
     auto it = special.find(id);
-    const std::string piece = it != special.end() ? it->second : "<unused" + std::to_string(id) + ">";
+    const std::string piece =
+        it != special.end() ? it->second : "<unused" + std::to_string(id) + ">";
     pieces.push_back(piece);
-    added.push_back({{"id", id}, {"content", piece}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", it != special.end()}});
+    added.push_back({{"id", id},
+                     {"content", piece},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", it != special.end()}});
   }
   pieces.push_back("\n");  // 107, as in Gemma
   for (int b = 0; b < 256; ++b) {
@@ -474,7 +548,8 @@ std::string SyntheticTokenizerJson(int vocab_size) {
   const std::string sample =
       "the quick brown fox jumps over the lazy dog. hello world! this is a test of the tokenizer "
       "and the model. int main() { return 0; } for (int i = 0; i < n; ++i) sum += x[i]; "
-      "def forward(self, x): return self.proj(x) the cat sat on the mat and the dog ran in the park "
+      "def forward(self, x): return self.proj(x) the cat sat on the mat and the dog ran in the "
+      "park "
       "speculative decoding with a small drafter makes generation faster without changing tokens";
   std::vector<std::vector<std::string>> words;
   std::string cur;
@@ -538,7 +613,8 @@ std::string SyntheticTokenizerJson(int vocab_size) {
       w = std::move(nw);
     }
   }
-  while (static_cast<int>(pieces.size()) < vocab_size) pieces.push_back("<unused" + std::to_string(pieces.size()) + ">");
+  while (static_cast<int>(pieces.size()) < vocab_size)
+    pieces.push_back("<unused" + std::to_string(pieces.size()) + ">");
   pieces.resize(static_cast<size_t>(vocab_size));
   Json vocab = Json::object();
   for (size_t i = 0; i < pieces.size(); ++i) vocab[pieces[i]] = i;
@@ -552,11 +628,27 @@ std::string SyntheticTokenizerJson(int vocab_size) {
       {"padding", nullptr},
       {"added_tokens", added},
       {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", mark}}},
-      {"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "MergedWithPrevious"}, {"invert", false}}},
+      {"pre_tokenizer",
+       {{"type", "Split"},
+        {"pattern", {{"String", " "}}},
+        {"behavior", "MergedWithPrevious"},
+        {"invert", false}}},
       {"post_processor", nullptr},
-      {"decoder", {{"type", "Sequence"}, {"decoders", {{{"type", "Replace"}, {"pattern", {{"String", mark}}}, {"content", " "}}, {{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}}},
-      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", "<unk>"}, {"fuse_unk", true},
-                 {"byte_fallback", true}, {"ignore_merges", false}, {"vocab", vocab}, {"merges", merges_kept}}},
+      {"decoder",
+       {{"type", "Sequence"},
+        {"decoders",
+         {{{"type", "Replace"}, {"pattern", {{"String", mark}}}, {"content", " "}},
+          {{"type", "ByteFallback"}},
+          {{"type", "Fuse"}}}}}},
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", "<unk>"},
+        {"fuse_unk", true},
+        {"byte_fallback", true},
+        {"ignore_merges", false},
+        {"vocab", vocab},
+        {"merges", merges_kept}}},
   };
   return tok.dump();
 }

@@ -330,9 +330,9 @@ def apply_rope(x, cos, sin):
 
 def grouped_attention(q, k, v, masked):
     """softmax(q k^T) v with scale 1 (q and k are RMS-normalised) and GQA: q [B, nh, Q, hd],
-    k/v [B, nkv, T, hd], masked: broadcastable to [B, nkv, group, Q, T] (True: not visible). Query head h reads KV head
-    h // (nh / nkv); the heads of a group share one matrix product. A query that sees no key
-    reads nothing (zeros), as in Specula."""
+    k/v [B, nkv, T, hd], masked: broadcastable to [B, nkv, group, Q, T] (True: not visible).
+    Query head h reads KV head h // (nh / nkv); the heads of a group share one matrix product.
+    A query that sees no key reads nothing (zeros), as in Specula."""
     B, nh, Q, hd = q.shape
     nkv, T = k.shape[1], k.shape[2]
     group = nh // nkv

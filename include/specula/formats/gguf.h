@@ -2,10 +2,10 @@
 // validated against the file before anything is exposed: every count and string length against the
 // bytes left, known value and tensor types, 1-4 dimensions with a product that fits, rows whole in
 // blocks, and a consistent tensor table: a tensor count matching the entries, unique names, each
-// tensor's data aligned, inside the file and sharing no byte with another's. Metadata becomes one JSON object (key -> value,
-// arrays as JSON arrays) so callers read it with the same FieldReader as config.json and errors
-// name the file and key alike. Tensor shapes are reported outermost first, as in safetensors:
-// GGUF's ne = {cols, rows} is shape [rows, cols].
+// tensor's data aligned, inside the file and sharing no byte with another's. Metadata becomes one
+// JSON object (key -> value, arrays as JSON arrays) so callers read it with the same FieldReader as
+// config.json and errors name the file and key alike. Tensor shapes are reported outermost first,
+// as in safetensors: GGUF's ne = {cols, rows} is shape [rows, cols].
 #pragma once
 
 #include <cstdint>

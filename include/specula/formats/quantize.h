@@ -27,8 +27,10 @@ struct QuantizeStats {
 };
 
 // The dtype `policy` assigns to tensor `name` of `shape` and `dtype` when quantizing to `target`.
-DType QuantizedType(const std::string& name, DType dtype, const std::vector<int64_t>& shape, DType target);
+DType QuantizedType(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                    DType target);
 
-Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir, DType target);
+Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir,
+                                         DType target);
 
 }  // namespace specula

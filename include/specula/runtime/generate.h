@@ -23,8 +23,8 @@ const char* StopReasonName(StopReason r);  // "stop", "length", "context"
 struct GenerateOptions {
   int max_new_tokens = 128;
   SamplingParams sampling;
-  std::vector<int> stop_ids;   // generation ends after emitting one of these
-  int prefill_chunk = 256;     // rows per prefill forward (bounds activation memory)
+  std::vector<int> stop_ids;  // generation ends after emitting one of these
+  int prefill_chunk = 256;    // rows per prefill forward (bounds activation memory)
 };
 
 struct GenerateStats {

@@ -44,7 +44,7 @@ class BatchEngine {
   };
   struct Counters {
     long target_forwards = 0;
-    long experts_read = 0;  // mixture of experts: distinct experts the passes ran (all layers)
+    long experts_read = 0;   // mixture of experts: distinct experts the passes ran (all layers)
     double forward_s = 0.0;  // inside target passes
     double draft_s = 0.0;    // inside drafter steps
     long generated = 0;

@@ -60,7 +60,7 @@ struct RandomAssistantSpec {
   int num_heads = 4;  // a multiple of the target's KV-head counts
   int intermediate_size = 64;
   bool centroid_head = true;
-  int num_centroids = 16;   // must divide the vocabulary
+  int num_centroids = 16;  // must divide the vocabulary
   int centroid_top_k = 4;
   int num_assistant_tokens = 0;  // > 0: written to generation_config.json
   DType dtype = DType::kBF16;
