@@ -252,6 +252,38 @@ TEST(Cli, TokenizeAndInspect) {
   EXPECT_NE(r.out.find("BF16"), std::string::npos);
 }
 
+TEST(Cli, InspectDescribesAssistantsAndTheirFit) {
+  const auto [m, a] = test::MakePair("e2b-tiny", true);
+  test::RunResult r = RunCli("inspect " + a);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(MTP assistant)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("head                  centroid: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("I64"), std::string::npos) << r.out;  // token_ordering
+  // With its target: the layers it reads are the target's last KV-owning ones of each type.
+  r = RunCli("inspect " + a + " -m " + m);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("fits; reads its layer 5 (sliding) and layer 4 (full)"), std::string::npos)
+      << r.out;
+  // The same through GGUF files.
+  const std::string dir = test::TempDir("cli-inspect");
+  ASSERT_EQ(RunCli("convert " + m + " " + dir + "/t.gguf").exit_code, 0);
+  ASSERT_EQ(
+      RunCli("convert " + a + " " + dir + "/a.gguf --tokenizer " + m + "/tokenizer.json").exit_code,
+      0);
+  r = RunCli("inspect " + dir + "/a.gguf -m " + dir + "/t.gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("fits; reads its layer 5 (sliding) and layer 4 (full)"), std::string::npos)
+      << r.out;
+  // A target it does not fit: one line naming the mismatch.
+  const std::string other = test::MakePreset("31b-tiny");
+  r = RunCli("inspect " + a + " -m " + other);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("assistant does not fit the target"), std::string::npos) << r.err;
+  r = RunCli("inspect " + m + " -m " + other);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-m: only an assistant"), std::string::npos) << r.err;
+}
+
 TEST(Cli, ScoreAgreesWithGenerate) {
   // score's rows are the logits generate decodes from: row i's best token is greedy token i + 1,
   // its log-probabilities are those of the next ids, and text gets BOS as in generate.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <sstream>
 
 #include "specula/base/json.h"
 #include "specula/base/thread_pool.h"
@@ -121,8 +122,35 @@ Gemma4Assistant::~Gemma4Assistant() = default;
 
 int Gemma4Assistant::SourceLayer(AttnType type) const { return target_.config().LastKvOwner(type); }
 
-Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string& dir,
-                                                               const Gemma4Model& target) {
+std::string Gemma4AssistantConfig::Describe() const {
+  std::ostringstream s;
+  int n_full = 0;
+  for (AttnType t : layer_types) n_full += t == AttnType::kFull;
+  const int layers = static_cast<int>(layer_types.size());
+  s << "architecture          " << architecture << " (MTP assistant)\n"
+    << "hidden_size           " << hidden_size << " (target width " << backbone_hidden_size << ")\n"
+    << "layers                " << layers << " (" << layers - n_full << " sliding, " << n_full
+    << " full; Q-only attention into the target's KV cache, none of its own)\n"
+    << "attention heads       " << num_heads << " (kv: sliding " << num_kv_heads << ", full "
+    << (attention_k_eq_v ? num_global_kv_heads : num_kv_heads) << ")\n"
+    << "head_dim              " << head_dim << " sliding, " << global_head_dim << " full\n"
+    << "intermediate_size     " << intermediate_size << "\n"
+    << "sliding_window        " << sliding_window << "\n"
+    << "vocab_size            " << vocab_size << "\n"
+    << "head                  ";
+  if (use_ordered_embeddings) {
+    s << "centroid: " << num_centroids << " clusters of " << vocab_size / num_centroids
+      << " ids, top " << centroid_top_k << " clusters scored ("
+      << centroid_top_k * vocab_size / num_centroids << " candidates)\n";
+  } else {
+    s << "dense (all " << vocab_size << " ids)\n";
+  }
+  s << "reads target layers   sliding layers: the target's last KV-owning sliding layer; full "
+       "layers: its last KV-owning full layer\n";
+  return s.str();
+}
+
+Result<AssistantCheckpoint> OpenAssistantCheckpoint(const std::string& dir) {
   // A .gguf file (llama.cpp's gemma4-assistant layout) stands for the directory: its metadata for
   // config.json, its tensors under their HF names.
   std::unique_ptr<GgufFile> gguf;
@@ -140,49 +168,60 @@ Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string
   if (!j.ok()) return j.status();
   Result<Gemma4AssistantConfig> cfg = Gemma4AssistantConfig::FromJson(*j, cfg_path);
   if (!cfg.ok()) return cfg.status();
-  const Gemma4AssistantConfig& c = *cfg;
-  const Gemma4Config& t = target.config();
+  Result<std::unique_ptr<WeightStore>> store =
+      gguf ? WeightStore::FromGguf(std::move(gguf), Gemma4AssistantHfName)
+           : WeightStore::OpenDir(dir);
+  if (!store.ok()) return store.status();
+  return AssistantCheckpoint{std::move(*cfg), std::move(*store), cfg_path};
+}
+
+Status Gemma4AssistantConfig::CheckFits(const Gemma4Config& t, const std::string& file) const {
   // Pairing: the assistant reads the target's embedding, hidden state and KV cache.
   auto mismatch = [&](const std::string& what) {
-    return Error(cfg_path + ": assistant does not fit the target: " + what);
+    return Error(file + ": assistant does not fit the target: " + what);
   };
-  if (c.backbone_hidden_size != t.hidden_size) {
-    return mismatch("backbone_hidden_size " + std::to_string(c.backbone_hidden_size) +
+  if (backbone_hidden_size != t.hidden_size) {
+    return mismatch("backbone_hidden_size " + std::to_string(backbone_hidden_size) +
                     " != target hidden_size " + std::to_string(t.hidden_size));
   }
-  if (c.vocab_size != t.vocab_size) {
-    return mismatch("vocab_size " + std::to_string(c.vocab_size) + " != target vocab_size " +
+  if (vocab_size != t.vocab_size) {
+    return mismatch("vocab_size " + std::to_string(vocab_size) + " != target vocab_size " +
                     std::to_string(t.vocab_size));
   }
-  for (int l = 0; l < static_cast<int>(c.layer_types.size()); ++l) {
-    const AttnType type = c.layer_types[static_cast<size_t>(l)];
+  for (int l = 0; l < static_cast<int>(layer_types.size()); ++l) {
+    const AttnType type = layer_types[static_cast<size_t>(l)];
     const char* name = type == AttnType::kFull ? "full" : "sliding";
     const int src = t.LastKvOwner(type);
     if (src < 0)
       return mismatch(std::string("layer ") + std::to_string(l) + " is " + name +
                       " but the target has no KV-owning " + name + " layer");
     const Gemma4LayerSpec& s = t.layers[static_cast<size_t>(src)];
-    if (c.LayerHeadDim(l) != s.head_dim) {
-      return mismatch(std::string(name) + " head dim " + std::to_string(c.LayerHeadDim(l)) +
+    if (LayerHeadDim(l) != s.head_dim) {
+      return mismatch(std::string(name) + " head dim " + std::to_string(LayerHeadDim(l)) +
                       " != target layer " + std::to_string(src) + " head dim " +
                       std::to_string(s.head_dim));
     }
-    if (c.LayerKvHeads(l) != s.num_kv_heads) {
-      return mismatch(std::string(name) + " KV heads " + std::to_string(c.LayerKvHeads(l)) +
+    if (LayerKvHeads(l) != s.num_kv_heads) {
+      return mismatch(std::string(name) + " KV heads " + std::to_string(LayerKvHeads(l)) +
                       " != target layer " + std::to_string(src) + " KV heads " +
                       std::to_string(s.num_kv_heads));
     }
   }
-  if (c.sliding_window > t.sliding_window) {
-    return mismatch("sliding_window " + std::to_string(c.sliding_window) +
-                    " exceeds the target's " + std::to_string(t.sliding_window) +
+  if (sliding_window > t.sliding_window) {
+    return mismatch("sliding_window " + std::to_string(sliding_window) + " exceeds the target's " +
+                    std::to_string(t.sliding_window) +
                     " (the target cache does not keep those keys)");
   }
-  Result<std::unique_ptr<WeightStore>> store =
-      gguf ? WeightStore::FromGguf(std::move(gguf), Gemma4AssistantHfName)
-           : WeightStore::OpenDir(dir);
-  if (!store.ok()) return store.status();
-  auto a = std::make_unique<Gemma4Assistant>(Key(), std::move(*cfg), std::move(*store), target);
+  return OkStatus();
+}
+
+Result<std::unique_ptr<Gemma4Assistant>> Gemma4Assistant::Load(const std::string& dir,
+                                                               const Gemma4Model& target) {
+  Result<AssistantCheckpoint> ck = OpenAssistantCheckpoint(dir);
+  if (!ck.ok()) return ck.status();
+  if (Status s = ck->config.CheckFits(target.config(), ck->config_file); !s.ok()) return s;
+  auto a =
+      std::make_unique<Gemma4Assistant>(Key(), std::move(ck->config), std::move(ck->store), target);
   if (Status s = a->Bind(); !s.ok()) return s.WithContext(dir);
   return a;
 }

@@ -45,7 +45,20 @@ struct Gemma4AssistantConfig {
   static Result<Gemma4AssistantConfig> FromJson(const Json& root, const std::string& file);
   int LayerHeadDim(int l) const;
   int LayerKvHeads(int l) const;
+  // An error naming `file` and the first field that does not fit `target` (width, vocabulary,
+  // head sizes and KV heads of the target layers it reads, sliding window).
+  Status CheckFits(const Gemma4Config& target, const std::string& file) const;
+  std::string Describe() const;  // multi-line human summary for `specula inspect`
 };
+
+// An assistant checkpoint opened without a target: its validated config and its tensors.
+struct AssistantCheckpoint {
+  Gemma4AssistantConfig config;
+  std::unique_ptr<WeightStore> store;
+  std::string config_file;  // config.json, or the GGUF file standing for it (for messages)
+};
+// `dir` is a checkpoint directory or a .gguf file (llama.cpp's gemma4-assistant layout).
+Result<AssistantCheckpoint> OpenAssistantCheckpoint(const std::string& dir);
 
 struct DraftStepOutput {
   std::vector<float> h_out;   // [H_b] next step's h_in
