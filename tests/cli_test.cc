@@ -284,6 +284,47 @@ TEST(Cli, InspectDescribesAssistantsAndTheirFit) {
   EXPECT_NE(r.err.find("-m: only an assistant"), std::string::npos) << r.err;
 }
 
+TEST(Cli, BenchReportsReplayCeilingSamplingAndTimeSplit) {
+  const auto [m, a] = test::MakePair("e2b-tiny", true);
+  // Greedy replay: every draft accepted, K + 1 tokens per pass (the last round may be shorter),
+  // and the decode time split into shares that sum to one.
+  test::RunResult r =
+      RunCli("bench -m " + m + " --drafter replay --draft-max 1,3 -n 24 --reps 1 -t 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json j = ParseOut(r);
+  EXPECT_EQ(j["sampling"]["temperature"], 0.0);
+  ASSERT_EQ(j["results"].size(), 3u);
+  for (const Json& row : j["results"]) {
+    if (row["mode"] != "spec") continue;
+    const int k = row["draft_max"].get<int>();
+    EXPECT_EQ(row["acceptance_rate"], 1.0);
+    EXPECT_GT(row["tokens_per_forward"].get<double>(), k + 0.5);
+    const double t = row["time_in_target"].get<double>(), d = row["time_in_drafter"].get<double>(),
+                 o = row["time_other"].get<double>();
+    EXPECT_GT(t, 0.0);
+    EXPECT_GE(d, 0.0);
+    EXPECT_GE(o, 0.0);
+    EXPECT_NEAR(t + d + o, 1.0, 1e-9);
+  }
+  // Sampled: the replayed plain draws are drafts with q = 1, accepted with probability p < 1.
+  r = RunCli("bench -m " + m + " -md " + a +
+             " --drafter replay --draft-max 3 -n 48 --reps 1 -t 1 --temp 0.7 --seed 5 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = ParseOut(r);
+  EXPECT_NEAR(j["sampling"]["temperature"].get<double>(), 0.7, 1e-6);
+  EXPECT_LT(j["results"][1]["acceptance_rate"].get<double>(), 1.0);
+  // Batched greedy replay: still every draft accepted.
+  r = RunCli("bench -m " + m + " --drafter replay --draft-max 2 --batch 2 -n 16 --reps 1 -t 1 " +
+             "--json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = ParseOut(r);
+  EXPECT_EQ(j["results"][1]["acceptance_rate"], 1.0);
+  EXPECT_EQ(j["results"][1]["batch"], 2);
+  r = RunCli("bench -m " + m + " --drafter replay --temp -1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--temp"), std::string::npos) << r.err;
+}
+
 TEST(Cli, ScoreAgreesWithGenerate) {
   // score's rows are the logits generate decodes from: row i's best token is greedy token i + 1,
   // its log-probabilities are those of the next ids, and text gets BOS as in generate.

@@ -25,7 +25,20 @@ struct BenchFlags {
   int n = 64, reps = 3, threads = 0;
   int extrapolate_layers = 0;  // mixture of experts: also give ceilings at this depth
   bool json = false;
+  // Greedy by default. Sampled runs verify by rejection sampling, so speculative output is not
+  // compared with plain output token for token (it has the same distribution, not the same draws).
+  SamplingParams sampling;
 };
+
+// "greedy", or the sampling settings of a sampled run, for the report's first lines.
+inline std::string DescribeSampling(const SamplingParams& s) {
+  if (s.greedy()) return "greedy";
+  return "sampling at temperature " + std::to_string(s.temperature).substr(0, 4) +
+         (s.top_k ? ", top-k " + std::to_string(s.top_k) : "") +
+         (s.top_p < 1.0f ? ", top-p " + std::to_string(s.top_p).substr(0, 4) : "") +
+         (s.min_p > 0.0f ? ", min-p " + std::to_string(s.min_p).substr(0, 4) : "") + ", seed " +
+         std::to_string(s.seed) + " (rejection-sampling verification)";
+}
 
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -123,6 +123,7 @@ int Run(const BenchFlags& f) {
     return Fail("--drafter: expected model or replay");
   if (f.drafter == "model" && f.draft.empty())
     return Fail("--drafter model: needs -md/--draft DIR (or use --drafter replay)");
+  if (Status s = f.sampling.Validate(); !s.ok()) return Fail(s.message());
   Result<std::vector<int>> ks_list = ParseList(f.draft_max, "--draft-max", 1, 32);
   if (!ks_list.ok()) return Fail(ks_list.status().message());
   const std::vector<int> ks = *ks_list;
@@ -167,7 +168,13 @@ int Run(const BenchFlags& f) {
                     {"prompt_tokens", prompt.size()},
                     {"generated_tokens", f.n},
                     {"reps", f.reps},
-                    {"drafter_dir", f.draft}}}};
+                    {"drafter_dir", f.draft}}},
+                  {"sampling",
+                   {{"temperature", f.sampling.temperature},
+                    {"top_k", f.sampling.top_k},
+                    {"top_p", f.sampling.top_p},
+                    {"min_p", f.sampling.min_p},
+                    {"seed", f.sampling.seed}}}};
   if (!batches.empty()) {
     return RunBatchSweep(f, target, assistant.get(), pool, prompt, ks, batches, report);
   }
@@ -175,6 +182,7 @@ int Run(const BenchFlags& f) {
   const int max_k = *std::max_element(ks.begin(), ks.end());
   GenerateOptions base;
   base.max_new_tokens = f.n;  // no stop ids: every run decodes exactly n tokens
+  base.sampling = f.sampling;
 
   // The reference output (the replay drafter replays it).
   std::vector<int> sequence;
@@ -222,8 +230,9 @@ int Run(const BenchFlags& f) {
       SpecOptions so{.base = base, .draft_max = ks[i], .policy = policy->get()};
       Result<SpecResult> r = GenerateSpeculative(target, *d, pool, *cache, prompt, so, nullptr);
       if (!r.ok()) return Fail(r.status().message());
-      if (r->gen.ids !=
-          std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
+      if (f.sampling.greedy() &&
+          r->gen.ids != std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()),
+                                         sequence.end())) {
         return Fail("speculative output differs from plain output (K=" + std::to_string(ks[i]) +
                     "): this is a bug");
       }
@@ -375,8 +384,9 @@ int Run(const BenchFlags& f) {
       threads, BestKernels().target, bandwidth, peak_gflops);
   std::printf(
       "model: %s, %.2f GB of weights per token -> roofline %.2f tok/s; prompt %zu tokens, %d "
-      "generated, %d reps\n",
-      f.model.c_str(), bytes / 1e9, roofline, prompt.size(), f.n, f.reps);
+      "generated, %d reps, %s\n",
+      f.model.c_str(), bytes / 1e9, roofline, prompt.size(), f.n, f.reps,
+      DescribeSampling(f.sampling).c_str());
   std::printf("plain prefill: %.1f tok/s = %.0f%% of peak FMA throughput\n",
               results[0]["prefill_tok_per_s"].get<double>(),
               100.0 * results[0]["prefill_fma_fraction"].get<double>());
@@ -466,6 +476,13 @@ Runner AddBench(CLI::App& app) {
   c->add_option("--extrapolate-layers", f->extrapolate_layers,
                 "mixture of experts: also give the bytes-model ceilings of a model this deep "
                 "(same widths; e.g. 30 for 26B-A4B)");
+  c->add_option("--temp", f->sampling.temperature,
+                "temperature (default 0: greedy); sampled drafts are verified by rejection "
+                "sampling");
+  c->add_option("--top-k", f->sampling.top_k, "top-k (0 = off)");
+  c->add_option("--top-p", f->sampling.top_p, "top-p (1 = off)");
+  c->add_option("--min-p", f->sampling.min_p, "min-p (0 = off)");
+  c->add_option("--seed", f->sampling.seed, "sampling seed (default 0)");
   c->add_flag("--json", f->json, "print one JSON object");
   c->add_option("--plot", f->plot,
                 "draw speedup and acceptance against draft length to a PNG (needs gnuplot)");
