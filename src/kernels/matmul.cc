@@ -37,12 +37,11 @@ namespace hn = hwy::HWY_NAMESPACE;
 // AVX-512 instead loads the 2N words at p with only the high half of each lane enabled and the
 // rest zeroed, which gives the odd elements as f32 in one load; the same load one element earlier
 // gives the even ones (its first word, the element before p, is masked off: never read, so it
-// cannot fault). One-row decode matmuls ran ~4 % faster (20.1 -> 19.4 ms on E2B MLP shapes) than
-// with a separate shift and mask. But that even load spans two cache lines, and the compute-bound
-// tiles (5-6 rows: verification, prefill) lose more to the split than to a shift that reads its
-// aligned operand from memory (EvenF32<true>): E2B MLP shapes over 24 rows 2-4 % faster, while
-// 1-4 rows, memory-bound, ran ~3 % slower with the shift, so they keep the split load. Both give
-// the same bits.
+// cannot fault), which saves the separate shift and mask in memory-bound one-row decode. But that
+// even load spans two cache lines, and the compute-bound tiles (5-6 rows: verification, prefill)
+// lose more to the split than to a shift that reads its aligned operand from memory
+// (EvenF32<true>), so they use the shift while 1-4 row tiles keep the split load. Both give the
+// same bits.
 using DU = hn::RebindToUnsigned<DF>;
 HWY_INLINE hn::Vec<DU> LoadPairs(DU du, const hwy::bfloat16_t* p) {
   // LoadU reads unaligned memory (memcpy on the scalar target); p only needs bf16 alignment.
@@ -105,8 +104,8 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
   const hwy::bfloat16_t* HWY_RESTRICT w = job.w;
   const size_t ldw = job.ldw;
   // Every index into acc must be a constant before GCC's scalar replacement runs, or the array
-  // stays on the stack around the K loop, zeroed and stored there (16-row matmul 37.1 -> 35.1 ms
-  // without): hence the unroll pragmas and ForEachIndex.
+  // stays on the stack around the K loop, zeroed and stored there: hence the unroll pragmas and
+  // ForEachIndex.
   hn::Vec<DF> acc[NW][R];
 #pragma GCC unroll 32
   for (size_t i = 0; i < NW; ++i) {
@@ -122,8 +121,7 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
   size_t pf_credit = panel ? panel->credit : 0;
   for (size_t c = 0; c < chunks; ++c, x += R * 2 * N) {
     const hwy::bfloat16_t* wk = w + c * 2 * N;
-    // Into L2, not L1: 16 KiB ahead on four rows is more than L1 holds beside the activations
-    // (4-24 rows ran ~5% faster than with prefetches into L1).
+    // Into L2, not L1: 16 KiB ahead on four rows is more than L1 holds beside the activations.
     if (panel) {
       for (pf_credit += panel->lines; pf_credit >= panel->slots; pf_credit -= panel->slots) {
         __builtin_prefetch(pf_next, 0, 1);
@@ -228,18 +226,15 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
   // Panels of weight rows (ForEachTile): every row tile runs over the panel's weight tiles while
   // its activations stay close (L1/L2); the panel's weights come from DRAM for the first row tile
   // and from L2 for the rest. Weight tile outermost instead re-streamed all m rows' activations
-  // per 4 weight rows, from L3 once m * K * 4 bytes outgrew L2. (K blocking, with accumulators
-  // parked in memory between blocks, measured no faster on 8-16 rows and slower on 24-64.)
+  // per 4 weight rows, from L3 once m * K * 4 bytes outgrew L2.
   //
   // Prefetching: with one row tile (decode, memory-bound), each weight row's stream kPrefetchBytes
   // ahead. With more, the first row tile would pull the panel from DRAM and the others compute
   // from L2 with DRAM idle, so every tile instead streams the *next* panel, one contiguous run of
-  // lines issued at an even rate over the whole panel (PanelPrefetch). One core sustains only ~12
-  // GB/s of misses and 16 rows need ~8 of it throughout: bursts (the previous scheme gave row
-  // tile t the next panel's lines with index mod T == t, four rows at once) left part of the panel
-  // in L3 when the first row tile reached it. bf16 1536-column matrices, one thread, 32-row panels:
-  // 16 rows 43.5 -> 38.9 ms, 12 rows 38.3 -> 34.7, 8 rows 32.3 -> 29.9; 4 rows (one tile) stay
-  // with the per-row prefetch (24.5 vs 26.6 ms).
+  // lines issued at an even rate over the whole panel (PanelPrefetch). One core sustains only a
+  // limited rate of misses, and 16 rows need most of it throughout: prefetches issued in bursts
+  // leave part of the panel in L3 when the first row tile reaches it. A single row tile (up to 4
+  // rows) keeps the per-row prefetch.
   const size_t T = NumTiles(a.m);
   const int64_t panel_rows = PanelRows(a);
   const size_t chunks = K / (2 * hn::Lanes(DF()));
@@ -505,12 +500,10 @@ void MatMulShared(const KernelTable& k, ThreadPool& pool, std::span<const MatMul
 
 void MatMulGrouped(const KernelTable& k, ThreadPool& pool, std::span<const MatMulJob> jobs) {
   // One contiguous slice of the stacked rows per thread: each core then streams long runs of rows,
-  // which the hardware prefetchers and DRAM pages favour (64 KiB dynamically scheduled tasks
-  // reached ~78% of stream bandwidth, per-thread slices ~86%). But equal slices finish at
-  // different times (in one-row Q8_0 decode the main thread waited ~4.5% of the time for the
-  // other), so the slices cover 7/8 of the rows and the last eighth goes in small tasks to
-  // whichever thread is free first. Tasks are whole 4-row tiles; tiny matrices stay on one
-  // thread.
+  // which the hardware prefetchers and DRAM pages favour over small dynamically scheduled tasks.
+  // But equal slices finish at different times, so the slices cover 7/8 of the rows and the last
+  // eighth goes in small tasks to whichever thread is free first. Tasks are whole 4-row tiles; tiny
+  // matrices stay on one thread.
   int64_t rows = 0, row_bytes = 1;
   size_t scratch_floats = 0;
   for (const MatMulJob& j : jobs) {

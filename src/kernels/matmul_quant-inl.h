@@ -28,9 +28,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 // row is quantized once per call to int16 codes with one f32 scale per row (x ~ s * q, s = max|x| /
 // 32767), and a block's 32 products of int8 weight codes and int16 activation codes are summed
 // exactly in int32 (pairs via ReorderWidenMulAccumulate: vpmaddwd on x86). Only the per-block
-// weight scale is applied in float. Converting every weight code to f32 (sign-extend, convert,
-// scale: ~11 ops per block and row on the two 512-bit ports) held one-row Q8_0 decode at ~72% of
-// the memory roofline; this needs ~6. One scale per row (not per block, as llama.cpp's int8
+// weight scale is applied in float: ~6 ops per block and row, where converting every weight code
+// to f32 (sign-extend, convert, scale) takes ~11 and makes one-row decode compute-bound. One scale
+// per row (not per block, as llama.cpp's int8
 // activations have) keeps the per-block work at one multiply-add per (weight row, activation row),
 // and 15 bits per row are finer than 7 bits per block unless a row's max exceeds its typical
 // block's max 256-fold.
@@ -334,10 +334,9 @@ HWY_INLINE void DotGroupQ6K(const QTile& job) {
     job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r])) * job.xscale[r];
 }
 
-// Activation rows per Q6_K group at most: each super-block is unpacked and scaled once per group.
-// 16 (m cut into even groups, as TileRows cuts tiles) against 4: 8 rows 37.1 -> 26.6 ms, 24 rows
-// 120 -> 78, 64 rows 314 -> 201 (E2B MLP shapes, 2 cores); 1-4 rows the same. AVX2 has too few
-// registers for 16 accumulators.
+// Activation rows per Q6_K group at most: each super-block is unpacked and scaled once per group,
+// so larger groups (m cut into even groups, as TileRows cuts tiles) share that work more widely.
+// AVX2 has too few registers for 16 accumulators.
 constexpr size_t kQuantRows = kWideRegs ? 16 : 4;
 
 template <size_t R>
@@ -366,13 +365,11 @@ void MatMulRowsQ6K(const MatMulRowsArgs& a) {
 // min term needs only each sub-block's sum of activation codes (exact in f32: |32 * 32767| < 2^24),
 // taken once per call for every row: per super-block and row, dmin * sum_j m_j * xsum_j by a fixed
 // chain of f32 fmas, accumulated apart and subtracted at the end. With 4 or more rows the chains
-// run across rows in vectors (8 FMAs per super-block for up to 16 rows; per row, in int32, they
-// held a 75-token prefill at ~26 % of peak FMA); lane and scalar fma give the same bits, so a row's
-// result does not depend on its group. Folding the products into the vector accumulators made
-// one-row decode ~20 % slower (the mins went through memory: a store-forwarding stall), int32
-// vector sums (vpmulld) 3-10 % slower than f32 FMAs. One-row decode streams ~17 GB/s, bound by
-// the per-super-block work (8 scale/min decodes, 8 vectors unpacked and scaled); feeding the scaled
-// codes straight into the sums instead of through `scaled` gained nothing.
+// run across rows in vectors (8 FMAs per super-block for up to 16 rows, instead of a scalar chain
+// per row); lane and scalar fma give the same bits, so a row's result does not depend on its
+// group. The mins stay out of the vector accumulators: folded in, they go through memory (a
+// store-forwarding stall). One-row decode is bound by the per-super-block work (8 scale/min
+// decodes, 8 vectors unpacked and scaled), not by bandwidth (docs/architecture.md).
 
 // A super-block's 256 values as int16 code * sub-block scale, in value order; its mins into m.
 HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled,
@@ -478,8 +475,8 @@ void MatMulRowsQ4K(const MatMulRowsArgs& a) {
 }
 
 // Rows per tile on AVX-512: 4 x 6 (24 accumulators + 4 scales + 4 weights, one value reloaded)
-// measured 9% faster on 16 rows than 4 x 5 and equal on 4, 8 and 64. AVX2 (16 registers, two
-// code vectors per block and weight row) keeps 4 x 1.
+// fills the 32 registers. AVX2 (16 registers, two code vectors per block and weight row) keeps
+// 4 x 1.
 constexpr size_t kMaxRowsQ = kWideRegs ? 6 : 1;
 
 template <size_t NW, size_t R, DType kType>

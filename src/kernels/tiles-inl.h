@@ -60,8 +60,8 @@ HWY_INLINE size_t TileRows(size_t m, size_t t, size_t max_rows = kMaxRows) {
 }
 
 // Sums of the lanes of a0..a3 into out[0..3]. On x86 the four are reduced together (two
-// interleave rounds, then the 128-bit blocks folded): ~3 ops per sum instead of ~10, which was
-// ~6% of a 16-row matmul. Each sum's order is fixed whatever the other three hold, so rows reduced
+// interleave rounds, then the 128-bit blocks folded): ~3 ops per sum instead of ~10. Each sum's
+// order is fixed whatever the other three hold, so rows reduced
 // with zeros for neighbours get the same bits.
 template <class D>
 HWY_INLINE void SumLanes4(D df, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn::Vec<D> a3,
@@ -104,7 +104,7 @@ HWY_INLINE void ForEachIndex(const Fn& fn) {
 // The lane sums of a tile's column r, acc[0..NW)[r], into sums[0..NW) (NW is 1 or 4; a lone row is
 // reduced with zeros for neighbours, so it gets the bits it would get in a 4-row tile). The
 // vectors go by value: taking the accumulator array by reference made GCC keep the whole tile on
-// the stack, zeroed and stored there around the loop (~10 % of a 1536-column tile).
+// the stack, zeroed and stored there around the loop.
 template <size_t NW, class D>
 HWY_INLINE void SumColumn(D d, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn::Vec<D> a3,
                           float* sums) {
@@ -140,10 +140,9 @@ HWY_INLINE void DotTile(const WT* HWY_RESTRICT w, size_t ldw, const float* HWY_R
   // One prefetch per cache line and row: steps cover N * sizeof(WT) bytes.
   const size_t steps_per_line = std::max<size_t>(1, 64 / (N * sizeof(WT)));
   for (size_t step = 0; k + N <= K; k += N, ++step) {
-    // One core keeps too few loads in flight to stream at full bandwidth on its own; prefetching
-    // each weight row's stream kPrefetchBytes ahead (16 KiB: best of 4-32 KiB with per-thread
-    // slices) lifts a 1-row matmul from ~62% to ~80% of the machine's stream bandwidth. Prefetches
-    // never fault.
+    // One core keeps too few loads in flight to stream at full bandwidth on its own, so each
+    // weight row's stream is prefetched kPrefetchBytes ahead (16 KiB: far enough to cover DRAM
+    // latency, near enough to stay in L2 with per-thread slices). Prefetches never fault.
     if (step % steps_per_line == 0) {
       for (size_t i = 0; i < NW; ++i)
         hwy::Prefetch(reinterpret_cast<const uint8_t*>(w + i * ldw + k) + kPrefetchBytes);
@@ -167,8 +166,8 @@ HWY_INLINE void DotTile(const WT* HWY_RESTRICT w, size_t ldw, const float* HWY_R
 }
 
 // One f32/f16 tile of R rows (x is its first row, stride ldx). Not inlined: inlined into the
-// row-count dispatch, GCC gave all tile shapes one stack array of accumulators and stored it back
-// every iteration (1.3x slower).
+// row-count dispatch, GCC gives all tile shapes one stack array of accumulators and stores it back
+// every iteration.
 template <size_t NW, size_t R, class WT>
 HWY_NOINLINE void AnyTile(const WT* w, size_t ldw, const float* x, size_t ldx, size_t K, float* out,
                           size_t ldo) {
@@ -185,17 +184,13 @@ HWY_INLINE void DotTileTail(size_t rows, const WT* w, size_t ldw, const float* x
   }
 }
 
-// Weight rows per panel (see MatMulRowsBF16). On a 200-token prefill of the 31B-shaped target
-// (K up to 21504, so one tile's activations are 0.5 MB) 32 took prefill from 16 to 31 tok/s; 16
-// reached 27 and 64 no more than 32. Decode and verify shapes were unchanged (but see PanelRows).
+// Weight rows per panel (see MatMulRowsBF16) for prefill: with long rows (K up to 21504, so one
+// tile's activations are 0.5 MB) 32 rows amortise the activations' trips through L2 over enough
+// weights; fewer rows left prefill bound by them, more gained nothing.
 constexpr int64_t kPanel = 32;
 // At verify sizes (m <= 32) a panel holds ~96 KB of weights (4 to 32 rows): long rows get
-// short panels, so the panel, the next one being prefetched and the activations stay in L2. E2B's
-// 1536 x 12288 down-projection over 16 rows ran at 134 GFLOP/s with 32-row panels, 169 with 8,
-// 177 with 4; with the even next-panel prefetch, 1536 x 6144 over 8-16 rows gained ~6 % with 8
-// rows instead of 32, and budgets of 48 or 192 KB did no better (Q8_0's 4-row E2B forward was the
-// same with its 6144-column panels at 12 rows as at 32). Prefill keeps 32 (the 31B-shaped
-// 75-token prefill fell from 31 to 24 tok/s with 4).
+// short panels, so the panel, the next one being prefetched and the activations stay in L2 (with
+// 32-row panels a 12288-column matrix spills them). Prefill keeps kPanel.
 HWY_INLINE int64_t PanelRows(const MatMulRowsArgs& a) {
   if (a.m > 32) return kPanel;
   const auto row_bytes = static_cast<int64_t>(StorageBytes(a.w.dtype, a.w.cols));
