@@ -48,7 +48,7 @@ if [[ ! -f $assistant/config.json || $pack -nt $assistant/config.json ]]; then
     --tokenizer "$tokenizer"
 fi
 
-prompt="${DEMO_PROMPT:-To install a package with apt-get, }"
+prompt="${DEMO_PROMPT:-The apt-get command is the basic tool to}"
 n="${DEMO_TOKENS:-96}"
 plain=$("$specula" generate -m "$target" -p "$prompt" -n "$n" --json 2>/dev/null)
 spec=$("$specula" generate -m "$target" -md "$assistant" --draft-max 3 -p "$prompt" -n "$n" \
