@@ -62,6 +62,18 @@ def _rope(text, key, head_dim, default_theta, default_type, default_factor):
     return inv
 
 
+def _read_config(directory):
+    """(path, parsed JSON) of DIRECTORY/config.json; ConfigError naming the file otherwise."""
+    path = os.path.join(directory, "config.json")
+    try:
+        with open(path) as f:
+            return path, json.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not JSON ({e})") from e
+
+
 class LayerSpec:
     def __init__(self, full, head_dim, kv_heads, ffn, owns_kv, kv_source, k_eq_v):
         self.full, self.head_dim, self.kv_heads, self.ffn = full, head_dim, kv_heads, ffn
@@ -148,14 +160,7 @@ class TargetConfig:
 
     @staticmethod
     def load(directory):
-        path = os.path.join(directory, "config.json")
-        try:
-            with open(path) as f:
-                root = json.load(f)
-        except OSError as e:
-            raise ConfigError(f"{path}: {e.strerror}") from e
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not JSON ({e})") from e
+        path, root = _read_config(directory)
         if not isinstance(root, dict):
             raise ConfigError(f"{path}: not a JSON object")
         return TargetConfig(root, path)
@@ -231,14 +236,7 @@ class AssistantConfig:
 
     @staticmethod
     def load(directory):
-        path = os.path.join(directory, "config.json")
-        try:
-            with open(path) as f:
-                root = json.load(f)
-        except OSError as e:
-            raise ConfigError(f"{path}: {e.strerror}") from e
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not JSON ({e})") from e
+        path, root = _read_config(directory)
         return AssistantConfig(root, path)
 
 
