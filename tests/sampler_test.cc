@@ -150,6 +150,66 @@ TEST(Sampler, MatchesTheNaiveDefinitionOnALargeVocabulary) {
   }
 }
 
+// The weight table is the distribution: per-token probabilities equal the written-out pairs for
+// tokens kept and cut alike, Draw is the inverse CDF over ToDistribution's order, and the
+// rejection residual is normalise(max(p - q, 0)) whatever q covers (including tokens p cut).
+TEST(TokenWeights, ProbDrawAndResidualMatchTheDefinitions) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(3000);
+  for (float& x : logits) x = normal(rng);
+  const int n = static_cast<int>(logits.size());
+  const std::vector<SamplingParams> cases = {{.temperature = 1.0f},
+                                             {.temperature = 0.7f, .top_k = 50},
+                                             {.temperature = 0.9f, .top_p = 0.8f}};
+  for (const SamplingParams& sp : cases) {
+    TokenWeights w(sp, logits.data(), n);
+    const TokenDistribution d = w.ToDistribution();
+    std::map<int, double> p;
+    for (const auto& [t, q] : d.probs) p[t] = q;
+    for (int t = 0; t < n; ++t) EXPECT_NEAR(w.Prob(t), p.count(t) ? p[t] : 0.0, 1e-7) << t;
+    // Draw(u) returns the token whose cumulative interval in d's order holds u.
+    double cum = 0.0;
+    for (const auto& [t, q] : d.probs) {
+      if (q < 1e-4) {
+        cum += q;
+        continue;
+      }
+      EXPECT_EQ(w.Draw(cum + q / 2), t);
+      cum += q;
+    }
+    // Residual against a q that overlaps p, exceeds it on some tokens and covers cut tokens.
+    TokenDistribution q;
+    for (int i = 0; i < 40; ++i)
+      q.probs.push_back({d.probs[static_cast<size_t>(i % 8)].first, 0.01f});
+    q.probs.push_back({n - 1, 0.2f});  // maybe cut by the filter
+    q.probs.push_back({d.probs.front().first, 0.4f});
+    std::map<int, double> qm;
+    for (const auto& [t, x] : q.probs) qm[t] += x;
+    std::map<int, double> want;
+    double total = 0.0;
+    for (const auto& [t, x] : p) {
+      const double r = std::max(x - (qm.count(t) ? qm[t] : 0.0), 0.0);
+      if (r > 0) want[t] = r;
+      total += r;
+    }
+    ASSERT_TRUE(w.SubtractDistribution(q));
+    for (int t = 0; t < n; ++t) {
+      const double expect = want.count(t) ? want[t] / total : 0.0;
+      EXPECT_NEAR(w.Prob(t), expect, 1e-5) << "token " << t;
+    }
+    for (int i = 0; i < 200; ++i) EXPECT_TRUE(want.count(w.Draw((i + 0.5) / 200)));
+  }
+}
+
+TEST(TokenWeights, AnEmptyResidualKeepsP) {
+  const SamplingParams sp{.temperature = 1.0f};
+  TokenWeights w(sp, kLogits.data(), 8);
+  const TokenDistribution p = w.ToDistribution();
+  EXPECT_FALSE(w.SubtractDistribution(p));
+  for (const auto& [t, x] : p.probs) EXPECT_NEAR(w.Prob(t), x, 1e-7);
+}
+
 TEST(Sampler, ValidateNamesTheFlag) {
   EXPECT_NE(SamplingParams{.temperature = -1}.Validate().message().find("--temp"),
             std::string::npos);

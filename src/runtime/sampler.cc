@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
-#include <memory>
 
 #include "specula/kernels/kernels.h"
 
@@ -34,58 +33,53 @@ bool Before(const Candidate& a, const Candidate& b) {
   return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
 }
 
-// The processed distribution before it is written out: either every token (`all`: the most
-// probable first, then the rest in id order) or the survivors in `kept`.
-struct Survivors {
-  std::unique_ptr<float[]> weight;  // [vocab] exp((logit - max logit) / T): the top weighs 1
-  int top = 0;
-  double sum = 0.0;    // of every weight
-  double total = 0.0;  // of the survivors' weights
-  bool all = false;
-  std::vector<Candidate> kept;  // most probable first
-};
+}  // namespace
 
 // A 262,144-token vocabulary is never sorted whole. The filters only ever keep tokens whose weight
 // reaches some threshold, so the tokens at or above a threshold theta (a prefix of the ranking,
 // as the weight grows with the logit) are gathered, theta lowered until they hold what top-k
 // (k tokens) or top-p (its mass) needs, and only they are ranked. min-p alone is a threshold.
-Survivors Survive(const SamplingParams& params, const float* logits, int vocab) {
+void TokenWeights::Compute(const SamplingParams& params, const float* logits, int n) {
   const KernelTable& k = BestKernels();
-  Survivors s;
-  const size_t n = static_cast<size_t>(vocab);
-  s.weight = std::make_unique_for_overwrite<float[]>(n);  // every entry is written below
-  s.top = Argmax(logits, vocab);
-  s.sum = k.exp_weights(logits, n, logits[s.top], 1.0f / params.temperature, s.weight.get());
-  const bool top_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < n;
+  const size_t un = static_cast<size_t>(n);
+  n_ = n;
+  weight_.resize(un);  // every entry is written below
+  top_ = Argmax(logits, n);
+  total_ = 0.0;
+  order_.clear();
+  const double sum =
+      k.exp_weights(logits, un, logits[top_], 1.0f / params.temperature, weight_.data());
+  all_ = false;
+  const bool top_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < un;
   const bool top_p = params.top_p < 1.0f;
   if (!top_k && !top_p && params.min_p <= 0.0f) {
-    s.all = true;
-    s.total = s.sum;
-    return s;
+    all_ = true;
+    total_ = sum;
+    return;
   }
   // Below min_p no token survives; with top-k that floor cannot be used to gather, as top-p then
   // normalises over all k tokens.
   const float floor = top_k ? 0.0f : params.min_p;
   // Gathering thresholds, in nats below the top token: each gather is one pass over the weights.
   static constexpr float kDepths[] = {8.0f, 12.0f, 16.0f, 24.0f, 32.0f, 64.0f};
-  std::vector<Candidate>& c = s.kept;
+  std::vector<Candidate> c;
   for (size_t step = 0;; ++step) {
     const bool last = !(top_k || top_p) || step == std::size(kDepths);
     const float theta = last ? floor : std::max(floor, std::exp(-kDepths[step]));
     c.clear();
     double mass = 0.0;
-    for (size_t i = 0; i < n; ++i) {
-      if (s.weight[i] >= theta) {
-        c.push_back({logits[i], s.weight[i], static_cast<int>(i)});
-        mass += s.weight[i];
+    for (size_t i = 0; i < un; ++i) {
+      if (weight_[i] >= theta) {
+        c.push_back({logits[i], weight_[i], static_cast<int>(i)});
+        mass += weight_[i];
       }
     }
     const bool enough = top_k   ? c.size() >= static_cast<size_t>(params.top_k)
-                        : top_p ? mass >= static_cast<double>(params.top_p) * s.sum
+                        : top_p ? mass >= static_cast<double>(params.top_p) * sum
                                 : true;
     if (enough || last || theta <= floor) break;
   }
-  double norm = s.sum;  // what top-p's mass is a share of
+  double norm = sum;  // what top-p's mass is a share of
   bool ranked = false;
   if (top_k) {
     const size_t kk = std::min(c.size(), static_cast<size_t>(params.top_k));
@@ -107,67 +101,93 @@ Survivors Survive(const SamplingParams& params, const float* logits, int vocab) 
   }
   if (!ranked) {  // gathered in id order: the most probable goes first
     const auto it =
-        std::find_if(c.begin(), c.end(), [&](const Candidate& x) { return x.id == s.top; });
+        std::find_if(c.begin(), c.end(), [&](const Candidate& x) { return x.id == top_; });
     std::rotate(c.begin(), it, it + 1);
   }
-  size_t kept = 1;  // min-p: weight >= min_p (the top weighs 1)
-  for (size_t i = 1; i < c.size(); ++i) {
-    if (c[i].weight >= params.min_p) c[kept++] = c[i];
+  // min-p: weight >= min_p (the top weighs 1). The table then holds only the survivors, so a
+  // lookup answers for filtered tokens too.
+  std::fill(weight_.begin(), weight_.end(), 0.0f);
+  for (size_t i = 0; i < c.size(); ++i) {
+    if (i > 0 && c[i].weight < params.min_p) continue;
+    order_.push_back(c[i].id);
+    weight_[static_cast<size_t>(c[i].id)] = c[i].weight;
+    total_ += c[i].weight;
   }
-  c.resize(kept);
-  for (const Candidate& x : c) s.total += x.weight;
-  return s;
 }
 
-}  // namespace
+template <typename F>
+void TokenWeights::Walk(F&& visit) const {
+  if (!all_) {
+    for (int id : order_) {
+      if (visit(id, weight_[static_cast<size_t>(id)])) return;
+    }
+    return;
+  }
+  if (visit(top_, weight_[static_cast<size_t>(top_)])) return;
+  for (int i = 0; i < n_; ++i) {
+    if (i != top_ && visit(i, weight_[static_cast<size_t>(i)])) return;
+  }
+}
+
+bool TokenWeights::SubtractDistribution(const TokenDistribution& q) {
+  // In weight units p_t = w_t / total, so the residual weight is max(w_t - total * q_t, 0).
+  // Subtracting a token's entries one at a time gives the same clamp as subtracting their sum.
+  std::vector<std::pair<int, float>> undo;
+  double removed = 0.0;
+  for (const auto& [tok, qp] : q.probs) {
+    if (tok < 0 || tok >= n_) continue;  // q's support beyond p's vocabulary carries no p
+    float& w = weight_[static_cast<size_t>(tok)];
+    const double r = std::max(static_cast<double>(w) - total_ * static_cast<double>(qp), 0.0);
+    undo.push_back({tok, w});
+    removed += w - r;
+    w = static_cast<float>(r);
+  }
+  const double rest = total_ - removed;
+  // q's float probabilities round each token by ~6e-8 of its mass, so a residual below 1e-6 of the
+  // total is rounding, not a distribution: p == q, keep p.
+  if (!(rest > total_ * 1e-6)) {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it)
+      weight_[static_cast<size_t>(it->first)] = it->second;
+    return false;
+  }
+  total_ = rest;
+  return true;
+}
+
+int TokenWeights::Draw(double u) const {
+  const double target = u * total_;
+  double cum = 0.0;
+  int pick = top_;
+  Walk([&](int id, float w) {
+    if (w <= 0.0f) return false;
+    pick = id;  // rounding may leave target above the last cumulative sum: the last survivor
+    return target < (cum += w);
+  });
+  return pick;
+}
+
+TokenDistribution TokenWeights::ToDistribution() const {
+  TokenDistribution d;
+  d.probs.reserve(all_ ? static_cast<size_t>(n_) : order_.size());
+  const double inv_total = 1.0 / total_;
+  Walk([&](int id, float w) {
+    d.probs.push_back({id, static_cast<float>(w * inv_total)});
+    return false;
+  });
+  return d;
+}
 
 TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits,
                                         int vocab) {
-  TokenDistribution d;
-  if (params.greedy()) {
-    d.probs.push_back({Argmax(logits, vocab), 1.0f});
-    return d;
-  }
-  const Survivors s = Survive(params, logits, vocab);
-  const double inv_total = 1.0 / s.total;
-  if (!s.all) {
-    d.probs.resize(s.kept.size());
-    for (size_t i = 0; i < s.kept.size(); ++i)
-      d.probs[i] = {s.kept[i].id, static_cast<float>(s.kept[i].weight * inv_total)};
-    return d;
-  }
-  d.probs.reserve(static_cast<size_t>(vocab));
-  d.probs.push_back({s.top, static_cast<float>(s.weight[static_cast<size_t>(s.top)] * inv_total)});
-  for (int i = 0; i < vocab; ++i) {
-    if (i != s.top)
-      d.probs.push_back({i, static_cast<float>(s.weight[static_cast<size_t>(i)] * inv_total)});
-  }
-  return d;
+  if (params.greedy()) return TokenDistribution{{{Argmax(logits, vocab), 1.0f}}};
+  return TokenWeights(params, logits, vocab).ToDistribution();
 }
 
 double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
-// Walks the survivors in the order Distribution lists them, by their unnormalised weights, without
-// writing out 262,144 pairs.
 int Sampler::Sample(const float* logits, int vocab) {
   if (params_.greedy()) return Argmax(logits, vocab);
-  const Survivors s = Survive(params_, logits, vocab);
-  const double u = Uniform() * s.total;
-  double cum = 0.0;
-  if (!s.all) {
-    for (const Candidate& x : s.kept) {
-      if (u < (cum += x.weight)) return x.id;
-    }
-    return s.kept.back().id;  // rounding left u above the last cumulative sum
-  }
-  if (u < (cum += s.weight[static_cast<size_t>(s.top)])) return s.top;
-  int last = s.top;
-  for (int i = 0; i < vocab; ++i) {
-    if (i == s.top) continue;
-    if (u < (cum += s.weight[static_cast<size_t>(i)])) return i;
-    last = i;
-  }
-  return last;
+  return Weigh(logits, vocab).Draw(Uniform());
 }
 
 }  // namespace specula

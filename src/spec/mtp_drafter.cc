@@ -29,18 +29,11 @@ int NextDraftToken(const DraftRequest& req, const DraftStepOutput& step, Draft* 
   }
   // q = the target's logit processing applied to the drafter's scores; non-candidates of the
   // centroid head have probability 0.
-  TokenDistribution q = ProcessedDistribution(*req.sampling, step.logits.data(), n);
+  const TokenWeights w(*req.sampling, step.logits.data(), n);
+  if (req.min_confidence > 0 && w.Prob(w.top()) < req.min_confidence) return -1;
+  const int next = to_id(w.Draw(req.rng->Uniform()));
+  TokenDistribution q = w.ToDistribution();
   for (auto& [tok, p] : q.probs) tok = to_id(tok);
-  if (req.min_confidence > 0 && q.probs.front().second < req.min_confidence) return -1;
-  const double u = req.rng->Uniform();
-  double cum = 0.0;
-  int next = q.probs.back().first;  // if rounding leaves u above the last cumulative sum
-  for (const auto& [tok, p] : q.probs) {
-    if (u < (cum += p)) {
-      next = tok;
-      break;
-    }
-  }
   d->q.push_back(std::move(q));
   return next;
 }

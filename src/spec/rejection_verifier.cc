@@ -1,70 +1,34 @@
-#include <vector>
+#include <cstddef>
 
 #include "specula/spec/verifier.h"
 
 namespace specula {
-namespace {
 
-int SampleFrom(const std::vector<std::pair<int, double>>& dist, double total, double u) {
-  double cum = 0.0;
-  for (const auto& [tok, w] : dist) {
-    cum += w / total;
-    if (u < cum) return tok;
-  }
-  return dist.back().first;
-}
-
-}  // namespace
-
+// Each row costs one pass over the vocabulary (the weights) and lookups: p(d) is one entry of the
+// weight table and the residual only touches q's support, as tokens q never proposes keep p.
 VerifyOutcome VerifyRejection(const float* logits, int vocab, std::span<const int> draft,
                               std::span<const TokenDistribution> q, Sampler& sampler) {
   VerifyOutcome v;
   for (size_t i = 0; i < draft.size(); ++i) {
-    const TokenDistribution p =
-        sampler.Distribution(logits + i * static_cast<size_t>(vocab), vocab);
+    TokenWeights& p = sampler.Weigh(logits + i * static_cast<size_t>(vocab), vocab);
     // q(draft): a greedy draft is a point mass.
-    double qd = q.empty() ? 1.0 : 0.0;
-    if (!q.empty()) {
-      for (const auto& [tok, prob] : q[i].probs) {
-        if (tok == draft[i]) qd += prob;
-      }
+    const TokenDistribution point{{{draft[i], 1.0f}}};
+    const TokenDistribution& qi = q.empty() ? point : q[i];
+    double qd = 0.0;
+    for (const auto& [tok, prob] : qi.probs) {
+      if (tok == draft[i]) qd += prob;
     }
-    double pd = 0.0;
-    for (const auto& [tok, prob] : p.probs) {
-      if (tok == draft[i]) pd = prob;
-    }
+    const double pd = draft[i] >= 0 && draft[i] < vocab ? p.Prob(draft[i]) : 0.0;
     // Accept with probability min(1, p/q): u * q < p for u in [0, 1).
     if (qd > 0.0 && sampler.Uniform() * qd < pd) {
       ++v.accepted;
       continue;
     }
-    // Rejected: resample from the residual max(p - q, 0), which lives on p's support. q is
-    // spread over a dense table once, as p may cover the whole vocabulary.
-    std::vector<double> qv(static_cast<size_t>(vocab), 0.0);
-    if (q.empty()) {
-      qv[static_cast<size_t>(draft[i])] = 1.0;
-    } else {
-      for (const auto& [tok, prob] : q[i].probs) qv[static_cast<size_t>(tok)] += prob;
-    }
-    std::vector<std::pair<int, double>> residual;
-    double total = 0.0;
-    for (const auto& [tok, prob] : p.probs) {
-      const double r = static_cast<double>(prob) - qv[static_cast<size_t>(tok)];
-      if (r > 0.0) {
-        residual.push_back({tok, r});
-        total += r;
-      }
-    }
+    // Rejected: sample from the residual max(p - q, 0), or from p itself when p == q up to
+    // rounding leaves it empty.
     const double u = sampler.Uniform();
-    if (total <= 0.0) {  // p == q up to rounding: the residual is empty, fall back to p itself
-      residual.clear();
-      total = 0.0;
-      for (const auto& [tok, prob] : p.probs) {
-        residual.push_back({tok, prob});
-        total += prob;
-      }
-    }
-    v.next_token = SampleFrom(residual, total, u);
+    p.SubtractDistribution(qi);
+    v.next_token = p.Draw(u);
     return v;
   }
   v.next_token =

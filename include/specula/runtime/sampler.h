@@ -35,6 +35,43 @@ struct TokenDistribution {
 TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits,
                                         int vocab);
 
+// One row's processed distribution kept as unnormalised weights over all n tokens (0 where a
+// filter removed the token). Plain sampling, sampled drafting and rejection-sampling verification
+// all draw from it, so a token's probability is one lookup and no 262,144 (token, p) pairs are
+// written out per row. `params` must not be greedy.
+class TokenWeights {
+ public:
+  TokenWeights() = default;
+  TokenWeights(const SamplingParams& params, const float* logits, int n) {
+    Compute(params, logits, n);
+  }
+  // Recomputes for another row, reusing the table (a fresh 1 MB table per row costs page faults).
+  void Compute(const SamplingParams& params, const float* logits, int n);
+
+  int top() const { return top_; }  // the most probable token (lowest id among equals)
+  double Prob(int token) const { return weight_[static_cast<size_t>(token)] / total_; }
+  // Replaces p by the rejection-sampling residual max(p - q, 0), unnormalised. Returns false and
+  // keeps p when the residual is empty (q covers p up to rounding).
+  bool SubtractDistribution(const TokenDistribution& q);
+  // Inverse CDF for u in [0, 1): walks the tokens in ToDistribution's order and returns the first
+  // whose cumulative weight exceeds u times the total.
+  int Draw(double u) const;
+  // The surviving tokens, normalised: the most probable first, then the rest in id order (or
+  // descending where top-k or top-p ranked them).
+  TokenDistribution ToDistribution() const;
+
+ private:
+  template <typename F>
+  void Walk(F&& visit) const;  // visit(token, weight) in Draw's order until it returns true
+
+  std::vector<float> weight_;  // [n] exp((logit - max logit) / T), 0 off the survivors
+  int n_ = 0;
+  int top_ = 0;
+  double total_ = 0.0;      // of the survivors' weights
+  bool all_ = false;        // no filter: every token survives, walked top first then by id
+  std::vector<int> order_;  // !all_: the survivors in walk order
+};
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
@@ -46,12 +83,19 @@ class Sampler {
   }
   // A uniform double in [0, 1) from this sampler's stream.
   double Uniform();
+  // This sampler's processed distribution of one row, in a table the sampler reuses: valid until
+  // the next Sample or Weigh. Not for greedy params.
+  TokenWeights& Weigh(const float* logits, int vocab) {
+    weights_.Compute(params_, logits, vocab);
+    return weights_;
+  }
 
   const SamplingParams& params() const { return params_; }
 
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;
+  TokenWeights weights_;
 };
 
 int Argmax(const float* logits, int vocab);  // first index of the maximum

@@ -22,7 +22,7 @@ VerifyOutcome VerifyGreedy(const float* logits, int vocab, std::span<const int> 
 // min(1, p_i(d)/q_i(d)); at the first rejection sample from normalise(max(p_i - q_i, 0)); after K
 // acceptances sample the bonus from p_K. p_i is `sampler`'s processed distribution of row i (the
 // same processing plain sampling uses); q_i is the distribution d_{i+1} was drawn from (empty span:
-// point masses). All arithmetic in double.
+// point masses). Sums in double; each row costs one pass over its logits and lookups.
 VerifyOutcome VerifyRejection(const float* logits, int vocab, std::span<const int> draft,
                               std::span<const TokenDistribution> q, Sampler& sampler);
 
