@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "specula/base/json.h"
 #include "specula/base/thread_pool.h"
@@ -131,6 +132,58 @@ TEST(Cli, SpeculativeGenerateMatchesPlainAndReportsStats) {
   const test::RunResult smp = RunCli("generate -m " + m + " -md " + a +
                                      " -p hi -n 30 --json --temp 0.8 --top-k 20 --seed 3");
   ASSERT_EQ(smp.exit_code, 0) << smp.err;
+}
+
+// --prompt-ids-file decodes many prompts together; each output equals that prompt decoded alone
+// (greedy, plain and speculative; sampled with seed + line index), in file order.
+TEST(Cli, PromptIdsFileDecodesEachPromptAsAlone) {
+  const auto [m, a] = test::MakePair("e2b-tiny", true);
+  const std::string dir = test::TempDir("cli-batch");
+  const std::vector<std::string> prompts = {"2,461,364", "2,17,99,100,5", "2,8", "2,300,301,302"};
+  {
+    std::ofstream f(dir + "/p.txt");
+    for (const std::string& p : prompts) f << p << "\n\n";  // blank lines are skipped
+  }
+  const std::string args = " --prompt-ids-file " + dir + "/p.txt -n 12 --parallel 3";
+  for (const std::string& mode :
+       {std::string(), " -md " + a + " --draft-max 3", std::string(" --temp 0.9 --seed 5")}) {
+    const test::RunResult r = RunCli("generate -m " + m + args + mode);
+    ASSERT_EQ(r.exit_code, 0) << mode << r.err;
+    std::istringstream lines(r.out);
+    std::string line;
+    size_t i = 0;
+    for (; std::getline(lines, line); ++i) {
+      ASSERT_LT(i, prompts.size()) << line;
+      const Json got = Json::parse(line);
+      EXPECT_EQ(got["index"], i);
+      const uint64_t seed = 5 + i;
+      const std::string alone_args = mode.find("--temp") != std::string::npos
+                                         ? " --temp 0.9 --seed " + std::to_string(seed)
+                                         : mode;
+      const Json alone = ParseOut(RunCli("generate -m " + m + " --prompt-ids " + prompts[i] +
+                                         " -n 12 --json" + alone_args));
+      EXPECT_EQ(got["ids"], alone["ids"]) << "prompt " << i << mode;
+      EXPECT_EQ(got["text"], alone["text"]) << "prompt " << i << mode;
+      EXPECT_EQ(got["prompt_ids"], alone["prompt_ids"]);
+    }
+    EXPECT_EQ(i, prompts.size()) << mode;
+  }
+  {
+    std::ofstream f(dir + "/bad.txt");
+    f << "2,3\n2,x\n";
+  }
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {" --prompt-ids-file " + dir + "/bad.txt", "bad.txt: line 2: 'x' is not a token id"},
+      {" --prompt-ids-file " + dir + "/missing.txt", "--prompt-ids-file"},
+      {" --prompt-ids-file " + dir + "/p.txt --parallel 0", "--parallel: must be in [1, 256]"},
+      {" --prompt-ids-file " + dir + "/p.txt --json", "--json and --trace do not apply"},
+      {" --prompt-ids-file " + dir + "/p.txt -p hi", "give exactly one of"},
+  };
+  for (const auto& [flags, want] : bad) {
+    const test::RunResult r = RunCli("generate -m " + m + flags);
+    EXPECT_NE(r.exit_code, 0) << flags;
+    EXPECT_NE(r.err.find(want), std::string::npos) << flags << ": " << r.err;
+  }
 }
 
 // `convert` writes GGUF files that `generate` runs like the directories they came from: the same
@@ -428,7 +481,7 @@ TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
       {"score -m " + m, "exactly one of -p/--prompt"},
       {"score -m " + m + " -p hi --top -1", "--top: must be in [0, 1000]"},
       {"score -m " + m + " --prompt-ids 2,99999", "token id 99999 is out of range"},
-      {"score -m " + m + " --prompt-ids 2,,3", "--prompt-ids: '' is not a token id"},
+      {"score -m " + m + " --prompt-ids 2,,3", "--prompt-ids: empty entry in '2,,3'"},
       {"score -m " + m + " -p 'the quick brown fox jumps' -c 4", "do not fit the context of 4"},
       {"score -m /nonexistent -p hi", "/nonexistent"},
   };

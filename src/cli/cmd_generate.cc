@@ -9,12 +9,14 @@
 
 #include "specula/base/json.h"
 #include "specula/base/mapped_file.h"
+#include "specula/base/sysinfo.h"
 #include "specula/base/thread_pool.h"
 #include "specula/formats/generation_config.h"
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/chat.h"
 #include "specula/runtime/generate.h"
+#include "specula/spec/batch_engine.h"
 #include "specula/spec/draft_policy.h"
 #include "specula/spec/mtp_drafter.h"
 #include "specula/spec/spec_loop.h"
@@ -26,8 +28,9 @@ namespace specula::cli {
 namespace {
 
 struct GenerateFlags {
-  std::string model, prompt, file, prompt_ids;
+  std::string model, prompt, file, prompt_ids, prompt_ids_file;
   int n_predict = 128;
+  int parallel = 8;
   std::optional<float> temp, top_p, min_p;
   std::optional<int> top_k;
   uint64_t seed = 0;
@@ -44,29 +47,6 @@ struct GenerateFlags {
 // and the acceptance of trained drafters balance on CPU.
 constexpr int kDefaultDraftMax = 3;
 constexpr int kMaxDraftMax = 32;
-
-Result<std::vector<int>> ParseIds(const std::string& text) {
-  std::vector<int> ids;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    const size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
-    if (b == std::string::npos) return Error("--prompt-ids: empty entry in '" + text + "'");
-    item = item.substr(b, e - b + 1);
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used != item.size() || v < 0 || v > (1ll << 30)) {
-      return Error("--prompt-ids: '" + item + "' is not a token id");
-    }
-    ids.push_back(static_cast<int>(v));
-  }
-  return ids;
-}
 
 // Reads the -f/--file prompt, but never more of it than a context of `context` tokens can hold:
 // each token stands for at most tok.MaxInputBytesPerToken() bytes of text, so a longer file
@@ -88,10 +68,118 @@ Result<std::string> ReadPromptFile(const std::string& path, const Tokenizer& tok
   return text;
 }
 
-int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids) {
-  if (int(have_prompt) + int(have_file) + int(have_ids) != 1) {
-    return Fail("generate: give exactly one of -p/--prompt, -f/--file, --prompt-ids");
+// --prompt-ids-file: one comma-separated id list per line (blank lines are skipped), every one
+// checked before anything runs; errors name the line.
+Result<std::vector<std::vector<int>>> ReadPromptIdsFile(const std::string& path, int vocab,
+                                                        int context) {
+  const std::string flag = "--prompt-ids-file: " + path;
+  Result<std::string> text = ReadFileAtMost(
+      path, kMaxPromptFileBytes,
+      "prompt files are read up to " + std::to_string(kMaxPromptFileBytes) + " bytes");
+  if (!text.ok()) return text.status().WithContext("--prompt-ids-file");
+  std::vector<std::vector<int>> prompts;
+  std::stringstream lines(*text);
+  std::string line;
+  for (int n = 1; std::getline(lines, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (line.back() == '\r') line.pop_back();
+    const std::string where = flag + ": line " + std::to_string(n);
+    Result<std::vector<int>> ids = ParseTokenIds(line, where);
+    if (!ids.ok()) return ids.status();
+    if (Status s = ValidatePrompt(*ids, vocab, context); !s.ok()) {
+      return Error(where + ": " + s.message() +
+                   (static_cast<int>(ids->size()) >= context ? " (raise -c/--ctx-size)" : ""));
+    }
+    prompts.push_back(std::move(*ids));
   }
+  if (prompts.empty()) return Error(flag + ": no prompts (one comma-separated id list per line)");
+  return prompts;
+}
+
+struct BatchJob {
+  const std::vector<std::vector<int>>& prompts;
+  const GenerateOptions& opt;
+  int parallel = 8;
+  int context = 0;
+  int draft_max = 0;  // 0: plain decoding
+  const std::string& draft_policy;
+  const Tokenizer* tok = nullptr;  // null: no "text" field
+};
+
+// Decodes every prompt of --prompt-ids-file through the continuous-batching engine (up to
+// --parallel at once; each output equals decoding its prompt alone) and prints one JSON line per
+// prompt, in file order. A sampled prompt i uses seed + i.
+int RunBatch(const BatchJob& job, TargetModel& model, Drafter* drafter, ThreadPool& pool) {
+  const size_t n = job.prompts.size();
+  std::vector<std::unique_ptr<DraftPolicy>> policies(n);
+  std::vector<SpecResult> results(n);
+  Status failure;
+  BatchEngine engine(model, drafter, pool,
+                     {.max_running = job.parallel, .context = job.context, .prefill_rows = 256});
+  const double t0 = NowSeconds();
+  for (size_t i = 0; i < n; ++i) {
+    SeqOptions so{.base = job.opt, .draft_max = job.draft_max};
+    so.base.sampling.seed += i;
+    if (job.draft_max > 0) {
+      Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(job.draft_policy, job.draft_max);
+      if (!p.ok()) return Fail(p.status().message());
+      policies[i] = std::move(*p);
+      so.policy = policies[i].get();
+    }
+    Result<int> id = engine.Add(
+        job.prompts[i], so, [](int) {},
+        [&, i](const SpecResult& r, const Status& st) {
+          results[i] = r;
+          if (!st.ok() && failure.ok()) failure = st;
+        });
+    if (!id.ok()) return Fail(id.status().message());
+  }
+  while (!engine.idle()) engine.Step();
+  if (!failure.ok()) return Fail(failure.message());
+  const double seconds = NowSeconds() - t0;
+  long generated = 0;
+  SpecStats spec;
+  for (size_t i = 0; i < n; ++i) {
+    const SpecResult& r = results[i];
+    generated += static_cast<long>(r.gen.ids.size());
+    spec.Add(r.spec);
+    nlohmann::ordered_json out = {{"index", i}, {"prompt_ids", job.prompts[i]}, {"ids", r.gen.ids}};
+    if (job.tok) {
+      std::vector<int> shown;
+      for (int t : r.gen.ids) {
+        if (std::find(job.opt.stop_ids.begin(), job.opt.stop_ids.end(), t) ==
+            job.opt.stop_ids.end())
+          shown.push_back(t);
+      }
+      out["text"] = job.tok->Decode(shown);
+    }
+    out["stop_reason"] = StopReasonName(r.gen.stop);
+    std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  }
+  std::cout << std::flush;
+  if (job.draft_max > 0) {
+    std::fprintf(stderr, "speculative: K=%d (%s), %d/%d drafts accepted (%.1f%%)\n", job.draft_max,
+                 job.draft_policy.c_str(), spec.accepted, spec.drafted,
+                 100.0 * spec.acceptance_rate());
+  }
+  std::fprintf(stderr,
+               "%zu prompts, up to %d at once: %ld tokens generated in %.3f s (%.1f tok/s with "
+               "prefill) | threads %d, kernels %s\n",
+               n, job.parallel, generated, seconds, seconds > 0 ? generated / seconds : 0.0,
+               pool.num_threads(), BestKernels().target);
+  return 0;
+}
+
+int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
+        bool have_ids_file) {
+  if (int(have_prompt) + int(have_file) + int(have_ids) + int(have_ids_file) != 1) {
+    return Fail(
+        "generate: give exactly one of -p/--prompt, -f/--file, --prompt-ids, --prompt-ids-file");
+  }
+  if (f.parallel < 1 || f.parallel > 256)
+    return Fail("--parallel: must be in [1, 256] (got " + std::to_string(f.parallel) + ")");
+  if (have_ids_file && (f.json || !f.trace.empty()))
+    return Fail("--prompt-ids-file: prints JSON lines already; --json and --trace do not apply");
   if (f.n_predict < 0)
     return Fail("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
   if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
@@ -103,7 +191,8 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   if (f.draft.empty() && (f.draft_max || f.draft_policy != "fixed")) {
     return Fail("--draft-max/--draft-policy: need a drafter (-md/--draft DIR)");
   }
-  if (have_ids && f.chat) return Fail("--chat: cannot be combined with --prompt-ids");
+  if ((have_ids || have_ids_file) && f.chat)
+    return Fail("--chat: cannot be combined with --prompt-ids or --prompt-ids-file");
 
   Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
   if (!model.ok()) return Fail(model.status().message());
@@ -112,7 +201,8 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   if (!gen.ok()) return Fail(gen.status().message());
   // The tokenizer is needed for text in and out; with --prompt-ids and --json it is optional.
   std::unique_ptr<Tokenizer> tok;
-  if (!have_ids || IsGgufPath(f.model) || FileExists(f.model + "/tokenizer.json")) {
+  const bool ids_in = have_ids || have_ids_file;
+  if (!ids_in || IsGgufPath(f.model) || FileExists(f.model + "/tokenizer.json")) {
     Result<std::unique_ptr<Tokenizer>> t = LoadCheckpointTokenizer(f.model);
     if (!t.ok()) return Fail(t.status().message());
     tok = std::move(*t);  // ids the model cannot embed are rejected by ValidatePrompt
@@ -120,8 +210,14 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
 
   const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
   std::vector<int> prompt;
-  if (have_ids) {
-    Result<std::vector<int>> ids = ParseIds(f.prompt_ids);
+  std::vector<std::vector<int>> batch;
+  if (have_ids_file) {
+    Result<std::vector<std::vector<int>>> b =
+        ReadPromptIdsFile(f.prompt_ids_file, cfg.vocab_size, context);
+    if (!b.ok()) return Fail(b.status().message());
+    batch = std::move(*b);
+  } else if (have_ids) {
+    Result<std::vector<int>> ids = ParseTokenIds(f.prompt_ids, "--prompt-ids");
     if (!ids.ok()) return Fail(ids.status().message());
     prompt = std::move(*ids);
   } else {
@@ -159,7 +255,9 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
   sp.seed = f.seed;
   if (Status s = sp.Validate(); !s.ok()) return Fail(s.message());
 
-  if (Status s = ValidatePrompt(prompt, cfg.vocab_size, context); !s.ok()) {
+  Status valid = have_ids_file ? OkStatus() : ValidatePrompt(prompt, cfg.vocab_size, context);
+  if (!valid.ok()) {
+    const Status& s = valid;
     return Fail((have_file ? "-f/--file: " + f.file + ": " : std::string()) + s.message() +
                 (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));
   }
@@ -188,6 +286,18 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids)
     if (!trace) return Fail("--trace: cannot create '" + f.trace + "'");
   }
   ThreadPool pool(f.threads > 0 ? f.threads : ThreadPool::DefaultThreads());
+  if (have_ids_file) {
+    std::optional<MtpDrafter> drafter;
+    if (assistant) drafter.emplace(*assistant);
+    return RunBatch({.prompts = batch,
+                     .opt = opt,
+                     .parallel = f.parallel,
+                     .context = context,
+                     .draft_max = assistant ? draft_max : 0,
+                     .draft_policy = f.draft_policy,
+                     .tok = tok.get()},
+                    **model, drafter ? &*drafter : nullptr, pool);
+  }
   std::unique_ptr<KvCache> cache = (*model)->NewCache(context, std::max(64, draft_max + 1));
 
   std::optional<StreamDecoder> stream;
@@ -282,6 +392,12 @@ Runner AddGenerate(CLI::App& app) {
   auto* p = c->add_option("-p,--prompt", f->prompt, "prompt text");
   auto* file = c->add_option("-f,--file", f->file, "read the prompt from a file");
   auto* ids = c->add_option("--prompt-ids", f->prompt_ids, "comma-separated token ids, used as is");
+  auto* ids_file = c->add_option(
+      "--prompt-ids-file", f->prompt_ids_file,
+      "many prompts, one comma-separated id list per line, decoded together; prints one JSON "
+      "line per prompt");
+  c->add_option("--parallel", f->parallel,
+                "with --prompt-ids-file: sequences decoded at once (default 8)");
   c->add_option("-n,--n-predict", f->n_predict, "max tokens to generate (default 128)");
   c->add_option("--temp", f->temp,
                 "temperature; 0 = greedy (default: generation_config.json, else greedy)");
@@ -303,8 +419,9 @@ Runner AddGenerate(CLI::App& app) {
                 "fixed | adaptive (shorten or pause drafting when acceptance is low) | auto (the K "
                 "that maximises expected tokens per second, from measured pass costs)");
   c->add_option("--trace", f->trace, "write one JSON line per speculative round to FILE");
-  return
-      [f, p, file, ids]() { return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0); };
+  return [f, p, file, ids, ids_file]() {
+    return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0, ids_file->count() > 0);
+  };
 }
 
 }  // namespace specula::cli

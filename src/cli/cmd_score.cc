@@ -51,28 +51,6 @@ Json TopLogits(const float* logits, int vocab, int n) {
   return top;
 }
 
-Result<std::vector<int>> ParseIdList(const std::string& text) {
-  std::vector<int> ids;
-  size_t at = 0;
-  while (at <= text.size()) {
-    const size_t end = std::min(text.find(',', at), text.size());
-    const std::string item = text.substr(at, end - at);
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || v < 0 || v > (1ll << 30)) {
-      return Error("--prompt-ids: '" + item + "' is not a token id");
-    }
-    ids.push_back(static_cast<int>(v));
-    at = end + 1;
-  }
-  return ids;
-}
-
 int Run(const ScoreFlags& f, bool have_prompt, bool have_file, bool have_ids) {
   if (int(have_prompt) + int(have_file) + int(have_ids) != 1) {
     return Fail("score: give exactly one of -p/--prompt, -f/--file, --prompt-ids");
@@ -90,7 +68,7 @@ int Run(const ScoreFlags& f, bool have_prompt, bool have_file, bool have_ids) {
 
   std::vector<int> ids;
   if (have_ids) {
-    Result<std::vector<int>> parsed = ParseIdList(f.prompt_ids);
+    Result<std::vector<int>> parsed = ParseTokenIds(f.prompt_ids, "--prompt-ids");
     if (!parsed.ok()) return Fail(parsed.status().message());
     ids = std::move(*parsed);
   } else {

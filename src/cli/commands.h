@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <vector>
+
+#include "specula/base/status.h"
 
 namespace specula::cli {
 
@@ -22,6 +26,9 @@ Runner AddServe(CLI::App& app);
 Runner AddScore(CLI::App& app);
 
 int Fail(const std::string& message);  // prints the one-line error, returns 1
+
+// Comma-separated token ids ("2,9259,236764"), used as is; errors start with `where` (the flag).
+specula::Result<std::vector<int>> ParseTokenIds(const std::string& text, const std::string& where);
 
 // Text files given with -f/--file are never read past this: beyond it a prompt cannot fit any
 // Gemma 4 context (256k tokens) unless its tokens averaged over 1 KB, and reading on would only

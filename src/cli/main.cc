@@ -1,4 +1,5 @@
 // specula: speculative decoding for Gemma 4 on CPUs.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -13,6 +14,31 @@ int Fail(const std::string& message) {
   std::fflush(stdout);
   std::cerr << "specula: error: " << message << std::endl;
   return 1;
+}
+
+Result<std::vector<int>> ParseTokenIds(const std::string& text, const std::string& where) {
+  std::vector<int> ids;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t end = std::min(text.find(',', at), text.size());
+    std::string item = text.substr(at, end - at);
+    const size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b == std::string::npos) return Error(where + ": empty entry in '" + text + "'");
+    item = item.substr(b, e - b + 1);
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v > (1ll << 30)) {
+      return Error(where + ": '" + item + "' is not a token id");
+    }
+    ids.push_back(static_cast<int>(v));
+    at = end + 1;
+  }
+  return ids;
 }
 
 }  // namespace specula::cli

@@ -6,7 +6,8 @@
 1. Tokenizes the corpus with the target's tokenizer (`specula tokenize`); with several files the
    last ~10 % of tokens (whole files) is held out, with one file its last 10 %.
 2. Teacher data: windows of corpus text (BOS + 128 tokens) continued by the target's own greedy
-   output (`specula generate`, 128 tokens), then one PyTorch forward of the target per window
+   output (`specula generate --prompt-ids-file`: 128 tokens, 16 windows decoded together), then
+   one PyTorch forward of the target per window
    (gemma4_torch, checked against Specula by tests/distill/parity_test.py): the target's next
    token and top-8 logits at every row, its post-norm hidden states and the K/V of the layers an
    assistant reads.
@@ -147,7 +148,7 @@ def split_held_out(docs):
 
 
 def weights_only_dir(target_dir, work):
-    """A view of the target without tokenizer.json (symlinks): `specula generate --prompt-ids`
+    """A view of the target without tokenizer.json (symlinks): `specula generate` with token ids
     then skips parsing the tokenizer, about a second per call for Gemma's 33 MB file."""
     d = os.path.join(work, "target-weights")
     os.makedirs(d, exist_ok=True)
@@ -157,13 +158,18 @@ def weights_only_dir(target_dir, work):
     return d
 
 
-def continuation(specula, target_dir, prompt, n, threads):
-    r = subprocess.run([specula, "generate", "-m", target_dir, "--prompt-ids",
-                        ",".join(map(str, prompt)), "-n", str(n), "--json", "-t", str(threads)],
-                       capture_output=True, text=True)
+def continuations(specula, target_dir, prompts, n, threads, work):
+    """The target's greedy continuations of several prompts, decoded together by one `specula
+    generate --prompt-ids-file` (continuous batching: each equals its prompt decoded alone)."""
+    path = os.path.join(work, "prompts.txt")
+    with open(path, "w") as f:
+        f.writelines(",".join(map(str, p)) + "\n" for p in prompts)
+    r = subprocess.run([specula, "generate", "-m", target_dir, "--prompt-ids-file", path,
+                        "--parallel", str(min(len(prompts), 8)), "-n", str(n), "-t",
+                        str(threads)], capture_output=True, text=True)
     if r.returncode != 0:
         raise Refusal(f"specula generate failed: {r.stderr.strip()}")
-    return json.loads(r.stdout)["ids"]
+    return [json.loads(line)["ids"] for line in r.stdout.splitlines()]
 
 
 def distinct_head_rows(target):
@@ -214,11 +220,14 @@ def collect_teacher(a, target, train_docs, seconds, rng, path):
     rows = distinct_head_rows(target) if len(data) < a.windows else None
     model_dir = weights_only_dir(a.target, a.out)
     while len(data) < a.windows and time.time() < stop:
-        d = train_docs[rng.choice(len(train_docs), p=lens / lens.sum())]
-        at = int(rng.integers(0, len(d) - a.prefix + 1))
-        prompt = [2] + list(d[at:at + a.prefix])
-        cont = continuation(a.specula, model_dir, prompt, a.generate, a.threads)
-        data.append(teacher_window(target, prompt + cont, rows))
+        prompts = []
+        for _ in range(min(16, a.windows - len(data))):
+            d = train_docs[rng.choice(len(train_docs), p=lens / lens.sum())]
+            at = int(rng.integers(0, len(d) - a.prefix + 1))
+            prompts.append([2] + list(d[at:at + a.prefix]))
+        conts = continuations(a.specula, model_dir, prompts, a.generate, a.threads, a.out)
+        for prompt, cont in zip(prompts, conts):
+            data.append(teacher_window(target, prompt + cont, rows))
         if time.time() - last > 20:
             log(f"teacher data: {len(data)}/{a.windows} windows, "
                 f"{sum(len(w['ids']) for w in data)} tokens")
@@ -436,7 +445,7 @@ def run(a):
             log(f"{state_path} is from another configuration: starting afresh")
 
     # Training, until only the centroid and evaluation shares of the budget remain.
-    reserve = (0.2 if acfg.ordered else 0.1) + 0.1
+    reserve = (0.14 if acfg.ordered else 0.1) + 0.1
     train_seconds = max(budget.until(reserve), 1.0)
     t_end = time.time() + train_seconds
     t_start, last_log, last_save, smooth = time.time(), time.time(), time.time(), None
@@ -491,7 +500,7 @@ def run(a):
         cent0 = cmod.init_centroids(full, ordering, acfg.centroids)
         hs, ys = draft_hiddens(assistant, target, train[:64], a.steps)
         vh, vy = draft_hiddens(assistant, target, val, a.steps)
-        cent = cmod.train_centroids(cent0, hs, ys, cluster_of, acfg.centroid_top_k, steps=2000,
+        cent = cmod.train_centroids(cent0, hs, ys, cluster_of, acfg.centroid_top_k, steps=800,
                                     log=log, seconds=max(budget.until(0.1), 5.0))
         rec = cmod.recall(cent, vh, vy, cluster_of, acfg.centroid_top_k)
         report["centroid_recall"] = rec
@@ -549,7 +558,7 @@ def main(argv):
     ap.add_argument("--steps", type=int, default=3, help="draft steps per round to train (K)")
     ap.add_argument("--hidden", type=int, help="assistant width (default 128, 256 for wide "
                     "targets)")
-    ap.add_argument("--windows", type=int, default=400, help="teacher windows to collect")
+    ap.add_argument("--windows", type=int, default=4000, help="teacher windows to collect")
     ap.add_argument("--prefix", type=int, default=128, help="corpus tokens per window")
     ap.add_argument("--generate", type=int, default=128, help="target tokens per window")
     ap.add_argument("--batch", type=int, default=8, help="windows per training step")
