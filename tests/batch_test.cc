@@ -33,7 +33,7 @@ std::vector<int> PlainIds(Gemma4Model& m, std::span<const int> prompt, int n) {
   auto cache = m.NewCache(256);
   GenerateOptions o;
   o.max_new_tokens = n;
-  Result<GenerateResult> r = GeneratePlain(m, pool, *cache, prompt, o, nullptr);
+  Result<GenerateResult> r = test::ReferenceGeneratePlain(m, pool, *cache, prompt, o);
   EXPECT_TRUE(r.ok()) << r.status().message();
   return r.ok() ? r->ids : std::vector<int>{};
 }

@@ -48,7 +48,7 @@ TEST(Cli, GenerateJsonMatchesLibraryAndStreamedText) {
   GenerateOptions opt;
   opt.max_new_tokens = 24;
   opt.stop_ids = {1, 106};
-  Result<GenerateResult> lib = GeneratePlain(**model, pool, *cache, prompt, opt, nullptr);
+  Result<GenerateResult> lib = test::ReferenceGeneratePlain(**model, pool, *cache, prompt, opt);
   ASSERT_TRUE(lib.ok());
   EXPECT_EQ(ids, lib->ids);
   EXPECT_EQ(j["stats"]["generated_tokens"], static_cast<int>(ids.size()));

@@ -122,7 +122,7 @@ TEST_P(QuantizedModel, SpeculativeStaysLossless) {
     GenerateOptions o;
     o.max_new_tokens = 300;
     auto c1 = target->NewCache(400);
-    const GenerateResult plain = *GeneratePlain(*target, pool, *c1, prompt, o, nullptr);
+    const GenerateResult plain = *test::ReferenceGeneratePlain(*target, pool, *c1, prompt, o);
     std::vector<int> seq = prompt;
     seq.insert(seq.end(), plain.ids.begin(), plain.ids.end());
     MtpDrafter mtp(**a);

@@ -34,7 +34,7 @@ GenerateResult Plain(Gemma4Model& m, std::span<const int> prompt, int n, std::ve
   GenerateOptions o;
   o.max_new_tokens = n;
   o.stop_ids = std::move(stop);
-  Result<GenerateResult> r = GeneratePlain(m, pool, *cache, prompt, o, nullptr);
+  Result<GenerateResult> r = test::ReferenceGeneratePlain(m, pool, *cache, prompt, o);
   EXPECT_TRUE(r.ok()) << r.status().message();
   return *r;
 }
@@ -200,6 +200,46 @@ TEST(Spec, OneTokenPromptAndContextLimit) {
   const SpecResult s = Spec(*f.target, replay, kPrompt, 100, 6, {}, 20);
   EXPECT_EQ(s.gen.ids, plain.ids);
   EXPECT_EQ(s.gen.stop, StopReason::kContext);
+}
+
+// Plain decoding runs through the batch engine (K = 0): it must equal the written-out loop token
+// for token, greedy and seeded sampling, ending at a stop id, the budget or the context alike.
+TEST(Spec, PlainDecodingThroughTheEngineEqualsTheReferenceLoop) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  ThreadPool pool(2);
+  const std::vector<int> long_prompt(300, 461);  // more rows than one prefill chunk of 256
+  struct Case {
+    std::vector<int> prompt;
+    int n, ctx;
+    std::vector<int> stop;
+    SamplingParams sp;
+  };
+  const GenerateResult free_run = Plain(*f.target, kPrompt, 30);
+  const std::vector<Case> cases = {
+      {kPrompt, 80, 1200, {}, {}},
+      {kPrompt, 30, 1200, {free_run.ids[12]}, {}},  // stops at a token it would emit
+      {kPrompt, 100, 20, {}, {}},                   // the context ends it
+      {long_prompt, 20, 1200, {}, {}},
+      {kPrompt, 60, 1200, {}, {.temperature = 0.8f, .top_k = 40, .seed = 9}},
+      {kPrompt, 60, 1200, {}, {.temperature = 1.0f, .seed = 3}},
+  };
+  for (const Case& c : cases) {
+    GenerateOptions o;
+    o.max_new_tokens = c.n;
+    o.stop_ids = c.stop;
+    o.sampling = c.sp;
+    auto c1 = f.target->NewCache(c.ctx), c2 = f.target->NewCache(c.ctx);
+    Result<GenerateResult> ref = test::ReferenceGeneratePlain(*f.target, pool, *c1, c.prompt, o);
+    std::vector<int> streamed;
+    Result<GenerateResult> got =
+        GeneratePlain(*f.target, pool, *c2, c.prompt, o, [&](int t) { streamed.push_back(t); });
+    ASSERT_TRUE(ref.ok() && got.ok());
+    EXPECT_EQ(got->ids, ref->ids) << c.n << " " << c.ctx << " T " << c.sp.temperature;
+    EXPECT_EQ(got->stop, ref->stop);
+    EXPECT_EQ(streamed, got->ids);
+    EXPECT_EQ(got->stats.generated_tokens, static_cast<int>(got->ids.size()));
+  }
+  EXPECT_EQ(free_run.stop, StopReason::kLength);
 }
 
 TEST(Spec, AdaptivePolicyPausesUselessDraftingAndStaysLossless) {

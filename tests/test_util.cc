@@ -4,11 +4,14 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
+
+#include "specula/runtime/sampler.h"
 
 namespace specula::test {
 
@@ -83,6 +86,42 @@ LoadedPair LoadPair(const std::string& preset, bool centroid_head) {
   EXPECT_TRUE(a.ok()) << a.status().message();
   if (a.ok()) p.assistant = std::move(*a);
   return p;
+}
+
+Result<GenerateResult> ReferenceGeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
+                                              std::span<const int> prompt,
+                                              const GenerateOptions& options) {
+  const int vocab = model.config().vocab_size;
+  if (Status s = ValidatePrompt(prompt, vocab, cache.context()); !s.ok()) return s;
+  GenerateResult res;
+  res.stats.prompt_tokens = static_cast<int>(prompt.size());
+  if (options.max_new_tokens == 0) return res;
+  Sampler sampler(options.sampling);
+  ForwardOutput out;
+  if (Status s = model.Forward({.ids = prompt, .cache = &cache}, pool, &out); !s.ok()) return s;
+  ++res.stats.target_forwards;
+  for (int token = sampler.Sample(out.logits.data(), vocab);;) {
+    res.ids.push_back(token);
+    if (std::find(options.stop_ids.begin(), options.stop_ids.end(), token) !=
+        options.stop_ids.end()) {
+      res.stop = StopReason::kStopToken;
+      break;
+    }
+    if (static_cast<int>(res.ids.size()) >= options.max_new_tokens) {
+      res.stop = StopReason::kLength;
+      break;
+    }
+    if (cache.length() >= cache.context()) {
+      res.stop = StopReason::kContext;
+      break;
+    }
+    const int one[1] = {token};
+    if (Status s = model.Forward({.ids = one, .cache = &cache}, pool, &out); !s.ok()) return s;
+    ++res.stats.target_forwards;
+    token = sampler.Sample(out.logits.data(), vocab);
+  }
+  res.stats.generated_tokens = static_cast<int>(res.ids.size());
+  return res;
 }
 
 }  // namespace specula::test

@@ -2,10 +2,12 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
+#include "specula/runtime/generate.h"
 #include "specula/testing/random_checkpoint.h"
 
 namespace specula::test {
@@ -26,6 +28,13 @@ struct LoadedPair {
   std::unique_ptr<Gemma4Assistant> assistant;
 };
 LoadedPair LoadPair(const std::string& preset, bool centroid_head);
+
+// The plain decoding loop written out (the prompt in one forward, then one forward per token,
+// sampling with one Sampler): the oracle that the engine's plain and speculative decoding are
+// checked against.
+Result<GenerateResult> ReferenceGeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
+                                              std::span<const int> prompt,
+                                              const GenerateOptions& options);
 
 struct RunResult {
   int exit_code = -1;

@@ -14,8 +14,8 @@
 #include "specula/formats/generation_config.h"
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
-#include "specula/runtime/chat.h"
 #include "specula/runtime/generate.h"
+#include "specula/runtime/prompt.h"
 #include "specula/spec/batch_engine.h"
 #include "specula/spec/draft_policy.h"
 #include "specula/spec/mtp_drafter.h"
@@ -228,31 +228,18 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
       text = std::move(*t);
     }
     if (text.empty()) return Fail("prompt: empty prompt");
-    if (f.chat) {
-      prompt = tok->Encode(RenderGemma4Chat({{"user", text}}, /*add_generation_prompt=*/true));
-    } else {
-      prompt.push_back(gen->bos_token_id);
-      const std::vector<int> body = tok->Encode(text);
-      prompt.insert(prompt.end(), body.begin(), body.end());
-    }
+    prompt = f.chat ? EncodeChatPrompt(*tok, {{"user", text}}) : EncodeTextPrompt(*tok, *gen, text);
   }
 
   GenerateOptions opt;
   opt.max_new_tokens = f.n_predict;
-  opt.stop_ids = gen->eos_token_ids;
-  // Sampling defaults come from generation_config.json; flags override them.
-  SamplingParams& sp = opt.sampling;
-  if (gen->do_sample) {
-    sp.temperature = gen->temperature.value_or(1.0f);
-    sp.top_k = gen->top_k.value_or(0);
-    sp.top_p = gen->top_p.value_or(1.0f);
-    sp.min_p = gen->min_p.value_or(0.0f);
-  }
-  if (f.temp) sp.temperature = *f.temp;
-  if (f.top_k) sp.top_k = *f.top_k;
-  if (f.top_p) sp.top_p = *f.top_p;
-  if (f.min_p) sp.min_p = *f.min_p;
-  sp.seed = f.seed;
+  opt.stop_ids = StopIds(*gen, tok.get(), f.chat);
+  opt.sampling = ResolveSampling(*gen, {.temperature = f.temp,
+                                        .top_p = f.top_p,
+                                        .min_p = f.min_p,
+                                        .top_k = f.top_k,
+                                        .seed = f.seed});
+  const SamplingParams& sp = opt.sampling;
   if (Status s = sp.Validate(); !s.ok()) return Fail(s.message());
 
   Status valid = have_ids_file ? OkStatus() : ValidatePrompt(prompt, cfg.vocab_size, context);

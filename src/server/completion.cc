@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "specula/runtime/chat.h"
+#include "specula/runtime/prompt.h"
 
 namespace specula::server {
 
@@ -23,10 +23,8 @@ std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::str
   const Tokenizer& tok = *ctx.tokenizer;
   const GenerationConfig& gen = *ctx.generation;
   std::vector<int>& prompt = job.prompt;
-  std::vector<int> stop_ids = gen.eos_token_ids;
   if (endpoint == Endpoint::kChat) {
-    prompt = tok.Encode(RenderGemma4Chat(cr.messages, /*add_generation_prompt=*/true));
-    if (const std::optional<int> eot = tok.TokenId("<turn|>")) stop_ids.push_back(*eot);
+    prompt = EncodeChatPrompt(tok, cr.messages);
   } else if (!cr.prompt_ids.empty()) {
     prompt = cr.prompt_ids;
     for (int id : prompt) {
@@ -37,9 +35,7 @@ std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::str
       }
     }
   } else {
-    prompt.push_back(gen.bos_token_id);
-    const std::vector<int> text = tok.Encode(cr.prompt);
-    prompt.insert(prompt.end(), text.begin(), text.end());
+    prompt = EncodeTextPrompt(tok, gen, cr.prompt);
   }
   const std::string param = endpoint == Endpoint::kChat ? "messages" : "prompt";
   const int n = static_cast<int>(prompt.size());
@@ -60,21 +56,14 @@ std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::str
   }
   GenerateOptions& base = job.options.base;
   base.max_new_tokens = max_tokens;
-  base.stop_ids = stop_ids;
-  // Sampling defaults come from generation_config.json; request fields override them.
+  base.stop_ids = StopIds(gen, &tok, endpoint == Endpoint::kChat);
   SamplingParams& sp = base.sampling;
-  if (gen.do_sample) {
-    sp.temperature = gen.temperature.value_or(1.0f);
-    sp.top_k = gen.top_k.value_or(0);
-    sp.top_p = gen.top_p.value_or(1.0f);
-    sp.min_p = gen.min_p.value_or(0.0f);
-  }
-  if (cr.temperature) sp.temperature = *cr.temperature;
-  if (cr.top_k) sp.top_k = *cr.top_k;
-  if (cr.top_p) sp.top_p = *cr.top_p;
-  if (cr.min_p) sp.min_p = *cr.min_p;
-  sp.seed = cr.seed.value_or(
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  sp = ResolveSampling(gen, {.temperature = cr.temperature,
+                             .top_p = cr.top_p,
+                             .min_p = cr.min_p,
+                             .top_k = cr.top_k,
+                             .seed = cr.seed.value_or(static_cast<uint64_t>(
+                                 std::chrono::steady_clock::now().time_since_epoch().count()))});
   if (Status s = sp.Validate(); !s.ok()) return ApiError{.message = s.message(), .param = ""};
   const bool spec = cr.speculative.value_or(ctx.have_drafter);
   if (spec && !ctx.have_drafter) {

@@ -34,25 +34,23 @@ void SpecStats::Add(const SpecStats& o) {
     accepted_per_position[p] += o.accepted_per_position[p];
   }
 }
-Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, ThreadPool& pool,
-                                       KvCache& cache, std::span<const int> prompt,
-                                       const SpecOptions& options, const TokenCallback& on_token) {
+namespace {
+
+// One sequence through the batch engine: the same rounds a server batch runs.
+Result<SpecResult> RunOne(Gemma4Model& target, Drafter* drafter, ThreadPool& pool, KvCache& cache,
+                          std::span<const int> prompt, const SeqOptions& seq,
+                          const TokenCallback& on_token) {
   if (Status s = ValidatePrompt(prompt, target.config().vocab_size, cache.context()); !s.ok())
     return s;
-  if (options.draft_max < 1) return Error("--draft-max: must be >= 1");
-  // One sequence through the batch engine: the same rounds a server batch runs.
   BatchEngine engine(
-      target, &drafter, pool,
-      {.max_running = 1, .context = cache.context(), .prefill_rows = options.base.prefill_chunk});
+      target, drafter, pool,
+      {.max_running = 1, .context = cache.context(), .prefill_rows = seq.base.prefill_chunk});
   SpecResult result;
   Status status;
-  Result<int> id = engine.Add(std::vector<int>(prompt.begin(), prompt.end()),
-                              {.base = options.base,
-                               .draft_max = options.draft_max,
-                               .policy = options.policy,
-                               .trace = options.trace,
-                               .cache = &cache},
-                              on_token, [&](const SpecResult& r, const Status& st) {
+  SeqOptions options = seq;
+  options.cache = &cache;
+  Result<int> id = engine.Add(std::vector<int>(prompt.begin(), prompt.end()), options, on_token,
+                              [&](const SpecResult& r, const Status& st) {
                                 result = r;
                                 status = st;
                               });
@@ -60,6 +58,29 @@ Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, Th
   while (!engine.idle()) engine.Step();
   if (!status.ok()) return status;
   return result;
+}
+
+}  // namespace
+
+Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
+                                     std::span<const int> prompt, const GenerateOptions& options,
+                                     const TokenCallback& on_token) {
+  Result<SpecResult> r =
+      RunOne(model, nullptr, pool, cache, prompt, {.base = options, .draft_max = 0}, on_token);
+  if (!r.ok()) return r.status();
+  return std::move(r->gen);
+}
+
+Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, ThreadPool& pool,
+                                       KvCache& cache, std::span<const int> prompt,
+                                       const SpecOptions& options, const TokenCallback& on_token) {
+  if (options.draft_max < 1) return Error("--draft-max: must be >= 1");
+  return RunOne(target, &drafter, pool, cache, prompt,
+                {.base = options.base,
+                 .draft_max = options.draft_max,
+                 .policy = options.policy,
+                 .trace = options.trace},
+                on_token);
 }
 
 }  // namespace specula

@@ -139,7 +139,11 @@ test(`${CLIENTS} clients x ${REQUESTS} mixed requests: outputs as alone, nothing
   await sleep(300);
   const rssWarm = rssKiB();
   const t0 = Date.now();
-  await Promise.all(Array.from({ length: CLIENTS }, (_, c) => runClient(c, warm, REQUESTS)));
+  const mid = Math.ceil((warm + REQUESTS) / 2);
+  await Promise.all(Array.from({ length: CLIENTS }, (_, c) => runClient(c, warm, mid)));
+  await sleep(300);
+  const rssMid = rssKiB();
+  await Promise.all(Array.from({ length: CLIENTS }, (_, c) => runClient(c, mid, REQUESTS)));
   const seconds = (Date.now() - t0) / 1000;
 
   let m;
@@ -154,7 +158,15 @@ test(`${CLIENTS} clients x ${REQUESTS} mixed requests: outputs as alone, nothing
   const rssEnd = rssKiB();
   const growth = (rssEnd - rssWarm) / rssWarm;
   console.log(`soak: ${completed} completed, ${abandoned} abandoned, ${refused} malformed in ${seconds.toFixed(1)} s; ` +
-              `RSS after warm-up ${rssWarm} KiB, after soak ${rssEnd} KiB (${(100 * growth).toFixed(2)} %)`);
+              `RSS after warm-up ${rssWarm} KiB, half-way ${rssMid} KiB, after soak ${rssEnd} KiB (${(100 * growth).toFixed(2)} %)`);
   assert.ok(completed > 0 && abandoned > 0 && refused > 0);
-  if (RSS_CHECKS) assert.ok(Math.abs(growth) <= 0.05, `RSS moved by ${(100 * growth).toFixed(2)} %`);
+  // The allocator's pools keep growing for a while after the warm-up (by up to ~6 % of this small
+  // process), then settle; a leak grows with the requests served. So the second half of the soak,
+  // as many requests as the first, must leave RSS where the first half left it (a leak of 1 KB per
+  // request moves it by ~5 %), and the whole soak must stay within a loose bound.
+  const late = (rssEnd - rssMid) / rssMid;
+  if (RSS_CHECKS) {
+    assert.ok(Math.abs(late) <= 0.02, `RSS moved by ${(100 * late).toFixed(2)} % in the second half`);
+    assert.ok(Math.abs(growth) <= 0.10, `RSS moved by ${(100 * growth).toFixed(2)} %`);
+  }
 });

@@ -428,6 +428,13 @@ def run(a):
     else:
         tensors = fresh_tensors(acfg, vmap.rows, rng)
         tensors.pop("masked_embedding.centroids.weight", None)
+        table = target.w("embed_tokens.weight").detach().float().numpy()
+        if table.shape[1] == acfg.hidden:
+            # As wide as the target: the head starts as the target's own (tied) head, so the
+            # assistant first has to learn the target's next hidden state, not a vocabulary.
+            other = table[np.setdiff1d(np.arange(tcfg.vocab), vmap.kept)].mean(0, keepdims=True) \
+                if vmap.other else np.zeros((0, table.shape[1]), np.float32)
+            tensors["model.embed_tokens.weight"] = np.concatenate([table[vmap.kept], other])
     assistant = g.Assistant(acfg, tensors, vmap=vmap)
     bias = vmap.log_count_bias()
     opt = torch.optim.AdamW([p for p in assistant.parameters() if p.requires_grad],

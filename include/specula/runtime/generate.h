@@ -1,5 +1,5 @@
-// Plain (non-speculative) generation: chunked prefill, first token from the last prompt row, then
-// one target forward per token until a stop id, the token budget or the context is reached.
+// What a generation is asked for and what it reports, plain or speculative. Both decode through
+// the batch engine (specula/spec/spec_loop.h); the prompt rules live here.
 #pragma once
 
 #include <functional>
@@ -11,11 +11,6 @@
 #include "specula/runtime/sampler.h"
 
 namespace specula {
-
-class Gemma4Model;
-class KvCache;
-class ThreadPool;
-struct ForwardOutput;
 
 enum class StopReason { kStopToken, kLength, kContext };
 const char* StopReasonName(StopReason r);  // "stop", "length", "context"
@@ -51,17 +46,7 @@ struct GenerateResult {
 
 using TokenCallback = std::function<void(int token)>;
 
-// Prefills `prompt` into `cache` (which must be empty) and generates. Errors: empty prompt,
-// prompt not shorter than the context, ids out of range.
-Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
-                                     std::span<const int> prompt, const GenerateOptions& options,
-                                     const TokenCallback& on_token);
-
-// Shared by the plain and speculative loops.
+// Errors: empty prompt, ids out of range, prompt not shorter than the context.
 Status ValidatePrompt(std::span<const int> prompt, int vocab, int context);
-// Runs the prompt through the model in chunks of `chunk` rows; `out` ends with the last chunk's
-// output (the last row's logits, every row's hidden state). Adds the passes to *forwards.
-Status Prefill(Gemma4Model& model, ThreadPool& pool, KvCache& cache, std::span<const int> prompt,
-               int chunk, ForwardOutput* out, int* forwards);
 
 }  // namespace specula

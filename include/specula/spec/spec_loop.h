@@ -1,6 +1,8 @@
-// Speculative generation: prefill, first token, then rounds of
+// Generation of one sequence, plain or speculative, through the batch engine (the path a server
+// batch takes). Plain: prefill, then one target forward per token. Speculative: prefill, first
+// token, then rounds of
 //   draft K -> verify K+1 rows in one target forward -> accept -> roll back rejected KV -> bonus.
-// Greedy output is token for token the output of GeneratePlain; sampled output has the target's
+// Greedy speculative output is token for token the plain output; sampled output has the target's
 // distribution (rejection sampling).
 #pragma once
 
@@ -13,6 +15,10 @@
 #include "specula/spec/drafter.h"
 
 namespace specula {
+
+class Gemma4Model;
+class KvCache;
+class ThreadPool;
 
 // Counters; printing and exporting read them. "Accepted" counts draft tokens only: a round emits
 // accepted + 1 tokens (the target's correction or bonus token).
@@ -44,6 +50,12 @@ struct SpecResult {
   GenerateResult gen;
   SpecStats spec;
 };
+
+// Prefills `prompt` into `cache` (which must be empty) and generates until a stop id, the token
+// budget or the context is reached. Errors: the prompt (ValidatePrompt), sampling settings.
+Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
+                                     std::span<const int> prompt, const GenerateOptions& options,
+                                     const TokenCallback& on_token);
 
 // `cache` must be empty and have at least draft_max + 1 rows of sliding-window headroom.
 Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, ThreadPool& pool,
