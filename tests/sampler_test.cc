@@ -202,6 +202,46 @@ TEST(TokenWeights, ProbDrawAndResidualMatchTheDefinitions) {
   }
 }
 
+// Over a vocabulary of several blocks, Draw skips blocks by their sums: it must still return the
+// token whose interval holds u in the walk order (top first, then by id), before and after a
+// residual removed mass from some blocks.
+TEST(TokenWeights, DrawOverManyBlocksIsTheInverseCdf) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> logits(20000);  // 5 blocks, the last one partial
+  for (float& x : logits) x = normal(rng);
+  logits[9000] = 6.0f;  // the top sits inside a middle block
+  const int n = static_cast<int>(logits.size());
+  TokenWeights w({.temperature = 1.0f}, logits.data(), n);
+  for (int pass = 0; pass < 2; ++pass) {
+    const TokenDistribution d = w.ToDistribution();
+    ASSERT_EQ(d.probs.size(), logits.size());
+    EXPECT_EQ(d.probs.front().first, 9000);
+    double cum = 0.0;
+    int checked = 0;
+    for (size_t i = 0; i < d.probs.size(); ++i) {
+      const double q = d.probs[i].second;
+      if (q > 1e-5 && i % 7 == 0) {
+        EXPECT_EQ(w.Draw(cum + q / 2), d.probs[i].first) << "pass " << pass << " rank " << i;
+        ++checked;
+      }
+      cum += q;
+    }
+    EXPECT_GT(checked, 100);
+    if (pass == 0) {  // the residual below empties 9000 and 19999
+      EXPECT_EQ(w.Draw(0.0), 9000);
+      EXPECT_EQ(w.Draw(std::nextafter(1.0, 0.0)), d.probs.back().first);
+    } else {
+      EXPECT_EQ(w.Prob(9000), 0.0);
+      EXPECT_EQ(w.Draw(0.0), 0);
+      EXPECT_EQ(w.Draw(std::nextafter(1.0, 0.0)), 19998);
+    }
+    // Remove mass from tokens in three blocks (and the top) for the second pass.
+    ASSERT_TRUE(w.SubtractDistribution(
+        {{{9000, 0.5f}, {100, 0.01f}, {12345, 0.02f}, {19999, 0.3f}, {4096, 0.001f}}}));
+  }
+}
+
 TEST(TokenWeights, AnEmptyResidualKeepsP) {
   const SamplingParams sp{.temperature = 1.0f};
   TokenWeights w(sp, kLogits.data(), 8);

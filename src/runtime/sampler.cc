@@ -47,8 +47,15 @@ void TokenWeights::Compute(const SamplingParams& params, const float* logits, in
   top_ = Argmax(logits, n);
   total_ = 0.0;
   order_.clear();
-  const double sum =
-      k.exp_weights(logits, un, logits[top_], 1.0f / params.temperature, weight_.data());
+  // Per block of kBlock tokens, so that a draw over the whole vocabulary skips whole blocks.
+  blocks_.resize((un + kBlock - 1) / kBlock);
+  double sum = 0.0;
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    const size_t at = b * kBlock, len = std::min(kBlock, un - at);
+    blocks_[b] = k.exp_weights(logits + at, len, logits[top_], 1.0f / params.temperature,
+                               weight_.data() + at);
+    sum += blocks_[b];
+  }
   all_ = false;
   const bool top_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < un;
   const bool top_p = params.top_p < 1.0f;
@@ -137,17 +144,22 @@ bool TokenWeights::SubtractDistribution(const TokenDistribution& q) {
   for (const auto& [tok, qp] : q.probs) {
     if (tok < 0 || tok >= n_) continue;  // q's support beyond p's vocabulary carries no p
     float& w = weight_[static_cast<size_t>(tok)];
-    const double r = std::max(static_cast<double>(w) - total_ * static_cast<double>(qp), 0.0);
+    const auto r = static_cast<float>(
+        std::max(static_cast<double>(w) - total_ * static_cast<double>(qp), 0.0));
     undo.push_back({tok, w});
-    removed += w - r;
-    w = static_cast<float>(r);
+    removed += static_cast<double>(w) - r;
+    blocks_[static_cast<size_t>(tok) / kBlock] -= static_cast<double>(w) - r;
+    w = r;
   }
   const double rest = total_ - removed;
   // q's float probabilities round each token by ~6e-8 of its mass, so a residual below 1e-6 of the
   // total is rounding, not a distribution: p == q, keep p.
   if (!(rest > total_ * 1e-6)) {
-    for (auto it = undo.rbegin(); it != undo.rend(); ++it)
-      weight_[static_cast<size_t>(it->first)] = it->second;
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+      float& w = weight_[static_cast<size_t>(it->first)];
+      blocks_[static_cast<size_t>(it->first) / kBlock] += static_cast<double>(it->second) - w;
+      w = it->second;
+    }
     return false;
   }
   total_ = rest;
@@ -158,11 +170,30 @@ int TokenWeights::Draw(double u) const {
   const double target = u * total_;
   double cum = 0.0;
   int pick = top_;
-  Walk([&](int id, float w) {
+  const auto step = [&](int id, float w) {
     if (w <= 0.0f) return false;
     pick = id;  // rounding may leave target above the last cumulative sum: the last survivor
     return target < (cum += w);
-  });
+  };
+  if (!all_) {
+    Walk(step);
+    return pick;
+  }
+  // The whole vocabulary, top first, then by id: blocks the target lies beyond are skipped by
+  // their sums instead of walked (a draw that is not the top token would walk half of 262,144).
+  if (step(top_, weight_[static_cast<size_t>(top_)])) return pick;
+  const size_t top = static_cast<size_t>(top_);
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    const size_t at = b * kBlock, end = std::min(at + kBlock, static_cast<size_t>(n_));
+    const double rest = blocks_[b] - (top >= at && top < end ? weight_[top] : 0.0f);
+    if (b + 1 < blocks_.size() && target >= cum + rest) {
+      cum += rest;
+      continue;
+    }
+    for (size_t i = at; i < end; ++i) {
+      if (i != top && step(static_cast<int>(i), weight_[i])) return pick;
+    }
+  }
   return pick;
 }
 

@@ -14,6 +14,7 @@ and gets an assistant that beats a random one; bad inputs are refused with one l
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import unittest
@@ -283,5 +284,6 @@ class Clusters(unittest.TestCase):
 
 if __name__ == "__main__":
     BIN, TMP = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    shutil.rmtree(TMP, ignore_errors=True)  # the tool resumes from state an earlier run left
     os.makedirs(TMP, exist_ok=True)
     unittest.main(argv=[sys.argv[0], "-v"])

@@ -70,6 +70,8 @@ class TokenWeights {
   double total_ = 0.0;      // of the survivors' weights
   bool all_ = false;        // no filter: every token survives, walked top first then by id
   std::vector<int> order_;  // !all_: the survivors in walk order
+  static constexpr size_t kBlock = 4096;
+  std::vector<double> blocks_;  // [n / kBlock] sums of the weights of consecutive ids
 };
 
 class Sampler {
