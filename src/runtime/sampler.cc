@@ -4,6 +4,7 @@
 #include <cmath>
 #include <iterator>
 
+#include "specula/base/thread_pool.h"
 #include "specula/kernels/kernels.h"
 
 namespace specula {
@@ -39,7 +40,8 @@ bool Before(const Candidate& a, const Candidate& b) {
 // reaches some threshold, so the tokens at or above a threshold theta (a prefix of the ranking,
 // as the weight grows with the logit) are gathered, theta lowered until they hold what top-k
 // (k tokens) or top-p (its mass) needs, and only they are ranked. min-p alone is a threshold.
-void TokenWeights::Compute(const SamplingParams& params, const float* logits, int n) {
+void TokenWeights::Compute(const SamplingParams& params, const float* logits, int n,
+                           ThreadPool* pool) {
   const KernelTable& k = BestKernels();
   const size_t un = static_cast<size_t>(n);
   n_ = n;
@@ -49,13 +51,18 @@ void TokenWeights::Compute(const SamplingParams& params, const float* logits, in
   order_.clear();
   // Per block of kBlock tokens, so that a draw over the whole vocabulary skips whole blocks.
   blocks_.resize((un + kBlock - 1) / kBlock);
-  double sum = 0.0;
-  for (size_t b = 0; b < blocks_.size(); ++b) {
+  const auto block = [&](size_t b, int) {
     const size_t at = b * kBlock, len = std::min(kBlock, un - at);
     blocks_[b] = k.exp_weights(logits + at, len, logits[top_], 1.0f / params.temperature,
                                weight_.data() + at);
-    sum += blocks_[b];
+  };
+  if (pool != nullptr && blocks_.size() >= 8) {
+    pool->ParallelFor(blocks_.size(), block);
+  } else {
+    for (size_t b = 0; b < blocks_.size(); ++b) block(b, 0);
   }
+  double sum = 0.0;
+  for (double b : blocks_) sum += b;
   all_ = false;
   const bool top_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < un;
   const bool top_p = params.top_p < 1.0f;

@@ -124,7 +124,7 @@ void BatchEngine::Admit() {
       s->own_cache = target_.NewCache(options_.context, std::max(64, s->opt.draft_max + 1));
       s->cache = s->own_cache.get();
     }
-    s->sampler = std::make_unique<Sampler>(s->opt.base.sampling);
+    s->sampler = std::make_unique<Sampler>(s->opt.base.sampling, &pool_);
     running_.push_back(std::move(s));
   }
 }

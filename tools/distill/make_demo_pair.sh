@@ -9,7 +9,7 @@
 # as distill.py's users give it.
 set -euo pipefail
 work="$1"
-target_steps="${2:-1100}"
+target_steps="${2:-900}"
 distill_minutes="${3:-30}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 python=/usr/bin/python3

@@ -13,6 +13,8 @@
 
 namespace specula {
 
+class ThreadPool;
+
 struct SamplingParams {
   float temperature = 0.0f;  // <= 0: greedy
   int top_k = 0;             // 0: off
@@ -46,7 +48,10 @@ class TokenWeights {
     Compute(params, logits, n);
   }
   // Recomputes for another row, reusing the table (a fresh 1 MB table per row costs page faults).
-  void Compute(const SamplingParams& params, const float* logits, int n);
+  // With a pool, the blocks' exponentials are split over its threads (the same values: each
+  // block's sum is computed alone and the sums are added in order).
+  void Compute(const SamplingParams& params, const float* logits, int n,
+               ThreadPool* pool = nullptr);
 
   int top() const { return top_; }  // the most probable token (lowest id among equals)
   double Prob(int token) const { return weight_[static_cast<size_t>(token)] / total_; }
@@ -76,7 +81,9 @@ class TokenWeights {
 
 class Sampler {
  public:
-  explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+  // `pool` (optional, borrowed) spreads each row's exponentials over its threads.
+  explicit Sampler(const SamplingParams& params, ThreadPool* pool = nullptr)
+      : params_(params), rng_(params.seed), pool_(pool) {}
 
   int Sample(const float* logits, int vocab);
   // The distribution Sample draws from (for speculative verification and tests).
@@ -88,7 +95,7 @@ class Sampler {
   // This sampler's processed distribution of one row, in a table the sampler reuses: valid until
   // the next Sample or Weigh. Not for greedy params.
   TokenWeights& Weigh(const float* logits, int vocab) {
-    weights_.Compute(params_, logits, vocab);
+    weights_.Compute(params_, logits, vocab, pool_);
     return weights_;
   }
 
@@ -97,6 +104,7 @@ class Sampler {
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;
+  ThreadPool* pool_ = nullptr;
   TokenWeights weights_;
 };
 
