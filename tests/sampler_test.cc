@@ -250,12 +250,12 @@ TEST(TokenWeights, AnEmptyResidualKeepsP) {
   for (const auto& [t, x] : p.probs) EXPECT_NEAR(w.Prob(t), x, 1e-7);
 }
 
-TEST(Sampler, ValidateNamesTheFlag) {
-  EXPECT_NE(SamplingParams{.temperature = -1}.Validate().message().find("--temp"),
+TEST(Sampler, ValidateNamesTheParameter) {
+  EXPECT_NE(SamplingParams{.temperature = -1}.Validate().message().find("temperature:"),
             std::string::npos);
-  EXPECT_NE(SamplingParams{.top_p = 0}.Validate().message().find("--top-p"), std::string::npos);
-  EXPECT_NE(SamplingParams{.min_p = 2}.Validate().message().find("--min-p"), std::string::npos);
-  EXPECT_NE(SamplingParams{.top_k = -1}.Validate().message().find("--top-k"), std::string::npos);
+  EXPECT_NE(SamplingParams{.top_p = 0}.Validate().message().find("top_p:"), std::string::npos);
+  EXPECT_NE(SamplingParams{.min_p = 2}.Validate().message().find("min_p:"), std::string::npos);
+  EXPECT_NE(SamplingParams{.top_k = -1}.Validate().message().find("top_k:"), std::string::npos);
   const SamplingParams ok{.temperature = 0.7f, .top_k = 40, .top_p = 0.9f, .min_p = 0.05f};
   EXPECT_TRUE(ok.Validate().ok());
 }

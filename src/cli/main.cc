@@ -1,6 +1,7 @@
 // specula: speculative decoding for Gemma 4 on CPUs.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <string>
@@ -10,9 +11,30 @@
 
 namespace specula::cli {
 
+namespace {
+
+// The library names the parameter at fault ("temperature: ..."); a CLI user set it with a flag.
+std::string InFlagWords(const std::string& message) {
+  static const std::pair<const char*, const char*> kFlags[] = {
+      {"temperature:", "--temp:"},
+      {"top_k:", "--top-k:"},
+      {"top_p:", "--top-p:"},
+      {"min_p:", "--min-p:"},
+      {"draft_max:", "--draft-max:"},
+      {"draft_policy:", "--draft-policy:"},
+      {"max_new_tokens:", "-n/--n-predict:"},
+      {"type:", "--type:"}};
+  for (const auto& [param, flag] : kFlags) {
+    if (message.rfind(param, 0) == 0) return flag + message.substr(std::strlen(param));
+  }
+  return message;
+}
+
+}  // namespace
+
 int Fail(const std::string& message) {
   std::fflush(stdout);
-  std::cerr << "specula: error: " << message << std::endl;
+  std::cerr << "specula: error: " << InFlagWords(message) << std::endl;
   return 1;
 }
 

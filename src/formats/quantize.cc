@@ -32,7 +32,7 @@ DType QuantizedType(const std::string& name, DType dtype, const std::vector<int6
 Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir,
                                          DType target) {
   namespace fs = std::filesystem;
-  if (!IsBlockType(target)) return Error("--type: expected q8_0, q4_0, q6_k or q4_k");
+  if (!IsBlockType(target)) return Error("type: expected q8_0, q4_0, q6_k or q4_k");
   std::error_code ec;
   if (!fs::is_directory(in_dir, ec)) return Error(in_dir + ": not a directory");
   if (fs::equivalent(in_dir, out_dir, ec))

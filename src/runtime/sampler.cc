@@ -10,10 +10,11 @@
 namespace specula {
 
 Status SamplingParams::Validate() const {
-  if (!std::isfinite(temperature) || temperature < 0) return Error("--temp: must be a number >= 0");
-  if (top_k < 0) return Error("--top-k: must be >= 0");
-  if (!(top_p > 0.0f && top_p <= 1.0f)) return Error("--top-p: must be in (0, 1]");
-  if (!(min_p >= 0.0f && min_p <= 1.0f)) return Error("--min-p: must be in [0, 1]");
+  if (!std::isfinite(temperature) || temperature < 0)
+    return Error("temperature: must be a number >= 0");
+  if (top_k < 0) return Error("top_k: must be >= 0");
+  if (!(top_p > 0.0f && top_p <= 1.0f)) return Error("top_p: must be in (0, 1]");
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) return Error("min_p: must be in [0, 1]");
   return OkStatus();
 }
 

@@ -64,7 +64,9 @@ std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::str
                              .top_k = cr.top_k,
                              .seed = cr.seed.value_or(static_cast<uint64_t>(
                                  std::chrono::steady_clock::now().time_since_epoch().count()))});
-  if (Status s = sp.Validate(); !s.ok()) return ApiError{.message = s.message(), .param = ""};
+  if (Status s = sp.Validate(); !s.ok()) {  // "top_p: ...": the parameter is the request field
+    return ApiError{.message = s.message(), .param = s.message().substr(0, s.message().find(':'))};
+  }
   const bool spec = cr.speculative.value_or(ctx.have_drafter);
   if (spec && !ctx.have_drafter) {
     return ApiError{

@@ -67,8 +67,8 @@ Result<int> BatchEngine::Add(std::vector<int> prompt, const SeqOptions& options,
   const int context = options.cache ? options.cache->context() : options_.context;
   if (Status s = ValidatePrompt(prompt, target_.config().vocab_size, context); !s.ok()) return s;
   if (Status s = base.sampling.Validate(); !s.ok()) return s;
-  if (base.max_new_tokens < 0) return Error("-n/--n-predict: must be >= 0");
-  if (options.draft_max < 0) return Error("--draft-max: must be >= 0");
+  if (base.max_new_tokens < 0) return Error("max_new_tokens: must be >= 0");
+  if (options.draft_max < 0) return Error("draft_max: must be >= 0");
   if (options.draft_max > 0 && drafter_ == nullptr)
     return Error("speculative decoding needs a drafter (-md)");
   if (options.cache && options.cache->length() != 0)

@@ -13,7 +13,7 @@ Result<std::unique_ptr<DraftPolicy>> MakeDraftPolicy(const std::string& name, in
     return std::unique_ptr<DraftPolicy>(
         std::make_unique<CostAwarePolicy>(CostAwarePolicy::Options{.max_k = max_k}));
   }
-  return Error("--draft-policy: expected fixed, adaptive or auto (got '" + name + "')");
+  return Error("draft_policy: expected fixed, adaptive or auto (got '" + name + "')");
 }
 
 }  // namespace specula

@@ -74,7 +74,7 @@ Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCac
 Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, ThreadPool& pool,
                                        KvCache& cache, std::span<const int> prompt,
                                        const SpecOptions& options, const TokenCallback& on_token) {
-  if (options.draft_max < 1) return Error("--draft-max: must be >= 1");
+  if (options.draft_max < 1) return Error("draft_max: must be >= 1");
   return RunOne(target, &drafter, pool, cache, prompt,
                 {.base = options.base,
                  .draft_max = options.draft_max,
