@@ -253,6 +253,9 @@ TEST(TokenWeights, AnEmptyResidualKeepsP) {
 TEST(Sampler, ValidateNamesTheParameter) {
   EXPECT_NE(SamplingParams{.temperature = -1}.Validate().message().find("temperature:"),
             std::string::npos);
+  EXPECT_NE(SamplingParams{.temperature = 1e-40f}.Validate().message().find("too small"),
+            std::string::npos);
+  EXPECT_TRUE(SamplingParams{.temperature = 1e-30f}.Validate().ok());  // 1/T is finite
   EXPECT_NE(SamplingParams{.top_p = 0}.Validate().message().find("top_p:"), std::string::npos);
   EXPECT_NE(SamplingParams{.min_p = 2}.Validate().message().find("min_p:"), std::string::npos);
   EXPECT_NE(SamplingParams{.top_k = -1}.Validate().message().find("top_k:"), std::string::npos);

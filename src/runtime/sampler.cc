@@ -12,6 +12,9 @@ namespace specula {
 Status SamplingParams::Validate() const {
   if (!std::isfinite(temperature) || temperature < 0)
     return Error("temperature: must be a number >= 0");
+  // Sampling divides logits by T: below ~3e-39 1/T overflows and every token would weigh the same.
+  if (temperature > 0 && !std::isfinite(1.0f / temperature))
+    return Error("temperature: too small to divide by (use 0 for greedy decoding)");
   if (top_k < 0) return Error("top_k: must be >= 0");
   if (!(top_p > 0.0f && top_p <= 1.0f)) return Error("top_p: must be in (0, 1]");
   if (!(min_p >= 0.0f && min_p <= 1.0f)) return Error("min_p: must be in [0, 1]");
