@@ -114,8 +114,9 @@ int RunBatch(const BatchJob& job, TargetModel& model, Drafter* drafter, ThreadPo
   std::vector<std::unique_ptr<DraftPolicy>> policies(n);
   std::vector<SpecResult> results(n);
   Status failure;
-  BatchEngine engine(model, drafter, pool,
-                     {.max_running = job.parallel, .context = job.context, .prefill_rows = 256});
+  BatchEngine engine(
+      model, drafter, pool,
+      {.max_running = job.parallel, .context = job.context, .prefill_rows = job.opt.prefill_chunk});
   const double t0 = NowSeconds();
   for (size_t i = 0; i < n; ++i) {
     SeqOptions so{.base = job.opt, .draft_max = job.draft_max};

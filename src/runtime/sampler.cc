@@ -159,7 +159,7 @@ bool TokenWeights::SubtractDistribution(const TokenDistribution& q) {
         std::max(static_cast<double>(w) - total_ * static_cast<double>(qp), 0.0));
     undo.push_back({tok, w});
     removed += static_cast<double>(w) - r;
-    blocks_[static_cast<size_t>(tok) / kBlock] -= static_cast<double>(w) - r;
+    if (all_) blocks_[static_cast<size_t>(tok) / kBlock] -= static_cast<double>(w) - r;
     w = r;
   }
   const double rest = total_ - removed;
@@ -168,7 +168,8 @@ bool TokenWeights::SubtractDistribution(const TokenDistribution& q) {
   if (!(rest > total_ * 1e-6)) {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
       float& w = weight_[static_cast<size_t>(it->first)];
-      blocks_[static_cast<size_t>(it->first) / kBlock] += static_cast<double>(it->second) - w;
+      if (all_)
+        blocks_[static_cast<size_t>(it->first) / kBlock] += static_cast<double>(it->second) - w;
       w = it->second;
     }
     return false;

@@ -76,7 +76,9 @@ class TokenWeights {
   bool all_ = false;        // no filter: every token survives, walked top first then by id
   std::vector<int> order_;  // !all_: the survivors in walk order
   static constexpr size_t kBlock = 4096;
-  std::vector<double> blocks_;  // [n / kBlock] sums of the weights of consecutive ids
+  // all_ only: [n / kBlock] sums of the weights of consecutive ids (a filter rewrites the table
+  // after the sums are taken, and its draws walk order_ instead).
+  std::vector<double> blocks_;
 };
 
 class Sampler {
