@@ -47,7 +47,8 @@ TEST_P(DraftStepVsReference, MatchesSpecPseudocode) {
   int token = 77;
   for (int step = 0; step < 2; ++step) {
     DraftStepOutput got;
-    (*asst)->Step({.token = token, .h_in = h.data(), .pos = P, .cache = cache.get()}, pool, &got);
+    (*asst)->Step({.token = token, .h_in = h.data(), .pos = P, .cache = cache.get()}, pool,
+                  *(*asst)->NewScratch(), &got);
     const test::RefDraftStep want = test::ReferenceDraftStep(
         (*asst)->config(), (*asst)->store(), tc, target->store(), run, token, h_ref, P);
     // f32 against a double reference, through the target's layers and two chained steps: the

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <set>
+#include <thread>
 
 #include "fault_injection.h"
 #include "specula/base/thread_pool.h"
@@ -107,6 +108,51 @@ TEST(Batch, GreedyEverySequenceEqualsPlainDecoding) {
         EXPECT_EQ(got[i], expected[i]) << preset << " sequence " << i;
     }
   }
+}
+
+// A loaded model keeps no per-call state (each engine and drafter owns its pass buffers), so two
+// engines on two threads share one target and one assistant and each gets what it gets alone.
+TEST(Batch, TwoEnginesOnOneLoadedPairEachGetWhatTheyGetAlone) {
+  Pair p = LoadPair("e2b-tiny", true);
+  Gemma4Model& m = *p.target;
+  const int V = m.config().vocab_size;
+  std::vector<Job> greedy, sampled;
+  for (int i = 0; i < 4; ++i) {
+    Job g{Prompt(6 + 9 * i, V, 40 + i), {}};
+    g.opt.base.max_new_tokens = 40;
+    g.opt.draft_max = 1 + i;
+    greedy.push_back(g);
+    Job s{Prompt(30 - 7 * i, V, 50 + i), {}};
+    s.opt.base.max_new_tokens = 40;
+    s.opt.base.sampling.temperature = 0.9f;
+    s.opt.base.sampling.seed = 7 + static_cast<uint64_t>(i);
+    s.opt.draft_max = 3 - i % 2;
+    sampled.push_back(s);
+  }
+  const std::vector<int> join = {0, 0, 3, 5};
+  const BatchEngine::Options eo{.max_running = 2, .context = 256, .prefill_rows = 8};
+  std::vector<std::vector<int>> alone[2];
+  {
+    MtpDrafter d(*p.assistant);
+    alone[0] = RunBatch(m, &d, greedy, join, eo);
+    alone[1] = RunBatch(m, &d, sampled, join, eo);
+  }
+  std::vector<std::vector<int>> together[2];
+  std::thread other([&] {
+    MtpDrafter d(*p.assistant);
+    together[1] = RunBatch(m, &d, sampled, join, eo);
+  });
+  MtpDrafter d(*p.assistant);
+  together[0] = RunBatch(m, &d, greedy, join, eo);
+  other.join();
+  for (int e = 0; e < 2; ++e) {
+    for (size_t i = 0; i < greedy.size(); ++i) {
+      EXPECT_FALSE(alone[e][i].empty());
+      EXPECT_EQ(together[e][i], alone[e][i]) << "engine " << e << " sequence " << i;
+    }
+  }
+  for (size_t i = 0; i < greedy.size(); ++i)
+    EXPECT_EQ(alone[0][i], PlainIds(m, greedy[i].prompt, 40));
 }
 
 TEST(Batch, SeededSamplingEqualsTheSequenceAlone) {

@@ -11,8 +11,8 @@
 #include "specula/formats/generation_config.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/models/gemma4_config.h"
-#include "specula/testing/random_checkpoint.h"
 #include "specula/tokenizer/tokenizer.h"
+#include "src/testing/random_checkpoint.h"
 #include "test_util.h"
 
 namespace specula {

@@ -26,7 +26,9 @@ class FaultyTarget : public TargetModel {
   std::unique_ptr<KvCache> NewCache(int context, int headroom) const override {
     return inner_.NewCache(context, rollback_headroom_ >= 0 ? rollback_headroom_ : headroom);
   }
-  Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool, BatchOutput* out) override {
+  std::unique_ptr<PassScratch> NewScratch() const override { return inner_.NewScratch(); }
+  Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool, PassScratch& scratch,
+                      BatchOutput* out) const override {
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const BatchSeq& s : seqs) {
@@ -38,20 +40,20 @@ class FaultyTarget : public TargetModel {
         }
       }
     }
-    return inner_.ForwardBatch(seqs, pool, out);
+    return inner_.ForwardBatch(seqs, pool, scratch, out);
   }
   // Caches with this much sliding-window headroom (-1: what the caller asks for). 0 makes a
   // rollback after the ring has wrapped fail, as it really does.
   void set_rollback_headroom(int rows) { rollback_headroom_ = rows; }
 
-  std::atomic<int> failures{0};
+  mutable std::atomic<int> failures{0};
 
  private:
   TargetModel& inner_;
   const std::map<int, int> fail_from_;  // marker token -> first failing cache length
   int rollback_headroom_ = -1;
-  std::mutex mu_;
-  std::map<const KvCache*, int> first_token_;  // (caches are not reused while a test runs)
+  mutable std::mutex mu_;
+  mutable std::map<const KvCache*, int> first_token_;  // (caches are not reused while a test runs)
 };
 
 // Fails every batch that includes a request for one of the given sequence ids.

@@ -518,9 +518,12 @@ TEST(GgufModel, ConvertedAssistantDraftsIdentically) {
     int token = 5;
     for (int step = 0; step < 3; ++step) {
       DraftStepOutput oa, ob;
+      std::unique_ptr<PassScratch> sa = (*a)->NewScratch(), sb = (*b)->NewScratch();
       const int pos = static_cast<int>(ids.size());
-      (*a)->Step({.token = token, .h_in = ha.data(), .pos = pos, .cache = cache.get()}, pool, &oa);
-      (*b)->Step({.token = token, .h_in = hb.data(), .pos = pos, .cache = cache.get()}, pool, &ob);
+      (*a)->Step({.token = token, .h_in = ha.data(), .pos = pos, .cache = cache.get()}, pool, *sa,
+                 &oa);
+      (*b)->Step({.token = token, .h_in = hb.data(), .pos = pos, .cache = cache.get()}, pool, *sb,
+                 &ob);
       ASSERT_EQ(oa.candidates, ob.candidates);
       ASSERT_EQ(oa.logits.size(), ob.logits.size());
       EXPECT_EQ(std::memcmp(oa.logits.data(), ob.logits.data(), oa.logits.size() * 4), 0);
@@ -562,7 +565,7 @@ TEST(GgufModel, AssistantWithoutCentroidsUsesTheDenseHead) {
               .h_in = fwd.hidden.data() + 3 * (*target)->config().hidden_size,
               .pos = 4,
               .cache = cache.get()},
-             pool, &out);
+             pool, *(*a)->NewScratch(), &out);
   EXPECT_TRUE(out.candidates.empty());
   EXPECT_EQ(out.logits.size(), static_cast<size_t>((*target)->config().vocab_size));
 }

@@ -175,6 +175,7 @@ TEST(Model, BatchedForwardEqualsSoloBitExact) {
                               {{4, 2}, {2, 1}, {1, 1}},
                               {{20, 1}, {3, 2}, {13, 0}},
                               {{1, 2}, {1, 1}, {1, 0}}};
+    std::unique_ptr<PassScratch> scratch = model->NewScratch();  // reused: passes of any shape
     for (const auto& round : plan) {
       std::vector<BatchSeq> seqs;
       for (int s = 0; s < S; ++s) {
@@ -184,7 +185,7 @@ TEST(Model, BatchedForwardEqualsSoloBitExact) {
                         .logit_rows = round[s][1] == 2 ? n : round[s][1]});
       }
       BatchOutput b;
-      ASSERT_TRUE(model->ForwardBatch(seqs, pool, &b).ok());
+      ASSERT_TRUE(model->ForwardBatch(seqs, pool, *scratch, &b).ok());
       for (int s = 0; s < S; ++s) {
         const ForwardOutput alone =
             Forward(*model, pool, *solo[s], seqs[static_cast<size_t>(s)].ids, true);

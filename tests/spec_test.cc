@@ -81,7 +81,8 @@ TEST_P(SpecEqualsPlain, GreedyOver1000TokensForEveryK) {
     ASSERT_EQ(r.gen.ids, plain.ids) << "noisy replay, K=" << k;
     EXPECT_GT(r.spec.acceptance_rate(), 0.3) << k;
     EXPECT_LT(r.spec.acceptance_rate(), 0.95) << k;
-    EXPECT_LT(r.gen.stats.target_forwards, plain.stats.target_forwards);
+    // Plain decoding takes one pass per token after the first, and one for the prompt.
+    EXPECT_LT(r.spec.target_forwards, static_cast<long>(plain.ids.size()));
   }
 }
 
@@ -106,8 +107,8 @@ TEST(Spec, PerfectReplayReachesFullAcceptance) {
   EXPECT_EQ(s.spec.acceptance_rate(), 1.0);
   EXPECT_EQ(s.spec.mean_tokens_per_round(), 5.0);  // 300 tokens after the first in 60 rounds of K+1
   EXPECT_EQ(s.spec.draft_rounds, 60);
-  EXPECT_EQ(s.gen.stats.target_forwards, 61);  // prefill + 60 verify passes
-  EXPECT_EQ(s.spec.accepted_per_position, (std::vector<int>{60, 60, 60, 60}));
+  EXPECT_EQ(s.spec.target_forwards, 61);  // prefill + 60 verify passes
+  EXPECT_EQ(s.spec.accepted_per_position, (std::vector<long>{60, 60, 60, 60}));
 }
 
 // Every round must hand the drafter the pending token at position P and the target's post-norm
@@ -231,13 +232,20 @@ TEST(Spec, PlainDecodingThroughTheEngineEqualsTheReferenceLoop) {
     auto c1 = f.target->NewCache(c.ctx), c2 = f.target->NewCache(c.ctx);
     Result<GenerateResult> ref = test::ReferenceGeneratePlain(*f.target, pool, *c1, c.prompt, o);
     std::vector<int> streamed;
-    Result<GenerateResult> got =
+    Result<SpecResult> run =
         GeneratePlain(*f.target, pool, *c2, c.prompt, o, [&](int t) { streamed.push_back(t); });
-    ASSERT_TRUE(ref.ok() && got.ok());
+    ASSERT_TRUE(ref.ok() && run.ok());
+    const GenerateResult* got = &run->gen;
     EXPECT_EQ(got->ids, ref->ids) << c.n << " " << c.ctx << " T " << c.sp.temperature;
     EXPECT_EQ(got->stop, ref->stop);
     EXPECT_EQ(streamed, got->ids);
     EXPECT_EQ(got->stats.generated_tokens, static_cast<int>(got->ids.size()));
+    EXPECT_EQ(run->spec.generated, static_cast<long>(got->ids.size()));
+    EXPECT_EQ(run->spec.draft_rounds, 0);
+    // A pass per prompt chunk, then one per token after the first.
+    if (!got->ids.empty()) {
+      EXPECT_EQ(run->spec.decode_forwards, static_cast<long>(got->ids.size()) - 1);
+    }
   }
   EXPECT_EQ(free_run.stop, StopReason::kLength);
 }
@@ -323,10 +331,10 @@ TEST(Spec, DecodeTimeSplitsIntoPassesDraftsAndTheRest) {
   o.draft_max = 3;
   Result<SpecResult> r = GenerateSpeculative(*f.target, mtp, pool, *cache, kPrompt, o, nullptr);
   ASSERT_TRUE(r.ok());
-  const GenerateStats& s = r->gen.stats;
+  const SpecStats& s = r->spec;
   EXPECT_GT(s.forward_s, 0.0);
   EXPECT_GT(s.draft_s, 0.0);
-  EXPECT_LE(s.forward_s + s.draft_s, s.decode_s);
+  EXPECT_LE(s.forward_s + s.draft_s, r->gen.stats.decode_s);
 }
 
 // Sampled speculative decoding must keep the target's distribution. The second generated token is

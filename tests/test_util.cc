@@ -99,7 +99,6 @@ Result<GenerateResult> ReferenceGeneratePlain(Gemma4Model& model, ThreadPool& po
   Sampler sampler(options.sampling);
   ForwardOutput out;
   if (Status s = model.Forward({.ids = prompt, .cache = &cache}, pool, &out); !s.ok()) return s;
-  ++res.stats.target_forwards;
   for (int token = sampler.Sample(out.logits.data(), vocab);;) {
     res.ids.push_back(token);
     if (std::find(options.stop_ids.begin(), options.stop_ids.end(), token) !=
@@ -117,7 +116,6 @@ Result<GenerateResult> ReferenceGeneratePlain(Gemma4Model& model, ThreadPool& po
     }
     const int one[1] = {token};
     if (Status s = model.Forward({.ids = one, .cache = &cache}, pool, &out); !s.ok()) return s;
-    ++res.stats.target_forwards;
     token = sampler.Sample(out.logits.data(), vocab);
   }
   res.stats.generated_tokens = static_cast<int>(res.ids.size());

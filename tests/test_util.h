@@ -8,7 +8,7 @@
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/generate.h"
-#include "specula/testing/random_checkpoint.h"
+#include "src/testing/random_checkpoint.h"
 
 namespace specula::test {
 

@@ -7,8 +7,8 @@
 #include <random>
 
 #include "specula/base/json.h"
-#include "specula/testing/random_checkpoint.h"
 #include "specula/tokenizer/tokenizer_gguf.h"
+#include "src/testing/random_checkpoint.h"
 
 namespace specula {
 namespace {

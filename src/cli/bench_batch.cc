@@ -91,7 +91,7 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
   int started = 0;
   long after = 0;  // tokens emitted once every sequence is decoding
   double t0 = 0.0;
-  BatchEngine::Counters at_t0;
+  SpecStats at_t0;
   for (int i = 0; i < B; ++i) {
     Result<int> id = engine.Add(
         prompts[static_cast<size_t>(i)],

@@ -188,15 +188,15 @@ int Run(const BenchFlags& f) {
   std::vector<int> sequence;
   {
     auto cache = target.NewCache(context);
-    Result<GenerateResult> r = GeneratePlain(target, pool, *cache, prompt, base, nullptr);
+    Result<SpecResult> r = GeneratePlain(target, pool, *cache, prompt, base, nullptr);
     if (!r.ok()) return Fail(r.status().message());
     sequence = prompt;
-    sequence.insert(sequence.end(), r->ids.begin(), r->ids.end());
+    sequence.insert(sequence.end(), r->gen.ids.begin(), r->gen.ids.end());
   }
   std::vector<double> plain_tps, plain_prefill;
   std::vector<std::vector<double>> spec_tps(ks.size());
   std::vector<SpecStats> spec_stats(ks.size());
-  std::vector<GenerateStats> plain_gen(1), spec_gen(ks.size());  // the last rep's pass counts
+  std::vector<SpecStats> plain_gen(1), spec_gen(ks.size());  // the last rep's pass counts
   // Per K over all reps: decode seconds, and those inside target passes and drafter steps.
   struct TimeSplit {
     double decode = 0, forward = 0, draft = 0;
@@ -205,15 +205,15 @@ int Run(const BenchFlags& f) {
   for (int rep = 0; rep < f.reps; ++rep) {
     {
       auto cache = target.NewCache(context);
-      Result<GenerateResult> r = GeneratePlain(target, pool, *cache, prompt, base, nullptr);
+      Result<SpecResult> r = GeneratePlain(target, pool, *cache, prompt, base, nullptr);
       if (!r.ok()) return Fail(r.status().message());
-      if (r->ids !=
+      if (r->gen.ids !=
           std::vector<int>(sequence.begin() + static_cast<long>(prompt.size()), sequence.end())) {
         return Fail("internal: plain decoding is not deterministic");
       }
-      plain_tps.push_back(r->stats.decode_tok_per_s());
-      plain_prefill.push_back(prompt.size() / r->stats.prefill_s);
-      plain_gen[0] = r->stats;
+      plain_tps.push_back(r->gen.stats.decode_tok_per_s());
+      plain_prefill.push_back(prompt.size() / r->gen.stats.prefill_s);
+      plain_gen[0] = r->spec;
     }
     for (size_t i = 0; i < ks.size(); ++i) {
       auto cache = target.NewCache(context, max_k + 1);
@@ -238,10 +238,10 @@ int Run(const BenchFlags& f) {
       }
       spec_tps[i].push_back(r->gen.stats.decode_tok_per_s());
       spec_stats[i] = r->spec;
-      spec_gen[i] = r->gen.stats;
+      spec_gen[i] = r->spec;
       split[i].decode += r->gen.stats.decode_s;
-      split[i].forward += r->gen.stats.forward_s;
-      split[i].draft += r->gen.stats.draft_s;
+      split[i].forward += r->spec.forward_s;
+      split[i].draft += r->spec.draft_s;
     }
   }
 
@@ -255,12 +255,13 @@ int Run(const BenchFlags& f) {
   std::optional<double> draft_step;
   if (assistant) {
     DraftStepOutput step;
+    std::unique_ptr<PassScratch> scratch = assistant->NewScratch();
     std::vector<float> h(out.hidden.end() - target.config().hidden_size, out.hidden.end());
     std::vector<double> t;
     for (int r = 0; r < 7; ++r) {
       const double t0 = NowSeconds();
       assistant->Step({.token = 3, .h_in = h.data(), .pos = cache->length(), .cache = cache.get()},
-                      pool, &step);
+                      pool, *scratch, &step);
       t.push_back(NowSeconds() - t0);
     }
     draft_step = Median(t) / one_row;
@@ -272,19 +273,19 @@ int Run(const BenchFlags& f) {
   const bool moe = c.moe();
   const double dense_bytes = static_cast<double>(target.DenseWeightBytes());
   const double expert_bytes = static_cast<double>(target.ExpertBytes());
-  const auto experts_per_layer = [&](const GenerateStats& s) -> OJson {
+  const auto experts_per_layer = [&](const SpecStats& s) -> OJson {
     if (!moe || s.decode_forwards == 0) return nullptr;
     return static_cast<double>(s.experts_read) / s.decode_forwards / c.num_layers;
   };
   const MoeBytes moe_bytes = MoeBytesOf(target);
   // The bytes-model ceiling of a speculative run, at this depth and at --extrapolate-layers.
-  const auto ceiling = [&](const GenerateStats& s, double tokens_per_pass, int layers) -> OJson {
+  const auto ceiling = [&](const SpecStats& s, double tokens_per_pass, int layers) -> OJson {
     const OJson spec = experts_per_layer(s), plain_experts = experts_per_layer(plain_gen[0]);
     if (spec.is_null() || plain_experts.is_null() || layers <= 0) return nullptr;
     return moe_bytes.Ceiling(tokens_per_pass, plain_experts.get<double>(), spec.get<double>(),
                              layers);
   };
-  const auto pass_gb = [&](const GenerateStats& s) -> OJson {
+  const auto pass_gb = [&](const SpecStats& s) -> OJson {
     const OJson experts = experts_per_layer(s);
     if (experts.is_null()) return nullptr;
     return moe_bytes.PassBytes(experts.get<double>(), c.num_layers) / 1e9;

@@ -138,19 +138,15 @@ int RunBatch(const BatchJob& job, TargetModel& model, Drafter* drafter, ThreadPo
   while (!engine.idle()) engine.Step();
   if (!failure.ok()) return Fail(failure.message());
   const double seconds = NowSeconds() - t0;
-  long generated = 0;
   SpecStats spec;
   for (size_t i = 0; i < n; ++i) {
     const SpecResult& r = results[i];
-    generated += static_cast<long>(r.gen.ids.size());
     spec.Add(r.spec);
     nlohmann::ordered_json out = {{"index", i}, {"prompt_ids", job.prompts[i]}, {"ids", r.gen.ids}};
     if (job.tok) {
       std::vector<int> shown;
       for (int t : r.gen.ids) {
-        if (std::find(job.opt.stop_ids.begin(), job.opt.stop_ids.end(), t) ==
-            job.opt.stop_ids.end())
-          shown.push_back(t);
+        if (!IsStop(job.opt.stop_ids, t)) shown.push_back(t);
       }
       out["text"] = job.tok->Decode(shown);
     }
@@ -159,14 +155,15 @@ int RunBatch(const BatchJob& job, TargetModel& model, Drafter* drafter, ThreadPo
   }
   std::cout << std::flush;
   if (job.draft_max > 0) {
-    std::fprintf(stderr, "speculative: K=%d (%s), %d/%d drafts accepted (%.1f%%)\n", job.draft_max,
-                 job.draft_policy.c_str(), spec.accepted, spec.drafted,
+    std::fprintf(stderr, "speculative: K=%d (%s), %ld/%ld drafts accepted (%.1f%%)\n",
+                 job.draft_max, job.draft_policy.c_str(), spec.accepted, spec.drafted,
                  100.0 * spec.acceptance_rate());
   }
   std::fprintf(stderr,
                "%zu prompts, up to %d at once: %ld tokens generated in %.3f s (%.1f tok/s with "
                "prefill) | threads %d, kernels %s\n",
-               n, job.parallel, generated, seconds, seconds > 0 ? generated / seconds : 0.0,
+               n, job.parallel, spec.generated, seconds,
+               seconds > 0 ? static_cast<double>(spec.generated) / seconds : 0.0,
                pool.num_threads(), BestKernels().target);
   return 0;
 }
@@ -291,11 +288,8 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
   std::optional<StreamDecoder> stream;
   if (tok) stream.emplace(*tok);
   std::string text;
-  auto is_stop = [&](int t) {
-    return std::find(opt.stop_ids.begin(), opt.stop_ids.end(), t) != opt.stop_ids.end();
-  };
   auto on_token = [&](int t) {
-    if (!stream || is_stop(t)) return;
+    if (!stream || IsStop(opt.stop_ids, t)) return;
     const std::string piece = stream->Push(t);
     text += piece;
     if (!f.json) {
@@ -303,23 +297,20 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
       std::fflush(stdout);
     }
   };
-  Result<GenerateResult> r = Error("unreachable");
-  std::optional<SpecStats> spec;
+  Result<SpecResult> sr = Error("unreachable");
   if (assistant) {
     MtpDrafter drafter(*assistant);
     SpecOptions so{.base = opt,
                    .draft_max = draft_max,
                    .policy = policy.get(),
                    .trace = trace.is_open() ? &trace : nullptr};
-    Result<SpecResult> sr =
-        GenerateSpeculative(**model, drafter, pool, *cache, prompt, so, on_token);
-    if (!sr.ok()) return Fail(sr.status().message());
-    r = sr->gen;
-    spec = sr->spec;
+    sr = GenerateSpeculative(**model, drafter, pool, *cache, prompt, so, on_token);
   } else {
-    r = GeneratePlain(**model, pool, *cache, prompt, opt, on_token);
+    sr = GeneratePlain(**model, pool, *cache, prompt, opt, on_token);
   }
-  if (!r.ok()) return Fail(r.status().message());
+  if (!sr.ok()) return Fail(sr.status().message());
+  const GenerateResult* r = &sr->gen;
+  const SpecStats* spec = assistant ? &sr->spec : nullptr;
   if (stream) {
     const std::string tail = stream->Flush();
     text += tail;
@@ -337,7 +328,7 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
                                     {"prefill_s", st.prefill_s},
                                     {"decode_s", st.decode_s},
                                     {"decode_tok_per_s", st.decode_tok_per_s()},
-                                    {"target_forwards", st.target_forwards}}}};
+                                    {"target_forwards", sr->spec.target_forwards}}}};
     if (spec) {
       nlohmann::ordered_json& s = out["stats"];
       s["draft_max"] = draft_max;
@@ -355,11 +346,12 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
     std::cout << std::endl;
   }
   if (spec) {
-    std::fprintf(stderr,
-                 "speculative: K=%d (%s), %d rounds, %d/%d drafts accepted (%.1f%%), %.2f tokens "
-                 "per round\n",
-                 draft_max, f.draft_policy.c_str(), spec->draft_rounds, spec->accepted,
-                 spec->drafted, 100.0 * spec->acceptance_rate(), spec->mean_tokens_per_round());
+    std::fprintf(
+        stderr,
+        "speculative: K=%d (%s), %ld rounds, %ld/%ld drafts accepted (%.1f%%), %.2f tokens "
+        "per round\n",
+        draft_max, f.draft_policy.c_str(), spec->draft_rounds, spec->accepted, spec->drafted,
+        100.0 * spec->acceptance_rate(), spec->mean_tokens_per_round());
   }
   std::fprintf(
       stderr,

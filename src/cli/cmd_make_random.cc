@@ -1,7 +1,7 @@
 #include <iostream>
 
-#include "specula/testing/random_checkpoint.h"
 #include "src/cli/commands.h"
+#include "src/testing/random_checkpoint.h"
 
 namespace specula::cli {
 namespace {

@@ -10,28 +10,22 @@
 
 #include "specula/base/thread_pool.h"
 #include "specula/kernels/ops.h"
+#include "src/models/decoder_block.h"
 #include "src/models/for_each_row.h"
 #include "src/models/gemma4_parts.h"
 #include "src/models/moe.h"
 
 namespace specula {
-namespace {
-
-// x[t] += RMSNorm_w(a[t]) for row t: how each sublayer's output joins the residual stream.
-void AddNormed(float* at, const std::vector<float>& w, float eps, size_t H, float* xt) {
-  RmsNorm(at, w.data(), H, eps, at);
-  for (size_t i = 0; i < H; ++i) xt[i] += at[i];
-}
-
-}  // namespace
-
-Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) {
+Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) const {
   const int T = static_cast<int>(req.ids.size());
   const BatchSeq seq{.ids = req.ids, .cache = req.cache, .logit_rows = req.all_logits ? T : 1};
   BatchOutput batch;
   batch.logits = std::move(out->logits);  // reuse the caller's buffers
   batch.hidden = std::move(out->hidden);
-  if (Status s = ForwardBatch(std::span<const BatchSeq>(&seq, 1), pool, &batch); !s.ok()) return s;
+  std::unique_ptr<PassScratch> own = req.scratch ? nullptr : NewScratch();
+  PassScratch& scratch = req.scratch ? *req.scratch : *own;
+  if (Status s = ForwardBatch(std::span<const BatchSeq>(&seq, 1), pool, scratch, &batch); !s.ok())
+    return s;
   out->rows = seq.logit_rows;
   out->logits = std::move(batch.logits);
   out->hidden = std::move(batch.hidden);
@@ -39,12 +33,22 @@ Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, Forward
   return OkStatus();
 }
 
+std::unique_ptr<PassScratch> Gemma4Model::NewScratch() const {
+  return std::make_unique<Workspace>();
+}
+
 Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool,
-                                 BatchOutput* out) {
+                                 PassScratch& scratch, BatchOutput* out) const {
   // Rows of all sequences are stacked: every matmul runs over all rows at once (the weights stream
   // once per pass), while RoPE positions, attention and the KV cache stay per sequence. Row
   // results do not depend on the batch (kernels are batch-invariant).
-  Pass p{.kt = BestKernels(), .pool = pool, .seqs = seqs, .out = out};  // dispatch once per pass
+  assert(dynamic_cast<Workspace*>(&scratch) != nullptr &&
+         "scratch from another model's NewScratch");
+  Pass p{.kt = BestKernels(),  // dispatch once per pass
+         .pool = pool,
+         .ws = static_cast<Workspace&>(scratch),
+         .seqs = seqs,
+         .out = out};
   if (Status s = Plan(p); !s.ok()) return s;  // nothing is written before this
   Embed(p);
   for (int l = 0; l < config_.num_layers; ++l) {
@@ -58,9 +62,9 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
 }
 
 // Validates every sequence and lays out the stacked rows: ids, positions, offsets.
-Status Gemma4Model::Plan(Pass& p) {
+Status Gemma4Model::Plan(Pass& p) const {
   const Gemma4Config& c = config_;
-  Workspace& ws = *ws_;
+  Workspace& ws = p.ws;
   if (p.seqs.empty()) return Error("empty batch: at least one sequence is required");
   BatchOutput& out = *p.out;
   out.row_offset.assign(1, 0);
@@ -97,14 +101,13 @@ Status Gemma4Model::Plan(Pass& p) {
 }
 
 // x = E[ids] * sqrt(H); the per-layer inputs (E2B/E4B); RoPE tables per row and layer type.
-void Gemma4Model::Embed(Pass& p) {
+void Gemma4Model::Embed(Pass& p) const {
   const Gemma4Config& c = config_;
-  Workspace& ws = *ws_;
+  Workspace& ws = p.ws;
   const int T = p.T, H = c.hidden_size, P = c.ple_dim, L = c.num_layers;
   const size_t uT = static_cast<size_t>(T), uH = static_cast<size_t>(H);
   ws.x.resize(uT * uH);
   for (int t = 0; t < T; ++t) EmbedScaled(ws.ids[static_cast<size_t>(t)], &ws.x[t * uH]);
-  Tap(-1, "embed", T, H, ws.x.data());
 
   // ple[T, L, P] = (norm(x Wp^T / sqrt(H)) + E_ple[ids] * sqrt(P)) / sqrt(2)
   if (P > 0) {
@@ -133,7 +136,6 @@ void Gemma4Model::Embed(Pass& p) {
         }
       }
     });
-    Tap(-1, "per_layer_inputs", T, static_cast<int>(LP), ws.ple.data());
   }
 
   // RoPE cos/sin per row and layer type, shared by every head and layer of that type.
@@ -158,9 +160,24 @@ void Gemma4Model::Embed(Pass& p) {
 }
 
 // x += post_attn_norm(o_proj(attention(q, K, V))), q/k/v from input_norm(x).
-void Gemma4Model::AttentionBlock(Pass& p, int l) {
+void Gemma4Model::AttentionBlock(Pass& p, int l) const {
   const Gemma4Config& c = config_;
-  Workspace& ws = *ws_;
+  Workspace& ws = p.ws;
+  const LayerWeights& w = layers_[static_cast<size_t>(l)];
+  const size_t uT = static_cast<size_t>(p.T), uH = static_cast<size_t>(c.hidden_size);
+  ProjectQkv(p, l);
+  Attend(p, l);
+  ws.a.resize(uT * uH);
+  MatMul(p.kt, p.pool, w.o, ws.o.data(), uT, ws.a.data());
+  AddNormedRows(p.pool, ws.a.data(), w.post_attn_norm, c.rms_norm_eps, uH, p.T, ws.x.data());
+}
+
+// q = RoPE(q_norm(q_proj xn)) and, on a layer that owns its K/V, this pass's new keys
+// RoPE(k_norm(k_proj xn)) and values v_norm(v_proj xn) (or of the raw K where V is K), xn the
+// input-normed rows.
+void Gemma4Model::ProjectQkv(Pass& p, int l) const {
+  const Gemma4Config& c = config_;
+  Workspace& ws = p.ws;
   const Gemma4LayerSpec& s = c.layers[static_cast<size_t>(l)];
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
   const int T = p.T, hd = s.head_dim, nh = c.num_heads, nkv = s.num_kv_heads;
@@ -171,9 +188,7 @@ void Gemma4Model::AttentionBlock(Pass& p, int l) {
   const float* rope = full ? ws.rope_full.data() : ws.rope_sliding.data();  // [T, hd]
   const int slot = kv_slot_[static_cast<size_t>(l)];
 
-  ForEachRow(p.pool, T, [&](int t) {
-    RmsNorm(&ws.x[t * uH], w.input_norm.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
-  });
+  NormRows(p.pool, ws.x.data(), w.input_norm, c.rms_norm_eps, uH, T, ws.xn.data());
   ws.q.resize(uT * qd);
   std::vector<float>& nk = ws.new_k[static_cast<size_t>(slot)];
   std::vector<float>& nv = ws.new_v[static_cast<size_t>(slot)];
@@ -202,13 +217,22 @@ void Gemma4Model::AttentionBlock(Pass& p, int l) {
       ApplyRopeTable(qh, hd, inv_freq, rope + static_cast<size_t>(t * hd));
     }
   });
+}
 
-  // softmax(q·K^T) V with scale 1, causal, sliding window on sliding layers, GQA. One task per
-  // (sequence, KV head, share of its query heads): the kernel reads the head's keys and values
-  // once for all the task's rows and heads. Heads are split only as far as needed to give every
-  // thread work; a vector's output does not depend on the split.
-  const float* new_k = nk.data();
-  const float* new_v = nv.data();
+// o = softmax(q·K^T) V with scale 1, causal, sliding window on sliding layers, GQA, over each
+// sequence's cached keys and this pass's new ones. One task per (sequence, KV head, share of its
+// query heads): the kernel reads the head's keys and values once for all the task's rows and
+// heads. Heads are split only as far as needed to give every thread work; a vector's output does
+// not depend on the split.
+void Gemma4Model::Attend(Pass& p, int l) const {
+  const Gemma4Config& c = config_;
+  Workspace& ws = p.ws;
+  const Gemma4LayerSpec& s = c.layers[static_cast<size_t>(l)];
+  const int hd = s.head_dim, nh = c.num_heads, nkv = s.num_kv_heads;
+  const size_t qd = static_cast<size_t>(nh * hd), kvd = static_cast<size_t>(nkv * hd);
+  const int slot = kv_slot_[static_cast<size_t>(l)];
+  const float* new_k = ws.new_k[static_cast<size_t>(slot)].data();  // [T, kvd]
+  const float* new_v = ws.new_v[static_cast<size_t>(slot)].data();
   const int window = s.type == AttnType::kSliding ? c.sliding_window : 0;
   const int group = nh / nkv;
   const size_t per_head = p.seqs.size() * static_cast<size_t>(nkv);
@@ -223,7 +247,7 @@ void Gemma4Model::AttentionBlock(Pass& p, int l) {
   for (auto& sc : ws.attn_scratch) {
     if (sc.size() < scratch) sc.resize(scratch);
   }
-  ws.o.resize(uT * qd);
+  ws.o.resize(static_cast<size_t>(p.T) * qd);
   const BatchOutput& out = *p.out;
   p.pool.ParallelFor(per_head * static_cast<size_t>(splits), [&](size_t task, int thread) {
     const size_t si = task / (static_cast<size_t>(nkv) * static_cast<size_t>(splits));
@@ -264,40 +288,30 @@ void Gemma4Model::AttentionBlock(Pass& p, int l) {
                     .ldo = qd,
                     .scratch = ws.attn_scratch[static_cast<size_t>(thread)].data()});
   });
-  Tap(l, "attn_out", T, static_cast<int>(qd), ws.o.data());
-
-  ws.a.resize(uT * uH);
-  MatMul(p.kt, p.pool, w.o, ws.o.data(), uT, ws.a.data());
-  ForEachRow(p.pool, T, [&](int t) {
-    AddNormed(&ws.a[t * uH], w.post_attn_norm, c.rms_norm_eps, uH, &ws.x[t * uH]);
-  });
 }
 
 // x += post_ffn_norm(y), y = MLP(pre_ffn_norm(x)), MLP(v) = down(gelu(gate v) * up v). With
 // experts (26B-A4B): y = post_ffn_norm_1(MLP(...)) + post_ffn_norm_2(experts(pre_ffn_norm_2(x))),
 // the experts routed from x itself (the post-attention residual).
-void Gemma4Model::FeedForwardBlock(Pass& p, int l) {
+void Gemma4Model::FeedForwardBlock(Pass& p, int l) const {
   const Gemma4Config& c = config_;
-  Workspace& ws = *ws_;
+  Workspace& ws = p.ws;
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
   const int T = p.T, H = c.hidden_size;
   const size_t uT = static_cast<size_t>(T), uH = static_cast<size_t>(H);
-  const size_t ff = static_cast<size_t>(c.layers[static_cast<size_t>(l)].ffn_dim);
-  ForEachRow(p.pool, T, [&](int t) {
-    RmsNorm(&ws.x[t * uH], w.pre_ffn_norm.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
-  });
-  ws.g.resize(uT * ff);
-  ws.u.resize(uT * ff);
-  const MatMulOut gate_up[] = {{w.gate, ws.g.data()}, {w.up, ws.u.data()}};
-  MatMulShared(p.kt, p.pool, gate_up, ws.xn.data(), uT);
-  ForEachRow(p.pool, T, [&](int t) { p.kt.gelu_mul(&ws.g[t * ff], &ws.u[t * ff], ff); });
-  MatMul(p.kt, p.pool, w.down, ws.g.data(), uT, ws.a.data());
+  NormRows(p.pool, ws.x.data(), w.pre_ffn_norm, c.rms_norm_eps, uH, T, ws.xn.data());
+  GatedMlp(p.kt, p.pool,
+           {.gate = w.gate,
+            .up = w.up,
+            .down = w.down,
+            .in = ws.xn.data(),
+            .rows = T,
+            .out = ws.a.data()},
+           ws.g, ws.u);
 
   if (c.moe()) {
     RouteExperts(p.kt, p.pool, w.moe, ws.x.data(), T, H, c.rms_norm_eps, &ws.moe, &ws.routing);
-    ForEachRow(p.pool, T, [&](int t) {
-      RmsNorm(&ws.x[t * uH], w.pre_ffn_norm_2.data(), uH, c.rms_norm_eps, &ws.xn[t * uH]);
-    });
+    NormRows(p.pool, ws.x.data(), w.pre_ffn_norm_2, c.rms_norm_eps, uH, T, ws.xn.data());
     ws.e.resize(uT * uH);
     p.out->experts_read +=
         RunExperts(p.kt, p.pool, w.moe, ws.routing, ws.xn.data(), T, H, &ws.moe, ws.e.data());
@@ -309,16 +323,14 @@ void Gemma4Model::FeedForwardBlock(Pass& p, int l) {
       for (size_t i = 0; i < uH; ++i) a[i] += e[i];
     });
   }
-  ForEachRow(p.pool, T, [&](int t) {
-    AddNormed(&ws.a[t * uH], w.post_ffn_norm, c.rms_norm_eps, uH, &ws.x[t * uH]);
-  });
+  AddNormedRows(p.pool, ws.a.data(), w.post_ffn_norm, c.rms_norm_eps, uH, T, ws.x.data());
 }
 
 // The layer's end: the per-layer input where there is one (E2B/E4B),
 // x += norm(proj(gelu(gate x) * ple[:, l])), then x *= layer_scalar.
-void Gemma4Model::EndLayer(Pass& p, int l) {
+void Gemma4Model::EndLayer(Pass& p, int l) const {
   const Gemma4Config& c = config_;
-  Workspace& ws = *ws_;
+  Workspace& ws = p.ws;
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
   const int T = p.T, P = c.ple_dim;
   const size_t uT = static_cast<size_t>(T), uH = static_cast<size_t>(c.hidden_size);
@@ -333,19 +345,14 @@ void Gemma4Model::EndLayer(Pass& p, int l) {
       p.kt.gelu_mul(&ws.ple_tmp[t * uP], &ws.ple[t * LP + static_cast<size_t>(l) * uP], uP);
     });
     MatMul(p.kt, p.pool, w.ple_proj, ws.ple_tmp.data(), uT, ws.a.data());
-    ForEachRow(p.pool, T, [&](int t) {
-      AddNormed(&ws.a[t * uH], w.ple_post_norm, c.rms_norm_eps, uH, &ws.x[t * uH]);
-      scale_row(t);
-    });
-  } else {
-    ForEachRow(p.pool, T, scale_row);
+    AddNormedRows(p.pool, ws.a.data(), w.ple_post_norm, c.rms_norm_eps, uH, T, ws.x.data());
   }
-  Tap(l, "layer_out", T, c.hidden_size, ws.x.data());
+  ForEachRow(p.pool, T, scale_row);
 }
 
 // Appends this pass's K/V to each sequence's cache.
-void Gemma4Model::CommitKv(Pass& p) {
-  Workspace& ws = *ws_;
+void Gemma4Model::CommitKv(Pass& p) const {
+  Workspace& ws = p.ws;
   const size_t uT = static_cast<size_t>(p.T);
   const BatchOutput& out = *p.out;
   for (size_t si = 0; si < p.seqs.size(); ++si) {
@@ -361,9 +368,9 @@ void Gemma4Model::CommitKv(Pass& p) {
 }
 
 // Final norm (every row: the drafter reads it), LM head (only the rows that need logits), softcap.
-void Gemma4Model::Head(Pass& p) {
+void Gemma4Model::Head(Pass& p) const {
   const Gemma4Config& c = config_;
-  Workspace& ws = *ws_;
+  Workspace& ws = p.ws;
   BatchOutput& out = *p.out;
   const size_t uT = static_cast<size_t>(p.T), uH = static_cast<size_t>(c.hidden_size);
   out.hidden.resize(uT * uH);

@@ -13,7 +13,7 @@ namespace specula {
 Gemma4Model::~Gemma4Model() = default;
 
 Gemma4Model::Gemma4Model(Key, Gemma4Config config, std::unique_ptr<WeightStore> store)
-    : config_(std::move(config)), store_(std::move(store)), ws_(std::make_unique<Workspace>()) {}
+    : config_(std::move(config)), store_(std::move(store)) {}
 
 namespace {
 

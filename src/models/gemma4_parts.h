@@ -26,8 +26,8 @@ struct Gemma4Model::LayerWeights {
   MoeWeights moe;
 };
 
-// Per-call buffers, grown on demand and reused across calls.
-struct Gemma4Model::Workspace {
+// One caller's pass buffers, grown on demand and reused across passes.
+struct Gemma4Model::Workspace : PassScratch {
   std::vector<float> x, xn, q, o, a, g, u, e, ple, ple_tmp, head_in;
   std::vector<int> ids, row_pos;                 // per stacked row: token, position
   std::vector<float> rope_sliding, rope_full;    // per row: RopeCosSin at its position
@@ -42,6 +42,7 @@ struct Gemma4Model::Workspace {
 struct Gemma4Model::Pass {
   const KernelTable& kt;
   ThreadPool& pool;
+  Workspace& ws;
   std::span<const BatchSeq> seqs;
   BatchOutput* out;
   int T = 0;            // rows of all sequences, stacked

@@ -1,8 +1,13 @@
 #include "specula/runtime/generate.h"
 
+#include <algorithm>
 #include <string>
 
 namespace specula {
+bool IsStop(std::span<const int> stop_ids, int token) {
+  return std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();
+}
+
 const char* StopReasonName(StopReason r) {
   switch (r) {
     case StopReason::kStopToken:

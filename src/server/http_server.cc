@@ -519,20 +519,20 @@ std::string HttpServer::Impl::MetricsText() const {
   metric("specula_requests_total", "counter", "Completion requests accepted.",
          static_cast<double>(m.requests));
   metric("specula_generated_tokens_total", "counter", "Tokens generated.",
-         static_cast<double>(m.generated));
+         static_cast<double>(m.totals.generated));
   metric("specula_spec_draft_tokens_total", "counter", "Draft tokens proposed.",
-         static_cast<double>(m.drafted));
+         static_cast<double>(m.totals.drafted));
   metric("specula_spec_accepted_tokens_total", "counter", "Draft tokens accepted.",
-         static_cast<double>(m.accepted));
+         static_cast<double>(m.totals.accepted));
   o << "# HELP specula_spec_accepted_tokens_per_pos_total Draft tokens accepted at each draft "
        "position (1 = first).\n"
     << "# TYPE specula_spec_accepted_tokens_per_pos_total counter\n";
-  for (size_t i = 0; i < m.accepted_per_position.size(); ++i) {
+  for (size_t i = 0; i < m.totals.accepted_per_position.size(); ++i) {
     o << "specula_spec_accepted_tokens_per_pos_total{position=\"" << i + 1 << "\"} "
-      << m.accepted_per_position[i] << "\n";
+      << m.totals.accepted_per_position[i] << "\n";
   }
   metric("specula_target_forwards_total", "counter", "Target model forward passes.",
-         static_cast<double>(m.target_forwards));
+         static_cast<double>(m.totals.target_forwards));
   metric("specula_queue_depth", "gauge", "Requests waiting for a decoding slot.", m.queue_depth);
   metric("specula_running_sequences", "gauge", "Sequences decoding.", m.running);
   metric("specula_decode_tokens_per_second", "gauge",

@@ -115,16 +115,12 @@ void Scheduler::Loop() {
 
     engine_.Step();
     const double now = NowSeconds();
-    const BatchEngine::Counters& c = engine_.counters();
+    const SpecStats& c = engine_.counters();
     rate_window_.emplace_back(now, c.generated);
     while (rate_window_.size() > 2 && now - rate_window_.front().first > kRateWindowSeconds)
       rate_window_.pop_front();
     std::lock_guard<std::mutex> lock(mu_);
-    metrics_.generated = c.generated;
-    metrics_.drafted = c.drafted;
-    metrics_.accepted = c.accepted;
-    metrics_.target_forwards = c.target_forwards;
-    metrics_.accepted_per_position = c.accepted_per_position;
+    metrics_.totals = c;
     metrics_.queue_depth = engine_.waiting() + static_cast<int>(inbox_.size());
     metrics_.running = engine_.running();
     const double span = now - rate_window_.front().first;

@@ -44,7 +44,7 @@ struct BatchEngine::Seq {
     res.gen.ids.push_back(t);
     if (on_token) on_token(t);
     const GenerateOptions& b = opt.base;
-    if (std::find(b.stop_ids.begin(), b.stop_ids.end(), t) != b.stop_ids.end()) {
+    if (IsStop(b.stop_ids, t)) {
       res.gen.stop = StopReason::kStopToken;
       done = true;
     } else if (static_cast<int>(res.gen.ids.size()) >= b.max_new_tokens) {
@@ -57,7 +57,11 @@ struct BatchEngine::Seq {
 
 BatchEngine::BatchEngine(TargetModel& target, Drafter* drafter, ThreadPool& pool,
                          const Options& options)
-    : target_(target), drafter_(drafter), pool_(pool), options_(options) {}
+    : target_(target),
+      drafter_(drafter),
+      pool_(pool),
+      options_(options),
+      scratch_(target.NewScratch()) {}
 
 BatchEngine::~BatchEngine() = default;
 
@@ -224,7 +228,7 @@ void BatchEngine::DraftRound() {
     counters_.draft_s += seconds;
     for (size_t i = 0; i < drafting.size(); ++i) {
       drafting[i]->draft = std::move((*drafts)[i]);
-      drafting[i]->res.gen.stats.draft_s += seconds;
+      drafting[i]->res.spec.draft_s += seconds;
     }
     return;
   }
@@ -249,17 +253,23 @@ Status BatchEngine::Forward(std::span<Seq* const> seqs) {
     batch.push_back({.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows});
   }
   const double t0 = NowSeconds();
-  Status st = target_.ForwardBatch(batch, pool_, &out_);
+  Status st = target_.ForwardBatch(batch, pool_, *scratch_, &out_);
   if (st.ok()) {
     int rows = 0;
     for (const BatchSeq& b : batch) rows += static_cast<int>(b.ids.size());
     last_pass_s_ = NowSeconds() - t0;
     costs_.RecordPass(rows, last_pass_s_);
-    counters_.forward_s += last_pass_s_;
     ++counters_.target_forwards;
-    counters_.experts_read += out_.experts_read;
+    if (std::any_of(seqs.begin(), seqs.end(), [](const Seq* s) { return !s->in_prefill(); }))
+      CountDecodePass(counters_);
   }
   return st;
+}
+
+void BatchEngine::CountDecodePass(SpecStats& stats) const {
+  ++stats.decode_forwards;
+  stats.experts_read += out_.experts_read;
+  stats.forward_s += last_pass_s_;
 }
 
 void BatchEngine::ForwardAndSettle(const std::vector<Seq*>& seqs) {
@@ -287,7 +297,7 @@ void BatchEngine::ForwardAndSettle(const std::vector<Seq*>& seqs) {
 void BatchEngine::Settle(Seq& s, size_t index) {
   const size_t V = static_cast<size_t>(target_.config().vocab_size);
   const size_t H = static_cast<size_t>(target_.config().hidden_size);
-  ++s.res.gen.stats.target_forwards;
+  ++s.res.spec.target_forwards;
   // (data() + offset: a sequence may have no logit rows, and the buffer may be empty)
   const float* logits = out_.logits.data() + static_cast<size_t>(out_.logit_offset[index]) * V;
   const float* hidden = out_.hidden.data() + static_cast<size_t>(out_.row_offset[index]) * H;
@@ -302,12 +312,12 @@ void BatchEngine::Settle(Seq& s, size_t index) {
     s.h.assign(hidden + (s.rows.size() - 1) * H, hidden + s.rows.size() * H);
     s.Emit(s.x);
   } else {
-    ++s.res.gen.stats.decode_forwards;
-    s.res.gen.stats.experts_read += out_.experts_read;
-    s.res.gen.stats.forward_s += last_pass_s_;
+    CountDecodePass(s.res.spec);
     SettleVerify(s, logits, hidden);
   }
-  counters_.generated += static_cast<long>(s.res.gen.ids.size() - before);
+  const long emitted = static_cast<long>(s.res.gen.ids.size() - before);
+  s.res.spec.generated += emitted;
+  counters_.generated += emitted;
   if (s.done) Finish(s);
 }
 
@@ -323,11 +333,7 @@ void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden)
                               : VerifyRejection(logits, V, d.tokens, d.q, *s.sampler);
   if (K > 0) {
     s.res.spec.Record(K, v.accepted);
-    if (counters_.accepted_per_position.size() < static_cast<size_t>(K))
-      counters_.accepted_per_position.resize(static_cast<size_t>(K), 0);
-    for (int j = 0; j < v.accepted; ++j) counters_.accepted_per_position[static_cast<size_t>(j)]++;
-    counters_.drafted += K;
-    counters_.accepted += v.accepted;
+    counters_.Record(K, v.accepted);
     if (s.opt.policy) s.opt.policy->Observe(K, v.accepted);
     if (s.opt.trace) {
       *s.opt.trace << nlohmann::ordered_json{{"pos", s.P},

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "specula/runtime/generate.h"
+
 namespace specula {
 namespace {
 
@@ -69,16 +71,16 @@ Result<std::vector<Draft>> MtpDrafter::ProposeBatch(std::span<const DraftRequest
           {.token = token[b], .h_in = h[b].data(), .pos = reqs[b].pos, .cache = reqs[b].cache});
       outs.push_back(&steps_[b]);
     }
-    assistant_.StepBatch(args, pool, outs);  // one assistant forward for every drafting sequence
+    assistant_.StepBatch(args, pool, *scratch_,
+                         outs);  // one assistant forward for every drafting sequence
     std::vector<size_t> still;
     for (size_t b : active) {
       const DraftRequest& req = reqs[b];
       const int next = NextDraftToken(req, steps_[b], &drafts[b]);
       if (next < 0) continue;
       drafts[b].tokens.push_back(next);
-      const bool stop =
-          std::find(req.stop_ids.begin(), req.stop_ids.end(), next) != req.stop_ids.end();
-      if (stop || static_cast<int>(drafts[b].tokens.size()) >= req.max_tokens) continue;
+      if (IsStop(req.stop_ids, next) || static_cast<int>(drafts[b].tokens.size()) >= req.max_tokens)
+        continue;
       token[b] = next;
       h[b] = steps_[b].h_out;
       still.push_back(b);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "specula/runtime/generate.h"
+
 namespace specula {
 
 Draft ReplayDrafter::Propose(const DraftRequest& req, ThreadPool&) {
@@ -19,7 +21,7 @@ Draft ReplayDrafter::Propose(const DraftRequest& req, ThreadPool&) {
           static_cast<uint64_t>(vocab_));
     }
     d.tokens.push_back(tok);
-    if (std::find(req.stop_ids.begin(), req.stop_ids.end(), tok) != req.stop_ids.end()) break;
+    if (IsStop(req.stop_ids, tok)) break;
   }
   return d;
 }

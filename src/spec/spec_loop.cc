@@ -21,6 +21,12 @@ void SpecStats::Record(int k, int n) {
 }
 
 void SpecStats::Add(const SpecStats& o) {
+  target_forwards += o.target_forwards;
+  decode_forwards += o.decode_forwards;
+  experts_read += o.experts_read;
+  forward_s += o.forward_s;
+  draft_s += o.draft_s;
+  generated += o.generated;
   draft_rounds += o.draft_rounds;
   drafted += o.drafted;
   accepted += o.accepted;
@@ -62,13 +68,10 @@ Result<SpecResult> RunOne(Gemma4Model& target, Drafter* drafter, ThreadPool& poo
 
 }  // namespace
 
-Result<GenerateResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
-                                     std::span<const int> prompt, const GenerateOptions& options,
-                                     const TokenCallback& on_token) {
-  Result<SpecResult> r =
-      RunOne(model, nullptr, pool, cache, prompt, {.base = options, .draft_max = 0}, on_token);
-  if (!r.ok()) return r.status();
-  return std::move(r->gen);
+Result<SpecResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
+                                 std::span<const int> prompt, const GenerateOptions& options,
+                                 const TokenCallback& on_token) {
+  return RunOne(model, nullptr, pool, cache, prompt, {.base = options, .draft_max = 0}, on_token);
 }
 
 Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, ThreadPool& pool,

@@ -1,4 +1,4 @@
-#include "specula/testing/random_checkpoint.h"
+#include "src/testing/random_checkpoint.h"
 
 #include <sys/stat.h>
 

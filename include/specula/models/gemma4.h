@@ -27,9 +27,10 @@ namespace specula {
 class ThreadPool;
 
 struct ForwardRequest {
-  std::span<const int> ids;  // [T] token ids
-  KvCache* cache = nullptr;  // positions cache->length() .. +T-1 are computed and appended
-  bool all_logits = false;   // false: only the last row's logits (prefill / plain decode)
+  std::span<const int> ids;        // [T] token ids
+  KvCache* cache = nullptr;        // positions cache->length() .. +T-1 are computed and appended
+  bool all_logits = false;         // false: only the last row's logits (prefill / plain decode)
+  PassScratch* scratch = nullptr;  // reused across calls; nullptr: this call allocates its own
 };
 
 struct ForwardOutput {
@@ -38,10 +39,6 @@ struct ForwardOutput {
   std::vector<float> hidden;  // [T, hidden], post-final-norm
   int experts_read = 0;       // mixture of experts: distinct experts run, summed over layers
 };
-
-// Optional per-step tap for debugging against a reference: (layer, name, rows, width, data).
-using TensorTap = void (*)(void* ctx, int layer, const char* name, int rows, int width,
-                           const float* data);
 
 class Gemma4Model : public TargetModel {
  public:
@@ -54,10 +51,12 @@ class Gemma4Model : public TargetModel {
   // A cache sized for `context` positions with `headroom` rows of sliding-window rollback.
   std::unique_ptr<KvCache> NewCache(int context, int headroom = 64) const override;
 
-  Status Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out);
+  Status Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) const;
   // Several sequences in one pass: every weight matrix is read once for all their rows, attention
   // reads each sequence's own cache. Each row's result is bit for bit what Forward gives it alone.
-  Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool, BatchOutput* out) override;
+  Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool, PassScratch& scratch,
+                      BatchOutput* out) const override;
+  std::unique_ptr<PassScratch> NewScratch() const override;
 
   // E[token] * sqrt(H), the scaled input embedding (also the MTP drafter's input embedding).
   void EmbedScaled(int token, float* out) const;
@@ -79,11 +78,6 @@ class Gemma4Model : public TargetModel {
   // The KV-cache slot holding layer `layer`'s keys (its own, or its KV-sharing source's).
   int KvSlotOf(int layer) const { return kv_slot_[static_cast<size_t>(layer)]; }
 
-  void SetTap(TensorTap tap, void* ctx) {
-    tap_ = tap;
-    tap_ctx_ = ctx;
-  }
-
   // Needed by the layer tables below; not part of the API.
   struct LayerWeights;
   struct Workspace;
@@ -101,16 +95,15 @@ class Gemma4Model : public TargetModel {
   static Result<std::unique_ptr<Gemma4Model>> LoadGguf(const std::string& path);
   Status Bind();
   // The stages of a forward pass, in order.
-  Status Plan(Pass& p);
-  void Embed(Pass& p);
-  void AttentionBlock(Pass& p, int layer);
-  void FeedForwardBlock(Pass& p, int layer);
-  void EndLayer(Pass& p, int layer);
-  void CommitKv(Pass& p);
-  void Head(Pass& p);
-  void Tap(int layer, const char* name, int rows, int width, const float* data) const {
-    if (tap_ != nullptr) tap_(tap_ctx_, layer, name, rows, width, data);
-  }
+  Status Plan(Pass& p) const;
+  void Embed(Pass& p) const;
+  void AttentionBlock(Pass& p, int layer) const;
+  void ProjectQkv(Pass& p, int layer) const;
+  void Attend(Pass& p, int layer) const;
+  void FeedForwardBlock(Pass& p, int layer) const;
+  void EndLayer(Pass& p, int layer) const;
+  void CommitKv(Pass& p) const;
+  void Head(Pass& p) const;
 
   const Gemma4Config config_;
   std::unique_ptr<WeightStore> store_;
@@ -125,9 +118,6 @@ class Gemma4Model : public TargetModel {
   float ple_embed_scale_ = 1.0f;
   std::vector<int> kv_slot_;  // per layer: cache slot of the layer it reads KV from
   std::vector<float> rope_sliding_, rope_full_;
-  std::unique_ptr<Workspace> ws_;
-  TensorTap tap_ = nullptr;
-  void* tap_ctx_ = nullptr;
 };
 
 }  // namespace specula

@@ -86,13 +86,20 @@ class Gemma4Assistant {
     int pos = 0;                     // RoPE position, constant for a whole draft round
     const KvCache* cache = nullptr;  // the target's cache; keys 0 .. pos-1 are read
   };
-  void Step(const StepArgs& args, ThreadPool& pool, DraftStepOutput* out);
+  // `scratch` comes from NewScratch: the caller's step buffers, reused across steps, so that one
+  // loaded assistant can serve several drafters at once.
+  void Step(const StepArgs& args, ThreadPool& pool, PassScratch& scratch,
+            DraftStepOutput* out) const;
   // One draft step for several sequences (each with its own token, state, position and target
   // cache): the weights are read once for all rows. outs[b] gets exactly what Step gives row b.
-  void StepBatch(std::span<const StepArgs> batch, ThreadPool& pool,
-                 std::span<DraftStepOutput* const> outs);
+  void StepBatch(std::span<const StepArgs> batch, ThreadPool& pool, PassScratch& scratch,
+                 std::span<DraftStepOutput* const> outs) const;
+  std::unique_ptr<PassScratch> NewScratch() const;
 
+  // Needed by the tables below; not part of the API.
   struct LayerWeights;
+  struct Scratch;
+  struct Round;
   struct Key {
    private:
     Key() = default;
@@ -104,6 +111,13 @@ class Gemma4Assistant {
 
  private:
   Status Bind();
+  // The stages of a draft step, in order.
+  void Input(Round& r) const;
+  void Attention(Round& r, int layer) const;
+  void FeedForward(Round& r, int layer) const;
+  void Output(Round& r) const;
+  void DenseHead(Round& r) const;
+  void CentroidHead(Round& r) const;
 
   const Gemma4AssistantConfig config_;
   std::unique_ptr<WeightStore> store_;
@@ -114,9 +128,6 @@ class Gemma4Assistant {
   std::vector<int> token_ordering_;  // [V] cluster c owns ids [c*V/C, (c+1)*V/C) of this list
   std::vector<float> rope_sliding_, rope_full_;
   int slot_sliding_ = -1, slot_full_ = -1;
-  // Step scratch.
-  std::vector<float> x_, z_, a_, q_, o_, g_, u_, attn_scratch_, cscore_, hidden_, h_out_, logits_;
-  std::vector<float> rope_cs_;  // RopeCosSin of the current row's position
 };
 
 }  // namespace specula

@@ -30,6 +30,14 @@ struct BatchOutput {
   int experts_read = 0;           // mixture of experts: distinct experts run, summed over layers
 };
 
+// Buffers that one caller's passes reuse (activations, attention and expert scratch), grown on
+// demand. The caller owns them, one per engine or thread, so a loaded model stays read-only and can
+// serve several engines at once. Each model makes its own kind (NewScratch).
+class PassScratch {
+ public:
+  virtual ~PassScratch() = default;
+};
+
 class TargetModel {
  public:
   virtual ~TargetModel() = default;
@@ -39,8 +47,10 @@ class TargetModel {
   virtual std::unique_ptr<KvCache> NewCache(int context, int headroom) const = 0;
   // Several sequences in one pass; each row's result is bit for bit what the sequence gets alone.
   // A failed pass changes no cache, so the caller may retry the sequences one by one.
+  // `scratch` comes from this model's NewScratch and serves one pass at a time.
   virtual Status ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& pool,
-                              BatchOutput* out) = 0;
+                              PassScratch& scratch, BatchOutput* out) const = 0;
+  virtual std::unique_ptr<PassScratch> NewScratch() const = 0;
 };
 
 }  // namespace specula

@@ -15,6 +15,9 @@ namespace specula {
 enum class StopReason { kStopToken, kLength, kContext };
 const char* StopReasonName(StopReason r);  // "stop", "length", "context"
 
+// Whether `token` ends generation (it is emitted, then decoding stops).
+bool IsStop(std::span<const int> stop_ids, int token);
+
 struct GenerateOptions {
   int max_new_tokens = 128;
   SamplingParams sampling;
@@ -22,19 +25,12 @@ struct GenerateOptions {
   int prefill_chunk = 256;    // rows per prefill forward (bounds activation memory)
 };
 
+// One sequence's token counts and times; what its passes did is in SpecStats (spec_loop.h).
 struct GenerateStats {
   int prompt_tokens = 0;
   int generated_tokens = 0;
   double prefill_s = 0.0;
   double decode_s = 0.0;  // from the first generated token to the last
-  int target_forwards = 0;
-  int decode_forwards = 0;  // target_forwards after the prompt: decode and verify passes
-  long experts_read = 0;    // mixture of experts: distinct experts those passes ran (all layers)
-  // Of decode_s, the seconds inside the target passes and the drafter steps this sequence took
-  // part in (batched: the whole pass); the rest is the engine's own work per round (sampling,
-  // verification, rollback, bookkeeping).
-  double forward_s = 0.0;
-  double draft_s = 0.0;
   double decode_tok_per_s() const;
 };
 

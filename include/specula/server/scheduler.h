@@ -36,11 +36,7 @@ struct Job {
 
 struct MetricsSnapshot {
   long requests = 0;
-  long generated = 0;
-  long drafted = 0;
-  long accepted = 0;
-  long target_forwards = 0;
-  std::vector<long> accepted_per_position;
+  SpecStats totals;     // the engine's counters
   int queue_depth = 0;  // submitted, not yet decoding
   int running = 0;
   double decode_tok_per_s = 0.0;  // over the last few seconds of rounds

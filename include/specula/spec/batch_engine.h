@@ -42,16 +42,6 @@ class BatchEngine {
     int context = 4096;      // positions per sequence (engine-allocated caches)
     int prefill_rows = 256;  // prompt rows per round, shared by all sequences in prefill
   };
-  struct Counters {
-    long target_forwards = 0;
-    long experts_read = 0;   // mixture of experts: distinct experts the passes ran (all layers)
-    double forward_s = 0.0;  // inside target passes
-    double draft_s = 0.0;    // inside drafter steps
-    long generated = 0;
-    long drafted = 0;
-    long accepted = 0;
-    std::vector<long> accepted_per_position;
-  };
 
   BatchEngine(TargetModel& target, Drafter* drafter, ThreadPool& pool, const Options& options);
   ~BatchEngine();
@@ -71,7 +61,7 @@ class BatchEngine {
   bool idle() const { return running_.empty() && waiting_.empty(); }
   int running() const { return static_cast<int>(running_.size()); }
   int waiting() const { return static_cast<int>(waiting_.size()); }
-  const Counters& counters() const { return counters_; }
+  const SpecStats& counters() const { return counters_; }
   // What its passes have cost so far (cost-aware draft policies read it).
   const PassCosts& costs() const { return costs_; }
 
@@ -84,6 +74,8 @@ class BatchEngine {
   void PlanPrefill();
   void DraftRound();
   Status Forward(std::span<Seq* const> seqs);
+  // Adds the last target pass to `stats` as a decode pass of its scope.
+  void CountDecodePass(SpecStats& stats) const;
   void ForwardAndSettle(const std::vector<Seq*>& seqs);
   void Settle(Seq& s, size_t index);
   void SettleVerify(Seq& s, const float* logits, const float* hidden);
@@ -95,12 +87,13 @@ class BatchEngine {
   int next_id_ = 0;
   std::deque<std::unique_ptr<Seq>> waiting_;
   std::vector<std::unique_ptr<Seq>> running_;
-  Counters counters_;
+  SpecStats counters_;  // since the engine started
   PassCosts costs_;
   // Reused across rounds: 16 rows of logits are 16 MiB, which a fresh buffer pays for again in
   // page faults and zeroing every round.
   BatchOutput out_;
-  double last_pass_s_ = 0.0;  // the last target pass, in seconds
+  std::unique_ptr<PassScratch> scratch_;  // the target's pass buffers, this engine's own
+  double last_pass_s_ = 0.0;              // the last target pass, in seconds
 };
 
 }  // namespace specula

@@ -2,6 +2,9 @@
 // previous step's token and post-projection state (spec §6.4).
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include "specula/models/gemma4_assistant.h"
 #include "specula/spec/drafter.h"
 
@@ -9,13 +12,15 @@ namespace specula {
 
 class MtpDrafter : public Drafter {
  public:
-  explicit MtpDrafter(Gemma4Assistant& assistant) : assistant_(assistant) {}
+  explicit MtpDrafter(const Gemma4Assistant& assistant)
+      : assistant_(assistant), scratch_(assistant.NewScratch()) {}
   Draft Propose(const DraftRequest& request, ThreadPool& pool) override;
   Result<std::vector<Draft>> ProposeBatch(std::span<const DraftRequest> requests,
                                           ThreadPool& pool) override;
 
  private:
-  Gemma4Assistant& assistant_;
+  const Gemma4Assistant& assistant_;
+  std::unique_ptr<PassScratch> scratch_;  // this drafter's own step buffers
   std::vector<DraftStepOutput> steps_;
 };
 
