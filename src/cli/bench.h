@@ -80,10 +80,34 @@ MoeBytes MoeBytesOf(const Gemma4Model& target);
 Result<std::vector<int>> ParseList(const std::string& text, const std::string& flag, int lo,
                                    int hi);
 
+// The machine as measured once, before anything decodes.
+struct Machine {
+  int threads = 0;
+  double bandwidth_gbs = 0.0;  // read bandwidth
+  double peak_gflops = 0.0;    // f32 FMA throughput
+};
+
+// What every measurement of one `specula bench` run shares.
+struct BenchSetup {
+  const BenchFlags& f;
+  Gemma4Model& target;
+  Gemma4Assistant* assistant;  // null without -md/--draft
+  ThreadPool& pool;
+  Machine machine;
+  const std::vector<int>& prompt;  // BOS, then the encoded text
+  const std::vector<int>& ks;      // the --draft-max sweep
+  GenerateOptions base;            // no stop ids: every run decodes exactly f.n tokens
+  int context = 0;                 // positions per sequence: prompt, f.n tokens and some slack
+};
+
 // --batch: aggregate decode throughput of B concurrent sequences, plain vs speculative per K.
 // `report` holds the machine and model objects; the results are added and printed.
-int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* assistant,
-                  ThreadPool& pool, const std::vector<int>& prompt, const std::vector<int>& ks,
-                  const std::vector<int>& batches, OJson report);
+int RunBatchSweep(const BenchSetup& b, const std::vector<int>& batches, OJson report);
+
+// The report without --json: the machine, the model, then a row per mode and draft length.
+void PrintReport(const BenchSetup& b, const OJson& report);
+
+// --plot: speedup and acceptance against K drawn to the PNG `png` (needs gnuplot).
+Status Plot(const OJson& report, const std::string& png);
 
 }  // namespace specula::cli

@@ -133,13 +133,14 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
 
 }  // namespace
 
-int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* assistant,
-                  ThreadPool& pool, const std::vector<int>& prompt, const std::vector<int>& ks,
-                  const std::vector<int>& batches, OJson report) {
-  GenerateOptions base;
-  base.max_new_tokens = f.n;
-  base.sampling = f.sampling;
-  const int context = static_cast<int>(prompt.size()) + f.n + 64;
+int RunBatchSweep(const BenchSetup& setup, const std::vector<int>& batches, OJson report) {
+  const BenchFlags& f = setup.f;
+  Gemma4Model& target = setup.target;
+  ThreadPool& pool = setup.pool;
+  const std::vector<int>& prompt = setup.prompt;
+  const std::vector<int>& ks = setup.ks;
+  const GenerateOptions& base = setup.base;
+  const int context = setup.context;
   OJson results = OJson::array();
   std::vector<std::string> lines;
   const Gemma4Config& c = target.config();
@@ -165,7 +166,7 @@ int RunBatchSweep(const BenchFlags& f, Gemma4Model& target, Gemma4Assistant* ass
     }
     std::optional<MtpDrafter> mtp;
     Drafter* d = &replay;
-    if (f.drafter == "model") d = &mtp.emplace(*assistant);
+    if (f.drafter == "model") d = &mtp.emplace(*setup.assistant);
     std::vector<double> plain_tps;
     std::vector<std::vector<double>> spec_tps(ks.size());
     std::vector<SpecStats> stats(ks.size());

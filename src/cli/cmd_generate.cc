@@ -180,8 +180,7 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
     return Fail("--prompt-ids-file: prints JSON lines already; --json and --trace do not apply");
   if (f.n_predict < 0)
     return Fail("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
-  if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
-  if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
+  if (Status s = CheckThreadsAndContext(f.threads, f.ctx_size); !s.ok()) return Fail(s.message());
   if (f.draft_max && (*f.draft_max < 1 || *f.draft_max > kMaxDraftMax)) {
     return Fail("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " +
                 std::to_string(*f.draft_max) + ")");
@@ -247,13 +246,12 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
                 (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));
   }
   // The assistant, when given, is validated against the target before anything runs.
-  std::unique_ptr<Gemma4Assistant> assistant;
+  Result<std::unique_ptr<Gemma4Assistant>> a = LoadAssistant(f.draft, **model);
+  if (!a.ok()) return Fail(a.status().message());
+  std::unique_ptr<Gemma4Assistant> assistant = std::move(*a);
   int draft_max = f.draft_max.value_or(0);
   std::unique_ptr<DraftPolicy> policy;
-  if (!f.draft.empty()) {
-    Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(f.draft, **model);
-    if (!a.ok()) return Fail(a.status().message());
-    assistant = std::move(*a);
+  if (assistant) {
     if (!f.draft_max) {
       Result<GenerationConfig> ag = GenerationConfig::LoadFromDir(f.draft);
       if (!ag.ok()) return Fail(ag.status().message());
@@ -270,7 +268,7 @@ int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
     trace.open(f.trace, std::ios::trunc);
     if (!trace) return Fail("--trace: cannot create '" + f.trace + "'");
   }
-  ThreadPool pool(f.threads > 0 ? f.threads : ThreadPool::DefaultThreads());
+  ThreadPool pool(ThreadCount(f.threads));
   if (have_ids_file) {
     std::optional<MtpDrafter> drafter;
     if (assistant) drafter.emplace(*assistant);
@@ -381,13 +379,9 @@ Runner AddGenerate(CLI::App& app) {
   c->add_option("-n,--n-predict", f->n_predict, "max tokens to generate (default 128)");
   c->add_option("--temp", f->temp,
                 "temperature; 0 = greedy (default: generation_config.json, else greedy)");
-  c->add_option("--top-k", f->top_k, "top-k (0 = off)");
-  c->add_option("--top-p", f->top_p, "top-p (1 = off)");
-  c->add_option("--min-p", f->min_p, "min-p (0 = off)");
-  c->add_option("--seed", f->seed, "sampling seed (default 0)");
-  c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
-  c->add_option("-c,--ctx-size", f->ctx_size,
-                "context size (default min(4096, max_position_embeddings))");
+  AddSamplingFilterFlags(*c, f->top_k, f->top_p, f->min_p, f->seed);
+  AddThreadsFlag(*c, f->threads);
+  AddCtxSizeFlag(*c, f->ctx_size);
   c->add_flag("--chat", f->chat, "wrap the prompt in the Gemma 4 chat template");
   c->add_flag("--json", f->json, "print one JSON object with ids, text and stats");
   c->add_option("--draft", f->draft,

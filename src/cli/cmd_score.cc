@@ -51,70 +51,84 @@ Json TopLogits(const float* logits, int vocab, int n) {
   return top;
 }
 
-int Run(const ScoreFlags& f, bool have_prompt, bool have_file, bool have_ids) {
-  if (int(have_prompt) + int(have_file) + int(have_ids) != 1) {
-    return Fail("score: give exactly one of -p/--prompt, -f/--file, --prompt-ids");
+// Which of the mutually exclusive inputs was given on the command line.
+struct Input {
+  bool prompt = false, file = false, ids = false;
+};
+
+Status CheckFlags(const ScoreFlags& f, const Input& in) {
+  if (int(in.prompt) + int(in.file) + int(in.ids) != 1) {
+    return Error("score: give exactly one of -p/--prompt, -f/--file, --prompt-ids");
   }
   if (f.top < 0 || f.top > kMaxTop) {
-    return Fail("--top: must be in [0, " + std::to_string(kMaxTop) + "] (got " +
-                std::to_string(f.top) + ")");
+    return Error("--top: must be in [0, " + std::to_string(kMaxTop) + "] (got " +
+                 std::to_string(f.top) + ")");
   }
-  if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
-  if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
-  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
-  if (!model.ok()) return Fail(model.status().message());
-  const Gemma4Config& cfg = (*model)->config();
-  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
+  return CheckThreadsAndContext(f.threads, f.ctx_size);
+}
 
-  std::vector<int> ids;
-  if (have_ids) {
-    Result<std::vector<int>> parsed = ParseTokenIds(f.prompt_ids, "--prompt-ids");
-    if (!parsed.ok()) return Fail(parsed.status().message());
-    ids = std::move(*parsed);
-  } else {
-    Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
-    if (!gen.ok()) return Fail(gen.status().message());
-    Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
-    if (!tok.ok()) return Fail(tok.status().message());
-    std::string text = f.prompt;
-    if (have_file) {
-      Result<std::string> t = ReadFileAtMost(
-          f.file, kMaxPromptFileBytes,
-          "text files are read up to " + std::to_string(kMaxPromptFileBytes) + " bytes");
-      if (!t.ok()) return Fail("-f/--file: " + t.status().message());
-      text = std::move(*t);
-    }
-    if (text.empty()) return Fail("score: empty text");
-    ids.push_back(gen->bos_token_id);
-    const std::vector<int> body = (*tok)->Encode(text);
-    ids.insert(ids.end(), body.begin(), body.end());
+// The text of -p/--prompt or -f/--file, encoded after BOS.
+Result<std::vector<int>> EncodeText(const ScoreFlags& f, const Input& in) {
+  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
+  if (!gen.ok()) return gen.status();
+  Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
+  if (!tok.ok()) return tok.status();
+  std::string text = f.prompt;
+  if (in.file) {
+    Result<std::string> t = ReadFileAtMost(
+        f.file, kMaxPromptFileBytes,
+        "text files are read up to " + std::to_string(kMaxPromptFileBytes) + " bytes");
+    if (!t.ok()) return Error("-f/--file: " + t.status().message());
+    text = std::move(*t);
   }
-  // Every row is scored, so all of them must fit the context (generation needs one more).
-  if (ids.empty()) return Fail("score: no tokens to score");
-  for (int id : ids) {
+  if (text.empty()) return Error("score: empty text");
+  std::vector<int> ids = {gen->bos_token_id};
+  const std::vector<int> body = (*tok)->Encode(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
+// The tokens to score, each one checked against the model. Every row is scored, so all of them
+// must fit the context (generation needs one more).
+Result<std::vector<int>> TokensToScore(const ScoreFlags& f, const Input& in,
+                                       const Gemma4Config& cfg, int context) {
+  Result<std::vector<int>> ids =
+      in.ids ? ParseTokenIds(f.prompt_ids, "--prompt-ids") : EncodeText(f, in);
+  if (!ids.ok()) return ids;
+  if (ids->empty()) return Error("score: no tokens to score");
+  for (int id : *ids) {
     if (id < 0 || id >= cfg.vocab_size) {
-      return Fail("token id " + std::to_string(id) + " is out of range [0, " +
-                  std::to_string(cfg.vocab_size) + ")");
+      return Error("token id " + std::to_string(id) + " is out of range [0, " +
+                   std::to_string(cfg.vocab_size) + ")");
     }
   }
-  if (static_cast<int>(ids.size()) > context) {
-    return Fail("score: " + std::to_string(ids.size()) + " tokens do not fit the context of " +
-                std::to_string(context) + " (raise -c/--ctx-size)");
+  if (static_cast<int>(ids->size()) > context) {
+    return Error("score: " + std::to_string(ids->size()) + " tokens do not fit the context of " +
+                 std::to_string(context) + " (raise -c/--ctx-size)");
   }
+  return ids;
+}
 
-  ThreadPool pool(f.threads > 0 ? f.threads : ThreadPool::DefaultThreads());
-  std::unique_ptr<KvCache> cache = (*model)->NewCache(context);
-  const int V = cfg.vocab_size;
-  Json rows = Json::array();
-  double nll = 0.0;
+struct Scores {
+  double nll = 0.0;           // summed over the scored tokens (all but the first)
+  Json rows = Json::array();  // with --json: a row per token
+};
+
+// One forward over the tokens, kChunkRows at a time; row i scores token i + 1.
+Result<Scores> ScoreTokens(const ScoreFlags& f, Gemma4Model& model, const std::vector<int>& ids,
+                           int context) {
+  ThreadPool pool(ThreadCount(f.threads));
+  std::unique_ptr<KvCache> cache = model.NewCache(context);
+  const int V = model.config().vocab_size;
+  Scores scores;
   const std::span<const int> all(ids);
   ForwardOutput out;
   for (size_t at = 0; at < ids.size(); at += kChunkRows) {
     const size_t n = std::min(kChunkRows, ids.size() - at);
-    if (Status s = (*model)->Forward(
+    if (Status s = model.Forward(
             {.ids = all.subspan(at, n), .cache = cache.get(), .all_logits = true}, pool, &out);
         !s.ok()) {
-      return Fail(s.message());
+      return s;
     }
     for (size_t r = 0; r < n; ++r) {
       const size_t i = at + r;
@@ -122,27 +136,43 @@ int Run(const ScoreFlags& f, bool have_prompt, bool have_file, bool have_ids) {
       Json row = Json::object();
       if (i + 1 < ids.size()) {
         const double lp = LogProb(logits, V, ids[i + 1]);
-        nll -= lp;
+        scores.nll -= lp;
         row["next"] = ids[i + 1];
         row["logprob"] = lp;
       }
       if (f.top > 0) row["top"] = TopLogits(logits, V, std::min(f.top, V));
-      if (f.json) rows.push_back(std::move(row));
+      if (f.json) scores.rows.push_back(std::move(row));
     }
   }
+  return scores;
+}
+
+void PrintScores(const ScoreFlags& f, const std::vector<int>& ids, const Scores& scores) {
   const size_t scored = ids.size() - 1;
-  const double mean = scored > 0 ? nll / static_cast<double>(scored) : 0.0;
+  const double mean = scored > 0 ? scores.nll / static_cast<double>(scored) : 0.0;
   if (f.json) {
     const nlohmann::ordered_json o = {{"ids", ids},
                                       {"scored_tokens", scored},
                                       {"mean_nll", mean},
                                       {"perplexity", std::exp(mean)},
-                                      {"rows", rows}};
+                                      {"rows", scores.rows}};
     std::cout << o.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
   } else {
     std::printf("%zu tokens scored: mean NLL %.4f nats, perplexity %.3f\n", scored, mean,
                 std::exp(mean));
   }
+}
+
+int Run(const ScoreFlags& f, const Input& in) {
+  if (Status s = CheckFlags(f, in); !s.ok()) return Fail(s.message());
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
+  if (!model.ok()) return Fail(model.status().message());
+  const int context = ContextSize(f.ctx_size, (*model)->config().max_position_embeddings);
+  Result<std::vector<int>> ids = TokensToScore(f, in, (*model)->config(), context);
+  if (!ids.ok()) return Fail(ids.status().message());
+  Result<Scores> scores = ScoreTokens(f, **model, *ids, context);
+  if (!scores.ok()) return Fail(scores.status().message());
+  PrintScores(f, *ids, *scores);
   return 0;
 }
 
@@ -157,13 +187,13 @@ Runner AddScore(CLI::App& app) {
   auto* file = c->add_option("-f,--file", f->file, "read the text from a file");
   auto* ids = c->add_option("--prompt-ids", f->prompt_ids, "comma-separated token ids, used as is");
   c->add_option("--top", f->top, "with --json: each row's N highest logits (default 0)");
-  c->add_option("-t,--threads", f->threads, "threads (default: physical cores)");
-  c->add_option("-c,--ctx-size", f->ctx_size,
-                "context size (default min(4096, max_position_embeddings))");
+  AddThreadsFlag(*c, f->threads);
+  AddCtxSizeFlag(*c, f->ctx_size);
   c->add_flag("--json", f->json,
               "print {ids, scored_tokens, mean_nll, perplexity, rows: [{next, logprob, top}]}");
-  return
-      [f, p, file, ids]() { return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0); };
+  return [f, p, file, ids]() {
+    return Run(*f, {.prompt = p->count() > 0, .file = file->count() > 0, .ids = ids->count() > 0});
+  };
 }
 
 }  // namespace specula::cli

@@ -44,95 +44,100 @@ Status CheckSeconds(const char* flag, double v) {
   return OkStatus();
 }
 
-int Run(const ServeFlags& f) {
+Status CheckFlags(const ServeFlags& f) {
   if (f.port < 0 || f.port > 65535)
-    return Fail("--port: must be in [0, 65535] (got " + std::to_string(f.port) + ")");
+    return Error("--port: must be in [0, 65535] (got " + std::to_string(f.port) + ")");
   if (f.parallel < 1 || f.parallel > 256)
-    return Fail("--parallel: must be in [1, 256] (got " + std::to_string(f.parallel) + ")");
+    return Error("--parallel: must be in [1, 256] (got " + std::to_string(f.parallel) + ")");
   if (f.queue < 0 || f.queue > 4096)
-    return Fail("--queue: must be in [0, 4096] (got " + std::to_string(f.queue) + ")");
-  if (f.threads < 0 || f.threads > 1024) return Fail("-t/--threads: must be in [1, 1024]");
-  if (f.ctx_size < 0) return Fail("-c/--ctx-size: must be >= 0");
+    return Error("--queue: must be in [0, 4096] (got " + std::to_string(f.queue) + ")");
+  if (Status s = CheckThreadsAndContext(f.threads, f.ctx_size); !s.ok()) return s;
   if (f.draft_max < 1 || f.draft_max > server::kMaxDraftMax) {
-    return Fail("--draft-max: must be in [1, " + std::to_string(server::kMaxDraftMax) + "] (got " +
-                std::to_string(f.draft_max) + ")");
+    return Error("--draft-max: must be in [1, " + std::to_string(server::kMaxDraftMax) + "] (got " +
+                 std::to_string(f.draft_max) + ")");
   }
-  if (f.prefill_rows < 1) return Fail("--prefill-rows: must be >= 1");
+  if (f.prefill_rows < 1) return Error("--prefill-rows: must be >= 1");
   if (Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(f.draft_policy, 1); !p.ok())
-    return Fail(p.status().message());
+    return p.status();
   if (f.max_connections < 1 || f.max_connections > 65536) {
-    return Fail("--max-connections: must be in [1, 65536] (got " +
-                std::to_string(f.max_connections) + ")");
+    return Error("--max-connections: must be in [1, 65536] (got " +
+                 std::to_string(f.max_connections) + ")");
   }
   for (const auto& [flag, v] : {std::pair{"--idle-timeout", f.idle_timeout},
                                 {"--read-timeout", f.read_timeout},
                                 {"--write-timeout", f.write_timeout},
                                 {"--shutdown-timeout", f.shutdown_timeout}}) {
-    if (Status s = CheckSeconds(flag, v); !s.ok()) return Fail(s.message());
+    if (Status s = CheckSeconds(flag, v); !s.ok()) return s;
   }
+  return OkStatus();
+}
 
-  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
-  if (!model.ok()) return Fail(model.status().message());
-  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
-  if (!gen.ok()) return Fail(gen.status().message());
-  Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
-  if (!tok.ok()) return Fail(tok.status().message());
+// What the server answers with: the target, its generation defaults and tokenizer, and with
+// --draft the assistant and its drafter.
+struct Loaded {
+  std::unique_ptr<Gemma4Model> model;
+  GenerationConfig generation;
+  std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Gemma4Assistant> assistant;
-  std::unique_ptr<MtpDrafter> drafter;
-  if (!f.draft.empty()) {
-    Result<std::unique_ptr<Gemma4Assistant>> a = Gemma4Assistant::Load(f.draft, **model);
-    if (!a.ok()) return Fail(a.status().message());
-    assistant = std::move(*a);
-    drafter = std::make_unique<MtpDrafter>(*assistant);
-  }
-  const Gemma4Config& cfg = (*model)->config();
-  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
+  std::unique_ptr<MtpDrafter> drafter;  // null without --draft
+};
 
-  // Signals are taken by one thread (sigwait), so every thread started below inherits the mask.
+Result<Loaded> Load(const ServeFlags& f) {
+  Loaded l;
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
+  if (!model.ok()) return model.status();
+  l.model = std::move(*model);
+  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
+  if (!gen.ok()) return gen.status();
+  l.generation = std::move(*gen);
+  Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
+  if (!tok.ok()) return tok.status();
+  l.tokenizer = std::move(*tok);
+  Result<std::unique_ptr<Gemma4Assistant>> assistant = LoadAssistant(f.draft, *l.model);
+  if (!assistant.ok()) return assistant.status();
+  l.assistant = std::move(*assistant);
+  if (l.assistant) l.drafter = std::make_unique<MtpDrafter>(*l.assistant);
+  return l;
+}
+
+// Signals are taken by one thread (sigwait), so every thread started after this inherits the mask.
+sigset_t BlockStopSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the server
+  return signals;
+}
 
-  ThreadPool pool(f.threads > 0 ? f.threads : ThreadPool::DefaultThreads());
-  server::Scheduler scheduler(**model, drafter.get(), pool,
-                              {.parallel = f.parallel,
-                               .queue_max = f.queue,
-                               .context = context,
-                               .prefill_rows = f.prefill_rows});
-  const std::string name =
-      !f.alias.empty() ? f.alias
-                       : std::filesystem::path(f.model).lexically_normal().filename().string();
-  server::HttpServer http({.host = f.host,
-                           .port = f.port,
-                           .api_key = f.api_key,
-                           .model_name = name.empty() ? "gemma4" : name,
-                           .max_body_bytes = f.max_body,
-                           .have_drafter = drafter != nullptr,
-                           .draft_max = f.draft_max,
-                           .draft_policy = f.draft_policy,
-                           .max_connections = f.max_connections,
-                           .idle_timeout_s = f.idle_timeout,
-                           .read_timeout_s = f.read_timeout,
-                           .write_timeout_s = f.write_timeout,
-                           .shutdown_timeout_s = f.shutdown_timeout},
-                          {.tokenizer = tok->get(),
-                           .generation = &*gen,
-                           .vocab_size = cfg.vocab_size,
-                           .scheduler = &scheduler});
-  Result<int> port = http.Bind();
-  if (!port.ok()) return Fail(port.status().message());
-  std::fprintf(stderr,
-               "specula serve: listening on http://%s:%d (model %s%s, parallel %d, context %d, "
-               "threads %d)\n",
-               f.host.c_str(), *port, name.c_str(), drafter ? ", speculative" : "", f.parallel,
-               context, pool.num_threads());
-  std::fflush(stderr);
+// --alias, else the checkpoint's directory name (empty for a path such as "/").
+std::string ModelName(const ServeFlags& f) {
+  return !f.alias.empty() ? f.alias
+                          : std::filesystem::path(f.model).lexically_normal().filename().string();
+}
 
-  // The first signal starts a graceful shutdown; a second one ends the process at once. The waiter
-  // polls so that it can be joined when the server stops without a signal.
+server::ServerConfig ServerConfigOf(const ServeFlags& f, const std::string& name,
+                                    bool have_drafter) {
+  return {.host = f.host,
+          .port = f.port,
+          .api_key = f.api_key,
+          .model_name = name.empty() ? "gemma4" : name,
+          .max_body_bytes = f.max_body,
+          .have_drafter = have_drafter,
+          .draft_max = f.draft_max,
+          .draft_policy = f.draft_policy,
+          .max_connections = f.max_connections,
+          .idle_timeout_s = f.idle_timeout,
+          .read_timeout_s = f.read_timeout,
+          .write_timeout_s = f.write_timeout,
+          .shutdown_timeout_s = f.shutdown_timeout};
+}
+
+// Runs the server until it stops. The first signal starts a graceful shutdown; a second one ends
+// the process at once. The waiter polls so that it can be joined when the server stops without a
+// signal.
+void ServeUntilStopped(server::HttpServer& http, const sigset_t& signals, double shutdown_timeout) {
   std::atomic<bool> stopped{false};
   std::thread waiter([&] {
     const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
@@ -147,7 +152,7 @@ int Run(const ServeFlags& f) {
       std::fprintf(stderr,
                    "specula serve: %s: finishing running requests (up to %.0f s; signal again to "
                    "exit now)\n",
-                   sig == SIGTERM ? "SIGTERM" : "SIGINT", f.shutdown_timeout);
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT", shutdown_timeout);
       shutting_down = true;
       http.Shutdown();
     }
@@ -155,6 +160,39 @@ int Run(const ServeFlags& f) {
   http.Run();
   stopped.store(true);
   waiter.join();
+}
+
+int Run(const ServeFlags& f) {
+  if (Status s = CheckFlags(f); !s.ok()) return Fail(s.message());
+  Result<Loaded> loaded = Load(f);
+  if (!loaded.ok()) return Fail(loaded.status().message());
+  Gemma4Model& model = *loaded->model;
+  MtpDrafter* drafter = loaded->drafter.get();
+  const Gemma4Config& cfg = model.config();
+  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
+
+  const sigset_t signals = BlockStopSignals();
+  ThreadPool pool(ThreadCount(f.threads));
+  server::Scheduler scheduler(model, drafter, pool,
+                              {.parallel = f.parallel,
+                               .queue_max = f.queue,
+                               .context = context,
+                               .prefill_rows = f.prefill_rows});
+  const std::string name = ModelName(f);
+  server::HttpServer http(ServerConfigOf(f, name, drafter != nullptr),
+                          {.tokenizer = loaded->tokenizer.get(),
+                           .generation = &loaded->generation,
+                           .vocab_size = cfg.vocab_size,
+                           .scheduler = &scheduler});
+  Result<int> port = http.Bind();
+  if (!port.ok()) return Fail(port.status().message());
+  std::fprintf(stderr,
+               "specula serve: listening on http://%s:%d (model %s%s, parallel %d, context %d, "
+               "threads %d)\n",
+               f.host.c_str(), *port, name.c_str(), drafter ? ", speculative" : "", f.parallel,
+               context, pool.num_threads());
+  std::fflush(stderr);
+  ServeUntilStopped(http, signals, f.shutdown_timeout);
   std::fprintf(stderr, "specula serve: stopped\n");
   return 0;
 }

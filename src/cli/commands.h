@@ -6,10 +6,16 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "specula/base/status.h"
+
+namespace specula {
+class Gemma4Assistant;
+class Gemma4Model;
+}  // namespace specula
 
 namespace specula::cli {
 
@@ -39,5 +45,29 @@ inline constexpr uint64_t kMaxPromptFileBytes = uint64_t{256} << 20;
 inline int ContextSize(int flag, int model_max) {
   return std::min(flag > 0 ? flag : 4096, model_max);
 }
+
+// Compute threads: -t/--threads when given (> 0), else the physical cores.
+int ThreadCount(int flag);
+
+// -t/--threads and -c/--ctx-size, with the meaning ThreadCount and ContextSize give them.
+void AddThreadsFlag(CLI::App& c, int& threads);
+void AddCtxSizeFlag(CLI::App& c, int& ctx_size);
+
+// --top-k, --top-p, --min-p and --seed, one meaning wherever a command samples: bound to plain
+// values, or to optionals that generation_config.json fills when unset.
+template <typename Int, typename Float>
+void AddSamplingFilterFlags(CLI::App& c, Int& top_k, Float& top_p, Float& min_p, uint64_t& seed) {
+  c.add_option("--top-k", top_k, "top-k (0 = off)");
+  c.add_option("--top-p", top_p, "top-p (1 = off)");
+  c.add_option("--min-p", min_p, "min-p (0 = off)");
+  c.add_option("--seed", seed, "sampling seed (default 0)");
+}
+
+// -t/--threads and -c/--ctx-size as generate, serve and score take them (0: the default).
+Status CheckThreadsAndContext(int threads, int ctx_size);
+
+// The MTP assistant in `dir` (-md/--draft), checked against `target`; null when `dir` is empty.
+Result<std::unique_ptr<Gemma4Assistant>> LoadAssistant(const std::string& dir,
+                                                       const Gemma4Model& target);
 
 }  // namespace specula::cli
