@@ -98,6 +98,38 @@ INSTANTIATE_TEST_SUITE_P(Pairs, SpecEqualsPlain,
                            return n;
                          });
 
+// A sequence that ends inside its accepted drafts (budget or stop id) leaves its cache as plain
+// decoding does: every generated token but the last fed, no row of a draft after it.
+TEST(Spec, ASequenceEndingInsideItsDraftsLeavesThePlainCache) {
+  Fixture f = LoadPair("e2b-tiny", true);
+  const GenerateResult plain = Plain(*f.target, kPrompt, 40);
+  ReplayDrafter replay(Sequence(kPrompt, plain.ids), 512);
+  ThreadPool pool(2);
+  for (int n : {7, 8, 9, 10}) {  // 1 + 5 tokens, then a round of 4 drafts + 1 that the budget cuts
+    auto cache = f.target->NewCache(256, 5);
+    SpecOptions o;
+    o.base.max_new_tokens = n;
+    o.draft_max = 4;
+    Result<SpecResult> r =
+        GenerateSpeculative(*f.target, replay, pool, *cache, kPrompt, o, nullptr);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->gen.ids.size(), static_cast<size_t>(n));
+    EXPECT_EQ(cache->length(), static_cast<int>(kPrompt.size()) + n - 1) << n;
+  }
+  // A stop id among the drafts of a round.
+  auto cache = f.target->NewCache(256, 5);
+  SpecOptions o;
+  o.base.max_new_tokens = 40;
+  o.base.stop_ids = {plain.ids[8]};
+  o.draft_max = 4;
+  Result<SpecResult> r = GenerateSpeculative(*f.target, replay, pool, *cache, kPrompt, o, nullptr);
+  ASSERT_TRUE(r.ok());
+  const auto stop_at =
+      std::find(plain.ids.begin(), plain.ids.end(), plain.ids[8]) - plain.ids.begin();
+  ASSERT_EQ(r->gen.ids.size(), static_cast<size_t>(stop_at + 1));
+  EXPECT_EQ(cache->length(), static_cast<int>(kPrompt.size() + r->gen.ids.size()) - 1);
+}
+
 TEST(Spec, PerfectReplayReachesFullAcceptance) {
   Fixture f = LoadPair("e2b-tiny", true);
   const GenerateResult plain = Plain(*f.target, kPrompt, 301);

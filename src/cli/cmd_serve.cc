@@ -32,6 +32,7 @@ struct ServeFlags {
   int draft_max = 3;
   std::string draft_policy = "auto";
   int prefill_rows = 256;
+  long cache_ram_mb = 1024;
   size_t max_body = size_t{1} << 20;
   int max_connections = 256;
   double idle_timeout = 30, read_timeout = 15, write_timeout = 30, shutdown_timeout = 30;
@@ -57,6 +58,9 @@ Status CheckFlags(const ServeFlags& f) {
                  std::to_string(f.draft_max) + ")");
   }
   if (f.prefill_rows < 1) return Error("--prefill-rows: must be >= 1");
+  if (f.cache_ram_mb < 0 || f.cache_ram_mb > (1L << 30))
+    return Error("--cache-ram: must be in [0, 2^30] MB (got " + std::to_string(f.cache_ram_mb) +
+                 ")");
   if (Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(f.draft_policy, 1); !p.ok())
     return p.status();
   if (f.max_connections < 1 || f.max_connections > 65536) {
@@ -177,7 +181,8 @@ int Run(const ServeFlags& f) {
                               {.parallel = f.parallel,
                                .queue_max = f.queue,
                                .context = context,
-                               .prefill_rows = f.prefill_rows});
+                               .prefill_rows = f.prefill_rows,
+                               .cache_bytes = static_cast<size_t>(f.cache_ram_mb) << 20});
   const std::string name = ModelName(f);
   server::HttpServer http(ServerConfigOf(f, name, drafter != nullptr),
                           {.tokenizer = loaded->tokenizer.get(),
@@ -224,6 +229,9 @@ Runner AddServe(CLI::App& app) {
                   "maximises expected tokens per second, from the engine's measured pass costs)");
   cmd->add_option("--prefill-rows", f->prefill_rows,
                   "prompt rows per round shared by new requests (default 256)");
+  cmd->add_option("--cache-ram", f->cache_ram_mb,
+                  "prompt cache in MB: a request resumes the longest prompt prefix seen before "
+                  "(least recently used out first; 0 = off; default 1024)");
   cmd->add_option("--max-body", f->max_body,
                   "largest request body in bytes; larger get 413 (default 1 MiB)");
   cmd->add_option("--max-connections", f->max_connections,

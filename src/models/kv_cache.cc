@@ -39,7 +39,7 @@ size_t KvCache::Runs(int slot, int from, int to, size_t col, std::span<KvRun> ou
 
 int KvCache::OldestHeld(int slot) const {
   const Layer& l = layers_[static_cast<size_t>(slot)];
-  return std::max(0, high_water_ - l.capacity);
+  return std::max(l.shape.sliding ? sliding_floor_ : 0, high_water_ - l.capacity);
 }
 
 Status KvCache::CheckAppend(int n) const {
@@ -79,6 +79,66 @@ Status KvCache::Truncate(int new_length) {
   }
   length_ = new_length;  // the high-water mark stays: slots past it were really overwritten
   return OkStatus();
+}
+
+int KvPrefix::FirstResume() const {
+  // A query at n reads keys from FirstVisibleKey(n, window) on: n - window + 1 >= oldest_sliding.
+  return std::max(1, oldest_sliding > 0 ? oldest_sliding + window - 1 : 1);
+}
+
+size_t KvPrefix::bytes() const {
+  size_t n = 0;
+  for (size_t s = 0; s < k.size(); ++s) n += (k[s].size() + v[s].size()) * sizeof(float);
+  return n;
+}
+
+KvPrefix KvCache::SavePrefix() const {
+  KvPrefix p;
+  p.length = length_;
+  p.window = options_.window;
+  for (int s = 0; s < num_layers(); ++s) {
+    const Layer& l = layers_[static_cast<size_t>(s)];
+    const int from = std::max(0, std::min(length_, OldestHeld(s)));
+    if (l.shape.sliding) p.oldest_sliding = std::max(p.oldest_sliding, from);
+    const size_t d = static_cast<size_t>(l.shape.kv_dim);
+    std::vector<float>& k = p.k.emplace_back(static_cast<size_t>(length_ - from) * d);
+    std::vector<float>& v = p.v.emplace_back(k.size());
+    for (int pos = from; pos < length_; ++pos) {
+      const size_t src = static_cast<size_t>(pos % l.capacity) * d;
+      const size_t dst = static_cast<size_t>(pos - from) * d;
+      std::memcpy(k.data() + dst, l.k.data() + src, d * sizeof(float));
+      std::memcpy(v.data() + dst, l.v.data() + src, d * sizeof(float));
+    }
+  }
+  // Sliding layers all hold the same positions (one capacity); the prefix keeps their common range.
+  return p;
+}
+
+bool KvCache::LoadPrefix(const KvPrefix& p, int n) {
+  if (length_ != 0 || high_water_ != 0 || p.k.size() != layers_.size() ||
+      p.window != options_.window || n < p.FirstResume() || n > p.length || n > options_.context) {
+    return false;
+  }
+  for (size_t s = 0; s < layers_.size(); ++s) {
+    const size_t d = static_cast<size_t>(layers_[s].shape.kv_dim);
+    const int from = layers_[s].shape.sliding ? p.oldest_sliding : 0;
+    if (p.k[s].size() != static_cast<size_t>(p.length - from) * d) return false;
+  }
+  for (size_t s = 0; s < layers_.size(); ++s) {
+    Layer& l = layers_[s];
+    const size_t d = static_cast<size_t>(l.shape.kv_dim);
+    const int from = l.shape.sliding ? std::max(p.oldest_sliding, n - l.capacity) : 0;
+    const int held = l.shape.sliding ? p.oldest_sliding : 0;
+    for (int pos = from; pos < n; ++pos) {
+      const size_t src = static_cast<size_t>(pos - held) * d;
+      const size_t dst = static_cast<size_t>(pos % l.capacity) * d;
+      std::memcpy(l.k.data() + dst, p.k[s].data() + src, d * sizeof(float));
+      std::memcpy(l.v.data() + dst, p.v[s].data() + src, d * sizeof(float));
+    }
+  }
+  sliding_floor_ = p.oldest_sliding;
+  length_ = high_water_ = n;
+  return true;
 }
 
 size_t KvCache::BytesAllocated() const {

@@ -437,6 +437,7 @@ awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, En
   };
   const auto usage = [&] {
     return CompletionUsage{.prompt_tokens = static_cast<int>(job.prompt.size()),
+                           .cached_tokens = job.result.gen.stats.cached_tokens,
                            .completion_tokens = text.tokens()};
   };
   const auto speculative = [&] {
@@ -531,6 +532,13 @@ std::string HttpServer::Impl::MetricsText() const {
     o << "specula_spec_accepted_tokens_per_pos_total{position=\"" << i + 1 << "\"} "
       << m.totals.accepted_per_position[i] << "\n";
   }
+  metric("specula_prompt_cache_hit_tokens_total", "counter",
+         "Prompt tokens resumed from the prompt cache.",
+         static_cast<double>(m.totals.prompt_cached));
+  metric("specula_prompt_cache_miss_tokens_total", "counter", "Prompt tokens computed.",
+         static_cast<double>(m.totals.prompt_tokens - m.totals.prompt_cached));
+  metric("specula_prompt_cache_bytes", "gauge", "Bytes the prompt cache holds.",
+         static_cast<double>(m.prompt_cache_bytes));
   metric("specula_target_forwards_total", "counter", "Target model forward passes.",
          static_cast<double>(m.totals.target_forwards));
   metric("specula_queue_depth", "gauge", "Requests waiting for a decoding slot.", m.queue_depth);

@@ -327,7 +327,8 @@ namespace {
 Json Usage(const CompletionUsage& u) {
   return Json{{"prompt_tokens", u.prompt_tokens},
               {"completion_tokens", u.completion_tokens},
-              {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+              {"total_tokens", u.prompt_tokens + u.completion_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
 }
 Json Envelope(const CompletionInfo& info, bool chunk) {
   const bool chat = info.endpoint == Endpoint::kChat;

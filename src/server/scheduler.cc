@@ -10,10 +10,13 @@ constexpr double kRateWindowSeconds = 5.0;
 
 Scheduler::Scheduler(TargetModel& target, Drafter* drafter, ThreadPool& pool,
                      const Options& options)
-    : engine_(target, drafter, pool,
+    : prefix_cache_(options.cache_bytes > 0 ? std::make_unique<PrefixCache>(options.cache_bytes)
+                                            : nullptr),
+      engine_(target, drafter, pool,
               {.max_running = options.parallel,
                .context = options.context,
-               .prefill_rows = options.prefill_rows}),
+               .prefill_rows = options.prefill_rows,
+               .prefix_cache = prefix_cache_.get()}),
       options_(options),
       thread_([this] { Loop(); }) {}
 
@@ -54,6 +57,12 @@ MetricsSnapshot Scheduler::Metrics() const {
 
 // The error is set before `done`, under the job's lock, so a handler that sees done sees why.
 void Scheduler::End(Job& job, const SpecResult& result, const Status& status) {
+  {
+    // A client that reads /metrics after its answer sees the answer counted.
+    std::lock_guard<std::mutex> lock(mu_);
+    metrics_.totals = engine_.counters();
+    metrics_.prompt_cache_bytes = prefix_cache_ ? prefix_cache_->bytes() : 0;
+  }
   {
     std::lock_guard<std::mutex> lock(job.mu);
     job.result = result;
@@ -121,6 +130,7 @@ void Scheduler::Loop() {
       rate_window_.pop_front();
     std::lock_guard<std::mutex> lock(mu_);
     metrics_.totals = c;
+    metrics_.prompt_cache_bytes = prefix_cache_ ? prefix_cache_->bytes() : 0;
     metrics_.queue_depth = engine_.waiting() + static_cast<int>(inbox_.size());
     metrics_.running = engine_.running();
     const double span = now - rate_window_.front().first;

@@ -5,6 +5,7 @@
 #include "specula/base/json.h"
 #include "specula/base/sysinfo.h"
 #include "specula/base/thread_pool.h"
+#include "specula/spec/prefix_cache.h"
 #include "specula/spec/verifier.h"
 
 namespace specula {
@@ -100,6 +101,11 @@ void BatchEngine::Cancel(int id) {
 }
 
 void BatchEngine::Finish(Seq& s) {
+  if (options_.prefix_cache && s.cache && s.error.ok()) {
+    std::vector<int> ids = s.prompt;
+    ids.insert(ids.end(), s.res.gen.ids.begin(), s.res.gen.ids.end());
+    options_.prefix_cache->Put(ids, *s.cache);
+  }
   GenerateStats& st = s.res.gen.stats;
   st.generated_tokens = static_cast<int>(s.res.gen.ids.size());
   if (s.t_first > 0) st.decode_s = NowSeconds() - s.t_first;
@@ -129,8 +135,23 @@ void BatchEngine::Admit() {
       s->cache = s->own_cache.get();
     }
     s->sampler = std::make_unique<Sampler>(s->opt.base.sampling, &pool_);
+    ResumePrefix(*s);
     running_.push_back(std::move(s));
   }
+}
+
+// Loads the longest cached prefix of the prompt, leaving at least its last token to compute: the
+// first generated token comes from that token's logits.
+void BatchEngine::ResumePrefix(Seq& s) {
+  const int max_length = static_cast<int>(s.prompt.size()) - 1;
+  const int hit =
+      options_.prefix_cache ? options_.prefix_cache->Load(s.prompt, max_length, *s.cache) : 0;
+  s.prefilled = static_cast<size_t>(hit);
+  s.res.gen.stats.cached_tokens = hit;
+  s.res.spec.prompt_tokens = static_cast<long>(s.prompt.size());
+  s.res.spec.prompt_cached = hit;
+  counters_.prompt_tokens += static_cast<long>(s.prompt.size());
+  counters_.prompt_cached += hit;
 }
 
 void BatchEngine::Step() {
@@ -307,6 +328,7 @@ void BatchEngine::Settle(Seq& s, size_t index) {
     if (s.in_prefill()) return;
     s.t_first = NowSeconds();
     s.res.gen.stats.prefill_s = s.t_first - s.t_start;
+    if (options_.prefix_cache) options_.prefix_cache->Put(s.prompt, *s.cache);
     s.P = s.cache->length();
     s.x = s.sampler->Sample(logits, static_cast<int>(V));
     s.h.assign(hidden + (s.rows.size() - 1) * H, hidden + s.rows.size() * H);
@@ -344,15 +366,20 @@ void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden)
                    << "\n";
     }
   }
+  // A stop id or the token budget may end the sequence inside the accepted drafts.
+  int emitted = 0;
   bool live = true;
-  for (int j = 0; j < v.accepted && live; ++j) live = s.Emit(d.tokens[static_cast<size_t>(j)]);
-  if (!live) return;
-  // Keep x_P and the accepted drafts; drop the rejected rows from every cache layer.
-  if (Status st = s.cache->Truncate(s.P + v.accepted + 1); !st.ok()) {
+  while (live && emitted < v.accepted) live = s.Emit(d.tokens[static_cast<size_t>(emitted++)]);
+  // Keep x_P and the drafts the sequence goes on from; drop the rest from every cache layer. A
+  // finished sequence keeps no row for its last token, as plain decoding never feeds it: its cache
+  // is what a prompt cache entry or a caller's borrowed cache should hold.
+  const int keep = s.P + (live ? v.accepted + 1 : emitted);
+  if (Status st = s.cache->Truncate(keep); !st.ok()) {
     s.error = st.WithContext("KV cache rollback");
     s.done = true;
     return;
   }
+  if (!live) return;
   s.h.assign(hidden + static_cast<size_t>(v.accepted) * H,
              hidden + static_cast<size_t>(v.accepted + 1) * H);
   s.P += v.accepted + 1;

@@ -26,6 +26,8 @@ void SpecStats::Add(const SpecStats& o) {
   experts_read += o.experts_read;
   forward_s += o.forward_s;
   draft_s += o.draft_s;
+  prompt_tokens += o.prompt_tokens;
+  prompt_cached += o.prompt_cached;
   generated += o.generated;
   draft_rounds += o.draft_rounds;
   drafted += o.drafted;

@@ -120,6 +120,33 @@ test('chat completion equals `specula generate --chat`, streaming and not', asyn
   assert.equal(usage.completion_tokens, r.usage.completion_tokens);
 });
 
+test('the next turn of a chat resumes the cached prefix and answers as a cold server', async () => {
+  const cold = await startServer(['-md', draft, '--cache-ram', '0', '--api-key', KEY]);
+  const coldClient = new OpenAI({ apiKey: KEY, baseURL: `${cold.base}/v1`, maxRetries: 0 });
+  const before = await metrics(main);
+  const ask = async (c, messages) => c.chat.completions.create({ model: 'target', messages, max_tokens: 8, temperature: 0 });
+  const turn1 = [{ role: 'user', content: 'Hi there.' }];
+  const r1 = await ask(client, turn1);
+  const turn2 = [...turn1, { role: 'assistant', content: r1.choices[0].message.content },
+                 { role: 'user', content: 'And then?' }];
+  const warm = await ask(client, turn2);
+  const again = await ask(client, turn2);  // the same request again: all but its last token cached
+  const fresh = await ask(coldClient, turn2);
+  assert.equal(warm.choices[0].message.content, fresh.choices[0].message.content);
+  assert.equal(again.choices[0].message.content, fresh.choices[0].message.content);
+  assert.equal(fresh.usage.prompt_tokens_details.cached_tokens, 0);
+  assert.ok(warm.usage.prompt_tokens_details.cached_tokens >= r1.usage.prompt_tokens,
+            JSON.stringify(warm.usage));
+  assert.equal(again.usage.prompt_tokens_details.cached_tokens, again.usage.prompt_tokens - 1);
+  const after_ = await metrics(main);
+  const hits = after_.specula_prompt_cache_hit_tokens_total - before.specula_prompt_cache_hit_tokens_total;
+  const cached = (r) => r.usage.prompt_tokens_details.cached_tokens;
+  assert.equal(hits, cached(r1) + cached(warm) + cached(again));  // r1 shares the chat template's start
+  assert.ok(after_.specula_prompt_cache_bytes > 0);
+  assert.equal((await metrics(cold)).specula_prompt_cache_bytes, 0);
+  cold.kill('SIGTERM');
+});
+
 test('seeded sampling is reproducible and stop strings cut the text', async () => {
   const params = { model: 'target', prompt: prompts[1], max_tokens: 30, temperature: 0.9, top_p: 0.95, seed: 42 };
   const a = await client.completions.create(params);

@@ -27,6 +27,19 @@ inline int FirstVisibleKey(int pos, int window) {
   return window > 0 ? std::max(0, pos - window + 1) : 0;
 }
 
+// A copy of a cache's committed keys and values, for resuming another sequence that starts with
+// the same tokens (the prompt cache). Full layers keep every position; sliding layers keep the rows
+// their ring held, so a resume point must see no older key than `oldest_sliding`.
+struct KvPrefix {
+  int length = 0;          // positions 0 .. length-1
+  int oldest_sliding = 0;  // first position the sliding layers' rows hold
+  int window = 0;
+  std::vector<std::vector<float>> k, v;  // per slot: [length or length - oldest_sliding, kv_dim]
+  // The lowest position a sequence can resume at from this copy (1 at the least).
+  int FirstResume() const;
+  size_t bytes() const;
+};
+
 struct KvCacheOptions {
   int context = 0;    // max positions
   int window = 0;     // sliding window W (keys p-W+1 .. p)
@@ -62,6 +75,13 @@ class KvCache {
 
   size_t BytesAllocated() const;
 
+  // Copies the committed positions out (see KvPrefix).
+  KvPrefix SavePrefix() const;
+  // Makes this empty cache hold positions 0 .. n-1 of `p`, bit for bit as computed there. False,
+  // and nothing changed, when the shapes differ, the cache is not empty, or `n` is outside
+  // [p.FirstResume(), p.length] or beyond the context.
+  bool LoadPrefix(const KvPrefix& p, int n);
+
  private:
   struct Layer {
     KvLayerShape shape;
@@ -72,7 +92,8 @@ class KvCache {
   std::vector<Layer> layers_;
   KvCacheOptions options_;
   int length_ = 0;
-  int high_water_ = 0;  // 1 + highest position ever written; never lowered
+  int high_water_ = 0;     // 1 + highest position ever written; never lowered
+  int sliding_floor_ = 0;  // sliding rows below this position were never held (LoadPrefix)
 };
 
 }  // namespace specula

@@ -28,6 +28,7 @@ struct GenerateOptions {
 // One sequence's token counts and times; what its passes did is in SpecStats (spec_loop.h).
 struct GenerateStats {
   int prompt_tokens = 0;
+  int cached_tokens = 0;  // of the prompt, loaded from the prompt cache (not computed)
   int generated_tokens = 0;
   double prefill_s = 0.0;
   double decode_s = 0.0;  // from the first generated token to the last

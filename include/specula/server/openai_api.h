@@ -85,6 +85,7 @@ struct CompletionInfo {
 
 struct CompletionUsage {
   int prompt_tokens = 0;
+  int cached_tokens = 0;  // of the prompt, resumed from the prompt cache
   int completion_tokens = 0;
 };
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "specula/spec/batch_engine.h"
+#include "specula/spec/prefix_cache.h"
 
 namespace specula::server {
 
@@ -36,7 +37,8 @@ struct Job {
 
 struct MetricsSnapshot {
   long requests = 0;
-  SpecStats totals;     // the engine's counters
+  SpecStats totals;  // the engine's counters
+  size_t prompt_cache_bytes = 0;
   int queue_depth = 0;  // submitted, not yet decoding
   int running = 0;
   double decode_tok_per_s = 0.0;  // over the last few seconds of rounds
@@ -49,6 +51,7 @@ class Scheduler {
     int queue_max = 64;  // waiting beyond `parallel`; more are refused (503)
     int context = 4096;  // positions per sequence
     int prefill_rows = 256;
+    size_t cache_bytes = size_t{1} << 30;  // the prompt cache's bound; 0 turns it off
   };
   Scheduler(TargetModel& target, Drafter* drafter, ThreadPool& pool, const Options& options);
   ~Scheduler();  // finishes every submitted job, then stops the thread
@@ -64,6 +67,7 @@ class Scheduler {
   void Loop();
   void End(Job& job, const SpecResult& result, const Status& status);
 
+  std::unique_ptr<PrefixCache> prefix_cache_;  // engine thread only; declared before the engine
   BatchEngine engine_;
   const Options options_;
   mutable std::mutex mu_;

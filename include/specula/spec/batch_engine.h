@@ -35,12 +35,17 @@ struct SeqOptions {
 // otherwise the model, drafter or cache failed for it and `result` holds what came before.
 using DoneCallback = std::function<void(const SpecResult& result, const Status& status)>;
 
+class PrefixCache;
+
 class BatchEngine {
  public:
   struct Options {
     int max_running = 8;     // sequences decoding at once; later ones wait in a FIFO
     int context = 4096;      // positions per sequence (engine-allocated caches)
     int prefill_rows = 256;  // prompt rows per round, shared by all sequences in prefill
+    // Borrowed: where sequences resume the longest prompt prefix seen before and leave their own
+    // (at the prompt's end and when they finish). nullptr: every prompt is computed.
+    PrefixCache* prefix_cache = nullptr;
   };
 
   BatchEngine(TargetModel& target, Drafter* drafter, ThreadPool& pool, const Options& options);
@@ -69,6 +74,7 @@ class BatchEngine {
 
  private:
   void Admit();
+  void ResumePrefix(Seq& s);
   void Finish(Seq& s);
   void Fail(Seq& s, const Status& status);
   void PlanPrefill();

@@ -31,6 +31,8 @@ struct SpecStats {
   long experts_read = 0;     // mixture of experts: distinct experts the decode passes ran
   double forward_s = 0.0;    // inside the decode passes
   double draft_s = 0.0;      // inside drafter steps
+  long prompt_tokens = 0;
+  long prompt_cached = 0;  // of those, loaded from the prompt cache instead of computed
   long generated = 0;
   long draft_rounds = 0;  // verify rounds that checked drafts (one per sequence and pass)
   long drafted = 0;

@@ -1,0 +1,57 @@
+#include "specula/spec/prefix_cache.h"
+
+#include <algorithm>
+
+namespace specula {
+namespace {
+
+size_t CommonPrefix(std::span<const int> a, std::span<const int> b) {
+  const size_t n = std::min(a.size(), b.size());
+  return static_cast<size_t>(
+      std::mismatch(a.begin(), a.begin() + static_cast<long>(n), b.begin()).first - a.begin());
+}
+
+}  // namespace
+
+void PrefixCache::Put(std::span<const int> ids, const KvCache& cache) {
+  const int length = cache.length();
+  if (length <= 0 || ids.size() < static_cast<size_t>(length)) return;
+  Entry e{.ids = std::vector<int>(ids.begin(), ids.begin() + length), .kv = cache.SavePrefix()};
+  const size_t size = e.kv.bytes() + e.ids.size() * sizeof(int);
+  if (size > max_bytes_) return;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    const bool covered = it->ids.size() <= e.ids.size() &&
+                         CommonPrefix(it->ids, e.ids) == it->ids.size() &&
+                         e.kv.FirstResume() <= it->kv.FirstResume();
+    if (covered) {
+      bytes_ -= it->kv.bytes() + it->ids.size() * sizeof(int);
+      it = entries_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  entries_.push_front(std::move(e));
+  bytes_ += size;
+  while (bytes_ > max_bytes_) {
+    const Entry& last = entries_.back();
+    bytes_ -= last.kv.bytes() + last.ids.size() * sizeof(int);
+    entries_.pop_back();
+  }
+}
+
+int PrefixCache::Load(std::span<const int> prompt, int max_length, KvCache& cache) {
+  auto best = entries_.end();
+  int best_length = 0;
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    const int n = std::min(static_cast<int>(CommonPrefix(it->ids, prompt)), max_length);
+    if (n > best_length && n >= it->kv.FirstResume()) {
+      best = it;
+      best_length = n;
+    }
+  }
+  if (best == entries_.end() || !cache.LoadPrefix(best->kv, best_length)) return 0;
+  entries_.splice(entries_.begin(), entries_, best);
+  return best_length;
+}
+
+}  // namespace specula

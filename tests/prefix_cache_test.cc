@@ -1,0 +1,187 @@
+// The prompt cache: a sequence resumed from an earlier one's keys and values computes exactly what
+// a cold one computes (logits and hidden rows bit for bit, generated ids equal), sliding-window
+// rings refuse a resume point whose keys they no longer hold, and the cache stays within its bytes.
+#include "specula/spec/prefix_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "specula/base/thread_pool.h"
+#include "specula/models/gemma4_assistant.h"
+#include "specula/spec/batch_engine.h"
+#include "specula/spec/mtp_drafter.h"
+#include "test_util.h"
+
+namespace specula {
+namespace {
+
+std::vector<int> Tokens(int n, int vocab, int seed) {
+  std::vector<int> p = {2};
+  for (int i = 1; i < n; ++i) p.push_back(3 + (seed * 7919 + i * 104729) % (vocab - 3));
+  return p;
+}
+
+// Runs `ids` through `cache` in chunks of `chunk` rows; returns every row's logits and hidden.
+ForwardOutput RunRows(const Gemma4Model& m, ThreadPool& pool, KvCache& cache,
+                      std::span<const int> ids, int chunk) {
+  ForwardOutput all;
+  for (size_t at = 0; at < ids.size(); at += static_cast<size_t>(chunk)) {
+    const size_t n = std::min(ids.size() - at, static_cast<size_t>(chunk));
+    ForwardOutput out;
+    EXPECT_TRUE(
+        m.Forward({.ids = ids.subspan(at, n), .cache = &cache, .all_logits = true}, pool, &out)
+            .ok());
+    all.logits.insert(all.logits.end(), out.logits.begin(), out.logits.end());
+    all.hidden.insert(all.hidden.end(), out.hidden.begin(), out.hidden.end());
+  }
+  return all;
+}
+
+class PrefixResume : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PrefixResume, ResumedRowsEqualColdRowsBitForBit) {
+  test::LoadedPair p = test::LoadPair(GetParam(), false);
+  const Gemma4Model& m = *p.target;
+  const int V = m.config().vocab_size, H = m.config().hidden_size;
+  const int W = m.config().sliding_window;  // 16 in the tiny presets
+  ThreadPool pool(2);
+  const std::vector<int> first = Tokens(60, V, 1);
+  // A small headroom makes the sliding rings wrap: they hold only the last W + 4 positions.
+  auto source = m.NewCache(256, 4);
+  RunRows(m, pool, *source, first, 7);
+  const KvPrefix saved = source->SavePrefix();
+  EXPECT_EQ(saved.length, 60);
+  const bool sliding = m.config().LastKvOwner(AttnType::kSliding) >= 0;
+  EXPECT_EQ(saved.FirstResume(), sliding ? 60 - (W + 4) + W - 1 : 1);
+  for (int n : {60, saved.FirstResume(), saved.FirstResume() - 1}) {
+    if (n < 1) continue;
+    std::vector<int> second(first.begin(), first.begin() + n);
+    const std::vector<int> more = Tokens(25, V, 2 + n);
+    second.insert(second.end(), more.begin() + 1, more.end());
+    auto resumed = m.NewCache(256);
+    const bool loaded = resumed->LoadPrefix(saved, n);
+    EXPECT_EQ(loaded, n >= saved.FirstResume()) << "n = " << n;
+    if (!loaded) {
+      EXPECT_EQ(resumed->length(), 0);
+      continue;
+    }
+    auto cold = m.NewCache(256);
+    const ForwardOutput want = RunRows(m, pool, *cold, second, 9);
+    const ForwardOutput got =
+        RunRows(m, pool, *resumed, std::span<const int>(second).subspan(static_cast<size_t>(n)), 5);
+    const size_t rows = second.size() - static_cast<size_t>(n);
+    ASSERT_EQ(got.logits.size(), rows * static_cast<size_t>(V));
+    EXPECT_EQ(0, std::memcmp(got.logits.data(), want.logits.data() + static_cast<size_t>(n) * V,
+                             got.logits.size() * sizeof(float)))
+        << "n = " << n;
+    EXPECT_EQ(0, std::memcmp(got.hidden.data(), want.hidden.data() + static_cast<size_t>(n) * H,
+                             got.hidden.size() * sizeof(float)))
+        << "n = " << n;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, PrefixResume,
+                         ::testing::Values("e2b-tiny", "31b-tiny", "26b-a4b-tiny"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) c = c == '-' ? '_' : c;
+                           return n;
+                         });
+
+struct Turn {
+  std::vector<int> ids;
+  int cached = 0;
+};
+
+// Runs prompts one after another through one engine; returns each one's ids and cached tokens.
+std::vector<Turn> Converse(const test::LoadedPair& p, PrefixCache* cache,
+                           const std::vector<std::vector<int>>& prompts, const SeqOptions& opt) {
+  ThreadPool pool(2);
+  MtpDrafter drafter(*p.assistant);
+  BatchEngine engine(*p.target, &drafter, pool,
+                     {.max_running = 2, .context = 512, .prefill_rows = 16, .prefix_cache = cache});
+  std::vector<Turn> turns;
+  for (const std::vector<int>& prompt : prompts) {
+    Turn t;
+    Result<int> id = engine.Add(prompt, opt, nullptr, [&](const SpecResult& r, const Status& st) {
+      EXPECT_TRUE(st.ok()) << st.message();
+      t.ids = r.gen.ids;
+      t.cached = r.gen.stats.cached_tokens;
+      EXPECT_EQ(r.spec.prompt_cached, t.cached);
+    });
+    EXPECT_TRUE(id.ok());
+    while (!engine.idle()) engine.Step();
+    turns.push_back(t);
+  }
+  return turns;
+}
+
+TEST(PrefixCache, AConversationResumesEachTurnAndDecodesAsCold) {
+  const test::LoadedPair p = test::LoadPair("e2b-tiny", true);
+  const int V = p.target->config().vocab_size;
+  for (const bool sampled : {false, true}) {
+    SeqOptions opt;
+    opt.base.max_new_tokens = 30;
+    opt.draft_max = 3;
+    if (sampled) {
+      opt.base.sampling.temperature = 0.9f;
+      opt.base.sampling.seed = 11;
+    }
+    // Turn 1; turn 2 re-sends turn 1 and its answer, then new tokens; turn 3 regenerates turn 2.
+    const std::vector<int> first = Tokens(40, V, 3);
+    const std::vector<Turn> cold1 = Converse(p, nullptr, {first}, opt);
+    std::vector<int> second = first;
+    second.insert(second.end(), cold1[0].ids.begin(), cold1[0].ids.end());
+    const std::vector<int> more = Tokens(12, V, 4);
+    second.insert(second.end(), more.begin() + 1, more.end());
+    const std::vector<std::vector<int>> prompts = {first, second, second};
+    const std::vector<Turn> cold = Converse(p, nullptr, prompts, opt);
+    PrefixCache cache(size_t{1} << 30);
+    const std::vector<Turn> warm = Converse(p, &cache, prompts, opt);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(cold[i].cached, 0);
+      EXPECT_EQ(warm[i].ids, cold[i].ids) << "turn " << i << (sampled ? " sampled" : " greedy");
+    }
+    EXPECT_EQ(warm[0].cached, 0);
+    // Turn 1's cache ends at its last fed token: the answer's last token is computed again.
+    EXPECT_EQ(warm[1].cached, static_cast<int>(first.size() + cold1[0].ids.size()) - 1);
+    EXPECT_EQ(warm[2].cached, static_cast<int>(second.size()) - 1);  // all but the last token
+    EXPECT_GT(cache.bytes(), 0u);
+  }
+}
+
+TEST(PrefixCache, StaysWithinItsBytesAndDropsWhatANewerEntryCovers) {
+  const test::LoadedPair p = test::LoadPair("31b-tiny", false);  // no sliding layer among them
+  const Gemma4Model& m = *p.target;
+  const int V = m.config().vocab_size;
+  ThreadPool pool(1);
+  const std::vector<int> ids = Tokens(50, V, 5);
+  auto c = m.NewCache(128);
+  RunRows(m, pool, *c, std::span<const int>(ids).first(20), 20);
+  const size_t one = c->SavePrefix().bytes();
+  PrefixCache cache(4 * one);
+  cache.Put(ids, *c);
+  RunRows(m, pool, *c, std::span<const int>(ids).subspan(20, 10), 10);
+  cache.Put(ids, *c);  // 30 positions of the same tokens: stands for the 20-position entry
+  EXPECT_EQ(cache.entries(), 1u);
+  for (int seed = 6; seed < 12; ++seed) {
+    auto other = m.NewCache(128);
+    const std::vector<int> t = Tokens(20, V, seed);
+    RunRows(m, pool, *other, t, 20);
+    cache.Put(t, *other);
+    EXPECT_LE(cache.bytes(), 4 * one);
+  }
+  EXPECT_LE(cache.entries(), 4u);
+  // The conversation's entry was used least recently: it went first, and only the first token,
+  // which every prompt here shares, is found.
+  auto fresh = m.NewCache(128);
+  EXPECT_EQ(cache.Load(ids, 49, *fresh), 1);
+  // The newest entry is there and resumes all but the last token.
+  auto again = m.NewCache(128);
+  EXPECT_EQ(cache.Load(Tokens(20, V, 11), 19, *again), 19);
+  EXPECT_EQ(again->length(), 19);
+}
+
+}  // namespace
+}  // namespace specula
