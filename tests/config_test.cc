@@ -1,5 +1,6 @@
-// Config parsing: the real per-size hyper-parameters (spec §2) give the derived layer facts the
-// spec lists (KV-sharing sources, drafter source layers, MLP widths); bad configs name the field.
+// Config parsing: the released checkpoints' per-size hyper-parameters (config.json) give the
+// derived layer facts (KV-sharing sources, drafter source layers, MLP widths); bad configs name
+// the field.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -69,7 +70,7 @@ TEST(Config, E2BDerivedFacts) {
   EXPECT_EQ(c.rope_sliding.rotated_pairs, 128);
 }
 
-TEST(Config, DrafterSourceLayersPerSize) {  // spec §6.1 table
+TEST(Config, DrafterSourceLayersPerSize) {  // the layers each size's assistant reads
   const Gemma4Config e4b =
       Parse(TextConfig(2560, 42, 6, 8, 2, nullptr, false, 10240, 256, 18, false));
   EXPECT_EQ(e4b.LastKvOwner(AttnType::kSliding), 22);

@@ -106,7 +106,7 @@ TEST(DType, HalfConversionsRoundTripAndRound) {
   EXPECT_EQ(F32ToF16(-2.0f), 0xc000);
   EXPECT_EQ(F32ToF16(1e6f), 0x7c00);  // overflow to inf
   EXPECT_EQ(F32ToBF16(1.0f), 0x3f80);
-  EXPECT_EQ(BF16ToF32(F32ToBF16(39.191837f)), 39.25f);  // sqrt(1536) as HF bf16 sees it (spec §3.2)
+  EXPECT_EQ(BF16ToF32(F32ToBF16(39.191837f)), 39.25f);  // sqrt(1536) as HF bf16 sees it
   EXPECT_EQ(BF16ToF32(F32ToBF16(73.321213f)), 73.5f);
   EXPECT_EQ(BF16ToF32(F32ToBF16(50.596443f)), 50.5f);
 }

@@ -1,6 +1,6 @@
-// A naive reference of the Gemma 4 text decoder (spec §4), in double precision, recomputing the
-// whole sequence on every call and sharing no code with the engine's forward pass. It is the oracle
-// the engine is tested against.
+// A naive reference of the Gemma 4 text decoder, in double precision, recomputing the whole
+// sequence on every call and sharing no code with the engine's forward pass. It is the oracle the
+// engine is tested against.
 #pragma once
 
 #include <string>

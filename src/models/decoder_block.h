@@ -1,6 +1,6 @@
-// What the target's and the assistant's decoder layers share (spec §2, §5): the gated-GELU MLP and
-// the norm-then-add that joins each sublayer's output to the residual stream. Every row is computed
-// on its own, so a row's result does not depend on how many rows share the call.
+// What the target's and the assistant's decoder layers share: the gated-GELU MLP and the
+// norm-then-add that joins each sublayer's output to the residual stream. Every row is computed on
+// its own, so a row's result does not depend on how many rows share the call.
 #pragma once
 
 #include <cstddef>

@@ -8,9 +8,9 @@
 
 namespace specula {
 
-// fn(t) for the rows t = 0 .. T-1, split across the pool when there are several. This work ran on
-// one thread while the others waited: ~4 % of a 24-row forward. A row's result does not depend on
-// which thread computes it.
+// fn(t) for the rows t = 0 .. T-1, split across the pool when there are several, so the other
+// threads do not idle between a forward's matmuls. A row's result does not depend on which thread
+// computes it.
 template <class Fn>
 void ForEachRow(ThreadPool& pool, int T, const Fn& fn) {
   const auto rows = static_cast<size_t>(T);

@@ -445,7 +445,8 @@ void Gemma4Assistant::Attention(Round& r, int l) const {
   AddNormedRows(r.pool, s.a.data(), w.post_attn_norm, c.rms_norm_eps, Hd, r.B, s.z.data());
 }
 
-// z = (z + post_ffn_norm(MLP(pre_ffn_norm(z)))) * layer_scalar, the target's dense MLP.
+// z = (z + post_ffn_norm(MLP(pre_ffn_norm(z)))) * layer_scalar: the assistant's own gated-GELU
+// MLP, of the same form as the target's dense one.
 void Gemma4Assistant::FeedForward(Round& r, int l) const {
   const Gemma4AssistantConfig& c = config_;
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
@@ -516,7 +517,7 @@ void Gemma4Assistant::CentroidHead(Round& r) const {
     const float* hb = &s.hidden[b * Hd];
     // One task per cluster, not per candidate: a cluster's ids are scattered over the embedding, so
     // its rows are scored one by one, but the activation is prepared once per task and 32 tasks
-    // share the pool's counter instead of 4,096 (per-row tasks made the head a third of a step).
+    // share the pool's counter instead of 4,096 (a task per row costs more than scoring it).
     const size_t scratch_floats = MatMulScratchFloats(1, Hd);
     r.pool.ParallelFor(static_cast<size_t>(c.centroid_top_k), [&](size_t k, int thread) {
       float* scratch = r.pool.Scratch(thread, scratch_floats);

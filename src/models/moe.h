@@ -1,6 +1,7 @@
-// The mixture-of-experts half of a Gemma 4 26B-A4B feed-forward block (spec §4): a router picks
-// top_k of E gated experts per row, and the rows routed to one expert run through it together, so
-// each selected expert's weights stream from memory once per pass, whatever the row count.
+// The mixture-of-experts half of a Gemma 4 26B-A4B feed-forward block (config.json's
+// `enable_moe_block`): a router picks top_k_experts of num_experts gated experts per row, and the
+// rows routed to one expert run through it together, so each selected expert's weights stream
+// from memory once per pass, whatever the row count.
 //
 // Batch invariance: a row's router scores, its choice of experts and each expert's output for it
 // do not depend on the other rows (the matmul kernels are batch-invariant), and its expert outputs

@@ -99,7 +99,7 @@ void Scheduler::Loop() {
         }
         if (j->on_update) j->on_update();
       };
-      // Runs on this thread, inside Add or Step.
+      // Runs on this thread, inside Step (Add only validates; a refused job is ended below).
       auto on_done = [this, j](const SpecResult& r, const Status& status) { End(*j, r, status); };
       Result<int> id = engine_.Add(j->prompt, j->options, on_token, on_done);
       if (!id.ok()) {

@@ -169,7 +169,7 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
     s.num_kv_shared_layers = 4;
     s.sliding_window = 128;
     s.vocab_size = 32768;
-  } else if (name == "e2b-full") {  // the real E2B geometry (spec §2)
+  } else if (name == "e2b-full") {  // the real E2B geometry (its released config.json)
     s.hidden_size = 1536;
     s.num_layers = 35;
     for (int i = 0; i < 35; ++i)
@@ -198,7 +198,7 @@ Result<RandomTargetSpec> TargetPreset(const std::string& name) {
     s.sliding_window = 1024;
     s.vocab_size = 262144;
     s.max_position_embeddings = 262144;
-  } else if (name == "26b-a4b-shallow") {  // 26B-A4B widths (spec §2), two layers (S, F)
+  } else if (name == "26b-a4b-shallow") {  // 26B-A4B widths, two layers (S, F)
     s.hidden_size = 2816;
     s.num_layers = 2;
     s.num_heads = 16;
@@ -382,7 +382,7 @@ RandomAssistantSpec AssistantPresetFor(const std::string& preset) {
     a.intermediate_size = 512;
     a.num_centroids = 256;
     a.centroid_top_k = 8;
-  } else if (preset == "e2b-full") {  // spec §5: E2B assistant
+  } else if (preset == "e2b-full") {  // the released E2B assistant's widths
     a.hidden_size = 256;
     a.num_heads = 4;
     a.intermediate_size = 2048;
@@ -393,7 +393,7 @@ RandomAssistantSpec AssistantPresetFor(const std::string& preset) {
     a.num_heads = 32;
     a.intermediate_size = 8192;
     a.centroid_head = false;
-  } else if (preset == "26b-a4b-shallow") {  // spec §5: 26B-A4B assistant
+  } else if (preset == "26b-a4b-shallow") {  // the released 26B-A4B assistant's widths
     a.hidden_size = 1024;
     a.num_heads = 16;
     a.intermediate_size = 8192;

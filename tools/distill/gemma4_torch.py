@@ -3,10 +3,11 @@
 The target runs whole sequences from position 0 (causal, sliding-window layers, per-layer
 embeddings, cross-layer KV sharing, k_eq_v full layers, routed experts beside the dense MLP,
 final softcap).
-The assistant runs the draft step of spec §6 for many queries at once: each query has its own
-pending token, input hidden state, RoPE position P (constant within a round) and reads the
-target's keys 0..P-1 (a sliding window of its own width on sliding layers), so training sees
-exactly the inference conventions. Both load and save the Hugging Face layout Specula reads.
+The assistant runs the draft step (docs/architecture.md, "The assistant's draft step") for many
+queries at once: each query has its own pending token, input hidden state, RoPE position P
+(constant within a round) and reads the target's keys 0..P-1 (a sliding window of its own width
+on sliding layers), so training sees exactly the inference conventions. Both load and save the
+Hugging Face layout Specula reads.
 
 Vocabulary: a model may hold embedding rows for a subset of the vocabulary (`VocabMap`): the kept
 ids plus one shared "other" row that stands for every id not kept. Expanded to the full
@@ -564,10 +565,10 @@ class Target(torch.nn.Module):
         return out
 
     def experts(self, p, r):
-        """The routed experts of layer prefix `p` on the post-attention residual r [B, T, H]
-        (spec §4): router softmax over all experts, top-k renormalised and scaled per expert, each
-        expert a GELU-gated MLP on the second pre-norm. Ties in the top-k go to the lower index,
-        as in Specula (a stable sort on the negated probabilities)."""
+        """The routed experts of layer prefix `p` on the post-attention residual r [B, T, H]:
+        router softmax over all experts, top-k renormalised and scaled per expert, each expert a
+        GELU-gated MLP on the second pre-norm. Ties in the top-k go to the lower index, as in
+        Specula (a stable sort on the negated probabilities)."""
         c, w = self.cfg, self.w
         F = c.moe_ffn
         z = rms_norm(r, None, c.eps) * w(p + "router.scale") * (1.0 / math.sqrt(c.hidden))
@@ -599,8 +600,9 @@ class Target(torch.nn.Module):
 
 
 class Assistant(torch.nn.Module):
-    """The MTP drafter (spec §5-6). Its own head rows follow `vmap` (the target's map when the
-    vocabulary is a subset). The centroid head is applied by `centroid_candidates`."""
+    """The MTP drafter (Gemma4AssistantForCausalLM). Its own head rows follow `vmap` (the
+    target's map when the vocabulary is a subset). The centroid head is applied by
+    `centroid_candidates`."""
 
     def __init__(self, cfg, tensors, vmap=None, dtype="BF16", ordering=None):
         super().__init__()

@@ -24,9 +24,9 @@ std::vector<float> RopeInvFreq(int head_dim, int rotated_pairs, double theta);
 void ApplyRope(float* x, int head_dim, const float* inv_freq, int pos);
 
 // The same rotation from a table: RopeCosSin fills cos_sin[head_dim] (head_dim/2 cosines, then
-// the sines) for one position once, and every head at that position reuses it; the result has
-// ApplyRope's bits (a forward rotates ~9 heads per row and layer, each of which recomputed ~128
-// double-precision sin/cos pairs).
+// the sines) for one position once, and every head at that position reuses it, so the
+// double-precision sin/cos are evaluated once per row and layer type rather than once per head;
+// the result has ApplyRope's bits.
 void RopeCosSin(int head_dim, const float* inv_freq, int pos, float* cos_sin);
 void ApplyRopeTable(float* x, int head_dim, const float* inv_freq, const float* cos_sin);
 

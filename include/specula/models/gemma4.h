@@ -1,4 +1,5 @@
-// The Gemma 4 dense text decoder (E2B, E4B, 12B, 31B and any config-compatible size).
+// The Gemma 4 text decoder: dense (E2B, E4B, 12B, 31B) or mixture of experts (26B-A4B), and any
+// config-compatible size.
 //
 // Load() reads config.json, maps the safetensors and binds every tensor after checking its
 // presence, dtype and shape against the config. Weights stay in their stored dtype inside the map;

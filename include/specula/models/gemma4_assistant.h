@@ -1,8 +1,11 @@
-// The Gemma 4 "assistant": the MTP drafter that proposes tokens for a Gemma 4 target (spec §5-6).
+// The Gemma 4 "assistant" (`Gemma4AssistantForCausalLM`, `Gemma4UnifiedAssistantForCausalLM`):
+// the MTP drafter that proposes tokens for a Gemma 4 target (docs/architecture.md, "The assistant's
+// draft step").
 //
-// It is a 4-layer Gemma 4 stack whose layers have Q-only attention into the *target's* KV cache
-// (sliding layers read the target's last KV-owning sliding layer, the full layer its last KV-owning
-// full layer). It has no KV cache of its own. One draft step:
+// It is a small Gemma 4 stack (4 layers in the released assistants) whose layers have Q-only
+// attention into the *target's* KV cache (sliding layers read the target's last KV-owning sliding
+// layer, the full layer its last KV-owning full layer). It has no KV cache of its own. One draft
+// step:
 //   x = [E_target[tok] * sqrt(H_b), h_in]      [2 H_b]   target embedding, then the hidden state
 //   z = pre_projection x                        [H_d]
 //   4 layers (query at the round's fixed position P; keys 0..P-1, windowed on sliding layers)

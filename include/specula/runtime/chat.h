@@ -1,4 +1,4 @@
-// The Gemma 4 chat template (spec §8.5), rendered to text that the tokenizer then encodes:
+// The Gemma 4 chat template, rendered to text that the tokenizer then encodes:
 //   <bos>[<|turn>system\n{system}<turn|>\n]<|turn>user\n{msg}<turn|>\n ... <|turn>model\n
 // The assistant role is rendered as "model". Generation stops on <turn|> and <eos>.
 #pragma once

@@ -1,5 +1,5 @@
 // What a generation is asked for and what it reports, plain or speculative. Both decode through
-// the batch engine (specula/spec/spec_loop.h); the prompt rules live here.
+// the batch engine (specula/spec/spec_loop.h); the prompt rules live in specula/runtime/prompt.h.
 #pragma once
 
 #include <functional>

@@ -1,6 +1,7 @@
-// The engine thread of `specula serve`: HTTP handler threads submit jobs, one thread owns the
-// BatchEngine and runs rounds while there is work, and tokens flow back through each job's
-// channel. Also keeps the counters /metrics exports.
+// The engine thread of `specula serve`: the server's one I/O thread submits jobs, this thread owns
+// the BatchEngine and runs rounds while there is work, and each job reports back through its own
+// fields: the engine thread appends to `Job::tokens`, sets `result`, `error` and `done` at the end,
+// and calls `on_update` after each change. Also keeps the counters /metrics exports.
 #pragma once
 
 #include <atomic>

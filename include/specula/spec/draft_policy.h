@@ -68,7 +68,8 @@ class AdaptivePolicy : public DraftPolicy {
 // (decayed counts, so it follows the text), K drafts yield 1 + a_1 + a_1 a_2 + ... tokens and
 // cost PassCosts::Pass(other_rows + 1 + K) + K draft steps, while the other sequences' tokens are
 // spread over the same pass. K = 0, plain decoding, when drafting does not pay; then it drafts one
-// token every `probe_every` rounds to notice when it would. K grows at most one position past the
+// token after `probe_every` plain rounds to notice when it would (each failed probe doubles the
+// gap, up to `max_probe_every`; an accepted one resets it). K grows at most one position past the
 // deepest one observed, so an untried drafter starts at K = 1.
 class CostAwarePolicy : public DraftPolicy {
  public:

@@ -1,5 +1,6 @@
 // The Gemma 4 MTP assistant as a Drafter: K draft steps at the round's fixed position, each fed the
-// previous step's token and post-projection state (spec §6.4).
+// previous step's token and post-projection state (docs/architecture.md, "The assistant's draft
+// step").
 #pragma once
 
 #include <memory>
