@@ -6,6 +6,7 @@
 #include "specula/kernels/ops.h"
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_gguf.h"
+#include "src/models/binder.h"
 #include "src/models/gemma4_parts.h"
 
 namespace specula {
@@ -14,62 +15,6 @@ Gemma4Model::~Gemma4Model() = default;
 
 Gemma4Model::Gemma4Model(Key, Gemma4Config config, std::unique_ptr<WeightStore> store)
     : config_(std::move(config)), store_(std::move(store)) {}
-
-namespace {
-
-MatView ToMat(const TensorView* t) {
-  MatView m;
-  m.dtype = t->dtype;
-  m.data = t->data;
-  m.rows = t->shape.empty() ? 0 : t->shape[0];
-  m.cols = t->shape.size() < 2 ? 1 : t->shape[1];
-  return m;
-}
-
-std::vector<float> ToF32(const TensorView* t) {
-  std::vector<float> v(static_cast<size_t>(t->numel()));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = LoadAsF32(t->dtype, t->data, i);
-  return v;
-}
-
-// Binds tensors by name, stopping at the first problem.
-class Binder {
- public:
-  Binder(const WeightStore& store, std::string prefix)
-      : store_(store), prefix_(std::move(prefix)) {}
-  MatView Mat(const std::string& name, int64_t rows, int64_t cols) {
-    const TensorView* t = Get(name, {rows, cols});
-    return t ? ToMat(t) : MatView{};
-  }
-  // A stack of n matrices [n, rows, cols] as one [n * rows, cols] matrix.
-  MatView Stack(const std::string& name, int64_t n, int64_t rows, int64_t cols) {
-    const TensorView* t = Get(name, {n, rows, cols});
-    if (t == nullptr) return MatView{};
-    return {t->dtype, t->data, n * rows, cols};
-  }
-  std::vector<float> Vec(const std::string& name, int64_t n) {
-    const TensorView* t = Get(name, {n});
-    return t ? ToF32(t) : std::vector<float>(static_cast<size_t>(n), 0.0f);
-  }
-  bool Has(const std::string& name) const { return store_.Find(prefix_ + name) != nullptr; }
-  const Status& status() const { return status_; }
-
- private:
-  const TensorView* Get(const std::string& name, const std::vector<int64_t>& shape) {
-    if (!status_.ok()) return nullptr;
-    Result<const TensorView*> t = RequireTensor(store_, prefix_ + name, shape, "");
-    if (!t.ok()) {
-      status_ = t.status();
-      return nullptr;
-    }
-    return *t;
-  }
-  const WeightStore& store_;
-  std::string prefix_;
-  Status status_;
-};
-
-}  // namespace
 
 Result<std::unique_ptr<Gemma4Model>> Gemma4Model::Load(const std::string& dir) {
   if (IsGgufPath(dir)) return LoadGguf(dir);
