@@ -131,162 +131,218 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
   return res;
 }
 
-}  // namespace
+// B distinct sequences: the prompt with a different first token after BOS.
+std::vector<std::vector<int>> DistinctPrompts(const BenchSetup& b, int B) {
+  std::vector<std::vector<int>> prompts;
+  for (int i = 0; i < B; ++i) {
+    std::vector<int> p = b.prompt;
+    p.insert(p.begin() + 1, 3 + 97 * i % (b.target.config().vocab_size - 3));
+    prompts.push_back(std::move(p));
+  }
+  return prompts;
+}
 
-int RunBatchSweep(const BenchSetup& setup, const std::vector<int>& batches, OJson report) {
-  const BenchFlags& f = setup.f;
-  Gemma4Model& target = setup.target;
-  ThreadPool& pool = setup.pool;
-  const std::vector<int>& prompt = setup.prompt;
-  const std::vector<int>& ks = setup.ks;
-  const GenerateOptions& base = setup.base;
-  const int context = setup.context;
-  OJson results = OJson::array();
-  std::vector<std::string> lines;
-  const Gemma4Config& c = target.config();
-  const bool moe = c.moe();
-  const MoeBytes moe_bytes = MoeBytesOf(target);
-  for (int B : batches) {
-    // B distinct sequences: the prompt with a different first token after BOS.
-    std::vector<std::vector<int>> prompts;
-    for (int i = 0; i < B; ++i) {
-      std::vector<int> p = prompt;
-      p.insert(p.begin() + 1, 3 + 97 * i % (target.config().vocab_size - 3));
-      prompts.push_back(std::move(p));
-    }
-    const BatchRun plain_run{.prompts = prompts, .base = base, .context = context};
-    Result<BatchRunResult> ref = RunBatch(target, nullptr, pool, plain_run);
-    if (!ref.ok()) return Fail(ref.status().message());
-    ReplayDrafter replay({}, target.config().vocab_size);
-    for (int i = 0; i < B; ++i) {
-      std::vector<int> seq = prompts[static_cast<size_t>(i)];
-      seq.insert(seq.end(), ref->outputs[static_cast<size_t>(i)].begin(),
-                 ref->outputs[static_cast<size_t>(i)].end());
-      replay.SetSequence(i, std::move(seq));  // engine ids are 0..B-1 in a fresh engine
-    }
-    std::optional<MtpDrafter> mtp;
-    Drafter* d = &replay;
-    if (f.drafter == "model") d = &mtp.emplace(*setup.assistant);
-    std::vector<double> plain_tps;
-    std::vector<std::vector<double>> spec_tps(ks.size());
-    std::vector<SpecStats> stats(ks.size());
-    BatchRunResult plain_last;  // passes, experts, tokens of the last repetition
-    std::vector<BatchRunResult> spec_last(ks.size());
-    for (int rep = 0; rep < f.reps; ++rep) {
-      Result<BatchRunResult> p = RunBatch(target, nullptr, pool, plain_run);
-      if (!p.ok()) return Fail(p.status().message());
-      plain_tps.push_back(p->tok_per_s);
-      plain_last = std::move(*p);
-      for (size_t i = 0; i < ks.size(); ++i) {
-        const BatchRun spec_run{
-            .prompts = prompts, .base = base, .k = ks[i], .policy = f.policy, .context = context};
-        Result<BatchRunResult> r = RunBatch(target, d, pool, spec_run);
-        if (!r.ok()) return Fail(r.status().message());
-        if (f.sampling.greedy() && r->outputs != ref->outputs) {
-          return Fail("batched speculative output differs from plain output (batch " +
-                      std::to_string(B) + ", K=" + std::to_string(ks[i]) + "): this is a bug");
-        }
-        spec_tps[i].push_back(r->tok_per_s);
-        stats[i] = r->spec;
-        spec_last[i] = std::move(*r);
-      }
-    }
-    const double plain = Median(plain_tps);
-    // Mixture of experts: what the decode passes read, and the bytes-model ceiling of each K.
-    const auto experts_per_layer = [&](const BatchRunResult& r) -> OJson {
-      if (!moe || r.passes == 0) return nullptr;
-      return static_cast<double>(r.experts) / static_cast<double>(r.passes) / c.num_layers;
-    };
-    const auto pass_gb = [&](const BatchRunResult& r) -> OJson {
-      if (!moe || r.passes == 0) return nullptr;
-      return moe_bytes.PassBytes(experts_per_layer(r).get<double>(), c.num_layers) / 1e9;
-    };
-    const auto ceiling = [&](const BatchRunResult& r, int layers) -> OJson {
-      if (!moe || r.passes == 0 || plain_last.passes == 0 || plain_last.tokens == 0 || layers <= 0)
-        return nullptr;
-      const double token_ratio =
-          (static_cast<double>(r.tokens) / static_cast<double>(r.passes)) /
-          (static_cast<double>(plain_last.tokens) / static_cast<double>(plain_last.passes));
-      return moe_bytes.Ceiling(token_ratio, experts_per_layer(plain_last).get<double>(),
-                               experts_per_layer(r).get<double>(), layers);
-    };
-    results.push_back({{"mode", "plain"},
-                       {"drafter", nullptr},
-                       {"draft_max", nullptr},
-                       {"batch", B},
-                       {"decode_tok_per_s", plain},
-                       {"speedup", 1.0},
-                       {"acceptance_rate", nullptr},
-                       {"tokens_per_forward", 1.0},
-                       {"accepted_per_position", nullptr},
-                       {"prefill_tok_per_s", nullptr},
-                       {"peak_rss_mb", PeakRssMB()},
-                       {"roofline_fraction", nullptr},
-                       {"verify_cost_ratio", nullptr},
-                       {"experts_per_layer", experts_per_layer(plain_last)},
-                       {"pass_gb", pass_gb(plain_last)},
-                       {"bytes_ceiling_speedup", nullptr},
-                       {"bytes_ceiling_speedup_extrapolated", nullptr},
-                       {"draft_step_cost_fraction", nullptr},
-                       {"time_in_target", plain_last.time_in_target},
-                       {"time_in_drafter", 0.0},
-                       {"time_other", 1.0 - plain_last.time_in_target}});
-    size_t best = 0;
-    for (size_t i = 0; i < ks.size(); ++i) {
-      if (Median(spec_tps[i]) > Median(spec_tps[best])) best = i;
-      results.push_back(
-          {{"mode", "spec"},
-           {"drafter", f.drafter},
-           {"draft_max", ks[i]},
-           {"batch", B},
-           {"decode_tok_per_s", Median(spec_tps[i])},
-           {"speedup", Median(spec_tps[i]) / plain},
-           {"acceptance_rate", stats[i].acceptance_rate()},
-           {"tokens_per_forward", stats[i].mean_tokens_per_round()},
-           {"accepted_per_position", AcceptanceByPosition(stats[i])},
-           {"prefill_tok_per_s", nullptr},
-           {"peak_rss_mb", PeakRssMB()},
-           {"roofline_fraction", nullptr},
-           {"verify_cost_ratio", nullptr},
-           {"experts_per_layer", experts_per_layer(spec_last[i])},
-           {"pass_gb", pass_gb(spec_last[i])},
-           {"bytes_ceiling_speedup", ceiling(spec_last[i], c.num_layers)},
-           {"bytes_ceiling_speedup_extrapolated", ceiling(spec_last[i], f.extrapolate_layers)},
-           {"draft_step_cost_fraction", nullptr},
-           {"time_in_target", spec_last[i].time_in_target},
-           {"time_in_drafter", spec_last[i].time_in_drafter},
-           {"time_other", 1.0 - spec_last[i].time_in_target - spec_last[i].time_in_drafter}});
-    }
-    char line[200];
-    std::snprintf(line, sizeof(line),
-                  "batch %d: plain %.2f tok/s, best speculative K=%d %.2f tok/s (%.2fx)", B, plain,
-                  ks[best], Median(spec_tps[best]), Median(spec_tps[best]) / plain);
-    lines.push_back(line);
+// Replays each sequence's plain output (`ref`): the 100% acceptance ceiling.
+void SetReplay(ReplayDrafter& replay, const std::vector<std::vector<int>>& prompts,
+               const BatchRunResult& ref) {
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<int> seq = prompts[i];
+    seq.insert(seq.end(), ref.outputs[i].begin(), ref.outputs[i].end());
+    // Engine ids are 0..B-1 in a fresh engine.
+    replay.SetSequence(static_cast<int>(i), std::move(seq));
   }
-  report["results"] = results;
-  if (f.json) {
-    std::cout << report.dump() << std::endl;
-    return 0;
+}
+
+// One batch size over all reps.
+struct BatchRuns {
+  int batch = 0;
+  std::vector<double> plain_tps;
+  std::vector<std::vector<double>> spec_tps;  // per K
+  BatchRunResult plain_last;                  // passes, experts, tokens of the last repetition
+  std::vector<BatchRunResult> spec_last;      // per K
+};
+
+// The runs of one batch size: their prompts, and the reference output every greedy run must
+// reproduce.
+struct BatchRunInputs {
+  const std::vector<std::vector<int>>& prompts;
+  const std::vector<std::vector<int>>& reference;
+  Drafter* drafter;
+};
+
+// One rep: plain, then each K.
+Status RunBatchRep(const BenchSetup& b, const BatchRunInputs& in, BatchRuns& runs) {
+  const BatchRun plain_run{.prompts = in.prompts, .base = b.base, .context = b.context};
+  Result<BatchRunResult> p = RunBatch(b.target, nullptr, b.pool, plain_run);
+  if (!p.ok()) return p.status();
+  runs.plain_tps.push_back(p->tok_per_s);
+  runs.plain_last = std::move(*p);
+  for (size_t i = 0; i < b.ks.size(); ++i) {
+    const BatchRun spec_run{.prompts = in.prompts,
+                            .base = b.base,
+                            .k = b.ks[i],
+                            .policy = b.f.policy,
+                            .context = b.context};
+    Result<BatchRunResult> r = RunBatch(b.target, in.drafter, b.pool, spec_run);
+    if (!r.ok()) return r.status();
+    if (b.f.sampling.greedy() && r->outputs != in.reference) {
+      return Error("batched speculative output differs from plain output (batch " +
+                   std::to_string(runs.batch) + ", K=" + std::to_string(b.ks[i]) +
+                   "): this is a bug");
+    }
+    runs.spec_tps[i].push_back(r->tok_per_s);
+    runs.spec_last[i] = std::move(*r);
   }
+  return OkStatus();
+}
+
+// A plain reference run, then the reps: plain and each K interleaved, so that a machine that slows
+// down or speeds up during the run affects all of them alike.
+Result<BatchRuns> MeasureBatch(const BenchSetup& b, int B) {
+  const std::vector<std::vector<int>> prompts = DistinctPrompts(b, B);
+  const BatchRun plain_run{.prompts = prompts, .base = b.base, .context = b.context};
+  Result<BatchRunResult> ref = RunBatch(b.target, nullptr, b.pool, plain_run);
+  if (!ref.ok()) return ref.status();
+  ReplayDrafter replay({}, b.target.config().vocab_size);
+  SetReplay(replay, prompts, *ref);
+  std::optional<MtpDrafter> mtp;
+  Drafter* d = &replay;
+  if (b.f.drafter == "model") d = &mtp.emplace(*b.assistant);
+  BatchRuns runs;
+  runs.batch = B;
+  runs.spec_tps.resize(b.ks.size());
+  runs.spec_last.resize(b.ks.size());
+  const BatchRunInputs in{.prompts = prompts, .reference = ref->outputs, .drafter = d};
+  for (int rep = 0; rep < b.f.reps; ++rep) {
+    if (Status s = RunBatchRep(b, in, runs); !s.ok()) return s;
+  }
+  return runs;
+}
+
+// Mixture of experts: what the decode passes of a batched run read, and the bytes-model ceiling
+// of a speculative run against plain decoding's; null throughout for a dense model.
+class BatchExpertReads {
+ public:
+  BatchExpertReads(const Gemma4Model& target, const BatchRunResult& plain)
+      : c_(target.config()), bytes_(MoeBytesOf(target)), plain_(plain) {}
+
+  OJson PerLayer(const BatchRunResult& r) const {
+    if (!c_.moe() || r.passes == 0) return nullptr;
+    return static_cast<double>(r.experts) / static_cast<double>(r.passes) / c_.num_layers;
+  }
+  OJson PassGb(const BatchRunResult& r) const {
+    if (!c_.moe() || r.passes == 0) return nullptr;
+    return bytes_.PassBytes(PerLayer(r).get<double>(), c_.num_layers) / 1e9;
+  }
+  // At `layers` deep.
+  OJson Ceiling(const BatchRunResult& r, int layers) const {
+    if (!c_.moe() || r.passes == 0 || plain_.passes == 0 || plain_.tokens == 0 || layers <= 0)
+      return nullptr;
+    const double token_ratio =
+        (static_cast<double>(r.tokens) / static_cast<double>(r.passes)) /
+        (static_cast<double>(plain_.tokens) / static_cast<double>(plain_.passes));
+    return bytes_.Ceiling(token_ratio, PerLayer(plain_).get<double>(), PerLayer(r).get<double>(),
+                          layers);
+  }
+
+ private:
+  const Gemma4Config& c_;
+  MoeBytes bytes_;
+  const BatchRunResult& plain_;
+};
+
+OJson PlainRow(const BatchRuns& runs, const BatchExpertReads& experts) {
+  const BatchRunResult& last = runs.plain_last;
+  return {{"mode", "plain"},
+          {"drafter", nullptr},
+          {"draft_max", nullptr},
+          {"batch", runs.batch},
+          {"decode_tok_per_s", Median(runs.plain_tps)},
+          {"speedup", 1.0},
+          {"acceptance_rate", nullptr},
+          {"tokens_per_forward", 1.0},
+          {"accepted_per_position", nullptr},
+          {"prefill_tok_per_s", nullptr},
+          {"peak_rss_mb", PeakRssMB()},
+          {"roofline_fraction", nullptr},
+          {"verify_cost_ratio", nullptr},
+          {"experts_per_layer", experts.PerLayer(last)},
+          {"pass_gb", experts.PassGb(last)},
+          {"bytes_ceiling_speedup", nullptr},
+          {"bytes_ceiling_speedup_extrapolated", nullptr},
+          {"draft_step_cost_fraction", nullptr},
+          {"time_in_target", last.time_in_target},
+          {"time_in_drafter", 0.0},
+          {"time_other", 1.0 - last.time_in_target}};
+}
+
+OJson SpecRow(const BenchSetup& b, const BatchRuns& runs, const BatchExpertReads& experts,
+              size_t i) {
+  const BatchRunResult& last = runs.spec_last[i];
+  const SpecStats& stats = last.spec;
+  const double tps = Median(runs.spec_tps[i]);
+  return {{"mode", "spec"},
+          {"drafter", b.f.drafter},
+          {"draft_max", b.ks[i]},
+          {"batch", runs.batch},
+          {"decode_tok_per_s", tps},
+          {"speedup", tps / Median(runs.plain_tps)},
+          {"acceptance_rate", stats.acceptance_rate()},
+          {"tokens_per_forward", stats.mean_tokens_per_round()},
+          {"accepted_per_position", AcceptanceByPosition(stats)},
+          {"prefill_tok_per_s", nullptr},
+          {"peak_rss_mb", PeakRssMB()},
+          {"roofline_fraction", nullptr},
+          {"verify_cost_ratio", nullptr},
+          {"experts_per_layer", experts.PerLayer(last)},
+          {"pass_gb", experts.PassGb(last)},
+          {"bytes_ceiling_speedup", experts.Ceiling(last, b.target.config().num_layers)},
+          {"bytes_ceiling_speedup_extrapolated", experts.Ceiling(last, b.f.extrapolate_layers)},
+          {"draft_step_cost_fraction", nullptr},
+          {"time_in_target", last.time_in_target},
+          {"time_in_drafter", last.time_in_drafter},
+          {"time_other", 1.0 - last.time_in_target - last.time_in_drafter}};
+}
+
+// The last lines of the table: plain against the fastest K, per batch size.
+std::string BestLine(const BenchSetup& b, const BatchRuns& runs) {
+  size_t best = 0;
+  for (size_t i = 0; i < b.ks.size(); ++i) {
+    if (Median(runs.spec_tps[i]) > Median(runs.spec_tps[best])) best = i;
+  }
+  const double plain = Median(runs.plain_tps);
+  const double spec = Median(runs.spec_tps[best]);
+  char line[200];
+  std::snprintf(line, sizeof(line),
+                "batch %d: plain %.2f tok/s, best speculative K=%d %.2f tok/s (%.2fx)", runs.batch,
+                plain, b.ks[best], spec, spec / plain);
+  return line;
+}
+
+// Mixture of experts: distinct experts per layer per pass, GB per pass, bytes-model ceiling (and
+// at --extrapolate-layers).
+std::string MoeColumns(const OJson& r) {
+  if (r["experts_per_layer"].is_null()) return std::string();
+  char buf[96];
+  std::snprintf(buf, sizeof buf, " %8.2f %6.2f", r["experts_per_layer"].get<double>(),
+                r["pass_gb"].get<double>());
+  std::string out = buf;
+  for (const char* key : {"bytes_ceiling_speedup", "bytes_ceiling_speedup_extrapolated"}) {
+    if (r[key].is_null()) continue;
+    std::snprintf(buf, sizeof buf, " %7.2fx", r[key].get<double>());
+    out += buf;
+  }
+  return out;
+}
+
+// The report without --json: a row per batch size and mode, then the best K of each batch size.
+void PrintSweep(const BenchSetup& b, const OJson& results, const std::vector<std::string>& best) {
+  const BenchFlags& f = b.f;
+  const bool moe = b.target.config().moe();
   std::printf(
       "batch sweep: %s drafter, %s draft policy, %d tokens per sequence, %d reps, %s; aggregate "
       "decode tok/s over all sequences\n",
       f.drafter.c_str(), f.policy.c_str(), f.n, f.reps, DescribeSampling(f.sampling).c_str());
-  // Mixture of experts: distinct experts per layer per pass, GB per pass, bytes-model ceiling (and
-  // at --extrapolate-layers).
-  const auto moe_columns = [&](const OJson& r) {
-    if (r["experts_per_layer"].is_null()) return std::string();
-    char buf[96];
-    std::snprintf(buf, sizeof buf, " %8.2f %6.2f", r["experts_per_layer"].get<double>(),
-                  r["pass_gb"].get<double>());
-    std::string out = buf;
-    for (const char* key : {"bytes_ceiling_speedup", "bytes_ceiling_speedup_extrapolated"}) {
-      if (r[key].is_null()) continue;
-      std::snprintf(buf, sizeof buf, " %7.2fx", r[key].get<double>());
-      out += buf;
-    }
-    return out;
-  };
   std::string header = moe ? "  experts     GB  ceiling" : "";
   if (moe && f.extrapolate_layers > 0)
     header += " at " + std::to_string(f.extrapolate_layers) + "L";
@@ -301,9 +357,30 @@ int RunBatchSweep(const BenchSetup& setup, const std::vector<int>& batches, OJso
                     ? "-"
                     : std::to_string(r["acceptance_rate"].get<double>()).substr(0, 4).c_str(),
                 r["tokens_per_forward"].get<double>(), r["time_other"].get<double>(),
-                moe_columns(r).c_str());
+                MoeColumns(r).c_str());
   }
-  for (const std::string& l : lines) std::printf("%s\n", l.c_str());
+  for (const std::string& l : best) std::printf("%s\n", l.c_str());
+}
+
+}  // namespace
+
+int RunBatchSweep(const BenchSetup& b, const std::vector<int>& batches, OJson report) {
+  OJson results = OJson::array();
+  std::vector<std::string> best;
+  for (int B : batches) {
+    Result<BatchRuns> runs = MeasureBatch(b, B);
+    if (!runs.ok()) return Fail(runs.status().message());
+    const BatchExpertReads experts(b.target, runs->plain_last);
+    results.push_back(PlainRow(*runs, experts));
+    for (size_t i = 0; i < b.ks.size(); ++i) results.push_back(SpecRow(b, *runs, experts, i));
+    best.push_back(BestLine(b, *runs));
+  }
+  report["results"] = results;
+  if (b.f.json) {
+    std::cout << report.dump() << std::endl;
+    return 0;
+  }
+  PrintSweep(b, results, best);
   return 0;
 }
 

@@ -96,269 +96,382 @@ Result<std::vector<std::vector<int>>> ReadPromptIdsFile(const std::string& path,
   return prompts;
 }
 
-struct BatchJob {
-  const std::vector<std::vector<int>>& prompts;
-  const GenerateOptions& opt;
-  int parallel = 8;
-  int context = 0;
-  int draft_max = 0;  // 0: plain decoding
-  const std::string& draft_policy;
-  const Tokenizer* tok = nullptr;  // null: no "text" field
+// Which of the mutually exclusive prompt inputs was given on the command line.
+struct Input {
+  bool prompt = false, file = false, ids = false, ids_file = false;
 };
 
-// Decodes every prompt of --prompt-ids-file through the continuous-batching engine (up to
-// --parallel at once; each output equals decoding its prompt alone) and prints one JSON line per
-// prompt, in file order. A sampled prompt i uses seed + i.
-int RunBatch(const BatchJob& job, TargetModel& model, Drafter* drafter, ThreadPool& pool) {
-  const size_t n = job.prompts.size();
-  std::vector<std::unique_ptr<DraftPolicy>> policies(n);
-  std::vector<SpecResult> results(n);
-  Status failure;
-  BatchEngine engine(
-      model, drafter, pool,
-      {.max_running = job.parallel, .context = job.context, .prefill_rows = job.opt.prefill_chunk});
-  const double t0 = NowSeconds();
-  for (size_t i = 0; i < n; ++i) {
-    SeqOptions so{.base = job.opt, .draft_max = job.draft_max};
-    so.base.sampling.seed += i;
-    if (job.draft_max > 0) {
-      Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(job.draft_policy, job.draft_max);
-      if (!p.ok()) return Fail(p.status().message());
-      policies[i] = std::move(*p);
-      so.policy = policies[i].get();
-    }
-    Result<int> id = engine.Add(
-        job.prompts[i], so, [](int) {},
-        [&, i](const SpecResult& r, const Status& st) {
-          results[i] = r;
-          if (!st.ok() && failure.ok()) failure = st;
-        });
-    if (!id.ok()) return Fail(id.status().message());
-  }
-  while (!engine.idle()) engine.Step();
-  if (!failure.ok()) return Fail(failure.message());
-  const double seconds = NowSeconds() - t0;
-  SpecStats spec;
-  for (size_t i = 0; i < n; ++i) {
-    const SpecResult& r = results[i];
-    spec.Add(r.spec);
-    nlohmann::ordered_json out = {{"index", i}, {"prompt_ids", job.prompts[i]}, {"ids", r.gen.ids}};
-    if (job.tok) {
-      std::vector<int> shown;
-      for (int t : r.gen.ids) {
-        if (!IsStop(job.opt.stop_ids, t)) shown.push_back(t);
-      }
-      out["text"] = job.tok->Decode(shown);
-    }
-    out["stop_reason"] = StopReasonName(r.gen.stop);
-    std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
-  }
-  std::cout << std::flush;
-  if (job.draft_max > 0) {
-    std::fprintf(stderr, "speculative: K=%d (%s), %ld/%ld drafts accepted (%.1f%%)\n",
-                 job.draft_max, job.draft_policy.c_str(), spec.accepted, spec.drafted,
-                 100.0 * spec.acceptance_rate());
-  }
-  std::fprintf(stderr,
-               "%zu prompts, up to %d at once: %ld tokens generated in %.3f s (%.1f tok/s with "
-               "prefill) | threads %d, kernels %s\n",
-               n, job.parallel, spec.generated, seconds,
-               seconds > 0 ? static_cast<double>(spec.generated) / seconds : 0.0,
-               pool.num_threads(), BestKernels().target);
-  return 0;
-}
-
-int Run(const GenerateFlags& f, bool have_prompt, bool have_file, bool have_ids,
-        bool have_ids_file) {
-  if (int(have_prompt) + int(have_file) + int(have_ids) + int(have_ids_file) != 1) {
-    return Fail(
+Status CheckFlags(const GenerateFlags& f, const Input& in) {
+  if (int(in.prompt) + int(in.file) + int(in.ids) + int(in.ids_file) != 1) {
+    return Error(
         "generate: give exactly one of -p/--prompt, -f/--file, --prompt-ids, --prompt-ids-file");
   }
   if (f.parallel < 1 || f.parallel > 256)
-    return Fail("--parallel: must be in [1, 256] (got " + std::to_string(f.parallel) + ")");
-  if (have_ids_file && (f.json || !f.trace.empty()))
-    return Fail("--prompt-ids-file: prints JSON lines already; --json and --trace do not apply");
+    return Error("--parallel: must be in [1, 256] (got " + std::to_string(f.parallel) + ")");
+  if (in.ids_file && (f.json || !f.trace.empty()))
+    return Error("--prompt-ids-file: prints JSON lines already; --json and --trace do not apply");
   if (f.n_predict < 0)
-    return Fail("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
-  if (Status s = CheckThreadsAndContext(f.threads, f.ctx_size); !s.ok()) return Fail(s.message());
+    return Error("-n/--n-predict: must be >= 0 (got " + std::to_string(f.n_predict) + ")");
+  if (Status s = CheckThreadsAndContext(f.threads, f.ctx_size); !s.ok()) return s;
   if (f.draft_max && (*f.draft_max < 1 || *f.draft_max > kMaxDraftMax)) {
-    return Fail("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " +
-                std::to_string(*f.draft_max) + ")");
+    return Error("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " +
+                 std::to_string(*f.draft_max) + ")");
   }
   if (f.draft.empty() && (f.draft_max || f.draft_policy != "fixed")) {
-    return Fail("--draft-max/--draft-policy: need a drafter (-md/--draft DIR)");
+    return Error("--draft-max/--draft-policy: need a drafter (-md/--draft DIR)");
   }
-  if ((have_ids || have_ids_file) && f.chat)
-    return Fail("--chat: cannot be combined with --prompt-ids or --prompt-ids-file");
+  if ((in.ids || in.ids_file) && f.chat)
+    return Error("--chat: cannot be combined with --prompt-ids or --prompt-ids-file");
+  return OkStatus();
+}
 
+// The target and what goes with it: its generation config, its tokenizer and the context.
+struct Loaded {
+  std::unique_ptr<Gemma4Model> model;
+  GenerationConfig gen;
+  std::unique_ptr<Tokenizer> tok;  // null only when ids come in and the checkpoint has none
+  int context = 0;                 // positions per sequence
+};
+
+Result<Loaded> Load(const GenerateFlags& f, const Input& in) {
+  Loaded l;
   Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
-  if (!model.ok()) return Fail(model.status().message());
-  const Gemma4Config& cfg = (*model)->config();
+  if (!model.ok()) return model.status();
+  l.model = std::move(*model);
   Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
-  if (!gen.ok()) return Fail(gen.status().message());
+  if (!gen.ok()) return gen.status();
+  l.gen = std::move(*gen);
   // The tokenizer is needed for text in and out; with --prompt-ids and --json it is optional.
-  std::unique_ptr<Tokenizer> tok;
-  const bool ids_in = have_ids || have_ids_file;
+  const bool ids_in = in.ids || in.ids_file;
   if (!ids_in || IsGgufPath(f.model) || FileExists(f.model + "/tokenizer.json")) {
     Result<std::unique_ptr<Tokenizer>> t = LoadCheckpointTokenizer(f.model);
-    if (!t.ok()) return Fail(t.status().message());
-    tok = std::move(*t);  // ids the model cannot embed are rejected by ValidatePrompt
+    if (!t.ok()) return t.status();
+    l.tok = std::move(*t);  // ids the model cannot embed are rejected by ValidatePrompt
   }
+  l.context = ContextSize(f.ctx_size, l.model->config().max_position_embeddings);
+  return l;
+}
 
-  const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
-  std::vector<int> prompt;
+// The prompt of -p/--prompt, -f/--file or --prompt-ids as token ids, not yet checked against the
+// model.
+Result<std::vector<int>> ReadPrompt(const GenerateFlags& f, const Input& in, const Loaded& l) {
+  if (in.ids) return ParseTokenIds(f.prompt_ids, "--prompt-ids");
+  std::string text = f.prompt;
+  if (in.file) {
+    Result<std::string> t = ReadPromptFile(f.file, *l.tok, l.context);
+    if (!t.ok()) return t.status();
+    text = std::move(*t);
+  }
+  if (text.empty()) return Error("prompt: empty prompt");
+  return f.chat ? EncodeChatPrompt(*l.tok, {{"user", text}})
+                : EncodeTextPrompt(*l.tok, l.gen, text);
+}
+
+// Either the one prompt or, with --prompt-ids-file, the batch of them (already checked).
+struct Prompts {
+  std::vector<int> one;
   std::vector<std::vector<int>> batch;
-  if (have_ids_file) {
-    Result<std::vector<std::vector<int>>> b =
-        ReadPromptIdsFile(f.prompt_ids_file, cfg.vocab_size, context);
-    if (!b.ok()) return Fail(b.status().message());
-    batch = std::move(*b);
-  } else if (have_ids) {
-    Result<std::vector<int>> ids = ParseTokenIds(f.prompt_ids, "--prompt-ids");
-    if (!ids.ok()) return Fail(ids.status().message());
-    prompt = std::move(*ids);
-  } else {
-    std::string text = f.prompt;
-    if (have_file) {
-      Result<std::string> t = ReadPromptFile(f.file, *tok, context);
-      if (!t.ok()) return Fail(t.status().message());
-      text = std::move(*t);
-    }
-    if (text.empty()) return Fail("prompt: empty prompt");
-    prompt = f.chat ? EncodeChatPrompt(*tok, {{"user", text}}) : EncodeTextPrompt(*tok, *gen, text);
-  }
+};
 
+Result<Prompts> ReadPrompts(const GenerateFlags& f, const Input& in, const Loaded& l) {
+  Prompts p;
+  if (in.ids_file) {
+    Result<std::vector<std::vector<int>>> batch =
+        ReadPromptIdsFile(f.prompt_ids_file, l.model->config().vocab_size, l.context);
+    if (!batch.ok()) return batch.status();
+    p.batch = std::move(*batch);
+  } else {
+    Result<std::vector<int>> one = ReadPrompt(f, in, l);
+    if (!one.ok()) return one.status();
+    p.one = std::move(*one);
+  }
+  return p;
+}
+
+// Checked after the sampling settings, so that their errors come first.
+Status CheckPrompt(const GenerateFlags& f, const Input& in, const Loaded& l,
+                   const std::vector<int>& prompt) {
+  const Status s = ValidatePrompt(prompt, l.model->config().vocab_size, l.context);
+  if (s.ok()) return s;
+  return Error((in.file ? "-f/--file: " + f.file + ": " : std::string()) + s.message() +
+               (static_cast<int>(prompt.size()) >= l.context ? " (raise -c/--ctx-size)" : ""));
+}
+
+// The flags over generation_config.json's sampling defaults.
+Result<GenerateOptions> ResolveOptions(const GenerateFlags& f, const Loaded& l) {
   GenerateOptions opt;
   opt.max_new_tokens = f.n_predict;
-  opt.stop_ids = StopIds(*gen, tok.get(), f.chat);
-  opt.sampling = ResolveSampling(*gen, {.temperature = f.temp,
-                                        .top_p = f.top_p,
-                                        .min_p = f.min_p,
-                                        .top_k = f.top_k,
-                                        .seed = f.seed});
-  const SamplingParams& sp = opt.sampling;
-  if (Status s = sp.Validate(); !s.ok()) return Fail(s.message());
+  opt.stop_ids = StopIds(l.gen, l.tok.get(), f.chat);
+  opt.sampling = ResolveSampling(l.gen, {.temperature = f.temp,
+                                         .top_p = f.top_p,
+                                         .min_p = f.min_p,
+                                         .top_k = f.top_k,
+                                         .seed = f.seed});
+  if (Status s = opt.sampling.Validate(); !s.ok()) return s;
+  return opt;
+}
 
-  Status valid = have_ids_file ? OkStatus() : ValidatePrompt(prompt, cfg.vocab_size, context);
-  if (!valid.ok()) {
-    const Status& s = valid;
-    return Fail((have_file ? "-f/--file: " + f.file + ": " : std::string()) + s.message() +
-                (static_cast<int>(prompt.size()) >= context ? " (raise -c/--ctx-size)" : ""));
+// Speculative decoding: all empty (and draft_max 0) without -md/--draft.
+struct Drafting {
+  std::unique_ptr<Gemma4Assistant> assistant;
+  int draft_max = 0;
+  std::unique_ptr<DraftPolicy> policy;  // the one prompt's: batched sequences each get their own
+  std::ofstream trace;                  // open with --trace
+};
+
+// --draft-max, else the assistant's num_assistant_tokens, else kDefaultDraftMax.
+Result<int> DraftMax(const GenerateFlags& f) {
+  if (f.draft_max) return *f.draft_max;
+  Result<GenerationConfig> ag = GenerationConfig::LoadFromDir(f.draft);
+  if (!ag.ok()) return ag.status();
+  return std::clamp(ag->num_assistant_tokens.value_or(kDefaultDraftMax), 1, kMaxDraftMax);
+}
+
+// The assistant, when given, is validated against the target before anything runs.
+Result<Drafting> LoadDrafting(const GenerateFlags& f, const Gemma4Model& target) {
+  Drafting d;
+  Result<std::unique_ptr<Gemma4Assistant>> assistant = LoadAssistant(f.draft, target);
+  if (!assistant.ok()) return assistant.status();
+  d.assistant = std::move(*assistant);
+  if (d.assistant) {
+    Result<int> k = DraftMax(f);
+    if (!k.ok()) return k.status();
+    d.draft_max = *k;
+    Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(f.draft_policy, d.draft_max);
+    if (!p.ok()) return p.status();
+    d.policy = std::move(*p);
   }
-  // The assistant, when given, is validated against the target before anything runs.
-  Result<std::unique_ptr<Gemma4Assistant>> a = LoadAssistant(f.draft, **model);
-  if (!a.ok()) return Fail(a.status().message());
-  std::unique_ptr<Gemma4Assistant> assistant = std::move(*a);
-  int draft_max = f.draft_max.value_or(0);
-  std::unique_ptr<DraftPolicy> policy;
-  if (assistant) {
-    if (!f.draft_max) {
-      Result<GenerationConfig> ag = GenerationConfig::LoadFromDir(f.draft);
-      if (!ag.ok()) return Fail(ag.status().message());
-      draft_max = ag->num_assistant_tokens.value_or(kDefaultDraftMax);
-      draft_max = std::clamp(draft_max, 1, kMaxDraftMax);
-    }
-    Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(f.draft_policy, draft_max);
-    if (!p.ok()) return Fail(p.status().message());
-    policy = std::move(*p);
-  }
-  std::ofstream trace;
   if (!f.trace.empty()) {
-    if (!assistant) return Fail("--trace: needs a drafter (-md/--draft DIR)");
-    trace.open(f.trace, std::ios::trunc);
-    if (!trace) return Fail("--trace: cannot create '" + f.trace + "'");
+    if (!d.assistant) return Error("--trace: needs a drafter (-md/--draft DIR)");
+    d.trace.open(f.trace, std::ios::trunc);
+    if (!d.trace) return Error("--trace: cannot create '" + f.trace + "'");
   }
-  ThreadPool pool(ThreadCount(f.threads));
-  if (have_ids_file) {
-    std::optional<MtpDrafter> drafter;
-    if (assistant) drafter.emplace(*assistant);
-    return RunBatch({.prompts = batch,
-                     .opt = opt,
-                     .parallel = f.parallel,
-                     .context = context,
-                     .draft_max = assistant ? draft_max : 0,
-                     .draft_policy = f.draft_policy,
-                     .tok = tok.get()},
-                    **model, drafter ? &*drafter : nullptr, pool);
-  }
-  std::unique_ptr<KvCache> cache = (*model)->NewCache(context, std::max(64, draft_max + 1));
+  return d;
+}
 
+// What decoding needs once everything is loaded and checked.
+struct Setup {
+  const GenerateFlags& f;
+  Gemma4Model& model;
+  const Tokenizer* tok;  // null: ids only, no "text"
+  const GenerateOptions& opt;
+  int context = 0;
+  Drafting& drafting;
+  ThreadPool& pool;
+};
+
+struct Decoded {
+  SpecResult result;
+  std::string text;  // without stop tokens; empty without a tokenizer
+};
+
+// Speculative with an assistant, plain without.
+Result<SpecResult> Generate(const Setup& s, KvCache& cache, const std::vector<int>& prompt,
+                            const TokenCallback& on_token) {
+  Drafting& d = s.drafting;
+  if (!d.assistant) return GeneratePlain(s.model, s.pool, cache, prompt, s.opt, on_token);
+  MtpDrafter drafter(*d.assistant);
+  SpecOptions so{.base = s.opt,
+                 .draft_max = d.draft_max,
+                 .policy = d.policy.get(),
+                 .trace = d.trace.is_open() ? &d.trace : nullptr};
+  return GenerateSpeculative(s.model, drafter, s.pool, cache, prompt, so, on_token);
+}
+
+// Without --json the text goes to stdout as it is decoded.
+Result<Decoded> Decode(const Setup& s, const std::vector<int>& prompt) {
+  std::unique_ptr<KvCache> cache =
+      s.model.NewCache(s.context, std::max(64, s.drafting.draft_max + 1));
   std::optional<StreamDecoder> stream;
-  if (tok) stream.emplace(*tok);
-  std::string text;
+  if (s.tok) stream.emplace(*s.tok);
+  Decoded out;
   auto on_token = [&](int t) {
-    if (!stream || IsStop(opt.stop_ids, t)) return;
+    if (!stream || IsStop(s.opt.stop_ids, t)) return;
     const std::string piece = stream->Push(t);
-    text += piece;
-    if (!f.json) {
+    out.text += piece;
+    if (!s.f.json) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     }
   };
-  Result<SpecResult> sr = Error("unreachable");
-  if (assistant) {
-    MtpDrafter drafter(*assistant);
-    SpecOptions so{.base = opt,
-                   .draft_max = draft_max,
-                   .policy = policy.get(),
-                   .trace = trace.is_open() ? &trace : nullptr};
-    sr = GenerateSpeculative(**model, drafter, pool, *cache, prompt, so, on_token);
-  } else {
-    sr = GeneratePlain(**model, pool, *cache, prompt, opt, on_token);
-  }
-  if (!sr.ok()) return Fail(sr.status().message());
-  const GenerateResult* r = &sr->gen;
-  const SpecStats* spec = assistant ? &sr->spec : nullptr;
+  Result<SpecResult> r = Generate(s, *cache, prompt, on_token);
+  if (!r.ok()) return r.status();
+  out.result = std::move(*r);
   if (stream) {
     const std::string tail = stream->Flush();
-    text += tail;
-    if (!f.json) std::fwrite(tail.data(), 1, tail.size(), stdout);
+    out.text += tail;
+    if (!s.f.json) std::fwrite(tail.data(), 1, tail.size(), stdout);
   }
-  const GenerateStats& st = r->stats;
-  if (f.json) {
-    nlohmann::ordered_json out = {{"prompt_ids", prompt},
-                                  {"ids", r->ids},
-                                  {"text", text},
-                                  {"stop_reason", StopReasonName(r->stop)},
-                                  {"stats",
-                                   {{"prompt_tokens", st.prompt_tokens},
-                                    {"generated_tokens", st.generated_tokens},
-                                    {"prefill_s", st.prefill_s},
-                                    {"decode_s", st.decode_s},
-                                    {"decode_tok_per_s", st.decode_tok_per_s()},
-                                    {"target_forwards", sr->spec.target_forwards}}}};
-    if (spec) {
-      nlohmann::ordered_json& s = out["stats"];
-      s["draft_max"] = draft_max;
-      s["draft_policy"] = f.draft_policy;
-      s["draft_rounds"] = spec->draft_rounds;
-      s["drafted"] = spec->drafted;
-      s["accepted"] = spec->accepted;
-      s["acceptance_rate"] = spec->acceptance_rate();
-      s["mean_tokens_per_round"] = spec->mean_tokens_per_round();
-      s["accepted_per_position"] = spec->accepted_per_position;
-    }
-    std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
-              << std::endl;
-  } else {
+  return out;
+}
+
+// With --json, one object; otherwise the streamed text is ended with a newline.
+void PrintResult(const Setup& s, const std::vector<int>& prompt, const Decoded& d) {
+  if (!s.f.json) {
     std::cout << std::endl;
+    return;
   }
-  if (spec) {
+  const GenerateResult& r = d.result.gen;
+  const GenerateStats& st = r.stats;
+  nlohmann::ordered_json out = {{"prompt_ids", prompt},
+                                {"ids", r.ids},
+                                {"text", d.text},
+                                {"stop_reason", StopReasonName(r.stop)},
+                                {"stats",
+                                 {{"prompt_tokens", st.prompt_tokens},
+                                  {"generated_tokens", st.generated_tokens},
+                                  {"prefill_s", st.prefill_s},
+                                  {"decode_s", st.decode_s},
+                                  {"decode_tok_per_s", st.decode_tok_per_s()},
+                                  {"target_forwards", d.result.spec.target_forwards}}}};
+  if (s.drafting.assistant) {
+    const SpecStats& spec = d.result.spec;
+    nlohmann::ordered_json& o = out["stats"];
+    o["draft_max"] = s.drafting.draft_max;
+    o["draft_policy"] = s.f.draft_policy;
+    o["draft_rounds"] = spec.draft_rounds;
+    o["drafted"] = spec.drafted;
+    o["accepted"] = spec.accepted;
+    o["acceptance_rate"] = spec.acceptance_rate();
+    o["mean_tokens_per_round"] = spec.mean_tokens_per_round();
+    o["accepted_per_position"] = spec.accepted_per_position;
+  }
+  std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+            << std::endl;
+}
+
+void PrintTimings(const Setup& s, const Decoded& d) {
+  if (s.drafting.assistant) {
+    const SpecStats& spec = d.result.spec;
     std::fprintf(
         stderr,
         "speculative: K=%d (%s), %ld rounds, %ld/%ld drafts accepted (%.1f%%), %.2f tokens "
         "per round\n",
-        draft_max, f.draft_policy.c_str(), spec->draft_rounds, spec->accepted, spec->drafted,
-        100.0 * spec->acceptance_rate(), spec->mean_tokens_per_round());
+        s.drafting.draft_max, s.f.draft_policy.c_str(), spec.draft_rounds, spec.accepted,
+        spec.drafted, 100.0 * spec.acceptance_rate(), spec.mean_tokens_per_round());
   }
+  const GenerateStats& st = d.result.gen.stats;
   std::fprintf(
       stderr,
       "prompt: %d tokens in %.3f s (%.1f tok/s) | generated: %d tokens in %.3f s (%.2f tok/s) | "
       "stop: %s | threads %d, kernels %s\n",
       st.prompt_tokens, st.prefill_s, st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0.0,
-      st.generated_tokens, st.decode_s, st.decode_tok_per_s(), StopReasonName(r->stop),
-      pool.num_threads(), BestKernels().target);
+      st.generated_tokens, st.decode_s, st.decode_tok_per_s(), StopReasonName(d.result.gen.stop),
+      s.pool.num_threads(), BestKernels().target);
+}
+
+int RunOne(const Setup& s, const std::vector<int>& prompt) {
+  Result<Decoded> d = Decode(s, prompt);
+  if (!d.ok()) return Fail(d.status().message());
+  PrintResult(s, prompt, *d);
+  PrintTimings(s, *d);
   return 0;
+}
+
+struct BatchDecoded {
+  std::vector<SpecResult> results;  // in file order
+  double seconds = 0.0;             // prefill included
+};
+
+// Every prompt through the continuous-batching engine, up to --parallel at once; each output
+// equals decoding its prompt alone. A sampled prompt i uses seed + i.
+Result<BatchDecoded> DecodeBatch(const Setup& s, const std::vector<std::vector<int>>& prompts) {
+  const Drafting& d = s.drafting;
+  std::optional<MtpDrafter> drafter;
+  if (d.assistant) drafter.emplace(*d.assistant);
+  const size_t n = prompts.size();
+  std::vector<std::unique_ptr<DraftPolicy>> policies(n);
+  BatchDecoded out;
+  out.results.resize(n);
+  Status failure;
+  BatchEngine engine(
+      s.model, drafter ? &*drafter : nullptr, s.pool,
+      {.max_running = s.f.parallel, .context = s.context, .prefill_rows = s.opt.prefill_chunk});
+  const double t0 = NowSeconds();
+  for (size_t i = 0; i < n; ++i) {
+    SeqOptions so{.base = s.opt, .draft_max = d.draft_max};
+    so.base.sampling.seed += i;
+    if (d.draft_max > 0) {
+      Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(s.f.draft_policy, d.draft_max);
+      if (!p.ok()) return p.status();
+      policies[i] = std::move(*p);
+      so.policy = policies[i].get();
+    }
+    Result<int> id = engine.Add(
+        prompts[i], so, [](int) {},
+        [&, i](const SpecResult& r, const Status& st) {
+          out.results[i] = r;
+          if (!st.ok() && failure.ok()) failure = st;
+        });
+    if (!id.ok()) return id.status();
+  }
+  while (!engine.idle()) engine.Step();
+  if (!failure.ok()) return failure;
+  out.seconds = NowSeconds() - t0;
+  return out;
+}
+
+// One JSON line per prompt on stdout, in file order; the totals on stderr.
+void PrintBatch(const Setup& s, const std::vector<std::vector<int>>& prompts,
+                const BatchDecoded& d) {
+  SpecStats spec;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const SpecResult& r = d.results[i];
+    spec.Add(r.spec);
+    nlohmann::ordered_json out = {{"index", i}, {"prompt_ids", prompts[i]}, {"ids", r.gen.ids}};
+    if (s.tok) {
+      std::vector<int> shown;
+      for (int t : r.gen.ids) {
+        if (!IsStop(s.opt.stop_ids, t)) shown.push_back(t);
+      }
+      out["text"] = s.tok->Decode(shown);
+    }
+    out["stop_reason"] = StopReasonName(r.gen.stop);
+    std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  }
+  std::cout << std::flush;
+  if (s.drafting.draft_max > 0) {
+    std::fprintf(stderr, "speculative: K=%d (%s), %ld/%ld drafts accepted (%.1f%%)\n",
+                 s.drafting.draft_max, s.f.draft_policy.c_str(), spec.accepted, spec.drafted,
+                 100.0 * spec.acceptance_rate());
+  }
+  std::fprintf(stderr,
+               "%zu prompts, up to %d at once: %ld tokens generated in %.3f s (%.1f tok/s with "
+               "prefill) | threads %d, kernels %s\n",
+               prompts.size(), s.f.parallel, spec.generated, d.seconds,
+               d.seconds > 0 ? static_cast<double>(spec.generated) / d.seconds : 0.0,
+               s.pool.num_threads(), BestKernels().target);
+}
+
+int RunBatch(const Setup& s, const std::vector<std::vector<int>>& prompts) {
+  Result<BatchDecoded> d = DecodeBatch(s, prompts);
+  if (!d.ok()) return Fail(d.status().message());
+  PrintBatch(s, prompts, *d);
+  return 0;
+}
+
+int Run(const GenerateFlags& f, const Input& in) {
+  if (Status s = CheckFlags(f, in); !s.ok()) return Fail(s.message());
+  Result<Loaded> loaded = Load(f, in);
+  if (!loaded.ok()) return Fail(loaded.status().message());
+  Result<Prompts> prompts = ReadPrompts(f, in, *loaded);
+  if (!prompts.ok()) return Fail(prompts.status().message());
+  Result<GenerateOptions> opt = ResolveOptions(f, *loaded);
+  if (!opt.ok()) return Fail(opt.status().message());
+  if (!in.ids_file) {
+    if (Status s = CheckPrompt(f, in, *loaded, prompts->one); !s.ok()) return Fail(s.message());
+  }
+  Result<Drafting> drafting = LoadDrafting(f, *loaded->model);
+  if (!drafting.ok()) return Fail(drafting.status().message());
+  ThreadPool pool(ThreadCount(f.threads));
+  const Setup s{.f = f,
+                .model = *loaded->model,
+                .tok = loaded->tok.get(),
+                .opt = *opt,
+                .context = loaded->context,
+                .drafting = *drafting,
+                .pool = pool};
+  return in.ids_file ? RunBatch(s, prompts->batch) : RunOne(s, prompts->one);
 }
 
 }  // namespace
@@ -394,7 +507,10 @@ Runner AddGenerate(CLI::App& app) {
                 "that maximises expected tokens per second, from measured pass costs)");
   c->add_option("--trace", f->trace, "write one JSON line per speculative round to FILE");
   return [f, p, file, ids, ids_file]() {
-    return Run(*f, p->count() > 0, file->count() > 0, ids->count() > 0, ids_file->count() > 0);
+    return Run(*f, {.prompt = p->count() > 0,
+                    .file = file->count() > 0,
+                    .ids = ids->count() > 0,
+                    .ids_file = ids_file->count() > 0});
   };
 }
 
