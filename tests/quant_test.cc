@@ -11,9 +11,9 @@
 #include "specula/formats/quantize.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/generate.h"
+#include "specula/spec/generate_one.h"
 #include "specula/spec/mtp_drafter.h"
 #include "specula/spec/replay_drafter.h"
-#include "specula/spec/spec_loop.h"
 #include "test_util.h"
 
 namespace specula {
@@ -129,7 +129,7 @@ TEST_P(QuantizedModel, SpeculativeStaysLossless) {
     ReplayDrafter noisy(seq, 512, 0.3, 7);
     for (Drafter* d : {static_cast<Drafter*>(&mtp), static_cast<Drafter*>(&noisy)}) {
       auto c2 = target->NewCache(400, 5);
-      SpecOptions so{.base = o, .draft_max = 4};
+      SeqOptions so{.base = o, .draft_max = 4};
       Result<SpecResult> s = GenerateSpeculative(*target, *d, pool, *c2, prompt, so, nullptr);
       ASSERT_TRUE(s.ok());
       EXPECT_EQ(s->gen.ids, plain.ids);

@@ -14,9 +14,9 @@
 #include "specula/base/thread_pool.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/generate.h"
+#include "specula/spec/generate_one.h"
 #include "specula/spec/mtp_drafter.h"
 #include "specula/spec/replay_drafter.h"
-#include "specula/spec/spec_loop.h"
 #include "test_util.h"
 
 namespace specula {
@@ -44,7 +44,7 @@ SpecResult Spec(Gemma4Model& m, Drafter& d, std::span<const int> prompt, int n, 
                 SamplingParams sp = {}) {
   ThreadPool pool(2);
   auto cache = m.NewCache(ctx, k + 1);  // the smallest headroom that works: exercises ring rollback
-  SpecOptions o;
+  SeqOptions o;
   o.base.max_new_tokens = n;
   o.base.stop_ids = std::move(stop);
   o.base.sampling = sp;
@@ -107,7 +107,7 @@ TEST(Spec, ASequenceEndingInsideItsDraftsLeavesThePlainCache) {
   ThreadPool pool(2);
   for (int n : {7, 8, 9, 10}) {  // 1 + 5 tokens, then a round of 4 drafts + 1 that the budget cuts
     auto cache = f.target->NewCache(256, 5);
-    SpecOptions o;
+    SeqOptions o;
     o.base.max_new_tokens = n;
     o.draft_max = 4;
     Result<SpecResult> r =
@@ -118,7 +118,7 @@ TEST(Spec, ASequenceEndingInsideItsDraftsLeavesThePlainCache) {
   }
   // A stop id among the drafts of a round.
   auto cache = f.target->NewCache(256, 5);
-  SpecOptions o;
+  SeqOptions o;
   o.base.max_new_tokens = 40;
   o.base.stop_ids = {plain.ids[8]};
   o.draft_max = 4;
@@ -329,7 +329,7 @@ TEST(Spec, TraceHasOneLinePerRound) {
   std::ostringstream trace;
   ThreadPool pool(1);
   auto cache = f.target->NewCache(100);
-  SpecOptions o;
+  SeqOptions o;
   o.base.max_new_tokens = 50;
   o.draft_max = 3;
   o.trace = &trace;
@@ -358,7 +358,7 @@ TEST(Spec, DecodeTimeSplitsIntoPassesDraftsAndTheRest) {
   ThreadPool pool(1);
   auto cache = f.target->NewCache(160);
   MtpDrafter mtp(*f.assistant);
-  SpecOptions o;
+  SeqOptions o;
   o.base.max_new_tokens = 60;
   o.draft_max = 3;
   Result<SpecResult> r = GenerateSpeculative(*f.target, mtp, pool, *cache, kPrompt, o, nullptr);

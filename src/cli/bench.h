@@ -7,7 +7,7 @@
 
 #include "specula/base/json.h"
 #include "specula/base/status.h"
-#include "specula/spec/spec_loop.h"
+#include "specula/spec/generate_one.h"
 
 namespace specula {
 class Gemma4Assistant;

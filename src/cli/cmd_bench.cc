@@ -15,9 +15,9 @@
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/generate.h"
 #include "specula/spec/batch_engine.h"
+#include "specula/spec/generate_one.h"
 #include "specula/spec/mtp_drafter.h"
 #include "specula/spec/replay_drafter.h"
-#include "specula/spec/spec_loop.h"
 #include "specula/tokenizer/tokenizer.h"
 #include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/bench.h"
@@ -184,7 +184,7 @@ Status RunSpecRep(const BenchSetup& b, size_t i, Runs& runs) {
   }
   Result<std::unique_ptr<DraftPolicy>> policy = MakeDraftPolicy(b.f.policy, k);
   if (!policy.ok()) return policy.status();
-  SpecOptions so{.base = b.base, .draft_max = k, .policy = policy->get()};
+  SeqOptions so{.base = b.base, .draft_max = k, .policy = policy->get()};
   Result<SpecResult> r = GenerateSpeculative(b.target, *d, b.pool, *cache, b.prompt, so, nullptr);
   if (!r.ok()) return r.status();
   if (b.f.sampling.greedy() && r->gen.ids != runs.reference) {

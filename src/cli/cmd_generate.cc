@@ -18,8 +18,8 @@
 #include "specula/runtime/prompt.h"
 #include "specula/spec/batch_engine.h"
 #include "specula/spec/draft_policy.h"
+#include "specula/spec/generate_one.h"
 #include "specula/spec/mtp_drafter.h"
-#include "specula/spec/spec_loop.h"
 #include "specula/tokenizer/tokenizer.h"
 #include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/commands.h"
@@ -271,10 +271,10 @@ Result<SpecResult> Generate(const Setup& s, KvCache& cache, const std::vector<in
   Drafting& d = s.drafting;
   if (!d.assistant) return GeneratePlain(s.model, s.pool, cache, prompt, s.opt, on_token);
   MtpDrafter drafter(*d.assistant);
-  SpecOptions so{.base = s.opt,
-                 .draft_max = d.draft_max,
-                 .policy = d.policy.get(),
-                 .trace = d.trace.is_open() ? &d.trace : nullptr};
+  SeqOptions so{.base = s.opt,
+                .draft_max = d.draft_max,
+                .policy = d.policy.get(),
+                .trace = d.trace.is_open() ? &d.trace : nullptr};
   return GenerateSpeculative(s.model, drafter, s.pool, cache, prompt, so, on_token);
 }
 
@@ -384,9 +384,8 @@ Result<BatchDecoded> DecodeBatch(const Setup& s, const std::vector<std::vector<i
   BatchDecoded out;
   out.results.resize(n);
   Status failure;
-  BatchEngine engine(
-      s.model, drafter ? &*drafter : nullptr, s.pool,
-      {.max_running = s.f.parallel, .context = s.context, .prefill_rows = s.opt.prefill_chunk});
+  BatchEngine engine(s.model, drafter ? &*drafter : nullptr, s.pool,
+                     {.max_running = s.f.parallel, .context = s.context});
   const double t0 = NowSeconds();
   for (size_t i = 0; i < n; ++i) {
     SeqOptions so{.base = s.opt, .draft_max = d.draft_max};

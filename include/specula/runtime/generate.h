@@ -1,5 +1,5 @@
 // What a generation is asked for and what it reports, plain or speculative. Both decode through
-// the batch engine (specula/spec/spec_loop.h); the prompt rules live in specula/runtime/prompt.h.
+// the batch engine (specula/spec/generate_one.h); the prompt rules live in specula/runtime/prompt.h.
 #pragma once
 
 #include <functional>
@@ -22,10 +22,9 @@ struct GenerateOptions {
   int max_new_tokens = 128;
   SamplingParams sampling;
   std::vector<int> stop_ids;  // generation ends after emitting one of these
-  int prefill_chunk = 256;    // rows per prefill forward (bounds activation memory)
 };
 
-// One sequence's token counts and times; what its passes did is in SpecStats (spec_loop.h).
+// One sequence's token counts and times; what its passes did is in SpecStats (spec/spec_stats.h).
 struct GenerateStats {
   int prompt_tokens = 0;
   int cached_tokens = 0;  // of the prompt, loaded from the prompt cache (not computed)

@@ -11,7 +11,7 @@
 #include "specula/base/json.h"
 #include "specula/runtime/chat.h"
 #include "specula/runtime/sampler.h"
-#include "specula/spec/spec_loop.h"
+#include "specula/spec/generate_one.h"
 
 namespace specula::server {
 

@@ -19,7 +19,9 @@
 #include <vector>
 
 #include "specula/models/target_model.h"
-#include "specula/spec/spec_loop.h"
+#include "specula/spec/draft_policy.h"
+#include "specula/spec/drafter.h"
+#include "specula/spec/spec_stats.h"
 
 namespace specula {
 

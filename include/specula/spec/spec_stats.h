@@ -1,24 +1,11 @@
-// Generation of one sequence, plain or speculative, through the batch engine (the path a server
-// batch takes). Plain: prefill, then one target forward per token. Speculative: prefill, first
-// token, then rounds of
-//   draft K -> verify K+1 rows in one target forward -> accept -> roll back rejected KV -> bonus.
-// Greedy speculative output is token for token the plain output; sampled output has the target's
-// distribution (rejection sampling).
+// What decoding did and cost (SpecStats), and what one sequence's decoding returns (SpecResult).
 #pragma once
 
-#include <ostream>
-#include <span>
 #include <vector>
 
 #include "specula/runtime/generate.h"
-#include "specula/spec/draft_policy.h"
-#include "specula/spec/drafter.h"
 
 namespace specula {
-
-class Gemma4Model;
-class KvCache;
-class ThreadPool;
 
 // What decoding did and what it cost, for one sequence (SpecResult::spec), for an engine since it
 // started (BatchEngine::counters) or for a server (MetricsSnapshot::totals); printing and exporting
@@ -50,27 +37,9 @@ struct SpecStats {
   }
 };
 
-struct SpecOptions {
-  GenerateOptions base;
-  int draft_max = 3;
-  DraftPolicy* policy = nullptr;  // nullptr: always draft_max
-  std::ostream* trace = nullptr;  // one JSON line per round
-};
-
 struct SpecResult {
   GenerateResult gen;
   SpecStats spec;
 };
-
-// Prefills `prompt` into `cache` (which must be empty) and generates until a stop id, the token
-// budget or the context is reached. Errors: the prompt (ValidatePrompt), sampling settings.
-Result<SpecResult> GeneratePlain(Gemma4Model& model, ThreadPool& pool, KvCache& cache,
-                                 std::span<const int> prompt, const GenerateOptions& options,
-                                 const TokenCallback& on_token);
-
-// `cache` must be empty and have at least draft_max + 1 rows of sliding-window headroom.
-Result<SpecResult> GenerateSpeculative(Gemma4Model& target, Drafter& drafter, ThreadPool& pool,
-                                       KvCache& cache, std::span<const int> prompt,
-                                       const SpecOptions& options, const TokenCallback& on_token);
 
 }  // namespace specula

@@ -1,0 +1,41 @@
+#include "specula/spec/spec_stats.h"
+
+namespace specula {
+
+void SpecStats::Record(int k, int n) {
+  ++draft_rounds;
+  drafted += k;
+  accepted += n;
+  round_tokens += n + 1;
+  if (static_cast<int>(drafted_per_position.size()) < k) {
+    drafted_per_position.resize(static_cast<size_t>(k), 0);
+    accepted_per_position.resize(static_cast<size_t>(k), 0);
+  }
+  for (int j = 0; j < k; ++j) drafted_per_position[static_cast<size_t>(j)]++;
+  for (int j = 0; j < n; ++j) accepted_per_position[static_cast<size_t>(j)]++;
+}
+
+void SpecStats::Add(const SpecStats& o) {
+  target_forwards += o.target_forwards;
+  decode_forwards += o.decode_forwards;
+  experts_read += o.experts_read;
+  forward_s += o.forward_s;
+  draft_s += o.draft_s;
+  prompt_tokens += o.prompt_tokens;
+  prompt_cached += o.prompt_cached;
+  generated += o.generated;
+  draft_rounds += o.draft_rounds;
+  drafted += o.drafted;
+  accepted += o.accepted;
+  round_tokens += o.round_tokens;
+  if (drafted_per_position.size() < o.drafted_per_position.size()) {
+    drafted_per_position.resize(o.drafted_per_position.size(), 0);
+    accepted_per_position.resize(o.drafted_per_position.size(), 0);
+  }
+  for (size_t p = 0; p < o.drafted_per_position.size(); ++p) {
+    drafted_per_position[p] += o.drafted_per_position[p];
+    accepted_per_position[p] += o.accepted_per_position[p];
+  }
+}
+
+}  // namespace specula
