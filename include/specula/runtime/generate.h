@@ -1,5 +1,5 @@
 // What a generation is asked for and what it reports, plain or speculative. Both decode through
-// the batch engine (specula/spec/generate_one.h); the prompt rules live in specula/runtime/prompt.h.
+// the batch engine (specula/spec/generate_one.h); the prompt rules are in runtime/prompt.h.
 #pragma once
 
 #include <functional>
