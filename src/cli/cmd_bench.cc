@@ -225,13 +225,19 @@ Result<Runs> MeasureDecoding(const BenchSetup& b) {
 // The cost model is measured after a real prefix: a cache holding the prompt.
 struct Prefix {
   std::unique_ptr<KvCache> cache;
+  std::unique_ptr<PassScratch> scratch;  // reused by every timed pass, as the engine reuses its own
   ForwardOutput prompt;  // the prompt's pass: its last hidden row feeds the drafter step
 };
 
-Prefix PrefillPrompt(const BenchSetup& b) {
+Result<Prefix> PrefillPrompt(const BenchSetup& b) {
   Prefix at;
   at.cache = b.target.NewCache(b.context, MaxK(b) + 1);
-  (void)b.target.Forward({.ids = b.prompt, .cache = at.cache.get()}, b.pool, &at.prompt);
+  at.scratch = b.target.NewScratch();
+  if (Status s =
+          b.target.Forward({.ids = b.prompt, .cache = at.cache.get(), .scratch = at.scratch.get()},
+                           b.pool, &at.prompt);
+      !s.ok())
+    return s;
   return at;
 }
 
@@ -248,19 +254,24 @@ struct PassToTime {
   int reps = 5;
 };
 
-PassTime TimePass(const BenchSetup& b, Prefix& at, const PassToTime& pass) {
+Result<PassTime> TimePass(const BenchSetup& b, Prefix& at, const PassToTime& pass) {
   const std::vector<int> ids(pass.continuation.begin(), pass.continuation.begin() + pass.rows);
   std::vector<double> t;
   ForwardOutput out;
   const int base = at.cache->length();
   for (int r = 0; r < pass.reps; ++r) {
     const double t0 = NowSeconds();
-    (void)b.target.Forward({.ids = ids, .cache = at.cache.get(), .all_logits = pass.rows > 1},
-                           b.pool, &out);
+    if (Status s = b.target.Forward({.ids = ids,
+                                     .cache = at.cache.get(),
+                                     .all_logits = pass.rows > 1,
+                                     .scratch = at.scratch.get()},
+                                    b.pool, &out);
+        !s.ok())
+      return s;
     t.push_back(NowSeconds() - t0);
-    (void)at.cache->Truncate(base);
+    if (Status s = at.cache->Truncate(base); !s.ok()) return s;
   }
-  return {.seconds = Median(t), .experts_read = out.experts_read};
+  return PassTime{.seconds = Median(t), .experts_read = out.experts_read};
 }
 
 // One drafter step, as a fraction of a one-row target pass (none without an assistant).
@@ -288,9 +299,11 @@ struct VerifyPass {
   double flops_s = 0.0;  // its multiply-adds at peak FMA throughput
 };
 
-VerifyPass TimeVerify(const BenchSetup& b, Prefix& at, const Runs& runs, int k) {
+Result<VerifyPass> TimeVerify(const BenchSetup& b, Prefix& at, const Runs& runs, int k) {
   const Gemma4Config& c = b.target.config();
-  const PassTime pass = TimePass(b, at, {.continuation = runs.reference, .rows = k + 1, .reps = 5});
+  Result<PassTime> timed = TimePass(b, at, {.continuation = runs.reference, .rows = k + 1});
+  if (!timed.ok()) return timed.status();
+  const PassTime& pass = *timed;
   const double bytes = static_cast<double>(b.target.DenseWeightBytes()) +
                        static_cast<double>(b.target.ExpertBytes()) * pass.experts_read;
   // Every row through every matrix and its own experts, and the LM head (verification needs each
@@ -298,9 +311,9 @@ VerifyPass TimeVerify(const BenchSetup& b, Prefix& at, const Runs& runs, int k) 
   const double flops = 2.0 * (k + 1) *
                        (static_cast<double>(b.target.MatMulParamsPerToken()) +
                         static_cast<double>(c.vocab_size) * c.hidden_size);
-  return {.seconds = pass.seconds,
-          .bytes_s = bytes / (b.machine.bandwidth_gbs * 1e9),
-          .flops_s = flops / (b.machine.peak_gflops * 1e9)};
+  return VerifyPass{.seconds = pass.seconds,
+                    .bytes_s = bytes / (b.machine.bandwidth_gbs * 1e9),
+                    .flops_s = flops / (b.machine.peak_gflops * 1e9)};
 }
 
 // With experts, a pass reads the dense weights and the distinct experts its rows chose; null
@@ -427,19 +440,22 @@ OJson SpecRow(const BenchSetup& b, const Measured& m, size_t i, const VerifyPass
 
 // The cost model after the prompt (a one-row pass, a drafter step, a verify pass per K), then a
 // row for plain decoding and one per K.
-OJson ResultRows(const BenchSetup& b, const Runs& runs) {
-  Prefix at = PrefillPrompt(b);
-  const double one_row = TimePass(b, at, {.continuation = runs.reference}).seconds;
+Result<OJson> ResultRows(const BenchSetup& b, const Runs& runs) {
+  Result<Prefix> at = PrefillPrompt(b);
+  if (!at.ok()) return at.status();
+  Result<PassTime> one_row = TimePass(b, *at, {.continuation = runs.reference});
+  if (!one_row.ok()) return one_row.status();
   const ExpertReads experts(b.target, runs.plain_stats);
   const Measured m{.runs = runs,
                    .experts = experts,
-                   .one_row = one_row,
-                   .draft_step = DraftStepCost(b, at, one_row)};
+                   .one_row = one_row->seconds,
+                   .draft_step = DraftStepCost(b, *at, one_row->seconds)};
   OJson results = OJson::array();
   results.push_back(PlainRow(b, m));
   for (size_t i = 0; i < b.ks.size(); ++i) {
-    const VerifyPass verify = TimeVerify(b, at, runs, b.ks[i]);
-    results.push_back(SpecRow(b, m, i, verify));
+    Result<VerifyPass> verify = TimeVerify(b, *at, runs, b.ks[i]);
+    if (!verify.ok()) return verify.status();
+    results.push_back(SpecRow(b, m, i, *verify));
   }
   return results;
 }
@@ -468,11 +484,12 @@ int Run(const BenchFlags& f) {
 
   Result<Runs> runs = MeasureDecoding(b);
   if (!runs.ok()) return Fail(runs.status().message());
-  OJson results = ResultRows(b, *runs);
+  Result<OJson> results = ResultRows(b, *runs);
+  if (!results.ok()) return Fail(results.status().message());
   const Roofline roofline = RooflineOf(b);
   report["model"]["weight_bytes_per_token"] = roofline.bytes_per_token;
   report["model"]["roofline_tok_per_s"] = roofline.tok_per_s;
-  report["results"] = results;
+  report["results"] = *results;
   if (!f.plot.empty()) {
     if (Status s = Plot(report, f.plot); !s.ok()) return Fail(s.message());
   }
