@@ -14,7 +14,7 @@ const std::vector<float> kLogits = {1.0f, 3.0f, 2.0f, 0.5f, 3.0f, -1.0f, 2.5f, 0
 
 std::map<int, double> Probs(const SamplingParams& p) {
   std::map<int, double> m;
-  for (const auto& [t, q] : Sampler(p).Distribution(kLogits.data(), 8).probs) m[t] = q;
+  for (const auto& [t, q] : TokenWeights(p, kLogits.data(), 8).ToDistribution().probs) m[t] = q;
   return m;
 }
 
@@ -135,7 +135,7 @@ TEST(Sampler, MatchesTheNaiveDefinitionOnALargeVocabulary) {
   };
   for (const SamplingParams& sp : cases) {
     const TokenDistribution d =
-        ProcessedDistribution(sp, logits.data(), static_cast<int>(logits.size()));
+        TokenWeights(sp, logits.data(), static_cast<int>(logits.size())).ToDistribution();
     const std::map<int, double> want = NaiveDistribution(sp, logits);
     ASSERT_EQ(d.probs.size(), want.size()) << "T " << sp.temperature << " top_k " << sp.top_k
                                            << " top_p " << sp.top_p << " min_p " << sp.min_p;

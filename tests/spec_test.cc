@@ -389,7 +389,8 @@ TEST_P(SpecSampling, SampledOutputHasTheTargetDistribution) {
     ForwardOutput out;
     EXPECT_TRUE(f.target->Forward({.ids = ids, .cache = cache.get()}, pool, &out).ok());
     std::map<int, double>& m = expected[t1];
-    for (const auto& [tok, p] : Sampler(sp).Distribution(out.logits.data(), 512).probs) m[tok] = p;
+    for (const auto& [tok, p] : TokenWeights(sp, out.logits.data(), 512).ToDistribution().probs)
+      m[tok] = p;
     return m;
   };
   MtpDrafter mtp(*f.assistant);  // drafts sampled from its centroid-head q

@@ -61,9 +61,8 @@ struct QCase {
 
 TEST(RejectionVerifier, EmittedTokensFollowTheTargetDistribution) {
   const SamplingParams sp{.temperature = 0.9f, .top_k = 4};  // p has 4 tokens; 2 ids have p = 0
-  Sampler probe(sp);
-  const auto p0 = AsMap(probe.Distribution(kLogits[0], kV));
-  const auto p1 = AsMap(probe.Distribution(kLogits[1], kV));
+  const auto p0 = AsMap(TokenWeights(sp, kLogits[0], kV).ToDistribution());
+  const auto p1 = AsMap(TokenWeights(sp, kLogits[1], kV).ToDistribution());
   ASSERT_EQ(p0.size(), 4u);
   const std::vector<QCase> cases = {
       {"point mass (greedy draft)", {}, {}, 0, 2},
@@ -72,7 +71,8 @@ TEST(RejectionVerifier, EmittedTokensFollowTheTargetDistribution) {
        Dist({{0, 1 / 6.f}, {1, 1 / 6.f}, {2, 1 / 6.f}, {3, 1 / 6.f}, {4, 1 / 6.f}, {5, 1 / 6.f}}),
        Dist({{0, 1 / 6.f}, {1, 1 / 6.f}, {2, 1 / 6.f}, {3, 1 / 6.f}, {4, 1 / 6.f}, {5, 1 / 6.f}})},
       {"q on a subset (centroid head)", Dist({{1, 0.7f}, {3, 0.3f}}), Dist({{2, 0.5f}, {5, 0.5f}})},
-      {"q equals p", probe.Distribution(kLogits[0], kV), probe.Distribution(kLogits[1], kV)},
+      {"q equals p", TokenWeights(sp, kLogits[0], kV).ToDistribution(),
+       TokenWeights(sp, kLogits[1], kV).ToDistribution()},
   };
   for (const QCase& c : cases) {
     Sampler verifier(SamplingParams{.temperature = 0.9f, .top_k = 4, .seed = 99});

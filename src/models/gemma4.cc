@@ -61,7 +61,8 @@ Status Gemma4Model::ForwardBatch(std::span<const BatchSeq> seqs, ThreadPool& poo
   return OkStatus();
 }
 
-// Validates every sequence and lays out the stacked rows: ids, positions, offsets.
+// Validates every sequence and lays out the stacked rows (ids, positions, offsets), their RoPE
+// tables and the pass's buffers.
 Status Gemma4Model::Plan(Pass& p) const {
   const Gemma4Config& c = config_;
   Workspace& ws = p.ws;
@@ -77,6 +78,7 @@ Status Gemma4Model::Plan(Pass& p) const {
     const int Ts = static_cast<int>(q.ids.size());
     if (Ts == 0) return Error("empty input: at least one token is required");
     if (q.logit_rows < 0 || q.logit_rows > Ts) return Error("logit_rows out of range");
+    assert(q.cache != nullptr && q.cache->num_layers() == p.seqs[0].cache->num_layers());
     for (size_t sj = 0; sj < si; ++sj)
       assert(p.seqs[sj].cache != q.cache && "one cache per sequence");
     for (int id : q.ids) {
@@ -97,10 +99,31 @@ Status Gemma4Model::Plan(Pass& p) const {
     out.logit_offset.push_back(out.logit_offset.back() + q.logit_rows);
   }
   p.T = out.row_offset.back();
+  const size_t uT = static_cast<size_t>(p.T), uH = static_cast<size_t>(c.hidden_size);
+
+  // RoPE cos/sin per row and layer type, shared by every head and layer of that type.
+  const int hd_sliding = c.head_dim, hd_full = c.global_head_dim;
+  ws.rope_sliding.resize(uT * static_cast<size_t>(hd_sliding));
+  ws.rope_full.resize(uT * static_cast<size_t>(hd_full));
+  for (size_t t = 0; t < uT; ++t) {
+    RopeCosSin(hd_sliding, rope_sliding_.data(), ws.row_pos[t],
+               &ws.rope_sliding[t * static_cast<size_t>(hd_sliding)]);
+    RopeCosSin(hd_full, rope_full_.data(), ws.row_pos[t],
+               &ws.rope_full[t * static_cast<size_t>(hd_full)]);
+  }
+
+  // Scratch for this pass's new K/V, committed to the cache after the last layer so that
+  // KV-shared layers and early rows still see the pre-pass ring contents.
+  const size_t n_slots = static_cast<size_t>(p.seqs[0].cache->num_layers());
+  ws.new_k.resize(n_slots);
+  ws.new_v.resize(n_slots);
+  ws.attn_scratch.resize(static_cast<size_t>(p.pool.num_threads()));
+  ws.ranges.resize(static_cast<size_t>(p.pool.num_threads()));
+  ws.xn.resize(uT * uH);
   return OkStatus();
 }
 
-// x = E[ids] * sqrt(H); the per-layer inputs (E2B/E4B); RoPE tables per row and layer type.
+// x = E[ids] * sqrt(H), and the per-layer inputs where there are some (E2B/E4B).
 void Gemma4Model::Embed(Pass& p) const {
   const Gemma4Config& c = config_;
   Workspace& ws = p.ws;
@@ -137,26 +160,6 @@ void Gemma4Model::Embed(Pass& p) const {
       }
     });
   }
-
-  // RoPE cos/sin per row and layer type, shared by every head and layer of that type.
-  const int hd_sliding = c.head_dim, hd_full = c.global_head_dim;
-  ws.rope_sliding.resize(uT * static_cast<size_t>(hd_sliding));
-  ws.rope_full.resize(uT * static_cast<size_t>(hd_full));
-  for (size_t t = 0; t < uT; ++t) {
-    RopeCosSin(hd_sliding, rope_sliding_.data(), ws.row_pos[t],
-               &ws.rope_sliding[t * static_cast<size_t>(hd_sliding)]);
-    RopeCosSin(hd_full, rope_full_.data(), ws.row_pos[t],
-               &ws.rope_full[t * static_cast<size_t>(hd_full)]);
-  }
-
-  // Scratch for this pass's new K/V, committed to the cache after the last layer so that
-  // KV-shared layers and early rows still see the pre-pass ring contents.
-  const size_t n_slots = static_cast<size_t>(p.seqs[0].cache->num_layers());
-  ws.new_k.resize(n_slots);
-  ws.new_v.resize(n_slots);
-  ws.attn_scratch.resize(static_cast<size_t>(p.pool.num_threads()));
-  ws.ranges.resize(static_cast<size_t>(p.pool.num_threads()));
-  ws.xn.resize(uT * uH);
 }
 
 // x += post_attn_norm(o_proj(attention(q, K, V))), q/k/v from input_norm(x).

@@ -220,12 +220,6 @@ TokenDistribution TokenWeights::ToDistribution() const {
   return d;
 }
 
-TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits,
-                                        int vocab) {
-  if (params.greedy()) return TokenDistribution{{{Argmax(logits, vocab), 1.0f}}};
-  return TokenWeights(params, logits, vocab).ToDistribution();
-}
-
 double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
 int Sampler::Sample(const float* logits, int vocab) {

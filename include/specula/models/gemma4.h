@@ -79,10 +79,6 @@ class Gemma4Model : public TargetModel {
   // The KV-cache slot holding layer `layer`'s keys (its own, or its KV-sharing source's).
   int KvSlotOf(int layer) const { return kv_slot_[static_cast<size_t>(layer)]; }
 
-  // Needed by the layer tables below; not part of the API.
-  struct LayerWeights;
-  struct Workspace;
-  struct Pass;
   ~Gemma4Model();
 
   struct Key {
@@ -93,6 +89,10 @@ class Gemma4Model : public TargetModel {
   Gemma4Model(Key, Gemma4Config config, std::unique_ptr<WeightStore> store);
 
  private:
+  struct LayerWeights;  // one layer's bound weights
+  struct Workspace;     // a caller's pass buffers (NewScratch)
+  struct Pass;          // one forward pass, shared by its stages
+
   static Result<std::unique_ptr<Gemma4Model>> LoadGguf(const std::string& path);
   Status Bind();
   // The stages of a forward pass, in order.

@@ -99,10 +99,6 @@ class Gemma4Assistant {
                  std::span<DraftStepOutput* const> outs) const;
   std::unique_ptr<PassScratch> NewScratch() const;
 
-  // Needed by the tables below; not part of the API.
-  struct LayerWeights;
-  struct Scratch;
-  struct Round;
   struct Key {
    private:
     Key() = default;
@@ -113,6 +109,10 @@ class Gemma4Assistant {
   ~Gemma4Assistant();
 
  private:
+  struct LayerWeights;  // one layer's bound weights
+  struct Scratch;       // a caller's step buffers (NewScratch)
+  struct Round;         // one draft step, shared by its stages
+
   Status Bind();
   // The stages of a draft step, in order.
   void Input(Round& r) const;

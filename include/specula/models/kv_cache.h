@@ -60,8 +60,6 @@ class KvCache {
   // consecutive rows the attention kernel takes: one, or two where a sliding ring wraps. Returns
   // how many it wrote to out (size >= 2).
   size_t Runs(int slot, int from, int to, size_t col, std::span<KvRun> out) const;
-  // Lowest position whose keys a sliding layer still holds (0 for full layers).
-  int OldestHeld(int slot) const;
 
   // Stores rows [n, kv_dim] for positions length() .. length()+n-1 and commits them.
   // Callers verify capacity first with CheckAppend.
@@ -83,6 +81,9 @@ class KvCache {
   bool LoadPrefix(const KvPrefix& p, int n);
 
  private:
+  // Lowest position whose keys a layer still holds (0 for full layers).
+  int OldestHeld(int slot) const;
+
   struct Layer {
     KvLayerShape shape;
     int capacity = 0;         // slots

@@ -32,11 +32,6 @@ struct TokenDistribution {
   std::vector<std::pair<int, float>> probs;  // (token, p), sum to 1
 };
 
-// The distribution sampling with `params` draws from (pure: no random state). Greedy params give
-// a point mass on the argmax.
-TokenDistribution ProcessedDistribution(const SamplingParams& params, const float* logits,
-                                        int vocab);
-
 // One row's processed distribution kept as unnormalised weights over all n tokens (0 where a
 // filter removed the token). Plain sampling, sampled drafting and rejection-sampling verification
 // all draw from it, so a token's probability is one lookup and no 262,144 (token, p) pairs are
@@ -88,10 +83,6 @@ class Sampler {
       : params_(params), rng_(params.seed), pool_(pool) {}
 
   int Sample(const float* logits, int vocab);
-  // The distribution Sample draws from (for speculative verification and tests).
-  TokenDistribution Distribution(const float* logits, int vocab) const {
-    return ProcessedDistribution(params_, logits, vocab);
-  }
   // A uniform double in [0, 1) from this sampler's stream.
   double Uniform();
   // This sampler's processed distribution of one row, in a table the sampler reuses: valid until
@@ -100,8 +91,6 @@ class Sampler {
     weights_.Compute(params_, logits, vocab, pool_);
     return weights_;
   }
-
-  const SamplingParams& params() const { return params_; }
 
  private:
   SamplingParams params_;

@@ -52,7 +52,7 @@ class Scheduler {
     int queue_max = 64;  // waiting beyond `parallel`; more are refused (503)
     int context = 4096;  // positions per sequence
     int prefill_rows = 256;
-    size_t cache_bytes = size_t{1} << 30;  // the prompt cache's bound; 0 turns it off
+    size_t cache_bytes = 0;  // the prompt cache's bound (serve: --cache-ram); 0 turns it off
   };
   Scheduler(TargetModel& target, Drafter* drafter, ThreadPool& pool, const Options& options);
   ~Scheduler();  // finishes every submitted job, then stops the thread

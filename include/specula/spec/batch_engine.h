@@ -69,12 +69,10 @@ class BatchEngine {
   int running() const { return static_cast<int>(running_.size()); }
   int waiting() const { return static_cast<int>(waiting_.size()); }
   const SpecStats& counters() const { return counters_; }
-  // What its passes have cost so far (cost-aware draft policies read it).
-  const PassCosts& costs() const { return costs_; }
-
-  struct Seq;
 
  private:
+  struct Seq;  // one sequence's prompt, options, cache, sampler and progress
+
   void Admit();
   void ResumePrefix(Seq& s);
   void Finish(Seq& s);

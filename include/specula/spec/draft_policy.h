@@ -82,10 +82,11 @@ class CostAwarePolicy : public DraftPolicy {
   explicit CostAwarePolicy(const Options& o);
   int NextLength(const RoundInfo& round) override;
   void Observe(int drafted, int accepted) override;
+
+ private:
   // Expected tokens a round with K drafts yields, under the current acceptance estimates.
   double ExpectedTokens(int k) const;
 
- private:
   Options o_;
   std::vector<double> reached_, accepted_;  // per position: decayed counts
   int plain_rounds_ = 0;
