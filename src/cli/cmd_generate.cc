@@ -281,7 +281,7 @@ Result<SpecResult> Generate(const Setup& s, KvCache& cache, const std::vector<in
 // Without --json the text goes to stdout as it is decoded.
 Result<Decoded> Decode(const Setup& s, const std::vector<int>& prompt) {
   std::unique_ptr<KvCache> cache =
-      s.model.NewCache(s.context, std::max(64, s.drafting.draft_max + 1));
+      s.model.NewCache(s.context, std::max(kDefaultHeadroom, s.drafting.draft_max + 1));
   std::optional<StreamDecoder> stream;
   if (s.tok) stream.emplace(*s.tok);
   Decoded out;

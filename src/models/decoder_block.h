@@ -35,7 +35,7 @@ struct GatedMlpArgs {
   const MatView& down;  // [H, ff]
   const float* in;      // [rows, H]
   int rows = 0;
-  float* out;  // [rows, H]
+  float* out;  // [rows, H]; may be `in` (read before it is written)
 };
 
 // out = down(gelu_tanh(gate in) * up in); g and u are the caller's [rows, ff] buffers.

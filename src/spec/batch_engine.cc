@@ -131,7 +131,8 @@ void BatchEngine::Admit() {
       s->cache = s->opt.cache;
     } else {
       // Sliding-window headroom lets a verify round be rolled back after the ring wrapped.
-      s->own_cache = target_.NewCache(options_.context, std::max(64, s->opt.draft_max + 1));
+      s->own_cache =
+          target_.NewCache(options_.context, std::max(kDefaultHeadroom, s->opt.draft_max + 1));
       s->cache = s->own_cache.get();
     }
     s->sampler = std::make_unique<Sampler>(s->opt.base.sampling, &pool_);
@@ -253,10 +254,13 @@ void BatchEngine::DraftRound() {
     }
     return;
   }
+  if (requests.size() == 1) {
+    Fail(*drafting[0], drafts.status().WithContext("drafter"));
+    return;
+  }
   // Find the sequences at fault: the others keep drafting as if nothing had happened.
   for (size_t i = 0; i < drafting.size(); ++i) {
-    Result<std::vector<Draft>> one =
-        requests.size() == 1 ? std::move(drafts) : drafter_->ProposeBatch({&requests[i], 1}, pool_);
+    Result<std::vector<Draft>> one = drafter_->ProposeBatch({&requests[i], 1}, pool_);
     if (one.ok()) {
       drafting[i]->draft = std::move((*one)[0]);
     } else {
@@ -268,9 +272,10 @@ void BatchEngine::DraftRound() {
 Status BatchEngine::Forward(std::span<Seq* const> seqs) {
   std::vector<BatchSeq> batch;
   for (Seq* s : seqs) {
-    const int logit_rows = !s->in_prefill() ? static_cast<int>(s->rows.size())
-                           : s->prefilled + s->rows.size() == s->prompt.size() ? 1
-                                                                               : 0;
+    // Decoding rows all need logits; a prompt chunk needs its last row's only if it ends the
+    // prompt.
+    int logit_rows = static_cast<int>(s->rows.size());
+    if (s->in_prefill()) logit_rows = s->prefilled + s->rows.size() == s->prompt.size() ? 1 : 0;
     batch.push_back({.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows});
   }
   const double t0 = NowSeconds();

@@ -50,7 +50,7 @@ class Gemma4Model : public TargetModel {
   const WeightStore& store() const { return *store_; }
 
   // A cache sized for `context` positions with `headroom` rows of sliding-window rollback.
-  std::unique_ptr<KvCache> NewCache(int context, int headroom = 64) const override;
+  std::unique_ptr<KvCache> NewCache(int context, int headroom = kDefaultHeadroom) const override;
 
   Status Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) const;
   // Several sequences in one pass: every weight matrix is read once for all their rows, attention

@@ -40,10 +40,15 @@ struct KvPrefix {
   size_t bytes() const;
 };
 
+// Rows of sliding-window headroom a cache gets unless asked for more: enough to roll back any
+// verify pass of up to 63 drafts.
+inline constexpr int kDefaultHeadroom = 64;
+
 struct KvCacheOptions {
-  int context = 0;    // max positions
-  int window = 0;     // sliding window W (keys p-W+1 .. p)
-  int headroom = 64;  // extra sliding slots: max rows of one forward that may be rolled back
+  int context = 0;  // max positions
+  int window = 0;   // sliding window W (keys p-W+1 .. p)
+  int headroom =
+      kDefaultHeadroom;  // extra sliding slots: max rows of one forward that may be rolled back
 };
 
 class KvCache {
