@@ -176,11 +176,23 @@ TEST(ServerApi, ResponsesHaveTheOpenAIShape) {
 
   const CompletionInfo chat{
       .id = "chatcmpl-1", .model = "m", .created = 5, .endpoint = Endpoint::kChat};
-  const Json r =
-      CompletionResponse(chat, "hi", "stop", {.prompt_tokens = 4, .completion_tokens = 2}, spec);
+  const Json r = CompletionResponse(chat, "hi", "stop",
+                                    {.usage = {.prompt_tokens = 4, .completion_tokens = 2},
+                                     .speculative = spec,
+                                     .timings = TimingsBlock({.prompt_tokens = 4,
+                                                              .cached_tokens = 3,
+                                                              .generated_tokens = 2,
+                                                              .prefill_s = 0.5,
+                                                              .decode_s = 0.25})});
   EXPECT_EQ(r["object"], "chat.completion");
   EXPECT_EQ(r["choices"][0]["message"]["content"], "hi");
   EXPECT_EQ(r["usage"]["total_tokens"], 6);
+  EXPECT_EQ(r["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(r["timings"]["cache_n"], 3);
+  EXPECT_EQ(r["timings"]["prompt_n"], 1);
+  EXPECT_DOUBLE_EQ(r["timings"]["prompt_per_second"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(r["timings"]["predicted_ms"].get<double>(), 250.0);
+  EXPECT_DOUBLE_EQ(r["timings"]["predicted_per_second"].get<double>(), 4.0);  // after the first
   const std::string first = StreamChunk(chat, "", nullptr, true);
   ASSERT_EQ(first.rfind("data: ", 0), 0u);
   ASSERT_EQ(first.substr(first.size() - 2), "\n\n");
@@ -188,9 +200,12 @@ TEST(ServerApi, ResponsesHaveTheOpenAIShape) {
   EXPECT_EQ(j["object"], "chat.completion.chunk");
   EXPECT_EQ(j["choices"][0]["delta"]["role"], "assistant");
   EXPECT_TRUE(j["choices"][0]["finish_reason"].is_null());
-  const Json fin = Json::parse(
-      StreamFinalChunk(chat, "length", {.prompt_tokens = 1, .completion_tokens = 9}, spec)
-          .substr(6));
+  const Json fin =
+      Json::parse(StreamFinalChunk(chat, "length",
+                                   {.usage = {.prompt_tokens = 1, .completion_tokens = 9},
+                                    .speculative = spec,
+                                    .timings = TimingsBlock({})})
+                      .substr(6));
   EXPECT_EQ(fin["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(fin["usage"]["completion_tokens"], 9);
 

@@ -1,8 +1,10 @@
 #include "specula/server/http_server.h"
 
+#include <cstdio>
 #include <list>
 #include <sstream>
 
+#include "specula/base/sysinfo.h"
 #include "src/server/completion.h"
 #include "src/server/http_connection.h"
 
@@ -57,6 +59,18 @@ const RouteEntry* FindRoute(std::string_view target) {
     if (r.path == path) return &r;
   }
   return nullptr;
+}
+
+// One line per finished request on stderr: what an operator greps for.
+void LogRequest(const CompletionInfo& info, Job& job, int delivered) {
+  const GenerateStats& g = job.result.gen.stats;
+  const SpecStats& s = job.result.spec;
+  const double seconds = NowSeconds() - job.t_submit;
+  std::fprintf(stderr,
+               "specula serve: %s prompt %d (cached %d) generated %d in %.3f s, drafts accepted "
+               "%ld/%ld, stop %s\n",
+               info.id.c_str(), g.prompt_tokens, g.cached_tokens, delivered, seconds, s.accepted,
+               s.drafted, StopReasonName(job.result.gen.stop));
 }
 
 }  // namespace
@@ -440,8 +454,11 @@ awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, En
                            .cached_tokens = job.result.gen.stats.cached_tokens,
                            .completion_tokens = text.tokens()};
   };
-  const auto speculative = [&] {
-    return SpeculativeBlock(job.options.draft_max > 0, job.options.draft_max, job.result.spec);
+  const auto report = [&] {
+    return CompletionReport{.usage = usage(),
+                            .speculative = SpeculativeBlock(job.options.draft_max > 0,
+                                                            job.options.draft_max, job.result.spec),
+                            .timings = TimingsBlock(job.result.gen.stats)};
   };
 
   if (!cr.stream) {
@@ -451,8 +468,9 @@ awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, En
     if (!present) co_return false;
     if (const std::optional<ApiError> e = outcome())
       co_return co_await Send(c, ErrorResponse(*e, version, keep && !draining));
-    const Json body = CompletionResponse(
-        info, all, FinishReason(text.stopped(), job.result.gen.stop), usage(), speculative());
+    LogRequest(info, job, text.tokens());
+    const Json body =
+        CompletionResponse(info, all, FinishReason(text.stopped(), job.result.gen.stop), report());
     co_return co_await Send(c, JsonResponse(http::status::ok, body, version, keep && !draining));
   }
 
@@ -469,8 +487,9 @@ awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, En
     if (!co_await events.Send("data: " + ErrorBody(*e) + "\n\n")) co_return false;
     co_return co_await events.End() && !draining;
   }
-  if (!co_await events.Send(StreamFinalChunk(
-          info, FinishReason(text.stopped(), job.result.gen.stop), usage(), speculative())))
+  LogRequest(info, job, text.tokens());
+  if (!co_await events.Send(
+          StreamFinalChunk(info, FinishReason(text.stopped(), job.result.gen.stop), report())))
     co_return false;
   if (cr.include_usage && !co_await events.Send(StreamUsageChunk(info, usage()))) co_return false;
   if (!co_await events.Send(std::string(kStreamDone))) co_return false;
@@ -517,6 +536,29 @@ std::string HttpServer::Impl::MetricsText() const {
     o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n"
       << name << " " << v << "\n";
   };
+  auto histogram = [&](const char* name, const char* help, const Histogram& h) {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " histogram\n";
+    long cumulative = 0;
+    for (size_t i = 0; i < h.counts.size(); ++i) {
+      cumulative += h.counts[i];
+      o << name << "_bucket{le=\"";
+      if (i < h.bounds.size()) {
+        o << h.bounds[i];
+      } else {
+        o << "+Inf";
+      }
+      o << "\"} " << cumulative << "\n";
+    }
+    o << name << "_sum " << h.sum << "\n" << name << "_count " << h.count << "\n";
+  };
+  histogram("specula_time_to_first_token_seconds",
+            "From a request's submission to its first generated token.", m.time_to_first_token);
+  histogram("specula_inter_token_latency_seconds",
+            "Between consecutive generated tokens of a request (a round's accepted drafts arrive "
+            "together).",
+            m.inter_token);
+  histogram("specula_request_duration_seconds", "From a request's submission to its end.",
+            m.request_duration);
   metric("specula_requests_total", "counter", "Completion requests accepted.",
          static_cast<double>(m.requests));
   metric("specula_generated_tokens_total", "counter", "Tokens generated.",

@@ -341,9 +341,20 @@ Json Envelope(const CompletionInfo& info, bool chunk) {
 std::string Event(const Json& j) { return "data: " + Dump(j) + "\n\n"; }
 }  // namespace
 
+Json TimingsBlock(const GenerateStats& s) {
+  const int computed = s.prompt_tokens - s.cached_tokens;
+  const auto per_second = [](int n, double seconds) { return seconds > 0 ? n / seconds : 0.0; };
+  return Json{{"cache_n", s.cached_tokens},
+              {"prompt_n", computed},
+              {"prompt_ms", s.prefill_s * 1e3},
+              {"prompt_per_second", per_second(computed, s.prefill_s)},
+              {"predicted_n", s.generated_tokens},
+              {"predicted_ms", s.decode_s * 1e3},
+              {"predicted_per_second", s.decode_tok_per_s()}};
+}
+
 Json CompletionResponse(const CompletionInfo& info, const std::string& text,
-                        const std::string& finish_reason, const CompletionUsage& usage,
-                        const Json& speculative) {
+                        const std::string& finish_reason, const CompletionReport& report) {
   Json j = Envelope(info, false);
   Json choice = {{"index", 0}, {"finish_reason", finish_reason}};
   if (info.endpoint == Endpoint::kChat) {
@@ -353,8 +364,9 @@ Json CompletionResponse(const CompletionInfo& info, const std::string& text,
     choice["logprobs"] = nullptr;
   }
   j["choices"] = Json::array({choice});
-  j["usage"] = Usage(usage);
-  j["speculative"] = speculative;
+  j["usage"] = Usage(report.usage);
+  j["speculative"] = report.speculative;
+  j["timings"] = report.timings;
   return j;
 }
 
@@ -377,10 +389,11 @@ std::string StreamChunk(const CompletionInfo& info, const std::string& text,
 }
 
 std::string StreamFinalChunk(const CompletionInfo& info, const std::string& finish_reason,
-                             const CompletionUsage& usage, const Json& speculative) {
+                             const CompletionReport& report) {
   Json j = Json::parse(StreamChunk(info, "", &finish_reason, false).substr(6));
-  j["usage"] = Usage(usage);
-  j["speculative"] = speculative;
+  j["usage"] = Usage(report.usage);
+  j["speculative"] = report.speculative;
+  j["timings"] = report.timings;
   return Event(j);
 }
 

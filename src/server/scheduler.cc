@@ -1,5 +1,7 @@
 #include "specula/server/scheduler.h"
 
+#include <algorithm>
+
 #include "specula/base/sysinfo.h"
 
 namespace specula::server {
@@ -30,7 +32,16 @@ Scheduler::~Scheduler() {
   thread_.join();
 }
 
+void Histogram::Observe(double v) {
+  const size_t bucket = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) -
+                                            bounds.begin());  // le: v <= bound
+  ++counts[bucket];
+  sum += v;
+  ++count;
+}
+
 bool Scheduler::Submit(std::shared_ptr<Job> job) {
+  job->t_submit = NowSeconds();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (draining_) return false;
@@ -60,6 +71,7 @@ void Scheduler::End(Job& job, const SpecResult& result, const Status& status) {
   {
     // A client that reads /metrics after its answer sees the answer counted.
     std::lock_guard<std::mutex> lock(mu_);
+    metrics_.request_duration.Observe(NowSeconds() - job.t_submit);
     metrics_.totals = engine_.counters();
     metrics_.prompt_cache_bytes = prefix_cache_ ? prefix_cache_->bytes() : 0;
   }
@@ -92,11 +104,23 @@ void Scheduler::Loop() {
     }
     for (std::shared_ptr<Job>& job : adds) {
       Job* j = job.get();
-      auto on_token = [j](int t) {
+      auto on_token = [this, j](int t) {
+        bool first;
         {
           std::lock_guard<std::mutex> lock(j->mu);
+          first = j->tokens.empty();
           j->tokens.push_back(t);
         }
+        const double now = NowSeconds();
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (first) {
+            metrics_.time_to_first_token.Observe(now - j->t_submit);
+          } else {
+            metrics_.inter_token.Observe(now - j->t_last_token);
+          }
+        }
+        j->t_last_token = now;
         if (j->on_update) j->on_update();
       };
       // Runs on this thread, inside Step (Add only validates; a refused job is ended below).

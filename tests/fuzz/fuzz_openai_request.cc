@@ -60,8 +60,11 @@ void Run(std::string_view body, Endpoint endpoint) {
   const std::string text = CutAtStop(prompt, r.stop);
   const std::string finish = "stop";
   (void)Dump(CompletionResponse(
-      info, text, finish, {.prompt_tokens = 1, .completion_tokens = 2},
-      SpeculativeBlock(r.speculative.value_or(false), r.draft_max.value_or(3), SpecStats{})));
+      info, text, finish,
+      {.usage = {.prompt_tokens = 1, .completion_tokens = 2},
+       .speculative =
+           SpeculativeBlock(r.speculative.value_or(false), r.draft_max.value_or(3), SpecStats{}),
+       .timings = TimingsBlock(GenerateStats{})}));
   (void)StreamChunk(info, text, r.stream ? nullptr : &finish, /*first=*/true);
 }
 

@@ -143,6 +143,14 @@ test('the next turn of a chat resumes the cached prefix and answers as a cold se
   const cached = (r) => r.usage.prompt_tokens_details.cached_tokens;
   assert.equal(hits, cached(r1) + cached(warm) + cached(again));  // r1 shares the chat template's start
   assert.ok(after_.specula_prompt_cache_bytes > 0);
+  assert.equal(warm.timings.cache_n, cached(warm));
+  assert.equal(warm.timings.prompt_n + warm.timings.cache_n, warm.usage.prompt_tokens);
+  assert.equal(warm.timings.predicted_n, warm.usage.completion_tokens);
+  // Every finished request lands in the latency histograms; each has a +Inf bucket of that count.
+  for (const h of ['specula_time_to_first_token_seconds', 'specula_request_duration_seconds']) {
+    assert.equal(after_[`${h}_count`] - before[`${h}_count`], 3, h);
+    assert.equal(after_[`${h}_bucket{le="+Inf"}`], after_[`${h}_count`], h);
+  }
   assert.equal((await metrics(cold)).specula_prompt_cache_bytes, 0);
   cold.kill('SIGTERM');
 });

@@ -91,16 +91,26 @@ struct CompletionUsage {
 
 // The per-request `speculative` block: null when the request decoded plainly.
 Json SpeculativeBlock(bool enabled, int draft_max, const SpecStats& stats);
+// The per-request `timings` block, named as llama.cpp's server names it: prompt tokens computed
+// (`prompt_n`) and resumed from the prompt cache (`cache_n`), generated tokens (`predicted_n`),
+// and their milliseconds and rates.
+Json TimingsBlock(const GenerateStats& stats);
+
+// What a finished request reports beside its text.
+struct CompletionReport {
+  CompletionUsage usage;
+  Json speculative;
+  Json timings;
+};
 
 Json CompletionResponse(const CompletionInfo& info, const std::string& text,
-                        const std::string& finish_reason, const CompletionUsage& usage,
-                        const Json& speculative);
-// One SSE event ("data: {...}\n\n"). A chunk with a finish reason also carries usage and the
-// speculative block; the chat endpoint's first chunk carries the assistant role.
+                        const std::string& finish_reason, const CompletionReport& report);
+// One SSE event ("data: {...}\n\n"). The chunk with the finish reason also carries the report;
+// the chat endpoint's first chunk carries the assistant role.
 std::string StreamChunk(const CompletionInfo& info, const std::string& text,
                         const std::string* finish_reason, bool first);
 std::string StreamFinalChunk(const CompletionInfo& info, const std::string& finish_reason,
-                             const CompletionUsage& usage, const Json& speculative);
+                             const CompletionReport& report);
 std::string StreamUsageChunk(const CompletionInfo& info, const CompletionUsage& usage);
 inline constexpr std::string_view kStreamDone = "data: [DONE]\n\n";
 

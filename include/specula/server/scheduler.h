@@ -34,12 +34,31 @@ struct Job {
   SpecResult result;                // valid once done (guarded by mu)
   std::string error;                // set before done when the engine refused or failed the job
   std::atomic<bool> cancel{false};  // set by the handler: the client left or a stop string matched
+
+  // Engine thread only: when the job was submitted and when its last token came (seconds).
+  double t_submit = 0.0, t_last_token = 0.0;
+};
+
+// A Prometheus histogram: counts of observations at or below each bound (cumulative on export).
+struct Histogram {
+  explicit Histogram(std::vector<double> upper_bounds)
+      : bounds(std::move(upper_bounds)), counts(bounds.size() + 1, 0) {}
+  void Observe(double v);
+  std::vector<double> bounds;  // ascending; the last count is the +Inf bucket
+  std::vector<long> counts;    // per bucket, not cumulative
+  double sum = 0.0;
+  long count = 0;
 };
 
 struct MetricsSnapshot {
   long requests = 0;
   SpecStats totals;  // the engine's counters
   size_t prompt_cache_bytes = 0;
+  // Seconds: from submission to the first generated token, between consecutive tokens of a request
+  // (tokens accepted together in one round are ~0 apart), and from submission to the end.
+  Histogram time_to_first_token{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
+  Histogram inter_token{{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
+  Histogram request_duration{{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}};
   int queue_depth = 0;  // submitted, not yet decoding
   int running = 0;
   double decode_tok_per_s = 0.0;  // over the last few seconds of rounds
