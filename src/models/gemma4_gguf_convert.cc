@@ -105,6 +105,25 @@ Status AddGenerationKeys(const std::string& dir, std::vector<GgufKv>* kvs) {
   return OkStatus();
 }
 
+// Appends the full-attention layers' RoPE frequency factors (llama.cpp's `rope_freqs`, shared by
+// the target and the assistant) and writes the file.
+struct GgufOut {
+  const std::string& path;
+  const std::vector<GgufKv>& kvs;
+  int global_head_dim = 0;
+  const RopeSpec& rope_full;
+};
+
+Result<GgufConvertStats> WriteWithRopeFreqs(const GgufOut& o, std::vector<TensorToWrite>& tensors,
+                                            GgufConvertStats stats) {
+  const std::vector<float> rope = Gemma4RopeFreqs(o.global_head_dim, o.rope_full);
+  tensors.push_back(
+      {"rope_freqs.weight", DType::kF32, {static_cast<int64_t>(rope.size())}, rope.data()});
+  stats.tensors = static_cast<int>(tensors.size());
+  if (Status s = WriteGguf(o.path, o.kvs, tensors); !s.ok()) return s;
+  return stats;
+}
+
 }  // namespace
 
 std::vector<GgufKv> Gemma4GgufMetadata(const Gemma4Config& c, const std::string& name) {
@@ -168,12 +187,9 @@ Result<GgufConvertStats> ConvertGemma4ToGguf(const std::string& dir,
     tensors.push_back(t);
     stats.bytes += StorageBytes(t.dtype, view->numel());
   }
-  const std::vector<float> rope = Gemma4RopeFreqs(c.global_head_dim, c.rope_full);
-  tensors.push_back(
-      {"rope_freqs.weight", DType::kF32, {static_cast<int64_t>(rope.size())}, rope.data()});
-  stats.tensors = static_cast<int>(tensors.size());
-  if (Status s = WriteGguf(out, kvs, tensors); !s.ok()) return s;
-  return stats;
+  return WriteWithRopeFreqs(
+      {.path = out, .kvs = kvs, .global_head_dim = c.global_head_dim, .rope_full = c.rope_full},
+      tensors, stats);
 }
 
 Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
@@ -243,12 +259,9 @@ Result<GgufConvertStats> ConvertGemma4AssistantToGguf(const std::string& dir,
     tensors.push_back(w);
     stats.bytes += StorageBytes(w.dtype, view->numel());
   }
-  const std::vector<float> rope = Gemma4RopeFreqs(c.global_head_dim, c.rope_full);
-  tensors.push_back(
-      {"rope_freqs.weight", DType::kF32, {static_cast<int64_t>(rope.size())}, rope.data()});
-  stats.tensors = static_cast<int>(tensors.size());
-  if (Status s = WriteGguf(out, kvs, tensors); !s.ok()) return s;
-  return stats;
+  return WriteWithRopeFreqs(
+      {.path = out, .kvs = kvs, .global_head_dim = c.global_head_dim, .rope_full = c.rope_full},
+      tensors, stats);
 }
 
 }  // namespace specula

@@ -2,15 +2,18 @@
 
 namespace specula {
 
+void SpecStats::GrowPositions(size_t k) {
+  if (drafted_per_position.size() >= k) return;
+  drafted_per_position.resize(k, 0);
+  accepted_per_position.resize(k, 0);
+}
+
 void SpecStats::Record(int k, int n) {
   ++draft_rounds;
   drafted += k;
   accepted += n;
   round_tokens += n + 1;
-  if (static_cast<int>(drafted_per_position.size()) < k) {
-    drafted_per_position.resize(static_cast<size_t>(k), 0);
-    accepted_per_position.resize(static_cast<size_t>(k), 0);
-  }
+  GrowPositions(static_cast<size_t>(k));
   for (int j = 0; j < k; ++j) drafted_per_position[static_cast<size_t>(j)]++;
   for (int j = 0; j < n; ++j) accepted_per_position[static_cast<size_t>(j)]++;
 }
@@ -28,10 +31,7 @@ void SpecStats::Add(const SpecStats& o) {
   drafted += o.drafted;
   accepted += o.accepted;
   round_tokens += o.round_tokens;
-  if (drafted_per_position.size() < o.drafted_per_position.size()) {
-    drafted_per_position.resize(o.drafted_per_position.size(), 0);
-    accepted_per_position.resize(o.drafted_per_position.size(), 0);
-  }
+  GrowPositions(o.drafted_per_position.size());
   for (size_t p = 0; p < o.drafted_per_position.size(); ++p) {
     drafted_per_position[p] += o.drafted_per_position[p];
     accepted_per_position[p] += o.accepted_per_position[p];

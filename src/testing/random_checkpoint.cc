@@ -10,6 +10,7 @@
 #include "specula/base/json.h"
 #include "specula/base/mapped_file.h"
 #include "specula/formats/safetensors.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
 
 namespace specula {
 namespace {
@@ -622,17 +623,12 @@ std::string SyntheticTokenizerJson(int vocab_size) {
   for (const Json& m : merges) {
     if (vocab.contains(m[0].get<std::string>() + m[1].get<std::string>())) merges_kept.push_back(m);
   }
-  Json tok = {
+  Json tok = GemmaSpaceRules();
+  tok.update(Json{
       {"version", "1.0"},
       {"truncation", nullptr},
       {"padding", nullptr},
       {"added_tokens", added},
-      {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", mark}}},
-      {"pre_tokenizer",
-       {{"type", "Split"},
-        {"pattern", {{"String", " "}}},
-        {"behavior", "MergedWithPrevious"},
-        {"invert", false}}},
       {"post_processor", nullptr},
       {"decoder",
        {{"type", "Sequence"},
@@ -649,7 +645,7 @@ std::string SyntheticTokenizerJson(int vocab_size) {
         {"ignore_merges", false},
         {"vocab", vocab},
         {"merges", merges_kept}}},
-  };
+  });
   return tok.dump();
 }
 

@@ -12,6 +12,18 @@ bool IsByteToken(const std::string& piece) {
 
 }  // namespace
 
+Json GemmaSpaceRules() {
+  const std::string mark = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+  return {
+      {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", mark}}},
+      {"pre_tokenizer",
+       {{"type", "Split"},
+        {"pattern", {{"String", " "}}},
+        {"behavior", "MergedWithPrevious"},
+        {"invert", false}}},
+  };
+}
+
 Result<Json> TokenizerJsonFromGguf(Json md, const std::string& path) {
   FieldReader r(md, path);
   const std::string model = r.String("tokenizer.ggml.model");
@@ -84,14 +96,7 @@ Result<Json> TokenizerJsonFromGguf(Json md, const std::string& path) {
   model_json["vocab"] = std::move(vocab);
   model_json["merges"] = std::move(*merges);
   if (!unk.empty()) model_json["unk_token"] = unk;
-  Json root = {
-      {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", mark}}},
-      {"pre_tokenizer",
-       {{"type", "Split"},
-        {"pattern", {{"String", " "}}},
-        {"behavior", "MergedWithPrevious"},
-        {"invert", false}}},
-  };
+  Json root = GemmaSpaceRules();
   root["added_tokens"] = std::move(added);
   root["model"] = std::move(model_json);
   return root;

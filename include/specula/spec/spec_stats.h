@@ -31,6 +31,7 @@ struct SpecStats {
   void Record(int k, int n);
   // Adds another scope's counters (positions aligned).
   void Add(const SpecStats& other);
+  void GrowPositions(size_t k);  // per-position counters for k positions at least
   double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
   double mean_tokens_per_round() const {
     return draft_rounds ? static_cast<double>(round_tokens) / draft_rounds : 0.0;

@@ -27,6 +27,9 @@ enum class GgufTokenType : int {
 
 // `metadata`: a GGUF file's (GgufFile::TakeMetadata); `path` names the file in errors.
 Result<Json> TokenizerJsonFromGguf(Json metadata, const std::string& path);
+// The normalizer and pre-tokenizer of Gemma's tokenizer.json: spaces become U+2581, and the text is
+// split after each of them. A JSON object with those two keys.
+Json GemmaSpaceRules();
 // The tokenizer.ggml.* keys for a Gemma tokenizer.json object (`file` names it in errors). With
 // `vocab_size` > 0 the token list gets exactly that many entries, since llama.cpp sizes the model's
 // vocabulary from it: tokens the model cannot embed (a Gemma 3-era file's <image_soft_token>) are
