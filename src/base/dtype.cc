@@ -71,91 +71,97 @@ float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
   return d * static_cast<float>((j < 16 ? (q & 15) : (q >> 4)) - 8);
 }
 
-void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
-  if (t == DType::kQ4_K) {
-    for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
-      // Per 32 values: x ~ step * q - low with q in 0..15 over [min(x, 0), max(x)].
-      float step[8], low[8], max_step = 0.0f, max_low = 0.0f;
-      for (int j = 0; j < 8; ++j) {
-        float lo = 0.0f, hi = 0.0f;
-        for (int l = 0; l < 32; ++l) {
-          lo = std::min(lo, x[32 * j + l]);
-          hi = std::max(hi, x[32 * j + l]);
-        }
-        step[j] = (hi - lo) / 15.0f;
-        low[j] = -lo;
-        max_step = std::max(max_step, step[j]);
-        max_low = std::max(max_low, low[j]);
+namespace {
+
+// Q4_K: per 256 values, 8 sub-blocks of 32 with 6-bit scales and mins, 4-bit codes.
+void QuantizeQ4K(const float* x, int64_t n, uint8_t* out) {
+  const DType t = DType::kQ4_K;
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
+    // Per 32 values: x ~ step * q - low with q in 0..15 over [min(x, 0), max(x)].
+    float step[8], low[8], max_step = 0.0f, max_low = 0.0f;
+    for (int j = 0; j < 8; ++j) {
+      float lo = 0.0f, hi = 0.0f;
+      for (int l = 0; l < 32; ++l) {
+        lo = std::min(lo, x[32 * j + l]);
+        hi = std::max(hi, x[32 * j + l]);
       }
-      std::memset(out, 0, DTypeSize(t));
-      const uint16_t dh = F32ToF16(max_step / 63.0f), mh = F32ToF16(max_low / 63.0f);
-      std::memcpy(out, &dh, 2);
-      std::memcpy(out + 2, &mh, 2);
-      const float d = F16ToF32(dh), dmin = F16ToF32(mh);
-      uint8_t* sc_bytes = out + 4;
-      for (int j = 0; j < 8; ++j) {
-        const int sc = d > 0.0f ? std::clamp(static_cast<int>(std::lround(step[j] / d)), 0, 63) : 0;
-        const int m =
-            dmin > 0.0f ? std::clamp(static_cast<int>(std::lround(low[j] / dmin)), 0, 63) : 0;
-        if (j < 4) {
-          sc_bytes[j] |= static_cast<uint8_t>(sc);
-          sc_bytes[j + 4] |= static_cast<uint8_t>(m);
-        } else {
-          sc_bytes[j + 4] = static_cast<uint8_t>((sc & 0xF) | ((m & 0xF) << 4));
-          sc_bytes[j - 4] |= static_cast<uint8_t>((sc >> 4) << 6);
-          sc_bytes[j] |= static_cast<uint8_t>((m >> 4) << 6);
-        }
-        const float ds = d * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
-        for (int l = 0; l < 32; ++l) {
-          const int q =
-              ds > 0.0f
-                  ? std::clamp(static_cast<int>(std::lround((x[32 * j + l] + dm) / ds)), 0, 15)
-                  : 0;
-          out[16 + 32 * (j / 2) + l] |= static_cast<uint8_t>(j % 2 ? q << 4 : q);
-        }
+      step[j] = (hi - lo) / 15.0f;
+      low[j] = -lo;
+      max_step = std::max(max_step, step[j]);
+      max_low = std::max(max_low, low[j]);
+    }
+    std::memset(out, 0, DTypeSize(t));
+    const uint16_t dh = F32ToF16(max_step / 63.0f), mh = F32ToF16(max_low / 63.0f);
+    std::memcpy(out, &dh, 2);
+    std::memcpy(out + 2, &mh, 2);
+    const float d = F16ToF32(dh), dmin = F16ToF32(mh);
+    uint8_t* sc_bytes = out + 4;
+    for (int j = 0; j < 8; ++j) {
+      const int sc = d > 0.0f ? std::clamp(static_cast<int>(std::lround(step[j] / d)), 0, 63) : 0;
+      const int m =
+          dmin > 0.0f ? std::clamp(static_cast<int>(std::lround(low[j] / dmin)), 0, 63) : 0;
+      if (j < 4) {
+        sc_bytes[j] |= static_cast<uint8_t>(sc);
+        sc_bytes[j + 4] |= static_cast<uint8_t>(m);
+      } else {
+        sc_bytes[j + 4] = static_cast<uint8_t>((sc & 0xF) | ((m & 0xF) << 4));
+        sc_bytes[j - 4] |= static_cast<uint8_t>((sc >> 4) << 6);
+        sc_bytes[j] |= static_cast<uint8_t>((m >> 4) << 6);
+      }
+      const float ds = d * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
+      for (int l = 0; l < 32; ++l) {
+        const int q =
+            ds > 0.0f ? std::clamp(static_cast<int>(std::lround((x[32 * j + l] + dm) / ds)), 0, 15)
+                      : 0;
+        out[16 + 32 * (j / 2) + l] |= static_cast<uint8_t>(j % 2 ? q << 4 : q);
       }
     }
-    return;
   }
-  if (t == DType::kQ6_K) {
-    for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
-      float scale[16], max_scale = 0.0f, max_abs_scale = 0.0f;
-      for (int s = 0; s < 16; ++s) {  // per 16 values: the largest magnitude maps to -32
-        float amax = 0.0f, maxv = 0.0f;
-        for (int j = 0; j < 16; ++j) {
-          if (std::fabs(x[16 * s + j]) > amax) {
-            amax = std::fabs(x[16 * s + j]);
-            maxv = x[16 * s + j];
-          }
-        }
-        scale[s] = maxv / -32.0f;
-        if (std::fabs(scale[s]) > max_abs_scale) {
-          max_abs_scale = std::fabs(scale[s]);
-          max_scale = scale[s];
+}
+
+// Q6_K: per 256 values, 16 sub-blocks of 16 with 8-bit scales, 6-bit codes.
+void QuantizeQ6K(const float* x, int64_t n, uint8_t* out) {
+  const DType t = DType::kQ6_K;
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
+    float scale[16], max_scale = 0.0f, max_abs_scale = 0.0f;
+    for (int s = 0; s < 16; ++s) {  // per 16 values: the largest magnitude maps to -32
+      float amax = 0.0f, maxv = 0.0f;
+      for (int j = 0; j < 16; ++j) {
+        if (std::fabs(x[16 * s + j]) > amax) {
+          amax = std::fabs(x[16 * s + j]);
+          maxv = x[16 * s + j];
         }
       }
-      std::memset(out, 0, DTypeSize(t));
-      const float iscale = max_scale != 0.0f ? -128.0f / max_scale : 0.0f;
-      const float d = iscale != 0.0f ? 1.0f / iscale : 0.0f;
-      const uint16_t dh = F32ToF16(d);
-      std::memcpy(out + 208, &dh, 2);
-      const float dq = F16ToF32(dh);
-      for (int s = 0; s < 16; ++s) {
-        const int sc = std::min(127, static_cast<int>(std::lround(iscale * scale[s])));
-        out[192 + s] = static_cast<uint8_t>(static_cast<int8_t>(sc));
-        const float ds = dq * static_cast<float>(sc);
-        for (int j = 0; j < 16; ++j) {
-          const int v = 16 * s + j;
-          int q = ds != 0.0f ? static_cast<int>(std::lround(x[v] / ds)) : 0;
-          q = std::clamp(q, -32, 31) + 32;
-          const Q6Pos pos = Q6Position(static_cast<size_t>(v));
-          out[pos.ql] |= static_cast<uint8_t>((q & 15) << pos.ql_shift);
-          out[128 + pos.qh] |= static_cast<uint8_t>(((q >> 4) & 3) << pos.qh_shift);
-        }
+      scale[s] = maxv / -32.0f;
+      if (std::fabs(scale[s]) > max_abs_scale) {
+        max_abs_scale = std::fabs(scale[s]);
+        max_scale = scale[s];
       }
     }
-    return;
+    std::memset(out, 0, DTypeSize(t));
+    const float iscale = max_scale != 0.0f ? -128.0f / max_scale : 0.0f;
+    const float d = iscale != 0.0f ? 1.0f / iscale : 0.0f;
+    const uint16_t dh = F32ToF16(d);
+    std::memcpy(out + 208, &dh, 2);
+    const float dq = F16ToF32(dh);
+    for (int s = 0; s < 16; ++s) {
+      const int sc = std::min(127, static_cast<int>(std::lround(iscale * scale[s])));
+      out[192 + s] = static_cast<uint8_t>(static_cast<int8_t>(sc));
+      const float ds = dq * static_cast<float>(sc);
+      for (int j = 0; j < 16; ++j) {
+        const int v = 16 * s + j;
+        int q = ds != 0.0f ? static_cast<int>(std::lround(x[v] / ds)) : 0;
+        q = std::clamp(q, -32, 31) + 32;
+        const Q6Pos pos = Q6Position(static_cast<size_t>(v));
+        out[pos.ql] |= static_cast<uint8_t>((q & 15) << pos.ql_shift);
+        out[128 + pos.qh] |= static_cast<uint8_t>(((q >> 4) & 3) << pos.qh_shift);
+      }
+    }
   }
+}
+
+// Q8_0 and Q4_0: per 32 values, one f16 scale.
+void QuantizeBlocks32(DType t, const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += DTypeSize(t)) {
     float amax = 0.0f, maxv = 0.0f;  // maxv: the value with the largest magnitude, with its sign
     for (int j = 0; j < kQuantBlock; ++j) {
@@ -182,6 +188,18 @@ void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
         out[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
       }
     }
+  }
+}
+
+}  // namespace
+
+void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
+  if (t == DType::kQ4_K) {
+    QuantizeQ4K(x, n, out);
+  } else if (t == DType::kQ6_K) {
+    QuantizeQ6K(x, n, out);
+  } else {
+    QuantizeBlocks32(t, x, n, out);
   }
 }
 
