@@ -252,6 +252,115 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
   return g;
 }
 
+namespace {
+
+Status ReadMetadata(Cursor& c, uint64_t n_kv, const std::string& path, Json& metadata) {
+  for (uint64_t i = 0; i < n_kv && c.ok(); ++i) {
+    std::string key = c.String("metadata key #" + std::to_string(i));
+    const auto type = static_cast<GgufType>(c.Read<uint32_t>("a metadata type"));
+    if (!c.ok()) break;
+    if (static_cast<uint32_t>(type) > static_cast<uint32_t>(GgufType::kF64)) {
+      return Error(path + ": metadata '" + key + "': unknown value type " +
+                   std::to_string(static_cast<uint32_t>(type)));
+    }
+    Json v = ReadValue(c, type, "metadata '" + key + "'", 0);
+    if (metadata.contains(key)) return Error(path + ": metadata '" + key + "' appears twice");
+    metadata[key] = std::move(v);
+  }
+  return c.status();
+}
+
+Result<uint64_t> AlignmentOf(const Json& metadata, const std::string& path) {
+  const auto it = metadata.find("general.alignment");
+  if (it == metadata.end()) return kDefaultAlignment;
+  if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > 65536 ||
+      (it->get<uint64_t>() & (it->get<uint64_t>() - 1)) != 0) {
+    return Error(path +
+                 ": metadata 'general.alignment': expected a power of two up to 65536, got " +
+                 ShowJson(*it));
+  }
+  return it->get<uint64_t>();
+}
+
+// A tensor entry read from the table, before its data is placed.
+struct Pending {
+  TensorView view;
+  uint64_t offset;
+};
+
+struct TableShape {
+  uint64_t count = 0;      // entries the header declares
+  uint64_t alignment = 0;  // of every tensor's data
+};
+
+Result<std::vector<Pending>> ReadTensorTable(Cursor& c, const TableShape& t,
+                                             const std::string& path) {
+  std::vector<Pending> pending;
+  for (uint64_t i = 0; i < t.count && c.ok(); ++i) {
+    const TensorEntry e = ReadTensorEntry(c, i);
+    if (c.ok() && e.name.empty()) c.Fail("a tensor entry has no name");
+    if (!c.ok()) {
+      // Past the first entry, a table that stops parsing usually means a count larger than it.
+      if (pending.empty()) return c.status();
+      return Error(c.status().message() + " (entry #" + std::to_string(i) + " of the " +
+                   std::to_string(t.count) + " the tensor count declares, after tensor '" +
+                   pending.back().view.name + "')");
+    }
+    Pending p{{}, e.offset};
+    if (Status st = CheckTensorEntry(e, t.alignment, path, &p.view); !st.ok()) return st;
+    pending.push_back(std::move(p));
+  }
+  if (!c.ok()) return c.status();
+  return pending;
+}
+
+// A count smaller than the table leaves entries where the data is taken to start, shifting every
+// tensor onto other bytes. Writers pad the table with zeros, and tensor data practically never
+// reads as a whole entry (a short printable name, 1-4 sane dimensions, a known type, an aligned
+// offset inside the file), so such an entry right after the counted ones means the count is
+// wrong. The name length is looked at first so that data is never copied out as a huge name.
+Status CheckNoEntryFollows(const Cursor& c, const TableShape& t, size_t size,
+                           const std::vector<Pending>& pending, const std::string& path) {
+  Cursor peek = c;
+  const uint64_t next_name_bytes = peek.Read<uint64_t>("a tensor name");
+  if (!peek.ok() || next_name_bytes < 1 || next_name_bytes > kMaxProbedNameBytes) return OkStatus();
+  Cursor probe = c;
+  const TensorEntry extra = ReadTensorEntry(probe, t.count);
+  TensorView unused;
+  if (probe.ok() && IsPrintable(extra.name) &&
+      CheckTensorEntry(extra, t.alignment, path, &unused).ok() && unused.nbytes <= size &&
+      extra.offset <= size - unused.nbytes) {
+    return Error(path + ": tensor count " + std::to_string(t.count) +
+                 " is smaller than the tensor table: an entry for tensor '" + extra.name +
+                 "' follows " +
+                 (pending.empty() ? std::string("the metadata")
+                                  : "tensor '" + pending.back().view.name + "'"));
+  }
+  return OkStatus();
+}
+
+// Tensors sharing bytes would each be read as the other's data; sorted by offset, any overlap
+// shows between neighbours.
+Status CheckNoOverlap(const std::vector<Pending>& pending, const std::string& path) {
+  std::vector<const Pending*> by_offset;
+  by_offset.reserve(pending.size());
+  for (const Pending& p : pending) by_offset.push_back(&p);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const Pending* a, const Pending* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const Pending& a = *by_offset[i - 1];
+    const Pending& b = *by_offset[i];
+    if (b.offset < a.offset + a.view.nbytes) {
+      return Error(path + ": tensors '" + a.view.name + "' (data [" + std::to_string(a.offset) +
+                   ", +" + std::to_string(a.view.nbytes) + ")) and '" + b.view.name + "' (data [" +
+                   std::to_string(b.offset) + ", +" + std::to_string(b.view.nbytes) + ")) overlap");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t size,
                                                   const std::string& path) {
   auto g = std::make_unique<GgufFile>();
@@ -267,79 +376,20 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t si
   // A tensor entry takes at least 8 (name) + 4 (dims) + 8 (one dim) + 4 (type) + 8 (offset) bytes.
   const uint64_t n_tensors = c.Count("tensor count", 32);
   const uint64_t n_kv = c.Count("metadata count", 12);
-  for (uint64_t i = 0; i < n_kv && c.ok(); ++i) {
-    std::string key = c.String("metadata key #" + std::to_string(i));
-    const auto type = static_cast<GgufType>(c.Read<uint32_t>("a metadata type"));
-    if (!c.ok()) break;
-    if (static_cast<uint32_t>(type) > static_cast<uint32_t>(GgufType::kF64)) {
-      return Error(path + ": metadata '" + key + "': unknown value type " +
-                   std::to_string(static_cast<uint32_t>(type)));
-    }
-    Json v = ReadValue(c, type, "metadata '" + key + "'", 0);
-    if (g->metadata_.contains(key)) return Error(path + ": metadata '" + key + "' appears twice");
-    g->metadata_[key] = std::move(v);
-  }
-  if (!c.ok()) return c.status();
+  if (Status s = ReadMetadata(c, n_kv, path, g->metadata_); !s.ok()) return s;
+  Result<uint64_t> alignment = AlignmentOf(g->metadata_, path);
+  if (!alignment.ok()) return alignment.status();
+  const TableShape table{.count = n_tensors, .alignment = *alignment};
+  Result<std::vector<Pending>> pending = ReadTensorTable(c, table, path);
+  if (!pending.ok()) return pending.status();
+  if (Status s = CheckNoEntryFollows(c, table, size, *pending, path); !s.ok()) return s;
 
-  uint64_t alignment = kDefaultAlignment;
-  if (auto it = g->metadata_.find("general.alignment"); it != g->metadata_.end()) {
-    if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > 65536 ||
-        (it->get<uint64_t>() & (it->get<uint64_t>() - 1)) != 0) {
-      return Error(path +
-                   ": metadata 'general.alignment': expected a power of two up to 65536, got " +
-                   ShowJson(*it));
-    }
-    alignment = it->get<uint64_t>();
-  }
-
-  struct Pending {
-    TensorView view;
-    uint64_t offset;
-  };
-  std::vector<Pending> pending;
-  for (uint64_t i = 0; i < n_tensors && c.ok(); ++i) {
-    const TensorEntry e = ReadTensorEntry(c, i);
-    if (c.ok() && e.name.empty()) c.Fail("a tensor entry has no name");
-    if (!c.ok()) {
-      // Past the first entry, a table that stops parsing usually means a count larger than it.
-      if (pending.empty()) return c.status();
-      return Error(c.status().message() + " (entry #" + std::to_string(i) + " of the " +
-                   std::to_string(n_tensors) + " the tensor count declares, after tensor '" +
-                   pending.back().view.name + "')");
-    }
-    Pending p{{}, e.offset};
-    if (Status st = CheckTensorEntry(e, alignment, path, &p.view); !st.ok()) return st;
-    pending.push_back(std::move(p));
-  }
-  if (!c.ok()) return c.status();
-  // A count smaller than the table leaves entries where the data is taken to start, shifting every
-  // tensor onto other bytes. Writers pad the table with zeros, and tensor data practically never
-  // reads as a whole entry (a short printable name, 1-4 sane dimensions, a known type, an aligned
-  // offset inside the file), so such an entry right after the counted ones means the count is
-  // wrong. The name length is looked at first so that data is never copied out as a huge name.
-  Cursor peek = c;
-  const uint64_t next_name_bytes = peek.Read<uint64_t>("a tensor name");
-  if (peek.ok() && next_name_bytes >= 1 && next_name_bytes <= kMaxProbedNameBytes) {
-    Cursor probe = c;
-    const TensorEntry extra = ReadTensorEntry(probe, n_tensors);
-    TensorView unused;
-    if (probe.ok() && IsPrintable(extra.name) &&
-        CheckTensorEntry(extra, alignment, path, &unused).ok() && unused.nbytes <= size &&
-        extra.offset <= size - unused.nbytes) {
-      return Error(path + ": tensor count " + std::to_string(n_tensors) +
-                   " is smaller than the tensor table: an entry for tensor '" + extra.name +
-                   "' follows " +
-                   (pending.empty() ? std::string("the metadata")
-                                    : "tensor '" + pending.back().view.name + "'"));
-    }
-  }
-
-  const uint64_t data_start = (c.pos() + alignment - 1) / alignment * alignment;
-  if (data_start > size && !pending.empty()) {
+  const uint64_t data_start = (c.pos() + *alignment - 1) / *alignment * *alignment;
+  if (data_start > size && !pending->empty()) {
     return Error(path + ": truncated file: tensor data would start at byte " +
                  std::to_string(data_start) + " of " + std::to_string(size));
   }
-  for (Pending& p : pending) {
+  for (Pending& p : *pending) {
     const uint64_t avail = size - data_start;
     if (p.offset > avail || p.view.nbytes > avail - p.offset) {
       return Error(path + ": tensor '" + p.view.name + "': data [" + std::to_string(p.offset) +
@@ -351,22 +401,7 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t si
       return Error(path + ": tensor '" + p.view.name + "' appears twice in the tensor table");
     }
   }
-  // Tensors sharing bytes would each be read as the other's data; sorted by offset, any overlap
-  // shows between neighbours.
-  std::vector<const Pending*> by_offset;
-  by_offset.reserve(pending.size());
-  for (const Pending& p : pending) by_offset.push_back(&p);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const Pending* a, const Pending* b) { return a->offset < b->offset; });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    const Pending& a = *by_offset[i - 1];
-    const Pending& b = *by_offset[i];
-    if (b.offset < a.offset + a.view.nbytes) {
-      return Error(path + ": tensors '" + a.view.name + "' (data [" + std::to_string(a.offset) +
-                   ", +" + std::to_string(a.view.nbytes) + ")) and '" + b.view.name + "' (data [" +
-                   std::to_string(b.offset) + ", +" + std::to_string(b.view.nbytes) + ")) overlap");
-    }
-  }
+  if (Status s = CheckNoOverlap(*pending, path); !s.ok()) return s;
   return g;
 }
 
