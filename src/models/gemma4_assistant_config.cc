@@ -8,38 +8,58 @@
 
 namespace specula {
 
-Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root,
-                                                              const std::string& file) {
-  Gemma4AssistantConfig c;
-  FieldReader top(root, file);
+namespace {
+
+// model_type, the target width and the centroid head's fields; the text_config object (nullptr
+// when missing, with the error in `top`).
+const Json* ReadTopLevel(FieldReader& top, Gemma4AssistantConfig* c) {
   const std::string model_type = top.String("model_type");
   if (top.ok() && model_type != "gemma4_assistant" && model_type != "gemma4_unified_assistant") {
     top.Fail("model_type",
              "not a Gemma 4 assistant; expected gemma4_assistant or gemma4_unified_assistant");
   }
-  c.backbone_hidden_size = top.Int32("backbone_hidden_size");
-  c.use_ordered_embeddings = top.Bool("use_ordered_embeddings", false);
-  c.num_centroids = top.Int32("num_centroids", 2048);
-  c.centroid_top_k = top.Int32("centroid_intermediate_top_k", 32);
-  const Json* text = top.Object("text_config", /*required=*/true);
-  if (!top.ok()) return top.status();
+  c->backbone_hidden_size = top.Int32("backbone_hidden_size");
+  c->use_ordered_embeddings = top.Bool("use_ordered_embeddings", false);
+  c->num_centroids = top.Int32("num_centroids", 2048);
+  c->centroid_top_k = top.Int32("centroid_intermediate_top_k", 32);
+  return top.Object("text_config", /*required=*/true);
+}
+
+// architectures[0], when it is a string: shown by Describe only, so anything else is ignored.
+void ReadArchitecture(const Json& root, Gemma4AssistantConfig* c) {
   if (root.contains("architectures") && root["architectures"].is_array() &&
       !root["architectures"].empty() && root["architectures"][0].is_string()) {
-    c.architecture = root["architectures"][0].get<std::string>();
+    c->architecture = root["architectures"][0].get<std::string>();
   }
-  FieldReader r(*text, file, "text_config");
-  c.hidden_size = r.Int32("hidden_size");
-  const int layers = r.Int32("num_hidden_layers");
-  ReadAttentionGeometry(r, &c);
-  c.intermediate_size = r.Int32("intermediate_size");
-  c.sliding_window = r.Int32("sliding_window");
-  c.vocab_size = r.Int32("vocab_size");
-  c.rms_norm_eps = static_cast<float>(r.Float("rms_norm_eps", 1e-6));
-  const int shared = r.Int32("num_kv_shared_layers", layers);
-  const std::vector<std::string> types = r.StringList("layer_types");
-  if (!r.ok()) return r.status();
+}
+
+// The text_config fields the config does not keep as members.
+struct TextLayers {
+  int layers = 0;
+  int shared = 0;  // num_kv_shared_layers
+  std::vector<std::string> types;
+};
+
+TextLayers ReadTextConfig(FieldReader& r, Gemma4AssistantConfig* c) {
+  TextLayers t;
+  c->hidden_size = r.Int32("hidden_size");
+  t.layers = r.Int32("num_hidden_layers");
+  ReadAttentionGeometry(r, c);
+  c->intermediate_size = r.Int32("intermediate_size");
+  c->sliding_window = r.Int32("sliding_window");
+  c->vocab_size = r.Int32("vocab_size");
+  c->rms_norm_eps = static_cast<float>(r.Float("rms_norm_eps", 1e-6));
+  t.shared = r.Int32("num_kv_shared_layers", t.layers);
+  t.types = r.StringList("layer_types");
+  return t;
+}
+
+// Sizes, and what a target has but an assistant must not (own KV, experts, per-layer inputs).
+// backbone_hidden_size is a top-level field, so its error goes to `top`.
+void CheckShape(FieldReader& top, FieldReader& r, const Gemma4AssistantConfig& c,
+                const TextLayers& t) {
   for (const auto& [key, v] : {std::pair<const char*, int>{"hidden_size", c.hidden_size},
-                               {"num_hidden_layers", layers},
+                               {"num_hidden_layers", t.layers},
                                {"num_attention_heads", c.num_heads},
                                {"num_key_value_heads", c.num_kv_heads},
                                {"num_global_key_value_heads", c.num_global_kv_heads},
@@ -51,43 +71,74 @@ Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root,
     if (v <= 0) r.Fail(key, "must be a positive integer");
   }
   if (c.backbone_hidden_size <= 0) top.Fail("backbone_hidden_size", "must be a positive integer");
-  if (shared != layers)
+  if (t.shared != t.layers)
     r.Fail("num_kv_shared_layers",
            "must equal num_hidden_layers: every assistant layer reads the target's KV");
-  if (static_cast<int>(types.size()) != layers)
+  if (static_cast<int>(t.types.size()) != t.layers)
     r.Fail("layer_types", "must have num_hidden_layers entries");
   if (c.head_dim % 2 || c.global_head_dim % 2) r.Fail("head_dim", "head dims must be even");
   if (r.Bool("enable_moe_block", false))
     r.Fail("enable_moe_block", "must be false for an assistant");
   if (r.Int("hidden_size_per_layer_input", 0) != 0)
     r.Fail("hidden_size_per_layer_input", "must be 0 for an assistant");
+}
+
+void ParseLayerTypes(FieldReader& r, const std::vector<std::string>& types,
+                     Gemma4AssistantConfig* c) {
   for (const std::string& t : types) {
     if (t == "sliding_attention") {
-      c.layer_types.push_back(AttnType::kSliding);
+      c->layer_types.push_back(AttnType::kSliding);
     } else if (t == "full_attention") {
-      c.layer_types.push_back(AttnType::kFull);
+      c->layer_types.push_back(AttnType::kFull);
     } else {
       r.Fail("layer_types", "unknown layer type '" + t + "'");
     }
   }
-  ReadRopeParameters(r, c.head_dim, c.global_head_dim, &c.rope_sliding, &c.rope_full);
-  if (c.use_ordered_embeddings) {
-    if (c.num_centroids <= 0 || c.vocab_size % c.num_centroids != 0) {
-      top.Fail("num_centroids",
-               "must be positive and divide vocab_size (" + std::to_string(c.vocab_size) + ")");
-    }
-    if (c.centroid_top_k <= 0 || c.centroid_top_k > c.num_centroids) {
-      top.Fail("centroid_intermediate_top_k", "must be in [1, num_centroids]");
-    }
+}
+
+// The centroid head splits the vocabulary into equal clusters and scores the top ones.
+void CheckCentroidHead(FieldReader& top, const Gemma4AssistantConfig& c) {
+  if (!c.use_ordered_embeddings) return;
+  if (c.num_centroids <= 0 || c.vocab_size % c.num_centroids != 0) {
+    top.Fail("num_centroids",
+             "must be positive and divide vocab_size (" + std::to_string(c.vocab_size) + ")");
   }
-  if (!top.ok()) return top.status();
-  if (!r.ok()) return r.status();
+  if (c.centroid_top_k <= 0 || c.centroid_top_k > c.num_centroids) {
+    top.Fail("centroid_intermediate_top_k", "must be in [1, num_centroids]");
+  }
+}
+
+void CheckHeadsDivide(FieldReader& r, const Gemma4AssistantConfig& c, int layers) {
   for (int l = 0; l < layers; ++l) {
     if (c.num_heads % c.LayerKvHeads(l) != 0) {
       r.Fail("num_attention_heads",
              "must be a multiple of the KV-head count of layer " + std::to_string(l));
     }
   }
+}
+
+}  // namespace
+
+// Two readers, the top level's and text_config's, each keeping its first error; a top-level error
+// is reported before a text_config one.
+Result<Gemma4AssistantConfig> Gemma4AssistantConfig::FromJson(const Json& root,
+                                                              const std::string& file) {
+  Gemma4AssistantConfig c;
+  FieldReader top(root, file);
+  const Json* text = ReadTopLevel(top, &c);
+  if (!top.ok()) return top.status();
+  ReadArchitecture(root, &c);
+  FieldReader r(*text, file, "text_config");
+  const TextLayers t = ReadTextConfig(r, &c);
+  if (!r.ok()) return r.status();
+  CheckShape(top, r, c, t);
+  ParseLayerTypes(r, t.types, &c);
+  ReadRopeParameters(r, c.head_dim, c.global_head_dim, &c.rope_sliding, &c.rope_full);
+  CheckCentroidHead(top, c);
+  if (!top.ok()) return top.status();
+  if (!r.ok()) return r.status();
+  // (After the checks above: every layer has a type and a positive KV-head count.)
+  CheckHeadsDivide(r, c, t.layers);
   if (!r.ok()) return r.status();
   return c;
 }

@@ -56,10 +56,73 @@ Result<std::unique_ptr<Gemma4Model>> Gemma4Model::LoadGguf(const std::string& pa
   return model;
 }
 
+namespace {
+
+// Mixture of experts (26B-A4B): the router [E, H] and the expert stacks [E, rows, cols] of one
+// layer, bound in this order because the binder reports the first problem.
+MoeWeights BindExperts(Binder& b, const std::string& p, const Gemma4Config& c) {
+  const int64_t H = c.hidden_size, E = c.num_experts, F = c.moe_intermediate_size;
+  MoeWeights moe = {.experts = c.num_experts,
+                    .top_k = c.top_k_experts,
+                    .width = c.moe_intermediate_size,
+                    .router = b.Mat(p + "router.proj.weight", E, H),
+                    .router_scale = b.Vec(p + "router.scale", H),
+                    .per_expert_scale = b.Vec(p + "router.per_expert_scale", E),
+                    .gate_up = {},
+                    .gate = {},
+                    .up = {},
+                    .down = b.Stack(p + "experts.down_proj", E, H, F)};
+  // HF fuses gate and up; a GGUF may keep them apart (ffn_gate_exps, ffn_up_exps).
+  if (b.Has(p + "experts.gate_up_proj") || !b.Has(p + "experts.gate_proj")) {
+    moe.gate_up = b.Stack(p + "experts.gate_up_proj", E, 2 * F, H);
+  } else {
+    moe.gate = b.Stack(p + "experts.gate_proj", E, F, H);
+    moe.up = b.Stack(p + "experts.up_proj", E, F, H);
+  }
+  return moe;
+}
+
+// Per layer: the cache slot of the layer it reads KV from (slots numbered over the owners).
+std::vector<int> KvSlots(const Gemma4Config& c) {
+  const size_t L = static_cast<size_t>(c.num_layers);
+  int slots = 0;
+  std::vector<int> own_slot(L, -1);
+  for (size_t i = 0; i < L; ++i) {
+    if (c.layers[i].owns_kv) own_slot[i] = slots++;
+  }
+  std::vector<int> kv_slot(L);
+  for (size_t i = 0; i < L; ++i) {
+    kv_slot[i] = own_slot[static_cast<size_t>(c.layers[i].kv_source)];
+  }
+  return kv_slot;
+}
+
+}  // namespace
+
 Status Gemma4Model::Bind() {
   const Gemma4Config& c = config_;
-  const int64_t H = c.hidden_size, V = c.vocab_size, P = c.ple_dim, L = c.num_layers;
   Binder b(*store_, c.tensor_prefix);
+  if (Status s = BindGlobals(b); !s.ok()) return s;
+  layers_.resize(static_cast<size_t>(c.num_layers));
+  for (int i = 0; i < c.num_layers; ++i) BindLayer(b, i);
+  if (!b.status().ok()) return b.status();
+
+  // HF casts the sqrt(H) scale to the embedding dtype before multiplying (bf16: 39.25 for H=1536).
+  embed_scale_ = RoundThrough(embed_.dtype, std::sqrt(static_cast<float>(c.hidden_size)));
+  if (c.ple_dim > 0) {
+    ple_embed_scale_ = RoundThrough(ple_embed_.dtype, std::sqrt(static_cast<float>(c.ple_dim)));
+  }
+  kv_slot_ = KvSlots(c);
+  rope_sliding_ = RopeInvFreq(c.head_dim, c.rope_sliding.rotated_pairs, c.rope_sliding.theta);
+  rope_full_ = RopeInvFreq(c.global_head_dim, c.rope_full.rotated_pairs, c.rope_full.theta);
+  return OkStatus();
+}
+
+// The embedding, final norm, LM head and per-layer-input tables. Problems in `b` are left for the
+// caller; an untied LM head of the wrong shape is returned at once.
+Status Gemma4Model::BindGlobals(Binder& b) {
+  const Gemma4Config& c = config_;
+  const int64_t H = c.hidden_size, V = c.vocab_size, P = c.ple_dim, L = c.num_layers;
   embed_ = b.Mat("embed_tokens.weight", V, H);
   final_norm_ = b.Vec("norm.weight", H);
   lm_head_ = embed_;
@@ -75,76 +138,44 @@ Status Gemma4Model::Bind() {
     ple_proj_ = b.Mat("per_layer_model_projection.weight", L * P, H);
     ple_norm_ = b.Vec("per_layer_projection_norm.weight", P);
   }
-  layers_.resize(static_cast<size_t>(L));
-  for (int i = 0; i < L; ++i) {
-    const Gemma4LayerSpec& s = c.layers[static_cast<size_t>(i)];
-    LayerWeights& w = layers_[static_cast<size_t>(i)];
-    const std::string p = "layers." + std::to_string(i) + ".";
-    const int64_t hd = s.head_dim, qd = c.num_heads * hd, kvd = s.num_kv_heads * hd;
-    w.input_norm = b.Vec(p + "input_layernorm.weight", H);
-    w.post_attn_norm = b.Vec(p + "post_attention_layernorm.weight", H);
-    w.pre_ffn_norm = b.Vec(p + "pre_feedforward_layernorm.weight", H);
-    w.post_ffn_norm = b.Vec(p + "post_feedforward_layernorm.weight", H);
-    w.layer_scalar = b.Vec(p + "layer_scalar", 1)[0];
-    w.q = b.Mat(p + "self_attn.q_proj.weight", qd, H);
-    w.q_norm = b.Vec(p + "self_attn.q_norm.weight", hd);
-    w.o = b.Mat(p + "self_attn.o_proj.weight", H, qd);
-    if (s.owns_kv) {  // shared layers' k/v tensors, if a file has them, are ignored (as in HF)
-      w.k = b.Mat(p + "self_attn.k_proj.weight", kvd, H);
-      w.k_norm = b.Vec(p + "self_attn.k_norm.weight", hd);
-      if (!s.k_eq_v) w.v = b.Mat(p + "self_attn.v_proj.weight", kvd, H);
-    }
-    w.gate = b.Mat(p + "mlp.gate_proj.weight", s.ffn_dim, H);
-    w.up = b.Mat(p + "mlp.up_proj.weight", s.ffn_dim, H);
-    w.down = b.Mat(p + "mlp.down_proj.weight", H, s.ffn_dim);
-    if (P > 0) {
-      w.ple_gate = b.Mat(p + "per_layer_input_gate.weight", P, H);
-      w.ple_proj = b.Mat(p + "per_layer_projection.weight", H, P);
-      w.ple_post_norm = b.Vec(p + "post_per_layer_input_norm.weight", H);
-    }
-    if (c.moe()) {
-      const int64_t E = c.num_experts, F = c.moe_intermediate_size;
-      w.pre_ffn_norm_2 = b.Vec(p + "pre_feedforward_layernorm_2.weight", H);
-      w.post_ffn_norm_1 = b.Vec(p + "post_feedforward_layernorm_1.weight", H);
-      w.post_ffn_norm_2 = b.Vec(p + "post_feedforward_layernorm_2.weight", H);
-      w.moe = {.experts = c.num_experts,
-               .top_k = c.top_k_experts,
-               .width = c.moe_intermediate_size,
-               .router = b.Mat(p + "router.proj.weight", E, H),
-               .router_scale = b.Vec(p + "router.scale", H),
-               .per_expert_scale = b.Vec(p + "router.per_expert_scale", E),
-               .gate_up = {},
-               .gate = {},
-               .up = {},
-               .down = b.Stack(p + "experts.down_proj", E, H, F)};
-      // HF fuses gate and up; a GGUF may keep them apart (ffn_gate_exps, ffn_up_exps).
-      if (b.Has(p + "experts.gate_up_proj") || !b.Has(p + "experts.gate_proj")) {
-        w.moe.gate_up = b.Stack(p + "experts.gate_up_proj", E, 2 * F, H);
-      } else {
-        w.moe.gate = b.Stack(p + "experts.gate_proj", E, F, H);
-        w.moe.up = b.Stack(p + "experts.up_proj", E, F, H);
-      }
-    }
-  }
-  if (!b.status().ok()) return b.status();
-
-  // HF casts the sqrt(H) scale to the embedding dtype before multiplying (bf16: 39.25 for H=1536).
-  embed_scale_ = RoundThrough(embed_.dtype, std::sqrt(static_cast<float>(H)));
-  if (P > 0) ple_embed_scale_ = RoundThrough(ple_embed_.dtype, std::sqrt(static_cast<float>(P)));
-
-  int slots = 0;
-  std::vector<int> own_slot(static_cast<size_t>(L), -1);
-  for (int i = 0; i < L; ++i) {
-    if (c.layers[static_cast<size_t>(i)].owns_kv) own_slot[static_cast<size_t>(i)] = slots++;
-  }
-  kv_slot_.resize(static_cast<size_t>(L));
-  for (int i = 0; i < L; ++i) {
-    kv_slot_[static_cast<size_t>(i)] =
-        own_slot[static_cast<size_t>(c.layers[static_cast<size_t>(i)].kv_source)];
-  }
-  rope_sliding_ = RopeInvFreq(c.head_dim, c.rope_sliding.rotated_pairs, c.rope_sliding.theta);
-  rope_full_ = RopeInvFreq(c.global_head_dim, c.rope_full.rotated_pairs, c.rope_full.theta);
   return OkStatus();
+}
+
+// Layer i's norms, attention, MLP, per-layer input and experts, in that order.
+void Gemma4Model::BindLayer(Binder& b, int i) {
+  const Gemma4Config& c = config_;
+  const Gemma4LayerSpec& s = c.layers[static_cast<size_t>(i)];
+  LayerWeights& w = layers_[static_cast<size_t>(i)];
+  const std::string p = "layers." + std::to_string(i) + ".";
+  const int64_t H = c.hidden_size, P = c.ple_dim;
+  const int64_t hd = s.head_dim, qd = c.num_heads * hd, kvd = s.num_kv_heads * hd;
+  w.input_norm = b.Vec(p + "input_layernorm.weight", H);
+  w.post_attn_norm = b.Vec(p + "post_attention_layernorm.weight", H);
+  w.pre_ffn_norm = b.Vec(p + "pre_feedforward_layernorm.weight", H);
+  w.post_ffn_norm = b.Vec(p + "post_feedforward_layernorm.weight", H);
+  w.layer_scalar = b.Vec(p + "layer_scalar", 1)[0];
+  w.q = b.Mat(p + "self_attn.q_proj.weight", qd, H);
+  w.q_norm = b.Vec(p + "self_attn.q_norm.weight", hd);
+  w.o = b.Mat(p + "self_attn.o_proj.weight", H, qd);
+  if (s.owns_kv) {  // shared layers' k/v tensors, if a file has them, are ignored (as in HF)
+    w.k = b.Mat(p + "self_attn.k_proj.weight", kvd, H);
+    w.k_norm = b.Vec(p + "self_attn.k_norm.weight", hd);
+    if (!s.k_eq_v) w.v = b.Mat(p + "self_attn.v_proj.weight", kvd, H);
+  }
+  w.gate = b.Mat(p + "mlp.gate_proj.weight", s.ffn_dim, H);
+  w.up = b.Mat(p + "mlp.up_proj.weight", s.ffn_dim, H);
+  w.down = b.Mat(p + "mlp.down_proj.weight", H, s.ffn_dim);
+  if (P > 0) {
+    w.ple_gate = b.Mat(p + "per_layer_input_gate.weight", P, H);
+    w.ple_proj = b.Mat(p + "per_layer_projection.weight", H, P);
+    w.ple_post_norm = b.Vec(p + "post_per_layer_input_norm.weight", H);
+  }
+  if (c.moe()) {
+    w.pre_ffn_norm_2 = b.Vec(p + "pre_feedforward_layernorm_2.weight", H);
+    w.post_ffn_norm_1 = b.Vec(p + "post_feedforward_layernorm_1.weight", H);
+    w.post_ffn_norm_2 = b.Vec(p + "post_feedforward_layernorm_2.weight", H);
+    w.moe = BindExperts(b, p, c);
+  }
 }
 
 namespace {

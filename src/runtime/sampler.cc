@@ -38,6 +38,111 @@ bool Before(const Candidate& a, const Candidate& b) {
   return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
 }
 
+// One row's exponentials exp((logit - max logit) / T), summed per block of `block` tokens.
+struct ExpRow {
+  const float* logits;
+  size_t n;
+  float max_logit;
+  float inv_temperature;
+  size_t block;
+};
+
+// Fills weight [n] and blocks [ceil(n / block)] (sized by the caller); returns the total, added in
+// block order so that a pool's split cannot change it.
+double ExpWeights(const ExpRow& row, float* weight, std::vector<double>* blocks, ThreadPool* pool) {
+  const KernelTable& k = BestKernels();
+  const auto one_block = [&](size_t b, int) {
+    const size_t at = b * row.block, len = std::min(row.block, row.n - at);
+    (*blocks)[b] =
+        k.exp_weights(row.logits + at, len, row.max_logit, row.inv_temperature, weight + at);
+  };
+  if (pool != nullptr && blocks->size() >= 8) {
+    pool->ParallelFor(blocks->size(), one_block);
+  } else {
+    for (size_t b = 0; b < blocks->size(); ++b) one_block(b, 0);
+  }
+  double sum = 0.0;
+  for (double b : *blocks) sum += b;
+  return sum;
+}
+
+// The filters `params` turns on for a vocabulary of n tokens.
+struct Filters {
+  bool top_k = false;  // fewer than n tokens asked for
+  bool top_p = false;
+  size_t k = 0;
+  float p = 1.0f;
+  float min_p = 0.0f;
+  // Below min_p no token survives; with top-k that floor cannot be used to gather, as top-p then
+  // normalises over all k tokens.
+  float floor = 0.0f;
+
+  bool none() const { return !top_k && !top_p && min_p <= 0.0f; }
+};
+
+Filters FiltersOf(const SamplingParams& params, size_t n) {
+  Filters f;
+  f.top_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < n;
+  f.top_p = params.top_p < 1.0f;
+  f.k = params.top_k > 0 ? static_cast<size_t>(params.top_k) : 0;
+  f.p = params.top_p;
+  f.min_p = params.min_p;
+  f.floor = f.top_k ? 0.0f : params.min_p;
+  return f;
+}
+
+// The tokens at or above the shallowest threshold that holds what top-k or top-p needs, in id
+// order. Each threshold is one pass over the weights.
+std::vector<Candidate> Gather(const Filters& f, const float* logits,
+                              const std::vector<float>& weight, double sum) {
+  // Gathering thresholds, in nats below the top token.
+  static constexpr float kDepths[] = {8.0f, 12.0f, 16.0f, 24.0f, 32.0f, 64.0f};
+  std::vector<Candidate> c;
+  for (size_t step = 0;; ++step) {
+    const bool last = !(f.top_k || f.top_p) || step == std::size(kDepths);
+    const float theta = last ? f.floor : std::max(f.floor, std::exp(-kDepths[step]));
+    c.clear();
+    double mass = 0.0;
+    for (size_t i = 0; i < weight.size(); ++i) {
+      if (weight[i] >= theta) {
+        c.push_back({logits[i], weight[i], static_cast<int>(i)});
+        mass += weight[i];
+      }
+    }
+    const bool enough = f.top_k   ? c.size() >= f.k
+                        : f.top_p ? mass >= static_cast<double>(f.p) * sum
+                                  : true;
+    if (enough || last || theta <= f.floor) break;
+  }
+  return c;
+}
+
+// top-k, then top-p over what it kept (`sum`: the mass of all tokens). Returns whether `c` is now
+// ranked; else it is still in id order.
+bool RankTopKTopP(const Filters& f, double sum, std::vector<Candidate>* c) {
+  double norm = sum;  // what top-p's mass is a share of
+  bool ranked = false;
+  if (f.top_k) {
+    const size_t kk = std::min(c->size(), f.k);
+    std::nth_element(c->begin(), c->begin() + static_cast<long>(kk) - 1, c->end(), Before);
+    c->resize(kk);
+    std::sort(c->begin(), c->end(), Before);
+    ranked = true;
+    norm = 0.0;
+    for (const Candidate& x : *c) norm += x.weight;
+  }
+  if (f.top_p) {  // the smallest prefix whose mass reaches top_p (at least one token)
+    if (!ranked) std::sort(c->begin(), c->end(), Before);
+    ranked = true;
+    const double target = static_cast<double>(f.p) * norm;
+    double cum = 0.0;
+    size_t i = 0;
+    while (i < c->size() && (i == 0 || cum < target)) cum += (*c)[i++].weight;
+    c->resize(i);
+  }
+  return ranked;
+}
+
 }  // namespace
 
 // A 262,144-token vocabulary is never sorted whole. The filters only ever keep tokens whose weight
@@ -46,7 +151,6 @@ bool Before(const Candidate& a, const Candidate& b) {
 // (k tokens) or top-p (its mass) needs, and only they are ranked. min-p alone is a threshold.
 void TokenWeights::Compute(const SamplingParams& params, const float* logits, int n,
                            ThreadPool* pool) {
-  const KernelTable& k = BestKernels();
   const size_t un = static_cast<size_t>(n);
   n_ = n;
   weight_.resize(un);  // every entry is written below
@@ -55,69 +159,20 @@ void TokenWeights::Compute(const SamplingParams& params, const float* logits, in
   order_.clear();
   // Per block of kBlock tokens, so that a draw over the whole vocabulary skips whole blocks.
   blocks_.resize((un + kBlock - 1) / kBlock);
-  const auto block = [&](size_t b, int) {
-    const size_t at = b * kBlock, len = std::min(kBlock, un - at);
-    blocks_[b] = k.exp_weights(logits + at, len, logits[top_], 1.0f / params.temperature,
-                               weight_.data() + at);
-  };
-  if (pool != nullptr && blocks_.size() >= 8) {
-    pool->ParallelFor(blocks_.size(), block);
-  } else {
-    for (size_t b = 0; b < blocks_.size(); ++b) block(b, 0);
-  }
-  double sum = 0.0;
-  for (double b : blocks_) sum += b;
-  all_ = false;
-  const bool top_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < un;
-  const bool top_p = params.top_p < 1.0f;
-  if (!top_k && !top_p && params.min_p <= 0.0f) {
-    all_ = true;
+  const double sum = ExpWeights({.logits = logits,
+                                 .n = un,
+                                 .max_logit = logits[top_],
+                                 .inv_temperature = 1.0f / params.temperature,
+                                 .block = kBlock},
+                                weight_.data(), &blocks_, pool);
+  const Filters filters = FiltersOf(params, un);
+  all_ = filters.none();
+  if (all_) {
     total_ = sum;
     return;
   }
-  // Below min_p no token survives; with top-k that floor cannot be used to gather, as top-p then
-  // normalises over all k tokens.
-  const float floor = top_k ? 0.0f : params.min_p;
-  // Gathering thresholds, in nats below the top token: each gather is one pass over the weights.
-  static constexpr float kDepths[] = {8.0f, 12.0f, 16.0f, 24.0f, 32.0f, 64.0f};
-  std::vector<Candidate> c;
-  for (size_t step = 0;; ++step) {
-    const bool last = !(top_k || top_p) || step == std::size(kDepths);
-    const float theta = last ? floor : std::max(floor, std::exp(-kDepths[step]));
-    c.clear();
-    double mass = 0.0;
-    for (size_t i = 0; i < un; ++i) {
-      if (weight_[i] >= theta) {
-        c.push_back({logits[i], weight_[i], static_cast<int>(i)});
-        mass += weight_[i];
-      }
-    }
-    const bool enough = top_k   ? c.size() >= static_cast<size_t>(params.top_k)
-                        : top_p ? mass >= static_cast<double>(params.top_p) * sum
-                                : true;
-    if (enough || last || theta <= floor) break;
-  }
-  double norm = sum;  // what top-p's mass is a share of
-  bool ranked = false;
-  if (top_k) {
-    const size_t kk = std::min(c.size(), static_cast<size_t>(params.top_k));
-    std::nth_element(c.begin(), c.begin() + static_cast<long>(kk) - 1, c.end(), Before);
-    c.resize(kk);
-    std::sort(c.begin(), c.end(), Before);
-    ranked = true;
-    norm = 0.0;
-    for (const Candidate& x : c) norm += x.weight;
-  }
-  if (top_p) {  // the smallest prefix whose mass reaches top_p (at least one token)
-    if (!ranked) std::sort(c.begin(), c.end(), Before);
-    ranked = true;
-    const double target = static_cast<double>(params.top_p) * norm;
-    double cum = 0.0;
-    size_t i = 0;
-    while (i < c.size() && (i == 0 || cum < target)) cum += c[i++].weight;
-    c.resize(i);
-  }
-  if (!ranked) {  // gathered in id order: the most probable goes first
+  std::vector<Candidate> c = Gather(filters, logits, weight_, sum);
+  if (!RankTopKTopP(filters, sum, &c)) {  // gathered in id order: the most probable goes first
     const auto it =
         std::find_if(c.begin(), c.end(), [&](const Candidate& x) { return x.id == top_; });
     std::rotate(c.begin(), it, it + 1);

@@ -89,6 +89,109 @@ void ReplaceAll(std::string* s, const std::string& from, const std::string& to) 
   *s = std::move(out);
 }
 
+// The BPE model's own fields; `vocab` points into the parsed file.
+struct BpeModel {
+  bool byte_fallback = false;
+  bool fuse_unk = false;
+  std::string unk;
+  const Json* vocab = nullptr;
+};
+
+Result<BpeModel> ReadBpeModel(const Json& model, const std::string& file) {
+  FieldReader m(model, file, "model");
+  BpeModel b;
+  if (m.String("type", "BPE") != "BPE") m.Fail("type", "only BPE tokenizers are supported");
+  b.byte_fallback = m.Bool("byte_fallback", false);
+  b.fuse_unk = m.Bool("fuse_unk", false);
+  b.unk = m.String("unk_token", "");
+  b.vocab = m.Object("vocab", /*required=*/true);
+  if (!m.ok()) return m.status();
+  return b;
+}
+
+// The largest id of model.vocab (-1 if empty), each checked to be in [0, 2^24).
+Result<int> MaxVocabId(const Json& vocab, const std::string& file) {
+  int max_id = -1;
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
+        it.value().get<int64_t>() >= (1 << 24)) {
+      return Error(file + ": model.vocab." + it.key() + ": expected a token id in [0, 2^24)");
+    }
+    max_id = std::max(max_id, it.value().get<int>());
+  }
+  return max_id;
+}
+
+// The largest id of added_tokens (`max_id` if none is larger), each entry checked.
+Result<int> MaxAddedId(const Json* added, int max_id, const std::string& file) {
+  if (added == nullptr) return max_id;
+  if (!added->is_array()) return Error(file + ": added_tokens: expected a list");
+  for (const Json& a : *added) {
+    if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
+        !a.contains("content") || !a["content"].is_string() || a["id"].get<int64_t>() < 0 ||
+        a["id"].get<int64_t>() >= (1 << 24) || a["content"].get<std::string>().empty() ||
+        !BoolField(a, "special", false)) {
+      return Error(file +
+                   ": added_tokens: each entry needs an integer id and non-empty content (and "
+                   "'special', if given, true or false)");
+    }
+    max_id = std::max(max_id, a["id"].get<int>());
+  }
+  return max_id;
+}
+
+// The size of the id -> piece tables: the largest id of model.vocab and added_tokens, plus one.
+Result<size_t> IdTableSize(const Json& vocab, const Json* added, const std::string& file) {
+  Result<int> vocab_max = MaxVocabId(vocab, file);
+  if (!vocab_max.ok()) return vocab_max.status();
+  Result<int> max_id = MaxAddedId(added, *vocab_max, file);
+  if (!max_id.ok()) return max_id.status();
+  if (*max_id < 0) return Error(file + ": model.vocab is empty");
+  // The tables are sized by the largest id: ids far past the number of tokens would let a few
+  // bytes of JSON allocate gigabytes (one token with id 2^24 - 1: 16M entries). Vocabularies are
+  // dense; gaps of up to 2^16 ids plus one per token are allowed.
+  const size_t tokens = vocab.size() + (added != nullptr ? added->size() : 0);
+  if (static_cast<size_t>(*max_id) >= 2 * tokens + (size_t{1} << 16)) {
+    return Error(file + ": token id " + std::to_string(*max_id) + " is far past the " +
+                 std::to_string(tokens) +
+                 " tokens of model.vocab and added_tokens (ids must be nearly dense)");
+  }
+  return static_cast<size_t>(*max_id) + 1;
+}
+
+std::string MergeError(const std::string& file, int rank, const char* problem) {
+  return file + ": model.merges[" + std::to_string(rank) + "]: " + problem;
+}
+
+// One merge: ["a", "b"], or the legacy "a b" string.
+Result<std::pair<std::string, std::string>> MergePair(const Json& mg, int rank,
+                                                      const std::string& file) {
+  if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
+    return std::pair(mg[0].get<std::string>(), mg[1].get<std::string>());
+  }
+  if (!mg.is_string()) return Error(MergeError(file, rank, "expected a pair of strings"));
+  const std::string s = mg.get<std::string>();
+  const size_t sp = s.find(' ', 1);
+  if (sp == std::string::npos) return Error(MergeError(file, rank, "malformed merge"));
+  return std::pair(s.substr(0, sp), s.substr(sp + 1));
+}
+
+// Each Replace can grow text ceil(|to| / |from|) times and a Sequence multiplies the factors: a few
+// short rules would turn every prompt into gigabytes. Gemma's grows it 3x (" " -> "▁").
+Status CheckNormalizerGrowth(const std::vector<std::pair<std::string, std::string>>& replace,
+                             const std::string& file) {
+  size_t growth = 1;
+  for (const auto& [from, to] : replace) {
+    if (from.empty()) continue;  // ReplaceAll skips it
+    growth *= std::max<size_t>(1, (to.size() + from.size() - 1) / from.size());
+    if (growth > kMaxNormalizerGrowth) {
+      return Error(file + ": normalizer: its replacements can grow text more than " +
+                   std::to_string(kMaxNormalizerGrowth) + " times");
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::LoadFile(const std::string& path) {
@@ -104,192 +207,157 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(const std::string& te
   return FromJson(*parsed, file);
 }
 
+// The steps run in the order their errors are reported: the model's fields, the ids, the unknown
+// token, merges, normalizer, pre-tokenizer.
 Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j, const std::string& file) {
   auto tok = std::make_unique<Tokenizer>();
   FieldReader root(j, file);
   const Json* model = root.Object("model", /*required=*/true);
   if (!root.ok()) return root.status();
-  FieldReader m(*model, file, "model");
-  if (m.String("type", "BPE") != "BPE") m.Fail("type", "only BPE tokenizers are supported");
-  tok->byte_fallback_ = m.Bool("byte_fallback", false);
-  tok->fuse_unk_ = m.Bool("fuse_unk", false);
-  const std::string unk = m.String("unk_token", "");
-  const Json* vocab = m.Object("vocab", /*required=*/true);
-  if (!m.ok()) return m.status();
+  Result<BpeModel> bpe = ReadBpeModel(*model, file);
+  if (!bpe.ok()) return bpe.status();
+  tok->byte_fallback_ = bpe->byte_fallback;
+  tok->fuse_unk_ = bpe->fuse_unk;
 
   // Vocabulary and added tokens define id -> piece.
-  int max_id = -1;
-  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() >= (1 << 24)) {
-      return Error(file + ": model.vocab." + it.key() + ": expected a token id in [0, 2^24)");
-    }
-    max_id = std::max(max_id, it.value().get<int>());
-  }
   const Json* added = root.Has("added_tokens") ? &j["added_tokens"] : nullptr;
-  if (added != nullptr && !added->is_array())
-    return Error(file + ": added_tokens: expected a list");
-  if (added != nullptr) {
-    for (const Json& a : *added) {
-      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
-          !a.contains("content") || !a["content"].is_string() || a["id"].get<int64_t>() < 0 ||
-          a["id"].get<int64_t>() >= (1 << 24) || a["content"].get<std::string>().empty() ||
-          !BoolField(a, "special", false)) {
-        return Error(file +
-                     ": added_tokens: each entry needs an integer id and non-empty content (and "
-                     "'special', if given, true or false)");
-      }
-      max_id = std::max(max_id, a["id"].get<int>());
-    }
-  }
-  if (max_id < 0) return Error(file + ": model.vocab is empty");
-  // The id -> piece tables are sized by the largest id: ids far past the number of tokens would let
-  // a few bytes of JSON allocate gigabytes (one token with id 2^24 - 1: 16M entries). Vocabularies
-  // are dense; gaps of up to 2^16 ids plus one per token are allowed.
-  const size_t tokens = vocab->size() + (added != nullptr ? added->size() : 0);
-  if (static_cast<size_t>(max_id) >= 2 * tokens + (size_t{1} << 16)) {
-    return Error(file + ": token id " + std::to_string(max_id) + " is far past the " +
-                 std::to_string(tokens) +
-                 " tokens of model.vocab and added_tokens (ids must be nearly dense)");
-  }
-  const size_t n = static_cast<size_t>(max_id) + 1;
-  tok->pieces_.assign(n, "");
-  tok->special_.assign(n, 0);
-  tok->byte_of_.assign(n, -1);
-  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    const int id = it.value().get<int>();
-    tok->pieces_[static_cast<size_t>(id)] = it.key();
-    tok->vocab_[it.key()] = id;
-  }
-  tok->trie_.emplace_back();
-  if (added != nullptr) {
-    for (const Json& a : *added) {
-      const int id = a["id"].get<int>();
-      const std::string content = a["content"].get<std::string>();
-      tok->pieces_[static_cast<size_t>(id)] = content;
-      tok->vocab_[content] = id;
-      tok->special_[static_cast<size_t>(id)] = *BoolField(a, "special", false) ? 1 : 0;
-      int node = 0;
-      for (unsigned char ch : content) {
-        auto nx = tok->trie_[static_cast<size_t>(node)].next.find(ch);
-        if (nx == tok->trie_[static_cast<size_t>(node)].next.end()) {
-          tok->trie_.emplace_back();
-          const int created = static_cast<int>(tok->trie_.size()) - 1;
-          tok->trie_[static_cast<size_t>(node)].next[ch] = created;
-          node = created;
-        } else {
-          node = nx->second;
-        }
-      }
-      tok->trie_[static_cast<size_t>(node)].token = id;
-    }
-  }
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof(name), "<0x%02X>", b);
-    auto it = tok->vocab_.find(name);
-    tok->byte_token_[b] = it == tok->vocab_.end() ? -1 : it->second;
-    if (it != tok->vocab_.end())
-      tok->byte_of_[static_cast<size_t>(it->second)] = static_cast<int16_t>(b);
-  }
-  if (!unk.empty()) {
-    auto it = tok->vocab_.find(unk);
+  Result<size_t> n = IdTableSize(*bpe->vocab, added, file);
+  if (!n.ok()) return n.status();
+  tok->FillIdTables(*bpe->vocab, added, *n);
+  tok->IndexByteTokens();
+  if (!bpe->unk.empty()) {
+    auto it = tok->vocab_.find(bpe->unk);
     if (it == tok->vocab_.end())
-      return Error(file + ": model.unk_token '" + unk + "' is not in the vocabulary");
+      return Error(file + ": model.unk_token '" + bpe->unk + "' is not in the vocabulary");
     tok->unk_id_ = it->second;
   }
 
-  // Merges: ["a", "b"] pairs (or legacy "a b" strings), rank = list index.
-  if (!model->contains("merges") || !(*model)["merges"].is_array()) {
+  if (Status s = tok->ReadMerges(*model, file); !s.ok()) return s;
+  if (Status s = tok->ReadNormalizer(j, file); !s.ok()) return s;
+  if (Status s = tok->ReadPreTokenizer(j, file); !s.ok()) return s;
+  tok->max_input_bytes_per_token_ = tok->ComputeMaxInputBytesPerToken();
+  return tok;
+}
+
+// `vocab` and `added` as IdTableSize checked them; `n` is its size.
+void Tokenizer::FillIdTables(const Json& vocab, const Json* added, size_t n) {
+  pieces_.assign(n, "");
+  special_.assign(n, 0);
+  byte_of_.assign(n, -1);
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    const int id = it.value().get<int>();
+    pieces_[static_cast<size_t>(id)] = it.key();
+    vocab_[it.key()] = id;
+  }
+  trie_.emplace_back();
+  if (added == nullptr) return;
+  for (const Json& a : *added) {
+    const int id = a["id"].get<int>();
+    const std::string content = a["content"].get<std::string>();
+    pieces_[static_cast<size_t>(id)] = content;
+    vocab_[content] = id;
+    special_[static_cast<size_t>(id)] = *BoolField(a, "special", false) ? 1 : 0;
+    AddToTrie(content, id);
+  }
+}
+
+void Tokenizer::AddToTrie(const std::string& content, int id) {
+  int node = 0;
+  for (unsigned char ch : content) {
+    auto nx = trie_[static_cast<size_t>(node)].next.find(ch);
+    if (nx == trie_[static_cast<size_t>(node)].next.end()) {
+      trie_.emplace_back();
+      const int created = static_cast<int>(trie_.size()) - 1;
+      trie_[static_cast<size_t>(node)].next[ch] = created;
+      node = created;
+    } else {
+      node = nx->second;
+    }
+  }
+  trie_[static_cast<size_t>(node)].token = id;
+}
+
+void Tokenizer::IndexByteTokens() {
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    auto it = vocab_.find(name);
+    byte_token_[b] = it == vocab_.end() ? -1 : it->second;
+    if (it != vocab_.end()) byte_of_[static_cast<size_t>(it->second)] = static_cast<int16_t>(b);
+  }
+}
+
+// Merges: ["a", "b"] pairs (or legacy "a b" strings), rank = list index.
+Status Tokenizer::ReadMerges(const Json& model, const std::string& file) {
+  if (!model.contains("merges") || !model["merges"].is_array()) {
     return Error(file + ": model.merges: expected a list");
   }
-  const Json& merges = (*model)["merges"];
-  tok->merges_.reserve(merges.size());
+  const Json& merges = model["merges"];
+  merges_.reserve(merges.size());
   int rank = 0;
   for (const Json& mg : merges) {
-    std::string a, b;
-    if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
-      a = mg[0].get<std::string>();
-      b = mg[1].get<std::string>();
-    } else if (mg.is_string()) {
-      const std::string s = mg.get<std::string>();
-      const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos)
-        return Error(file + ": model.merges[" + std::to_string(rank) + "]: malformed merge");
-      a = s.substr(0, sp);
-      b = s.substr(sp + 1);
-    } else {
-      return Error(file + ": model.merges[" + std::to_string(rank) +
-                   "]: expected a pair of strings");
-    }
-    auto ia = tok->vocab_.find(a), ib = tok->vocab_.find(b), iab = tok->vocab_.find(a + b);
-    if (ia == tok->vocab_.end() || ib == tok->vocab_.end() || iab == tok->vocab_.end()) {
-      return Error(file + ": model.merges[" + std::to_string(rank) +
-                   "]: token not in the vocabulary");
+    Result<std::pair<std::string, std::string>> pair = MergePair(mg, rank, file);
+    if (!pair.ok()) return pair.status();
+    const auto& [a, b] = *pair;
+    auto ia = vocab_.find(a), ib = vocab_.find(b), iab = vocab_.find(a + b);
+    if (ia == vocab_.end() || ib == vocab_.end() || iab == vocab_.end()) {
+      return Error(MergeError(file, rank, "token not in the vocabulary"));
     }
     const uint64_t key =
         (static_cast<uint64_t>(ia->second) << 32) | static_cast<uint32_t>(ib->second);
-    tok->merges_.try_emplace(key, rank, iab->second);  // first (lowest) rank wins
+    merges_.try_emplace(key, rank, iab->second);  // first (lowest) rank wins
     ++rank;
   }
+  return OkStatus();
+}
 
-  // Normalizer: Replace(String) or a Sequence of them (what Gemma uses); anything else is refused
-  // rather than silently ignored, because it would change ids.
-  auto read_replace = [&](const Json& n, const std::string& path) -> Status {
-    if (!n.is_object() || StringField(n, "type", "") != "Replace" || !n.contains("pattern") ||
-        !n["pattern"].is_object() || !n["pattern"].contains("String") ||
-        !n["pattern"]["String"].is_string() || !n.contains("content") ||
-        !n["content"].is_string()) {
-      return Error(file + ": " + path +
-                   ": unsupported normalizer (supported: Replace with a String pattern, Sequence)");
+// Normalizer: Replace(String) or a Sequence of them (what Gemma uses); anything else is refused
+// rather than silently ignored, because it would change ids.
+Status Tokenizer::ReadNormalizer(const Json& j, const std::string& file) {
+  if (!j.contains("normalizer") || j["normalizer"].is_null()) return OkStatus();
+  const Json& n = j["normalizer"];
+  if (n.is_object() && StringField(n, "type", "") == "Sequence" && n.contains("normalizers") &&
+      n["normalizers"].is_array()) {
+    for (size_t i = 0; i < n["normalizers"].size(); ++i) {
+      if (Status s = AddReplace(n["normalizers"][i],
+                                "normalizer.normalizers[" + std::to_string(i) + "]", file);
+          !s.ok())
+        return s;
     }
-    tok->normalize_replace_.emplace_back(n["pattern"]["String"].get<std::string>(),
-                                         n["content"].get<std::string>());
-    return OkStatus();
-  };
-  if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-    const Json& n = j["normalizer"];
-    if (n.is_object() && StringField(n, "type", "") == "Sequence" && n.contains("normalizers") &&
-        n["normalizers"].is_array()) {
-      for (size_t i = 0; i < n["normalizers"].size(); ++i) {
-        if (Status s = read_replace(n["normalizers"][i],
-                                    "normalizer.normalizers[" + std::to_string(i) + "]");
-            !s.ok())
-          return s;
-      }
-    } else if (Status s = read_replace(n, "normalizer"); !s.ok()) {
-      return s;
-    }
-    // Each Replace can grow text ceil(|to| / |from|) times and a Sequence multiplies the factors:
-    // a few short rules would turn every prompt into gigabytes. Gemma's grows it 3x (" " -> "▁").
-    size_t growth = 1;
-    for (const auto& [from, to] : tok->normalize_replace_) {
-      if (from.empty()) continue;  // ReplaceAll skips it
-      growth *= std::max<size_t>(1, (to.size() + from.size() - 1) / from.size());
-      if (growth > kMaxNormalizerGrowth) {
-        return Error(file + ": normalizer: its replacements can grow text more than " +
-                     std::to_string(kMaxNormalizerGrowth) + " times");
-      }
-    }
+  } else if (Status s = AddReplace(n, "normalizer", file); !s.ok()) {
+    return s;
   }
-  if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
-    const Json& p = j["pre_tokenizer"];
-    if (!p.is_object() || StringField(p, "type", "") != "Split" || !p.contains("pattern") ||
-        !p["pattern"].is_object() || !p["pattern"].contains("String") ||
-        !p["pattern"]["String"].is_string() || BoolField(p, "invert", false) != false) {
-      return Error(file + ": pre_tokenizer: unsupported (supported: Split with a String pattern)");
-    }
-    tok->split_on_ = p["pattern"]["String"].get<std::string>();
-    tok->split_behavior_ = StringField(p, "behavior", "Isolated");
-    static const char* kBehaviors[] = {"Removed", "Isolated", "MergedWithPrevious",
-                                       "MergedWithNext"};
-    bool known = false;
-    for (const char* b : kBehaviors) known |= tok->split_behavior_ == b;
-    if (!known)
-      return Error(file + ": pre_tokenizer.behavior: unsupported '" + tok->split_behavior_ + "'");
+  return CheckNormalizerGrowth(normalize_replace_, file);
+}
+
+Status Tokenizer::AddReplace(const Json& n, const std::string& path, const std::string& file) {
+  if (!n.is_object() || StringField(n, "type", "") != "Replace" || !n.contains("pattern") ||
+      !n["pattern"].is_object() || !n["pattern"].contains("String") ||
+      !n["pattern"]["String"].is_string() || !n.contains("content") || !n["content"].is_string()) {
+    return Error(file + ": " + path +
+                 ": unsupported normalizer (supported: Replace with a String pattern, Sequence)");
   }
-  tok->max_input_bytes_per_token_ = tok->ComputeMaxInputBytesPerToken();
-  return tok;
+  normalize_replace_.emplace_back(n["pattern"]["String"].get<std::string>(),
+                                  n["content"].get<std::string>());
+  return OkStatus();
+}
+
+Status Tokenizer::ReadPreTokenizer(const Json& j, const std::string& file) {
+  if (!j.contains("pre_tokenizer") || j["pre_tokenizer"].is_null()) return OkStatus();
+  const Json& p = j["pre_tokenizer"];
+  if (!p.is_object() || StringField(p, "type", "") != "Split" || !p.contains("pattern") ||
+      !p["pattern"].is_object() || !p["pattern"].contains("String") ||
+      !p["pattern"]["String"].is_string() || BoolField(p, "invert", false) != false) {
+    return Error(file + ": pre_tokenizer: unsupported (supported: Split with a String pattern)");
+  }
+  split_on_ = p["pattern"]["String"].get<std::string>();
+  split_behavior_ = StringField(p, "behavior", "Isolated");
+  static const char* kBehaviors[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext"};
+  bool known = false;
+  for (const char* b : kBehaviors) known |= split_behavior_ == b;
+  if (!known)
+    return Error(file + ": pre_tokenizer.behavior: unsupported '" + split_behavior_ + "'");
+  return OkStatus();
 }
 
 // Every token Encode emits stands for a string of the vocabulary (an added token's content, a

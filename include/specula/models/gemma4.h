@@ -25,6 +25,7 @@
 
 namespace specula {
 
+class Binder;
 class ThreadPool;
 
 struct ForwardRequest {
@@ -95,6 +96,9 @@ class Gemma4Model : public TargetModel {
 
   static Result<std::unique_ptr<Gemma4Model>> LoadGguf(const std::string& path);
   Status Bind();
+  // Bind's steps: BindGlobals returns only an untied LM head's problem, the rest stay in `b`.
+  Status BindGlobals(Binder& b);
+  void BindLayer(Binder& b, int layer);
   // The stages of a forward pass, in order.
   Status Plan(Pass& p) const;
   void Embed(Pass& p) const;

@@ -48,6 +48,14 @@ class Tokenizer {
   void Bpe(std::string_view word, std::vector<int>* out) const;
   size_t MatchAdded(std::string_view text, size_t pos, int* token) const;
   std::optional<size_t> ComputeMaxInputBytesPerToken() const;
+  // FromJson's steps, each given the checked part of tokenizer.json; `file` names it in errors.
+  void FillIdTables(const Json& vocab, const Json* added, size_t n);
+  void AddToTrie(const std::string& content, int id);
+  void IndexByteTokens();
+  Status ReadMerges(const Json& model, const std::string& file);
+  Status ReadNormalizer(const Json& root, const std::string& file);
+  Status AddReplace(const Json& replace, const std::string& path, const std::string& file);
+  Status ReadPreTokenizer(const Json& root, const std::string& file);
 
   std::vector<std::string> pieces_;  // id -> token string
   std::vector<uint8_t> special_;
