@@ -17,6 +17,7 @@ PACKAGES=(
   libboost1.81-dev                       # Boost.Beast + Asio: the HTTP/1.1 server (specula serve)
   python3-numpy python3-torch            # tools/distill: train a target and distill its assistant
   libopenblas0-pthread                   # PyTorch's BLAS (the reference BLAS trains ~8x slower)
+  nginx python3-yaml                     # tests of the scale-out config (deploy/)
 )
 
 missing=()

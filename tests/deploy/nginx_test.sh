@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# deploy/nginx/specula.conf in front of two real `specula serve` replicas (Debian's nginx on a
+# free loopback port, no root needed). Checks: one X-Conversation-Id always reaches one replica;
+# a conversation's second turn hits that replica's prompt cache; requests without the header
+# reach both replicas, the idle one first; streams pass through as SSE, event by event;
+# Authorization is forwarded; /health answers.
+#   bash nginx_test.sh SPECULA_BIN WORK_DIR DEPLOY_DIR
+set -euo pipefail
+
+bin=$1
+work=$2
+deploy=$3
+py=/usr/bin/python3
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+key=sk-deploy-test
+
+pids=()
+# Every exit path (success, failed check, ctest's timeout signal) kills what the test started.
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() {
+  echo "nginx_test: FAIL: $*" >&2
+  for f in "$work"/replica*.log "$work"/nginx/error.log; do
+    [[ -f $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  exit 1
+}
+
+rm -rf "$work"
+mkdir -p "$work"
+"$bin" make-random "$work/target" --preset e2b-small >/dev/null
+
+# --- two replicas on free ports (port 0; the bound port is read from stderr) ---
+ports=()
+for i in 0 1; do
+  "$bin" serve -m "$work/target" --port 0 -c 512 --parallel 4 --api-key "$key" \
+    2>"$work/replica$i.log" &
+  pids+=($!)
+done
+for i in 0 1; do
+  for _ in $(seq 200); do
+    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/replica$i.log")
+    [[ -n $port ]] && break
+    kill -0 "${pids[$i]}" 2>/dev/null || fail "replica $i exited"
+    sleep 0.1
+  done
+  [[ -n $port ]] || fail "replica $i did not start"
+  ports+=("$port")
+done
+
+# --- nginx: the shipped specula.conf, its replica list rendered with these ports ---
+n=$work/nginx
+mkdir -p "$n/snippets" "$n/tmp"
+nginx_port=$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
+print(s.getsockname()[1])')
+grep -q '^    listen 8000;$' "$deploy/nginx/specula.conf" || fail "specula.conf: no 'listen 8000;'"
+sed "s/^    listen 8000;$/    listen 127.0.0.1:$nginx_port;/" "$deploy/nginx/specula.conf" \
+  >"$n/specula.conf"
+grep -q '^server ' "$deploy/nginx/specula-replicas.conf" || fail "no server line in the replicas"
+{
+  sed '/^server /d' "$deploy/nginx/specula-replicas.conf"
+  for p in "${ports[@]}"; do echo "server 127.0.0.1:$p max_fails=3 fail_timeout=10s;"; done
+} >"$n/snippets/specula-replicas.conf"
+# Debian's nginx.conf reduced to what the test needs; paths under the work dir. One process
+# (master_process off), so killing its pid stops all of nginx.
+cat >"$n/nginx.conf" <<CONF
+master_process off;
+daemon off;
+pid $n/nginx.pid;
+error_log $n/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log $n/access.log;
+  client_body_temp_path $n/tmp/body;
+  proxy_temp_path $n/tmp/proxy;
+  fastcgi_temp_path $n/tmp/fastcgi;
+  uwsgi_temp_path $n/tmp/uwsgi;
+  scgi_temp_path $n/tmp/scgi;
+  include specula.conf;
+}
+CONF
+"$nginx_bin" -e stderr -p "$n" -c "$n/nginx.conf" -t 2>"$n/check.log" || {
+  cat "$n/check.log" >&2
+  fail "nginx -t refused the configuration"
+}
+"$nginx_bin" -e "$n/error.log" -p "$n" -c "$n/nginx.conf" &
+pids+=($!)
+base=http://127.0.0.1:$nginx_port
+
+# --- helpers ---
+health=""
+for _ in $(seq 100); do
+  health=$(curl -s -o /dev/null -w '%{http_code}' "$base/health" || true)
+  [[ $health == 200 ]] && break
+  sleep 0.1
+done
+
+# post PATH BODY [CONVERSATION_ID]: the response body through nginx; fails unless HTTP 200.
+post() {
+  local conv=()
+  [[ -n ${3:-} ]] && conv=(-H "X-Conversation-Id: $3")
+  curl -sS --fail-with-body -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+    "${conv[@]}" -d "$2" "$base$1"
+}
+# requests_total: each replica's specula_requests_total, read from the replica itself.
+requests_total() {
+  for p in "${ports[@]}"; do
+    curl -sS -H "Authorization: Bearer $key" "http://127.0.0.1:$p/metrics" |
+      awk '$1 == "specula_requests_total" { print $2 }'
+  done | paste -sd ' '
+}
+# delta BEFORE AFTER: per-replica differences, as "d0 d1".
+delta() {
+  local -a b=($1) a=($2)
+  echo "$((a[0] - b[0])) $((a[1] - b[1]))"
+}
+json() { $py -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
+
+# (e) /health through nginx.
+[[ $health == 200 ]] || fail "/health through nginx: HTTP $health"
+curl -sS "$base/health" | grep -q '"ok"' || fail "/health through nginx: no status ok"
+echo "ok: /health through nginx is 200"
+
+# Authorization is forwarded: without it the replica answers 401, with it 200.
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+  -d '{"prompt": "hi", "max_tokens": 2}' "$base/v1/completions")
+[[ $code == 401 ]] || fail "a request without Authorization got $code, not the replica's 401"
+echo "ok: Authorization reaches the replicas (401 without it, 200 with it)"
+
+# (a) One conversation key, one replica: 6 requests, and a second key's 6 too.
+for conv in conv-alpha conv-beta; do
+  before=$(requests_total)
+  for i in $(seq 6); do
+    post /v1/completions "{\"prompt\": \"turn $i of $conv\", \"max_tokens\": 4}" "$conv" \
+      >/dev/null || fail "$conv request $i"
+  done
+  d=$(delta "$before" "$(requests_total)")
+  [[ $d == "6 0" || $d == "0 6" ]] || fail "$conv: requests per replica $d, not all on one"
+  echo "ok: 6 requests with X-Conversation-Id $conv all reached one replica ($d)"
+done
+
+# (b) The next turn of a conversation resumes from the same replica's prompt cache.
+turn1='[{"role": "user", "content": "Hi there, tell me about caches."}]'
+r1=$(post /v1/chat/completions "{\"messages\": $turn1, \"max_tokens\": 8, \"temperature\": 0}" \
+  conv-gamma) || fail "turn 1"
+turn2=$(echo "$r1" | json "json.dumps($turn1 + [d['choices'][0]['message'],
+  {'role': 'user', 'content': 'And then?'}])")
+r2=$(post /v1/chat/completions "{\"messages\": $turn2, \"max_tokens\": 8, \"temperature\": 0}" \
+  conv-gamma) || fail "turn 2"
+cached=$(echo "$r2" | json "d['usage']['prompt_tokens_details']['cached_tokens']")
+turn1_tokens=$(echo "$r1" | json "d['usage']['prompt_tokens']")
+((cached >= turn1_tokens)) ||
+  fail "turn 2 resumed $cached cached tokens, fewer than turn 1's prompt ($turn1_tokens)"
+echo "ok: turn 2 of conv-gamma resumed $cached cached prompt tokens"
+
+# (c) Without the header: least connections, so 8 concurrent requests reach both replicas.
+before=$(requests_total)
+clients=()
+for i in $(seq 8); do
+  post /v1/completions "{\"prompt\": \"request $i\", \"max_tokens\": 48}" \
+    >"$work/concurrent$i.json" &
+  clients+=($!)
+  pids+=($!)
+done
+for c in "${clients[@]}"; do wait "$c" || fail "a concurrent request failed"; done
+d=$(delta "$before" "$(requests_total)")
+read -r d0 d1 <<<"$d"
+((d0 > 0 && d1 > 0 && d0 + d1 == 8)) || fail "8 requests without the header: per replica $d"
+echo "ok: 8 concurrent requests without the header were spread over both replicas ($d)"
+
+# Least connections, not round robin: while one keyless request runs long on a replica, the next
+# keyless requests all go to the other one.
+before=$(requests_total)
+post /v1/completions '{"prompt": "a long answer", "max_tokens": 400}' >/dev/null &
+long=$!
+pids+=($long)
+for _ in $(seq 100); do
+  d=$(delta "$before" "$(requests_total)")
+  [[ $d != "0 0" ]] && break
+  sleep 0.02
+done
+busy=$d
+for i in $(seq 4); do
+  post /v1/completions "{\"prompt\": \"short $i\", \"max_tokens\": 2}" >/dev/null ||
+    fail "short request $i"
+done
+kill -0 "$long" 2>/dev/null || fail "the long request ended before the short ones (test timing)"
+d=$(delta "$before" "$(requests_total)")
+[[ ($busy == "1 0" && $d == "1 4") || ($busy == "0 1" && $d == "4 1") ]] ||
+  fail "with one replica busy ($busy), 4 keyless requests went: $d (least_conn: all to the other)"
+wait "$long" || fail "the long request failed"
+echo "ok: with one replica busy, 4 keyless requests all went to the idle one ($busy -> $d)"
+
+# (d) Streaming passes through as Server-Sent Events, each event arriving as the replica writes
+# it, not gathered into a few bursts or held until the stream ends.
+$py - "$base" "$key" >"$work/stream.txt" <<'PY' || fail "streaming through nginx"
+import http.client, json, sys, time, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+body = json.dumps({"prompt": "Once upon a time", "max_tokens": 96, "stream": True})
+start = time.monotonic()
+conn.request("POST", "/v1/completions", body, {"Authorization": "Bearer " + sys.argv[2],
+                                                "Content-Type": "application/json"})
+r = conn.getresponse()
+assert r.status == 200, r.status
+kind = r.getheader("Content-Type", "")
+assert kind.startswith("text/event-stream"), kind
+events = []
+for line in r:
+    line = line.decode().rstrip("\r\n")
+    if line.startswith("data: "):
+        events.append((time.monotonic() - start, line[6:]))
+assert events and events[-1][1] == "[DONE]", events[-3:]
+chunks = [json.loads(e) for _, e in events[:-1]]
+assert len(chunks) >= 32, len(chunks)
+# Arrivals more than 2 ms after the previous event: one per token when nothing buffers.
+bursts = 1 + sum(b - a > 0.002 for (a, _), (b, _) in zip(events, events[1:]))
+first, done = events[0][0], events[-1][0]
+report = (f"{len(chunks)} events in {bursts} arrivals, first at {first:.3f} s, "
+          f"[DONE] at {done:.3f} s")
+assert bursts >= len(chunks) // 4 and first < 0.25 * done, report
+print(report)
+PY
+echo "ok: streaming passes through: $(cat "$work/stream.txt")"
+
+echo "nginx_test: all checks passed"
