@@ -135,12 +135,10 @@ struct Loaded {
 
 Result<Loaded> Load(const GenerateFlags& f, const Input& in) {
   Loaded l;
-  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
-  if (!model.ok()) return model.status();
-  l.model = std::move(*model);
-  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
-  if (!gen.ok()) return gen.status();
-  l.gen = std::move(*gen);
+  Result<Target> target = LoadTarget(f.model);
+  if (!target.ok()) return target.status();
+  l.model = std::move(target->model);
+  l.gen = std::move(target->generation);
   // The tokenizer is needed for text in and out; with --prompt-ids and --json it is optional.
   const bool ids_in = in.ids || in.ids_file;
   if (!ids_in || IsGgufPath(f.model) || FileExists(f.model + "/tokenizer.json")) {

@@ -88,12 +88,10 @@ struct Loaded {
 
 Result<Loaded> Load(const ServeFlags& f) {
   Loaded l;
-  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(f.model);
-  if (!model.ok()) return model.status();
-  l.model = std::move(*model);
-  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(f.model);
-  if (!gen.ok()) return gen.status();
-  l.generation = std::move(*gen);
+  Result<Target> target = LoadTarget(f.model);
+  if (!target.ok()) return target.status();
+  l.model = std::move(target->model);
+  l.generation = std::move(target->generation);
   Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
   if (!tok.ok()) return tok.status();
   l.tokenizer = std::move(*tok);

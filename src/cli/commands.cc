@@ -24,6 +24,14 @@ Status CheckThreadsAndContext(int threads, int ctx_size) {
   return OkStatus();
 }
 
+Result<Target> LoadTarget(const std::string& path) {
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(path);
+  if (!model.ok()) return model.status();
+  Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(path);
+  if (!gen.ok()) return gen.status();
+  return Target{.model = std::move(*model), .generation = std::move(*gen)};
+}
+
 Result<std::unique_ptr<Gemma4Assistant>> LoadAssistant(const std::string& dir,
                                                        const Gemma4Model& target) {
   if (dir.empty()) return std::unique_ptr<Gemma4Assistant>();

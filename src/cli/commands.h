@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "specula/base/status.h"
+#include "specula/formats/generation_config.h"
 
 namespace specula {
 class Gemma4Assistant;
@@ -65,6 +66,13 @@ void AddSamplingFilterFlags(CLI::App& c, Int& top_k, Float& top_p, Float& min_p,
 
 // -t/--threads and -c/--ctx-size as generate, serve and score take them (0: the default).
 Status CheckThreadsAndContext(int threads, int ctx_size);
+
+// A target checkpoint (-m) and the sampling defaults of its generation_config.json.
+struct Target {
+  std::unique_ptr<Gemma4Model> model;
+  GenerationConfig generation;
+};
+Result<Target> LoadTarget(const std::string& path);
 
 // The MTP assistant in `dir` (-md/--draft), checked against `target`; null when `dir` is empty.
 Result<std::unique_ptr<Gemma4Assistant>> LoadAssistant(const std::string& dir,
