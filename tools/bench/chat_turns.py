@@ -1,0 +1,31 @@
+# A multi-turn chat against a running `specula serve`: time to first token of every turn.
+#   python3 tools/bench/chat_turns.py PORT [TURNS=10] [WORDS_PER_TURN=12]
+import http.client, json, sys, time
+port = int(sys.argv[1]); turns = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+words = ("the package manager keeps a list of sources and resolves dependencies between "
+         "packages before it downloads and unpacks them into the system ").split()
+msgs = []
+for t in range(turns):
+    # ~100 new tokens per user turn
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 12
+    user = " ".join(words[(t * 7 + i) % len(words)] for i in range(n)) + f" (turn {t + 1})?"
+    msgs.append({"role": "user", "content": user})
+    body = json.dumps({"messages": msgs, "max_tokens": 24, "temperature": 0, "stream": True,
+                       "stream_options": {"include_usage": True}})
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t0 = time.monotonic(); ttft = None; text = ""; usage = None
+    c.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    r = c.getresponse()
+    for line in r:
+        line = line.decode().strip()
+        if not line.startswith("data: ") or line == "data: [DONE]": continue
+        j = json.loads(line[6:])
+        if j.get("usage"): usage = j["usage"]
+        for ch in j.get("choices", []):
+            d = ch.get("delta", {}).get("content")
+            if d and ttft is None: ttft = time.monotonic() - t0
+            text += d or ""
+    msgs.append({"role": "assistant", "content": text})
+    print(json.dumps({"turn": t + 1, "ttft_s": round(ttft or -1, 3),
+                      "prompt_tokens": usage["prompt_tokens"],
+                      "cached": usage["prompt_tokens_details"]["cached_tokens"]}), flush=True)
