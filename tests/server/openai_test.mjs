@@ -152,6 +152,16 @@ test('the next turn of a chat resumes the cached prefix and answers as a cold se
     assert.equal(after_[`${h}_bucket{le="+Inf"}`], after_[`${h}_count`], h);
   }
   assert.equal((await metrics(cold)).specula_prompt_cache_bytes, 0);
+  // Concurrent requests that share the cached conversation resume it together, batched, and each
+  // answers as the cold server does.
+  const branches = ['Why?', 'How?', 'When?', 'Where?', 'Who?', 'Which one?'].map(
+    (q) => [...turn1, { role: 'assistant', content: r1.choices[0].message.content }, { role: 'user', content: q }]);
+  const together = await Promise.all(branches.map((m) => ask(client, m)));
+  for (let i = 0; i < branches.length; ++i) {
+    const alone = await ask(coldClient, branches[i]);
+    assert.equal(together[i].choices[0].message.content, alone.choices[0].message.content, `branch ${i}`);
+    assert.ok(cached(together[i]) > 0, `branch ${i}`);
+  }
   cold.kill('SIGTERM');
 });
 
