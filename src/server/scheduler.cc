@@ -32,6 +32,11 @@ Scheduler::~Scheduler() {
   thread_.join();
 }
 
+void Scheduler::PublishCounters() {
+  metrics_.totals = engine_.counters();
+  metrics_.prompt_cache_bytes = prefix_cache_ ? prefix_cache_->bytes() : 0;
+}
+
 void Histogram::Observe(double v) {
   const size_t bucket = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) -
                                             bounds.begin());  // le: v <= bound
@@ -72,8 +77,7 @@ void Scheduler::End(Job& job, const SpecResult& result, const Status& status) {
     // A client that reads /metrics after its answer sees the answer counted.
     std::lock_guard<std::mutex> lock(mu_);
     metrics_.request_duration.Observe(NowSeconds() - job.t_submit);
-    metrics_.totals = engine_.counters();
-    metrics_.prompt_cache_bytes = prefix_cache_ ? prefix_cache_->bytes() : 0;
+    PublishCounters();
   }
   {
     std::lock_guard<std::mutex> lock(job.mu);
@@ -153,8 +157,7 @@ void Scheduler::Loop() {
     while (rate_window_.size() > 2 && now - rate_window_.front().first > kRateWindowSeconds)
       rate_window_.pop_front();
     std::lock_guard<std::mutex> lock(mu_);
-    metrics_.totals = c;
-    metrics_.prompt_cache_bytes = prefix_cache_ ? prefix_cache_->bytes() : 0;
+    PublishCounters();
     metrics_.queue_depth = engine_.waiting() + static_cast<int>(inbox_.size());
     metrics_.running = engine_.running();
     const double span = now - rate_window_.front().first;

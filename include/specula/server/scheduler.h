@@ -86,6 +86,8 @@ class Scheduler {
  private:
   void Loop();
   void End(Job& job, const SpecResult& result, const Status& status);
+  // Copies the engine's counters and the prompt cache's size into metrics_ (mu_ held).
+  void PublishCounters();
 
   std::unique_ptr<PrefixCache> prefix_cache_;  // engine thread only; declared before the engine
   BatchEngine engine_;
