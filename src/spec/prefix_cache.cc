@@ -17,14 +17,14 @@ void PrefixCache::Put(std::span<const int> ids, const KvCache& cache) {
   const int length = cache.length();
   if (length <= 0 || ids.size() < static_cast<size_t>(length)) return;
   Entry e{.ids = std::vector<int>(ids.begin(), ids.begin() + length), .kv = cache.SavePrefix()};
-  const size_t size = e.kv.bytes() + e.ids.size() * sizeof(int);
+  const size_t size = e.bytes();
   if (size > max_bytes_) return;
   for (auto it = entries_.begin(); it != entries_.end();) {
     const bool covered = it->ids.size() <= e.ids.size() &&
                          CommonPrefix(it->ids, e.ids) == it->ids.size() &&
                          e.kv.FirstResume() <= it->kv.FirstResume();
     if (covered) {
-      bytes_ -= it->kv.bytes() + it->ids.size() * sizeof(int);
+      bytes_ -= it->bytes();
       it = entries_.erase(it);
     } else {
       ++it;
@@ -33,8 +33,7 @@ void PrefixCache::Put(std::span<const int> ids, const KvCache& cache) {
   entries_.push_front(std::move(e));
   bytes_ += size;
   while (bytes_ > max_bytes_) {
-    const Entry& last = entries_.back();
-    bytes_ -= last.kv.bytes() + last.ids.size() * sizeof(int);
+    bytes_ -= entries_.back().bytes();
     entries_.pop_back();
   }
 }

@@ -33,6 +33,7 @@ class PrefixCache {
   struct Entry {
     std::vector<int> ids;  // [kv.length]
     KvPrefix kv;
+    size_t bytes() const { return kv.bytes() + ids.size() * sizeof(int); }
   };
   const size_t max_bytes_;
   size_t bytes_ = 0;
