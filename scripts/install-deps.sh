@@ -18,6 +18,7 @@ PACKAGES=(
   python3-numpy python3-torch            # tools/distill: train a target and distill its assistant
   libopenblas0-pthread                   # PyTorch's BLAS (the reference BLAS trains ~8x slower)
   nginx python3-yaml                     # tests of the scale-out config (deploy/)
+  chromium                               # the web chat test (npm puppeteer-core drives it)
 )
 
 missing=()

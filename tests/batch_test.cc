@@ -52,15 +52,22 @@ std::vector<std::vector<int>> RunBatch(Gemma4Model& m, Drafter* d, const std::ve
   BatchEngine engine(m, d, pool, eo);
   std::vector<std::vector<int>> streamed(jobs.size()), done(jobs.size());
   std::vector<int> done_calls(jobs.size(), 0);
+  std::vector<long> drafted(jobs.size(), 0);  // tokens that came as accepted drafts
+  std::vector<long> accepted(jobs.size(), 0);
   size_t next = 0;
   for (int round = 0; next < jobs.size() || !engine.idle(); ++round) {
     while (next < jobs.size() && join_round[next] <= round) {
       const size_t i = next++;
       Result<int> id = engine.Add(
-          jobs[i].prompt, jobs[i].opt, [&, i](int t) { streamed[i].push_back(t); },
+          jobs[i].prompt, jobs[i].opt,
+          [&, i](int t, TokenOrigin o) {
+            streamed[i].push_back(t);
+            drafted[i] += o == TokenOrigin::kDraft;
+          },
           [&, i](const SpecResult& r, const Status& st) {
             EXPECT_TRUE(st.ok()) << st.message();
             done[i] = r.gen.ids;
+            accepted[i] = r.spec.accepted;
             ++done_calls[i];
           });
       EXPECT_TRUE(id.ok()) << id.status().message();
@@ -71,6 +78,10 @@ std::vector<std::vector<int>> RunBatch(Gemma4Model& m, Drafter* d, const std::ve
   for (size_t i = 0; i < jobs.size(); ++i) {
     EXPECT_EQ(done_calls[i], 1) << "job " << i;
     EXPECT_EQ(streamed[i], done[i]) << "job " << i;
+    // Every accepted draft token is emitted as one, except those after a stop inside the last
+    // round's drafts.
+    EXPECT_LE(drafted[i], accepted[i]) << "job " << i;
+    EXPECT_GT(drafted[i], accepted[i] - std::max(1, jobs[i].opt.draft_max)) << "job " << i;
   }
   return done;
 }
@@ -197,7 +208,7 @@ TEST(Batch, CancelFreesTheSequenceAndSparesTheOthers) {
   // a cancels itself from its token callback after 5 tokens (as a server does on a stop string).
   Result<int> a = engine.Add(
       Prompt(6, V, 1), o,
-      [&](int t) {
+      [&](int t, TokenOrigin) {
         a_ids.push_back(t);
         if (a_ids.size() == 5) engine.Cancel(a_id);
       },
@@ -205,9 +216,9 @@ TEST(Batch, CancelFreesTheSequenceAndSparesTheOthers) {
   ASSERT_TRUE(a.ok());
   a_id = *a;
   Result<int> b = engine.Add(
-      Prompt(8, V, 2), o, [&](int t) { b_ids.push_back(t); }, nullptr);
+      Prompt(8, V, 2), o, [&](int t, TokenOrigin) { b_ids.push_back(t); }, nullptr);
   Result<int> c = engine.Add(
-      Prompt(9, V, 3), o, [&](int t) { c_ids.push_back(t); },
+      Prompt(9, V, 3), o, [&](int t, TokenOrigin) { c_ids.push_back(t); },
       [&](const SpecResult&, const Status&) { ++c_done; });  // waits for a free slot
   ASSERT_TRUE(b.ok() && c.ok());
   engine.Cancel(12345);  // unknown ids are ignored
@@ -264,7 +275,7 @@ std::vector<Ended> RunToEnd(TargetModel& target, Drafter* drafter,
     o.base.max_new_tokens = n;
     o.draft_max = draft_max[i];
     Result<int> id = engine.Add(
-        prompts[i], o, [&, i](int t) { out[i].ids.push_back(t); },
+        prompts[i], o, [&, i](int t, TokenOrigin) { out[i].ids.push_back(t); },
         [&, i](const SpecResult& r, const Status& st) {
           EXPECT_EQ(r.gen.ids, out[i].ids);
           out[i].status = st;

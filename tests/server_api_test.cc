@@ -193,7 +193,7 @@ TEST(ServerApi, ResponsesHaveTheOpenAIShape) {
   EXPECT_DOUBLE_EQ(r["timings"]["prompt_per_second"].get<double>(), 2.0);
   EXPECT_DOUBLE_EQ(r["timings"]["predicted_ms"].get<double>(), 250.0);
   EXPECT_DOUBLE_EQ(r["timings"]["predicted_per_second"].get<double>(), 4.0);  // after the first
-  const std::string first = StreamChunk(chat, "", nullptr, true);
+  const std::string first = StreamChunk(chat, {.first = true});
   ASSERT_EQ(first.rfind("data: ", 0), 0u);
   ASSERT_EQ(first.substr(first.size() - 2), "\n\n");
   const Json j = Json::parse(first.substr(6));
@@ -211,8 +211,8 @@ TEST(ServerApi, ResponsesHaveTheOpenAIShape) {
 
   const CompletionInfo text{
       .id = "cmpl-1", .model = "m", .created = 5, .endpoint = Endpoint::kCompletions};
-  const Json t = Json::parse(
-      StreamChunk(text, "\xff ok", nullptr, false).substr(6));  // invalid UTF-8 survives
+  const Json t =
+      Json::parse(StreamChunk(text, {.text = "\xff ok"}).substr(6));  // invalid UTF-8 survives
   EXPECT_EQ(t["object"], "text_completion");
   EXPECT_EQ(t["choices"][0]["text"], "\xEF\xBF\xBD ok");
   EXPECT_NE(ErrorBody({.status = 400, .message = "m", .param = "p"}).find("\"param\":\"p\""),

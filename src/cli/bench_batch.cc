@@ -98,7 +98,7 @@ Result<BatchRunResult> RunBatch(Gemma4Model& target, Drafter* drafter, ThreadPoo
         {.base = run.base,
          .draft_max = run.k,
          .policy = run.k > 0 ? policies[static_cast<size_t>(i)].get() : nullptr},
-        [&, i](int) {
+        [&, i](int, TokenOrigin) {
           if (emitted[static_cast<size_t>(i)]++ == 0 && ++started == B) {
             t0 = NowSeconds();
             at_t0 = engine.counters();  // this pass is counted already: later ones all decode

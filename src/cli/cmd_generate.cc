@@ -394,9 +394,8 @@ Result<BatchDecoded> DecodeBatch(const Setup& s, const std::vector<std::vector<i
       policies[i] = std::move(*p);
       so.policy = policies[i].get();
     }
-    Result<int> id = engine.Add(
-        prompts[i], so, [](int) {},
-        [&, i](const SpecResult& r, const Status& st) {
+    Result<int> id =
+        engine.Add(prompts[i], so, nullptr, [&, i](const SpecResult& r, const Status& st) {
           out.results[i] = r;
           if (!st.ok() && failure.ok()) failure = st;
         });

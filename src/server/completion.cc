@@ -87,21 +87,28 @@ std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::str
   return std::nullopt;
 }
 
-std::string CompletionText::Add(std::span<const int> tokens) {
+std::string CompletionText::Add(std::span<const int> tokens, std::span<const TokenOrigin> origins,
+                                Json* marks) {
   std::string text;
-  for (int t : tokens) {
-    if (stops_.stopped()) break;
+  for (size_t i = 0; i < tokens.size() && !stops_.stopped(); ++i) {
+    const int t = tokens[i];
+    const bool draft = i < origins.size() && origins[i] == TokenOrigin::kDraft;
     ++tokens_;
-    if (std::find(stop_ids_.begin(), stop_ids_.end(), t) != stop_ids_.end()) continue;
-    text += stops_.Push(decoder_.Push(t));
+    draft_tokens_ += draft;
+    const bool stop_id = std::find(stop_ids_.begin(), stop_ids_.end(), t) != stop_ids_.end();
+    const std::string piece = stop_id ? "" : stops_.Push(decoder_.Push(t));
+    if (marks) marks->push_back(Json{{"text", piece}, {"draft", draft}});
+    text += piece;
   }
   return text;
 }
 
-std::string CompletionText::Finish() {
+std::string CompletionText::Finish(Json* marks) {
   if (stops_.stopped()) return "";
   std::string text = stops_.Push(decoder_.Flush());
-  return text + stops_.Flush();
+  text += stops_.Flush();
+  if (marks && !text.empty()) marks->push_back(Json{{"text", text}});
+  return text;
 }
 
 std::string FinishReason(bool stop_string_matched, StopReason engine_stop) {

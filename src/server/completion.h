@@ -44,21 +44,31 @@ class CompletionText {
  public:
   CompletionText(const Tokenizer& tokenizer, const CompletionRequest& request,
                  std::vector<int> stop_ids)
-      : decoder_(tokenizer), stops_(request.stop), stop_ids_(std::move(stop_ids)) {}
+      : decoder_(tokenizer),
+        stops_(request.stop),
+        stop_ids_(std::move(stop_ids)),
+        marked_(request.token_origins) {}
 
-  // The text that is safe to send, given the tokens generated since the last call.
-  std::string Add(std::span<const int> tokens);
-  // The held-back tail, once the job is done.
-  std::string Finish();
+  // The text that is safe to send, given the tokens generated since the last call and how each
+  // came. With `marks`, appends one StreamDelta::token_origins entry per token taken.
+  std::string Add(std::span<const int> tokens, std::span<const TokenOrigin> origins,
+                  Json* marks = nullptr);
+  // The held-back tail, once the job is done (with `marks`: as an entry without "draft").
+  std::string Finish(Json* marks = nullptr);
   bool stopped() const { return stops_.stopped(); }
-  // Tokens generated up to the one that completed a stop string (all of them without a stop).
+  // Tokens generated up to the one that completed a stop string (all of them without a stop), and
+  // how many of those were accepted draft tokens.
   int tokens() const { return tokens_; }
+  int draft_tokens() const { return draft_tokens_; }
+  bool marked() const { return marked_; }  // the request asked for token_origins
 
  private:
   StreamDecoder decoder_;
   StopMatcher stops_;
   std::vector<int> stop_ids_;
+  bool marked_ = false;
   int tokens_ = 0;
+  int draft_tokens_ = 0;
 };
 
 // The OpenAI finish_reason of a finished job.

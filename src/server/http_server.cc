@@ -7,6 +7,7 @@
 #include "specula/base/sysinfo.h"
 #include "src/server/completion.h"
 #include "src/server/http_connection.h"
+#include "src/server/webchat.h"
 
 namespace specula::server {
 namespace {
@@ -27,7 +28,7 @@ awaitable<std::optional<ApiError>> Prepare(const CompletionContext& ctx, std::st
   co_return PrepareCompletion(ctx, body, endpoint, out);
 }
 
-enum class Route { kNone, kHealth, kModels, kMetrics, kCompletions, kChat };
+enum class Route { kNone, kPage, kHealth, kModels, kMetrics, kCompletions, kChat };
 
 struct RouteEntry {
   std::string_view path;
@@ -36,6 +37,7 @@ struct RouteEntry {
   bool needs_key;
 };
 constexpr RouteEntry kRoutes[] = {
+    {"/", http::verb::get, Route::kPage, false},  // the page holds no secret; its requests do
     {"/health", http::verb::get, Route::kHealth, false},
     {"/v1/models", http::verb::get, Route::kModels, true},
     {"/metrics", http::verb::get, Route::kMetrics, true},
@@ -347,6 +349,14 @@ awaitable<bool> HttpServer::Impl::Handle(Connection& c, const Request& req) {
   // (Responses are built before co_await: GCC 12 cannot keep braced string literals alive across
   // a suspension in one expression.)
   switch (FindRoute(req.target())->route) {  // Screen() made sure there is one
+    case Route::kPage: {
+      Response res = MakeResponse(http::status::ok, std::string(WebChatPage()),
+                                  "text/html; charset=utf-8", version, keep);
+      res.set("Content-Security-Policy", kWebChatPolicy);
+      res.set("X-Content-Type-Options", "nosniff");
+      res.set(http::field::cache_control, "no-cache");
+      co_return co_await Send(c, std::move(res));
+    }
     case Route::kHealth: {
       const Json status = {{"status", draining ? "shutting down" : "ok"}};
       Response res = JsonResponse(draining ? http::status::service_unavailable : http::status::ok,
@@ -383,22 +393,28 @@ awaitable<bool> HttpServer::Impl::Follow(Connection& c, Job& job, Waker& waker,
                                          CompletionText& text, const CompletionInfo& info,
                                          EventStream* events, std::string* gathered) {
   size_t seen = 0;
+  const bool marked = events != nullptr && text.marked();
   for (;;) {
     std::vector<int> fresh;
+    std::vector<TokenOrigin> origins;
     bool done;
     {
       std::lock_guard<std::mutex> lock(job.mu);
       fresh.assign(job.tokens.begin() + static_cast<long>(seen), job.tokens.end());
+      origins.assign(job.origins.begin() + static_cast<long>(seen), job.origins.end());
       seen = job.tokens.size();
       done = job.done;
     }
-    std::string piece = text.Add(fresh);
-    if (done) piece += text.Finish();
+    StreamDelta delta{.token_origins = marked ? Json::array() : Json(nullptr)};
+    Json* marks = marked ? &delta.token_origins : nullptr;
+    delta.text = text.Add(fresh, origins, marks);
+    if (done) delta.text += text.Finish(marks);
     if (text.stopped()) job.cancel.store(true);  // the rest would be cut anyway
     if (events == nullptr) {
-      *gathered += piece;
-    } else if (!piece.empty() && !co_await events->Send(StreamChunk(info, piece, nullptr, false))) {
-      break;
+      *gathered += delta.text;
+    } else if (!delta.text.empty() || (marks && !marks->empty())) {
+      const std::string chunk = StreamChunk(info, delta);
+      if (!co_await events->Send(chunk)) break;
     }
     if (done) co_return true;
     if (!co_await WaitForNews(c, waker)) break;
@@ -450,9 +466,12 @@ awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, En
     return std::nullopt;
   };
   const auto usage = [&] {
-    return CompletionUsage{.prompt_tokens = static_cast<int>(job.prompt.size()),
-                           .cached_tokens = job.result.gen.stats.cached_tokens,
-                           .completion_tokens = text.tokens()};
+    return CompletionUsage{
+        .prompt_tokens = static_cast<int>(job.prompt.size()),
+        .cached_tokens = job.result.gen.stats.cached_tokens,
+        .completion_tokens = text.tokens(),
+        .accepted_draft_tokens = text.draft_tokens(),
+        .rejected_draft_tokens = job.result.spec.drafted - job.result.spec.accepted};
   };
   const auto report = [&] {
     return CompletionReport{.usage = usage(),
@@ -477,8 +496,9 @@ awaitable<bool> HttpServer::Impl::Complete(Connection& c, const Request& req, En
   EventStream events(c, config.write_timeout_s, version, keep);
   if (!co_await events.Begin()) co_return false;
   // The chat stream opens with the assistant's role.
-  if (endpoint == Endpoint::kChat && !co_await events.Send(StreamChunk(info, "", nullptr, true)))
-    co_return false;
+  // (Built before co_await: GCC 12 loses a braced temporary across the suspension.)
+  const std::string role_chunk = StreamChunk(info, {.first = true});
+  if (endpoint == Endpoint::kChat && !co_await events.Send(role_chunk)) co_return false;
   const bool present = co_await Follow(c, job, *waker, text, info, &events, nullptr);
   c.job.reset();
   if (!present) co_return false;

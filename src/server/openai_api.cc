@@ -276,6 +276,9 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   i.reset();
   if (auto e = ReadInt(o, "draft_max", 1, kMaxDraftMax, &i)) return e;
   if (i) out->draft_max = static_cast<int>(*i);
+  b.reset();
+  if (auto e = ReadBool(o, "token_origins", &b)) return e;
+  out->token_origins = b.value_or(false);
   return std::nullopt;
 }
 
@@ -328,7 +331,10 @@ Json Usage(const CompletionUsage& u) {
   return Json{{"prompt_tokens", u.prompt_tokens},
               {"completion_tokens", u.completion_tokens},
               {"total_tokens", u.prompt_tokens + u.completion_tokens},
-              {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
+              {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}},
+              {"completion_tokens_details",
+               {{"accepted_prediction_tokens", u.accepted_draft_tokens},
+                {"rejected_prediction_tokens", u.rejected_draft_tokens}}}};
 }
 Json Envelope(const CompletionInfo& info, bool chunk) {
   const bool chat = info.endpoint == Endpoint::kChat;
@@ -370,27 +376,27 @@ Json CompletionResponse(const CompletionInfo& info, const std::string& text,
   return j;
 }
 
-std::string StreamChunk(const CompletionInfo& info, const std::string& text,
-                        const std::string* finish_reason, bool first) {
+std::string StreamChunk(const CompletionInfo& info, const StreamDelta& d) {
   Json j = Envelope(info, true);
   Json choice = {{"index", 0},
-                 {"finish_reason", finish_reason ? Json(*finish_reason) : Json(nullptr)}};
+                 {"finish_reason", d.finish_reason ? Json(*d.finish_reason) : Json(nullptr)}};
   if (info.endpoint == Endpoint::kChat) {
     Json delta = Json::object();
-    if (first) delta["role"] = "assistant";
-    if (!text.empty() || first) delta["content"] = text;
+    if (d.first) delta["role"] = "assistant";
+    if (!d.text.empty() || d.first) delta["content"] = d.text;
     choice["delta"] = delta;
   } else {
-    choice["text"] = text;
+    choice["text"] = d.text;
     choice["logprobs"] = nullptr;
   }
+  if (!d.token_origins.is_null()) choice["token_origins"] = d.token_origins;
   j["choices"] = Json::array({choice});
   return Event(j);
 }
 
 std::string StreamFinalChunk(const CompletionInfo& info, const std::string& finish_reason,
                              const CompletionReport& report) {
-  Json j = Json::parse(StreamChunk(info, "", &finish_reason, false).substr(6));
+  Json j = Json::parse(StreamChunk(info, {.finish_reason = &finish_reason}).substr(6));
   j["usage"] = Usage(report.usage);
   j["speculative"] = report.speculative;
   j["timings"] = report.timings;

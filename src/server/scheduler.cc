@@ -108,12 +108,13 @@ void Scheduler::Loop() {
     }
     for (std::shared_ptr<Job>& job : adds) {
       Job* j = job.get();
-      auto on_token = [this, j](int t) {
+      auto on_token = [this, j](int t, TokenOrigin origin) {
         bool first;
         {
           std::lock_guard<std::mutex> lock(j->mu);
           first = j->tokens.empty();
           j->tokens.push_back(t);
+          j->origins.push_back(origin);
         }
         const double now = NowSeconds();
         {

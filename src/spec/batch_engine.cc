@@ -14,7 +14,7 @@ struct BatchEngine::Seq {
   int id = 0;
   std::vector<int> prompt;
   SeqOptions opt;
-  TokenCallback on_token;
+  EmitCallback on_token;
   DoneCallback on_done;
   std::unique_ptr<KvCache> own_cache;
   KvCache* cache = nullptr;
@@ -40,10 +40,10 @@ struct BatchEngine::Seq {
   bool in_prefill() const { return prefilled < prompt.size(); }
 
   // Emits one generated token; returns false once the sequence is finished.
-  bool Emit(int t) {
+  bool Emit(int t, TokenOrigin origin) {
     if (cancelled) return false;
     res.gen.ids.push_back(t);
-    if (on_token) on_token(t);
+    if (on_token) on_token(t, origin);
     const GenerateOptions& b = opt.base;
     if (IsStop(b.stop_ids, t)) {
       res.gen.stop = StopReason::kStopToken;
@@ -67,7 +67,7 @@ BatchEngine::BatchEngine(TargetModel& target, Drafter* drafter, ThreadPool& pool
 BatchEngine::~BatchEngine() = default;
 
 Result<int> BatchEngine::Add(std::vector<int> prompt, const SeqOptions& options,
-                             TokenCallback on_token, DoneCallback on_done) {
+                             EmitCallback on_token, DoneCallback on_done) {
   const GenerateOptions& base = options.base;
   const int context = options.cache ? options.cache->context() : options_.context;
   if (Status s = ValidatePrompt(prompt, target_.config().vocab_size, context); !s.ok()) return s;
@@ -337,7 +337,7 @@ void BatchEngine::Settle(Seq& s, size_t index) {
     s.P = s.cache->length();
     s.x = s.sampler->Sample(logits, static_cast<int>(V));
     s.h.assign(hidden + (s.rows.size() - 1) * H, hidden + s.rows.size() * H);
-    s.Emit(s.x);
+    s.Emit(s.x, TokenOrigin::kTarget);
   } else {
     CountDecodePass(s.res.spec);
     SettleVerify(s, logits, hidden);
@@ -374,7 +374,8 @@ void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden)
   // A stop id or the token budget may end the sequence inside the accepted drafts.
   int emitted = 0;
   bool live = true;
-  while (live && emitted < v.accepted) live = s.Emit(d.tokens[static_cast<size_t>(emitted++)]);
+  while (live && emitted < v.accepted)
+    live = s.Emit(d.tokens[static_cast<size_t>(emitted++)], TokenOrigin::kDraft);
   // Keep x_P and the drafts the sequence goes on from; drop the rest from every cache layer. A
   // finished sequence keeps no row for its last token, as plain decoding never feeds it: its cache
   // is what a prompt cache entry or a caller's borrowed cache should hold.
@@ -389,7 +390,7 @@ void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden)
              hidden + static_cast<size_t>(v.accepted + 1) * H);
   s.P += v.accepted + 1;
   s.x = v.next_token;
-  live = s.Emit(s.x);
+  live = s.Emit(s.x, TokenOrigin::kTarget);
   if (live && s.P >= s.cache->context()) {
     s.res.gen.stop = StopReason::kContext;
     s.done = true;

@@ -19,7 +19,9 @@ Result<SpecResult> RunOne(TargetModel& target, Drafter* drafter, ThreadPool& poo
   Status status;
   SeqOptions options = seq;
   options.cache = &cache;
-  Result<int> id = engine.Add(std::vector<int>(prompt.begin(), prompt.end()), options, on_token,
+  EmitCallback emit;
+  if (on_token) emit = [&on_token](int t, TokenOrigin) { on_token(t); };
+  Result<int> id = engine.Add(std::vector<int>(prompt.begin(), prompt.end()), options, emit,
                               [&](const SpecResult& r, const Status& st) {
                                 result = r;
                                 status = st;

@@ -65,7 +65,8 @@ void Run(std::string_view body, Endpoint endpoint) {
        .speculative =
            SpeculativeBlock(r.speculative.value_or(false), r.draft_max.value_or(3), SpecStats{}),
        .timings = TimingsBlock(GenerateStats{})}));
-  (void)StreamChunk(info, text, r.stream ? nullptr : &finish, /*first=*/true);
+  (void)StreamChunk(info,
+                    {.text = text, .finish_reason = r.stream ? nullptr : &finish, .first = true});
 }
 
 }  // namespace

@@ -181,6 +181,90 @@ test('seeded sampling is reproducible and stop strings cut the text', async () =
   }
 });
 
+// A stream's events, as parsed JSON (without [DONE]).
+async function streamEvents(server, route, body) {
+  const r = await fetch(`${server.base}${route}`, {
+    method: 'POST', body: JSON.stringify({ ...body, stream: true }),
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` },
+  });
+  assert.equal(r.status, 200);
+  return (await r.text()).split('\n\n').filter((e) => e.startsWith('data: {'))
+    .map((e) => JSON.parse(e.slice(6)));
+}
+
+test('token_origins lists every streamed token with its text and origin; usage counts the drafts', async () => {
+  const full = (await client.completions.create({ model: 'target', prompt: prompts[3], max_tokens: 30, temperature: 0 })).choices[0].text;
+  const stop = full.slice(4, 6);
+  const cases = [
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'Count to ten' }], max_tokens: 24, temperature: 0, draft_max: 4 }],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'Count to ten' }], max_tokens: 24, temperature: 0, speculative: false }],
+    ['/v1/completions', { prompt: prompts[3], max_tokens: 30, temperature: 0.8, seed: 5 }],
+    ['/v1/completions', { prompt: prompts[3], max_tokens: 30, temperature: 0, stop: [stop] }],
+  ];
+  for (const [route, body] of cases) {
+    const events = await streamEvents(main, route, { ...body, token_origins: true });
+    let text = '', marked = '', tokens = 0, drafts = 0;
+    for (const e of events) {
+      const c = e.choices[0];
+      text += c.delta ? (c.delta.content ?? '') : c.text;
+      for (const o of c.token_origins ?? []) {
+        marked += o.text;
+        if (o.draft === undefined) continue;  // held-back text at the end, not a token
+        ++tokens;
+        drafts += o.draft;
+      }
+    }
+    const last = events.at(-1);
+    const what = `${route} ${JSON.stringify(body)}`;
+    assert.equal(marked, text, what);
+    assert.equal(tokens, last.usage.completion_tokens, what);
+    const details = last.usage.completion_tokens_details;
+    assert.equal(drafts, details.accepted_prediction_tokens, what);
+    if (last.speculative.enabled) {
+      assert.ok(drafts <= last.speculative.accepted, what);
+      assert.equal(details.rejected_prediction_tokens, last.speculative.drafted - last.speculative.accepted, what);
+    } else {
+      assert.equal(drafts, 0, what);
+      assert.equal(details.rejected_prediction_tokens, 0, what);
+    }
+    if (body.stop) assert.equal(text, full.slice(0, full.indexOf(stop)), what);
+    // Without the flag no chunk carries the field, and the text is the same.
+    const plain = await streamEvents(main, route, body);
+    assert.ok(plain.every((e) => e.choices.every((c) => c.token_origins === undefined)), what);
+    if (body.temperature === 0 || body.seed !== undefined) {
+      assert.equal(plain.map((e) => e.choices[0].delta?.content ?? e.choices[0].text ?? '').join(''), text, what);
+    }
+  }
+});
+
+test('a small --cache-ram evicts the least recently used conversation and stays within its bound', async () => {
+  const small = await startServer(['-md', draft, '--cache-ram', '1', '--parallel', '1']);
+  const smallClient = new OpenAI({ apiKey: 'none', baseURL: `${small.base}/v1`, maxRetries: 0 });
+  const ask = (content) => smallClient.chat.completions.create(
+    { model: 'target', messages: [{ role: 'user', content }], max_tokens: 8, temperature: 0 });
+  const cached = (r) => r.usage.prompt_tokens_details.cached_tokens;
+  const filler = 'with every detail you know about its history, its uses, its parts and its people';
+  const topics = ['Cats', 'Boats', 'Trains', 'Rivers'].map((t) => `${t}: tell me about them ${filler}.`);
+  const bytes = async () => {
+    const r = await fetch(`${small.base}/metrics`);
+    const line = (await r.text()).split('\n').find((l) => l.startsWith('specula_prompt_cache_bytes '));
+    return Number(line.split(' ')[1]);
+  };
+  const first = await ask(topics[0]);
+  const warm = await ask(topics[0]);
+  assert.equal(cached(warm), warm.usage.prompt_tokens - 1, 'a repeat resumes all but the last token');
+  assert.equal(warm.choices[0].message.content, first.choices[0].message.content);
+  for (const t of topics.slice(1)) {
+    await ask(t);
+    const b = await bytes();
+    assert.ok(b > 0 && b <= 1 << 20, `the cache holds ${b} bytes`);
+  }
+  const evicted = await ask(topics[0]);
+  assert.ok(cached(evicted) < 16, `the first conversation was evicted, yet ${cached(evicted)} tokens were cached`);
+  assert.equal(evicted.choices[0].message.content, first.choices[0].message.content);
+  small.kill('SIGTERM');
+});
+
 test('16 concurrent clients x 3 requests each get their single-request output; metrics add up', async () => {
   const jobs = [];
   for (let c = 0; c < 16; ++c) {

@@ -47,6 +47,9 @@ struct CompletionRequest {
   bool include_usage = false;  // stream_options.include_usage
   std::optional<bool> speculative;
   std::optional<int> draft_max;
+  // Specula's extension for a stream: each chunk lists its tokens' text and whether each was an
+  // accepted draft token (`token_origins`), which is what the web chat marks.
+  bool token_origins = false;
 };
 
 constexpr int kMaxDraftMax = 32;
@@ -87,6 +90,10 @@ struct CompletionUsage {
   int prompt_tokens = 0;
   int cached_tokens = 0;  // of the prompt, resumed from the prompt cache
   int completion_tokens = 0;
+  // Speculative decoding in OpenAI's Predicted Outputs terms: generated tokens that were accepted
+  // drafts, and draft tokens the target rejected.
+  int accepted_draft_tokens = 0;
+  long rejected_draft_tokens = 0;
 };
 
 // The per-request `speculative` block: null when the request decoded plainly.
@@ -105,10 +112,18 @@ struct CompletionReport {
 
 Json CompletionResponse(const CompletionInfo& info, const std::string& text,
                         const std::string& finish_reason, const CompletionReport& report);
-// One SSE event ("data: {...}\n\n"). The chunk with the finish reason also carries the report;
-// the chat endpoint's first chunk carries the assistant role.
-std::string StreamChunk(const CompletionInfo& info, const std::string& text,
-                        const std::string* finish_reason, bool first);
+// What one stream chunk carries.
+struct StreamDelta {
+  std::string text = "";
+  const std::string* finish_reason = nullptr;
+  bool first = false;  // the chat endpoint's first chunk carries the assistant role
+  // With CompletionRequest::token_origins: [{"text": piece, "draft": bool}, ...], one per token
+  // (a piece may be empty: a stop id, a UTF-8 sequence the next token completes); text held back
+  // until the end comes as a last entry without "draft". Null: not sent.
+  Json token_origins = nullptr;
+};
+// One SSE event ("data: {...}\n\n"). The chunk with the finish reason also carries the report.
+std::string StreamChunk(const CompletionInfo& info, const StreamDelta& delta);
 std::string StreamFinalChunk(const CompletionInfo& info, const std::string& finish_reason,
                              const CompletionReport& report);
 std::string StreamUsageChunk(const CompletionInfo& info, const CompletionUsage& usage);

@@ -29,11 +29,12 @@ struct Job {
   std::function<void()> on_update;
 
   std::mutex mu;
-  std::vector<int> tokens;          // generated ids so far (guarded by mu)
-  bool done = false;                // (guarded by mu)
-  SpecResult result;                // valid once done (guarded by mu)
-  std::string error;                // set before done when the engine refused or failed the job
-  std::atomic<bool> cancel{false};  // set by the handler: the client left or a stop string matched
+  std::vector<int> tokens;           // generated ids so far (guarded by mu)
+  std::vector<TokenOrigin> origins;  // how each of `tokens` came (guarded by mu)
+  bool done = false;                 // (guarded by mu)
+  SpecResult result;                 // valid once done (guarded by mu)
+  std::string error;                 // set before done when the engine refused or failed the job
+  std::atomic<bool> cancel{false};   // set by the handler: the client left or a stop string matched
 
   // Engine thread only: when the job was submitted and when its last token came (seconds).
   double t_submit = 0.0, t_last_token = 0.0;

@@ -12,6 +12,7 @@
 // output equals GeneratePlain's, and a seeded sampled sequence equals itself run alone.
 #pragma once
 
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -32,6 +33,11 @@ struct SeqOptions {
   std::ostream* trace = nullptr;  // one JSON line per verify round
   KvCache* cache = nullptr;       // borrowed, empty; nullptr: the engine allocates one
 };
+
+// How a generated token came: the target's own choice (the first token after the prompt, every
+// plain-decoding token, the token after each verify), or a draft token the target accepted.
+enum class TokenOrigin : uint8_t { kTarget, kDraft };
+using EmitCallback = std::function<void(int token, TokenOrigin origin)>;
 
 // `status` is OK when the sequence stopped normally (stop token, length, context, cancellation);
 // otherwise the model, drafter or cache failed for it and `result` holds what came before.
@@ -54,9 +60,10 @@ class BatchEngine {
   ~BatchEngine();
 
   // Validates and queues a sequence (prompt ids in range and shorter than the context, sampling
-  // settings, draft_max). on_token sees every generated id as it is decided; on_done runs once
+  // settings, draft_max). on_token sees every generated id, and how it came, as it is decided;
+  // on_done runs once
   // when the sequence finishes or is cancelled. Returns the sequence id.
-  Result<int> Add(std::vector<int> prompt, const SeqOptions& options, TokenCallback on_token,
+  Result<int> Add(std::vector<int> prompt, const SeqOptions& options, EmitCallback on_token,
                   DoneCallback on_done);
   // Ends a sequence (may be called from its callbacks): no more tokens are emitted for it and its
   // cache is freed at the next round. Unknown or finished ids are ignored.
