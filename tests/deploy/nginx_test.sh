@@ -13,7 +13,6 @@ bin=$1
 work=$2
 deploy=$3
 py=/usr/bin/python3
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 key=sk-deploy-test
 
 pids=()
@@ -27,7 +26,7 @@ trap 'exit 1' INT TERM
 
 fail() {
   echo "nginx_test: FAIL: $*" >&2
-  for f in "$work"/replica*.log "$work"/nginx/error.log; do
+  for f in "$work"/replica*.log "$work"/nginx.log "$work"/nginx/error.log; do
     [[ -f $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
   done
   exit 1
@@ -56,41 +55,9 @@ for i in 0 1; do
 done
 
 # --- nginx: the shipped specula.conf, its replica list rendered with these ports ---
-n=$work/nginx
-mkdir -p "$n/snippets" "$n/tmp"
 nginx_port=$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 print(s.getsockname()[1])')
-grep -q '^    listen 8000;$' "$deploy/nginx/specula.conf" || fail "specula.conf: no 'listen 8000;'"
-sed "s/^    listen 8000;$/    listen 127.0.0.1:$nginx_port;/" "$deploy/nginx/specula.conf" \
-  >"$n/specula.conf"
-grep -q '^server ' "$deploy/nginx/specula-replicas.conf" || fail "no server line in the replicas"
-{
-  sed '/^server /d' "$deploy/nginx/specula-replicas.conf"
-  for p in "${ports[@]}"; do echo "server 127.0.0.1:$p max_fails=3 fail_timeout=10s;"; done
-} >"$n/snippets/specula-replicas.conf"
-# Debian's nginx.conf reduced to what the test needs; paths under the work dir. One process
-# (master_process off), so killing its pid stops all of nginx.
-cat >"$n/nginx.conf" <<CONF
-master_process off;
-daemon off;
-pid $n/nginx.pid;
-error_log $n/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log $n/access.log;
-  client_body_temp_path $n/tmp/body;
-  proxy_temp_path $n/tmp/proxy;
-  fastcgi_temp_path $n/tmp/fastcgi;
-  uwsgi_temp_path $n/tmp/uwsgi;
-  scgi_temp_path $n/tmp/scgi;
-  include specula.conf;
-}
-CONF
-"$nginx_bin" -e stderr -p "$n" -c "$n/nginx.conf" -t 2>"$n/check.log" || {
-  cat "$n/check.log" >&2
-  fail "nginx -t refused the configuration"
-}
-"$nginx_bin" -e "$n/error.log" -p "$n" -c "$n/nginx.conf" &
+bash "$deploy/nginx/run-local.sh" "$work/nginx" "$nginx_port" "${ports[@]}" 2>"$work/nginx.log" &
 pids+=($!)
 base=http://127.0.0.1:$nginx_port
 

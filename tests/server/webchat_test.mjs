@@ -116,7 +116,8 @@ test('the page streams replies, marks accepted drafts as the statistics count th
   assert.ok(Number(first.drafts) <= Number(first.specAccepted));
   assert.ok(Number(first.drafts) > Number(first.specAccepted) - 3);
   assert.ok(first.draftSpans > 0 && first.draftSpans <= Number(first.drafts));
-  assert.match(await page.$eval('#live', (e) => e.textContent), /tok\/s · \d+% from drafts/);
+  assert.match(await page.$eval('#live', (e) => e.textContent),
+               /tok\/s · \d+% from drafts · acceptance \d+%/);
 
   // Speculation off: the same conversation goes on decoded plainly; greedy text is unchanged.
   await page.click('#speculative');
