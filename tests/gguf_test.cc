@@ -154,7 +154,7 @@ TEST(Gguf, CorruptFilesGiveClearErrors) {
       {valid.substr(0, 4) + std::string("\x04\0\0\0", 4) + valid.substr(8), "version 4"},
       {valid.substr(0, valid.size() - 40), "runs past the end"},
       {valid.substr(0, 200), "truncated"},
-      {OneTensor(2, {256, 2}, 13, 0, 4096), "Q5_K is not supported"},
+      {OneTensor(2, {256, 2}, 23, 0, 4096), "IQ4_XS is not supported"},
       {OneTensor(0, {}, 0, 0, 64), "0 dimensions"},
       {OneTensor(5, {1, 1, 1, 1, 1}, 0, 0, 64), "5 dimensions"},
       {OneTensor(1, {0}, 0, 0, 64), "out of range"},
@@ -343,7 +343,7 @@ TEST(GgufModel, ConvertedCheckpointGivesIdenticalLogits) {
     DType quant;  // kBF16: not quantized
   } cases[] = {{"e2b-tiny", DType::kBF16}, {"31b-tiny", DType::kBF16}, {"12b-tiny", DType::kBF16},
                {"e2b-tiny", DType::kQ8_0}, {"e2b-tiny", DType::kQ6_K}, {"31b-tiny", DType::kQ4_0},
-               {"31b-tiny", DType::kQ4_K}};
+               {"31b-tiny", DType::kQ4_K}, {"31b-tiny", DType::kQ5_K}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.preset + " " + std::string(DTypeName(c.quant)));
     std::string dir = test::MakePreset(c.preset);
@@ -396,7 +396,8 @@ std::string MoeCheckpoint() {
 // and load to the same logits, bit for bit; the router stays exact.
 TEST(GgufModel, ExpertStacksRoundTripInEveryType) {
   const std::string base = MoeCheckpoint();
-  for (DType t : {DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K}) {
+  for (DType t :
+       {DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K, DType::kQ5_K}) {
     const std::string tag = std::string("moe-") + std::string(DTypeName(t));
     SCOPED_TRACE(tag);
     std::string dir = base;

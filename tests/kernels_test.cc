@@ -122,7 +122,7 @@ QuantRow QuantizeActRow(const float* x, size_t K) {
 }
 
 TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
-  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K}) {
+  for (DType t : kBlockTypes) {
     for (int64_t K : {256, 512, 768}) {
       for (size_t M : {1, 3, 4, 8, 9, 13}) {
         const int64_t N = 37;  // two weight panels, 4-row and 1-row weight tiles
@@ -168,7 +168,8 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
 TEST_P(KernelsTest, QuantizedMatMulPropagatesNonFiniteRowsOnly) {
   for (const auto& [t, K] : {std::pair{DType::kQ8_0, int64_t{64}},
                              {DType::kQ6_K, int64_t{256}},
-                             {DType::kQ4_K, int64_t{256}}}) {
+                             {DType::kQ4_K, int64_t{256}},
+                             {DType::kQ5_K, int64_t{256}}}) {
     const int64_t N = 5;
     const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 5);
     for (float bad : {INFINITY, NAN}) {
@@ -355,9 +356,10 @@ TEST(KernelsPool, GroupedDispatchEqualsSeparateMatMuls) {
   // no rows), inputs read with a stride wider than K, two jobs on one input. Every output equals
   // its own MatMul, at any thread count.
   const int64_t KK = 256;  // a multiple of the Q6_K super-block
-  const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ6_K, DType::kQ4_K, DType::kF32};
-  const int64_t rows[] = {96, 40, 64, 33, 8};
-  const size_t ms[] = {1, 3, 0, 5, 2};
+  const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ6_K,
+                         DType::kQ4_K, DType::kF32,  DType::kQ5_K};
+  const int64_t rows[] = {96, 40, 64, 33, 8, 17};
+  const size_t ms[] = {1, 3, 0, 5, 2, 4};
   const size_t ldx = KK + 16;
   const std::vector<float> x = RandomVec(8 * ldx, 31);
   for (int threads : {1, 2, 3}) {

@@ -184,6 +184,45 @@ TEST(Quant, Q4_KRoundTripAndLayout) {
   EXPECT_NEAR(LoadAsF32(DType::kQ4_K, b.data(), 168), 0.0f, 0.02f);
 }
 
+TEST(Quant, Q5_KRoundTripAndLayout) {
+  std::vector<float> x(512);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = std::sin(0.13f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 32) / 8) + 0.3f;
+  std::vector<uint8_t> q(StorageBytes(DType::kQ5_K, 512));
+  ASSERT_EQ(q.size(), 352u);  // two 176-byte super-blocks
+  QuantizeRow(DType::kQ5_K, x.data(), 512, q.data());
+  for (size_t s = 0; s < 16; ++s) {  // per 32-value sub-block: within one 5-bit step of its range
+    float lo = 0, hi = 0;
+    for (size_t j = 0; j < 32; ++j) {
+      lo = std::min(lo, x[32 * s + j]);
+      hi = std::max(hi, x[32 * s + j]);
+    }
+    for (size_t j = 0; j < 32; ++j) {
+      const size_t i = 32 * s + j;
+      EXPECT_NEAR(LoadAsF32(DType::kQ5_K, q.data(), i), x[i], (hi - lo) / 31 * 0.75 + 0.02) << i;
+    }
+  }
+  // A block written by hand in llama.cpp's layout (block_q5_K: d, dmin, scales[12], qh[32],
+  // qs[128]): value 32 j + l has the low nibble (even j) or high nibble (odd j) of qs[32 (j / 2)
+  // + l] and, as its fifth bit, bit j of qh[l].
+  std::vector<uint8_t> b(176, 0);
+  const uint16_t d = F32ToF16(0.5f), dmin = F32ToF16(0.25f);
+  std::memcpy(b.data(), &d, 2);
+  std::memcpy(b.data() + 2, &dmin, 2);
+  b[4 + 1] = 3;           // sub-block 1: scale 3
+  b[4 + 5] = 2;           // sub-block 1: min 2
+  b[4 + 9] = 0x75;        // sub-block 5: scale 5 + 16 * 0, min 7 + 16 * 1 (below)
+  b[4 + 5] |= 1 << 6;     // sub-block 5's min: top bits 1 -> 7 + 16 = 23
+  b[48 + 4] = 0xA0;       // value 32 + 4 (sub-block 1, high nibble): 10
+  b[16 + 4] = 1 << 1;     // ... with its fifth bit (bit 1 of qh[4]): 26
+  b[48 + 64 + 9] = 0xC0;  // value 160 + 9 (sub-block 5, high nibble of qs[64 + 9]): 12
+  b[16 + 9] = 1 << 5;     // ... fifth bit: 28
+  EXPECT_EQ(LoadAsF32(DType::kQ5_K, b.data(), 36), 0.5f * 3 * 26 - 0.25f * 2);
+  EXPECT_EQ(LoadAsF32(DType::kQ5_K, b.data(), 169), 0.5f * 5 * 28 - 0.25f * 23);
+  EXPECT_EQ(LoadAsF32(DType::kQ5_K, b.data(), 37), -0.25f * 2);  // code 0
+  EXPECT_EQ(LoadAsF32(DType::kQ5_K, b.data(), 4), 0.0f);         // sub-block 0: scale 0, min 0
+}
+
 TEST(Quant, Q8_0AndQ4_0RoundTrip) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i)

@@ -35,7 +35,7 @@ Q6Pos Q6Position(size_t v) {
 }  // namespace
 
 float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
-  if (t == DType::kQ4_K) {
+  if (IsScaleMinType(t)) {
     const size_t b = i / static_cast<size_t>(kSuperBlock), v = i % static_cast<size_t>(kSuperBlock);
     const uint8_t* blk = blocks + b * DTypeSize(t);
     uint16_t dh, mh;
@@ -44,8 +44,10 @@ float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
     const int j = static_cast<int>(v / 32);
     int sc, m;
     Q4KScaleMin(blk + 4, j, &sc, &m);
-    const uint8_t byte = blk[16 + 32 * (j / 2) + v % 32];
-    const int q = j % 2 ? byte >> 4 : byte & 15;
+    const size_t qs = t == DType::kQ5_K ? 48 : 16;
+    const uint8_t byte = blk[qs + 32 * (j / 2) + v % 32];
+    int q = j % 2 ? byte >> 4 : byte & 15;
+    if (t == DType::kQ5_K) q |= ((blk[16 + v % 32] >> j) & 1) << 4;
     return F16ToF32(dh) * static_cast<float>(sc) * static_cast<float>(q) -
            F16ToF32(mh) * static_cast<float>(m);
   }
@@ -73,11 +75,13 @@ float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
 
 namespace {
 
-// Q4_K: per 256 values, 8 sub-blocks of 32 with 6-bit scales and mins, 4-bit codes.
-void QuantizeQ4K(const float* x, int64_t n, uint8_t* out) {
-  const DType t = DType::kQ4_K;
+// Q4_K and Q5_K: per 256 values, 8 sub-blocks of 32 with 6-bit scales and mins, 4- or 5-bit
+// codes.
+void QuantizeScaleMin(DType t, const float* x, int64_t n, uint8_t* out) {
+  const int levels = t == DType::kQ5_K ? 31 : 15;
+  const size_t qs = t == DType::kQ5_K ? 48 : 16;  // Q5_K's qh[32] comes first
   for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
-    // Per 32 values: x ~ step * q - low with q in 0..15 over [min(x, 0), max(x)].
+    // Per 32 values: x ~ step * q - low with q in 0..levels over [min(x, 0), max(x)].
     float step[8], low[8], max_step = 0.0f, max_low = 0.0f;
     for (int j = 0; j < 8; ++j) {
       float lo = 0.0f, hi = 0.0f;
@@ -85,7 +89,7 @@ void QuantizeQ4K(const float* x, int64_t n, uint8_t* out) {
         lo = std::min(lo, x[32 * j + l]);
         hi = std::max(hi, x[32 * j + l]);
       }
-      step[j] = (hi - lo) / 15.0f;
+      step[j] = (hi - lo) / static_cast<float>(levels);
       low[j] = -lo;
       max_step = std::max(max_step, step[j]);
       max_low = std::max(max_low, low[j]);
@@ -111,9 +115,11 @@ void QuantizeQ4K(const float* x, int64_t n, uint8_t* out) {
       const float ds = d * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
       for (int l = 0; l < 32; ++l) {
         const int q =
-            ds > 0.0f ? std::clamp(static_cast<int>(std::lround((x[32 * j + l] + dm) / ds)), 0, 15)
-                      : 0;
-        out[16 + 32 * (j / 2) + l] |= static_cast<uint8_t>(j % 2 ? q << 4 : q);
+            ds > 0.0f
+                ? std::clamp(static_cast<int>(std::lround((x[32 * j + l] + dm) / ds)), 0, levels)
+                : 0;
+        out[qs + 32 * (j / 2) + l] |= static_cast<uint8_t>(j % 2 ? (q & 15) << 4 : q & 15);
+        if (t == DType::kQ5_K) out[16 + l] |= static_cast<uint8_t>((q >> 4) << j);
       }
     }
   }
@@ -194,8 +200,8 @@ void QuantizeBlocks32(DType t, const float* x, int64_t n, uint8_t* out) {
 }  // namespace
 
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
-  if (t == DType::kQ4_K) {
-    QuantizeQ4K(x, n, out);
+  if (IsScaleMinType(t)) {
+    QuantizeScaleMin(t, x, n, out);
   } else if (t == DType::kQ6_K) {
     QuantizeQ6K(x, n, out);
   } else {

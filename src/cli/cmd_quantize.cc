@@ -14,7 +14,7 @@ Runner AddQuantize(CLI::App& app) {
                                    "Write a quantized copy of a checkpoint (target or assistant)");
   c->add_option("in", f->in, "input checkpoint directory")->required();
   c->add_option("out", f->out, "output directory")->required();
-  c->add_option("--type", f->type, "q8_0 | q4_0 | q6_k | q4_k (GGUF block layouts)");
+  c->add_option("--type", f->type, "q8_0 | q4_0 | q6_k | q5_k | q4_k (GGUF block layouts)");
   return [f]() {
     DType t;
     if (f->type == "q8_0" || f->type == "Q8_0") {
@@ -23,10 +23,12 @@ Runner AddQuantize(CLI::App& app) {
       t = DType::kQ4_0;
     } else if (f->type == "q6_k" || f->type == "Q6_K") {
       t = DType::kQ6_K;
+    } else if (f->type == "q5_k" || f->type == "Q5_K") {
+      t = DType::kQ5_K;
     } else if (f->type == "q4_k" || f->type == "Q4_K") {
       t = DType::kQ4_K;
     } else {
-      return Fail("--type: expected q8_0, q4_0, q6_k or q4_k (got '" + f->type + "')");
+      return Fail("--type: expected q8_0, q4_0, q6_k, q5_k or q4_k (got '" + f->type + "')");
     }
     Result<QuantizeStats> s = QuantizeCheckpoint(f->in, f->out, t);
     if (!s.ok()) return Fail(s.status().message());

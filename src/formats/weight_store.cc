@@ -51,12 +51,12 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
         return Error(f->path() + ": __metadata__.specula_quant: expected a JSON object");
       for (auto it = q->begin(); it != q->end(); ++it) {
         const std::string type = it.value().is_string() ? it.value().get<std::string>() : "";
-        for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K}) {
+        for (DType t : kBlockTypes) {
           if (type == DTypeName(t)) quant[it.key()] = t;
         }
         if (!quant.count(it.key())) {
           return Error(f->path() + ": __metadata__.specula_quant." + it.key() +
-                       ": expected \"Q8_0\", \"Q4_0\", \"Q6_K\" or \"Q4_K\"");
+                       ": expected \"Q8_0\", \"Q4_0\", \"Q6_K\", \"Q5_K\" or \"Q4_K\"");
         }
       }
     }
@@ -140,7 +140,7 @@ Result<const TensorView*> RequireTensor(const WeightStore& store, const std::str
   if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
       !IsBlockType(t->dtype)) {
     return Error(where + ": dtype " + std::string(DTypeName(t->dtype)) +
-                 " is not a weight type (F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K)");
+                 " is not a weight type (F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q5_K, Q4_K)");
   }
   if (IsBlockType(t->dtype) && t->shape.size() != 2 && t->shape.size() != 3) {
     return Error(where + ": a quantized tensor must be a matrix or a stack of matrices (shape " +

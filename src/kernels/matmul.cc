@@ -277,7 +277,9 @@ void MatMulRows(const MatMulRowsArgs& a) {
     case DType::kQ6_K:
       return MatMulRowsQ6K(a);
     case DType::kQ4_K:
-      return MatMulRowsQ4K(a);
+      return MatMulRowsScaleMin<DType::kQ4_K>(a);
+    case DType::kQ5_K:
+      return MatMulRowsScaleMin<DType::kQ5_K>(a);
     default:
       return MatMulRowsT<float>(a);
   }

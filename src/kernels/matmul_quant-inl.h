@@ -1,4 +1,5 @@
-// Matmul kernels for the GGUF block dtypes (Q8_0, Q4_0, Q6_K). Included by matmul.cc once per SIMD
+// Matmul kernels for the GGUF block dtypes (Q8_0, Q4_0, Q6_K, Q4_K, Q5_K). Included by matmul.cc
+// once per SIMD
 // target, after tiles-inl.h.
 #if defined(SPECULA_KERNELS_MATMUL_QUANT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPECULA_KERNELS_MATMUL_QUANT_INL_H_
@@ -371,23 +372,32 @@ void MatMulRowsQ6K(const MatMulRowsArgs& a) {
 // store-forwarding stall). One-row decode is bound by the per-super-block work (8 scale/min
 // decodes, 8 vectors unpacked and scaled), not by bandwidth (docs/architecture.md).
 
+// Q5_K is Q4_K with a fifth code bit (bit j of qh[l] for value 32 j + l): codes up to 31, so
+// |31 * 63| < 2^11 and the int32 group sums stay exact (16 * 1953 * 32767 < 2^31).
+
 // A super-block's 256 values as int16 code * sub-block scale, in value order; its mins into m.
-HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled,
-                               int32_t* HWY_RESTRICT m) {
+template <DType kType>
+HWY_INLINE void ScaledCodesScaleMin(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled,
+                                    int32_t* HWY_RESTRICT m) {
   const DQ6 d16;
   const hn::RebindToUnsigned<DQ6> du16;
   const hn::Rebind<uint8_t, DQ6> d8;
   const size_t L = hn::Lanes(d16);
-  const auto low = hn::Set(d16, 15);
+  const auto low = hn::Set(d16, 15), one = hn::Set(d16, 1);
+  constexpr size_t kCodes = kType == DType::kQ5_K ? 48 : 16;  // Q5_K's qh[32] comes first
   for (int j = 0; j < 8; ++j) {
     int sc, mj;
     Q4KScaleMin(w + 4, j, &sc, &mj);
     m[j] = mj;
     const auto s = hn::Set(d16, static_cast<int16_t>(sc));
-    const uint8_t* qs = w + 16 + 32 * (j / 2);
+    const uint8_t* qs = w + kCodes + 32 * (j / 2);
     for (size_t l = 0; l < 32; l += L) {
       const auto b = hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(d8, qs + l)));
-      const auto q = j % 2 ? hn::ShiftRight<4>(b) : hn::And(b, low);
+      auto q = j % 2 ? hn::ShiftRight<4>(b) : hn::And(b, low);
+      if constexpr (kType == DType::kQ5_K) {
+        const auto h = hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(d8, w + 16 + l)));
+        q = hn::Or(q, hn::ShiftLeft<4>(hn::And(hn::ShiftRightSame(h, j), one)));
+      }
       hn::Store(hn::Mul(q, s), d16, scaled + 32 * j + l);
     }
   }
@@ -395,8 +405,8 @@ HWY_INLINE void ScaledCodesQ4K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
 
 // One weight row (job.w) against R activation rows. xsum holds the sub-block sums of activation
 // codes transposed, [K / 32, ldsum] from the group's first row, so one vector spans the rows.
-template <size_t R>
-HWY_INLINE void DotGroupQ4K(const QTile& job, const float* HWY_RESTRICT xsum, size_t ldsum) {
+template <DType kType, size_t R>
+HWY_INLINE void DotGroupScaleMin(const QTile& job, const float* HWY_RESTRICT xsum, size_t ldsum) {
   const DQ6F df;
   const size_t NF = hn::Lanes(df);
   HWY_ALIGN int16_t scaled[kSuperBlock];
@@ -409,14 +419,14 @@ HWY_INLINE void DotGroupQ4K(const QTile& job, const float* HWY_RESTRICT xsum, si
     mins[r] = 0.0f;
   }
   const uint8_t* HWY_RESTRICT w = job.w;
-  for (size_t k = 0; k < job.K; k += kSuperBlock, w += DTypeSize(DType::kQ4_K)) {
-    for (size_t b = 0; b < DTypeSize(DType::kQ4_K); b += 64)
+  for (size_t k = 0; k < job.K; k += kSuperBlock, w += DTypeSize(kType)) {
+    for (size_t b = 0; b < DTypeSize(kType); b += 64)
       __builtin_prefetch(w + kPrefetchBytes + b, 0, 1);
     uint16_t dh, mh;
     std::memcpy(&dh, w, 2);
     std::memcpy(&mh, w + 2, 2);
     const auto d = hn::Set(df, F16ToF32Fast(dh));
-    ScaledCodesQ4K(w, scaled, m);
+    ScaledCodesScaleMin<kType>(w, scaled, m);
     AccumulateScaled<R>(scaled, job, k, d, acc);
     // The min term's sums s2[r] = sum_j m_j * xsum[r][j] (fma chain in j order): across the rows
     // in vectors when there are enough of them, else per row; the same bits either way.
@@ -443,15 +453,17 @@ HWY_INLINE void DotGroupQ4K(const QTile& job, const float* HWY_RESTRICT xsum, si
     job.out[r * job.ldo] = (hn::GetLane(hn::SumOfLanes(df, acc[r])) - mins[r]) * job.xscale[r];
 }
 
-template <size_t R>
-HWY_INLINE void DotGroupQ4KTail(size_t rows, const QTile& job, const float* xsum, size_t ld) {
+template <DType kType, size_t R>
+HWY_INLINE void DotGroupScaleMinTail(size_t rows, const QTile& job, const float* xsum, size_t ld) {
   if constexpr (R > 0) {
-    if (rows == R) return DotGroupQ4K<R>(job, xsum, ld);
-    DotGroupQ4KTail<R - 1>(rows, job, xsum, ld);
+    if (rows == R) return DotGroupScaleMin<kType, R>(job, xsum, ld);
+    DotGroupScaleMinTail<kType, R - 1>(rows, job, xsum, ld);
   }
 }
 
-void MatMulRowsQ4K(const MatMulRowsArgs& a) {
+// Q4_K and Q5_K.
+template <DType kType>
+void MatMulRowsScaleMin(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
   const size_t K = static_cast<size_t>(a.w.cols), subs = K / 32;
   const QuantActs q = PrepareQuantActs(a);
@@ -468,7 +480,7 @@ void MatMulRowsQ4K(const MatMulRowsArgs& a) {
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
-      DotGroupQ4KTail<kQuantRows>(rows, TileAt(a, q, ldw, i, n), xsum.data() + i, a.m);
+      DotGroupScaleMinTail<kType, kQuantRows>(rows, TileAt(a, q, ldw, i, n), xsum.data() + i, a.m);
       i += rows;
     }
   }

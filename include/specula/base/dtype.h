@@ -18,12 +18,35 @@ namespace specula {
 //         j of 32 values has a 6-bit scale sc_j and min m_j (packed in `scales`), value
 //         x = d * sc_j * q - dmin * m_j with q a 4-bit code (qs[32 (j / 2) + l], low nibble for
 //         even j, high for odd).
-enum class DType : uint8_t { kF32, kF16, kBF16, kI64, kI32, kU8, kQ8_0, kQ4_0, kQ6_K, kQ4_K };
+//   Q5_K: {f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]}   176 bytes per 256
+//         values: Q4_K with 5-bit codes, the fifth bit of value 32 j + l being bit j of qh[l].
+enum class DType : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  kI64,
+  kI32,
+  kU8,
+  kQ8_0,
+  kQ4_0,
+  kQ6_K,
+  kQ4_K,
+  kQ5_K
+};
+
+// The block dtypes, in the order messages list them.
+inline constexpr DType kBlockTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ5_K,
+                                        DType::kQ4_K};
 
 constexpr bool IsBlockType(DType t) {
-  return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K || t == DType::kQ4_K;
+  return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K || t == DType::kQ4_K ||
+         t == DType::kQ5_K;
 }
-constexpr bool IsSuperBlockType(DType t) { return t == DType::kQ6_K || t == DType::kQ4_K; }
+constexpr bool IsSuperBlockType(DType t) {
+  return t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K;
+}
+// The k-quants with a scale and a min per 32 values (x = d sc_j q - dmin m_j).
+constexpr bool IsScaleMinType(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K; }
 constexpr int64_t kQuantBlock = 32;   // values per Q8_0/Q4_0 block
 constexpr int64_t kSuperBlock = 256;  // values per k-quant super-block
 constexpr int64_t BlockValues(DType t) { return IsSuperBlockType(t) ? kSuperBlock : kQuantBlock; }
@@ -51,6 +74,8 @@ constexpr size_t DTypeSize(DType t) {
       return 210;
     case DType::kQ4_K:
       return 144;
+    case DType::kQ5_K:
+      return 176;
   }
   return 0;
 }
@@ -97,6 +122,8 @@ constexpr std::string_view DTypeName(DType t) {
       return "Q6_K";
     case DType::kQ4_K:
       return "Q4_K";
+    case DType::kQ5_K:
+      return "Q5_K";
   }
   return "?";
 }
@@ -156,7 +183,7 @@ inline float LoadAsF32(DType t, const void* data, size_t i) {
 // GGUF's scale rules (Q8_0: d = max|x| / 127; Q4_0: d = x_maxabs / -8; Q6_K: per 16 values a scale
 // mapping the largest magnitude to -32, the 16 scales quantized to int8 against one f16 d; Q4_K:
 // per 32 values the range [min(x, 0), max(x)] in 15 steps, scales and mins quantized to 6 bits
-// against f16 d and dmin).
+// against f16 d and dmin; Q5_K: the same in 31 steps).
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out);
 
 // Rounds an f32 to what `t` can store, then back (e.g. HF casts sqrt(H) to the weight dtype).
@@ -171,6 +198,7 @@ inline float RoundThrough(DType t, float f) {
     case DType::kQ4_0:
     case DType::kQ6_K:
     case DType::kQ4_K:
+    case DType::kQ5_K:
       return BF16ToF32(F32ToBF16(f));
     default:
       return f;
