@@ -223,6 +223,47 @@ TEST(Quant, Q5_KRoundTripAndLayout) {
   EXPECT_EQ(LoadAsF32(DType::kQ5_K, b.data(), 4), 0.0f);         // sub-block 0: scale 0, min 0
 }
 
+// IQ4_NL and IQ4_XS: blocks written by hand in llama.cpp's layouts decode to the grid values, and a
+// quantized row lands within half a grid step of its values.
+TEST(Quant, IQ4LayoutsAndRoundTrip) {
+  std::vector<uint8_t> nl(18, 0);
+  const uint16_t d = F32ToF16(0.5f);
+  std::memcpy(nl.data(), &d, 2);
+  nl[2 + 3] = 0xF2;  // value 3: grid[2] = -83; value 19: grid[15] = 113
+  EXPECT_EQ(LoadAsF32(DType::kIQ4_NL, nl.data(), 3), 0.5f * -83);
+  EXPECT_EQ(LoadAsF32(DType::kIQ4_NL, nl.data(), 19), 0.5f * 113);
+  EXPECT_EQ(LoadAsF32(DType::kIQ4_NL, nl.data(), 4), 0.5f * -127);  // nibble 0
+  std::vector<uint8_t> xs(136, 0);
+  std::memcpy(xs.data(), &d, 2);
+  // Sub-block 3: ls = 5 (low nibble: high half of scales_l[1]) + 16 * 2 (bits 6-7 of scales_h).
+  xs[4 + 1] = 5 << 4;
+  xs[2] = 2 << 6;
+  xs[8 + 16 * 3 + 7] = 0x9C;  // value 96 + 7: grid[12] = 53; value 96 + 23: grid[9] = 13
+  EXPECT_EQ(IQ4XSScale(xs.data(), 3), 37);
+  EXPECT_EQ(LoadAsF32(DType::kIQ4_XS, xs.data(), 103), (0.5f * (37 - 32)) * 53);
+  EXPECT_EQ(LoadAsF32(DType::kIQ4_XS, xs.data(), 119), (0.5f * (37 - 32)) * 13);
+  EXPECT_EQ(LoadAsF32(DType::kIQ4_XS, xs.data(), 0), (0.5f * -32) * -127);  // ls 0, nibble 0
+
+  std::vector<float> x(512);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = std::sin(0.29f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 64) / 16);
+  for (DType t : {DType::kIQ4_NL, DType::kIQ4_XS}) {
+    std::vector<uint8_t> q(StorageBytes(t, 512));
+    QuantizeRow(t, x.data(), 512, q.data());
+    for (size_t s = 0; s < 16; ++s) {
+      float amax = 0.0f;
+      for (size_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[32 * s + j]));
+      // Half the widest step (24 / 2), or the clipped top of the grid (113 of 127) when the
+      // largest magnitude is negative; IQ4_XS's 6-bit scales add a little.
+      const float tol = amax / 127.0f * (t == DType::kIQ4_XS ? 16.0f : 14.5f) + 1e-3f;
+      for (size_t j = 0; j < 32; ++j) {
+        const size_t i = 32 * s + j;
+        EXPECT_NEAR(LoadAsF32(t, q.data(), i), x[i], tol) << DTypeName(t) << " " << i;
+      }
+    }
+  }
+}
+
 TEST(Quant, Q8_0AndQ4_0RoundTrip) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i)

@@ -35,6 +35,16 @@ Q6Pos Q6Position(size_t v) {
 }  // namespace
 
 float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
+  if (t == DType::kIQ4_XS) {
+    const size_t b = i / static_cast<size_t>(kSuperBlock), v = i % static_cast<size_t>(kSuperBlock);
+    const uint8_t* blk = blocks + b * DTypeSize(t);
+    uint16_t dh;
+    std::memcpy(&dh, blk, 2);
+    const int j = static_cast<int>(v / 32), l = static_cast<int>(v % 32);
+    const uint8_t byte = blk[8 + 16 * j + l % 16];
+    const float dl = F16ToF32(dh) * static_cast<float>(IQ4XSScale(blk, j) - 32);
+    return dl * static_cast<float>(kIQ4Values[l < 16 ? byte & 15 : byte >> 4]);
+  }
   if (IsScaleMinType(t)) {
     const size_t b = i / static_cast<size_t>(kSuperBlock), v = i % static_cast<size_t>(kSuperBlock);
     const uint8_t* blk = blocks + b * DTypeSize(t);
@@ -70,6 +80,7 @@ float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
   const float d = F16ToF32(dh);
   if (t == DType::kQ8_0) return d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
   const uint8_t q = blk[2 + (j & 15)];
+  if (t == DType::kIQ4_NL) return d * static_cast<float>(kIQ4Values[j < 16 ? q & 15 : q >> 4]);
   return d * static_cast<float>((j < 16 ? (q & 15) : (q >> 4)) - 8);
 }
 
@@ -166,6 +177,71 @@ void QuantizeQ6K(const float* x, int64_t n, uint8_t* out) {
   }
 }
 
+// The index of the kIQ4Values point nearest to v (the lower one on a tie).
+int NearestIQ4(float v) {
+  int best = 0;
+  for (int k = 1; k < 16; ++k) {
+    if (std::fabs(v - kIQ4Values[k]) < std::fabs(v - kIQ4Values[best])) best = k;
+  }
+  return best;
+}
+
+// 32 values as IQ4_NL nibbles against the scale d (qs[16]: value l in nibble l / 16 of byte l %
+// 16).
+void PackIQ4(const float* x, float d, uint8_t* qs) {
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  for (int l = 0; l < 16; ++l) {
+    qs[l] = static_cast<uint8_t>(NearestIQ4(x[l] * id) | (NearestIQ4(x[l + 16] * id) << 4));
+  }
+}
+
+// The value of 32 with the largest magnitude, with its sign.
+float SignedMax32(const float* x) {
+  float amax = 0.0f, maxv = 0.0f;
+  for (int l = 0; l < 32; ++l) {
+    if (std::fabs(x[l]) > amax) {
+      amax = std::fabs(x[l]);
+      maxv = x[l];
+    }
+  }
+  return maxv;
+}
+
+// IQ4_NL: per 32 values, the largest magnitude maps to kIQ4Values[0].
+void QuantizeIQ4NL(const float* x, int64_t n, uint8_t* out) {
+  for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += 18) {
+    const uint16_t dh = F32ToF16(SignedMax32(x) / kIQ4Values[0]);
+    std::memcpy(out, &dh, 2);
+    PackIQ4(x, F16ToF32(dh), out + 2);
+  }
+}
+
+// IQ4_XS: per 32 values a scale as IQ4_NL's, those 8 scales as 6-bit multiples (minus 32) of d.
+void QuantizeIQ4XS(const float* x, int64_t n, uint8_t* out) {
+  const DType t = DType::kIQ4_XS;
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
+    float scale[8], max_scale = 0.0f;
+    for (int j = 0; j < 8; ++j) {
+      scale[j] = SignedMax32(x + 32 * j) / kIQ4Values[0];
+      if (std::fabs(scale[j]) > std::fabs(max_scale)) max_scale = scale[j];
+    }
+    std::memset(out, 0, DTypeSize(t));
+    const uint16_t dh = F32ToF16(-max_scale / 32.0f);
+    std::memcpy(out, &dh, 2);
+    const float d = F16ToF32(dh);
+    int scales_h = 0;
+    for (int j = 0; j < 8; ++j) {
+      const int ls =
+          d != 0.0f ? std::clamp(static_cast<int>(std::lround(scale[j] / d)), -32, 31) + 32 : 32;
+      out[4 + j / 2] |= static_cast<uint8_t>((ls & 15) << (4 * (j % 2)));
+      scales_h |= (ls >> 4) << (2 * j);
+      PackIQ4(x + 32 * j, d * static_cast<float>(ls - 32), out + 8 + 16 * j);
+    }
+    out[2] = static_cast<uint8_t>(scales_h & 0xFF);
+    out[3] = static_cast<uint8_t>(scales_h >> 8);
+  }
+}
+
 // Q8_0 and Q4_0: per 32 values, one f16 scale.
 void QuantizeBlocks32(DType t, const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += DTypeSize(t)) {
@@ -202,6 +278,10 @@ void QuantizeBlocks32(DType t, const float* x, int64_t n, uint8_t* out) {
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
   if (IsScaleMinType(t)) {
     QuantizeScaleMin(t, x, n, out);
+  } else if (t == DType::kIQ4_NL) {
+    QuantizeIQ4NL(x, n, out);
+  } else if (t == DType::kIQ4_XS) {
+    QuantizeIQ4XS(x, n, out);
   } else if (t == DType::kQ6_K) {
     QuantizeQ6K(x, n, out);
   } else {

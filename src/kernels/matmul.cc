@@ -274,8 +274,12 @@ void MatMulRows(const MatMulRowsArgs& a) {
       return MatMulRowsQ<DType::kQ8_0>(a);
     case DType::kQ4_0:
       return MatMulRowsQ<DType::kQ4_0>(a);
+    case DType::kIQ4_NL:
+      return MatMulRowsQ<DType::kIQ4_NL>(a);
     case DType::kQ6_K:
-      return MatMulRowsQ6K(a);
+      return MatMulRowsScaled<DType::kQ6_K>(a);
+    case DType::kIQ4_XS:
+      return MatMulRowsScaled<DType::kIQ4_XS>(a);
     case DType::kQ4_K:
       return MatMulRowsScaleMin<DType::kQ4_K>(a);
     case DType::kQ5_K:

@@ -1,6 +1,5 @@
-// Matmul kernels for the GGUF block dtypes (Q8_0, Q4_0, Q6_K, Q4_K, Q5_K). Included by matmul.cc
-// once per SIMD
-// target, after tiles-inl.h.
+// Matmul kernels for the GGUF block dtypes (Q8_0, Q4_0, IQ4_NL, Q6_K, IQ4_XS, Q4_K, Q5_K).
+// Included by matmul.cc once per SIMD target, after tiles-inl.h.
 #if defined(SPECULA_KERNELS_MATMUL_QUANT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPECULA_KERNELS_MATMUL_QUANT_INL_H_
 #undef SPECULA_KERNELS_MATMUL_QUANT_INL_H_
@@ -124,6 +123,15 @@ HWY_INLINE void LoadBlock(D16 d16, const uint8_t* codes, hn::Vec<D16> (&v)[kVecs
     const hn::Rebind<int8_t, D16> d8;
     for (size_t j = 0; j < kVecs; ++j)
       v[j] = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(codes) + j * L));
+  } else if constexpr (kType == DType::kIQ4_NL) {
+    // Q4_0's nibbles as indices into the grid. Looked up in scalar code: correct on every target;
+    // a byte-shuffle lookup would be the faster path.
+    HWY_ALIGN int16_t v16[kBlock];
+    for (size_t j = 0; j < 16; ++j) {
+      v16[j] = kIQ4Values[codes[j] & 15];
+      v16[j + 16] = kIQ4Values[codes[j] >> 4];
+    }
+    for (size_t j = 0; j < kVecs; ++j) v[j] = hn::Load(d16, v16 + j * L);
   } else {  // Q4_0: byte j holds value j in its low nibble and value j + 16 in its high one
 #if HWY_TARGET != HWY_SCALAR  // (no Combine there; its kVecs is 32)
     if constexpr (kVecs == 1) {
@@ -291,6 +299,20 @@ HWY_INLINE void ScaledCodesQ6K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTR
 #endif
 }
 
+// IQ4_XS: a super-block's 256 values as int16 grid value * (ls_j - 32) (|127 * 32| = 4064, within
+// Q6_K's bound), in value order. The grid lookup is scalar, as IQ4_NL's.
+HWY_INLINE void ScaledCodesIQ4XS(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled) {
+  for (int j = 0; j < 8; ++j) {
+    const int s = IQ4XSScale(w, j) - 32;
+    const uint8_t* qs = w + 8 + 16 * j;
+    int16_t* out = scaled + 32 * j;
+    for (int l = 0; l < 16; ++l) {
+      out[l] = static_cast<int16_t>(kIQ4Values[qs[l] & 15] * s);
+      out[l + 16] = static_cast<int16_t>(kIQ4Values[qs[l] >> 4] * s);
+    }
+  }
+}
+
 // acc[r] += d * (a super-block's scaled codes . row r's activation codes from k), summed in exact
 // int32 groups of kQ6Group values. Shared by the k-quants.
 template <size_t R>
@@ -312,22 +334,28 @@ HWY_INLINE void AccumulateScaled(const int16_t* HWY_RESTRICT scaled, const QTile
   }
 }
 
-// One weight row (job.w) against R activation rows.
-template <size_t R>
-HWY_INLINE void DotGroupQ6K(const QTile& job) {
+// One weight row (job.w) against R activation rows: Q6_K or IQ4_XS (one scale d per super-block
+// times int16 scaled codes).
+template <DType kType, size_t R>
+HWY_INLINE void DotGroupScaled(const QTile& job) {
   const DQ6F df;
   HWY_ALIGN int16_t scaled[kSuperBlock];
   hn::Vec<DQ6F> acc[R];
   for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(df);
   const uint8_t* HWY_RESTRICT w = job.w;
-  for (size_t k = 0; k < job.K; k += kSuperBlock, w += DTypeSize(DType::kQ6_K)) {
+  for (size_t k = 0; k < job.K; k += kSuperBlock, w += DTypeSize(kType)) {
     // Every line of the stream, kPrefetchBytes ahead (one prefetch per 210-byte super-block
     // missed a third of them).
-    for (size_t b = 0; b < DTypeSize(DType::kQ6_K); b += 64)
+    for (size_t b = 0; b < DTypeSize(kType); b += 64)
       __builtin_prefetch(w + kPrefetchBytes + b, 0, 1);
-    ScaledCodesQ6K(w, scaled);
     uint16_t dh;
-    std::memcpy(&dh, w + 208, 2);
+    if constexpr (kType == DType::kQ6_K) {
+      ScaledCodesQ6K(w, scaled);
+      std::memcpy(&dh, w + 208, 2);
+    } else {
+      ScaledCodesIQ4XS(w, scaled);
+      std::memcpy(&dh, w, 2);
+    }
     const auto d = hn::Set(df, F16ToF32Fast(dh));
     AccumulateScaled<R>(scaled, job, k, d, acc);
   }
@@ -340,21 +368,23 @@ HWY_INLINE void DotGroupQ6K(const QTile& job) {
 // AVX2 has too few registers for 16 accumulators.
 constexpr size_t kQuantRows = kWideRegs ? 16 : 4;
 
-template <size_t R>
+template <DType kType, size_t R>
 HWY_INLINE void DotGroupTail(size_t rows, const QTile& job) {
   if constexpr (R > 0) {
-    if (rows == R) return DotGroupQ6K<R>(job);
-    DotGroupTail<R - 1>(rows, job);
+    if (rows == R) return DotGroupScaled<kType, R>(job);
+    DotGroupTail<kType, R - 1>(rows, job);
   }
 }
 
-void MatMulRowsQ6K(const MatMulRowsArgs& a) {
+// Q6_K and IQ4_XS.
+template <DType kType>
+void MatMulRowsScaled(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
   const QuantActs q = PrepareQuantActs(a);
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
-      DotGroupTail<kQuantRows>(rows, TileAt(a, q, ldw, i, n));
+      DotGroupTail<kType, kQuantRows>(rows, TileAt(a, q, ldw, i, n));
       i += rows;
     }
   }

@@ -19,7 +19,9 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-free_port() { $py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() {
+  $py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 
 # run COUNT THREADS: COUNT replicas of THREADS threads each behind nginx; prints the load's result.
 run() {
@@ -34,7 +36,8 @@ run() {
     port=""
     while [[ -z $port ]]; do
       sleep 0.2
-      port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/replica$i.log")
+      port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' \
+        "$work/replica$i.log")
     done
     ports+=("$port")
   done
@@ -50,4 +53,5 @@ run() {
 }
 
 echo "1 replica, $cores threads: $(run 1 "$cores")"
-echo "$replicas replicas, $((cores / replicas)) thread(s) each: $(run "$replicas" $((cores / replicas)))"
+per=$((cores / replicas))
+echo "$replicas replicas, $per thread(s) each: $(run "$replicas" "$per")"

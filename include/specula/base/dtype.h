@@ -20,6 +20,12 @@ namespace specula {
 //         even j, high for odd).
 //   Q5_K: {f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]}   176 bytes per 256
 //         values: Q4_K with 5-bit codes, the fifth bit of value 32 j + l being bit j of qh[l].
+//   IQ4_NL: {f16 d; uint8 qs[16]}   18 bytes per 32 values, Q4_0's nibbles, each an index into
+//         kIQ4Values (a non-uniform grid): x = d * kIQ4Values[q].
+//   IQ4_XS: {f16 d; uint16 scales_h; uint8 scales_l[4]; uint8 qs[128]}   136 bytes per 256 values:
+//         sub-block j of 32 has a 6-bit scale ls_j (low 4 bits: nibble j % 2 of scales_l[j / 2];
+//         high 2: bits 2j, 2j + 1 of scales_h) and IQ4_NL's nibbles at qs[16 j ..]:
+//         x = (d * (ls_j - 32)) * kIQ4Values[q].
 enum class DType : uint8_t {
   kF32,
   kF16,
@@ -31,19 +37,25 @@ enum class DType : uint8_t {
   kQ4_0,
   kQ6_K,
   kQ4_K,
-  kQ5_K
+  kQ5_K,
+  kIQ4_NL,
+  kIQ4_XS
 };
 
+// IQ4_NL's and IQ4_XS's 16 code values (llama.cpp's kvalues_iq4nl).
+inline constexpr int8_t kIQ4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,  38,  53,  69,  89,  113};
+
 // The block dtypes, in the order messages list them.
-inline constexpr DType kBlockTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ5_K,
-                                        DType::kQ4_K};
+inline constexpr DType kBlockTypes[] = {DType::kQ8_0, DType::kQ4_0,   DType::kQ6_K,  DType::kQ5_K,
+                                        DType::kQ4_K, DType::kIQ4_NL, DType::kIQ4_XS};
 
 constexpr bool IsBlockType(DType t) {
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K || t == DType::kQ4_K ||
-         t == DType::kQ5_K;
+         t == DType::kQ5_K || t == DType::kIQ4_NL || t == DType::kIQ4_XS;
 }
 constexpr bool IsSuperBlockType(DType t) {
-  return t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K;
+  return t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kIQ4_XS;
 }
 // The k-quants with a scale and a min per 32 values (x = d sc_j q - dmin m_j).
 constexpr bool IsScaleMinType(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K; }
@@ -76,6 +88,10 @@ constexpr size_t DTypeSize(DType t) {
       return 144;
     case DType::kQ5_K:
       return 176;
+    case DType::kIQ4_NL:
+      return 18;
+    case DType::kIQ4_XS:
+      return 136;
   }
   return 0;
 }
@@ -91,6 +107,12 @@ inline void Q4KScaleMin(const uint8_t* scales, int j, int* sc, int* m) {
     *sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
     *m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
   }
+}
+
+// IQ4_XS's 6-bit scale of sub-block j (0..7) from scales_h (little-endian at h) and scales_l.
+inline int IQ4XSScale(const uint8_t* block, int j) {
+  const int h = block[2] | (block[3] << 8);
+  return ((block[4 + j / 2] >> (4 * (j % 2))) & 15) | (((h >> (2 * j)) & 3) << 4);
 }
 
 // Bytes of `n` consecutive values (n a multiple of 32 for block dtypes).
@@ -124,6 +146,10 @@ constexpr std::string_view DTypeName(DType t) {
       return "Q4_K";
     case DType::kQ5_K:
       return "Q5_K";
+    case DType::kIQ4_NL:
+      return "IQ4_NL";
+    case DType::kIQ4_XS:
+      return "IQ4_XS";
   }
   return "?";
 }
@@ -183,7 +209,9 @@ inline float LoadAsF32(DType t, const void* data, size_t i) {
 // GGUF's scale rules (Q8_0: d = max|x| / 127; Q4_0: d = x_maxabs / -8; Q6_K: per 16 values a scale
 // mapping the largest magnitude to -32, the 16 scales quantized to int8 against one f16 d; Q4_K:
 // per 32 values the range [min(x, 0), max(x)] in 15 steps, scales and mins quantized to 6 bits
-// against f16 d and dmin; Q5_K: the same in 31 steps).
+// against f16 d and dmin; Q5_K: the same in 31 steps; IQ4_NL: d maps the largest magnitude to
+// kIQ4Values[0], each value takes the nearest grid point; IQ4_XS: the same per 32 values, those
+// scales quantized to 6 bits against one f16 d).
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out);
 
 // Rounds an f32 to what `t` can store, then back (e.g. HF casts sqrt(H) to the weight dtype).
@@ -199,6 +227,8 @@ inline float RoundThrough(DType t, float f) {
     case DType::kQ6_K:
     case DType::kQ4_K:
     case DType::kQ5_K:
+    case DType::kIQ4_NL:
+    case DType::kIQ4_XS:
       return BF16ToF32(F32ToBF16(f));
     default:
       return f;
