@@ -264,6 +264,54 @@ TEST(Quant, IQ4LayoutsAndRoundTrip) {
   }
 }
 
+// Q4_1, Q5_0 and Q5_1: blocks written by hand in llama.cpp's layouts, and round trips within half
+// a step.
+TEST(Quant, Q4_1Q5_0Q5_1LayoutsAndRoundTrip) {
+  const uint16_t d = F32ToF16(0.5f), m = F32ToF16(-3.0f);
+  std::vector<uint8_t> q41(20, 0);  // d, m, qs[16]
+  std::memcpy(q41.data(), &d, 2);
+  std::memcpy(q41.data() + 2, &m, 2);
+  q41[4 + 5] = 0x7C;  // value 5: 12, value 21: 7
+  EXPECT_EQ(LoadAsF32(DType::kQ4_1, q41.data(), 5), 12 * 0.5f - 3.0f);
+  EXPECT_EQ(LoadAsF32(DType::kQ4_1, q41.data(), 21), 7 * 0.5f - 3.0f);
+  std::vector<uint8_t> q50(22, 0);  // d, qh[4], qs[16]
+  std::memcpy(q50.data(), &d, 2);
+  q50[6 + 5] = 0x7C;
+  q50[2 + 2] = 1 << 5;  // bit 21 of qh: value 21's fifth bit
+  EXPECT_EQ(LoadAsF32(DType::kQ5_0, q50.data(), 5), (12 - 16) * 0.5f);
+  EXPECT_EQ(LoadAsF32(DType::kQ5_0, q50.data(), 21), (7 + 16 - 16) * 0.5f);
+  std::vector<uint8_t> q51(24, 0);  // d, m, qh[4], qs[16]
+  std::memcpy(q51.data(), &d, 2);
+  std::memcpy(q51.data() + 2, &m, 2);
+  q51[8 + 5] = 0x7C;
+  q51[4] = 1 << 5;  // bit 5 of qh: value 5's fifth bit
+  EXPECT_EQ(LoadAsF32(DType::kQ5_1, q51.data(), 5), (12 + 16) * 0.5f - 3.0f);
+  EXPECT_EQ(LoadAsF32(DType::kQ5_1, q51.data(), 21), 7 * 0.5f - 3.0f);
+
+  std::vector<float> x(256);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = std::sin(0.41f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 32) / 8) + 0.2f;
+  for (DType t : {DType::kQ4_1, DType::kQ5_0, DType::kQ5_1}) {
+    std::vector<uint8_t> q(StorageBytes(t, 256));
+    QuantizeRow(t, x.data(), 256, q.data());
+    for (size_t b = 0; b < 8; ++b) {
+      float lo = x[32 * b], hi = x[32 * b], amax = 0.0f;
+      for (size_t l = 0; l < 32; ++l) {
+        lo = std::min(lo, x[32 * b + l]);
+        hi = std::max(hi, x[32 * b + l]);
+        amax = std::max(amax, std::fabs(x[32 * b + l]));
+      }
+      const float step = t == DType::kQ4_1   ? (hi - lo) / 15
+                         : t == DType::kQ5_1 ? (hi - lo) / 31
+                                             : amax / 16;
+      for (size_t l = 0; l < 32; ++l) {
+        const size_t i = 32 * b + l;
+        EXPECT_NEAR(LoadAsF32(t, q.data(), i), x[i], step * 0.51f + 2e-3f) << DTypeName(t) << i;
+      }
+    }
+  }
+}
+
 TEST(Quant, Q8_0AndQ4_0RoundTrip) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i)

@@ -79,6 +79,20 @@ float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
   std::memcpy(&dh, blk, 2);
   const float d = F16ToF32(dh);
   if (t == DType::kQ8_0) return d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
+  // Q4_1 and Q5_1 as ggml computes them: q * d + m, rounded twice (two statements, so that no
+  // compiler fuses them into one multiply-add).
+  const auto plus_min = [&](int q) {
+    uint16_t mh;
+    std::memcpy(&mh, blk + 2, 2);
+    const float product = static_cast<float>(q) * d;
+    return product + F16ToF32(mh);
+  };
+  if (t == DType::kQ5_0) return static_cast<float>(Q5Code(blk, t, j) - 16) * d;
+  if (t == DType::kQ5_1) return plus_min(Q5Code(blk, t, j));
+  if (t == DType::kQ4_1) {
+    const uint8_t q = blk[4 + (j & 15)];
+    return plus_min(j < 16 ? (q & 15) : (q >> 4));
+  }
   const uint8_t q = blk[2 + (j & 15)];
   if (t == DType::kIQ4_NL) return d * static_cast<float>(kIQ4Values[j < 16 ? q & 15 : q >> 4]);
   return d * static_cast<float>((j < 16 ? (q & 15) : (q >> 4)) - 8);
@@ -242,6 +256,34 @@ void QuantizeIQ4XS(const float* x, int64_t n, uint8_t* out) {
   }
 }
 
+// Q4_1 and Q5_1: per 32 values, [min, max] in 15 or 31 steps; Q5_0: the largest magnitude maps
+// to -16.
+void QuantizeLegacy5(DType t, const float* x, int64_t n, uint8_t* out) {
+  const bool with_min = IsMinBlockType(t);
+  const int levels = t == DType::kQ4_1 ? 15 : 31;
+  for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += DTypeSize(t)) {
+    std::memset(out, 0, DTypeSize(t));
+    float lo = x[0], hi = x[0];
+    for (int l = 1; l < 32; ++l) {
+      lo = std::min(lo, x[l]);
+      hi = std::max(hi, x[l]);
+    }
+    const float d = with_min ? (hi - lo) / static_cast<float>(levels) : SignedMax32(x) / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const uint16_t dh = F32ToF16(d), mh = F32ToF16(lo);
+    std::memcpy(out, &dh, 2);
+    if (with_min) std::memcpy(out + 2, &mh, 2);
+    uint32_t qh = 0;
+    for (int l = 0; l < 32; ++l) {
+      const float v = with_min ? (x[l] - lo) * id + 0.5f : x[l] * id + 16.5f;
+      const int q = std::clamp(static_cast<int>(v), 0, levels);
+      out[CodesOffset(t) + (l & 15)] |= static_cast<uint8_t>((q & 15) << (l < 16 ? 0 : 4));
+      qh |= static_cast<uint32_t>(q >> 4) << l;
+    }
+    if (t != DType::kQ4_1) std::memcpy(out + FifthBitsOffset(t), &qh, 4);
+  }
+}
+
 // Q8_0 and Q4_0: per 32 values, one f16 scale.
 void QuantizeBlocks32(DType t, const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += DTypeSize(t)) {
@@ -282,11 +324,19 @@ void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
     QuantizeIQ4NL(x, n, out);
   } else if (t == DType::kIQ4_XS) {
     QuantizeIQ4XS(x, n, out);
+  } else if (t == DType::kQ4_1 || t == DType::kQ5_0 || t == DType::kQ5_1) {
+    QuantizeLegacy5(t, x, n, out);
   } else if (t == DType::kQ6_K) {
     QuantizeQ6K(x, n, out);
   } else {
     QuantizeBlocks32(t, x, n, out);
   }
+}
+
+std::string BlockTypeNames() {
+  std::string out;
+  for (DType t : kBlockTypes) out += (out.empty() ? "" : ", ") + std::string(DTypeName(t));
+  return out;
 }
 
 uint16_t F32ToF16(float f) {

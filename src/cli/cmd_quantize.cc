@@ -16,8 +16,9 @@ Runner AddQuantize(CLI::App& app) {
                                    "Write a quantized copy of a checkpoint (target or assistant)");
   c->add_option("in", f->in, "input checkpoint directory")->required();
   c->add_option("out", f->out, "output directory")->required();
-  c->add_option("--type", f->type,
-                "q8_0 | q4_0 | q6_k | q5_k | q4_k | iq4_nl | iq4_xs (GGUF block layouts)");
+  c->add_option(
+      "--type", f->type,
+      "a GGUF block type: q8_0, q6_k, q5_k, q4_k, q5_1, q5_0, q4_1, q4_0, iq4_xs, iq4_nl");
   return [f]() {
     std::optional<DType> t;
     for (DType b : kBlockTypes) {
@@ -26,8 +27,9 @@ Runner AddQuantize(CLI::App& app) {
       if (f->type == lower || f->type == DTypeName(b)) t = b;
     }
     if (!t) {
-      return Fail("--type: expected q8_0, q4_0, q6_k, q5_k, q4_k, iq4_nl or iq4_xs (got '" +
-                  f->type + "')");
+      std::string names = BlockTypeNames();
+      for (char& ch : names) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      return Fail("--type: expected one of " + names + " (got '" + f->type + "')");
     }
     Result<QuantizeStats> s = QuantizeCheckpoint(f->in, f->out, *t);
     if (!s.ok()) return Fail(s.status().message());

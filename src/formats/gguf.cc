@@ -17,9 +17,10 @@ constexpr int kMaxArrayDepth = 2;
 
 // ggml tensor types this engine computes with, by their number in the file.
 constexpr std::pair<uint32_t, DType> kGgmlTypes[] = {
-    {0, DType::kF32},     {1, DType::kF16},   {2, DType::kQ4_0},  {8, DType::kQ8_0},
-    {12, DType::kQ4_K},   {13, DType::kQ5_K}, {14, DType::kQ6_K}, {20, DType::kIQ4_NL},
-    {23, DType::kIQ4_XS}, {26, DType::kI32},  {30, DType::kBF16},
+    {0, DType::kF32},   {1, DType::kF16},   {2, DType::kQ4_0},    {3, DType::kQ4_1},
+    {6, DType::kQ5_0},  {7, DType::kQ5_1},  {8, DType::kQ8_0},    {12, DType::kQ4_K},
+    {13, DType::kQ5_K}, {14, DType::kQ6_K}, {20, DType::kIQ4_NL}, {23, DType::kIQ4_XS},
+    {26, DType::kI32},  {30, DType::kBF16},
 };
 bool TensorDType(uint32_t ggml_type, DType* out) {
   for (const auto& [id, t] : kGgmlTypes) {
@@ -213,10 +214,8 @@ Status CheckTensorEntry(const TensorEntry& e, uint64_t alignment, const std::str
     numel *= v;
   }
   if (!TensorDType(e.type, &view->dtype)) {
-    return Error(
-        where + ": ggml type " + GgmlTypeName(e.type) +
-        " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and "
-        "I32 are)");
+    return Error(where + ": ggml type " + GgmlTypeName(e.type) +
+                 " is not supported (F32, F16, BF16, I32 and " + BlockTypeNames() + " are)");
   }
   if (IsBlockType(view->dtype) && e.ne[0] % static_cast<uint64_t>(BlockValues(view->dtype)) != 0) {
     return Error(where + ": rows of " + std::to_string(e.ne[0]) + " values are not whole " +

@@ -21,9 +21,9 @@ DType QuantizedType(const std::string& name, DType dtype, const std::vector<int6
   if (IsSuperBlockType(target) && shape.back() % kSuperBlock != 0)
     return DType::kQ8_0;  // rows too short for super-blocks
   if (name.find("embed_tokens") != std::string::npos) {
-    // 4- and 5-bit embedding tables (also the tied LM head) cost too much accuracy: Q4_0 and
-    // IQ4_NL keep Q8_0, Q4_K, Q5_K and IQ4_XS keep Q6_K, as llama.cpp's Q4_K_M and Q5_K_M do.
-    if (target == DType::kQ4_0 || target == DType::kIQ4_NL) return DType::kQ8_0;
+    // 4- and 5-bit embedding tables (also the tied LM head) cost too much accuracy: the 32-value
+    // types keep Q8_0, Q4_K, Q5_K and IQ4_XS keep Q6_K, as llama.cpp's Q4_K_M and Q5_K_M do.
+    if (!IsSuperBlockType(target) && target != DType::kQ8_0) return DType::kQ8_0;
     if (IsScaleMinType(target) || target == DType::kIQ4_XS) return DType::kQ6_K;
   }
   return target;
@@ -32,8 +32,7 @@ DType QuantizedType(const std::string& name, DType dtype, const std::vector<int6
 Result<QuantizeStats> QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir,
                                          DType target) {
   namespace fs = std::filesystem;
-  if (!IsBlockType(target))
-    return Error("type: expected q8_0, q4_0, q6_k, q5_k, q4_k, iq4_nl or iq4_xs");
+  if (!IsBlockType(target)) return Error("type: expected a block type (" + BlockTypeNames() + ")");
   std::error_code ec;
   if (!fs::is_directory(in_dir, ec)) return Error(in_dir + ": not a directory");
   if (fs::equivalent(in_dir, out_dir, ec))

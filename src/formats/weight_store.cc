@@ -56,8 +56,7 @@ Result<std::unique_ptr<WeightStore>> WeightStore::OpenDir(const std::string& dir
         }
         if (!quant.count(it.key())) {
           return Error(f->path() + ": __metadata__.specula_quant." + it.key() +
-                       ": expected a block type (Q8_0, Q4_0, Q6_K, Q5_K, Q4_K, IQ4_NL or "
-                       "IQ4_XS)");
+                       ": expected a block type (" + BlockTypeNames() + ")");
         }
       }
     }
@@ -141,8 +140,7 @@ Result<const TensorView*> RequireTensor(const WeightStore& store, const std::str
   if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
       !IsBlockType(t->dtype)) {
     return Error(where + ": dtype " + std::string(DTypeName(t->dtype)) +
-                 " is not a weight type (F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q5_K, Q4_K, IQ4_NL, "
-                 "IQ4_XS)");
+                 " is not a weight type (F32, F16, BF16, " + BlockTypeNames() + ")");
   }
   if (IsBlockType(t->dtype) && t->shape.size() != 2 && t->shape.size() != 3) {
     return Error(where + ": a quantized tensor must be a matrix or a stack of matrices (shape " +

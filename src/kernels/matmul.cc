@@ -276,6 +276,12 @@ void MatMulRows(const MatMulRowsArgs& a) {
       return MatMulRowsQ<DType::kQ4_0>(a);
     case DType::kIQ4_NL:
       return MatMulRowsQ<DType::kIQ4_NL>(a);
+    case DType::kQ4_1:
+      return MatMulRowsQ<DType::kQ4_1>(a);
+    case DType::kQ5_0:
+      return MatMulRowsQ<DType::kQ5_0>(a);
+    case DType::kQ5_1:
+      return MatMulRowsQ<DType::kQ5_1>(a);
     case DType::kQ6_K:
       return MatMulRowsScaled<DType::kQ6_K>(a);
     case DType::kIQ4_XS:

@@ -1,5 +1,5 @@
-// Matmul kernels for the GGUF block dtypes (Q8_0, Q4_0, IQ4_NL, Q6_K, IQ4_XS, Q4_K, Q5_K).
-// Included by matmul.cc once per SIMD target, after tiles-inl.h.
+// Matmul kernels for the GGUF block dtypes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q6_K, IQ4_XS,
+// Q4_K, Q5_K). Included by matmul.cc once per SIMD target, after tiles-inl.h.
 #if defined(SPECULA_KERNELS_MATMUL_QUANT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPECULA_KERNELS_MATMUL_QUANT_INL_H_
 #undef SPECULA_KERNELS_MATMUL_QUANT_INL_H_
@@ -123,6 +123,13 @@ HWY_INLINE void LoadBlock(D16 d16, const uint8_t* codes, hn::Vec<D16> (&v)[kVecs
     const hn::Rebind<int8_t, D16> d8;
     for (size_t j = 0; j < kVecs; ++j)
       v[j] = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(codes) + j * L));
+  } else if constexpr (kType == DType::kQ5_0 || kType == DType::kQ5_1) {
+    // `codes` is the block; its fifth bits gathered in scalar code, as IQ4_NL's lookups are.
+    HWY_ALIGN int16_t v16[kBlock];
+    const int bias = kType == DType::kQ5_0 ? 16 : 0;
+    for (size_t j = 0; j < kBlock; ++j)
+      v16[j] = static_cast<int16_t>(Q5Code(codes, kType, j) - bias);
+    for (size_t j = 0; j < kVecs; ++j) v[j] = hn::Load(d16, v16 + j * L);
   } else if constexpr (kType == DType::kIQ4_NL) {
     // Q4_0's nibbles as indices into the grid. Looked up in scalar code: correct on every target;
     // a byte-shuffle lookup would be the faster path.
@@ -132,15 +139,15 @@ HWY_INLINE void LoadBlock(D16 d16, const uint8_t* codes, hn::Vec<D16> (&v)[kVecs
       v16[j + 16] = kIQ4Values[codes[j] >> 4];
     }
     for (size_t j = 0; j < kVecs; ++j) v[j] = hn::Load(d16, v16 + j * L);
-  } else {  // Q4_0: byte j holds value j in its low nibble and value j + 16 in its high one
+  } else {  // Q4_0 and Q4_1: byte j holds value j in its low nibble and j + 16 in its high one
+    const auto bias = hn::Set(d16, kType == DType::kQ4_0 ? 8 : 0);
 #if HWY_TARGET != HWY_SCALAR  // (no Combine there; its kVecs is 32)
     if constexpr (kVecs == 1) {
       const hn::Half<D16> dh;
       const auto b =
           hn::BitCast(dh, hn::PromoteTo(hn::RebindToUnsigned<decltype(dh)>(),
                                         hn::LoadU(hn::Rebind<uint8_t, decltype(dh)>(), codes)));
-      v[0] = hn::Sub(hn::Combine(d16, hn::ShiftRight<4>(b), hn::And(b, hn::Set(dh, 15))),
-                     hn::Set(d16, 8));
+      v[0] = hn::Sub(hn::Combine(d16, hn::ShiftRight<4>(b), hn::And(b, hn::Set(dh, 15))), bias);
       return;
     }
 #endif
@@ -148,16 +155,36 @@ HWY_INLINE void LoadBlock(D16 d16, const uint8_t* codes, hn::Vec<D16> (&v)[kVecs
       const auto b =
           hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<D16>(),
                                          hn::LoadU(hn::Rebind<uint8_t, D16>(), codes + j * L)));
-      v[j] = hn::Sub(hn::And(b, hn::Set(d16, 15)), hn::Set(d16, 8));
-      v[j + kVecs / 2] = hn::Sub(hn::ShiftRight<4>(b), hn::Set(d16, 8));
+      v[j] = hn::Sub(hn::And(b, hn::Set(d16, 15)), bias);
+      v[j + kVecs / 2] = hn::Sub(hn::ShiftRight<4>(b), bias);
     }
   }
+}
+
+// Each activation row's sum of codes per 32 values, [K / 32, m] (transposed, so one vector spans
+// rows), padded so that a vector load from any row stays inside. Exact: |sum| <= 32 * 32767 < 2^24.
+HWY_INLINE std::vector<float> BlockSums(const QuantActs& q, size_t m, size_t K) {
+  const size_t blocks = K / kBlock;
+  std::vector<float> xsum(blocks * m + hn::MaxLanes(DF()));
+  for (size_t r = 0; r < m; ++r) {
+    for (size_t j = 0; j < blocks; ++j) {
+      const int16_t* x = q.codes + r * K + kBlock * j;
+      int32_t s = 0;
+      for (size_t l = 0; l < kBlock; ++l) s += x[l];
+      xsum[j * m + r] = static_cast<float>(s);
+    }
+  }
+  return xsum;
 }
 
 // One NW x R tile of a block-dtype matmul.
 struct QTile {
   const uint8_t* w;  // [NW, ldw bytes]
   size_t ldw;
+  // Types with a min: per 32-value block the sum of each activation row's codes, transposed
+  // ([K / 32, ldsum] from the tile's first row).
+  const float* xsum = nullptr;
+  size_t ldsum = 0;
   const int16_t* xq;  // [R, ldq] the tile's activation codes
   size_t ldq;
   const float* xscale;  // [R] their row scales
@@ -183,7 +210,8 @@ HWY_INLINE QTile TileAt(const MatMulRowsArgs& a, const QuantActs& q, size_t ldw,
 
 // A tile of NW weight rows x R activation rows. Every output is accumulated the same way whatever
 // NW and R are: an exact int32 sum per block, then one f32 accumulator over the blocks in K order
-// (acc += sum * d), a fixed lane reduction, and the row scale last.
+// (acc += sum * d), a fixed lane reduction, and the row scale last. Types with a min (Q4_1, Q5_1)
+// add m * (the block's sum of activation codes) to a scalar chain per output, in K order.
 template <size_t NW, size_t R, DType kType>
 HWY_NOINLINE void DotTileQ(const QTile& job) {
   const D16 d16;
@@ -191,8 +219,11 @@ HWY_NOINLINE void DotTileQ(const QTile& job) {
   const DQ df;
   constexpr size_t L = hn::MaxLanes(D16());
   constexpr size_t kBytes = DTypeSize(kType);
+  constexpr bool kQ5 = kType == DType::kQ5_0 || kType == DType::kQ5_1;
+  constexpr bool kMin = IsMinBlockType(kType);
   const size_t ldw = job.ldw;
   hn::Vec<DQ> acc[NW][R];  // constant indices only, as in DotTileBF16
+  float mins[NW][R] = {};
 #pragma GCC unroll 32
   for (size_t i = 0; i < NW; ++i) {
 #pragma GCC unroll 32
@@ -204,8 +235,16 @@ HWY_NOINLINE void DotTileQ(const QTile& job) {
     hn::Vec<DQ> scale[NW];
     hn::Vec<D16> wq[NW][kVecs];
     for (size_t i = 0; i < NW; ++i) {
-      scale[i] = LoadScale(df, w + i * ldw);
-      LoadBlock<kType>(d16, w + i * ldw + 2, wq[i]);
+      const uint8_t* block = w + i * ldw;
+      scale[i] = LoadScale(df, block);
+      LoadBlock<kType>(d16, kQ5 ? block : block + CodesOffset(kType), wq[i]);
+      if constexpr (kMin) {
+        uint16_t mh;
+        std::memcpy(&mh, block + 2, 2);
+        const float m = F16ToF32Fast(mh);
+        const float* xs = job.xsum + (k / kBlock) * job.ldsum;
+        for (size_t r = 0; r < R; ++r) mins[i][r] = std::fma(m, xs[r], mins[i][r]);
+      }
     }
     for (size_t r = 0; r < R; ++r) {
       hn::Vec<D16> xv[kVecs];
@@ -224,7 +263,8 @@ HWY_NOINLINE void DotTileQ(const QTile& job) {
     SumColumn<NW>(df, acc[0][r], acc[NW > 1 ? 1 : 0][r], acc[NW > 2 ? 2 : 0][r],
                   acc[NW > 3 ? 3 : 0][r], sums);
 #pragma GCC unroll 32
-    for (size_t i = 0; i < NW; ++i) job.out[r * job.ldo + i] = sums[i] * job.xscale[r];
+    for (size_t i = 0; i < NW; ++i)
+      job.out[r * job.ldo + i] = (kMin ? sums[i] + mins[i][r] : sums[i]) * job.xscale[r];
   });
 }
 
@@ -495,18 +535,8 @@ HWY_INLINE void DotGroupScaleMinTail(size_t rows, const QTile& job, const float*
 template <DType kType>
 void MatMulRowsScaleMin(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
-  const size_t K = static_cast<size_t>(a.w.cols), subs = K / 32;
   const QuantActs q = PrepareQuantActs(a);
-  // [K / 32, m] sub-block sums, padded so a vector load from any row stays inside.
-  std::vector<float> xsum(subs * a.m + hn::MaxLanes(DQ6F()));
-  for (size_t r = 0; r < a.m; ++r) {
-    for (size_t j = 0; j < subs; ++j) {
-      const int16_t* x = q.codes + r * K + 32 * j;
-      int32_t s = 0;
-      for (size_t l = 0; l < 32; ++l) s += x[l];
-      xsum[j * a.m + r] = static_cast<float>(s);  // exact: |s| <= 32 * 32767 < 2^24
-    }
-  }
+  const std::vector<float> xsum = BlockSums(q, a.m, static_cast<size_t>(a.w.cols));
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
@@ -533,8 +563,15 @@ template <DType kType>
 void MatMulRowsQ(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
   const QuantActs q = PrepareQuantActs(a);
+  std::vector<float> xsum;
+  if constexpr (IsMinBlockType(kType)) xsum = BlockSums(q, a.m, static_cast<size_t>(a.w.cols));
   ForEachTile(a, kMaxRowsQ, NoPanelStep, [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
-    DotTileQTail<decltype(nw)::value, kMaxRowsQ, kType>(rows, TileAt(a, q, ldw, i, n));
+    QTile tile = TileAt(a, q, ldw, i, n);
+    if constexpr (IsMinBlockType(kType)) {
+      tile.xsum = xsum.data() + i;
+      tile.ldsum = a.m;
+    }
+    DotTileQTail<decltype(nw)::value, kMaxRowsQ, kType>(rows, tile);
   });
 }
 

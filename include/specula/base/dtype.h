@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 namespace specula {
@@ -20,6 +21,10 @@ namespace specula {
 //         even j, high for odd).
 //   Q5_K: {f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]}   176 bytes per 256
 //         values: Q4_K with 5-bit codes, the fifth bit of value 32 j + l being bit j of qh[l].
+//   Q4_1: {f16 d; f16 m; uint8 qs[16]}   20 bytes, Q4_0's nibbles q (0..15): x = q * d + m
+//   Q5_0: {f16 d; uint8 qh[4]; uint8 qs[16]}   22 bytes, Q4_0's nibbles with a fifth bit (bit v of
+//         the little-endian uint32 qh for value v): x = d * (q - 16)
+//   Q5_1: {f16 d; f16 m; uint8 qh[4]; uint8 qs[16]}   24 bytes, Q5_0's codes: x = q * d + m
 //   IQ4_NL: {f16 d; uint8 qs[16]}   18 bytes per 32 values, Q4_0's nibbles, each an index into
 //         kIQ4Values (a non-uniform grid): x = d * kIQ4Values[q].
 //   IQ4_XS: {f16 d; uint16 scales_h; uint8 scales_l[4]; uint8 qs[128]}   136 bytes per 256 values:
@@ -39,7 +44,10 @@ enum class DType : uint8_t {
   kQ4_K,
   kQ5_K,
   kIQ4_NL,
-  kIQ4_XS
+  kIQ4_XS,
+  kQ4_1,
+  kQ5_0,
+  kQ5_1
 };
 
 // IQ4_NL's and IQ4_XS's 16 code values (llama.cpp's kvalues_iq4nl).
@@ -47,13 +55,19 @@ inline constexpr int8_t kIQ4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -
                                           1,    13,   25,  38,  53,  69,  89,  113};
 
 // The block dtypes, in the order messages list them.
-inline constexpr DType kBlockTypes[] = {DType::kQ8_0, DType::kQ4_0,   DType::kQ6_K,  DType::kQ5_K,
-                                        DType::kQ4_K, DType::kIQ4_NL, DType::kIQ4_XS};
+inline constexpr DType kBlockTypes[] = {DType::kQ8_0, DType::kQ4_0,   DType::kQ6_K,   DType::kQ5_K,
+                                        DType::kQ4_K, DType::kIQ4_NL, DType::kIQ4_XS, DType::kQ4_1,
+                                        DType::kQ5_0, DType::kQ5_1};
 
 constexpr bool IsBlockType(DType t) {
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K || t == DType::kQ4_K ||
-         t == DType::kQ5_K || t == DType::kIQ4_NL || t == DType::kIQ4_XS;
+         t == DType::kQ5_K || t == DType::kIQ4_NL || t == DType::kIQ4_XS || t == DType::kQ4_1 ||
+         t == DType::kQ5_0 || t == DType::kQ5_1;
 }
+// The 32-value types with a min (x = q * d + m).
+constexpr bool IsMinBlockType(DType t) { return t == DType::kQ4_1 || t == DType::kQ5_1; }
+// "Q8_0, Q4_0, ..., Q5_1": the block types, for messages.
+std::string BlockTypeNames();
 constexpr bool IsSuperBlockType(DType t) {
   return t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kIQ4_XS;
 }
@@ -92,6 +106,12 @@ constexpr size_t DTypeSize(DType t) {
       return 18;
     case DType::kIQ4_XS:
       return 136;
+    case DType::kQ4_1:
+      return 20;
+    case DType::kQ5_0:
+      return 22;
+    case DType::kQ5_1:
+      return 24;
   }
   return 0;
 }
@@ -107,6 +127,20 @@ inline void Q4KScaleMin(const uint8_t* scales, int j, int* sc, int* m) {
     *sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
     *m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
   }
+}
+
+// Where a 32-value block keeps its codes (qs) and its fifth bits (qh), in bytes.
+constexpr size_t CodesOffset(DType t) {
+  return t == DType::kQ5_1 ? 8 : t == DType::kQ5_0 ? 6 : t == DType::kQ4_1 ? 4 : 2;
+}
+constexpr size_t FifthBitsOffset(DType t) { return t == DType::kQ5_1 ? 4 : 2; }
+
+// The 5-bit code of value j (0..31) of a Q5_0/Q5_1 block.
+inline int Q5Code(const uint8_t* block, DType t, size_t j) {
+  uint32_t qh;
+  std::memcpy(&qh, block + FifthBitsOffset(t), 4);
+  const uint8_t q = block[CodesOffset(t) + (j & 15)];
+  return (j < 16 ? (q & 15) : (q >> 4)) | static_cast<int>(((qh >> j) & 1u) << 4);
 }
 
 // IQ4_XS's 6-bit scale of sub-block j (0..7) from scales_h (little-endian at h) and scales_l.
@@ -150,6 +184,12 @@ constexpr std::string_view DTypeName(DType t) {
       return "IQ4_NL";
     case DType::kIQ4_XS:
       return "IQ4_XS";
+    case DType::kQ4_1:
+      return "Q4_1";
+    case DType::kQ5_0:
+      return "Q5_0";
+    case DType::kQ5_1:
+      return "Q5_1";
   }
   return "?";
 }
@@ -206,7 +246,8 @@ inline float LoadAsF32(DType t, const void* data, size_t i) {
 }
 
 // Quantizes n values (a multiple of BlockValues(t)) into blocks of `t`, round to nearest, with
-// GGUF's scale rules (Q8_0: d = max|x| / 127; Q4_0: d = x_maxabs / -8; Q6_K: per 16 values a scale
+// GGUF's scale rules (Q8_0: d = max|x| / 127; Q4_0: d = x_maxabs / -8; Q5_0: x_maxabs / -16;
+// Q4_1 and Q5_1: [min, max] in 15 or 31 steps; Q6_K: per 16 values a scale
 // mapping the largest magnitude to -32, the 16 scales quantized to int8 against one f16 d; Q4_K:
 // per 32 values the range [min(x, 0), max(x)] in 15 steps, scales and mins quantized to 6 bits
 // against f16 d and dmin; Q5_K: the same in 31 steps; IQ4_NL: d maps the largest magnitude to
@@ -229,6 +270,9 @@ inline float RoundThrough(DType t, float f) {
     case DType::kQ5_K:
     case DType::kIQ4_NL:
     case DType::kIQ4_XS:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
       return BF16ToF32(F32ToBF16(f));
     default:
       return f;
