@@ -346,6 +346,12 @@ TEST(Cli, BenchReportsReplayCeilingSamplingAndTimeSplit) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json j = ParseOut(r);
   EXPECT_EQ(j["sampling"]["temperature"], 0.0);
+  // Start-up: opening the target, then the first (cold) prefill, adding up to the first token.
+  const Json& up = j["startup"];
+  EXPECT_GT(up["load_s"].get<double>(), 0.0);
+  EXPECT_GT(up["first_prefill_s"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(up["time_to_first_token_s"].get<double>(),
+                   up["load_s"].get<double>() + up["first_prefill_s"].get<double>());
   ASSERT_EQ(j["results"].size(), 3u);
   for (const Json& row : j["results"]) {
     if (row["mode"] != "spec") continue;

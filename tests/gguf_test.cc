@@ -87,6 +87,16 @@ TEST(Gguf, RoundTrip) {
   EXPECT_EQ(m["ints"], Json::array({1, -2, 3}));
   EXPECT_EQ(m["words"], Json::array({"a b", "", "\xE2\x96\x81x"}));
   EXPECT_EQ(m["bools"], Json::array({true, false}));
+  // A prefix's keys can be handed over (the tokenizer's, while the model keeps the rest).
+  const Json taken = (*f)->TakeMetadata("i");
+  EXPECT_EQ(taken, Json({{"i8", -5},
+                         {"i16", -30000},
+                         {"i32", -7},
+                         {"i64", -(int64_t{1} << 40)},
+                         {"ints", Json::array({1, -2, 3})}}));
+  EXPECT_EQ(m.size(), 15u - 5u);
+  EXPECT_FALSE(m.contains("i8"));
+  EXPECT_EQ(m["u8"], 200);
   const auto& t = (*f)->tensors();
   ASSERT_EQ(t.size(), 3u);
   EXPECT_EQ(t.at("a").shape, (std::vector<int64_t>{2, 3}));  // GGUF ne {3, 2}

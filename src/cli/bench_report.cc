@@ -30,6 +30,14 @@ void PrintHeader(const BenchSetup& b, const OJson& report) {
   std::printf("plain prefill: %.1f tok/s = %.0f%% of peak FMA throughput\n",
               plain["prefill_tok_per_s"].get<double>(),
               100.0 * plain["prefill_fma_fraction"].get<double>());
+  if (report.contains("startup")) {
+    const OJson& s = report["startup"];
+    std::printf(
+        "start-up: target opened in %.2f s, first token %.2f s later (cold prefill): %.2f s to "
+        "the first token\n",
+        s["load_s"].get<double>(), s["first_prefill_s"].get<double>(),
+        s["time_to_first_token_s"].get<double>());
+  }
 }
 
 std::string Fixed(const OJson& v, const char* fmt) {

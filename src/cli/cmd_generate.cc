@@ -135,17 +135,15 @@ struct Loaded {
 
 Result<Loaded> Load(const GenerateFlags& f, const Input& in) {
   Loaded l;
-  Result<Target> target = LoadTarget(f.model);
+  // The tokenizer is needed for text in and out; with --prompt-ids and --json it is optional.
+  const bool ids_in = in.ids || in.ids_file;
+  Result<Target> target = LoadTarget(
+      f.model, !ids_in || IsGgufPath(f.model) || FileExists(f.model + "/tokenizer.json"));
   if (!target.ok()) return target.status();
   l.model = std::move(target->model);
   l.gen = std::move(target->generation);
-  // The tokenizer is needed for text in and out; with --prompt-ids and --json it is optional.
-  const bool ids_in = in.ids || in.ids_file;
-  if (!ids_in || IsGgufPath(f.model) || FileExists(f.model + "/tokenizer.json")) {
-    Result<std::unique_ptr<Tokenizer>> t = LoadCheckpointTokenizer(f.model);
-    if (!t.ok()) return t.status();
-    l.tok = std::move(*t);  // ids the model cannot embed are rejected by ValidatePrompt
-  }
+  l.tok =
+      std::move(target->tokenizer);  // ids the model cannot embed are rejected by ValidatePrompt
   l.context = ContextSize(f.ctx_size, l.model->config().max_position_embeddings);
   return l;
 }

@@ -88,13 +88,11 @@ struct Loaded {
 
 Result<Loaded> Load(const ServeFlags& f) {
   Loaded l;
-  Result<Target> target = LoadTarget(f.model);
+  Result<Target> target = LoadTarget(f.model, /*with_tokenizer=*/true);
   if (!target.ok()) return target.status();
   l.model = std::move(target->model);
   l.generation = std::move(target->generation);
-  Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(f.model);
-  if (!tok.ok()) return tok.status();
-  l.tokenizer = std::move(*tok);
+  l.tokenizer = std::move(target->tokenizer);
   Result<std::unique_ptr<Gemma4Assistant>> assistant = LoadAssistant(f.draft, *l.model);
   if (!assistant.ok()) return assistant.status();
   l.assistant = std::move(*assistant);

@@ -2,8 +2,10 @@
 #include "src/cli/commands.h"
 
 #include "specula/base/thread_pool.h"
+#include "specula/formats/gguf.h"
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
+#include "specula/tokenizer/tokenizer_gguf.h"
 
 namespace specula::cli {
 
@@ -24,12 +26,45 @@ Status CheckThreadsAndContext(int threads, int ctx_size) {
   return OkStatus();
 }
 
-Result<Target> LoadTarget(const std::string& path) {
+namespace {
+
+Result<Target> LoadGgufTarget(const std::string& path, bool with_tokenizer) {
+  Result<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
+  if (!file.ok()) return file.status();
+  Target t;
+  Result<GenerationConfig> gen = GenerationConfig::FromGgufMetadata((*file)->metadata(), path);
+  if (!gen.ok()) return gen.status();
+  t.generation = std::move(*gen);
+  // The model reads no tokenizer key (its vocabulary is the embedding table's rows).
+  Json tokenizer_keys = (*file)->TakeMetadata("tokenizer.ggml.");
+  Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::LoadGguf(std::move(*file), path);
+  if (!model.ok()) return model.status();
+  t.model = std::move(*model);
+  if (with_tokenizer) {
+    Result<std::unique_ptr<Tokenizer>> tok = TokenizerFromGguf(std::move(tokenizer_keys), path);
+    if (!tok.ok()) return tok.status();
+    t.tokenizer = std::move(*tok);
+  }
+  return t;
+}
+
+}  // namespace
+
+Result<Target> LoadTarget(const std::string& path, bool with_tokenizer) {
+  if (IsGgufPath(path)) return LoadGgufTarget(path, with_tokenizer);
+  Target t;
   Result<std::unique_ptr<Gemma4Model>> model = Gemma4Model::Load(path);
   if (!model.ok()) return model.status();
+  t.model = std::move(*model);
   Result<GenerationConfig> gen = GenerationConfig::LoadFromDir(path);
   if (!gen.ok()) return gen.status();
-  return Target{.model = std::move(*model), .generation = std::move(*gen)};
+  t.generation = std::move(*gen);
+  if (with_tokenizer) {
+    Result<std::unique_ptr<Tokenizer>> tok = LoadCheckpointTokenizer(path);
+    if (!tok.ok()) return tok.status();
+    t.tokenizer = std::move(*tok);
+  }
+  return t;
 }
 
 Result<std::unique_ptr<Gemma4Assistant>> LoadAssistant(const std::string& dir,

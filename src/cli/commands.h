@@ -12,6 +12,7 @@
 
 #include "specula/base/status.h"
 #include "specula/formats/generation_config.h"
+#include "specula/tokenizer/tokenizer.h"
 
 namespace specula {
 class Gemma4Assistant;
@@ -68,11 +69,14 @@ void AddSamplingFilterFlags(CLI::App& c, Int& top_k, Float& top_p, Float& min_p,
 Status CheckThreadsAndContext(int threads, int ctx_size);
 
 // A target checkpoint (-m) and the sampling defaults of its generation_config.json.
+// The target checkpoint (-m): the model, its generation config and, if asked for, its tokenizer. A
+// .gguf file is parsed once for all three (its 262k-token vocabulary takes a while to parse).
 struct Target {
   std::unique_ptr<Gemma4Model> model;
   GenerationConfig generation;
+  std::unique_ptr<Tokenizer> tokenizer;  // null unless with_tokenizer
 };
-Result<Target> LoadTarget(const std::string& path);
+Result<Target> LoadTarget(const std::string& path, bool with_tokenizer);
 
 // The MTP assistant in `dir` (-md/--draft), checked against `target`; null when `dir` is empty.
 Result<std::unique_ptr<Gemma4Assistant>> LoadAssistant(const std::string& dir,

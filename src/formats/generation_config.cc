@@ -40,13 +40,13 @@ void ReadEosList(FieldReader& r, const char* key, GenerationConfig* g) {
   }
 }
 
+}  // namespace
+
 // What `specula convert` wrote (GgufMetadata), else what a file from llama.cpp's converter says:
 // its general.sampling.* keys, and stop tokens from the tokenizer keys (end of sequence, end of
 // turn, and a token spelled <turn|>, which llama.cpp also stops at).
-Result<GenerationConfig> FromGguf(const std::string& path) {
-  Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(path);
-  if (!f.ok()) return f.status();
-  const Json& md = (*f)->metadata();
+Result<GenerationConfig> GenerationConfig::FromGgufMetadata(const Json& md,
+                                                            const std::string& path) {
   GenerationConfig g;
   FieldReader r(md, path);
   if (r.Has(kEosListKey)) {
@@ -82,10 +82,12 @@ Result<GenerationConfig> FromGguf(const std::string& path) {
   return g;
 }
 
-}  // namespace
-
 Result<GenerationConfig> GenerationConfig::LoadFromDir(const std::string& dir) {
-  if (IsGgufPath(dir)) return FromGguf(dir);
+  if (IsGgufPath(dir)) {
+    Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(dir);
+    if (!f.ok()) return f.status();
+    return FromGgufMetadata((*f)->metadata(), dir);
+  }
   GenerationConfig g;
   const std::string path = dir + "/generation_config.json";
   if (!FileExists(path)) {

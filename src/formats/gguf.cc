@@ -245,6 +245,19 @@ bool IsGgufPath(const std::string& path) {
   return path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
 }
 
+Json GgufFile::TakeMetadata(std::string_view prefix) {
+  Json taken = Json::object();
+  for (auto it = metadata_.begin(); it != metadata_.end();) {
+    if (it.key().starts_with(prefix)) {
+      taken[it.key()] = std::move(it.value());
+      it = metadata_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return taken;
+}
+
 Result<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
   Result<std::unique_ptr<MappedFile>> f = MappedFile::Open(path);
   if (!f.ok()) return f.status();

@@ -17,7 +17,11 @@ Gemma4Model::Gemma4Model(Key, Gemma4Config config, std::unique_ptr<WeightStore> 
     : config_(std::move(config)), store_(std::move(store)) {}
 
 Result<std::unique_ptr<Gemma4Model>> Gemma4Model::Load(const std::string& dir) {
-  if (IsGgufPath(dir)) return LoadGguf(dir);
+  if (IsGgufPath(dir)) {
+    Result<std::unique_ptr<GgufFile>> file = GgufFile::Open(dir);
+    if (!file.ok()) return file.status();
+    return LoadGguf(std::move(*file), dir);
+  }
   const std::string cfg_path = dir + "/config.json";
   Result<Json> j = ReadJsonFile(cfg_path);
   if (!j.ok()) return j.status();
@@ -38,17 +42,16 @@ Result<std::unique_ptr<Gemma4Model>> Gemma4Model::Load(const std::string& dir) {
   return model;
 }
 
-Result<std::unique_ptr<Gemma4Model>> Gemma4Model::LoadGguf(const std::string& path) {
-  Result<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
-  if (!file.ok()) return file.status();
-  Result<Json> j = Gemma4ConfigFromGguf(**file);
+Result<std::unique_ptr<Gemma4Model>> Gemma4Model::LoadGguf(std::unique_ptr<GgufFile> file,
+                                                           const std::string& path) {
+  Result<Json> j = Gemma4ConfigFromGguf(*file);
   if (!j.ok()) return j.status();
   Result<Gemma4Config> cfg =
       Gemma4Config::FromJson(*j, path + " (its metadata read as config.json)");
   if (!cfg.ok()) return cfg.status();
   const std::string prefix = cfg->tensor_prefix;
   Result<std::unique_ptr<WeightStore>> store = WeightStore::FromGguf(
-      std::move(*file), [&](const std::string& name) { return Gemma4HfName(name, prefix); });
+      std::move(file), [&](const std::string& name) { return Gemma4HfName(name, prefix); });
   if (!store.ok()) return store.status();
   auto model = std::make_unique<Gemma4Model>(Key(), std::move(*cfg), std::move(*store));
   Status s = model->Bind();

@@ -205,10 +205,15 @@ Result<std::unique_ptr<Tokenizer>> LoadCheckpointTokenizer(const std::string& ch
   if (!IsGgufPath(checkpoint)) return Tokenizer::LoadFile(checkpoint + "/tokenizer.json");
   Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(checkpoint);
   if (!f.ok()) return f.status();
-  Result<Json> j = TokenizerJsonFromGguf((*f)->TakeMetadata(), checkpoint);
+  Json metadata = (*f)->TakeMetadata();
   f->reset();  // unmap before the tokenizer builds its tables
+  return TokenizerFromGguf(std::move(metadata), checkpoint);
+}
+
+Result<std::unique_ptr<Tokenizer>> TokenizerFromGguf(Json metadata, const std::string& path) {
+  Result<Json> j = TokenizerJsonFromGguf(std::move(metadata), path);
   if (!j.ok()) return j.status();
-  return Tokenizer::FromJson(*j, checkpoint + " (its tokenizer.ggml.* keys)");
+  return Tokenizer::FromJson(*j, path + " (its tokenizer.ggml.* keys)");
 }
 
 }  // namespace specula

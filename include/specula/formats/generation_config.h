@@ -22,6 +22,8 @@ struct GenerationConfig {
   // path reads what GgufMetadata() writes (a file without those keys: greedy, stop tokens from its
   // tokenizer keys).
   static Result<GenerationConfig> LoadFromDir(const std::string& dir);
+  // The same from an opened GGUF file's metadata (`path` names it in errors).
+  static Result<GenerationConfig> FromGgufMetadata(const Json& metadata, const std::string& path);
 
   // This config as GGUF metadata, for `specula convert`: the sampling defaults under llama.cpp's
   // general.sampling.* keys (do_sample false is general.sampling.temp 0, llama.cpp's greedy), BOS

@@ -51,6 +51,8 @@ class GgufFile {
   // hands it over.
   void ReleaseMetadata() { metadata_ = Json::object(); }
   Json TakeMetadata() { return std::exchange(metadata_, Json::object()); }
+  // Hands over the keys that start with `prefix` (e.g. "tokenizer.ggml."), leaving the rest.
+  Json TakeMetadata(std::string_view prefix);
 
   // Parses a whole file already in memory (used by Open and by the fuzz test). Tensor views point
   // into `data`; `path` names the file in errors and in each view.

@@ -46,6 +46,10 @@ class Gemma4Model : public TargetModel {
  public:
   // `dir` is a Hugging Face checkpoint directory, or a llama.cpp-layout .gguf file.
   static Result<std::unique_ptr<Gemma4Model>> Load(const std::string& dir);
+  // A .gguf file opened by the caller (who may have read its tokenizer and generation config from
+  // the same parse); the model keeps the mapping. `path` names it in errors.
+  static Result<std::unique_ptr<Gemma4Model>> LoadGguf(std::unique_ptr<GgufFile> file,
+                                                       const std::string& path);
 
   const Gemma4Config& config() const override { return config_; }
   const WeightStore& store() const { return *store_; }
@@ -94,7 +98,6 @@ class Gemma4Model : public TargetModel {
   struct Workspace;     // a caller's pass buffers (NewScratch)
   struct Pass;          // one forward pass, shared by its stages
 
-  static Result<std::unique_ptr<Gemma4Model>> LoadGguf(const std::string& path);
   Status Bind();
   // Bind's steps: BindGlobals returns only an untied LM head's problem, the rest stay in `b`.
   Status BindGlobals(Binder& b);

@@ -39,5 +39,7 @@ Result<std::vector<GgufKv>> TokenizerGgufMetadata(const Json& tokenizer_json,
 
 // The tokenizer of a checkpoint: DIR/tokenizer.json, or the one inside a .gguf file.
 Result<std::unique_ptr<Tokenizer>> LoadCheckpointTokenizer(const std::string& checkpoint);
+// The tokenizer inside an opened GGUF file, from its metadata (GgufFile::TakeMetadata).
+Result<std::unique_ptr<Tokenizer>> TokenizerFromGguf(Json metadata, const std::string& path);
 
 }  // namespace specula
