@@ -356,20 +356,21 @@ TEST(KernelsPool, GroupedDispatchEqualsSeparateMatMuls) {
   // no rows), inputs read with a stride wider than K, two jobs on one input. Every output equals
   // its own MatMul, at any thread count.
   const int64_t KK = 256;  // a multiple of the Q6_K super-block
-  const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ6_K,
-                         DType::kQ4_K, DType::kF32,  DType::kQ5_K};
-  const int64_t rows[] = {96, 40, 64, 33, 8, 17};
-  const size_t ms[] = {1, 3, 0, 5, 2, 4};
+  const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ6_K, DType::kQ4_K,
+                         DType::kF32,  DType::kQ5_K, DType::kQ5_1, DType::kIQ4_XS};
+  const int64_t rows[] = {96, 40, 64, 33, 8, 17, 24, 12};
+  const size_t ms[] = {1, 3, 0, 5, 2, 4, 3, 2};
+  constexpr int kJobs = static_cast<int>(std::size(types));
   const size_t ldx = KK + 16;
-  const std::vector<float> x = RandomVec(8 * ldx, 31);
+  const std::vector<float> x = RandomVec(10 * ldx, 31);
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
     std::vector<MatMulJob> jobs;
     std::vector<std::vector<float>> separate, grouped;
     std::vector<Weights> w;
-    for (int i = 0; i < 5; ++i)
+    for (int i = 0; i < kJobs; ++i)
       w.push_back(MakeWeights(types[i], static_cast<size_t>(rows[i] * KK), 40 + i));
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < kJobs; ++i) {
       const float* xi = x.data() + (i == 4 ? 0 : static_cast<size_t>(i)) * ldx;  // 0 and 4 share x
       std::vector<float> packed(ms[i] * static_cast<size_t>(KK));
       for (size_t r = 0; r < ms[i]; ++r)
@@ -385,7 +386,7 @@ TEST(KernelsPool, GroupedDispatchEqualsSeparateMatMuls) {
                       .y = grouped.back().data()});
     }
     MatMulGrouped(BestKernels(), pool, jobs);
-    for (int i = 0; i < 5; ++i)
+    for (int i = 0; i < kJobs; ++i)
       EXPECT_EQ(separate[static_cast<size_t>(i)], grouped[static_cast<size_t>(i)])
           << "job " << i << ", " << threads << " threads";
   }

@@ -28,7 +28,7 @@ awaitable<std::optional<ApiError>> Prepare(const CompletionContext& ctx, std::st
   co_return PrepareCompletion(ctx, body, endpoint, out);
 }
 
-enum class Route { kNone, kPage, kHealth, kModels, kMetrics, kCompletions, kChat };
+enum class Route { kNone, kPage, kScript, kHealth, kModels, kMetrics, kCompletions, kChat };
 
 struct RouteEntry {
   std::string_view path;
@@ -38,6 +38,7 @@ struct RouteEntry {
 };
 constexpr RouteEntry kRoutes[] = {
     {"/", http::verb::get, Route::kPage, false},  // the page holds no secret; its requests do
+    {"/webchat.js", http::verb::get, Route::kScript, false},
     {"/health", http::verb::get, Route::kHealth, false},
     {"/v1/models", http::verb::get, Route::kModels, true},
     {"/metrics", http::verb::get, Route::kMetrics, true},
@@ -348,10 +349,14 @@ awaitable<bool> HttpServer::Impl::Handle(Connection& c, const Request& req) {
   const bool keep = req.keep_alive() && !draining;
   // (Responses are built before co_await: GCC 12 cannot keep braced string literals alive across
   // a suspension in one expression.)
-  switch (FindRoute(req.target())->route) {  // Screen() made sure there is one
-    case Route::kPage: {
-      Response res = MakeResponse(http::status::ok, std::string(WebChatPage()),
-                                  "text/html; charset=utf-8", version, keep);
+  const Route route = FindRoute(req.target())->route;  // Screen() made sure there is one
+  switch (route) {
+    case Route::kPage:
+    case Route::kScript: {
+      const bool page = route == Route::kPage;
+      Response res = MakeResponse(
+          http::status::ok, std::string(page ? WebChatPage() : WebChatScript()),
+          page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8", version, keep);
       res.set("Content-Security-Policy", kWebChatPolicy);
       res.set("X-Content-Type-Options", "nosniff");
       res.set(http::field::cache_control, "no-cache");

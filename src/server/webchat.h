@@ -1,4 +1,4 @@
-// The web chat page served at GET / (src/server/webchat/index.html, compiled in by
+// The web chat served at GET / and GET /webchat.js (src/server/webchat/, compiled in by
 // cmake/embed_text.cmake).
 #pragma once
 
@@ -7,10 +7,12 @@
 namespace specula::server {
 
 std::string_view WebChatPage();
+std::string_view WebChatScript();
 
-// The page runs only its own inline script and talks only to this server.
+// The page runs only the server's script (no inline script: injected markup could not run), talks
+// only to this server, and may not be framed by another site (it holds the API key).
 inline constexpr std::string_view kWebChatPolicy =
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";
+    "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 }  // namespace specula::server

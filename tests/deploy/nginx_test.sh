@@ -251,8 +251,8 @@ while time.time() < deadline:
     time.sleep(0.02)
 else:
     sys.exit("the load did not reach both replicas")
-on1 = requests_total(port1) - before[1]
 time.sleep(0.3)  # let both replicas stream some tokens
+on1 = requests_total(port1) - before[1]  # what the replica has received when it dies
 killed = time.time()
 os.kill(victim, signal.SIGKILL)
 for t in threads: t.join(timeout=120)

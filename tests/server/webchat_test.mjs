@@ -78,7 +78,13 @@ test('the page streams replies, marks accepted drafts as the statistics count th
   const raw = await fetch(`${server.base}/`);
   assert.equal(raw.status, 200, 'the page needs no key');
   assert.match(raw.headers.get('content-type'), /^text\/html/);
-  assert.match(raw.headers.get('content-security-policy'), /default-src 'none'/);
+  const policy = raw.headers.get('content-security-policy');
+  assert.match(policy, /default-src 'none'/);
+  assert.match(policy, /script-src 'self';/, 'no inline script may run');
+  assert.match(policy, /frame-ancestors 'none'/);
+  const script = await fetch(`${server.base}/webchat.js`);
+  assert.equal(script.status, 200, 'the script needs no key either');
+  assert.match(script.headers.get('content-type'), /^text\/javascript/);
   assert.equal((await fetch(`${server.base}/v1/models`)).status, 401);
 
   const page = await browser.newPage();

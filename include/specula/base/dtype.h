@@ -3,18 +3,20 @@
 
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <string_view>
 
 namespace specula {
 
-// Element dtypes store one value per DTypeSize() bytes. Block dtypes (Q8_0, Q4_0) store 32 values
-// per block in GGUF's layouts, so quantized rows interoperate with llama.cpp's files:
+// Element dtypes store one value per DTypeSize() bytes. Block dtypes store 32 values per block
+// (or 256 per super-block, the k-quants and IQ4_XS) in GGUF's layouts, so quantized rows
+// interoperate with llama.cpp's files:
 //   Q8_0: {f16 d; int8 q[32]}    34 bytes, x = d * q
-//   Q4_0: {f16 d; uint8 q[16]}   18 bytes, x_j = d * ((q[j] & 15) - 8), x_{j+16} = d * ((q[j] >> 4)
-//   - 8) Q6_K: {uint8 ql[128]; uint8 qh[64]; int8 sc[16]; f16 d}   210 bytes per 256 values (a
-//   k-quant):
-//         value v has scale d * sc[v / 16] and a 6-bit code (4 bits in ql, 2 in qh) minus 32.
+//   Q4_0: {f16 d; uint8 q[16]}   18 bytes, x_j = d * ((q[j] & 15) - 8),
+//         x_{j+16} = d * ((q[j] >> 4) - 8)
+//   Q6_K: {uint8 ql[128]; uint8 qh[64]; int8 sc[16]; f16 d}   210 bytes per 256 values: value v
+//         has scale d * sc[v / 16] and a 6-bit code (4 bits in ql, 2 in qh) minus 32.
 //   Q4_K: {f16 d; f16 dmin; uint8 scales[12]; uint8 qs[128]}   144 bytes per 256 values: sub-block
 //         j of 32 values has a 6-bit scale sc_j and min m_j (packed in `scales`), value
 //         x = d * sc_j * q - dmin * m_j with q a 4-bit code (qs[32 (j / 2) + l], low nibble for
@@ -59,11 +61,18 @@ inline constexpr DType kBlockTypes[] = {DType::kQ8_0, DType::kQ4_0,   DType::kQ6
                                         DType::kQ4_K, DType::kIQ4_NL, DType::kIQ4_XS, DType::kQ4_1,
                                         DType::kQ5_0, DType::kQ5_1};
 
+// (A chain of comparisons, not a search of kBlockTypes: GCC then folds it for a constant `t`.)
 constexpr bool IsBlockType(DType t) {
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K || t == DType::kQ4_K ||
          t == DType::kQ5_K || t == DType::kIQ4_NL || t == DType::kIQ4_XS || t == DType::kQ4_1 ||
          t == DType::kQ5_0 || t == DType::kQ5_1;
 }
+static_assert([] {
+  for (DType t : kBlockTypes) {
+    if (!IsBlockType(t)) return false;
+  }
+  return std::size(kBlockTypes) == 10;  // IsBlockType lists exactly these
+}());
 // The 32-value types with a min (x = q * d + m).
 constexpr bool IsMinBlockType(DType t) { return t == DType::kQ4_1 || t == DType::kQ5_1; }
 // "Q8_0, Q4_0, ..., Q5_1": the block types, for messages.
