@@ -145,14 +145,16 @@ TEST(Quant, Q6KLayoutAndErrorBound) {
   EXPECT_NEAR(LoadAsF32(DType::kQ6_K, b.data(), 64), -1.0f, 0.01f);
 }
 
-TEST(Quant, Q4_KRoundTripAndLayout) {
+// Q4_K and Q5_K: 512 values (two super-blocks of `super_block_bytes`) land within one code step
+// of each 32-value sub-block's range [min(x, 0), max(x)], which `levels` steps span.
+void ExpectScaleMinRoundTrip(DType t, int levels, size_t super_block_bytes) {
   std::vector<float> x(512);
   for (size_t i = 0; i < x.size(); ++i)
     x[i] = std::sin(0.13f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 32) / 8) + 0.3f;
-  std::vector<uint8_t> q(StorageBytes(DType::kQ4_K, 512));
-  ASSERT_EQ(q.size(), 288u);  // two 144-byte super-blocks
-  QuantizeRow(DType::kQ4_K, x.data(), 512, q.data());
-  for (size_t s = 0; s < 16; ++s) {  // per 32-value sub-block: within one 4-bit step of its range
+  std::vector<uint8_t> q(StorageBytes(t, 512));
+  ASSERT_EQ(q.size(), 2 * super_block_bytes);
+  QuantizeRow(t, x.data(), 512, q.data());
+  for (size_t s = 0; s < 16; ++s) {
     float lo = 0, hi = 0;
     for (size_t j = 0; j < 32; ++j) {
       lo = std::min(lo, x[32 * s + j]);
@@ -160,9 +162,14 @@ TEST(Quant, Q4_KRoundTripAndLayout) {
     }
     for (size_t j = 0; j < 32; ++j) {
       const size_t i = 32 * s + j;
-      EXPECT_NEAR(LoadAsF32(DType::kQ4_K, q.data(), i), x[i], (hi - lo) / 15 * 0.75 + 0.02) << i;
+      EXPECT_NEAR(LoadAsF32(t, q.data(), i), x[i], (hi - lo) / levels * 0.75 + 0.02)
+          << DTypeName(t) << " " << i;
     }
   }
+}
+
+TEST(Quant, Q4_KRoundTripAndLayout) {
+  ExpectScaleMinRoundTrip(DType::kQ4_K, 15, 144);
   // Layout: sub-blocks 0 and 1 share qs[0..31] (low, high nibble); sub-block 5's scale is the low
   // nibble of scales[9] plus the top bits of scales[1], its min the high nibble of scales[9] plus
   // the top bits of scales[5].
@@ -185,23 +192,7 @@ TEST(Quant, Q4_KRoundTripAndLayout) {
 }
 
 TEST(Quant, Q5_KRoundTripAndLayout) {
-  std::vector<float> x(512);
-  for (size_t i = 0; i < x.size(); ++i)
-    x[i] = std::sin(0.13f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 32) / 8) + 0.3f;
-  std::vector<uint8_t> q(StorageBytes(DType::kQ5_K, 512));
-  ASSERT_EQ(q.size(), 352u);  // two 176-byte super-blocks
-  QuantizeRow(DType::kQ5_K, x.data(), 512, q.data());
-  for (size_t s = 0; s < 16; ++s) {  // per 32-value sub-block: within one 5-bit step of its range
-    float lo = 0, hi = 0;
-    for (size_t j = 0; j < 32; ++j) {
-      lo = std::min(lo, x[32 * s + j]);
-      hi = std::max(hi, x[32 * s + j]);
-    }
-    for (size_t j = 0; j < 32; ++j) {
-      const size_t i = 32 * s + j;
-      EXPECT_NEAR(LoadAsF32(DType::kQ5_K, q.data(), i), x[i], (hi - lo) / 31 * 0.75 + 0.02) << i;
-    }
-  }
+  ExpectScaleMinRoundTrip(DType::kQ5_K, 31, 176);
   // A block written by hand in llama.cpp's layout (block_q5_K: d, dmin, scales[12], qh[32],
   // qs[128]): value 32 j + l has the low nibble (even j) or high nibble (odd j) of qs[32 (j / 2)
   // + l] and, as its fifth bit, bit j of qh[l].

@@ -20,16 +20,17 @@ Runner AddQuantize(CLI::App& app) {
       "--type", f->type,
       "a GGUF block type: q8_0, q6_k, q5_k, q4_k, q5_1, q5_0, q4_1, q4_0, iq4_xs, iq4_nl");
   return [f]() {
+    const auto lower = [](std::string s) {
+      for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      return s;
+    };
     std::optional<DType> t;
     for (DType b : kBlockTypes) {
-      std::string lower(DTypeName(b));
-      for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (f->type == lower || f->type == DTypeName(b)) t = b;
+      if (f->type == lower(std::string(DTypeName(b))) || f->type == DTypeName(b)) t = b;
     }
     if (!t) {
-      std::string names = BlockTypeNames();
-      for (char& ch : names) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      return Fail("--type: expected one of " + names + " (got '" + f->type + "')");
+      return Fail("--type: expected one of " + lower(BlockTypeNames()) + " (got '" + f->type +
+                  "')");
     }
     Result<QuantizeStats> s = QuantizeCheckpoint(f->in, f->out, *t);
     if (!s.ok()) return Fail(s.status().message());
