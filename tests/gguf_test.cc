@@ -164,7 +164,7 @@ TEST(Gguf, CorruptFilesGiveClearErrors) {
       {valid.substr(0, 4) + std::string("\x04\0\0\0", 4) + valid.substr(8), "version 4"},
       {valid.substr(0, valid.size() - 40), "runs past the end"},
       {valid.substr(0, 200), "truncated"},
-      {OneTensor(2, {256, 2}, 11, 0, 4096), "Q3_K is not supported"},
+      {OneTensor(2, {256, 2}, 16, 0, 4096), "IQ2_XXS is not supported"},
       {OneTensor(0, {}, 0, 0, 64), "0 dimensions"},
       {OneTensor(5, {1, 1, 1, 1, 1}, 0, 0, 64), "5 dimensions"},
       {OneTensor(1, {0}, 0, 0, 64), "out of range"},
@@ -356,7 +356,7 @@ TEST(GgufModel, ConvertedCheckpointGivesIdenticalLogits) {
       {"e2b-tiny", DType::kQ8_0},   {"e2b-tiny", DType::kQ6_K}, {"31b-tiny", DType::kQ4_0},
       {"31b-tiny", DType::kQ4_K},   {"31b-tiny", DType::kQ5_K}, {"e2b-tiny", DType::kIQ4_NL},
       {"31b-tiny", DType::kIQ4_XS}, {"e2b-tiny", DType::kQ4_1}, {"e2b-tiny", DType::kQ5_0},
-      {"31b-tiny", DType::kQ5_1}};
+      {"31b-tiny", DType::kQ5_1},   {"31b-tiny", DType::kQ3_K}, {"31b-tiny", DType::kQ2_K}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.preset + " " + std::string(DTypeName(c.quant)));
     std::string dir = test::MakePreset(c.preset);
@@ -409,9 +409,9 @@ std::string MoeCheckpoint() {
 // and load to the same logits, bit for bit; the router stays exact.
 TEST(GgufModel, ExpertStacksRoundTripInEveryType) {
   const std::string base = MoeCheckpoint();
-  for (DType t :
-       {DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K, DType::kQ5_K,
-        DType::kIQ4_NL, DType::kIQ4_XS, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1}) {
+  for (DType t : {DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K,
+                  DType::kQ5_K, DType::kIQ4_NL, DType::kIQ4_XS, DType::kQ4_1, DType::kQ5_0,
+                  DType::kQ5_1, DType::kQ3_K, DType::kQ2_K}) {
     const std::string tag = std::string("moe-") + std::string(DTypeName(t));
     SCOPED_TRACE(tag);
     std::string dir = base;

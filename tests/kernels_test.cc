@@ -169,7 +169,9 @@ TEST_P(KernelsTest, QuantizedMatMulPropagatesNonFiniteRowsOnly) {
   for (const auto& [t, K] : {std::pair{DType::kQ8_0, int64_t{64}},
                              {DType::kQ6_K, int64_t{256}},
                              {DType::kQ4_K, int64_t{256}},
-                             {DType::kQ5_K, int64_t{256}}}) {
+                             {DType::kQ5_K, int64_t{256}},
+                             {DType::kQ3_K, int64_t{256}},
+                             {DType::kQ2_K, int64_t{256}}}) {
     const int64_t N = 5;
     const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 5);
     for (float bad : {INFINITY, NAN}) {

@@ -255,6 +255,60 @@ TEST(Quant, IQ4LayoutsAndRoundTrip) {
   }
 }
 
+// Q3_K and Q2_K: blocks written by hand in llama.cpp's layouts (block_q3_K: hmask[32], qs[64],
+// scales[12], d; block_q2_K: scales[16], qs[64], d, dmin) decode as its dequantize_row_q*_K does,
+// and quantized rows land within a step of their values.
+TEST(Quant, Q3_KQ2_KLayoutsAndRoundTrip) {
+  const uint16_t d = F32ToF16(0.5f), dmin = F32ToF16(0.25f);
+  // Q3_K value 128 + 64 + 5 (half 1, shift group 2, sub-block 12): 2-bit code in bits 4-5 of
+  // qs[32 + 5], high bit in bit 6 of hmask[5]; sub-block 12's scale: high nibble of scales[4], bits
+  // 6-7 of scales[8].
+  std::vector<uint8_t> q3(110, 0);
+  std::memcpy(q3.data() + 108, &d, 2);
+  q3[32 + 32 + 5] = 3 << 4;
+  q3[5] = 1 << 6;       // high bit set: code 3 - 0
+  q3[96 + 4] = 9 << 4;  // scale low bits 9
+  q3[96 + 8] = 2 << 6;  // high bits 2: 9 + 32 = 41 -> 41 - 32 = 9
+  EXPECT_EQ(Q3KScale(q3.data() + 96, 12), 41);
+  EXPECT_EQ(LoadAsF32(DType::kQ3_K, q3.data(), 197), (0.5f * 9) * 3);
+  EXPECT_EQ(LoadAsF32(DType::kQ3_K, q3.data(), 198), (0.5f * 9) * -4);  // code 0, no high bit
+  EXPECT_EQ(LoadAsF32(DType::kQ3_K, q3.data(), 0), (0.5f * -32) * -4);  // scale 0 - 32
+  // Q2_K value 32 + 16 + 2 (shift group 1, sub-block 3): bits 2-3 of qs[16 + 2]; scales[3] holds
+  // scale 6 (low nibble) and min 5 (high).
+  std::vector<uint8_t> q2(84, 0);
+  std::memcpy(q2.data() + 80, &d, 2);
+  std::memcpy(q2.data() + 82, &dmin, 2);
+  q2[16 + 16 + 2] = 2 << 2;
+  q2[3] = 6 | (5 << 4);
+  EXPECT_EQ(LoadAsF32(DType::kQ2_K, q2.data(), 50), (0.5f * 6) * 2 - 0.25f * 5);
+  EXPECT_EQ(LoadAsF32(DType::kQ2_K, q2.data(), 51), -0.25f * 5);  // code 0
+  EXPECT_EQ(LoadAsF32(DType::kQ2_K, q2.data(), 0), 0.0f);         // scale 0, min 0
+
+  std::vector<float> x(512);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = std::sin(0.31f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 16) / 8) + 0.2f;
+  for (DType t : {DType::kQ3_K, DType::kQ2_K}) {
+    std::vector<uint8_t> q(StorageBytes(t, 512));
+    ASSERT_EQ(q.size(), 2 * DTypeSize(t));
+    QuantizeRow(t, x.data(), 512, q.data());
+    for (size_t s = 0; s < 32; ++s) {  // per 16 values: Q3_K's step max|x| / 4, Q2_K's range / 3
+      float lo = 0.0f, hi = 0.0f, amax = 0.0f;
+      for (size_t j = 0; j < 16; ++j) {
+        lo = std::min(lo, x[16 * s + j]);
+        hi = std::max(hi, x[16 * s + j]);
+        amax = std::max(amax, std::fabs(x[16 * s + j]));
+      }
+      // Half a step, or a whole one where the top code clips (Q3_K's +4) or the 4- and 6-bit
+      // sub-block scales round.
+      const float tol = t == DType::kQ3_K ? amax / 4 * 1.1f + 0.02f : (hi - lo) / 3 * 0.75f + 0.05f;
+      for (size_t j = 0; j < 16; ++j) {
+        const size_t i = 16 * s + j;
+        EXPECT_NEAR(LoadAsF32(t, q.data(), i), x[i], tol) << DTypeName(t) << " " << i;
+      }
+    }
+  }
+}
+
 // Q4_1, Q5_0 and Q5_1: blocks written by hand in llama.cpp's layouts, and round trips within half
 // a step.
 TEST(Quant, Q4_1Q5_0Q5_1LayoutsAndRoundTrip) {

@@ -9,6 +9,8 @@
 #include "specula/base/json.h"
 #include "specula/base/thread_pool.h"
 #include "specula/formats/quantize.h"
+#include "specula/formats/safetensors.h"
+#include "specula/formats/weight_store.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/generate.h"
 #include "specula/spec/generate_one.h"
@@ -59,15 +61,16 @@ TEST(Quantize, PolicyKeepsSensitiveTensorsExact) {
 
 class QuantizedModel : public ::testing::TestWithParam<DType> {};
 
-// The engine's Q8_0/Q4_0/Q6_K matmuls quantize each activation row to int16 codes (kernels_test
-// checks that rule exactly), so a quantized model differs from the exact math on its dequantized
-// weights by more than f32 rounding. The tiny random models amplify any perturbation of that size
-// along the sequence (a double reference with and without the activation rounding differs as much),
-// so the check is relative: the activation rounding must cost far less than quantizing the weights
-// already did, at every position.
+// The engine's block-dtype matmuls round each activation row to int16 codes (kernels_test checks
+// that rule exactly), so the reference rounds the rows the same way; what remains is f32 against
+// double arithmetic. The tiny random models amplify any perturbation along the sequence, so the
+// check is relative: the engine must sit far closer to that reference than quantizing the weights
+// moved the model.
 TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
   for (const char* preset : {"e2b-tiny", "31b-tiny", "26b-a4b-tiny"}) {
-    const std::string src = test::MakePreset(preset);
+    RandomTargetSpec spec = *TargetPreset(preset);
+    spec.router_gain = 16.0f;  // decisive routing: fewer near-ties for the rounding to flip
+    const std::string src = test::MakeCheckpoint(std::string(preset) + "-sharp-router", spec);
     const std::string dir =
         Quantized(src, GetParam(), std::string(preset) + std::string(DTypeName(GetParam())));
     Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(dir);
@@ -93,8 +96,9 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
     int compared = 0;
     for (size_t t = 0; t < ids.size(); ++t) {
       // A router whose k-th and next expert are closer than the activation rounding moves
-      // probabilities (~1e-5 here) may pick the other one: such positions are not comparable.
-      if (r.router_margin[t] < 5e-5) continue;
+      // probabilities (~1e-5 times the router gain here) may pick the other one: that position is
+      // not comparable, nor are the later ones, whose attention reads its keys and values.
+      if (r.router_margin[t] < 2e-4) break;
       ++compared;
       double err = 0, weight_err = 0;
       for (size_t v = 0; v < 512; ++v) {
@@ -103,7 +107,9 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
       }
       EXPECT_LT(err, 0.1 * weight_err + 2e-3) << preset << " position " << t;
     }
-    EXPECT_GT(compared, static_cast<int>(ids.size()) / 2) << preset;
+    // Dense models compare every position; the mixture at least its first few (the margins come
+    // from the double reference, so how many does not depend on the machine).
+    EXPECT_GE(compared, (*m)->config().moe() ? 3 : static_cast<int>(ids.size())) << preset;
   }
 }
 
@@ -164,7 +170,7 @@ TEST(Quantize, BadInputs) {
   EXPECT_NE(ws.status().message().find("tensor 'w': a Q8_0 tensor must be U8"), std::string::npos)
       << ws.status().message();
   s = WriteSafetensors(dir + "/model.safetensors", {{"w", DType::kF32, {2, 32}, v.data()}},
-                       {{"specula_quant", R"({"w": "Q3_K"})"}});
+                       {{"specula_quant", R"({"w": "IQ2_XXS"})"}});
   ws = WeightStore::OpenDir(dir);
   ASSERT_FALSE(ws.ok());
   EXPECT_NE(ws.status().message().find("specula_quant.w"), std::string::npos)
@@ -182,11 +188,118 @@ TEST(Quantize, CliWritesALoadableCheckpoint) {
   EXPECT_NE(r.out.find("Q8_0"), std::string::npos);  // the embedding table
   r = test::RunCli("generate -m " + out + " -p hi -n 4 --json");
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  r = test::RunCli("quantize " + test::MakePreset("e2b-tiny") + " " + out + "2 --type q2_k");
+  r = test::RunCli("quantize " + test::MakePreset("e2b-tiny") + " " + out + "2 --type iq2_xxs");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(
-      r.err.find("--type: expected one of q8_0, q4_0, q6_k, q5_k, q4_k, iq4_nl, iq4_xs, q4_1"),
-      std::string::npos);
+  EXPECT_NE(r.err.find("--type: expected one of q2_k, q3_k_s, q3_k_m"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(got 'iq2_xxs')"), std::string::npos) << r.err;
+}
+
+// llama.cpp's mixes, tensor by tensor (layers 0-7 of 8: the "more bits" layers are 0, 3, 6, 7).
+TEST(Quantize, RecipesFollowLlamaCppMixes) {
+  const auto type = [](const std::string& recipe, const std::string& name, TensorPlace place,
+                       int64_t cols = 256) {
+    Result<QuantRecipe> r = ParseQuantRecipe(recipe);
+    EXPECT_TRUE(r.ok()) << recipe;
+    return QuantizedType(name, DType::kBF16, {64, cols}, *r, place);
+  };
+  const TensorPlace eight{.layers = 8, .gqa = 8, .v_layers = {}},
+      mha{.layers = 8, .gqa = 1, .v_layers = {}};
+  const auto v = [](int i) {
+    return "model.language_model.layers." + std::to_string(i) + ".self_attn.v_proj.weight";
+  };
+  const auto down = [](int i) {
+    return "model.language_model.layers." + std::to_string(i) + ".mlp.down_proj.weight";
+  };
+  const std::string up = "model.language_model.layers.3.mlp.up_proj.weight";
+  const std::string o = "model.language_model.layers.5.self_attn.o_proj.weight";
+  const std::string embed = "model.language_model.embed_tokens.weight";
+  for (int i : {0, 3, 6, 7}) {
+    EXPECT_EQ(type("q4_k_m", v(i), eight), DType::kQ6_K) << i;
+    EXPECT_EQ(type("Q5_K_M", down(i), eight), DType::kQ6_K) << i;
+  }
+  for (int i : {1, 2, 4, 5}) {
+    EXPECT_EQ(type("q4_k_m", v(i), eight), DType::kQ4_K) << i;
+    EXPECT_EQ(type("q5_k_m", down(i), eight), DType::kQ5_K) << i;
+  }
+  EXPECT_EQ(type("q4_k_m", up, eight), DType::kQ4_K);
+  EXPECT_EQ(type("q4_k_m", embed, eight), DType::kQ6_K);
+  EXPECT_EQ(type("q4_k_m", v(0), eight, 64), DType::kQ8_0);  // rows too short for Q6_K
+  EXPECT_EQ(type("q4_k", v(0), eight), DType::kQ4_K);        // a type alone: no mix
+  EXPECT_EQ(type("q4_k_s", v(3), eight), DType::kQ5_K);
+  EXPECT_EQ(type("q4_k_s", v(4), eight), DType::kQ4_K);
+  EXPECT_EQ(type("q4_k_s", down(0), eight), DType::kQ5_K);
+  EXPECT_EQ(type("q4_k_s", down(1), eight), DType::kQ4_K);
+  EXPECT_EQ(type("q3_k_m", v(1), eight), DType::kQ5_K);
+  EXPECT_EQ(type("q3_k_m", v(2), eight), DType::kQ4_K);
+  EXPECT_EQ(type("q3_k_m", o, eight), DType::kQ4_K);
+  EXPECT_EQ(type("q3_k_m", up, eight), DType::kQ3_K);
+  EXPECT_EQ(type("q3_k_l", o, eight), DType::kQ5_K);
+  EXPECT_EQ(type("q3_k_s", o, eight), DType::kQ3_K);
+  EXPECT_EQ(type("q2_k", v(4), eight), DType::kQ4_K);
+  EXPECT_EQ(type("q2_k", v(4), mha), DType::kQ3_K);
+  EXPECT_EQ(type("q2_k", down(4), eight), DType::kQ3_K);
+  EXPECT_EQ(type("q2_k", up, eight), DType::kQ2_K);
+  EXPECT_EQ(type("q2_k", embed, eight), DType::kQ6_K);
+  EXPECT_EQ(type("iq4_xs", v(4), eight), DType::kQ5_K);
+  EXPECT_EQ(type("iq4_xs", v(4), mha), DType::kIQ4_XS);
+  EXPECT_EQ(type("iq4_nl", embed, eight), DType::kQ8_0);
+  EXPECT_EQ(type("iq4_nl", down(0), mha), DType::kQ5_K);
+  EXPECT_EQ(type("iq4_nl", down(1), mha), DType::kIQ4_NL);
+  // attn_v counts among the layers that have one (the later ones share KV): 2 and 3 of 0-3.
+  const TensorPlace shared{.layers = 8, .gqa = 8, .v_layers = {0, 1, 2, 3}};
+  EXPECT_EQ(type("q4_k_m", v(1), shared), DType::kQ4_K);
+  EXPECT_EQ(type("q4_k_m", v(2), shared), DType::kQ6_K);
+  EXPECT_EQ(type("q4_k_m", v(3), shared), DType::kQ6_K);
+  EXPECT_EQ(type("q4_k_m", down(3), shared), DType::kQ6_K);  // ffn_down counts every layer
+  // A MoE layer's experts count as ffn_down; an unknown layer count turns the layer rules off.
+  EXPECT_EQ(QuantizedType("model.language_model.layers.0.experts.down_proj", DType::kBF16,
+                          {8, 64, 256}, *ParseQuantRecipe("q4_k_m"), eight),
+            DType::kQ6_K);
+  EXPECT_EQ(type("q4_k_m", v(0), {}), DType::kQ4_K);
+  EXPECT_FALSE(ParseQuantRecipe("q4_k_x").ok());
+  EXPECT_FALSE(ParseQuantRecipe("").ok());
+}
+
+// A mix end to end: per-layer types where they belong (the layer count from the tensor names, GQA
+// from config.json), and a mixed tiny model that runs.
+TEST(Quantize, MixesAreWrittenTensorByTensor) {
+  const std::string src = test::TempDir("q-mix-src"), out = test::TempDir("q-mix-out");
+  std::ofstream(src + "/config.json")
+      << R"({"text_config": {"num_attention_heads": 8, "num_key_value_heads": 1}})";
+  std::vector<float> v(64 * 256);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.7f * static_cast<float>(i));
+  std::vector<TensorToWrite> tensors;
+  std::vector<std::string> names;
+  for (int l = 0; l < 8; ++l) {
+    for (const char* kind : {"self_attn.v_proj", "mlp.up_proj"})
+      names.push_back("model.language_model.layers." + std::to_string(l) + "." + kind + ".weight");
+  }
+  names.push_back("model.language_model.embed_tokens.weight");
+  for (const std::string& n : names) tensors.push_back({n, DType::kF32, {64, 256}, v.data()});
+  ASSERT_TRUE(WriteSafetensors(src + "/model.safetensors", tensors, {}).ok());
+  Result<QuantizeStats> st = QuantizeCheckpoint(src, out, *ParseQuantRecipe("q4_k_m"));
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  Result<std::unique_ptr<WeightStore>> ws = WeightStore::OpenDir(out);
+  ASSERT_TRUE(ws.ok()) << ws.status().message();
+  for (const std::string& n : names) {
+    const bool v_proj = n.find("v_proj") != std::string::npos;
+    const bool more_bits =
+        n.find("layers.0.") != std::string::npos || n.find("layers.3.") != std::string::npos ||
+        n.find("layers.6.") != std::string::npos || n.find("layers.7.") != std::string::npos;
+    const bool embed = n.find("embed_tokens") != std::string::npos;
+    EXPECT_EQ((*ws)->Find(n)->dtype, embed || (v_proj && more_bits) ? DType::kQ6_K : DType::kQ4_K)
+        << n;
+  }
+  // 4 v_proj + the embedding table in Q6_K, the rest Q4_K.
+  EXPECT_EQ(st->types, (std::vector<std::pair<DType, int>>{{DType::kQ6_K, 5}, {DType::kQ4_K, 12}}));
+
+  const std::string model = test::TempDir("q-mix-model");
+  test::RunResult r =
+      test::RunCli("quantize " + test::MakePreset("31b-tiny") + " " + model + " --type Q3_K_M");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("q3_k_m: quantized"), std::string::npos) << r.err;
+  r = test::RunCli("generate -m " + model + " -p hi -n 4 --json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 }  // namespace

@@ -35,6 +35,27 @@ Q6Pos Q6Position(size_t v) {
 }  // namespace
 
 float DequantizeOne(DType t, const uint8_t* blocks, size_t i) {
+  if (t == DType::kQ3_K || t == DType::kQ2_K) {
+    const size_t b = i / static_cast<size_t>(kSuperBlock), v = i % static_cast<size_t>(kSuperBlock);
+    const uint8_t* blk = blocks + b * DTypeSize(t);
+    uint16_t dh;
+    if (t == DType::kQ3_K) {
+      std::memcpy(&dh, blk + 108, 2);
+      const int high = (blk[v % 32] >> (v / 32)) & 1;
+      const int q = K2BitCode(blk + 32, v) - (high ? 0 : 4);
+      const float dl =
+          F16ToF32(dh) * static_cast<float>(Q3KScale(blk + 96, static_cast<int>(v / 16)) - 32);
+      return dl * static_cast<float>(q);
+    }
+    uint16_t mh;
+    std::memcpy(&dh, blk + 80, 2);
+    std::memcpy(&mh, blk + 82, 2);
+    const uint8_t sc = blk[v / 16];
+    // As ggml: the sub-block's scale and min first, then dl * q - ml.
+    const float dl = F16ToF32(dh) * static_cast<float>(sc & 15);
+    const float ml = F16ToF32(mh) * static_cast<float>(sc >> 4);
+    return dl * static_cast<float>(K2BitCode(blk + 16, v)) - ml;
+  }
   if (t == DType::kIQ4_XS) {
     const size_t b = i / static_cast<size_t>(kSuperBlock), v = i % static_cast<size_t>(kSuperBlock);
     const uint8_t* blk = blocks + b * DTypeSize(t);
@@ -284,6 +305,84 @@ void QuantizeLegacy5(DType t, const float* x, int64_t n, uint8_t* out) {
   }
 }
 
+// Q3_K: per 16 values, the largest magnitude maps to code -4; those 16 scales as 6-bit multiples
+// (minus 32) of one f16 d.
+void QuantizeQ3K(const float* x, int64_t n, uint8_t* out) {
+  const DType t = DType::kQ3_K;
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
+    float scale[16], max_scale = 0.0f;
+    for (int s = 0; s < 16; ++s) {
+      float amax = 0.0f, maxv = 0.0f;
+      for (int l = 0; l < 16; ++l) {
+        if (std::fabs(x[16 * s + l]) > amax) {
+          amax = std::fabs(x[16 * s + l]);
+          maxv = x[16 * s + l];
+        }
+      }
+      scale[s] = maxv / -4.0f;
+      if (std::fabs(scale[s]) > std::fabs(max_scale)) max_scale = scale[s];
+    }
+    std::memset(out, 0, DTypeSize(t));
+    const uint16_t dh = F32ToF16(max_scale / -32.0f);
+    std::memcpy(out + 108, &dh, 2);
+    const float d = F16ToF32(dh);
+    uint8_t* scales = out + 96;
+    for (int s = 0; s < 16; ++s) {
+      const int ls =
+          d != 0.0f ? std::clamp(static_cast<int>(std::lround(scale[s] / d)), -32, 31) + 32 : 32;
+      scales[s % 8] |= static_cast<uint8_t>((ls & 15) << (s < 8 ? 0 : 4));
+      scales[8 + s % 4] |= static_cast<uint8_t>((ls >> 4) << (2 * (s / 4)));
+      const float dl = d * static_cast<float>(ls - 32);
+      for (int l = 0; l < 16; ++l) {
+        const size_t v = static_cast<size_t>(16 * s + l);
+        const int q =
+            dl != 0.0f ? std::clamp(static_cast<int>(std::lround(x[v] / dl)), -4, 3) + 4 : 4;
+        out[32 + 32 * (v / 128) + v % 32] |=
+            static_cast<uint8_t>((q & 3) << (2 * ((v % 128) / 32)));
+        out[v % 32] |= static_cast<uint8_t>((q >> 2) << (v / 32));
+      }
+    }
+  }
+}
+
+// Q2_K: per 16 values the range [min(x, 0), max(x)] in 3 steps, scales and mins quantized to 4
+// bits against f16 d and dmin.
+void QuantizeQ2K(const float* x, int64_t n, uint8_t* out) {
+  const DType t = DType::kQ2_K;
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
+    float step[16], low[16], max_step = 0.0f, max_low = 0.0f;
+    for (int s = 0; s < 16; ++s) {
+      float lo = 0.0f, hi = 0.0f;
+      for (int l = 0; l < 16; ++l) {
+        lo = std::min(lo, x[16 * s + l]);
+        hi = std::max(hi, x[16 * s + l]);
+      }
+      step[s] = (hi - lo) / 3.0f;
+      low[s] = -lo;
+      max_step = std::max(max_step, step[s]);
+      max_low = std::max(max_low, low[s]);
+    }
+    std::memset(out, 0, DTypeSize(t));
+    const uint16_t dh = F32ToF16(max_step / 15.0f), mh = F32ToF16(max_low / 15.0f);
+    std::memcpy(out + 80, &dh, 2);
+    std::memcpy(out + 82, &mh, 2);
+    const float d = F16ToF32(dh), dmin = F16ToF32(mh);
+    for (int s = 0; s < 16; ++s) {
+      const int sc = d > 0.0f ? std::clamp(static_cast<int>(std::lround(step[s] / d)), 0, 15) : 0;
+      const int m =
+          dmin > 0.0f ? std::clamp(static_cast<int>(std::lround(low[s] / dmin)), 0, 15) : 0;
+      out[s] = static_cast<uint8_t>(sc | (m << 4));
+      const float ds = d * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
+      for (int l = 0; l < 16; ++l) {
+        const size_t v = static_cast<size_t>(16 * s + l);
+        const int q =
+            ds > 0.0f ? std::clamp(static_cast<int>(std::lround((x[v] + dm) / ds)), 0, 3) : 0;
+        out[16 + 32 * (v / 128) + v % 32] |= static_cast<uint8_t>(q << (2 * ((v % 128) / 32)));
+      }
+    }
+  }
+}
+
 // Q8_0 and Q4_0: per 32 values, one f16 scale.
 void QuantizeBlocks32(DType t, const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += DTypeSize(t)) {
@@ -328,6 +427,10 @@ void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out) {
     QuantizeLegacy5(t, x, n, out);
   } else if (t == DType::kQ6_K) {
     QuantizeQ6K(x, n, out);
+  } else if (t == DType::kQ3_K) {
+    QuantizeQ3K(x, n, out);
+  } else if (t == DType::kQ2_K) {
+    QuantizeQ2K(x, n, out);
   } else {
     QuantizeBlocks32(t, x, n, out);
   }

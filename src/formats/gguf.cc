@@ -17,10 +17,10 @@ constexpr int kMaxArrayDepth = 2;
 
 // ggml tensor types this engine computes with, by their number in the file.
 constexpr std::pair<uint32_t, DType> kGgmlTypes[] = {
-    {0, DType::kF32},   {1, DType::kF16},   {2, DType::kQ4_0},    {3, DType::kQ4_1},
-    {6, DType::kQ5_0},  {7, DType::kQ5_1},  {8, DType::kQ8_0},    {12, DType::kQ4_K},
-    {13, DType::kQ5_K}, {14, DType::kQ6_K}, {20, DType::kIQ4_NL}, {23, DType::kIQ4_XS},
-    {26, DType::kI32},  {30, DType::kBF16},
+    {0, DType::kF32},     {1, DType::kF16},     {2, DType::kQ4_0},  {3, DType::kQ4_1},
+    {6, DType::kQ5_0},    {7, DType::kQ5_1},    {8, DType::kQ8_0},  {10, DType::kQ2_K},
+    {11, DType::kQ3_K},   {12, DType::kQ4_K},   {13, DType::kQ5_K}, {14, DType::kQ6_K},
+    {20, DType::kIQ4_NL}, {23, DType::kIQ4_XS}, {26, DType::kI32},  {30, DType::kBF16},
 };
 bool TensorDType(uint32_t ggml_type, DType* out) {
   for (const auto& [id, t] : kGgmlTypes) {

@@ -290,6 +290,10 @@ void MatMulRows(const MatMulRowsArgs& a) {
       return MatMulRowsScaleMin<DType::kQ4_K>(a);
     case DType::kQ5_K:
       return MatMulRowsScaleMin<DType::kQ5_K>(a);
+    case DType::kQ2_K:
+      return MatMulRowsScaleMin<DType::kQ2_K>(a);
+    case DType::kQ3_K:
+      return MatMulRowsScaled<DType::kQ3_K>(a);
     default:
       return MatMulRowsT<float>(a);
   }

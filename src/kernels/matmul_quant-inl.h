@@ -1,5 +1,5 @@
 // Matmul kernels for the GGUF block dtypes (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q6_K, IQ4_XS,
-// Q4_K, Q5_K). Included by matmul.cc once per SIMD target, after tiles-inl.h.
+// Q3_K, Q4_K, Q5_K, Q2_K). Included by matmul.cc once per SIMD target, after tiles-inl.h.
 #if defined(SPECULA_KERNELS_MATMUL_QUANT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPECULA_KERNELS_MATMUL_QUANT_INL_H_
 #undef SPECULA_KERNELS_MATMUL_QUANT_INL_H_
@@ -161,16 +161,18 @@ HWY_INLINE void LoadBlock(D16 d16, const uint8_t* codes, hn::Vec<D16> (&v)[kVecs
   }
 }
 
-// Each activation row's sum of codes per 32 values, [K / 32, m] (transposed, so one vector spans
-// rows), padded so that a vector load from any row stays inside. Exact: |sum| <= 32 * 32767 < 2^24.
-HWY_INLINE std::vector<float> BlockSums(const QuantActs& q, size_t m, size_t K) {
-  const size_t blocks = K / kBlock;
+// Each activation row's sum of codes per `len` values (32, or Q2_K's 16), [K / len, m] (transposed,
+// so one vector spans rows), padded so that a vector load from any row stays inside. Exact:
+// |sum| <= 32 * 32767 < 2^24.
+HWY_INLINE std::vector<float> BlockSums(const QuantActs& q, size_t m, size_t K,
+                                        size_t len = kBlock) {
+  const size_t blocks = K / len;
   std::vector<float> xsum(blocks * m + hn::MaxLanes(DF()));
   for (size_t r = 0; r < m; ++r) {
     for (size_t j = 0; j < blocks; ++j) {
-      const int16_t* x = q.codes + r * K + kBlock * j;
+      const int16_t* x = q.codes + r * K + len * j;
       int32_t s = 0;
-      for (size_t l = 0; l < kBlock; ++l) s += x[l];
+      for (size_t l = 0; l < len; ++l) s += x[l];
       xsum[j * m + r] = static_cast<float>(s);
     }
   }
@@ -353,6 +355,44 @@ HWY_INLINE void ScaledCodesIQ4XS(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RES
   }
 }
 
+// Q3_K and Q2_K keep 2-bit codes as Q6_K keeps its top two bits: byte qs[32 n + l] holds values
+// 128 n + 32 j + l (l < 32) in bits 2j, 2j + 1. Sixteen values at a time share one sub-block scale.
+using D16x16 = hn::CappedTag<int16_t, 16>;
+
+// The 2-bit codes of values 128 n + 32 j + 16 h + l (l < 16) as int16 lanes from `at`.
+HWY_INLINE hn::Vec<D16x16> Codes2(const uint8_t* HWY_RESTRICT qs, size_t n, int j, size_t h,
+                                  size_t at) {
+  const D16x16 d16;
+  const auto b = hn::BitCast(
+      d16, hn::PromoteTo(hn::RebindToUnsigned<D16x16>(),
+                         hn::LoadU(hn::Rebind<uint8_t, D16x16>(), qs + 32 * n + 16 * h + at)));
+  return hn::And(hn::ShiftRightSame(b, 2 * j), hn::Set(d16, 3));
+}
+
+// Q3_K: a super-block's 256 values as int16 (code - 4 unless its high bit is set) * (ls_s - 32),
+// |4 * 32| = 128, in value order.
+HWY_INLINE void ScaledCodesQ3K(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled) {
+  const D16x16 d16;
+  const size_t L = hn::Lanes(d16);
+  const auto one = hn::Set(d16, 1), four = hn::Set(d16, 4);
+  for (size_t n = 0; n < 2; ++n) {
+    for (int j = 0; j < 4; ++j) {
+      for (size_t h = 0; h < 2; ++h) {
+        const int s = static_cast<int>(8 * n) + 2 * j + static_cast<int>(h);
+        const auto scale = hn::Set(d16, static_cast<int16_t>(Q3KScale(w + 96, s) - 32));
+        for (size_t l = 0; l < 16; l += L) {
+          const auto hb = hn::BitCast(
+              d16, hn::PromoteTo(hn::RebindToUnsigned<D16x16>(),
+                                 hn::LoadU(hn::Rebind<uint8_t, D16x16>(), w + 16 * h + l)));
+          const auto high = hn::And(hn::ShiftRightSame(hb, static_cast<int>(4 * n) + j), one);
+          const auto q = hn::Sub(hn::Add(Codes2(w + 32, n, j, h, l), hn::ShiftLeft<2>(high)), four);
+          hn::StoreU(hn::Mul(q, scale), d16, scaled + 16 * s + l);
+        }
+      }
+    }
+  }
+}
+
 // acc[r] += d * (a super-block's scaled codes . row r's activation codes from k), summed in exact
 // int32 groups of kQ6Group values. Shared by the k-quants.
 template <size_t R>
@@ -374,8 +414,8 @@ HWY_INLINE void AccumulateScaled(const int16_t* HWY_RESTRICT scaled, const QTile
   }
 }
 
-// One weight row (job.w) against R activation rows: Q6_K or IQ4_XS (one scale d per super-block
-// times int16 scaled codes).
+// One weight row (job.w) against R activation rows: Q6_K, IQ4_XS or Q3_K (one scale d per
+// super-block times int16 scaled codes).
 template <DType kType, size_t R>
 HWY_INLINE void DotGroupScaled(const QTile& job) {
   const DQ6F df;
@@ -392,6 +432,9 @@ HWY_INLINE void DotGroupScaled(const QTile& job) {
     if constexpr (kType == DType::kQ6_K) {
       ScaledCodesQ6K(w, scaled);
       std::memcpy(&dh, w + 208, 2);
+    } else if constexpr (kType == DType::kQ3_K) {
+      ScaledCodesQ3K(w, scaled);
+      std::memcpy(&dh, w + 108, 2);
     } else {
       ScaledCodesIQ4XS(w, scaled);
       std::memcpy(&dh, w, 2);
@@ -416,7 +459,7 @@ HWY_INLINE void DotGroupTail(size_t rows, const QTile& job) {
   }
 }
 
-// Q6_K and IQ4_XS.
+// Q6_K, IQ4_XS and Q3_K.
 template <DType kType>
 void MatMulRowsScaled(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
@@ -445,10 +488,33 @@ void MatMulRowsScaled(const MatMulRowsArgs& a) {
 // Q5_K is Q4_K with a fifth code bit (bit j of qh[l] for value 32 j + l): codes up to 31, so
 // |31 * 63| < 2^11 and the int32 group sums stay exact (16 * 1953 * 32767 < 2^31).
 
+// Q2_K: 16 sub-blocks of 16 values, each with a 4-bit scale and min (x = d sc_s q - dmin m_s),
+// 2-bit codes; run as Q4_K with twice the sub-blocks (|3 * 15| < 2^6).
+
+// Sub-blocks per super-block of the scale-and-min types.
+template <DType kType>
+constexpr size_t kSubBlocks = kType == DType::kQ2_K ? 16 : 8;
+
 // A super-block's 256 values as int16 code * sub-block scale, in value order; its mins into m.
 template <DType kType>
 HWY_INLINE void ScaledCodesScaleMin(const uint8_t* HWY_RESTRICT w, int16_t* HWY_RESTRICT scaled,
                                     int32_t* HWY_RESTRICT m) {
+  if constexpr (kType == DType::kQ2_K) {
+    const D16x16 d16;
+    const size_t L = hn::Lanes(d16);
+    for (size_t n = 0; n < 2; ++n) {
+      for (int j = 0; j < 4; ++j) {
+        for (size_t h = 0; h < 2; ++h) {
+          const size_t s = 8 * n + 2 * static_cast<size_t>(j) + h;
+          m[s] = w[s] >> 4;
+          const auto scale = hn::Set(d16, static_cast<int16_t>(w[s] & 15));
+          for (size_t l = 0; l < 16; l += L)
+            hn::StoreU(hn::Mul(Codes2(w + 16, n, j, h, l), scale), d16, scaled + 16 * s + l);
+        }
+      }
+    }
+    return;
+  }
   const DQ6 d16;
   const hn::RebindToUnsigned<DQ6> du16;
   const hn::Rebind<uint8_t, DQ6> d8;
@@ -481,7 +547,8 @@ HWY_INLINE void DotGroupScaleMin(const QTile& job, const float* HWY_RESTRICT xsu
   const size_t NF = hn::Lanes(df);
   HWY_ALIGN int16_t scaled[kSuperBlock];
   HWY_ALIGN float s2[kQuantRows + hn::MaxLanes(DQ6F())];
-  int32_t m[8];
+  constexpr size_t kSubs = kSubBlocks<kType>, kSubLen = kSuperBlock / kSubs;
+  int32_t m[kSubs];
   hn::Vec<DQ6F> acc[R];
   float mins[R];
   for (size_t r = 0; r < R; ++r) {
@@ -493,19 +560,20 @@ HWY_INLINE void DotGroupScaleMin(const QTile& job, const float* HWY_RESTRICT xsu
     for (size_t b = 0; b < DTypeSize(kType); b += 64)
       __builtin_prefetch(w + kPrefetchBytes + b, 0, 1);
     uint16_t dh, mh;
-    std::memcpy(&dh, w, 2);
-    std::memcpy(&mh, w + 2, 2);
+    const size_t at = kType == DType::kQ2_K ? 80 : 0;  // Q2_K keeps d and dmin last
+    std::memcpy(&dh, w + at, 2);
+    std::memcpy(&mh, w + at + 2, 2);
     const auto d = hn::Set(df, F16ToF32Fast(dh));
     ScaledCodesScaleMin<kType>(w, scaled, m);
     AccumulateScaled<R>(scaled, job, k, d, acc);
     // The min term's sums s2[r] = sum_j m_j * xsum[r][j] (fma chain in j order): across the rows
     // in vectors when there are enough of them, else per row; the same bits either way.
-    const float* xs = xsum + (k / 32) * ldsum;
+    const float* xs = xsum + (k / kSubLen) * ldsum;
     const float dmin = F16ToF32Fast(mh);
     if constexpr (R >= 4) {
       for (size_t r0 = 0; r0 < R; r0 += NF) {
         auto s = hn::Zero(df);
-        for (size_t j = 0; j < 8; ++j)
+        for (size_t j = 0; j < kSubs; ++j)
           s = hn::MulAdd(hn::Set(df, static_cast<float>(m[j])), hn::LoadU(df, xs + j * ldsum + r0),
                          s);
         hn::Store(s, df, s2 + r0);
@@ -514,7 +582,8 @@ HWY_INLINE void DotGroupScaleMin(const QTile& job, const float* HWY_RESTRICT xsu
     } else {
       for (size_t r = 0; r < R; ++r) {
         float s = 0.0f;
-        for (size_t j = 0; j < 8; ++j) s = std::fma(static_cast<float>(m[j]), xs[j * ldsum + r], s);
+        for (size_t j = 0; j < kSubs; ++j)
+          s = std::fma(static_cast<float>(m[j]), xs[j * ldsum + r], s);
         mins[r] = std::fma(dmin, s, mins[r]);
       }
     }
@@ -531,12 +600,13 @@ HWY_INLINE void DotGroupScaleMinTail(size_t rows, const QTile& job, const float*
   }
 }
 
-// Q4_K and Q5_K.
+// Q4_K, Q5_K and Q2_K.
 template <DType kType>
 void MatMulRowsScaleMin(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
   const QuantActs q = PrepareQuantActs(a);
-  const std::vector<float> xsum = BlockSums(q, a.m, static_cast<size_t>(a.w.cols));
+  const std::vector<float> xsum =
+      BlockSums(q, a.m, static_cast<size_t>(a.w.cols), kSuperBlock / kSubBlocks<kType>);
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);

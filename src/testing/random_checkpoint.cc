@@ -360,7 +360,7 @@ Status WriteRandomTarget(const RandomTargetSpec& s, const std::string& dir) {
         norm(p + n + ".weight", H);
       }
       mat(p + "router.proj.weight", E, H);
-      norm(p + "router.scale", H);
+      add(p + "router.scale", {H}, {s.router_gain, 0.25f * s.router_gain});
       add(p + "router.per_expert_scale", {E}, {1.0f, 0.25f});
       add(p + "experts.gate_up_proj", {E, 2 * F, H},
           {0.0f, std::sqrt(3.0f / static_cast<float>(H))});

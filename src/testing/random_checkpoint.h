@@ -42,6 +42,9 @@ struct RandomTargetSpec {
   // the residual stream and random models then just repeat their input token; 1.5 keeps greedy
   // output diverse (hundreds of distinct tokens over 1000 steps), which the lossless tests need.
   float logit_gain = 1.5f;
+  // Mixture of experts: router.scale's mean. Random projections alone route almost uniformly
+  // (expert probabilities a few 1e-5 apart), where any rounding flips the choice.
+  float router_gain = 1.0f;
   float qk_norm_scale = 1.0f;  // q/k norm weights: attention scores have a std of ~scale^2 sqrt(hd)
   std::string tokenizer_json;  // copy this tokenizer.json; empty: synthesize one of vocab_size
 };

@@ -24,7 +24,8 @@ function startServer() {
   return new Promise((resolve, reject) => {
     const proc = spawn(bin, ['serve', '-m', path.join(setup, 'demo/target'), '-md',
                              path.join(setup, 'demo/assistant'), '--port', '0', '-c', '1024',
-                             '--api-key', KEY], { stdio: ['ignore', 'ignore', 'pipe'] });
+                             // fixed K: whether "auto" drafts depends on this machine's timings
+                             '--draft-policy', 'fixed', '--api-key', KEY], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     const timer = setTimeout(() => reject(new Error('server did not start: ' + log)), 30000);
     proc.stderr.on('data', (d) => {

@@ -21,7 +21,8 @@ int main() {
       {DType::kQ6_K, GGML_TYPE_Q6_K},     {DType::kQ4_K, GGML_TYPE_Q4_K},
       {DType::kQ5_K, GGML_TYPE_Q5_K},     {DType::kIQ4_NL, GGML_TYPE_IQ4_NL},
       {DType::kIQ4_XS, GGML_TYPE_IQ4_XS}, {DType::kQ4_1, GGML_TYPE_Q4_1},
-      {DType::kQ5_0, GGML_TYPE_Q5_0},     {DType::kQ5_1, GGML_TYPE_Q5_1}};
+      {DType::kQ5_0, GGML_TYPE_Q5_0},     {DType::kQ5_1, GGML_TYPE_Q5_1},
+      {DType::kQ3_K, GGML_TYPE_Q3_K},     {DType::kQ2_K, GGML_TYPE_Q2_K}};
   const int64_t n = 256 * 512;
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);

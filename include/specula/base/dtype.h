@@ -33,6 +33,13 @@ namespace specula {
 //         sub-block j of 32 has a 6-bit scale ls_j (low 4 bits: nibble j % 2 of scales_l[j / 2];
 //         high 2: bits 2j, 2j + 1 of scales_h) and IQ4_NL's nibbles at qs[16 j ..]:
 //         x = (d * (ls_j - 32)) * kIQ4Values[q].
+//   Q3_K: {uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; f16 d}   110 bytes per 256 values:
+//         sub-block s of 16 has a 6-bit scale ls_s (Q3KScale); value v has a 2-bit code
+//         (qs[32 (v / 128) + v % 32] >> 2 ((v % 128) / 32)) & 3 and a high bit
+//         hmask[v % 32] >> (v / 32) & 1: x = (d * (ls_s - 32)) * (code - (high ? 0 : 4)).
+//   Q2_K: {uint8 scales[16]; uint8 qs[64]; f16 d; f16 dmin}   84 bytes per 256 values: sub-block s
+//         of 16 has a 4-bit scale sc_s (low nibble of scales[s]) and min m_s (high nibble), value v
+//         Q3_K's 2-bit code q: x = (d * sc_s) * q - dmin * m_s.
 enum class DType : uint8_t {
   kF32,
   kF16,
@@ -49,7 +56,9 @@ enum class DType : uint8_t {
   kIQ4_XS,
   kQ4_1,
   kQ5_0,
-  kQ5_1
+  kQ5_1,
+  kQ3_K,
+  kQ2_K
 };
 
 // IQ4_NL's and IQ4_XS's 16 code values (llama.cpp's kvalues_iq4nl).
@@ -59,26 +68,27 @@ inline constexpr int8_t kIQ4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -
 // The block dtypes, in the order messages list them.
 inline constexpr DType kBlockTypes[] = {DType::kQ8_0, DType::kQ4_0,   DType::kQ6_K,   DType::kQ5_K,
                                         DType::kQ4_K, DType::kIQ4_NL, DType::kIQ4_XS, DType::kQ4_1,
-                                        DType::kQ5_0, DType::kQ5_1};
+                                        DType::kQ5_0, DType::kQ5_1,   DType::kQ3_K,   DType::kQ2_K};
 
 // (A chain of comparisons, not a search of kBlockTypes: GCC then folds it for a constant `t`.)
 constexpr bool IsBlockType(DType t) {
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ6_K || t == DType::kQ4_K ||
          t == DType::kQ5_K || t == DType::kIQ4_NL || t == DType::kIQ4_XS || t == DType::kQ4_1 ||
-         t == DType::kQ5_0 || t == DType::kQ5_1;
+         t == DType::kQ5_0 || t == DType::kQ5_1 || t == DType::kQ3_K || t == DType::kQ2_K;
 }
 static_assert([] {
   for (DType t : kBlockTypes) {
     if (!IsBlockType(t)) return false;
   }
-  return std::size(kBlockTypes) == 10;  // IsBlockType lists exactly these
+  return std::size(kBlockTypes) == 12;  // IsBlockType lists exactly these
 }());
 // The 32-value types with a min (x = q * d + m).
 constexpr bool IsMinBlockType(DType t) { return t == DType::kQ4_1 || t == DType::kQ5_1; }
 // "Q8_0, Q4_0, ..., Q5_1": the block types, for messages.
 std::string BlockTypeNames();
 constexpr bool IsSuperBlockType(DType t) {
-  return t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kIQ4_XS;
+  return t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kIQ4_XS ||
+         t == DType::kQ3_K || t == DType::kQ2_K;
 }
 // The k-quants with a scale and a min per 32 values (x = d sc_j q - dmin m_j).
 constexpr bool IsScaleMinType(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K; }
@@ -121,6 +131,10 @@ constexpr size_t DTypeSize(DType t) {
       return 22;
     case DType::kQ5_1:
       return 24;
+    case DType::kQ3_K:
+      return 110;
+    case DType::kQ2_K:
+      return 84;
   }
   return 0;
 }
@@ -156,6 +170,18 @@ inline int Q5Code(const uint8_t* block, DType t, size_t j) {
 inline int IQ4XSScale(const uint8_t* block, int j) {
   const int h = block[2] | (block[3] << 8);
   return ((block[4 + j / 2] >> (4 * (j % 2))) & 15) | (((h >> (2 * j)) & 3) << 4);
+}
+
+// Q3_K's 6-bit scale of sub-block s (0..15) from its 12 packed bytes: the low 4 bits are nibble
+// s / 8 of byte s % 8, the high 2 bits are bits 2 (s / 4), + 1 of byte 8 + s % 4.
+inline int Q3KScale(const uint8_t* scales, int s) {
+  const int low = s < 8 ? scales[s] & 15 : scales[s - 8] >> 4;
+  return low | (((scales[8 + s % 4] >> (2 * (s / 4))) & 3) << 4);
+}
+
+// The 2-bit code of value v (0..255) of a Q3_K or Q2_K super-block from its qs[64].
+inline int K2BitCode(const uint8_t* qs, size_t v) {
+  return (qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
 }
 
 // Bytes of `n` consecutive values (n a multiple of 32 for block dtypes).
@@ -199,6 +225,10 @@ constexpr std::string_view DTypeName(DType t) {
       return "Q5_0";
     case DType::kQ5_1:
       return "Q5_1";
+    case DType::kQ3_K:
+      return "Q3_K";
+    case DType::kQ2_K:
+      return "Q2_K";
   }
   return "?";
 }
@@ -261,7 +291,9 @@ inline float LoadAsF32(DType t, const void* data, size_t i) {
 // per 32 values the range [min(x, 0), max(x)] in 15 steps, scales and mins quantized to 6 bits
 // against f16 d and dmin; Q5_K: the same in 31 steps; IQ4_NL: d maps the largest magnitude to
 // kIQ4Values[0], each value takes the nearest grid point; IQ4_XS: the same per 32 values, those
-// scales quantized to 6 bits against one f16 d).
+// scales quantized to 6 bits against one f16 d; Q3_K: per 16 values the largest magnitude maps to
+// code -4, scales as IQ4_XS's; Q2_K: per 16 values [min(x, 0), max(x)] in 3 steps, scales and mins
+// quantized to 4 bits against f16 d and dmin).
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* out);
 
 // Rounds an f32 to what `t` can store, then back (e.g. HF casts sqrt(H) to the weight dtype).
@@ -282,6 +314,8 @@ inline float RoundThrough(DType t, float f) {
     case DType::kQ4_1:
     case DType::kQ5_0:
     case DType::kQ5_1:
+    case DType::kQ3_K:
+    case DType::kQ2_K:
       return BF16ToF32(F32ToBF16(f));
     default:
       return f;
