@@ -52,6 +52,7 @@ TEST_P(PrefixResume, ResumedRowsEqualColdRowsBitForBit) {
   RunRows(m, pool, *source, first, 7);
   const KvPrefix saved = source->SavePrefix();
   EXPECT_EQ(saved.length, 60);
+  EXPECT_EQ(source->PrefixBytes(), saved.bytes());  // sized without the copy, wrapped rings too
   const bool sliding = m.config().LastKvOwner(AttnType::kSliding) >= 0;
   EXPECT_EQ(saved.FirstResume(), sliding ? 60 - (W + 4) + W - 1 : 1);
   for (int n : {60, saved.FirstResume(), saved.FirstResume() - 1}) {

@@ -92,6 +92,16 @@ size_t KvPrefix::bytes() const {
   return n;
 }
 
+size_t KvCache::PrefixBytes() const {
+  size_t n = 0;
+  for (int s = 0; s < num_layers(); ++s) {
+    const int from = std::max(0, std::min(length_, OldestHeld(s)));
+    n += 2 * static_cast<size_t>(length_ - from) *
+         static_cast<size_t>(layers_[static_cast<size_t>(s)].shape.kv_dim) * sizeof(float);
+  }
+  return n;
+}
+
 KvPrefix KvCache::SavePrefix() const {
   KvPrefix p;
   p.length = length_;

@@ -16,9 +16,10 @@ size_t CommonPrefix(std::span<const int> a, std::span<const int> b) {
 void PrefixCache::Put(std::span<const int> ids, const KvCache& cache) {
   const int length = cache.length();
   if (length <= 0 || ids.size() < static_cast<size_t>(length)) return;
+  // Too large for the cache's whole budget: not worth copying.
+  if (cache.PrefixBytes() + static_cast<size_t>(length) * sizeof(int) > max_bytes_) return;
   Entry e{.ids = std::vector<int>(ids.begin(), ids.begin() + length), .kv = cache.SavePrefix()};
   const size_t size = e.bytes();
-  if (size > max_bytes_) return;
   for (auto it = entries_.begin(); it != entries_.end();) {
     const bool covered = it->ids.size() <= e.ids.size() &&
                          CommonPrefix(it->ids, e.ids) == it->ids.size() &&
