@@ -53,6 +53,7 @@ TEST_P(PrefixResume, ResumedRowsEqualColdRowsBitForBit) {
   const KvPrefix saved = source->SavePrefix();
   EXPECT_EQ(saved.length, 60);
   EXPECT_EQ(source->PrefixBytes(), saved.bytes());  // sized without the copy, wrapped rings too
+  EXPECT_EQ(source->FirstResume(), saved.FirstResume());
   const bool sliding = m.config().LastKvOwner(AttnType::kSliding) >= 0;
   EXPECT_EQ(saved.FirstResume(), sliding ? 60 - (W + 4) + W - 1 : 1);
   for (int n : {60, saved.FirstResume(), saved.FirstResume() - 1}) {
@@ -182,6 +183,23 @@ TEST(PrefixCache, StaysWithinItsBytesAndDropsWhatANewerEntryCovers) {
   auto again = m.NewCache(128);
   EXPECT_EQ(cache.Load(Tokens(20, V, 11), 19, *again), 19);
   EXPECT_EQ(again->length(), 19);
+  // Entries now: seeds 9-11 (a fourth would pass the budget by its ids). Seed 9's tokens again,
+  // the least recently used (a repeated prompt answered in one token): still one entry of the same
+  // size, now the most recently used, so the next newcomer evicts seed 10 instead.
+  ASSERT_EQ(cache.entries(), 3u);
+  const size_t bytes = cache.bytes();
+  auto repeat = m.NewCache(128);
+  RunRows(m, pool, *repeat, Tokens(20, V, 9), 20);
+  cache.Put(Tokens(20, V, 9), *repeat);
+  EXPECT_EQ(cache.bytes(), bytes);
+  EXPECT_EQ(cache.entries(), 3u);
+  auto newcomer = m.NewCache(128);
+  RunRows(m, pool, *newcomer, Tokens(20, V, 12), 20);
+  cache.Put(Tokens(20, V, 12), *newcomer);
+  for (const auto& [seed, resumed] : {std::pair{9, 19}, {10, 1}, {11, 19}}) {
+    auto c2 = m.NewCache(128);
+    EXPECT_EQ(cache.Load(Tokens(20, V, seed), 19, *c2), resumed) << "seed " << seed;
+  }
 }
 
 }  // namespace

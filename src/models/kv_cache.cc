@@ -81,9 +81,24 @@ Status KvCache::Truncate(int new_length) {
   return OkStatus();
 }
 
-int KvPrefix::FirstResume() const {
-  // A query at n reads keys from FirstVisibleKey(n, window) on: n - window + 1 >= oldest_sliding.
+namespace {
+
+// A query at n reads keys from FirstVisibleKey(n, window) on: n - window + 1 >= oldest_sliding.
+int FirstResumeAt(int oldest_sliding, int window) {
   return std::max(1, oldest_sliding > 0 ? oldest_sliding + window - 1 : 1);
+}
+
+}  // namespace
+
+int KvPrefix::FirstResume() const { return FirstResumeAt(oldest_sliding, window); }
+
+int KvCache::FirstResume() const {
+  int oldest_sliding = 0;
+  for (int s = 0; s < num_layers(); ++s) {
+    if (layers_[static_cast<size_t>(s)].shape.sliding)
+      oldest_sliding = std::max(oldest_sliding, std::max(0, std::min(length_, OldestHeld(s))));
+  }
+  return FirstResumeAt(oldest_sliding, options_.window);
 }
 
 size_t KvPrefix::bytes() const {

@@ -18,6 +18,16 @@ void PrefixCache::Put(std::span<const int> ids, const KvCache& cache) {
   if (length <= 0 || ids.size() < static_cast<size_t>(length)) return;
   // Too large for the cache's whole budget: not worth copying.
   if (cache.PrefixBytes() + static_cast<size_t>(length) * sizeof(int) > max_bytes_) return;
+  // Already held (the same prompt again, answered in one token): the entry is the same bits, so
+  // it only becomes the most recently used.
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (it->ids.size() == static_cast<size_t>(length) &&
+        CommonPrefix(it->ids, ids) == static_cast<size_t>(length) &&
+        it->kv.FirstResume() <= cache.FirstResume()) {
+      entries_.splice(entries_.begin(), entries_, it);
+      return;
+    }
+  }
   Entry e{.ids = std::vector<int>(ids.begin(), ids.begin() + length), .kv = cache.SavePrefix()};
   const size_t size = e.bytes();
   for (auto it = entries_.begin(); it != entries_.end();) {

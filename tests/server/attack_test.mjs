@@ -2,11 +2,13 @@
 // sends may end the process, exhaust its memory or take it off the air; shutdown is bounded.
 //   node attack_test.mjs SPECULA_BIN WORK_DIR [rss|no-rss]
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { test, after } from 'node:test';
 import path from 'node:path';
+
+import { startServer as serve, killServers } from './serve.mjs';
 
 const [bin, work, rssArg] = process.argv.slice(2);
 const RSS_CHECKS = rssArg !== 'no-rss';  // no-rss: a sanitizer build, whose quarantine holds memory
@@ -21,30 +23,12 @@ execFileSync(bin, ['make-random', fast.model, '--preset', 'e2b-tiny', '--assista
 execFileSync(bin, ['make-random', slow.model, '--preset', 'e2b-small', '--assistant', slow.draft]);
 
 const KEY = 'sk-attack';
-const servers = [];
 const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
 
-function startServer(extra, { model, draft } = fast) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(bin, ['serve', '-m', model, '-md', draft, '--port', '0', '-c', '512', ...extra],
-                       { stdio: ['ignore', 'ignore', 'pipe'] });
-    proc.log = '';
-    const timer = setTimeout(() => reject(new Error('server did not start: ' + proc.log)), 20000);
-    proc.stderr.on('data', (d) => {
-      proc.log += d;
-      const m = proc.log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m && !proc.port) {
-        clearTimeout(timer);
-        proc.port = Number(m[1]);
-        proc.base = `http://127.0.0.1:${proc.port}`;
-        resolve(proc);
-      }
-    });
-    proc.exited = new Promise((res) => proc.on('exit', (code, signal) => { proc.exitCode_ = code; res({ code, signal }); }));
-    servers.push(proc);
-  });
-}
-after(() => { for (const s of servers) if (s.exitCode_ === undefined) s.kill('SIGKILL'); });
+// `specula serve -m MODEL -md DRAFT -c 512 EXTRA...`, the fast pair unless told otherwise.
+const startServer = (extra, { model, draft } = fast) =>
+  serve(bin, ['-m', model, '-md', draft, '-c', '512', ...extra]);
+after(killServers);
 
 const rssKiB = (proc) => Number(readFileSync(`/proc/${proc.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]);
 

@@ -2,11 +2,13 @@
 // official `openai` npm client (streaming and not) and by raw HTTP for the error cases.
 //   node openai_test.mjs SPECULA_BIN WORK_DIR OPENAI_NODE_MODULES
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdirSync, rmSync } from 'node:fs';
 import { test, after } from 'node:test';
 import path from 'node:path';
+
+import { startServer as serve, killServers } from './serve.mjs';
 
 const [bin, work, modules] = process.argv.slice(2);
 const require = createRequire(path.resolve(modules, 'noop.js'));
@@ -20,31 +22,10 @@ execFileSync(bin, ['make-random', model, '--preset', 'e2b-small', '--assistant',
 
 const KEY = 'sk-test-123';
 const CONTEXT = 256;
-const servers = [];
 
-// Starts `specula serve` on port 0 and resolves once it prints the port it bound.
-function startServer(extra) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(bin, ['serve', '-m', model, '--port', '0', '-c', String(CONTEXT), ...extra],
-                       { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    const timer = setTimeout(() => reject(new Error('server did not start: ' + log)), 20000);
-    proc.stderr.on('data', (d) => {
-      log += d;
-      const m = log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m && !proc.port) {
-        clearTimeout(timer);
-        proc.port = Number(m[1]);
-        proc.base = `http://127.0.0.1:${proc.port}`;
-        resolve(proc);
-      }
-    });
-    proc.on('exit', (code) => { proc.exitCode_ = code; });
-    servers.push(proc);
-  });
-}
-
-after(() => { for (const s of servers) if (s.exitCode_ === undefined) s.kill('SIGKILL'); });
+// `specula serve -m MODEL -c CONTEXT EXTRA...`
+const startServer = (extra) => serve(bin, ['-m', model, '-c', String(CONTEXT), ...extra]);
+after(killServers);
 
 // A fixed draft length: the default policy ("auto") chooses K from measured pass times, so on a
 // machine where this tiny target is compute-bound at batch 4 it may rightly not draft at all, and

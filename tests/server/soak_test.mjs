@@ -5,10 +5,12 @@
 // after warm-up.
 //   node soak_test.mjs SPECULA_BIN WORK_DIR [CLIENTS=16] [REQUESTS=100] [rss|no-rss]
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, readFileSync } from 'node:fs';
 import { test, after } from 'node:test';
 import path from 'node:path';
+
+import { startServer, killServers } from './serve.mjs';
 
 const [bin, work, clientsArg, requestsArg, rssArg] = process.argv.slice(2);
 const RSS_CHECKS = rssArg !== 'no-rss';  // no-rss: a sanitizer build, whose quarantine holds memory
@@ -20,22 +22,9 @@ const model = path.join(work, 'target');
 const draft = path.join(work, 'assistant');
 execFileSync(bin, ['make-random', model, '--preset', 'e2b-tiny', '--assistant', draft]);
 
-const server = await new Promise((resolve, reject) => {
-  const proc = spawn(bin, ['serve', '-m', model, '-md', draft, '--port', '0', '-c', '512',
-                           '--parallel', '8', '--queue', '64'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  const timer = setTimeout(() => reject(new Error('server did not start: ' + log)), 20000);
-  proc.stderr.on('data', (d) => {
-    log += d;
-    const m = log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-    if (m && !proc.base) {
-      clearTimeout(timer);
-      proc.base = `http://127.0.0.1:${m[1]}`;
-      resolve(proc);
-    }
-  });
-});
-after(() => server.kill('SIGKILL'));
+const server = await startServer(bin, ['-m', model, '-md', draft, '-c', '512', '--parallel', '8',
+                                       '--queue', '64']);
+after(killServers);
 
 const rssKiB = () => Number(readFileSync(`/proc/${server.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]);
 const sleep = (ms) => new Promise((res) => setTimeout(res, ms));

@@ -5,11 +5,12 @@
 //   node webchat_test.mjs SPECULA_BIN WORK_DIR SETUP_DIR   (SETUP_DIR: webchat_setup.sh's output)
 // Environment: SPECULA_SCREENSHOT, a second path to write the screenshot to (docs/img/...).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { test, after } from 'node:test';
 import path from 'node:path';
+
+import { startServer } from './serve.mjs';
 
 const [bin, work, setup] = process.argv.slice(2);
 const require = createRequire(path.resolve(setup, 'node_modules', 'noop.js'));
@@ -20,27 +21,10 @@ mkdirSync(work, { recursive: true });
 const KEY = 'sk-webchat-test';
 const MAX_TOKENS = 40;
 
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(bin, ['serve', '-m', path.join(setup, 'demo/target'), '-md',
-                             path.join(setup, 'demo/assistant'), '--port', '0', '-c', '1024',
-                             // fixed K: whether "auto" drafts depends on this machine's timings
-                             '--draft-policy', 'fixed', '--api-key', KEY], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    const timer = setTimeout(() => reject(new Error('server did not start: ' + log)), 30000);
-    proc.stderr.on('data', (d) => {
-      log += d;
-      const m = log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m && !proc.base) {
-        clearTimeout(timer);
-        proc.base = `http://127.0.0.1:${m[1]}`;
-        resolve(proc);
-      }
-    });
-  });
-}
-
-const server = await startServer();
+const server = await startServer(bin, [
+  '-m', path.join(setup, 'demo/target'), '-md', path.join(setup, 'demo/assistant'), '-c', '1024',
+  // fixed K: whether "auto" drafts depends on this machine's timings
+  '--draft-policy', 'fixed', '--api-key', KEY], { timeoutMs: 30000 });
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,

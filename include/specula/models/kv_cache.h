@@ -80,8 +80,9 @@ class KvCache {
 
   // Copies the committed positions out (see KvPrefix).
   KvPrefix SavePrefix() const;
-  // SavePrefix().bytes(), without the copy.
+  // SavePrefix().bytes() and SavePrefix().FirstResume(), without the copy.
   size_t PrefixBytes() const;
+  int FirstResume() const;
   // Makes this empty cache hold positions 0 .. n-1 of `p`, bit for bit as computed there. False,
   // and nothing changed, when the shapes differ, the cache is not empty, or `n` is outside
   // [p.FirstResume(), p.length] or beyond the context.
