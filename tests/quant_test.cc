@@ -256,6 +256,20 @@ TEST(Quantize, RecipesFollowLlamaCppMixes) {
                           {8, 64, 256}, *ParseQuantRecipe("q4_k_m"), eight),
             DType::kQ6_K);
   EXPECT_EQ(type("q4_k_m", v(0), {}), DType::kQ4_K);
+  // Vision/audio towers are not decoder layers: no role, no more bits.
+  EXPECT_EQ(
+      type("q4_k_m", "model.vision_tower.encoder.layers.0.self_attn.v_proj.linear.weight", eight),
+      DType::kQ4_K);
+  // The rules not met above: q3_k_m's first sixteenth of ffn_down, q3_k_l, q5_k_m, q5_k_s.
+  const TensorPlace sixteen{.layers = 16, .gqa = 8, .v_layers = {}};
+  EXPECT_EQ(type("q3_k_m", down(0), sixteen), DType::kQ5_K);
+  EXPECT_EQ(type("q3_k_m", down(1), sixteen), DType::kQ4_K);
+  EXPECT_EQ(type("q3_k_l", v(4), eight), DType::kQ5_K);
+  EXPECT_EQ(type("q3_k_l", down(4), eight), DType::kQ5_K);
+  EXPECT_EQ(type("q3_k_l", up, eight), DType::kQ3_K);
+  EXPECT_EQ(type("q5_k_m", v(7), eight), DType::kQ6_K);
+  EXPECT_EQ(type("q5_k_m", up, eight), DType::kQ5_K);
+  EXPECT_EQ(type("q5_k_s", v(0), eight), DType::kQ5_K);
   EXPECT_FALSE(ParseQuantRecipe("q4_k_x").ok());
   EXPECT_FALSE(ParseQuantRecipe("").ok());
 }

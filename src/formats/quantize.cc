@@ -15,9 +15,19 @@ namespace specula {
 
 namespace {
 
+// Vision and audio tower tensors (which llama.cpp keeps in a separate projector file): no role and
+// no layer in the text decoder's mix.
+bool InTower(const std::string& name) {
+  for (const char* tower : {"vision_tower", "audio_tower", "embed_vision", "embed_audio"}) {
+    if (name.find(tower) != std::string::npos) return true;
+  }
+  return false;
+}
+
 // A tensor's role in llama.cpp's mixes, from its Hugging Face name.
 enum class Role { kOther, kAttnV, kAttnOutput, kFfnDown };
 Role RoleOf(const std::string& name) {
+  if (InTower(name)) return Role::kOther;
   if (name.find("self_attn.v_proj.") != std::string::npos) return Role::kAttnV;
   if (name.find("self_attn.o_proj.") != std::string::npos) return Role::kAttnOutput;
   if (name.find("mlp.down_proj.") != std::string::npos ||
@@ -29,7 +39,7 @@ Role RoleOf(const std::string& name) {
 // N of "layers.N." in a tensor's name, or -1.
 int LayerOf(const std::string& name) {
   const size_t at = name.find("layers.");
-  if (at == std::string::npos) return -1;
+  if (at == std::string::npos || InTower(name)) return -1;
   int n = -1;
   for (size_t i = at + 7; i < name.size() && name[i] >= '0' && name[i] <= '9' && n < 1000000; ++i)
     n = (n < 0 ? 0 : 10 * n) + (name[i] - '0');

@@ -30,7 +30,10 @@
 //   iq4_xs, iq4_nl  that type; attn_v Q5_K when GQA >= 4; ffn_down Q5_K in the first eighth
 // (attn_v is `self_attn.v_proj`, attn_output `self_attn.o_proj`, ffn_down `mlp.down_proj` and a
 // MoE layer's `experts.down_proj`; GQA = num_attention_heads / num_key_value_heads of config.json.)
-// q6_k, q8_0, q4_0, q4_1, q5_0 and q5_1 are llama.cpp's names and its policy as well.
+// Vision and audio tower tensors take the recipe's base type (llama.cpp keeps them in a separate
+// projector file). q6_k, q8_0, q4_0, q4_1, q5_0 and q5_1 put every matrix in that type as llama.cpp
+// does, but for the embedding table (llama.cpp: Q6_K unless Q8_0). llama-quantize's bare Q3_K, Q4_K
+// and Q5_K mean its _M mixes; here q3_k, q4_k and q5_k mean that one type everywhere.
 #pragma once
 
 #include <string>
