@@ -171,20 +171,25 @@ void QuantizeScaleMin(DType t, const float* x, int64_t n, uint8_t* out) {
   }
 }
 
+// The value of x[0..n) with the largest magnitude, with its sign (the first of equals).
+float SignedMax(const float* x, int n) {
+  float amax = 0.0f, maxv = 0.0f;
+  for (int l = 0; l < n; ++l) {
+    if (std::fabs(x[l]) > amax) {
+      amax = std::fabs(x[l]);
+      maxv = x[l];
+    }
+  }
+  return maxv;
+}
+
 // Q6_K: per 256 values, 16 sub-blocks of 16 with 8-bit scales, 6-bit codes.
 void QuantizeQ6K(const float* x, int64_t n, uint8_t* out) {
   const DType t = DType::kQ6_K;
   for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
     float scale[16], max_scale = 0.0f, max_abs_scale = 0.0f;
     for (int s = 0; s < 16; ++s) {  // per 16 values: the largest magnitude maps to -32
-      float amax = 0.0f, maxv = 0.0f;
-      for (int j = 0; j < 16; ++j) {
-        if (std::fabs(x[16 * s + j]) > amax) {
-          amax = std::fabs(x[16 * s + j]);
-          maxv = x[16 * s + j];
-        }
-      }
-      scale[s] = maxv / -32.0f;
+      scale[s] = SignedMax(x + 16 * s, 16) / -32.0f;
       if (std::fabs(scale[s]) > max_abs_scale) {
         max_abs_scale = std::fabs(scale[s]);
         max_scale = scale[s];
@@ -230,22 +235,10 @@ void PackIQ4(const float* x, float d, uint8_t* qs) {
   }
 }
 
-// The value of 32 with the largest magnitude, with its sign.
-float SignedMax32(const float* x) {
-  float amax = 0.0f, maxv = 0.0f;
-  for (int l = 0; l < 32; ++l) {
-    if (std::fabs(x[l]) > amax) {
-      amax = std::fabs(x[l]);
-      maxv = x[l];
-    }
-  }
-  return maxv;
-}
-
 // IQ4_NL: per 32 values, the largest magnitude maps to kIQ4Values[0].
 void QuantizeIQ4NL(const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += 18) {
-    const uint16_t dh = F32ToF16(SignedMax32(x) / kIQ4Values[0]);
+    const uint16_t dh = F32ToF16(SignedMax(x, 32) / kIQ4Values[0]);
     std::memcpy(out, &dh, 2);
     PackIQ4(x, F16ToF32(dh), out + 2);
   }
@@ -257,7 +250,7 @@ void QuantizeIQ4XS(const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
     float scale[8], max_scale = 0.0f;
     for (int j = 0; j < 8; ++j) {
-      scale[j] = SignedMax32(x + 32 * j) / kIQ4Values[0];
+      scale[j] = SignedMax(x + 32 * j, 32) / kIQ4Values[0];
       if (std::fabs(scale[j]) > std::fabs(max_scale)) max_scale = scale[j];
     }
     std::memset(out, 0, DTypeSize(t));
@@ -289,7 +282,7 @@ void QuantizeLegacy5(DType t, const float* x, int64_t n, uint8_t* out) {
       lo = std::min(lo, x[l]);
       hi = std::max(hi, x[l]);
     }
-    const float d = with_min ? (hi - lo) / static_cast<float>(levels) : SignedMax32(x) / -16.0f;
+    const float d = with_min ? (hi - lo) / static_cast<float>(levels) : SignedMax(x, 32) / -16.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     const uint16_t dh = F32ToF16(d), mh = F32ToF16(lo);
     std::memcpy(out, &dh, 2);
@@ -312,14 +305,7 @@ void QuantizeQ3K(const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock, out += DTypeSize(t)) {
     float scale[16], max_scale = 0.0f;
     for (int s = 0; s < 16; ++s) {
-      float amax = 0.0f, maxv = 0.0f;
-      for (int l = 0; l < 16; ++l) {
-        if (std::fabs(x[16 * s + l]) > amax) {
-          amax = std::fabs(x[16 * s + l]);
-          maxv = x[16 * s + l];
-        }
-      }
-      scale[s] = maxv / -4.0f;
+      scale[s] = SignedMax(x + 16 * s, 16) / -4.0f;  // the largest magnitude maps to code -4
       if (std::fabs(scale[s]) > std::fabs(max_scale)) max_scale = scale[s];
     }
     std::memset(out, 0, DTypeSize(t));
@@ -386,13 +372,7 @@ void QuantizeQ2K(const float* x, int64_t n, uint8_t* out) {
 // Q8_0 and Q4_0: per 32 values, one f16 scale.
 void QuantizeBlocks32(DType t, const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kQuantBlock; ++b, x += kQuantBlock, out += DTypeSize(t)) {
-    float amax = 0.0f, maxv = 0.0f;  // maxv: the value with the largest magnitude, with its sign
-    for (int j = 0; j < kQuantBlock; ++j) {
-      if (std::fabs(x[j]) > amax) {
-        amax = std::fabs(x[j]);
-        maxv = x[j];
-      }
-    }
+    const float maxv = SignedMax(x, kQuantBlock), amax = std::fabs(maxv);
     if (t == DType::kQ8_0) {
       const float d = amax / 127.0f;
       const float id = d != 0.0f ? 1.0f / d : 0.0f;
