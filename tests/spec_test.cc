@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "sampled_law.h"
 #include "specula/base/json.h"
 #include "specula/base/thread_pool.h"
 #include "specula/models/gemma4_assistant.h"
@@ -156,6 +157,9 @@ class CheckingDrafter : public Drafter {
     EXPECT_EQ(0, std::memcmp(r.hidden.data(), &hidden_[static_cast<size_t>(r.pos - 1) * h_],
                              h_ * sizeof(float)))
         << "hidden row for position " << r.pos - 1;
+    EXPECT_TRUE(std::equal(r.history.begin(), r.history.end(), sequence_.begin(),
+                           sequence_.begin() + r.pos + 1))
+        << "history must be positions 0.." << r.pos;
     return inner_.Propose(r, pool);
   }
   int calls = 0;
@@ -167,7 +171,7 @@ class CheckingDrafter : public Drafter {
   size_t h_;
 };
 
-TEST(Spec, DrafterGetsTheRightTokenPositionAndHiddenRow) {
+TEST(Spec, DrafterGetsTheRightTokenPositionHiddenRowAndHistory) {
   Fixture f = LoadPair("e2b-tiny", true);
   const GenerateResult plain = Plain(*f.target, kPrompt, 200);
   const std::vector<int> seq = Sequence(kPrompt, plain.ids);
@@ -377,56 +381,25 @@ class SpecSampling : public ::testing::TestWithParam<std::string> {};
 TEST_P(SpecSampling, SampledOutputHasTheTargetDistribution) {
   Fixture f = LoadPair(GetParam(), GetParam() == "e2b-tiny");
   const SamplingParams sp{.temperature = 1.0f, .top_k = 4};
-  ThreadPool pool(1);
-  // Exact p(t2 | t1) from the target.
-  std::map<int, std::map<int, double>> expected;
-  auto expect_for = [&](int t1) -> const std::map<int, double>& {
-    auto it = expected.find(t1);
-    if (it != expected.end()) return it->second;
-    auto cache = f.target->NewCache(32);
-    std::vector<int> ids = kPrompt;
-    ids.push_back(t1);
-    ForwardOutput out;
-    EXPECT_TRUE(f.target->Forward({.ids = ids, .cache = cache.get()}, pool, &out).ok());
-    std::map<int, double>& m = expected[t1];
-    for (const auto& [tok, p] : TokenWeights(sp, out.logits.data(), 512).ToDistribution().probs)
-      m[tok] = p;
-    return m;
-  };
   MtpDrafter mtp(*f.assistant);  // drafts sampled from its centroid-head q
-  for (int which = 0; which < 2; ++which) {
-    std::map<int, std::map<int, int>> counts;
-    const int n = 3000;
-    for (int seed = 0; seed < n; ++seed) {
-      SamplingParams s = sp;
-      s.seed = static_cast<uint64_t>(seed) + 1000003ull * which;
-      // Replay guesses a fixed likely continuation: its point-mass drafts are sometimes accepted.
-      std::vector<int> guess = kPrompt;
-      guess.insert(guess.end(), {13, 13, 13});
-      ReplayDrafter replay(guess, 512);
-      Drafter& d = which == 0 ? static_cast<Drafter&>(mtp) : static_cast<Drafter&>(replay);
-      const SpecResult r = Spec(*f.target, d, kPrompt, 2, 2, {}, 32, nullptr, s);
-      ASSERT_EQ(r.gen.ids.size(), 2u);
-      counts[r.gen.ids[0]][r.gen.ids[1]]++;
+  // Replay guesses a fixed likely continuation: its point-mass drafts are sometimes accepted.
+  std::vector<int> guess = kPrompt;
+  guess.insert(guess.end(), {13, 13, 13});
+  ReplayDrafter replay(guess, 512);
+  // Random drafters are rarely accepted here; this one often is (q uniform over p's support).
+  test::UniformOverSupportDrafter often(*f.target);
+  const std::pair<const char*, Drafter*> drafters[] = {
+      {"MTP drafter", &mtp}, {"replay drafter", &replay}, {"uniform-over-support drafter", &often}};
+  for (const auto& [name, d] : drafters) {
+    const test::SampledLaw law =
+        test::CheckSampledLaw(*f.target, *d, kPrompt, sp, 3000, std::hash<std::string>()(name));
+    EXPECT_EQ(law.outside_support, 0) << name;
+    EXPECT_LT(law.chi2, law.Bound()) << name << " dof " << law.dof;
+    EXPECT_GE(law.drafted, 3000) << name;  // every run verified a draft
+    if (d == &often) {
+      EXPECT_GT(law.accepted, 600) << name;
+      EXPECT_LT(law.accepted, 2700) << name;
     }
-    double chi2 = 0;
-    int dof = 0;
-    for (const auto& [t1, row] : counts) {
-      int total = 0;
-      for (const auto& [t2, c] : row) total += c;
-      const auto& p = expect_for(t1);
-      for (const auto& [t2, c] : row)
-        EXPECT_TRUE(p.count(t2)) << "token outside the target's support";
-      for (const auto& [t2, q] : p) {
-        const double e = total * q;
-        const auto it = row.find(t2);
-        chi2 += std::pow((it == row.end() ? 0 : it->second) - e, 2) / e;
-      }
-      dof += static_cast<int>(p.size()) - 1;
-    }
-    // 99.9th percentile of chi-square: about dof + 3.1 sqrt(2 dof) + 10 for these dof.
-    EXPECT_LT(chi2, dof + 3.1 * std::sqrt(2.0 * dof) + 10)
-        << (which == 0 ? "MTP drafter" : "replay drafter") << " dof " << dof;
   }
 }
 

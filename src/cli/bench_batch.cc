@@ -14,6 +14,7 @@
 #include "specula/spec/replay_drafter.h"
 #include "src/cli/bench.h"
 #include "src/cli/commands.h"
+#include "src/cli/drafters.h"
 
 namespace specula::cli {
 
@@ -205,9 +206,8 @@ Result<BatchRuns> MeasureBatch(const BenchSetup& b, int B) {
   if (!ref.ok()) return ref.status();
   ReplayDrafter replay({}, b.target.config().vocab_size);
   SetReplay(replay, prompts, *ref);
-  std::optional<MtpDrafter> mtp;
-  Drafter* d = &replay;
-  if (b.f.drafter == "model") d = &mtp.emplace(*b.assistant);
+  const Drafters drafters = MakeDrafters(b.f.drafter, b.assistant, DrafterFlags{});
+  Drafter* d = b.f.drafter == "replay" ? &replay : drafters.get();
   BatchRuns runs;
   runs.batch = B;
   runs.spec_tps.resize(b.ks.size());

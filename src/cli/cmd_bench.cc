@@ -22,6 +22,7 @@
 #include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/bench.h"
 #include "src/cli/commands.h"
+#include "src/cli/drafters.h"
 
 namespace specula::cli {
 namespace {
@@ -62,10 +63,13 @@ Result<Sweep> CheckFlags(const BenchFlags& f) {
   if (f.reps < 1 || f.reps > 100) return Error("--reps: must be in [1, 100]");
   if (f.extrapolate_layers < 0 || f.extrapolate_layers > 1000)
     return Error("--extrapolate-layers: must be in [0, 1000]");
-  if (f.drafter != "model" && f.drafter != "replay")
-    return Error("--drafter: expected model or replay");
-  if (f.drafter == "model" && f.draft.empty())
-    return Error("--drafter model: needs -md/--draft DIR (or use --drafter replay)");
+  if (f.drafter != "model" && f.drafter != "replay" && f.drafter != "lookup" &&
+      f.drafter != "hybrid")
+    return Error("--drafter: expected model, replay, lookup or hybrid (got '" + f.drafter + "')");
+  if ((f.drafter == "model" || f.drafter == "hybrid") && f.draft.empty()) {
+    return Error("--drafter " + f.drafter +
+                 ": needs -md/--draft DIR (or use --drafter replay or lookup)");
+  }
   if (Status s = f.sampling.Validate(); !s.ok()) return s;
   Sweep sweep;
   Result<std::vector<int>> ks = ParseList(f.draft_max, "--draft-max", 1, 32);
@@ -176,14 +180,10 @@ Status RunPlainRep(const BenchSetup& b, Runs& runs) {
 Status RunSpecRep(const BenchSetup& b, size_t i, Runs& runs) {
   const int k = b.ks[i];
   auto cache = b.target.NewCache(b.context, MaxK(b) + 1);
-  std::optional<MtpDrafter> mtp;
   std::optional<ReplayDrafter> replay;
-  Drafter* d;
-  if (b.f.drafter == "replay") {
-    d = &replay.emplace(runs.sequence, b.target.config().vocab_size);
-  } else {
-    d = &mtp.emplace(*b.assistant);
-  }
+  const Drafters drafters = MakeDrafters(b.f.drafter, b.assistant, DrafterFlags{});
+  Drafter* d = drafters.get();
+  if (b.f.drafter == "replay") d = &replay.emplace(runs.sequence, b.target.config().vocab_size);
   Result<std::unique_ptr<DraftPolicy>> policy = MakeDraftPolicy(b.f.policy, k);
   if (!policy.ok()) return policy.status();
   SeqOptions so{.base = b.base, .draft_max = k, .policy = policy->get()};
@@ -519,7 +519,8 @@ Runner AddBench(CLI::App& app) {
   c->add_option("-m,--model", f->model, "target checkpoint directory")->required();
   c->add_option("--draft", f->draft, "MTP assistant directory (also -md)");
   c->add_option("--drafter", f->drafter,
-                "model (the assistant) | replay (replays the plain output: the 100% ceiling)");
+                "model (the assistant) | replay (replays the plain output: the 100% ceiling) | "
+                "lookup (prompt lookup) | hybrid (lookup or the assistant, per round)");
   c->add_option("--draft-max", f->draft_max,
                 "comma-separated draft lengths to sweep (default 1,2,3,4)");
   c->add_option("--draft-policy", f->policy, "fixed | adaptive | auto");

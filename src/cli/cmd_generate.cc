@@ -23,6 +23,7 @@
 #include "specula/tokenizer/tokenizer.h"
 #include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/commands.h"
+#include "src/cli/drafters.h"
 
 namespace specula::cli {
 namespace {
@@ -39,6 +40,7 @@ struct GenerateFlags {
   bool chat = false;
   bool json = false;
   std::string draft, draft_policy = "fixed", trace;
+  DrafterFlags drafter;
   std::optional<int>
       draft_max;  // unset: the assistant's num_assistant_tokens, else kDefaultDraftMax
 };
@@ -117,9 +119,11 @@ Status CheckFlags(const GenerateFlags& f, const Input& in) {
     return Error("--draft-max: must be in [1, " + std::to_string(kMaxDraftMax) + "] (got " +
                  std::to_string(*f.draft_max) + ")");
   }
-  if (f.draft.empty() && (f.draft_max || f.draft_policy != "fixed")) {
-    return Error("--draft-max/--draft-policy: need a drafter (-md/--draft DIR)");
-  }
+  Result<std::string> kind = ResolveDrafter(f.drafter, !f.draft.empty());
+  if (!kind.ok()) return kind.status();
+  if (kind->empty() && (f.draft_max || f.draft_policy != "fixed"))
+    return Error(
+        "--draft-max/--draft-policy: need a drafter (-md/--draft DIR or --drafter lookup)");
   if ((in.ids || in.ids_file) && f.chat)
     return Error("--chat: cannot be combined with --prompt-ids or --prompt-ids-file");
   return OkStatus();
@@ -207,8 +211,9 @@ Result<GenerateOptions> ResolveOptions(const GenerateFlags& f, const Loaded& l) 
   return opt;
 }
 
-// Speculative decoding: all empty (and draft_max 0) without -md/--draft.
+// Speculative decoding: all empty (and draft_max 0) without a drafter.
 struct Drafting {
+  std::string kind;  // --drafter as resolved: "", model, lookup or hybrid
   std::unique_ptr<Gemma4Assistant> assistant;
   int draft_max = 0;
   std::unique_ptr<DraftPolicy> policy;  // the one prompt's: batched sequences each get their own
@@ -218,6 +223,7 @@ struct Drafting {
 // --draft-max, else the assistant's num_assistant_tokens, else kDefaultDraftMax.
 Result<int> DraftMax(const GenerateFlags& f) {
   if (f.draft_max) return *f.draft_max;
+  if (f.draft.empty()) return kDefaultDraftMax;
   Result<GenerationConfig> ag = GenerationConfig::LoadFromDir(f.draft);
   if (!ag.ok()) return ag.status();
   return std::clamp(ag->num_assistant_tokens.value_or(kDefaultDraftMax), 1, kMaxDraftMax);
@@ -229,7 +235,10 @@ Result<Drafting> LoadDrafting(const GenerateFlags& f, const Gemma4Model& target)
   Result<std::unique_ptr<Gemma4Assistant>> assistant = LoadAssistant(f.draft, target);
   if (!assistant.ok()) return assistant.status();
   d.assistant = std::move(*assistant);
-  if (d.assistant) {
+  Result<std::string> kind = ResolveDrafter(f.drafter, d.assistant != nullptr);
+  if (!kind.ok()) return kind.status();
+  d.kind = *kind;
+  if (!d.kind.empty()) {
     Result<int> k = DraftMax(f);
     if (!k.ok()) return k.status();
     d.draft_max = *k;
@@ -238,7 +247,8 @@ Result<Drafting> LoadDrafting(const GenerateFlags& f, const Gemma4Model& target)
     d.policy = std::move(*p);
   }
   if (!f.trace.empty()) {
-    if (!d.assistant) return Error("--trace: needs a drafter (-md/--draft DIR)");
+    if (d.kind.empty())
+      return Error("--trace: needs a drafter (-md/--draft DIR or --drafter lookup)");
     d.trace.open(f.trace, std::ios::trunc);
     if (!d.trace) return Error("--trace: cannot create '" + f.trace + "'");
   }
@@ -265,13 +275,13 @@ struct Decoded {
 Result<SpecResult> Generate(const Setup& s, KvCache& cache, const std::vector<int>& prompt,
                             const TokenCallback& on_token) {
   Drafting& d = s.drafting;
-  if (!d.assistant) return GeneratePlain(s.model, s.pool, cache, prompt, s.opt, on_token);
-  MtpDrafter drafter(*d.assistant);
+  if (d.kind.empty()) return GeneratePlain(s.model, s.pool, cache, prompt, s.opt, on_token);
+  const Drafters drafters = MakeDrafters(d.kind, d.assistant.get(), s.f.drafter);
   SeqOptions so{.base = s.opt,
                 .draft_max = d.draft_max,
                 .policy = d.policy.get(),
                 .trace = d.trace.is_open() ? &d.trace : nullptr};
-  return GenerateSpeculative(s.model, drafter, s.pool, cache, prompt, so, on_token);
+  return GenerateSpeculative(s.model, *drafters.get(), s.pool, cache, prompt, so, on_token);
 }
 
 // Without --json the text goes to stdout as it is decoded.
@@ -320,9 +330,10 @@ void PrintResult(const Setup& s, const std::vector<int>& prompt, const Decoded& 
                                   {"decode_s", st.decode_s},
                                   {"decode_tok_per_s", st.decode_tok_per_s()},
                                   {"target_forwards", d.result.spec.target_forwards}}}};
-  if (s.drafting.assistant) {
+  if (!s.drafting.kind.empty()) {
     const SpecStats& spec = d.result.spec;
     nlohmann::ordered_json& o = out["stats"];
+    o["drafter"] = s.drafting.kind;
     o["draft_max"] = s.drafting.draft_max;
     o["draft_policy"] = s.f.draft_policy;
     o["draft_rounds"] = spec.draft_rounds;
@@ -331,20 +342,30 @@ void PrintResult(const Setup& s, const std::vector<int>& prompt, const Decoded& 
     o["acceptance_rate"] = spec.acceptance_rate();
     o["mean_tokens_per_round"] = spec.mean_tokens_per_round();
     o["accepted_per_position"] = spec.accepted_per_position;
+    o["lookup_drafted"] = spec.lookup_drafted;
+    o["lookup_accepted"] = spec.lookup_accepted;
   }
   std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
             << std::endl;
 }
 
+// ", of which prompt lookup a/b" when lookup drafted anything.
+std::string LookupShare(const SpecStats& spec) {
+  if (spec.lookup_drafted == 0) return "";
+  return ", of which prompt lookup " + std::to_string(spec.lookup_accepted) + "/" +
+         std::to_string(spec.lookup_drafted);
+}
+
 void PrintTimings(const Setup& s, const Decoded& d) {
-  if (s.drafting.assistant) {
+  if (!s.drafting.kind.empty()) {
     const SpecStats& spec = d.result.spec;
     std::fprintf(
         stderr,
-        "speculative: K=%d (%s), %ld rounds, %ld/%ld drafts accepted (%.1f%%), %.2f tokens "
-        "per round\n",
-        s.drafting.draft_max, s.f.draft_policy.c_str(), spec.draft_rounds, spec.accepted,
-        spec.drafted, 100.0 * spec.acceptance_rate(), spec.mean_tokens_per_round());
+        "speculative: %s drafter, K=%d (%s), %ld rounds, %ld/%ld drafts accepted (%.1f%%), %.2f "
+        "tokens per round%s\n",
+        s.drafting.kind.c_str(), s.drafting.draft_max, s.f.draft_policy.c_str(), spec.draft_rounds,
+        spec.accepted, spec.drafted, 100.0 * spec.acceptance_rate(), spec.mean_tokens_per_round(),
+        LookupShare(spec).c_str());
   }
   const GenerateStats& st = d.result.gen.stats;
   std::fprintf(
@@ -373,14 +394,13 @@ struct BatchDecoded {
 // equals decoding its prompt alone. A sampled prompt i uses seed + i.
 Result<BatchDecoded> DecodeBatch(const Setup& s, const std::vector<std::vector<int>>& prompts) {
   const Drafting& d = s.drafting;
-  std::optional<MtpDrafter> drafter;
-  if (d.assistant) drafter.emplace(*d.assistant);
+  const Drafters drafters = MakeDrafters(d.kind, d.assistant.get(), s.f.drafter);
   const size_t n = prompts.size();
   std::vector<std::unique_ptr<DraftPolicy>> policies(n);
   BatchDecoded out;
   out.results.resize(n);
   Status failure;
-  BatchEngine engine(s.model, drafter ? &*drafter : nullptr, s.pool,
+  BatchEngine engine(s.model, drafters.get(), s.pool,
                      {.max_running = s.f.parallel, .context = s.context});
   const double t0 = NowSeconds();
   for (size_t i = 0; i < n; ++i) {
@@ -425,9 +445,10 @@ void PrintBatch(const Setup& s, const std::vector<std::vector<int>>& prompts,
   }
   std::cout << std::flush;
   if (s.drafting.draft_max > 0) {
-    std::fprintf(stderr, "speculative: K=%d (%s), %ld/%ld drafts accepted (%.1f%%)\n",
-                 s.drafting.draft_max, s.f.draft_policy.c_str(), spec.accepted, spec.drafted,
-                 100.0 * spec.acceptance_rate());
+    std::fprintf(stderr, "speculative: %s drafter, K=%d (%s), %ld/%ld drafts accepted (%.1f%%)%s\n",
+                 s.drafting.kind.c_str(), s.drafting.draft_max, s.f.draft_policy.c_str(),
+                 spec.accepted, spec.drafted, 100.0 * spec.acceptance_rate(),
+                 LookupShare(spec).c_str());
   }
   std::fprintf(stderr,
                "%zu prompts, up to %d at once: %ld tokens generated in %.3f s (%.1f tok/s with "
@@ -499,6 +520,7 @@ Runner AddGenerate(CLI::App& app) {
   c->add_option("--draft-policy", f->draft_policy,
                 "fixed | adaptive (shorten or pause drafting when acceptance is low) | auto (the K "
                 "that maximises expected tokens per second, from measured pass costs)");
+  AddDrafterFlags(*c, f->drafter);
   c->add_option("--trace", f->trace, "write one JSON line per speculative round to FILE");
   return [f, p, file, ids, ids_file]() {
     return Run(*f, {.prompt = p->count() > 0,

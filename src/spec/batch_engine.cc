@@ -13,6 +13,7 @@ namespace specula {
 struct BatchEngine::Seq {
   int id = 0;
   std::vector<int> prompt;
+  std::vector<int> history;  // the prompt, then every emitted token (what lookup drafters read)
   SeqOptions opt;
   EmitCallback on_token;
   DoneCallback on_done;
@@ -38,11 +39,15 @@ struct BatchEngine::Seq {
   Draft draft;
 
   bool in_prefill() const { return prefilled < prompt.size(); }
+  Drafter* drafter(Drafter* engine_default) const {
+    return opt.drafter != nullptr ? opt.drafter : engine_default;
+  }
 
   // Emits one generated token; returns false once the sequence is finished.
   bool Emit(int t, TokenOrigin origin) {
     if (cancelled) return false;
     res.gen.ids.push_back(t);
+    history.push_back(t);
     if (on_token) on_token(t, origin);
     const GenerateOptions& b = opt.base;
     if (IsStop(b.stop_ids, t)) {
@@ -74,7 +79,7 @@ Result<int> BatchEngine::Add(std::vector<int> prompt, const SeqOptions& options,
   if (Status s = base.sampling.Validate(); !s.ok()) return s;
   if (base.max_new_tokens < 0) return Error("max_new_tokens: must be >= 0");
   if (options.draft_max < 0) return Error("draft_max: must be >= 0");
-  if (options.draft_max > 0 && drafter_ == nullptr)
+  if (options.draft_max > 0 && drafter_ == nullptr && options.drafter == nullptr)
     return Error("speculative decoding needs a drafter (-md)");
   if (options.cache && options.cache->length() != 0)
     return Error("a sequence needs an empty KV cache");
@@ -110,6 +115,7 @@ void BatchEngine::Finish(Seq& s) {
   st.generated_tokens = static_cast<int>(s.res.gen.ids.size());
   if (s.t_first > 0) st.decode_s = NowSeconds() - s.t_first;
   s.own_cache.reset();
+  if (Drafter* d = s.drafter(drafter_); d != nullptr) d->Release(s.id);
   if (s.on_done) s.on_done(s.res, s.error);
 }
 
@@ -136,6 +142,7 @@ void BatchEngine::Admit() {
       s->cache = s->own_cache.get();
     }
     s->sampler = std::make_unique<Sampler>(s->opt.base.sampling, &pool_);
+    s->history = s->prompt;
     ResumePrefix(*s);
     running_.push_back(std::move(s));
   }
@@ -236,17 +243,42 @@ void BatchEngine::DraftRound() {
                         .min_confidence = s.opt.policy ? s.opt.policy->MinConfidence() : 0.0f,
                         .sampling = &base.sampling,
                         .rng = s.sampler.get(),
-                        .seq = s.id});
+                        .seq = s.id,
+                        .history = s.history,
+                        .round = round});
     drafting.push_back(&s);
   }
-  if (requests.empty()) return;
+  // One batched call per drafter (requests may choose their own).
+  std::vector<Drafter*> used;
+  for (Seq* s : drafting) {
+    if (std::find(used.begin(), used.end(), s->drafter(drafter_)) == used.end())
+      used.push_back(s->drafter(drafter_));
+  }
+  for (Drafter* d : used) {
+    std::vector<DraftRequest> group;
+    std::vector<Seq*> seqs;
+    for (size_t i = 0; i < drafting.size(); ++i) {
+      if (drafting[i]->drafter(drafter_) != d) continue;
+      group.push_back(requests[i]);
+      seqs.push_back(drafting[i]);
+    }
+    DraftWith(*d, group, seqs);
+  }
+}
+
+void BatchEngine::DraftWith(Drafter& drafter, std::span<const DraftRequest> requests,
+                            std::span<Seq* const> drafting) {
   const double t0 = NowSeconds();
-  Result<std::vector<Draft>> drafts = drafter_->ProposeBatch(requests, pool_);
+  Result<std::vector<Draft>> drafts = drafter.ProposeBatch(requests, pool_);
   if (drafts.ok()) {
-    size_t steps = 0;  // the longest draft: one drafter forward per step for all sequences
-    for (const Draft& d : *drafts) steps = std::max(steps, d.tokens.size());
+    // The longest model draft: one drafter forward per step for all sequences (lookup drafts
+    // cost no step, and must not make steps look free).
+    size_t steps = 0;
+    for (const Draft& d : *drafts) {
+      if (d.source == DraftSource::kModel) steps = std::max(steps, d.tokens.size());
+    }
     const double seconds = NowSeconds() - t0;
-    costs_.RecordDraft(static_cast<int>(steps), seconds);
+    if (steps > 0) costs_.RecordDraft(static_cast<int>(steps), seconds);
     counters_.draft_s += seconds;
     for (size_t i = 0; i < drafting.size(); ++i) {
       drafting[i]->draft = std::move((*drafts)[i]);
@@ -260,7 +292,7 @@ void BatchEngine::DraftRound() {
   }
   // Find the sequences at fault: the others keep drafting as if nothing had happened.
   for (size_t i = 0; i < drafting.size(); ++i) {
-    Result<std::vector<Draft>> one = drafter_->ProposeBatch({&requests[i], 1}, pool_);
+    Result<std::vector<Draft>> one = drafter.ProposeBatch(requests.subspan(i, 1), pool_);
     if (one.ok()) {
       drafting[i]->draft = std::move((*one)[0]);
     } else {
@@ -361,7 +393,12 @@ void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden)
   if (K > 0) {
     s.res.spec.Record(K, v.accepted);
     counters_.Record(K, v.accepted);
+    if (d.source == DraftSource::kLookup) {
+      s.res.spec.RecordLookup(K, v.accepted);
+      counters_.RecordLookup(K, v.accepted);
+    }
     if (s.opt.policy) s.opt.policy->Observe(K, v.accepted);
+    s.drafter(drafter_)->Observe(s.id, d, v.accepted);
     if (s.opt.trace) {
       *s.opt.trace << nlohmann::ordered_json{{"pos", s.P},
                                              {"drafted", d.tokens},

@@ -31,6 +31,8 @@ void SpecStats::Add(const SpecStats& o) {
   drafted += o.drafted;
   accepted += o.accepted;
   round_tokens += o.round_tokens;
+  lookup_drafted += o.lookup_drafted;
+  lookup_accepted += o.lookup_accepted;
   GrowPositions(o.drafted_per_position.size());
   for (size_t p = 0; p < o.drafted_per_position.size(); ++p) {
     drafted_per_position[p] += o.drafted_per_position[p];

@@ -32,6 +32,7 @@ struct SeqOptions {
   DraftPolicy* policy = nullptr;  // borrowed; nullptr: always draft_max
   std::ostream* trace = nullptr;  // one JSON line per verify round
   KvCache* cache = nullptr;       // borrowed, empty; nullptr: the engine allocates one
+  Drafter* drafter = nullptr;     // borrowed; nullptr: the engine's
 };
 
 // How a generated token came: the target's own choice (the first token after the prompt, every
@@ -86,6 +87,8 @@ class BatchEngine {
   void Fail(Seq& s, const Status& status);
   void PlanPrefill();
   void DraftRound();
+  void DraftWith(Drafter& drafter, std::span<const DraftRequest> requests,
+                 std::span<Seq* const> drafting);
   Status Forward(std::span<Seq* const> seqs);
   // Adds the last target pass to `stats` as a decode pass of its scope.
   void CountDecodePass(SpecStats& stats) const;

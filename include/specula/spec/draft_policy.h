@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "specula/base/status.h"
+#include "specula/spec/acceptance_model.h"
 #include "specula/spec/pass_costs.h"
 
 namespace specula {
@@ -84,11 +85,8 @@ class CostAwarePolicy : public DraftPolicy {
   void Observe(int drafted, int accepted) override;
 
  private:
-  // Expected tokens a round with K drafts yields, under the current acceptance estimates.
-  double ExpectedTokens(int k) const;
-
   Options o_;
-  std::vector<double> reached_, accepted_;  // per position: decayed counts
+  AcceptanceModel acceptance_;
   int plain_rounds_ = 0;
   int probe_gap_ = 0;     // plain rounds before the next probe
   bool probing_ = false;  // the last length handed out was a probe

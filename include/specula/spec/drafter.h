@@ -7,6 +7,7 @@
 
 #include "specula/base/status.h"
 #include "specula/runtime/sampler.h"
+#include "specula/spec/draft_policy.h"
 
 namespace specula {
 
@@ -23,14 +24,20 @@ struct DraftRequest {
   float min_confidence = 0.0f;  // stop before a token the drafter gives less probability than this
   const SamplingParams* sampling = nullptr;  // greedy: argmax drafts; otherwise sampled from q
   Sampler* rng = nullptr;                    // the stream sampled drafts draw from
-  int seq = 0;  // the caller's sequence id (for drafters with per-sequence state)
+  int seq = 0;                   // the caller's sequence id (for drafters with per-sequence state)
+  std::span<const int> history;  // [pos + 1] the tokens at positions 0..pos: prompt, output, token
+  RoundInfo round;  // the rest of the round's target pass (what a cost-aware drafter weighs)
 };
+
+// Where a draft came from (statistics by source).
+enum class DraftSource { kModel, kLookup };
 
 struct Draft {
   std::vector<int> tokens;
   // Per token, the exact distribution it was sampled from (processed like the target's). Empty when
   // drafting greedily: the verifier then treats each draft as a point mass.
   std::vector<TokenDistribution> q;
+  DraftSource source = DraftSource::kModel;
 };
 
 class Drafter {
@@ -46,6 +53,10 @@ class Drafter {
     for (const DraftRequest& r : requests) drafts.push_back(Propose(r, pool));
     return drafts;
   }
+  // The verdict on the last draft proposed for sequence `seq`: its first `accepted` tokens.
+  virtual void Observe(int /*seq*/, const Draft& /*draft*/, int /*accepted*/) {}
+  // Sequence `seq` has finished: drop whatever was kept for it.
+  virtual void Release(int /*seq*/) {}
 };
 
 }  // namespace specula

@@ -25,10 +25,17 @@ struct SpecStats {
   long drafted = 0;
   long accepted = 0;
   long round_tokens = 0;                    // tokens emitted by those rounds
+  long lookup_drafted = 0;                  // of drafted: proposed by prompt lookup
+  long lookup_accepted = 0;                 // of accepted: proposed by prompt lookup
   std::vector<long> drafted_per_position;   // [i]: rounds that drafted an i-th token
   std::vector<long> accepted_per_position;  // [i]: rounds whose i-th draft was accepted
   // One verify round that drafted `k` tokens and accepted the first `n` of them.
   void Record(int k, int n);
+  // Of a recorded round: its drafts came from prompt lookup.
+  void RecordLookup(int k, int n) {
+    lookup_drafted += k;
+    lookup_accepted += n;
+  }
   // Adds another scope's counters (positions aligned).
   void Add(const SpecStats& other);
   void GrowPositions(size_t k);  // per-position counters for k positions at least

@@ -1,0 +1,42 @@
+// End-to-end check that speculative sampling keeps the target's law: seeded 3-token generations
+// through the engine (the second token comes from one verified draft), tested token by token
+// against the target's own conditional distributions by Pearson's chi-square (chain rule:
+// p(t1), p(t2 | t1), p(t3 | t1, t2)).
+#pragma once
+
+#include <cmath>
+#include <span>
+
+#include "specula/models/gemma4.h"
+#include "specula/runtime/sampler.h"
+#include "specula/spec/drafter.h"
+
+namespace specula::test {
+
+struct SampledLaw {
+  double chi2 = 0.0;
+  int dof = 0;
+  int outside_support = 0;         // tokens drawn that the target gives no probability
+  long drafted = 0, accepted = 0;  // over all runs: the check verified drafts
+  long lookup_drafted = 0;         // of drafted: by prompt lookup
+  // About the 99.9th percentile of chi-square with `dof` degrees of freedom, for these sizes.
+  double Bound() const { return dof + 3.1 * std::sqrt(2.0 * dof) + 10; }
+};
+
+// Drafts from a distortion of the target's own law: uniform over the target's support after the
+// sampling filters (q != p, yet often accepted), so the check exercises accepted drafts, bonus
+// tokens and residual draws alike. A test double: it runs the target on the history each step.
+class UniformOverSupportDrafter : public Drafter {
+ public:
+  explicit UniformOverSupportDrafter(Gemma4Model& target) : target_(target) {}
+  Draft Propose(const DraftRequest& request, ThreadPool& pool) override;
+
+ private:
+  Gemma4Model& target_;
+};
+
+// `runs` generations with seeds seed0, seed0 + 1, ... and drafts from `drafter`.
+SampledLaw CheckSampledLaw(Gemma4Model& target, Drafter& drafter, std::span<const int> prompt,
+                           const SamplingParams& sampling, int runs, uint64_t seed0);
+
+}  // namespace specula::test
