@@ -88,7 +88,8 @@ TEST(ServerFaults, EngineFailuresReachTheirClientsAndSpareTheOthers) {
                           {.tokenizer = tok->get(),
                            .generation = &gen,
                            .vocab_size = p.target->config().vocab_size,
-                           .scheduler = &scheduler});
+                           .scheduler = &scheduler,
+                           .drafters = {}});
   Result<int> port = http.Bind();
   ASSERT_TRUE(port.ok()) << port.status().message();
   std::thread server([&] { http.Run(); });

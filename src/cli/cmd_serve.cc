@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "specula/base/thread_pool.h"
@@ -18,6 +19,7 @@
 #include "specula/tokenizer/tokenizer.h"
 #include "specula/tokenizer/tokenizer_gguf.h"
 #include "src/cli/commands.h"
+#include "src/cli/drafters.h"
 
 namespace specula::cli {
 namespace {
@@ -31,6 +33,7 @@ struct ServeFlags {
   int ctx_size = 0;
   int draft_max = 3;
   std::string draft_policy = "auto";
+  DrafterFlags drafter;
   int prefill_rows = 256;
   long cache_ram_mb = 1024;
   size_t max_body = size_t{1} << 20;
@@ -61,6 +64,8 @@ Status CheckFlags(const ServeFlags& f) {
   if (f.cache_ram_mb < 0 || f.cache_ram_mb > (1L << 30))
     return Error("--cache-ram: must be in [0, 2^30] MB (got " + std::to_string(f.cache_ram_mb) +
                  ")");
+  if (Result<std::string> kind = ResolveDrafter(f.drafter, !f.draft.empty()); !kind.ok())
+    return kind.status();
   if (Result<std::unique_ptr<DraftPolicy>> p = MakeDraftPolicy(f.draft_policy, 1); !p.ok())
     return p.status();
   if (f.max_connections < 1 || f.max_connections > 65536) {
@@ -83,7 +88,12 @@ struct Loaded {
   GenerationConfig generation;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Gemma4Assistant> assistant;
-  std::unique_ptr<MtpDrafter> drafter;  // null without --draft
+  // The drafters requests may name: lookup always, model and hybrid with an assistant.
+  std::unique_ptr<MtpDrafter> model_drafter;
+  std::unique_ptr<NgramDrafter> lookup_drafter;
+  std::unique_ptr<HybridDrafter> hybrid_drafter;
+  std::map<std::string, Drafter*> drafters;
+  Drafter* default_drafter = nullptr;  // --drafter (model with -md); null: plain by default
 };
 
 Result<Loaded> Load(const ServeFlags& f) {
@@ -96,7 +106,20 @@ Result<Loaded> Load(const ServeFlags& f) {
   Result<std::unique_ptr<Gemma4Assistant>> assistant = LoadAssistant(f.draft, *l.model);
   if (!assistant.ok()) return assistant.status();
   l.assistant = std::move(*assistant);
-  if (l.assistant) l.drafter = std::make_unique<MtpDrafter>(*l.assistant);
+  Result<std::string> kind = ResolveDrafter(f.drafter, l.assistant != nullptr);
+  if (!kind.ok()) return kind.status();
+  const NgramOptions ngram{.min_n = f.drafter.lookup_min, .max_n = f.drafter.lookup_max};
+  l.lookup_drafter = std::make_unique<NgramDrafter>(ngram);
+  l.drafters["lookup"] = l.lookup_drafter.get();
+  if (l.assistant) {
+    l.model_drafter = std::make_unique<MtpDrafter>(*l.assistant);
+    HybridOptions hybrid;
+    hybrid.ngram = ngram;
+    l.hybrid_drafter = std::make_unique<HybridDrafter>(*l.model_drafter, hybrid);
+    l.drafters["model"] = l.model_drafter.get();
+    l.drafters["hybrid"] = l.hybrid_drafter.get();
+  }
+  if (!kind->empty()) l.default_drafter = l.drafters.at(*kind);
   return l;
 }
 
@@ -167,7 +190,7 @@ int Run(const ServeFlags& f) {
   Result<Loaded> loaded = Load(f);
   if (!loaded.ok()) return Fail(loaded.status().message());
   Gemma4Model& model = *loaded->model;
-  MtpDrafter* drafter = loaded->drafter.get();
+  Drafter* drafter = loaded->default_drafter;
   const Gemma4Config& cfg = model.config();
   const int context = ContextSize(f.ctx_size, cfg.max_position_embeddings);
 
@@ -184,7 +207,8 @@ int Run(const ServeFlags& f) {
                           {.tokenizer = loaded->tokenizer.get(),
                            .generation = &loaded->generation,
                            .vocab_size = cfg.vocab_size,
-                           .scheduler = &scheduler});
+                           .scheduler = &scheduler,
+                           .drafters = loaded->drafters});
   Result<int> port = http.Bind();
   if (!port.ok()) return Fail(port.status().message());
   std::fprintf(stderr,
@@ -207,6 +231,7 @@ Runner AddServe(CLI::App& app) {
   cmd->add_option("-m,--model", f->model, "target checkpoint directory")->required();
   cmd->add_option("--draft", f->draft,
                   "MTP assistant checkpoint directory (also -md); enables speculative decoding");
+  AddDrafterFlags(*cmd, f->drafter);
   cmd->add_option("--host", f->host, "address to bind (default 127.0.0.1: this machine only)");
   cmd->add_option("--port", f->port, "port (default 8080; 0 = any free port, printed at startup)");
   cmd->add_option("--parallel", f->parallel, "sequences decoded at once (default 4)");

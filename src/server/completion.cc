@@ -67,11 +67,22 @@ std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::str
   if (Status s = sp.Validate(); !s.ok()) {  // "top_p: ...": the parameter is the request field
     return ApiError{.message = s.message(), .param = s.message().substr(0, s.message().find(':'))};
   }
-  const bool spec = cr.speculative.value_or(ctx.have_drafter);
-  if (spec && !ctx.have_drafter) {
-    return ApiError{
-        .message = "speculative decoding needs a drafter: start the server with -md DIR",
-        .param = "speculative"};
+  const bool spec = cr.speculative.value_or(ctx.have_drafter || cr.drafter.has_value());
+  if (spec && cr.drafter) {
+    const auto it = ctx.drafters.find(*cr.drafter);
+    if (it == ctx.drafters.end()) {
+      std::string offered;
+      for (const auto& [name, d] : ctx.drafters) offered += (offered.empty() ? "" : ", ") + name;
+      return ApiError{.message = "drafter '" + *cr.drafter + "' is not offered by this server" +
+                                 (offered.empty() ? "" : " (offered: " + offered + ")"),
+                      .param = "drafter"};
+    }
+    job.options.drafter = it->second;
+  } else if (spec && !ctx.have_drafter) {
+    return ApiError{.message =
+                        "speculative decoding needs a drafter: start the server with -md DIR "
+                        "or --drafter lookup, or name one in 'drafter'",
+                    .param = "speculative"};
   }
   job.options.draft_max = spec ? cr.draft_max.value_or(ctx.draft_max) : 0;
   if (spec) {

@@ -2,6 +2,7 @@
 // client sees. No sockets here: http_server.cc drives these from its connections.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -21,11 +22,12 @@ struct CompletionContext {
   const Tokenizer* tokenizer = nullptr;
   const GenerationConfig* generation = nullptr;
   int vocab_size = 0;
-  int context = 0;         // positions per sequence
-  std::string model_name;  // a request naming another model gets 404 model_not_found
-  bool have_drafter = false;
-  int draft_max = 3;                  // per-request default
-  std::string draft_policy = "auto";  // each speculative request gets its own policy
+  int context = 0;            // positions per sequence
+  std::string model_name;     // a request naming another model gets 404 model_not_found
+  bool have_drafter = false;  // speculative by default, with the default drafter
+  std::map<std::string, Drafter*> drafters;  // those a request may name
+  int draft_max = 3;                         // per-request default
+  std::string draft_policy = "auto";         // each speculative request gets its own policy
 };
 
 struct PreparedCompletion {

@@ -88,6 +88,7 @@ struct HttpServer::Impl {
                    .context = d.scheduler->options().context,
                    .model_name = c.model_name,
                    .have_drafter = c.have_drafter,
+                   .drafters = d.drafters,
                    .draft_max = c.draft_max,
                    .draft_policy = c.draft_policy} {}
 
@@ -592,6 +593,18 @@ std::string HttpServer::Impl::MetricsText() const {
          static_cast<double>(m.totals.drafted));
   metric("specula_spec_accepted_tokens_total", "counter", "Draft tokens accepted.",
          static_cast<double>(m.totals.accepted));
+  o << "# HELP specula_spec_tokens_by_source_total Draft tokens proposed and accepted, by the "
+       "drafter that proposed them (model: the MTP assistant; lookup: prompt lookup).\n"
+    << "# TYPE specula_spec_tokens_by_source_total counter\n";
+  const long lookup_d = m.totals.lookup_drafted, lookup_a = m.totals.lookup_accepted;
+  for (const auto& [source, drafted, accepted] :
+       {std::tuple{"model", m.totals.drafted - lookup_d, m.totals.accepted - lookup_a},
+        std::tuple{"lookup", lookup_d, lookup_a}}) {
+    o << "specula_spec_tokens_by_source_total{source=\"" << source << "\",verdict=\"drafted\"} "
+      << drafted << "\n"
+      << "specula_spec_tokens_by_source_total{source=\"" << source << "\",verdict=\"accepted\"} "
+      << accepted << "\n";
+  }
   o << "# HELP specula_spec_accepted_tokens_per_pos_total Draft tokens accepted at each draft "
        "position (1 = first).\n"
     << "# TYPE specula_spec_accepted_tokens_per_pos_total counter\n";

@@ -276,6 +276,10 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   i.reset();
   if (auto e = ReadInt(o, "draft_max", 1, kMaxDraftMax, &i)) return e;
   if (i) out->draft_max = static_cast<int>(*i);
+  if (const auto it = o.find("drafter"); it != o.end() && !it->is_null()) {
+    if (!it->is_string()) return Bad("drafter", "'drafter' must be a string");
+    out->drafter = it->get<std::string>();
+  }
   b.reset();
   if (auto e = ReadBool(o, "token_origins", &b)) return e;
   out->token_origins = b.value_or(false);
@@ -323,7 +327,9 @@ Json SpeculativeBlock(bool enabled, int draft_max, const SpecStats& s) {
               {"accepted", s.accepted},
               {"acceptance_rate", s.acceptance_rate()},
               {"mean_tokens_per_round", s.mean_tokens_per_round()},
-              {"accepted_per_position", s.accepted_per_position}};
+              {"accepted_per_position", s.accepted_per_position},
+              {"lookup_drafted", s.lookup_drafted},
+              {"lookup_accepted", s.lookup_accepted}};
 }
 
 namespace {

@@ -9,6 +9,7 @@
 // separate thread so that no request holds up the others.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -25,7 +26,7 @@ struct ServerConfig {
   std::string api_key = "";     // non-empty: /v1/* and /metrics need "Authorization: Bearer KEY"
   std::string model_name = "";  // reported by /v1/models and in responses
   size_t max_body_bytes = 1 << 20;    // larger bodies get 413
-  bool have_drafter = false;          // speculative decoding available
+  bool have_drafter = false;          // speculative decoding by default (the default drafter)
   int draft_max = 3;                  // per-request default
   std::string draft_policy = "auto";  // fixed | adaptive | auto (see MakeDraftPolicy)
 
@@ -43,6 +44,8 @@ struct ServerDeps {
   const GenerationConfig* generation = nullptr;
   int vocab_size = 0;
   Scheduler* scheduler = nullptr;
+  // The drafters a request may name ("drafter"); the scheduler's own serves requests naming none.
+  std::map<std::string, Drafter*> drafters;
 };
 
 class HttpServer {

@@ -47,6 +47,7 @@ struct CompletionRequest {
   bool include_usage = false;  // stream_options.include_usage
   std::optional<bool> speculative;
   std::optional<int> draft_max;
+  std::optional<std::string> drafter;  // model | lookup | hybrid (those the server offers)
   // Specula's extension for a stream: each chunk lists its tokens' text and whether each was an
   // accepted draft token (`token_origins`), which is what the web chat marks.
   bool token_origins = false;
