@@ -6,10 +6,12 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 
 #include "sampled_law.h"
 #include "specula/base/thread_pool.h"
 #include "specula/runtime/generate.h"
+#include "specula/spec/batch_engine.h"
 #include "specula/spec/generate_one.h"
 #include "specula/spec/hybrid_drafter.h"
 #include "specula/spec/mtp_drafter.h"
@@ -216,6 +218,102 @@ TEST_P(LookupEqualsPlain, GreedyForLookupAndHybridAtEveryK) {
     ASSERT_EQ(h.gen.ids, plain.gen.ids) << "hybrid, K=" << k;
     EXPECT_GT(h.spec.lookup_drafted, 0) << k;
     EXPECT_LT(h.spec.lookup_drafted, h.spec.drafted) << "the model never drafted, K=" << k;
+  }
+}
+
+TEST(Hybrid, ABatchGetsEachSequenceItsOwnSourceAndTokens) {
+  ThreadPool pool(1);
+  FixedDrafter model({40, 41, 42});
+  HybridDrafter hybrid(model, HybridOptions{});
+  const std::vector<int> repeats = {1, 2, 3, 4, 5, 1, 2, 3};  // lookup: 4 5 1
+  const std::vector<int> fresh = {7, 8, 9, 10};               // no match: the model
+  const std::vector<int> other = {6, 7, 6, 7};                // lookup: 6 7 6
+  std::vector<DraftRequest> reqs(3);
+  const std::vector<int>* histories[] = {&repeats, &fresh, &other};
+  for (int i = 0; i < 3; ++i) {
+    reqs[i].token = histories[i]->back();
+    reqs[i].pos = static_cast<int>(histories[i]->size()) - 1;
+    reqs[i].max_tokens = 3;
+    reqs[i].seq = 10 + i;
+    reqs[i].history = *histories[i];
+  }
+  Result<std::vector<Draft>> drafts = hybrid.ProposeBatch(reqs, pool);
+  ASSERT_TRUE(drafts.ok());
+  ASSERT_EQ(drafts->size(), 3u);
+  EXPECT_EQ((*drafts)[0].source, DraftSource::kLookup);
+  EXPECT_EQ((*drafts)[0].tokens, (std::vector<int>{4, 5, 1}));
+  EXPECT_EQ((*drafts)[1].source, DraftSource::kModel);
+  EXPECT_EQ((*drafts)[1].tokens, (std::vector<int>{40, 41, 42}));
+  EXPECT_EQ((*drafts)[2].source, DraftSource::kLookup);
+  EXPECT_EQ((*drafts)[2].tokens, (std::vector<int>{6, 7, 6}));
+  EXPECT_EQ(model.calls, 1);  // one model call, for the sequence the lookup could not serve
+}
+
+// Counts what the engine tells a drafter about each sequence.
+class CountingDrafter : public NgramDrafter {
+ public:
+  CountingDrafter() : NgramDrafter({.min_n = 1, .max_n = 3}) {}
+  void Observe(int seq, const Draft&, int) override { EXPECT_EQ(released.count(seq), 0u); }
+  void Release(int seq) override { EXPECT_TRUE(released.insert(seq).second) << seq; }
+  std::set<int> released;
+};
+
+TEST(Lookup, EverySequenceIsReleasedOnceWhateverEndsIt) {
+  test::LoadedPair f = test::LoadPair("e2b-tiny", false);
+  ThreadPool pool(2);
+  CountingDrafter counting;
+  BatchEngine engine(*f.target, &counting, pool, {.max_running = 2, .context = 256});
+  std::vector<int> ids;
+  for (int i = 0; i < 5; ++i) {
+    SeqOptions o;
+    o.base.max_new_tokens = i == 4 ? 0 : 40;  // the last ends before it starts
+    o.draft_max = 3;
+    Result<int> id = engine.Add({2, 461, 364, 446, 461, 364}, o, nullptr, nullptr);
+    ASSERT_TRUE(id.ok());
+    ids.push_back(*id);
+  }
+  engine.Step();
+  engine.Step();
+  engine.Cancel(ids[1]);  // running
+  engine.Cancel(ids[3]);  // waiting
+  while (!engine.idle()) engine.Step();
+  EXPECT_EQ(counting.released, std::set<int>(ids.begin(), ids.end()));
+}
+
+TEST(Hybrid, ASeededSampledSequenceGetsTheSameTokensAloneAndBatched) {
+  test::LoadedPair f = test::LoadPair("e2b-tiny", true);
+  MtpDrafter mtp(*f.assistant);
+  HybridOptions ho;
+  ho.ngram = {.min_n = 1, .max_n = 3};
+  const std::vector<std::vector<int>> prompts = {
+      {2, 461, 364, 446, 461, 364}, {2, 17, 33, 17, 33}, {2, 91, 250, 13, 91}};
+  // Each prompt alone, then all three at once (other rows and measured costs in the round).
+  const auto run = [&](std::span<const std::vector<int>> batch) {
+    ThreadPool pool(2);
+    HybridDrafter hybrid(mtp, ho);
+    BatchEngine engine(*f.target, &hybrid, pool, {.max_running = 4, .context = 256});
+    std::vector<std::vector<int>> out(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      SeqOptions o;
+      o.base.max_new_tokens = 60;
+      o.base.sampling = {.temperature = 1.0f,
+                         .top_k = 8,
+                         .top_p = 1.0f,
+                         .min_p = 0.0f,
+                         .seed = static_cast<uint64_t>(5 + batch[i][1])};
+      o.draft_max = 3;
+      EXPECT_TRUE(engine
+                      .Add(batch[i], o, nullptr,
+                           [&out, i](const SpecResult& r, const Status&) { out[i] = r.gen.ids; })
+                      .ok());
+    }
+    while (!engine.idle()) engine.Step();
+    return out;
+  };
+  const std::vector<std::vector<int>> together = run(prompts);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(run({&prompts[i], 1})[0], together[i]) << "prompt " << i;
+    EXPECT_EQ(together[i].size(), 60u);
   }
 }
 

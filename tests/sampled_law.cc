@@ -41,17 +41,17 @@ SampledLaw CheckSampledLaw(Gemma4Model& target, Drafter& drafter, std::span<cons
   for (int run = 0; run < runs; ++run) {
     auto cache = target.NewCache(context, 3);
     SeqOptions o;
-    o.base.max_new_tokens = 3;  // the budget leaves one draft after the first token
+    o.base.max_new_tokens = 4;  // the budget leaves two drafts after the first token
     o.base.sampling = sampling;
     o.base.sampling.seed = seed0 + static_cast<uint64_t>(run);
     o.draft_max = 2;
     Result<SpecResult> r = GenerateSpeculative(target, drafter, pool, *cache, prompt, o, nullptr);
     EXPECT_TRUE(r.ok()) << r.status().message();
-    if (!r.ok() || r->gen.ids.size() != 3) continue;
+    if (!r.ok() || r->gen.ids.size() != 4) continue;
     law.drafted += r->spec.drafted;
     law.accepted += r->spec.accepted;
     law.lookup_drafted += r->spec.lookup_drafted;
-    for (size_t i = 0; i < 3; ++i) {
+    for (size_t i = 0; i < 4; ++i) {
       counts[std::vector<int>(r->gen.ids.begin(), r->gen.ids.begin() + static_cast<long>(i))]
             [r->gen.ids[i]]++;
     }

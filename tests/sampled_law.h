@@ -1,7 +1,7 @@
-// End-to-end check that speculative sampling keeps the target's law: seeded 3-token generations
-// through the engine (the second token comes from one verified draft), tested token by token
-// against the target's own conditional distributions by Pearson's chi-square (chain rule:
-// p(t1), p(t2 | t1), p(t3 | t1, t2)).
+// End-to-end check that speculative sampling keeps the target's law: seeded 4-token generations
+// through the engine (after the first token, one round verifies two drafts: both accepted, the
+// second rejected, or the first), tested token by token against the target's own conditional
+// distributions by Pearson's chi-square (chain rule: p(t1), p(t2 | t1), ... p(t4 | t1 t2 t3)).
 #pragma once
 
 #include <cmath>

@@ -395,10 +395,10 @@ TEST_P(SpecSampling, SampledOutputHasTheTargetDistribution) {
         test::CheckSampledLaw(*f.target, *d, kPrompt, sp, 3000, std::hash<std::string>()(name));
     EXPECT_EQ(law.outside_support, 0) << name;
     EXPECT_LT(law.chi2, law.Bound()) << name << " dof " << law.dof;
-    EXPECT_GE(law.drafted, 3000) << name;  // every run verified a draft
-    if (d == &often) {
-      EXPECT_GT(law.accepted, 600) << name;
-      EXPECT_LT(law.accepted, 2700) << name;
+    EXPECT_GE(law.drafted, 2 * 3000) << name;  // every run verified two drafts
+    if (d == &often) {  // (about 5,000 of 6,500: acceptance, rejection and bonus all exercised)
+      EXPECT_GT(law.accepted, 2000) << name;
+      EXPECT_LT(law.accepted, law.drafted - 600) << name;
     }
   }
 }

@@ -1,6 +1,7 @@
 // Matmul and dot kernels, compiled once per SIMD target through Highway's foreach_target. The
 // float-weight (f32, f16, bf16) matmuls live here; tiles-inl.h holds what all matmuls share,
-// matmul_quant-inl.h the block-dtype ones and attention-inl.h the grouped attention.
+// matmul_quant-inl.h the block-dtype ones (compiled in matmul_blocks.cc and matmul_kquants.cc, so
+// that the three build in parallel) and attention-inl.h the grouped attention.
 // clang-format off
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels/matmul.cc"
@@ -19,7 +20,6 @@
 #include "specula/kernels/kernels.h"
 #include "specula/kernels/ops.h"
 #include "src/kernels/attention-inl.h"
-#include "src/kernels/matmul_quant-inl.h"
 #include "src/kernels/tiles-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -264,6 +264,10 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
       });
 }
 
+// The block-dtype matmuls, in matmul_blocks.cc and matmul_kquants.cc (the same targets).
+void MatMulRowsBlocks(const MatMulRowsArgs& a);
+void MatMulRowsKQuants(const MatMulRowsArgs& a);
+
 void MatMulRows(const MatMulRowsArgs& a) {
   switch (a.w.dtype) {
     case DType::kBF16:
@@ -271,29 +275,19 @@ void MatMulRows(const MatMulRowsArgs& a) {
     case DType::kF16:
       return MatMulRowsT<hwy::float16_t>(a);
     case DType::kQ8_0:
-      return MatMulRowsQ<DType::kQ8_0>(a);
     case DType::kQ4_0:
-      return MatMulRowsQ<DType::kQ4_0>(a);
     case DType::kIQ4_NL:
-      return MatMulRowsQ<DType::kIQ4_NL>(a);
     case DType::kQ4_1:
-      return MatMulRowsQ<DType::kQ4_1>(a);
     case DType::kQ5_0:
-      return MatMulRowsQ<DType::kQ5_0>(a);
     case DType::kQ5_1:
-      return MatMulRowsQ<DType::kQ5_1>(a);
+      return MatMulRowsBlocks(a);
     case DType::kQ6_K:
-      return MatMulRowsScaled<DType::kQ6_K>(a);
     case DType::kIQ4_XS:
-      return MatMulRowsScaled<DType::kIQ4_XS>(a);
-    case DType::kQ4_K:
-      return MatMulRowsScaleMin<DType::kQ4_K>(a);
-    case DType::kQ5_K:
-      return MatMulRowsScaleMin<DType::kQ5_K>(a);
-    case DType::kQ2_K:
-      return MatMulRowsScaleMin<DType::kQ2_K>(a);
     case DType::kQ3_K:
-      return MatMulRowsScaled<DType::kQ3_K>(a);
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ2_K:
+      return MatMulRowsKQuants(a);
     default:
       return MatMulRowsT<float>(a);
   }

@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "specula/base/dtype.h"
 #include "specula/kernels/kernels.h"

@@ -397,7 +397,7 @@ void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden)
       s.res.spec.RecordLookup(K, v.accepted);
       counters_.RecordLookup(K, v.accepted);
     }
-    if (s.opt.policy) s.opt.policy->Observe(K, v.accepted);
+    if (s.opt.policy && !d.own_length) s.opt.policy->Observe(K, v.accepted);
     s.drafter(drafter_)->Observe(s.id, d, v.accepted);
     if (s.opt.trace) {
       *s.opt.trace << nlohmann::ordered_json{{"pos", s.P},

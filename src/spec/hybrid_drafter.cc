@@ -1,9 +1,15 @@
 #include "specula/spec/hybrid_drafter.h"
 
+#include <algorithm>
+
 namespace specula {
 
 HybridDrafter::HybridDrafter(Drafter& model, const HybridOptions& options)
-    : model_(model), options_(options), ngram_(options.ngram) {}
+    : model_(model), options_(options), ngram_(options.ngram) {
+  // (Callers validate NgramOptions; this only keeps the per-length table well formed.)
+  options_.ngram.min_n = std::max(1, options_.ngram.min_n);
+  options_.ngram.max_n = std::max(options_.ngram.min_n, options_.ngram.max_n);
+}
 
 HybridDrafter::SeqState& HybridDrafter::State(int seq) {
   auto it = seqs_.find(seq);
@@ -19,12 +25,18 @@ std::optional<Draft> HybridDrafter::ChooseLookup(const DraftRequest& req, SeqSta
   const NgramMatch match = FindNgram(req.history, options_.ngram);
   if (match.length == 0) return std::nullopt;
   Draft lookup = NgramContinuation(req.history, match, req.max_tokens, req.stop_ids);
+  lookup.own_length = true;
+  // Sampled drafts change which tokens a seed yields, so when sampling the choice must not depend
+  // on timings or on the other sequences of the batch: it then weighs acceptance alone, against
+  // the default cost model (a seeded request gives the same tokens alone, batched, and again).
+  const bool sampled = req.sampling != nullptr && !req.sampling->greedy();
   const PassCosts none;
-  const PassCosts& c = req.round.costs != nullptr ? *req.round.costs : none;
+  const PassCosts& c = req.round.costs != nullptr && !sampled ? *req.round.costs : none;
+  const RoundInfo round = sampled ? RoundInfo{} : req.round;
   // Tokens per second of the round's pass; the other sequences gain at least one token each.
   const auto rate = [&](const AcceptanceModel& a, int k, double draft_s) {
-    return (req.round.other_sequences + a.ExpectedTokens(k)) /
-           (c.Pass(req.round.other_rows + 1 + k) + draft_s);
+    return (round.other_sequences + a.ExpectedTokens(k)) /
+           (c.Pass(round.other_rows + 1 + k) + draft_s);
   };
   const int index = match.length - options_.ngram.min_n;
   AcceptanceModel& by_length = st.lookup[static_cast<size_t>(index)];

@@ -37,8 +37,8 @@ Draft NgramContinuation(std::span<const int> history, const NgramMatch& match, i
                         std::span<const int> stop_ids) {
   Draft d;
   d.source = DraftSource::kLookup;
-  if (match.length == 0) return d;
   const size_t len = history.size();
+  if (match.length == 0 || max_tokens <= 0 || static_cast<size_t>(match.start) >= len) return d;
   for (size_t at = static_cast<size_t>(match.start);
        d.tokens.size() < static_cast<size_t>(max_tokens); ++at) {
     const int tok = at < len ? history[at] : d.tokens[at - len];

@@ -38,6 +38,9 @@ struct Draft {
   // drafting greedily: the verifier then treats each draft as a point mass.
   std::vector<TokenDistribution> q;
   DraftSource source = DraftSource::kModel;
+  // The drafter chose this draft's length itself (a hybrid's lookup draft): the draft policy,
+  // which sets the length of the drafter's own chains, does not learn from it.
+  bool own_length = false;
 };
 
 class Drafter {

@@ -17,7 +17,7 @@ namespace specula {
 
 struct HybridOptions {
   NgramOptions ngram;
-  int max_k = 16;       // deepest draft position tracked
+  int max_k = 32;       // deepest draft position tracked (the longest --draft-max)
   double decay = 0.95;  // weight of the past per observed round, per source
 };
 
