@@ -351,10 +351,12 @@ TEST(Hybrid, SampledOutputHasTheTargetDistribution) {
   HybridOptions ho;
   ho.ngram = {.min_n = 1, .max_n = 3};
   HybridDrafter hybrid(often, ho);
-  const int runs = 1500;
+  const int runs = test::LawRuns(1500);
   const test::SampledLaw law = test::CheckSampledLaw(*f.target, hybrid, prompt, sp, runs, 77);
   EXPECT_EQ(law.outside_support, 0);
-  EXPECT_LT(law.chi2, law.Bound()) << "dof " << law.dof;
+  if (test::kJudgeLaw) {
+    EXPECT_LT(law.chi2, law.Bound()) << "dof " << law.dof;
+  }
   EXPECT_GE(law.drafted, runs);                                    // every run verified a draft ...
   EXPECT_GT(law.lookup_drafted, runs / 10) << law.lookup_drafted;  // ... many from the lookup
   EXPECT_LT(law.lookup_drafted, law.drafted) << law.lookup_drafted;

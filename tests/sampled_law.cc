@@ -15,12 +15,17 @@ Draft UniformOverSupportDrafter::Propose(const DraftRequest& r, ThreadPool& pool
   const int vocab = target_.config().vocab_size;
   std::vector<int> ids(r.history.begin(), r.history.end());
   for (int k = 0; k < r.max_tokens; ++k) {
-    auto cache = target_.NewCache(static_cast<int>(ids.size()) + 1);
-    ForwardOutput out;
-    EXPECT_TRUE(target_.Forward({.ids = ids, .cache = cache.get()}, pool, &out).ok());
-    const float* last = out.logits.data() + out.logits.size() - static_cast<size_t>(vocab);
-    TokenDistribution q = TokenWeights(*r.sampling, last, vocab).ToDistribution();
-    for (auto& [tok, prob] : q.probs) prob = 1.0f / static_cast<float>(q.probs.size());
+    auto [it, fresh] = support_.try_emplace(ids);
+    if (fresh) {
+      auto cache = target_.NewCache(static_cast<int>(ids.size()) + 1);
+      ForwardOutput out;
+      EXPECT_TRUE(target_.Forward({.ids = ids, .cache = cache.get()}, pool, &out).ok());
+      const float* last = out.logits.data() + out.logits.size() - static_cast<size_t>(vocab);
+      it->second = TokenWeights(*r.sampling, last, vocab).ToDistribution();
+      for (auto& [tok, prob] : it->second.probs)
+        prob = 1.0f / static_cast<float>(it->second.probs.size());
+    }
+    TokenDistribution q = it->second;
     const size_t pick =
         std::min(q.probs.size() - 1, static_cast<size_t>(r.rng->Uniform() * q.probs.size()));
     d.tokens.push_back(q.probs[pick].first);

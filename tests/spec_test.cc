@@ -391,11 +391,13 @@ TEST_P(SpecSampling, SampledOutputHasTheTargetDistribution) {
   const std::pair<const char*, Drafter*> drafters[] = {
       {"MTP drafter", &mtp}, {"replay drafter", &replay}, {"uniform-over-support drafter", &often}};
   for (const auto& [name, d] : drafters) {
+    const int runs = test::LawRuns(3000);
     const test::SampledLaw law =
-        test::CheckSampledLaw(*f.target, *d, kPrompt, sp, 3000, std::hash<std::string>()(name));
+        test::CheckSampledLaw(*f.target, *d, kPrompt, sp, runs, std::hash<std::string>()(name));
     EXPECT_EQ(law.outside_support, 0) << name;
+    EXPECT_GE(law.drafted, 2 * runs) << name;  // every run verified two drafts
+    if (!test::kJudgeLaw) continue;
     EXPECT_LT(law.chi2, law.Bound()) << name << " dof " << law.dof;
-    EXPECT_GE(law.drafted, 2 * 3000) << name;  // every run verified two drafts
     if (d == &often) {  // (about 5,000 of 6,500: acceptance, rejection and bonus all exercised)
       EXPECT_GT(law.accepted, 2000) << name;
       EXPECT_LT(law.accepted, law.drafted - 600) << name;
