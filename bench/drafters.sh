@@ -16,6 +16,7 @@ for task in "$root"/bench/tasks/*.txt; do
 import json, sys
 r = [x for x in json.load(sys.stdin)["results"] if x["mode"] == "spec"][0]
 print("%-11s %-7s %8.2f %8.2f %8.1f %7.2fx" % (sys.argv[1], sys.argv[2], r["tokens_per_forward"],
-      r["acceptance_rate"], r["decode_tok_per_s"], r["speedup"]))' "$(basename "$task" .txt)" "$drafter"
+      r["acceptance_rate"], r["decode_tok_per_s"], r["speedup"]))' \
+      "$(basename "$task" .txt)" "$drafter"
   done
 done
