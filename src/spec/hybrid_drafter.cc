@@ -5,7 +5,7 @@
 namespace specula {
 
 HybridDrafter::HybridDrafter(Drafter& model, const HybridOptions& options)
-    : model_(model), options_(options), ngram_(options.ngram) {
+    : model_(model), options_(options) {
   // (Callers validate NgramOptions; this only keeps the per-length table well formed.)
   options_.ngram.min_n = std::max(1, options_.ngram.min_n);
   options_.ngram.max_n = std::max(options_.ngram.min_n, options_.ngram.max_n);

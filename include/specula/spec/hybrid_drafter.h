@@ -42,7 +42,6 @@ class HybridDrafter : public Drafter {
 
   Drafter& model_;
   HybridOptions options_;
-  NgramDrafter ngram_;
   std::map<int, SeqState> seqs_;
 };
 
