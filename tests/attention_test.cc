@@ -1,7 +1,8 @@
 // The grouped attention kernel on every SIMD target: against a double-precision scalar reference
 // (causal, sliding, GQA, the drafter's single query row, odd head sizes, keys split over ring
 // runs), and bit-exact invariance: a query vector's output never depends on which other rows or
-// heads share the call, nor on how the keys are split into runs.
+// heads share the call, nor on how the keys are split into runs; a tree-masked row equals the
+// chain of its visible keys.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -170,6 +171,62 @@ TEST_P(AttentionTest, EqualsDotAxpyLoopBitExactly) {
       for (size_t i = 0; i < c.hd; ++i)
         ASSERT_EQ(o[(t * c.heads + h) * c.hd + i], want[i] * inv)
             << k_.target << " " << t << " " << h;
+    }
+  }
+}
+
+TEST_P(AttentionTest, TreeMaskEqualsVisibleKeysAloneBitExactly) {
+  // 40 cached keys, then a token tree of 8 rows (row t's parent: parents[t], -1 the cache): each
+  // row sees the cache and its ancestors. Its output must have the bits of a call over exactly
+  // those keys, laid out as a chain (what plain decoding of that path computes).
+  const std::vector<int> parents = {-1, 0, 0, 1, 1, 2, 5, -1};
+  const size_t cached = 40, rows = parents.size(), heads = 3, hd = 24;
+  for (const int window : {0, 6}) {
+    Case c = MakeCase(cached + rows, rows, heads, hd, 0, 21);
+    std::vector<int> depth(rows);
+    std::vector<uint8_t> visible(rows * rows, 0);
+    for (size_t t = 0; t < rows; ++t) {
+      const int p = parents[t];
+      depth[t] = p < 0 ? 0 : depth[static_cast<size_t>(p)] + 1;
+      for (int a = static_cast<int>(t); a >= 0; a = parents[static_cast<size_t>(a)])
+        visible[t * rows + static_cast<size_t>(a)] = 1;
+      const int pos = static_cast<int>(cached) + depth[t];
+      c.first[t] = window > 0 ? std::max(0, pos - window + 1) : 0;
+      c.last[t] = static_cast<int>(cached + t);
+    }
+    const size_t qd = heads * hd;
+    std::vector<float> o(rows * qd);
+    std::vector<float> scratch(AttentionScratchFloats(rows, heads, hd, c.keys));
+    const std::vector<KvRun> runs = Runs(c, {17, cached});
+    k_.attention({.runs = runs,
+                  .q = c.q.data(),
+                  .ldq = qd,
+                  .rows = rows,
+                  .heads = heads,
+                  .head_dim = hd,
+                  .first = c.first.data(),
+                  .last = c.last.data(),
+                  .o = o.data(),
+                  .ldo = qd,
+                  .scratch = scratch.data(),
+                  .visible = visible.data(),
+                  .tree_key0 = cached,
+                  .tree_keys = rows});
+    for (size_t t = 0; t < rows; ++t) {
+      // The chain: the cached keys, then the row's ancestors in order.
+      Case chain = c;
+      for (size_t a = 0, n = cached; a <= t; ++a) {
+        if (!visible[t * rows + a]) continue;
+        std::copy_n(&c.k[(cached + a) * c.ld], c.ld, &chain.k[n * c.ld]);
+        std::copy_n(&c.v[(cached + a) * c.ld], c.ld, &chain.v[n * c.ld]);
+        ++n;
+      }
+      chain.first[t] = c.first[t];
+      chain.last[t] = static_cast<int>(cached) + depth[t];
+      const std::vector<float> want = Attend(k_, chain, Runs(chain, {cached}), t, 1, 0, heads);
+      for (size_t i = 0; i < qd; ++i)
+        ASSERT_EQ(o[t * qd + i], want[t * qd + i]) << k_.target << " window " << window << " row "
+                                                   << t << " element " << i;
     }
   }
 }

@@ -182,7 +182,8 @@ TEST(Model, BatchedForwardEqualsSoloBitExact) {
         const int n = round[s][0];
         seqs.push_back({.ids = std::span<const int>(ids[s]).subspan(at[s], static_cast<size_t>(n)),
                         .cache = batched[s].get(),
-                        .logit_rows = round[s][1] == 2 ? n : round[s][1]});
+                        .logit_rows = round[s][1] == 2 ? n : round[s][1],
+                        .parents = {}});
       }
       BatchOutput b;
       ASSERT_TRUE(model->ForwardBatch(seqs, pool, *scratch, &b).ok());

@@ -182,9 +182,22 @@ void Attention(const AttentionArgs& a) {
       const size_t f = static_cast<size_t>(a.first[t]) - lo,
                    l = static_cast<size_t>(a.last[t]) - lo;
       float mx = -INFINITY;
-      for (size_t j = f; j <= l; ++j) mx = std::max(mx, si[j]);
       float sum = 0.0f;
-      for (size_t j = f; j <= l; ++j) sum += (si[j] = std::exp(si[j] - mx));
+      if (a.visible == nullptr) {
+        for (size_t j = f; j <= l; ++j) mx = std::max(mx, si[j]);
+        for (size_t j = f; j <= l; ++j) sum += (si[j] = std::exp(si[j] - mx));
+      } else {
+        // A hidden key's numerator is 0: it adds +0 to the sum and 0 * v to each output.
+        const uint8_t* vis = a.visible + t * a.tree_keys;
+        const auto seen = [&](size_t j) {
+          const size_t key = j + lo;
+          return key < a.tree_key0 || key >= a.tree_key0 + a.tree_keys || vis[key - a.tree_key0];
+        };
+        for (size_t j = f; j <= l; ++j) {
+          if (seen(j)) mx = std::max(mx, si[j]);
+        }
+        for (size_t j = f; j <= l; ++j) sum += (si[j] = seen(j) ? std::exp(si[j] - mx) : 0.0f);
+      }
       vr[r] = {.p = si,
                .first = f + lo,
                .last = l + lo,

@@ -16,9 +16,43 @@
 #include "src/models/moe.h"
 
 namespace specula {
+namespace {
+
+// A token tree's rows: position by depth, and which rows each row sees (itself and its ancestors).
+// Appends [T, T] marks to `visible` and T positions to `row_pos`.
+Status PlanTree(const BatchSeq& q, std::vector<uint8_t>* visible, std::vector<int>* row_pos) {
+  const size_t T = q.ids.size();
+  if (q.parents.size() != T) {
+    return Error("tree parents: " + std::to_string(q.parents.size()) + " entries for " +
+                 std::to_string(T) + " rows");
+  }
+  const size_t base = visible->size();
+  visible->resize(base + T * T, 0);
+  std::vector<int> depth(T);
+  for (size_t t = 0; t < T; ++t) {
+    const int parent = q.parents[t];
+    if (parent < -1 || parent >= static_cast<int>(t)) {
+      return Error("tree parents: row " + std::to_string(t) + " has parent " +
+                   std::to_string(parent) + " (must be -1 or an earlier row)");
+    }
+    uint8_t* row = &(*visible)[base + t * T];
+    row[t] = 1;
+    if (parent >= 0) {
+      const uint8_t* up = &(*visible)[base + static_cast<size_t>(parent) * T];
+      for (size_t a = 0; a < t; ++a) row[a] = up[a];
+      depth[t] = depth[static_cast<size_t>(parent)] + 1;
+    }
+    row_pos->push_back(q.cache->length() + depth[t]);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) const {
   const int T = static_cast<int>(req.ids.size());
-  const BatchSeq seq{.ids = req.ids, .cache = req.cache, .logit_rows = req.all_logits ? T : 1};
+  const BatchSeq seq{.ids = req.ids, .cache = req.cache, .logit_rows = req.all_logits ? T : 1,
+                     .parents = {}};
   BatchOutput batch;
   batch.logits = std::move(out->logits);  // reuse the caller's buffers
   batch.hidden = std::move(out->hidden);
@@ -73,6 +107,8 @@ Status Gemma4Model::Plan(Pass& p) const {
   out.experts_read = 0;
   ws.ids.clear();
   ws.row_pos.clear();
+  ws.visible.clear();
+  ws.visible_at.assign(p.seqs.size(), -1);
   for (size_t si = 0; si < p.seqs.size(); ++si) {
     const BatchSeq& q = p.seqs[si];
     const int Ts = static_cast<int>(q.ids.size());
@@ -89,10 +125,13 @@ Status Gemma4Model::Plan(Pass& p) const {
     }
     if (Status st = q.cache->CheckAppend(Ts); !st.ok()) return st;
     const int pos0 = q.cache->length();
-    for (int t = 0; t < Ts; ++t) {
-      ws.ids.push_back(q.ids[static_cast<size_t>(t)]);
-      ws.row_pos.push_back(pos0 + t);
+    if (!q.parents.empty()) {
+      if (Status st = PlanTree(q, &ws.visible, &ws.row_pos); !st.ok()) return st;
+      ws.visible_at[si] = static_cast<long>(ws.visible.size()) - static_cast<long>(Ts) * Ts;
+    } else {
+      for (int t = 0; t < Ts; ++t) ws.row_pos.push_back(pos0 + t);
     }
+    ws.ids.insert(ws.ids.end(), q.ids.begin(), q.ids.end());
     p.max_keys = std::max(p.max_keys, pos0 + Ts);
     p.max_rows = std::max(p.max_rows, static_cast<size_t>(Ts));
     out.row_offset.push_back(out.row_offset.back() + Ts);
@@ -273,10 +312,12 @@ void Gemma4Model::Attend(Pass& p, int l) const {
     std::vector<int>& range = ws.ranges[static_cast<size_t>(thread)];
     range.resize(2 * static_cast<size_t>(Ts));
     for (int t = 0; t < Ts; ++t) {
-      const int pos = pos0 + t;
+      // A tree row's key is its row index; its position (by depth) sets its window.
+      const int pos = ws.row_pos[static_cast<size_t>(first_row + t)];
       range[static_cast<size_t>(t)] = FirstVisibleKey(pos, window) - kv0;
-      range[static_cast<size_t>(Ts + t)] = pos - kv0;
+      range[static_cast<size_t>(Ts + t)] = pos0 + t - kv0;
     }
+    const long tree = ws.visible_at[si];
     const size_t q_at =
         static_cast<size_t>(first_row) * qd + static_cast<size_t>((g * group + h0) * hd);
     p.kt.attention({.runs = std::span<const KvRun>(runs, nruns),
@@ -289,7 +330,10 @@ void Gemma4Model::Attend(Pass& p, int l) const {
                     .last = range.data() + Ts,
                     .o = ws.o.data() + q_at,
                     .ldo = qd,
-                    .scratch = ws.attn_scratch[static_cast<size_t>(thread)].data()});
+                    .scratch = ws.attn_scratch[static_cast<size_t>(thread)].data(),
+                    .visible = tree < 0 ? nullptr : ws.visible.data() + tree,
+                    .tree_key0 = static_cast<size_t>(pos0 - kv0),
+                    .tree_keys = static_cast<size_t>(Ts)});
   });
 }
 

@@ -34,6 +34,10 @@ struct Gemma4Model::Workspace : PassScratch {
   std::vector<std::vector<float>> new_k, new_v;  // per cache slot: [T, kv_dim]
   std::vector<std::vector<float>> attn_scratch;  // per thread: AttentionScratchFloats
   std::vector<std::vector<int>> ranges;          // per thread: each row's first, then last key
+  // Token trees: per sequence with parents, [T_s, T_s] ancestor-or-self marks (offset per
+  // sequence; -1 for a chain).
+  std::vector<uint8_t> visible;
+  std::vector<long> visible_at;
   Routing routing;                               // MoE: this layer's experts per row
   MoeScratch moe;
 };

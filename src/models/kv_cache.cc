@@ -63,7 +63,7 @@ void KvCache::Append(int slot, int n, const float* k, const float* v) {
   high_water_ = std::max(high_water_, length_ + n);
 }
 
-Status KvCache::Truncate(int new_length) {
+Status KvCache::CheckRollback(int new_length) const {
   if (new_length < 0 || new_length > length_) {
     return Error("cannot truncate the KV cache to " + std::to_string(new_length) + " (length " +
                  std::to_string(length_) + ")");
@@ -77,7 +77,48 @@ Status KvCache::Truncate(int new_length) {
                    std::to_string(options_.headroom) + " rows of headroom");
     }
   }
+  return OkStatus();
+}
+
+Status KvCache::Truncate(int new_length) {
+  if (Status s = CheckRollback(new_length); !s.ok()) return s;
   length_ = new_length;  // the high-water mark stays: slots past it were really overwritten
+  return OkStatus();
+}
+
+Status KvCache::KeepPath(int first, std::span<const int> path) {
+  const int n = static_cast<int>(path.size());
+  for (int i = 0; i < n; ++i) {
+    const int row = path[static_cast<size_t>(i)];
+    if (row < i || (i > 0 && row <= path[static_cast<size_t>(i) - 1]) || first < 0 ||
+        first + row >= length_) {
+      return Error("KV cache: tree path row " + std::to_string(row) + " at depth " +
+                   std::to_string(i) + " is not a stored row after position " +
+                   std::to_string(first));
+    }
+  }
+  if (Status s = CheckRollback(first + n); !s.ok()) return s;
+  for (int s = 0; s < num_layers(); ++s) {
+    // Every row of the pass must still be in the ring (the pass had at most `headroom` rows).
+    if (first < OldestHeld(s)) {
+      return Error("KV cache: a tree of " + std::to_string(length_ - first) +
+                   " rows exceeds the sliding-window headroom of " +
+                   std::to_string(options_.headroom));
+    }
+  }
+  for (Layer& l : layers_) {
+    const size_t d = static_cast<size_t>(l.shape.kv_dim);
+    for (int i = 0; i < n; ++i) {
+      // path[i] >= i, ascending: a destination is never a later row's source.
+      const int from = first + path[static_cast<size_t>(i)], to = first + i;
+      if (from == to) continue;
+      const size_t src = static_cast<size_t>(from % l.capacity) * d;
+      const size_t dst = static_cast<size_t>(to % l.capacity) * d;
+      std::memcpy(l.k.data() + dst, l.k.data() + src, d * sizeof(float));
+      std::memcpy(l.v.data() + dst, l.v.data() + src, d * sizeof(float));
+    }
+  }
+  length_ = first + n;
   return OkStatus();
 }
 

@@ -61,7 +61,10 @@ struct KvRun {
 };
 
 // softmax(q · K^T) V (scale 1) for the query heads sharing one KV head (GQA) over `rows` query
-// rows. Row t sees key indices first[t] .. last[t] (causal and sliding windows are ranges).
+// rows. Row t sees key indices first[t] .. last[t] (causal and sliding windows are ranges), and
+// with a tree mask only the keys of [tree_key0, tree_key0 + tree_keys) that visible[t] marks (its
+// ancestors in a token tree). A hidden key adds exact zeros, so a row gets the bits it would get
+// from its visible keys alone.
 struct AttentionArgs {
   std::span<const KvRun> runs;
   const float* q;  // query (t, h) at q + t * ldq + h * head_dim
@@ -74,6 +77,9 @@ struct AttentionArgs {
   float* o;          // output (t, h) at o + t * ldo + h * head_dim
   size_t ldo;
   float* scratch;  // AttentionScratchFloats floats
+  const uint8_t* visible = nullptr;  // [rows, tree_keys] 1 = seen; nullptr: no tree mask
+  size_t tree_key0 = 0;
+  size_t tree_keys = 0;
 };
 
 // keys: an upper bound on max(last) - min(first) + 1.

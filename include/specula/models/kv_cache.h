@@ -75,6 +75,10 @@ class KvCache {
   // Rolls back to `new_length` (<= length()). Fails if a sliding ring has already overwritten keys
   // a query at new_length would need, i.e. more than `headroom` rows are dropped after a wrap.
   Status Truncate(int new_length);
+  // After a token-tree pass appended its rows from position `first` on in row order: keeps the rows
+  // at offsets `path` (ascending, path[i] >= i: one root-to-node path) as positions first ..
+  // first + path.size() - 1 and drops the rest. Fails, changing nothing, where Truncate would.
+  Status KeepPath(int first, std::span<const int> path);
 
   size_t BytesAllocated() const;
 
@@ -91,6 +95,8 @@ class KvCache {
  private:
   // Lowest position whose keys a layer still holds (0 for full layers).
   int OldestHeld(int slot) const;
+  // Whether every sliding ring still holds the keys a query at new_length needs.
+  Status CheckRollback(int new_length) const;
 
   struct Layer {
     KvLayerShape shape;

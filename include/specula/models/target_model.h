@@ -20,6 +20,11 @@ struct BatchSeq {
   std::span<const int> ids;  // [T_s] token ids at positions cache->length() .. +T_s-1
   KvCache* cache = nullptr;  // distinct per sequence
   int logit_rows = 1;        // how many of the last rows get logits: 0 (a prefill chunk) .. T_s
+  // Empty: the rows are a chain (row t at position length() + t). Otherwise a token tree: row t
+  // follows row parents[t] (< t; -1: the cached tokens), sits at position length() + its depth and
+  // attends to the cache and its own ancestors only. The cache then holds the rows in row order;
+  // the caller keeps one root-to-node path with KvCache::KeepPath.
+  std::span<const int> parents;
 };
 
 struct BatchOutput {
