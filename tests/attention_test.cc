@@ -225,8 +225,8 @@ TEST_P(AttentionTest, TreeMaskEqualsVisibleKeysAloneBitExactly) {
       chain.last[t] = static_cast<int>(cached) + depth[t];
       const std::vector<float> want = Attend(k_, chain, Runs(chain, {cached}), t, 1, 0, heads);
       for (size_t i = 0; i < qd; ++i)
-        ASSERT_EQ(o[t * qd + i], want[t * qd + i]) << k_.target << " window " << window << " row "
-                                                   << t << " element " << i;
+        ASSERT_EQ(o[t * qd + i], want[t * qd + i])
+            << k_.target << " window " << window << " row " << t << " element " << i;
     }
   }
 }

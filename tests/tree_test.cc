@@ -105,8 +105,8 @@ TEST(Tree, BadParentsAreRefusedAndKeepPathChecksItsRows) {
   auto cache = model.NewCache(64, 4);
   std::unique_ptr<PassScratch> scratch = model.NewScratch();
   const std::vector<int> ids = {2, 5, 6};
-  for (const std::vector<int>& parents : {std::vector<int>{-1, 1, 0}, std::vector<int>{-1, 0, -2},
-                                          std::vector<int>{-1, 0}}) {
+  for (const std::vector<int>& parents :
+       {std::vector<int>{-1, 1, 0}, std::vector<int>{-1, 0, -2}, std::vector<int>{-1, 0}}) {
     const BatchSeq seq{.ids = ids, .cache = cache.get(), .logit_rows = 3, .parents = parents};
     BatchOutput out;
     const Status s = model.ForwardBatch({&seq, 1}, pool, *scratch, &out);

@@ -51,8 +51,8 @@ Status PlanTree(const BatchSeq& q, std::vector<uint8_t>* visible, std::vector<in
 
 Status Gemma4Model::Forward(const ForwardRequest& req, ThreadPool& pool, ForwardOutput* out) const {
   const int T = static_cast<int>(req.ids.size());
-  const BatchSeq seq{.ids = req.ids, .cache = req.cache, .logit_rows = req.all_logits ? T : 1,
-                     .parents = {}};
+  const BatchSeq seq{
+      .ids = req.ids, .cache = req.cache, .logit_rows = req.all_logits ? T : 1, .parents = {}};
   BatchOutput batch;
   batch.logits = std::move(out->logits);  // reuse the caller's buffers
   batch.hidden = std::move(out->hidden);

@@ -38,7 +38,7 @@ struct Gemma4Model::Workspace : PassScratch {
   // sequence; -1 for a chain).
   std::vector<uint8_t> visible;
   std::vector<long> visible_at;
-  Routing routing;                               // MoE: this layer's experts per row
+  Routing routing;  // MoE: this layer's experts per row
   MoeScratch moe;
 };
 

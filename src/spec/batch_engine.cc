@@ -308,8 +308,7 @@ Status BatchEngine::Forward(std::span<Seq* const> seqs) {
     // prompt.
     int logit_rows = static_cast<int>(s->rows.size());
     if (s->in_prefill()) logit_rows = s->prefilled + s->rows.size() == s->prompt.size() ? 1 : 0;
-    batch.push_back({.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows,
-                     .parents = {}});
+    batch.push_back({.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows, .parents = {}});
   }
   const double t0 = NowSeconds();
   Status st = target_.ForwardBatch(batch, pool_, *scratch_, &out_);

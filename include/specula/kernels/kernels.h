@@ -76,7 +76,7 @@ struct AttentionArgs {
   const int* last;   // [rows], first[t] <= last[t] < total keys
   float* o;          // output (t, h) at o + t * ldo + h * head_dim
   size_t ldo;
-  float* scratch;  // AttentionScratchFloats floats
+  float* scratch;                    // AttentionScratchFloats floats
   const uint8_t* visible = nullptr;  // [rows, tree_keys] 1 = seen; nullptr: no tree mask
   size_t tree_key0 = 0;
   size_t tree_keys = 0;
