@@ -5,10 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <random>
 
+#include "sampled_law.h"
 #include "specula/base/thread_pool.h"
 #include "specula/models/gemma4.h"
+#include "specula/spec/batch_engine.h"
+#include "specula/spec/generate_one.h"
+#include "specula/spec/mtp_drafter.h"
+#include "specula/spec/mtp_tree_drafter.h"
+#include "specula/spec/verifier.h"
 #include "test_util.h"
 
 namespace specula {
@@ -125,6 +132,275 @@ TEST(Tree, BadParentsAreRefusedAndKeepPathChecksItsRows) {
   EXPECT_EQ(cache->length(), 3);
   EXPECT_TRUE(cache->KeepPath(0, std::vector<int>{1, 2}).ok());
   EXPECT_EQ(cache->length(), 2);
+}
+
+// Logits rows where `best[r]` is row r's argmax (vocabulary 6).
+std::vector<float> Rows(const std::vector<int>& best) {
+  std::vector<float> l(best.size() * 6, 0.0f);
+  for (size_t r = 0; r < best.size(); ++r) l[r * 6 + static_cast<size_t>(best[r])] = 5.0f;
+  return l;
+}
+
+TEST(Tree, GreedyWalkFollowsTheTargetsChoiceThroughSiblings) {
+  Sampler greedy(SamplingParams{});
+  //        x: row 0 -> token 3
+  //  d0=1  d1=3  d2=4     (children of x; d1 matches)
+  //  d3=2 (of d1) d4=5 (of d1) d5=0 (of d0)
+  // rows: 0 x, 1 d0, 2 d1, 3 d2, 4 d3, 5 d4, 6 d5
+  const std::vector<int> tokens = {1, 3, 4, 2, 5, 0};
+  const std::vector<int> parents = {-1, -1, -1, 1, 1, 0};
+  TreeOutcome t = VerifyTree(Rows({3, 0, 5, 0, 0, 1, 0}).data(), 6, tokens, parents, greedy);
+  EXPECT_EQ(t.path, (std::vector<int>{1, 4}));  // d1 (3), then d4 (5): row 5 says 1
+  EXPECT_EQ(t.next_token, 1);
+  t = VerifyTree(Rows({2, 0, 0, 0, 0, 0, 0}).data(), 6, tokens, parents, greedy);
+  EXPECT_TRUE(t.path.empty());  // no child of x drafts 2
+  EXPECT_EQ(t.next_token, 2);
+  t = VerifyTree(Rows({1, 0, 0, 0, 0, 0, 3}).data(), 6, tokens, parents, greedy);
+  EXPECT_EQ(t.path, (std::vector<int>{0, 5}));  // d0, then d5 (0), a leaf: row 6 gives the bonus
+  EXPECT_EQ(t.next_token, 3);
+}
+
+// Drafts a tree around the target's known greedy output: at every round the true continuation
+// lies along a random path of random length, among wrong siblings, with wrong branches beside it.
+// It records how many drafts the target should accept.
+class OracleTreeDrafter : public Drafter {
+ public:
+  OracleTreeDrafter(std::vector<int> prompt, std::vector<int> out, int vocab)
+      : prompt_(std::move(prompt)), out_(std::move(out)), vocab_(vocab) {}
+  Draft Propose(const DraftRequest& r, ThreadPool&) override {
+    std::mt19937 rng(static_cast<uint32_t>(r.pos * 7919 + r.max_tokens));
+    // history = prompt + out[0 .. e): out[e] on is what the target will say.
+    const size_t e = r.history.size() - prompt_.size();
+    const auto truth = [&](size_t depth) { return out_[e + depth]; };
+    const auto wrong = [&](size_t depth) {
+      int t = static_cast<int>(rng() % static_cast<uint32_t>(vocab_));
+      return t == truth(depth) ? (t + 1) % vocab_ : t;
+    };
+    Draft d;
+    std::vector<int> depth;
+    const auto add = [&](int token, int parent) {
+      d.tokens.push_back(token);
+      d.parents.push_back(parent);
+      depth.push_back(parent < 0 ? 0 : depth[static_cast<size_t>(parent)] + 1);
+      return static_cast<int>(d.tokens.size()) - 1;
+    };
+    const int budget = r.max_tokens;
+    const int want = static_cast<int>(rng() % static_cast<uint32_t>(budget + 1));
+    int node = -1, placed = 0;
+    while (static_cast<int>(d.tokens.size()) < budget) {
+      // A wrong sibling first now and then, so the true child is not always the first.
+      const size_t at = static_cast<size_t>(node < 0 ? 0 : depth[static_cast<size_t>(node)] + 1);
+      if (placed < want && e + at < out_.size() && rng() % 3 != 0) {
+        node = add(truth(at), node);
+        ++placed;
+      } else {
+        // A wrong token under a random node of the true path (never its true child's token).
+        const int parent = static_cast<int>(rng() % static_cast<uint32_t>(placed + 1)) - 1;
+        int p = node;
+        for (int up = placed - 1; up > parent; --up) p = d.parents[static_cast<size_t>(p)];
+        const size_t dp = static_cast<size_t>(p < 0 ? 0 : depth[static_cast<size_t>(p)] + 1);
+        if (e + dp >= out_.size()) break;
+        add(wrong(dp), p);
+      }
+    }
+    expected_ += placed;
+    return d;
+  }
+  void Observe(int, const Draft&, int accepted) override { accepted_ += accepted; }
+  long expected_ = 0, accepted_ = 0;
+
+ private:
+  std::vector<int> prompt_, out_;
+  int vocab_;
+};
+
+SpecResult Decode(Gemma4Model& m, Drafter* d, std::span<const int> prompt, int n, int k,
+                  SamplingParams sp = {}) {
+  ThreadPool pool(2);
+  auto cache = m.NewCache(1200, k + 1);  // the smallest headroom: exercises ring rollback
+  SeqOptions o;
+  o.base.max_new_tokens = n;
+  o.base.sampling = sp;
+  o.draft_max = k;
+  Result<SpecResult> r = d ? GenerateSpeculative(m, *d, pool, *cache, prompt, o, nullptr)
+                           : GeneratePlain(m, pool, *cache, prompt, o.base, nullptr);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? *r : SpecResult{};
+}
+
+class TreeEqualsPlain : public ::testing::TestWithParam<std::string> {};
+
+// Trees of every shape (the true path at any sibling and depth, wrong branches beside it), with
+// the smallest sliding-window headroom a tree fits in: the output is plain decoding's, and the
+// target accepts exactly the true path each time.
+TEST_P(TreeEqualsPlain, GreedyWithOracleTreesAtManySizes) {
+  auto loaded = Gemma4Model::Load(test::MakePreset(GetParam()));
+  ASSERT_TRUE(loaded.ok());
+  Gemma4Model& m = **loaded;
+  const std::vector<int> prompt = RandomIds(40, m.config().vocab_size, 3);
+  const SpecResult plain = Decode(m, nullptr, prompt, 150, 0);
+  ASSERT_EQ(plain.gen.ids.size(), 150u);
+  for (int k : {1, 2, 5, 12}) {
+    OracleTreeDrafter oracle(prompt, plain.gen.ids, m.config().vocab_size);
+    const SpecResult t = Decode(m, &oracle, prompt, 150, k);
+    ASSERT_EQ(t.gen.ids, plain.gen.ids) << "K=" << k;
+    EXPECT_EQ(oracle.accepted_, oracle.expected_) << "K=" << k;
+    EXPECT_EQ(t.spec.accepted, oracle.accepted_) << "K=" << k;
+    EXPECT_GT(t.spec.accepted, 0) << "K=" << k;
+    EXPECT_LT(t.spec.target_forwards, 150) << "K=" << k;
+  }
+}
+
+// The MTP assistant's trees: greedy output equals plain decoding at every width and size; a
+// width-1 tree is the assistant's chain.
+TEST_P(TreeEqualsPlain, GreedyWithTheAssistantsTrees) {
+  for (const bool centroid : {false, true}) {
+    if (centroid && GetParam() != "e2b-tiny") continue;  // the centroid head: E2B/E4B only
+    test::LoadedPair f = test::LoadPair(GetParam(), centroid);
+    const std::vector<int> prompt = RandomIds(30, f.target->config().vocab_size, 8);
+    const SpecResult plain = Decode(*f.target, nullptr, prompt, 80, 0);
+    for (int width : {1, 2, 3}) {
+      for (int k : {1, 4, 8}) {
+        MtpTreeDrafter tree(*f.assistant, {.width = width});
+        const SpecResult t = Decode(*f.target, &tree, prompt, 80, k);
+        ASSERT_EQ(t.gen.ids, plain.gen.ids) << "width " << width << " K=" << k;
+        EXPECT_GT(t.spec.drafted, 0);
+      }
+    }
+    // Width 1: the chain MtpDrafter drafts, as a tree.
+    ThreadPool pool(1);
+    auto cache = f.target->NewCache(64);
+    ForwardOutput out;
+    ASSERT_TRUE(f.target->Forward({.ids = prompt, .cache = cache.get()}, pool, &out).ok());
+    const int H = f.target->config().hidden_size;
+    DraftRequest req;
+    req.token = 5;
+    req.hidden = std::span<const float>(out.hidden).last(static_cast<size_t>(H));
+    req.pos = static_cast<int>(prompt.size());
+    req.cache = cache.get();
+    req.max_tokens = 6;
+    MtpDrafter chain(*f.assistant);
+    MtpTreeDrafter one(*f.assistant, {.width = 1});
+    const Draft c = chain.Propose(req, pool), t = one.Propose(req, pool);
+    EXPECT_EQ(t.tokens, c.tokens);
+    EXPECT_EQ(t.parents, (std::vector<int>{-1, 0, 1, 2, 3, 4}));
+    // Width 3: at most max_tokens distinct-sibling nodes, parents first.
+    MtpTreeDrafter three(*f.assistant, {.width = 3});
+    const Draft w = three.Propose(req, pool);
+    EXPECT_EQ(w.tokens.size(), 6u);
+    for (size_t i = 0; i < w.tokens.size(); ++i) {
+      EXPECT_LT(w.parents[i], static_cast<int>(i));
+      for (size_t j = 0; j < i; ++j) {
+        EXPECT_FALSE(w.parents[j] == w.parents[i] && w.tokens[j] == w.tokens[i]) << i;
+      }
+    }
+    EXPECT_EQ(w.tokens[0], c.tokens[0]);  // the assistant's first choice ranks first
+    EXPECT_GT(std::count(w.parents.begin(), w.parents.end(), -1), 1);  // and has siblings
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, TreeEqualsPlain,
+                         ::testing::Values("e2b-tiny", "26b-a4b-tiny", "31b-tiny"),
+                         [](const auto& i) {
+                           std::string n = i.param;
+                           for (char& ch : n)
+                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return n;
+                         });
+
+TEST(Tree, ASeededSampledSequenceGetsTheSameTokensAloneAndBatched) {
+  test::LoadedPair f = test::LoadPair("e2b-tiny", true);
+  const std::vector<std::vector<int>> prompts = {
+      {2, 461, 364, 446, 461, 364}, {2, 17, 33, 17, 33}, {2, 91, 250, 13, 91}};
+  const auto run = [&](std::span<const std::vector<int>> batch) {
+    ThreadPool pool(2);
+    MtpTreeDrafter tree(*f.assistant, {.width = 2});
+    BatchEngine engine(*f.target, &tree, pool, {.max_running = 4, .context = 256});
+    std::vector<std::vector<int>> out(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      SeqOptions o;
+      o.base.max_new_tokens = 50;
+      o.base.sampling = {.temperature = 1.0f,
+                         .top_k = 8,
+                         .top_p = 1.0f,
+                         .min_p = 0.0f,
+                         .seed = static_cast<uint64_t>(5 + batch[i][1])};
+      o.draft_max = 4;
+      EXPECT_TRUE(engine
+                      .Add(batch[i], o, nullptr,
+                           [&out, i](const SpecResult& r, const Status&) { out[i] = r.gen.ids; })
+                      .ok());
+    }
+    while (!engine.idle()) engine.Step();
+    return out;
+  };
+  const std::vector<std::vector<int>> together = run(prompts);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(run({&prompts[i], 1})[0], together[i]) << "prompt " << i;
+    EXPECT_EQ(together[i].size(), 50u);
+  }
+}
+
+// Two candidates from the target's own sampling support per round: two siblings, or a chain of
+// two, chosen at random. The verifier must keep the target's law whichever candidate it takes.
+class SupportTreeDrafter : public Drafter {
+ public:
+  explicit SupportTreeDrafter(Gemma4Model& target) : target_(target) {}
+  Draft Propose(const DraftRequest& r, ThreadPool& pool) override {
+    std::vector<int> ids(r.history.begin(), r.history.end());
+    const auto pick = [&](const std::vector<int>& h, int avoid) {
+      const TokenDistribution& s = Support(h, *r.sampling, pool);
+      int t =
+          s.probs[static_cast<size_t>(r.rng->Uniform() * s.probs.size()) % s.probs.size()].first;
+      if (t == avoid && s.probs.size() > 1) t = s.probs[s.probs[0].first == t ? 1 : 0].first;
+      return t;
+    };
+    Draft d;
+    d.tokens.push_back(pick(ids, -1));
+    d.parents.push_back(-1);
+    if (r.max_tokens < 2) return d;
+    if (r.rng->Uniform() < 0.5) {
+      d.tokens.push_back(pick(ids, d.tokens[0]));  // a sibling
+      d.parents.push_back(d.tokens[1] == d.tokens[0] ? 0 : -1);
+    } else {
+      ids.push_back(d.tokens[0]);
+      d.tokens.push_back(pick(ids, -1));  // a child
+      d.parents.push_back(0);
+    }
+    return d;
+  }
+
+ private:
+  const TokenDistribution& Support(const std::vector<int>& ids, const SamplingParams& sp,
+                                   ThreadPool& pool) {
+    auto [it, fresh] = support_.try_emplace(ids);
+    if (fresh) {
+      const int vocab = target_.config().vocab_size;
+      auto cache = target_.NewCache(static_cast<int>(ids.size()) + 1);
+      ForwardOutput out;
+      EXPECT_TRUE(target_.Forward({.ids = ids, .cache = cache.get()}, pool, &out).ok());
+      it->second =
+          TokenWeights(sp, out.logits.data() + out.logits.size() - vocab, vocab).ToDistribution();
+    }
+    return it->second;
+  }
+  Gemma4Model& target_;
+  std::map<std::vector<int>, TokenDistribution> support_;
+};
+
+TEST(Tree, SampledOutputHasTheTargetDistribution) {
+  test::LoadedPair f = test::LoadPair("e2b-tiny", true);
+  const SamplingParams sp{.temperature = 1.0f, .top_k = 4};
+  SupportTreeDrafter drafter(*f.target);
+  const std::vector<int> prompt = {2, 461, 364, 446, 450};
+  const int runs = test::LawRuns(1500);
+  const test::SampledLaw law = test::CheckSampledLaw(*f.target, drafter, prompt, sp, runs, 91);
+  EXPECT_EQ(law.outside_support, 0);
+  if (test::kJudgeLaw) {
+    EXPECT_LT(law.chi2, law.Bound()) << "dof " << law.dof;
+  }
+  EXPECT_GE(law.drafted, runs);
+  EXPECT_GT(law.accepted, runs / 4);  // the candidates come from the support: often one is taken
 }
 
 }  // namespace

@@ -36,6 +36,7 @@ struct BatchEngine::Seq {
   // This round's rows.
   int first_row = 0;
   std::vector<int> rows;
+  std::vector<int> row_parents;  // a tree draft's rows: -1 for x, then each draft's parent row
   Draft draft;
 
   bool in_prefill() const { return prefilled < prompt.size(); }
@@ -176,6 +177,7 @@ void BatchEngine::Step() {
 
   for (auto& s : running_) {
     s->rows.clear();
+    s->row_parents.clear();
     s->draft = Draft{};
   }
   PlanPrefill();
@@ -189,6 +191,10 @@ void BatchEngine::Step() {
     if (!s.in_prefill()) {
       s.rows.assign(1, s.x);
       s.rows.insert(s.rows.end(), s.draft.tokens.begin(), s.draft.tokens.end());
+      if (!s.draft.parents.empty()) {
+        s.row_parents.assign(1, -1);
+        for (int p : s.draft.parents) s.row_parents.push_back(p + 1);
+      }
     }
     batch.push_back(&s);
   }
@@ -308,7 +314,8 @@ Status BatchEngine::Forward(std::span<Seq* const> seqs) {
     // prompt.
     int logit_rows = static_cast<int>(s->rows.size());
     if (s->in_prefill()) logit_rows = s->prefilled + s->rows.size() == s->prompt.size() ? 1 : 0;
-    batch.push_back({.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows, .parents = {}});
+    batch.push_back(
+        {.ids = s->rows, .cache = s->cache, .logit_rows = logit_rows, .parents = s->row_parents});
   }
   const double t0 = NowSeconds();
   Status st = target_.ForwardBatch(batch, pool_, *scratch_, &out_);
@@ -380,53 +387,67 @@ void BatchEngine::Settle(Seq& s, size_t index) {
   if (s.done) Finish(s);
 }
 
-// Accepts a prefix of the drafts, rolls the cache back past the rejected ones and emits the
-// accepted tokens and the target's own next token.
+// Accepts a prefix of the drafts (or a path of a draft tree), keeps only its rows in the cache and
+// emits the accepted tokens and the target's own next token.
 void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden) {
   const int V = target_.config().vocab_size;
   const size_t H = static_cast<size_t>(target_.config().hidden_size);
   const Draft& d = s.draft;
   const int K = static_cast<int>(d.tokens.size());
-  const VerifyOutcome v = s.opt.base.sampling.greedy()
-                              ? VerifyGreedy(logits, V, d.tokens)
-                              : VerifyRejection(logits, V, d.tokens, d.q, *s.sampler);
+  std::vector<int> path;  // accepted drafts, root first
+  int next_token = 0;
+  if (!d.parents.empty()) {
+    TreeOutcome t = VerifyTree(logits, V, d.tokens, d.parents, *s.sampler);
+    path = std::move(t.path);
+    next_token = t.next_token;
+  } else {
+    const VerifyOutcome v = s.opt.base.sampling.greedy()
+                                ? VerifyGreedy(logits, V, d.tokens)
+                                : VerifyRejection(logits, V, d.tokens, d.q, *s.sampler);
+    for (int i = 0; i < v.accepted; ++i) path.push_back(i);
+    next_token = v.next_token;
+  }
+  const int accepted = static_cast<int>(path.size());
   if (K > 0) {
-    s.res.spec.Record(K, v.accepted);
-    counters_.Record(K, v.accepted);
+    s.res.spec.Record(K, accepted);
+    counters_.Record(K, accepted);
     if (d.source == DraftSource::kLookup) {
-      s.res.spec.RecordLookup(K, v.accepted);
-      counters_.RecordLookup(K, v.accepted);
+      s.res.spec.RecordLookup(K, accepted);
+      counters_.RecordLookup(K, accepted);
     }
-    if (s.opt.policy && !d.own_length) s.opt.policy->Observe(K, v.accepted);
-    s.drafter(drafter_)->Observe(s.id, d, v.accepted);
+    if (s.opt.policy && !d.own_length) s.opt.policy->Observe(K, accepted);
+    s.drafter(drafter_)->Observe(s.id, d, accepted);
     if (s.opt.trace) {
-      *s.opt.trace << nlohmann::ordered_json{{"pos", s.P},
-                                             {"drafted", d.tokens},
-                                             {"accepted", v.accepted},
-                                             {"bonus", v.next_token}}
-                          .dump()
-                   << "\n";
+      nlohmann::ordered_json line{{"pos", s.P}, {"drafted", d.tokens}};
+      if (!d.parents.empty()) line["parents"] = d.parents;
+      line["accepted"] = accepted;
+      if (!d.parents.empty()) line["path"] = path;
+      line["bonus"] = next_token;
+      *s.opt.trace << line.dump() << "\n";
     }
   }
   // A stop id or the token budget may end the sequence inside the accepted drafts.
   int emitted = 0;
   bool live = true;
-  while (live && emitted < v.accepted)
-    live = s.Emit(d.tokens[static_cast<size_t>(emitted++)], TokenOrigin::kDraft);
+  while (live && emitted < accepted)
+    live = s.Emit(d.tokens[static_cast<size_t>(path[static_cast<size_t>(emitted++)])],
+                  TokenOrigin::kDraft);
   // Keep x_P and the drafts the sequence goes on from; drop the rest from every cache layer. A
   // finished sequence keeps no row for its last token, as plain decoding never feeds it: its cache
   // is what a prompt cache entry or a caller's borrowed cache should hold.
-  const int keep = s.P + (live ? v.accepted + 1 : emitted);
-  if (Status st = s.cache->Truncate(keep); !st.ok()) {
+  std::vector<int> rows = {0};  // the kept rows of this pass, x_P first
+  for (int i : path) rows.push_back(i + 1);
+  rows.resize(static_cast<size_t>(live ? accepted + 1 : emitted));
+  if (Status st = s.cache->KeepPath(s.P, rows); !st.ok()) {
     s.error = st.WithContext("KV cache rollback");
     s.done = true;
     return;
   }
   if (!live) return;
-  s.h.assign(hidden + static_cast<size_t>(v.accepted) * H,
-             hidden + static_cast<size_t>(v.accepted + 1) * H);
-  s.P += v.accepted + 1;
-  s.x = v.next_token;
+  const size_t last = static_cast<size_t>(rows.back());
+  s.h.assign(hidden + last * H, hidden + (last + 1) * H);
+  s.P += accepted + 1;
+  s.x = next_token;
   live = s.Emit(s.x, TokenOrigin::kTarget);
   if (live && s.P >= s.cache->context()) {
     s.res.gen.stop = StopReason::kContext;

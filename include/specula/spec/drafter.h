@@ -19,7 +19,7 @@ struct DraftRequest {
   std::span<const float> hidden;   // [H] target post-final-norm hidden of position pos-1
   int pos = 0;                     // P = number of committed target positions
   const KvCache* cache = nullptr;  // the target's cache (positions 0 .. P-1)
-  int max_tokens = 0;              // K
+  int max_tokens = 0;              // K: the chain's length, or a tree's number of nodes
   std::span<const int> stop_ids;   // drafting ends after proposing one of these
   float min_confidence = 0.0f;  // stop before a token the drafter gives less probability than this
   const SamplingParams* sampling = nullptr;  // greedy: argmax drafts; otherwise sampled from q
@@ -37,6 +37,10 @@ struct Draft {
   // Per token, the exact distribution it was sampled from (processed like the target's). Empty when
   // drafting greedily: the verifier then treats each draft as a point mass.
   std::vector<TokenDistribution> q;
+  // Empty: a chain (token i follows token i - 1). Otherwise a token tree: token i follows token
+  // parents[i] (< i; -1: the pending token), siblings distinct; the target verifies every node in
+  // one pass (VerifyTree). Tree tokens are point masses: `q` stays empty.
+  std::vector<int> parents;
   DraftSource source = DraftSource::kModel;
   // The drafter chose this draft's length itself (a hybrid's lookup draft): the draft policy,
   // which sets the length of the drafter's own chains, does not learn from it.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <span>
+#include <vector>
 
 #include "specula/runtime/sampler.h"
 
@@ -25,5 +26,19 @@ VerifyOutcome VerifyGreedy(const float* logits, int vocab, std::span<const int> 
 // point masses). Sums in double; each row costs one pass over its logits and lookups.
 VerifyOutcome VerifyRejection(const float* logits, int vocab, std::span<const int> draft,
                               std::span<const TokenDistribution> q, Sampler& sampler);
+
+// A token tree: draft i follows draft parents[i] (-1: x_P), parents[i] < i; logit row 0 belongs to
+// x_P and row i + 1 to draft i. The walk starts at x_P: it takes the target's token for the
+// current node's row (argmax when greedy, else a draw from `sampler`'s processed distribution) and
+// moves to the first child drafting that token, until no child does; that token is next_token.
+// Every emitted token is the target's own choice for its row, so the output is plain decoding's
+// (greedy) or has its distribution (sampling): recursive rejection sampling over siblings that are
+// point masses reduces to this.
+struct TreeOutcome {
+  std::vector<int> path;  // the accepted drafts' indices, root first
+  int next_token = 0;
+};
+TreeOutcome VerifyTree(const float* logits, int vocab, std::span<const int> tokens,
+                       std::span<const int> parents, Sampler& sampler);
 
 }  // namespace specula

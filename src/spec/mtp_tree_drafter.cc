@@ -1,0 +1,138 @@
+#include "specula/spec/mtp_tree_drafter.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "specula/runtime/generate.h"
+
+namespace specula {
+namespace {
+
+struct Node {
+  int token = 0;
+  int parent = -1;       // index of the parent node; -1: the pending token
+  double score = 1.0;    // the drafter's probability of the path ending here
+  std::vector<float> h;  // [H_b] what a step from this node consumes (its drafting step's h_out)
+};
+
+// The `width` most probable next tokens of one step's head (ties: lower index), as (token id,
+// probability at temperature 1; centroid head: among its candidates).
+std::vector<std::pair<int, double>> TopChoices(const DraftStepOutput& step, int width) {
+  const std::vector<float>& l = step.logits;
+  std::vector<int> best;  // indices, best first
+  for (int i = 0; i < static_cast<int>(l.size()); ++i) {
+    if (static_cast<int>(best.size()) == width &&
+        !(l[static_cast<size_t>(i)] > l[static_cast<size_t>(best.back())]))
+      continue;
+    auto at = std::find_if(best.begin(), best.end(), [&](int j) {
+      return l[static_cast<size_t>(i)] > l[static_cast<size_t>(j)];
+    });
+    best.insert(at, i);
+    if (static_cast<int>(best.size()) > width) best.pop_back();
+  }
+  std::vector<std::pair<int, double>> out;
+  if (best.empty()) return out;
+  const float mx = l[static_cast<size_t>(best[0])];
+  double sum = 0.0;
+  for (float x : l) sum += std::exp(static_cast<double>(x - mx));
+  for (int i : best) {
+    const int id = step.candidates.empty() ? i : step.candidates[static_cast<size_t>(i)];
+    out.emplace_back(id, std::exp(static_cast<double>(l[static_cast<size_t>(i)] - mx)) / sum);
+  }
+  return out;
+}
+
+// Node i's rank in the final choice: how many nodes come before it (higher score, or the same score
+// and created earlier). A child ranks after its parent, so a node ranked max_tokens - 1 or later
+// has no child worth drafting.
+int Rank(const std::vector<Node>& nodes, size_t i) {
+  int r = 0;
+  for (size_t j = 0; j < nodes.size(); ++j) {
+    r += nodes[j].score > nodes[i].score || (nodes[j].score == nodes[i].score && j < i);
+  }
+  return r;
+}
+
+}  // namespace
+
+Status TreeOptions::Validate() const {
+  if (width < 1 || width > 8)
+    return Error("tree width: " + std::to_string(width) + " is outside [1, 8]");
+  return OkStatus();
+}
+
+Draft MtpTreeDrafter::Propose(const DraftRequest& req, ThreadPool& pool) {
+  return std::move(ProposeBatch(std::span<const DraftRequest>(&req, 1), pool).value()[0]);
+}
+
+Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftRequest> reqs,
+                                                        ThreadPool& pool) {
+  const size_t B = reqs.size();
+  std::vector<std::vector<Node>> nodes(B);
+  std::vector<std::vector<int>> open(B);  // nodes to step at this depth (-1: the pending token)
+  for (size_t b = 0; b < B; ++b) {
+    if (reqs[b].max_tokens > 0) open[b].push_back(-1);
+  }
+  std::vector<Gemma4Assistant::StepArgs> args;
+  std::vector<std::pair<size_t, int>> stepped;  // (request, node) per step row
+  for (;;) {
+    args.clear();
+    stepped.clear();
+    for (size_t b = 0; b < B; ++b) {
+      for (int n : open[b]) {
+        const bool root = n < 0;
+        const Node* node = root ? nullptr : &nodes[b][static_cast<size_t>(n)];
+        args.push_back({.token = root ? reqs[b].token : node->token,
+                        .h_in = root ? reqs[b].hidden.data() : node->h.data(),
+                        .pos = reqs[b].pos,
+                        .cache = reqs[b].cache});
+        stepped.emplace_back(b, n);
+      }
+    }
+    if (args.empty()) break;
+    steps_.resize(args.size());
+    std::vector<DraftStepOutput*> outs;
+    for (DraftStepOutput& s : steps_) outs.push_back(&s);
+    // One assistant forward for every open node of every sequence.
+    assistant_.StepBatch(args, pool, *scratch_, std::span(outs.data(), args.size()));
+    std::vector<std::vector<int>> fresh(B);
+    for (size_t i = 0; i < stepped.size(); ++i) {
+      const auto [b, n] = stepped[i];
+      const double score = n < 0 ? 1.0 : nodes[b][static_cast<size_t>(n)].score;
+      for (const auto& [token, p] : TopChoices(steps_[i], options_.width)) {
+        fresh[b].push_back(static_cast<int>(nodes[b].size()));
+        nodes[b].push_back({.token = token, .parent = n, .score = score * p, .h = steps_[i].h_out});
+      }
+    }
+    for (size_t b = 0; b < B; ++b) {
+      // Next: the `width` best new nodes that may still have a child among the chosen ones.
+      std::vector<int>& f = fresh[b];
+      std::stable_sort(f.begin(), f.end(), [&](int x, int y) {
+        return nodes[b][static_cast<size_t>(x)].score > nodes[b][static_cast<size_t>(y)].score;
+      });
+      open[b].clear();
+      for (int n : f) {
+        if (static_cast<int>(open[b].size()) == options_.width) break;
+        if (IsStop(reqs[b].stop_ids, nodes[b][static_cast<size_t>(n)].token)) continue;
+        if (Rank(nodes[b], static_cast<size_t>(n)) < reqs[b].max_tokens - 1) open[b].push_back(n);
+      }
+    }
+  }
+  // Each tree: its max_tokens best nodes, in creation order (a parent before its children).
+  std::vector<Draft> drafts(B);
+  for (size_t b = 0; b < B; ++b) {
+    Draft& d = drafts[b];
+    d.own_length = true;
+    std::vector<int> index(nodes[b].size(), -1);
+    for (size_t i = 0; i < nodes[b].size(); ++i) {
+      if (Rank(nodes[b], i) >= reqs[b].max_tokens) continue;
+      const Node& n = nodes[b][i];
+      index[i] = static_cast<int>(d.tokens.size());
+      d.tokens.push_back(n.token);
+      d.parents.push_back(n.parent < 0 ? -1 : index[static_cast<size_t>(n.parent)]);
+    }
+  }
+  return drafts;
+}
+
+}  // namespace specula
