@@ -90,10 +90,10 @@ class FixedDrafter : public Drafter {
         tokens_.begin() + std::min<long>(r.max_tokens, static_cast<long>(tokens_.size())));
     return d;
   }
-  void Observe(int, const Draft& d, int accepted) override {
+  void Observe(int, const Draft& d, std::span<const int> path) override {
     ++observed;
     EXPECT_EQ(d.source, DraftSource::kModel);
-    EXPECT_LE(accepted, static_cast<int>(d.tokens.size()));
+    EXPECT_LE(path.size(), d.tokens.size());
   }
   int calls = 0, observed = 0;
 
@@ -105,6 +105,7 @@ TEST(Hybrid, TakesTheLookupWhileItPaysAndTheModelWhenItFails) {
   ThreadPool pool(1);
   FixedDrafter model({40, 41, 42});
   HybridOptions o;
+  o.tree = false;  // one source per round (the tree choice: HybridTreeTest)
   HybridDrafter hybrid(model, o);
   const std::vector<int> history = {1, 2, 3, 4, 5, 1, 2, 3};  // "1 2 3" recurs: lookup has 4 5 1
   // A request at sequence `seq` over `h` (no target state: neither drafter here reads it).
@@ -125,7 +126,8 @@ TEST(Hybrid, TakesTheLookupWhileItPaysAndTheModelWhenItFails) {
   // Rejected again and again, it gives way to the model, which is accepted.
   for (int round = 0; round < 6; ++round) {
     d = hybrid.Propose(req, pool);
-    hybrid.Observe(0, d, d.source == DraftSource::kLookup ? 0 : 3);
+    const std::vector<int> all = {0, 1, 2};
+    hybrid.Observe(0, d, std::span(all).first(d.source == DraftSource::kLookup ? 0 : 3));
   }
   EXPECT_EQ(hybrid.Propose(req, pool).source, DraftSource::kModel);
   EXPECT_GT(model.calls, 0);
@@ -218,13 +220,18 @@ TEST_P(LookupEqualsPlain, GreedyForLookupAndHybridAtEveryK) {
     ASSERT_EQ(h.gen.ids, plain.gen.ids) << "hybrid, K=" << k;
     EXPECT_GT(h.spec.lookup_drafted, 0) << k;
     EXPECT_LT(h.spec.lookup_drafted, h.spec.drafted) << "the model never drafted, K=" << k;
+    if (k > 1) {
+      EXPECT_GT(h.spec.tree_rounds, 0) << "no tree of both sources, K=" << k;
+    }
   }
 }
 
 TEST(Hybrid, ABatchGetsEachSequenceItsOwnSourceAndTokens) {
   ThreadPool pool(1);
   FixedDrafter model({40, 41, 42});
-  HybridDrafter hybrid(model, HybridOptions{});
+  HybridOptions o;
+  o.tree = false;
+  HybridDrafter hybrid(model, o);
   const std::vector<int> repeats = {1, 2, 3, 4, 5, 1, 2, 3};  // lookup: 4 5 1
   const std::vector<int> fresh = {7, 8, 9, 10};               // no match: the model
   const std::vector<int> other = {6, 7, 6, 7};                // lookup: 6 7 6
@@ -249,11 +256,68 @@ TEST(Hybrid, ABatchGetsEachSequenceItsOwnSourceAndTokens) {
   EXPECT_EQ(model.calls, 1);  // one model call, for the sequence the lookup could not serve
 }
 
+TEST(Hybrid, MergeChainsSharesThePrefixOnceAndBranchesWhereTheyDiffer) {
+  Draft a, b;
+  a.tokens = {4, 5, 1};
+  a.source = DraftSource::kLookup;
+  b.tokens = {4, 9, 8};
+  std::vector<uint8_t> member;
+  Draft t = MergeChains(a, b, &member);
+  EXPECT_EQ(t.tokens, (std::vector<int>{4, 5, 1, 9, 8}));
+  EXPECT_EQ(t.parents, (std::vector<int>{-1, 0, 1, 0, 3}));
+  EXPECT_EQ(member, (std::vector<uint8_t>{3, 1, 1, 2, 2}));
+  EXPECT_EQ(t.sources[0], DraftSource::kLookup);
+  EXPECT_EQ(t.sources[3], DraftSource::kModel);
+  b.tokens = {7};  // no shared prefix: a sibling of the first node
+  t = MergeChains(a, b, &member);
+  EXPECT_EQ(t.parents, (std::vector<int>{-1, 0, 1, -1}));
+  b.tokens = {4, 5};  // all shared: no branch
+  t = MergeChains(a, b, &member);
+  EXPECT_EQ(t.tokens, a.tokens);
+  EXPECT_EQ(member, (std::vector<uint8_t>{3, 3, 1}));
+}
+
+// Both sources untried: the tree of both pays (either may be right). A branch that keeps failing
+// is then dropped, whichever it is.
+TEST(Hybrid, TreeOfBothUntilOneSourceKeepsFailing) {
+  ThreadPool pool(1);
+  const std::vector<int> history = {1, 2, 3, 4, 5, 1, 2, 3};  // lookup: 4 5 1 ...
+  DraftRequest req;
+  req.token = 3;
+  req.pos = 7;
+  req.max_tokens = 4;
+  req.history = history;
+  for (const bool lookup_right : {true, false}) {
+    FixedDrafter model({40, 41, 42, 43});
+    HybridDrafter hybrid(model, HybridOptions{});
+    Draft d = hybrid.Propose(req, pool);
+    ASSERT_FALSE(d.parents.empty()) << "a tree of both first";
+    EXPECT_EQ(d.tokens[0], 4);
+    EXPECT_NE(std::find(d.tokens.begin(), d.tokens.end(), 40), d.tokens.end());
+    for (int round = 0; round < 12; ++round) {
+      d = hybrid.Propose(req, pool);
+      // The path: the right source's nodes, as far as they go.
+      std::vector<int> path;
+      const DraftSource right = lookup_right ? DraftSource::kLookup : DraftSource::kModel;
+      for (size_t i = 0; i < d.tokens.size(); ++i) {
+        const DraftSource s = d.sources.empty() ? d.source : d.sources[i];
+        if (s == right) path.push_back(static_cast<int>(i));
+      }
+      hybrid.Observe(0, d, path);
+    }
+    d = hybrid.Propose(req, pool);
+    EXPECT_TRUE(d.parents.empty()) << "lookup right: " << lookup_right;
+    EXPECT_EQ(d.source, lookup_right ? DraftSource::kLookup : DraftSource::kModel);
+  }
+}
+
 // Counts what the engine tells a drafter about each sequence.
 class CountingDrafter : public NgramDrafter {
  public:
   CountingDrafter() : NgramDrafter({.min_n = 1, .max_n = 3}) {}
-  void Observe(int seq, const Draft&, int) override { EXPECT_EQ(released.count(seq), 0u); }
+  void Observe(int seq, const Draft&, std::span<const int>) override {
+    EXPECT_EQ(released.count(seq), 0u);
+  }
   void Release(int seq) override { EXPECT_TRUE(released.insert(seq).second) << seq; }
   std::set<int> released;
 };

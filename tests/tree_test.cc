@@ -206,7 +206,9 @@ class OracleTreeDrafter : public Drafter {
     expected_ += placed;
     return d;
   }
-  void Observe(int, const Draft&, int accepted) override { accepted_ += accepted; }
+  void Observe(int, const Draft&, std::span<const int> path) override {
+    accepted_ += static_cast<long>(path.size());
+  }
   long expected_ = 0, accepted_ = 0;
 
  private:
@@ -247,6 +249,7 @@ TEST_P(TreeEqualsPlain, GreedyWithOracleTreesAtManySizes) {
     EXPECT_EQ(oracle.accepted_, oracle.expected_) << "K=" << k;
     EXPECT_EQ(t.spec.accepted, oracle.accepted_) << "K=" << k;
     EXPECT_GT(t.spec.accepted, 0) << "K=" << k;
+    EXPECT_EQ(t.spec.tree_rounds, t.spec.draft_rounds) << "K=" << k;
     EXPECT_LT(t.spec.target_forwards, 150) << "K=" << k;
   }
 }

@@ -206,7 +206,9 @@ Result<BatchRuns> MeasureBatch(const BenchSetup& b, int B) {
   if (!ref.ok()) return ref.status();
   ReplayDrafter replay({}, b.target.config().vocab_size);
   SetReplay(replay, prompts, *ref);
-  const Drafters drafters = MakeDrafters(b.f.drafter, b.assistant, DrafterFlags{});
+  DrafterFlags flags;
+  flags.tree_width = b.f.tree_width;
+  const Drafters drafters = MakeDrafters(b.f.drafter, b.assistant, flags);
   Drafter* d = b.f.drafter == "replay" ? &replay : drafters.get();
   BatchRuns runs;
   runs.batch = B;

@@ -64,9 +64,13 @@ Result<Sweep> CheckFlags(const BenchFlags& f) {
   if (f.extrapolate_layers < 0 || f.extrapolate_layers > 1000)
     return Error("--extrapolate-layers: must be in [0, 1000]");
   if (f.drafter != "model" && f.drafter != "replay" && f.drafter != "lookup" &&
-      f.drafter != "hybrid")
-    return Error("--drafter: expected model, replay, lookup or hybrid (got '" + f.drafter + "')");
-  if ((f.drafter == "model" || f.drafter == "hybrid") && f.draft.empty()) {
+      f.drafter != "hybrid" && f.drafter != "tree") {
+    return Error("--drafter: expected model, replay, lookup, hybrid or tree (got '" + f.drafter +
+                 "')");
+  }
+  if (Status s = TreeOptions{.width = f.tree_width}.Validate(); !s.ok())
+    return s.WithContext("--tree-width");
+  if (f.drafter != "replay" && f.drafter != "lookup" && f.draft.empty()) {
     return Error("--drafter " + f.drafter +
                  ": needs -md/--draft DIR (or use --drafter replay or lookup)");
   }
@@ -181,7 +185,9 @@ Status RunSpecRep(const BenchSetup& b, size_t i, Runs& runs) {
   const int k = b.ks[i];
   auto cache = b.target.NewCache(b.context, MaxK(b) + 1);
   std::optional<ReplayDrafter> replay;
-  const Drafters drafters = MakeDrafters(b.f.drafter, b.assistant, DrafterFlags{});
+  DrafterFlags flags;
+  flags.tree_width = b.f.tree_width;
+  const Drafters drafters = MakeDrafters(b.f.drafter, b.assistant, flags);
   Drafter* d = drafters.get();
   if (b.f.drafter == "replay") d = &replay.emplace(runs.sequence, b.target.config().vocab_size);
   Result<std::unique_ptr<DraftPolicy>> policy = MakeDraftPolicy(b.f.policy, k);
@@ -520,7 +526,10 @@ Runner AddBench(CLI::App& app) {
   c->add_option("--draft", f->draft, "MTP assistant directory (also -md)");
   c->add_option("--drafter", f->drafter,
                 "model (the assistant) | replay (replays the plain output: the 100% ceiling) | "
-                "lookup (prompt lookup) | hybrid (lookup or the assistant, per round)");
+                "lookup (prompt lookup) | hybrid (lookup or the assistant, per round) | tree (the "
+                "assistant's token tree; --draft-max is its number of nodes)");
+  c->add_option("--tree-width", f->tree_width,
+                "--drafter tree: choices per step and nodes expanded per depth (default 2)");
   c->add_option("--draft-max", f->draft_max,
                 "comma-separated draft lengths to sweep (default 1,2,3,4)");
   c->add_option("--draft-policy", f->policy, "fixed | adaptive | auto");

@@ -344,16 +344,22 @@ void PrintResult(const Setup& s, const std::vector<int>& prompt, const Decoded& 
     o["accepted_per_position"] = spec.accepted_per_position;
     o["lookup_drafted"] = spec.lookup_drafted;
     o["lookup_accepted"] = spec.lookup_accepted;
+    o["tree_rounds"] = spec.tree_rounds;
   }
   std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
             << std::endl;
 }
 
-// ", of which prompt lookup a/b" when lookup drafted anything.
+// ", of which prompt lookup a/b" when lookup drafted anything, ", t token trees" when trees were
+// verified.
 std::string LookupShare(const SpecStats& spec) {
-  if (spec.lookup_drafted == 0) return "";
-  return ", of which prompt lookup " + std::to_string(spec.lookup_accepted) + "/" +
-         std::to_string(spec.lookup_drafted);
+  std::string s;
+  if (spec.lookup_drafted > 0) {
+    s = ", of which prompt lookup " + std::to_string(spec.lookup_accepted) + "/" +
+        std::to_string(spec.lookup_drafted);
+  }
+  if (spec.tree_rounds > 0) s += ", " + std::to_string(spec.tree_rounds) + " token trees";
+  return s;
 }
 
 void PrintTimings(const Setup& s, const Decoded& d) {

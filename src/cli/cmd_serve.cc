@@ -88,10 +88,11 @@ struct Loaded {
   GenerationConfig generation;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Gemma4Assistant> assistant;
-  // The drafters requests may name: lookup always, model and hybrid with an assistant.
+  // The drafters requests may name: lookup always, model, hybrid and tree with an assistant.
   std::unique_ptr<MtpDrafter> model_drafter;
   std::unique_ptr<NgramDrafter> lookup_drafter;
   std::unique_ptr<HybridDrafter> hybrid_drafter;
+  std::unique_ptr<MtpTreeDrafter> tree_drafter;
   std::map<std::string, Drafter*> drafters;
   Drafter* default_drafter = nullptr;  // --drafter (model with -md); null: plain by default
 };
@@ -118,6 +119,9 @@ Result<Loaded> Load(const ServeFlags& f) {
     l.hybrid_drafter = std::make_unique<HybridDrafter>(*l.model_drafter, hybrid);
     l.drafters["model"] = l.model_drafter.get();
     l.drafters["hybrid"] = l.hybrid_drafter.get();
+    l.tree_drafter =
+        std::make_unique<MtpTreeDrafter>(*l.assistant, TreeOptions{.width = f.drafter.tree_width});
+    l.drafters["tree"] = l.tree_drafter.get();
   }
   if (!kind->empty()) l.default_drafter = l.drafters.at(*kind);
   return l;

@@ -329,7 +329,8 @@ Json SpeculativeBlock(bool enabled, int draft_max, const SpecStats& s) {
               {"mean_tokens_per_round", s.mean_tokens_per_round()},
               {"accepted_per_position", s.accepted_per_position},
               {"lookup_drafted", s.lookup_drafted},
-              {"lookup_accepted", s.lookup_accepted}};
+              {"lookup_accepted", s.lookup_accepted},
+              {"tree_rounds", s.tree_rounds}};
 }
 
 namespace {

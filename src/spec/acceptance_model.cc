@@ -28,12 +28,16 @@ void AcceptanceModel::Observe(int drafted, int accepted) {
 }
 
 double AcceptanceModel::ExpectedTokens(int k) const {
-  double tokens = 1.0, reach = 1.0;
-  for (int i = 0; i < k && i < static_cast<int>(reached_.size()); ++i) {
-    reach *= (accepted_[static_cast<size_t>(i)] + 1.0) / (reached_[static_cast<size_t>(i)] + 2.0);
-    tokens += reach;
-  }
+  double tokens = 1.0;
+  for (int i = 1; i <= k && i <= static_cast<int>(reached_.size()); ++i) tokens += Reach(i);
   return tokens;
+}
+
+double AcceptanceModel::Reach(int i) const {
+  double reach = 1.0;
+  for (int j = 0; j < i && j < static_cast<int>(reached_.size()); ++j)
+    reach *= (accepted_[static_cast<size_t>(j)] + 1.0) / (reached_[static_cast<size_t>(j)] + 2.0);
+  return reach;
 }
 
 int AcceptanceModel::Known() const {

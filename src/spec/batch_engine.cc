@@ -409,14 +409,33 @@ void BatchEngine::SettleVerify(Seq& s, const float* logits, const float* hidden)
   }
   const int accepted = static_cast<int>(path.size());
   if (K > 0) {
-    s.res.spec.Record(K, accepted);
-    counters_.Record(K, accepted);
-    if (d.source == DraftSource::kLookup) {
-      s.res.spec.RecordLookup(K, accepted);
-      counters_.RecordLookup(K, accepted);
+    if (d.parents.empty()) {
+      s.res.spec.Record(K, accepted);
+      counters_.Record(K, accepted);
+    } else {
+      std::vector<int> depth(static_cast<size_t>(K));
+      int deepest = 0;
+      for (int i = 0; i < K; ++i) {
+        const int p = d.parents[static_cast<size_t>(i)];
+        depth[static_cast<size_t>(i)] = p < 0 ? 1 : depth[static_cast<size_t>(p)] + 1;
+        deepest = std::max(deepest, depth[static_cast<size_t>(i)]);
+      }
+      s.res.spec.RecordTree(K, deepest, accepted);
+      counters_.RecordTree(K, deepest, accepted);
+    }
+    const auto from_lookup = [&](int i) {
+      return (d.sources.empty() ? d.source : d.sources[static_cast<size_t>(i)]) ==
+             DraftSource::kLookup;
+    };
+    int lookup_drafted = 0, lookup_accepted = 0;
+    for (int i = 0; i < K; ++i) lookup_drafted += from_lookup(i);
+    for (int i : path) lookup_accepted += from_lookup(i);
+    if (lookup_drafted > 0) {
+      s.res.spec.RecordLookup(lookup_drafted, lookup_accepted);
+      counters_.RecordLookup(lookup_drafted, lookup_accepted);
     }
     if (s.opt.policy && !d.own_length) s.opt.policy->Observe(K, accepted);
-    s.drafter(drafter_)->Observe(s.id, d, accepted);
+    s.drafter(drafter_)->Observe(s.id, d, path);
     if (s.opt.trace) {
       nlohmann::ordered_json line{{"pos", s.P}, {"drafted", d.tokens}};
       if (!d.parents.empty()) line["parents"] = d.parents;

@@ -18,6 +18,12 @@ void SpecStats::Record(int k, int n) {
   for (int j = 0; j < n; ++j) accepted_per_position[static_cast<size_t>(j)]++;
 }
 
+void SpecStats::RecordTree(int nodes, int depth, int n) {
+  Record(depth, n);
+  drafted += nodes - depth;
+  ++tree_rounds;
+}
+
 void SpecStats::Add(const SpecStats& o) {
   target_forwards += o.target_forwards;
   decode_forwards += o.decode_forwards;
@@ -33,6 +39,7 @@ void SpecStats::Add(const SpecStats& o) {
   round_tokens += o.round_tokens;
   lookup_drafted += o.lookup_drafted;
   lookup_accepted += o.lookup_accepted;
+  tree_rounds += o.tree_rounds;
   GrowPositions(o.drafted_per_position.size());
   for (size_t p = 0; p < o.drafted_per_position.size(); ++p) {
     drafted_per_position[p] += o.drafted_per_position[p];

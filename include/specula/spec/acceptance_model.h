@@ -19,6 +19,8 @@ class AcceptanceModel {
   // 1 + a_1 + a_1 a_2 + ... with a_i estimated as (accepted + 1) / (reached + 2) (one success in
   // two tries as the prior: an unknown drafter is worth trying).
   double ExpectedTokens(int k) const;
+  // The chance that drafts 1 .. i are all accepted: a_1 a_2 ... a_i (1 for i = 0).
+  double Reach(int i) const;
   // Positions observed so far, counted from the first (decayed weight >= 0.5).
   int Known() const;
 

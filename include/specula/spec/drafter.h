@@ -42,6 +42,8 @@ struct Draft {
   // one pass (VerifyTree). Tree tokens are point masses: `q` stays empty.
   std::vector<int> parents;
   DraftSource source = DraftSource::kModel;
+  // Per token, where it came from, when a tree merges sources (empty: all from `source`).
+  std::vector<DraftSource> sources;
   // The drafter chose this draft's length itself (a hybrid's lookup draft): the draft policy,
   // which sets the length of the drafter's own chains, does not learn from it.
   bool own_length = false;
@@ -60,8 +62,9 @@ class Drafter {
     for (const DraftRequest& r : requests) drafts.push_back(Propose(r, pool));
     return drafts;
   }
-  // The verdict on the last draft proposed for sequence `seq`: its first `accepted` tokens.
-  virtual void Observe(int /*seq*/, const Draft& /*draft*/, int /*accepted*/) {}
+  // The verdict on the last draft proposed for sequence `seq`: the accepted tokens' indices, root
+  // first (a chain's first path.size() tokens).
+  virtual void Observe(int /*seq*/, const Draft& /*draft*/, std::span<const int> /*path*/) {}
   // Sequence `seq` has finished: drop whatever was kept for it.
   virtual void Release(int /*seq*/) {}
 };

@@ -27,11 +27,15 @@ struct SpecStats {
   long round_tokens = 0;                    // tokens emitted by those rounds
   long lookup_drafted = 0;                  // of drafted: proposed by prompt lookup
   long lookup_accepted = 0;                 // of accepted: proposed by prompt lookup
+  long tree_rounds = 0;                     // of draft_rounds: verified a token tree
   std::vector<long> drafted_per_position;   // [i]: rounds that drafted an i-th token
   std::vector<long> accepted_per_position;  // [i]: rounds whose i-th draft was accepted
   // One verify round that drafted `k` tokens and accepted the first `n` of them.
   void Record(int k, int n);
-  // Of a recorded round: its drafts came from prompt lookup.
+  // A verify round of a token tree of `nodes` drafts, `depth` deep, that accepted a path of `n`
+  // (per position: depths).
+  void RecordTree(int nodes, int depth, int n);
+  // Of a recorded round: `k` of its drafts came from prompt lookup, `n` of them accepted.
   void RecordLookup(int k, int n) {
     lookup_drafted += k;
     lookup_accepted += n;
