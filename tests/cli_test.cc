@@ -124,6 +124,23 @@ TEST(Cli, SpeculativeGenerateMatchesPlainAndReportsStats) {
     ++lines;
   }
   EXPECT_EQ(lines, st["draft_rounds"].get<int>());
+  // The assistant's token trees: the same text; every round a tree, traced with its parents and
+  // the accepted path.
+  const std::string tree_trace = test::TempDir("cli-trace-tree") + "/t.jsonl";
+  const test::RunResult tree =
+      RunCli("generate -m " + m + " -md " + a + " --drafter tree --tree-width 3 --draft-max 6 " +
+             "-p 'the quick brown fox' -n 60 --json --trace " + tree_trace);
+  ASSERT_EQ(tree.exit_code, 0) << tree.err;
+  const Json t = ParseOut(tree);
+  EXPECT_EQ(t["ids"], p["ids"]);
+  EXPECT_EQ(t["stats"]["drafter"], "tree");
+  EXPECT_GT(t["stats"]["tree_rounds"].get<int>(), 0);
+  EXPECT_EQ(t["stats"]["tree_rounds"], t["stats"]["draft_rounds"]);
+  std::ifstream tin(tree_trace);
+  ASSERT_TRUE(std::getline(tin, line));
+  const Json round = Json::parse(line);
+  EXPECT_EQ(round["parents"].size(), round["drafted"].size());
+  EXPECT_EQ(round["path"].size(), round["accepted"].get<size_t>());
   // Adaptive policy, the assistant's num_assistant_tokens default, and sampling all run.
   const test::RunResult ad =
       RunCli("generate -m " + m + " -md " + a + " --draft-policy adaptive -p hi -n 30 --json");
@@ -467,6 +484,19 @@ TEST(Cli, BadInputIsOneLineErrorAndNonZeroExit) {
        "--draft-policy: expected fixed, adaptive or auto"},
       {"generate -m " + m + " --draft-max 4 -p hi", "need a drafter"},
       {"generate -m " + m + " --trace /tmp/x.jsonl -p hi", "--trace: needs a drafter"},
+      {"generate -m " + m + " --drafter nope -p hi",
+       "--drafter: expected model, lookup, hybrid or tree (got 'nope')"},
+      {"generate -m " + m + " --drafter hybrid -p hi", "--drafter hybrid: needs an MTP assistant"},
+      {"generate -m " + m + " --drafter tree -p hi", "--drafter tree: needs an MTP assistant"},
+      {"generate -m " + m + " --drafter lookup --lookup-min 0 -p hi", "min_n: must be >= 1"},
+      {"generate -m " + m + " --drafter lookup --lookup-min 3 --lookup-max 2 -p hi",
+       "--lookup-min/--lookup-max"},
+      {"generate -m " + m + " --drafter lookup --lookup-max 65 -p hi",
+       "--lookup-max: must be <= 64"},
+      {"generate -m " + m + " --drafter lookup --tree-width 0 -p hi", "--tree-width"},
+      {"bench -m " + m + " --drafter tree", "--drafter tree: needs -md/--draft DIR"},
+      {"bench -m " + m + " --drafter replay --tree-width 9", "tree width: 9 is outside [1, 8]"},
+      {"serve -m " + m + " --drafter bogus", "--drafter: expected model, lookup, hybrid or tree"},
       {"generate -md " + test::MakePair("e2b-tiny", true).second + " -p hi", "--model is required"},
       {"serve -m /nonexistent", "/nonexistent/config.json"},
       {"serve -m " + m + " --port 99999", "--port: must be in [0, 65535]"},

@@ -593,6 +593,9 @@ std::string HttpServer::Impl::MetricsText() const {
          static_cast<double>(m.totals.drafted));
   metric("specula_spec_accepted_tokens_total", "counter", "Draft tokens accepted.",
          static_cast<double>(m.totals.accepted));
+  metric("specula_spec_tree_rounds_total", "counter",
+         "Verify rounds that checked a token tree (of all draft rounds).",
+         static_cast<double>(m.totals.tree_rounds));
   o << "# HELP specula_spec_tokens_by_source_total Draft tokens proposed and accepted, by the "
        "drafter that proposed them (model: the MTP assistant; lookup: prompt lookup).\n"
     << "# TYPE specula_spec_tokens_by_source_total counter\n";

@@ -257,7 +257,7 @@ test('16 concurrent clients x 3 requests each get their single-request output; m
     for (let k = 0; k < 3; ++k) {
       const i = (c * 3 + k) % prompts.length;
       // Each request may name its drafter; the server's default (the assistant) otherwise.
-      const drafter = [undefined, 'lookup', 'hybrid', 'model'][(c + 2 * k) % 4];
+      const drafter = [undefined, 'lookup', 'hybrid', 'model', 'tree'][(c + 2 * k) % 5];
       jobs.push({ prompt: prompts[i], max_tokens: 8 + (i % 4) * 6, speculative: (c + k) % 3 !== 0,
                   draft_max: 1 + ((c + k) % 4), stream: (c + k) % 2 === 0, ...(drafter ? { drafter } : {}) });
     }
@@ -282,6 +282,7 @@ test('16 concurrent clients x 3 requests each get their single-request output; m
   const flat = results.flat();
   assert.equal(flat.length, 48);
   let generated = 0, drafted = 0, accepted = 0, lookupDrafted = 0, lookupAccepted = 0, modelDrafted = 0;
+  let treeRounds = 0, treeDrafted = 0;
   flat.forEach((r, n) => {
     const j = jobs[n];
     assert.equal(r.choices[0].text, expected.get(`${j.prompt}|${j.max_tokens}`), `request ${n}`);
@@ -298,6 +299,14 @@ test('16 concurrent clients x 3 requests each get their single-request output; m
       }
       if (j.drafter === 'lookup') assert.equal(r.speculative.lookup_drafted, r.speculative.drafted, `request ${n}`);
       if (j.drafter === 'hybrid') assert.ok(r.speculative.lookup_drafted <= r.speculative.drafted, `request ${n}`);
+      if (j.drafter === 'tree') {
+        assert.equal(r.speculative.lookup_drafted, 0, `request ${n}`);
+        assert.equal(r.speculative.tree_rounds, r.speculative.draft_rounds, `request ${n}`);
+        treeDrafted += r.speculative.drafted;
+      } else if (j.drafter !== 'hybrid') {
+        assert.equal(r.speculative.tree_rounds, 0, `request ${n}`);
+      }
+      treeRounds += r.speculative.tree_rounds;
     } else {
       assert.deepEqual(r.speculative, { enabled: false });
     }
@@ -307,6 +316,8 @@ test('16 concurrent clients x 3 requests each get their single-request output; m
   assert.equal(m.specula_generated_tokens_total - before.specula_generated_tokens_total, generated);
   assert.equal(m.specula_spec_draft_tokens_total - before.specula_spec_draft_tokens_total, drafted);
   assert.ok(modelDrafted > 0);
+  assert.ok(treeDrafted > 0);
+  assert.equal(m.specula_spec_tree_rounds_total - before.specula_spec_tree_rounds_total, treeRounds);
   assert.equal(m.specula_spec_accepted_tokens_total - before.specula_spec_accepted_tokens_total, accepted);
   let perPos = 0, perPosBefore = 0;
   for (const [k, v] of Object.entries(m)) if (k.startsWith('specula_spec_accepted_tokens_per_pos_total')) perPos += v;
