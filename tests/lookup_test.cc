@@ -309,6 +309,12 @@ TEST(Hybrid, TreeOfBothUntilOneSourceKeepsFailing) {
     EXPECT_TRUE(d.parents.empty()) << "lookup right: " << lookup_right;
     EXPECT_EQ(d.source, lookup_right ? DraftSource::kLookup : DraftSource::kModel);
   }
+  // Nothing to draft: an empty draft, from either source.
+  FixedDrafter model({40});
+  HybridDrafter hybrid(model, HybridOptions{});
+  req.max_tokens = 0;
+  EXPECT_TRUE(hybrid.Propose(req, pool).tokens.empty());
+  EXPECT_EQ(model.calls, 0);
 }
 
 // Counts what the engine tells a drafter about each sequence.

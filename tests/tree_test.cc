@@ -30,8 +30,9 @@ std::vector<int> RandomIds(int n, int vocab, uint32_t seed) {
 }
 
 // Rows of a tree pass and their parents (-1: the cached prefix). Row 0 is the pending token.
+// `keep`: rows whose path the cache keeps in a second run.
 struct TreeCase {
-  std::vector<int> ids, parents;
+  std::vector<int> ids, parents, keep;
 };
 
 // Row t's path from the root: the rows it attends to among the tree's, in order.
@@ -58,47 +59,55 @@ TEST(Tree, RowsEqualTheirPathsAsChainsAndKeepPathEqualsTheChainCache) {
     Gemma4Model& model = **loaded;
     const int V = model.config().vocab_size, H = model.config().hidden_size;
     ThreadPool pool(2);
-    const std::vector<int> tree_ids = RandomIds(10, V, 4);
     // 0 <- 1 <- 3 <- 6 <- 9, 0 <- 2 <- 5, 1 <- 4 <- 7, 3 <- 8: siblings, uneven depths.
-    const TreeCase tree{.ids = tree_ids, .parents = {-1, 0, 0, 1, 1, 2, 3, 4, 3, 6}};
-    for (const int prompt_len : {5, 37}) {  // 37: the 16-token sliding ring has wrapped
-      const std::vector<int> prompt = RandomIds(prompt_len, V, 9);
-      auto cache = model.NewCache(96, 12);
-      Forward(model, pool, *cache, prompt);
-      std::unique_ptr<PassScratch> scratch = model.NewScratch();
-      const int T = static_cast<int>(tree.ids.size());
-      const BatchSeq seq{
-          .ids = tree.ids, .cache = cache.get(), .logit_rows = T, .parents = tree.parents};
-      BatchOutput out;
-      ASSERT_TRUE(model.ForwardBatch({&seq, 1}, pool, *scratch, &out).ok());
-      ASSERT_EQ(cache->length(), prompt_len + T);
-      for (int t = 0; t < T; ++t) {
-        const std::vector<int> path = PathTo(tree.parents, t);
-        std::vector<int> ids;
-        for (int r : path) ids.push_back(tree.ids[static_cast<size_t>(r)]);
-        auto chain_cache = model.NewCache(96, 12);
-        Forward(model, pool, *chain_cache, prompt);
-        const ForwardOutput chain = Forward(model, pool, *chain_cache, ids);
-        const size_t last = ids.size() - 1;
-        ASSERT_EQ(0, std::memcmp(&out.logits[static_cast<size_t>(t * V)], &chain.logits[last * V],
-                                 static_cast<size_t>(V) * sizeof(float)))
-            << preset << " prompt " << prompt_len << " row " << t << " logits";
-        ASSERT_EQ(0, std::memcmp(&out.hidden[static_cast<size_t>(t * H)], &chain.hidden[last * H],
-                                 static_cast<size_t>(H) * sizeof(float)))
-            << preset << " prompt " << prompt_len << " row " << t << " hidden";
-        if (t != 9 && t != 5) continue;  // keep the deepest path of each branch, then step on
-        auto kept = model.NewCache(96, 12);
-        Forward(model, pool, *kept, prompt);
-        BatchOutput again;
-        const BatchSeq seq2{
-            .ids = tree.ids, .cache = kept.get(), .logit_rows = T, .parents = tree.parents};
-        ASSERT_TRUE(model.ForwardBatch({&seq2, 1}, pool, *scratch, &again).ok());
-        ASSERT_TRUE(kept->KeepPath(prompt_len, path).ok());
-        ASSERT_EQ(kept->length(), chain_cache->length());
-        const std::vector<int> next = RandomIds(3, V, 77);
-        const ForwardOutput a = Forward(model, pool, *kept, next);
-        const ForwardOutput b = Forward(model, pool, *chain_cache, next);
-        ASSERT_EQ(a.logits, b.logits) << preset << " prompt " << prompt_len << " after path " << t;
+    const TreeCase bushy{
+        .ids = RandomIds(10, V, 4), .parents = {-1, 0, 0, 1, 1, 2, 3, 4, 3, 6}, .keep = {9, 5}};
+    // Three siblings, then a chain of 19 under the first: deeper than the 16-position sliding
+    // window, and with row indices ahead of depths, so only the mask can hide a deep row's first
+    // ancestors (its key range counts rows).
+    TreeCase deep{.ids = RandomIds(23, V, 6), .parents = {-1, 0, 0, 0, 1}, .keep = {22, 3}};
+    for (int t = 5; t < 23; ++t) deep.parents.push_back(t - 1);
+    for (const TreeCase& tree : {bushy, deep}) {
+      for (const int prompt_len : {5, 37}) {  // 37: the 16-token sliding ring has wrapped
+        const std::vector<int> prompt = RandomIds(prompt_len, V, 9);
+        auto cache = model.NewCache(96, 24);
+        Forward(model, pool, *cache, prompt);
+        std::unique_ptr<PassScratch> scratch = model.NewScratch();
+        const int T = static_cast<int>(tree.ids.size());
+        const BatchSeq seq{
+            .ids = tree.ids, .cache = cache.get(), .logit_rows = T, .parents = tree.parents};
+        BatchOutput out;
+        ASSERT_TRUE(model.ForwardBatch({&seq, 1}, pool, *scratch, &out).ok());
+        ASSERT_EQ(cache->length(), prompt_len + T);
+        for (int t = 0; t < T; ++t) {
+          const std::vector<int> path = PathTo(tree.parents, t);
+          std::vector<int> ids;
+          for (int r : path) ids.push_back(tree.ids[static_cast<size_t>(r)]);
+          auto chain_cache = model.NewCache(96, 24);
+          Forward(model, pool, *chain_cache, prompt);
+          const ForwardOutput chain = Forward(model, pool, *chain_cache, ids);
+          const size_t last = ids.size() - 1;
+          ASSERT_EQ(0, std::memcmp(&out.logits[static_cast<size_t>(t * V)], &chain.logits[last * V],
+                                   static_cast<size_t>(V) * sizeof(float)))
+              << preset << " prompt " << prompt_len << " row " << t << " logits";
+          ASSERT_EQ(0, std::memcmp(&out.hidden[static_cast<size_t>(t * H)], &chain.hidden[last * H],
+                                   static_cast<size_t>(H) * sizeof(float)))
+              << preset << " prompt " << prompt_len << " row " << t << " hidden";
+          if (std::find(tree.keep.begin(), tree.keep.end(), t) == tree.keep.end()) continue;
+          auto kept = model.NewCache(96, 24);
+          Forward(model, pool, *kept, prompt);
+          BatchOutput again;
+          const BatchSeq seq2{
+              .ids = tree.ids, .cache = kept.get(), .logit_rows = T, .parents = tree.parents};
+          ASSERT_TRUE(model.ForwardBatch({&seq2, 1}, pool, *scratch, &again).ok());
+          ASSERT_TRUE(kept->KeepPath(prompt_len, path).ok());
+          ASSERT_EQ(kept->length(), chain_cache->length());
+          const std::vector<int> next = RandomIds(3, V, 77);
+          const ForwardOutput a = Forward(model, pool, *kept, next);
+          const ForwardOutput b = Forward(model, pool, *chain_cache, next);
+          ASSERT_EQ(a.logits, b.logits)
+              << preset << " prompt " << prompt_len << " after path " << t;
+        }
       }
     }
   }
@@ -132,6 +141,22 @@ TEST(Tree, BadParentsAreRefusedAndKeepPathChecksItsRows) {
   EXPECT_EQ(cache->length(), 3);
   EXPECT_TRUE(cache->KeepPath(0, std::vector<int>{1, 2}).ok());
   EXPECT_EQ(cache->length(), 2);
+  // A tree of more rows than the sliding ring holds, after it wrapped: its path cannot be kept (the
+  // ring overwrote rows it needs), and the cache is left as it was.
+  auto small = model.NewCache(64, 4);
+  const std::vector<int> prompt = RandomIds(30, model.config().vocab_size, 1);
+  const BatchSeq fill{.ids = prompt, .cache = small.get(), .logit_rows = 1, .parents = {}};
+  ASSERT_TRUE(model.ForwardBatch({&fill, 1}, pool, *scratch, &out).ok());
+  // 24 rows: more than the ring's 16 + 4 slots hold.
+  std::vector<int> chain24(24);
+  for (int t = 0; t < 24; ++t) chain24[static_cast<size_t>(t)] = t - 1;
+  const std::vector<int> ids24 = RandomIds(24, model.config().vocab_size, 2);
+  const BatchSeq big{.ids = ids24, .cache = small.get(), .logit_rows = 24, .parents = chain24};
+  ASSERT_TRUE(model.ForwardBatch({&big, 1}, pool, *scratch, &out).ok());
+  const Status s = small->KeepPath(30, std::vector<int>{0, 1, 2});
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("headroom"), std::string::npos) << s.message();
+  EXPECT_EQ(small->length(), 54);
 }
 
 // Logits rows where `best[r]` is row r's argmax (vocabulary 6).
@@ -204,25 +229,30 @@ class OracleTreeDrafter : public Drafter {
       }
     }
     expected_ += placed;
+    nodes_ += static_cast<long>(d.tokens.size());
     return d;
   }
   void Observe(int, const Draft&, std::span<const int> path) override {
     accepted_ += static_cast<long>(path.size());
   }
-  long expected_ = 0, accepted_ = 0;
+  long expected_ = 0, accepted_ = 0, nodes_ = 0;
 
  private:
   std::vector<int> prompt_, out_;
   int vocab_;
 };
 
+// Generates into `cache` (default: a fresh one with the smallest headroom a round fits in, which
+// exercises the ring's rollback), stopping at `stop` when it is not -1.
 SpecResult Decode(Gemma4Model& m, Drafter* d, std::span<const int> prompt, int n, int k,
-                  SamplingParams sp = {}) {
+                  SamplingParams sp = {}, int stop = -1, KvCache* borrowed = nullptr) {
   ThreadPool pool(2);
-  auto cache = m.NewCache(1200, k + 1);  // the smallest headroom: exercises ring rollback
+  std::unique_ptr<KvCache> own = borrowed ? nullptr : m.NewCache(1200, k + 1);
+  KvCache* cache = borrowed ? borrowed : own.get();
   SeqOptions o;
   o.base.max_new_tokens = n;
   o.base.sampling = sp;
+  if (stop >= 0) o.base.stop_ids = {stop};
   o.draft_max = k;
   Result<SpecResult> r = d ? GenerateSpeculative(m, *d, pool, *cache, prompt, o, nullptr)
                            : GeneratePlain(m, pool, *cache, prompt, o.base, nullptr);
@@ -250,8 +280,61 @@ TEST_P(TreeEqualsPlain, GreedyWithOracleTreesAtManySizes) {
     EXPECT_EQ(t.spec.accepted, oracle.accepted_) << "K=" << k;
     EXPECT_GT(t.spec.accepted, 0) << "K=" << k;
     EXPECT_EQ(t.spec.tree_rounds, t.spec.draft_rounds) << "K=" << k;
+    EXPECT_EQ(t.spec.drafted, oracle.nodes_) << "K=" << k;
     EXPECT_LT(t.spec.target_forwards, 150) << "K=" << k;
   }
+  // A stop token the target emits inside an accepted path: the output ends there as plain
+  // decoding's does, and the cache holds exactly the rows plain decoding's holds (no row of
+  // another branch): a further step on each gives the same logits.
+  const int stop = plain.gen.ids[90];
+  ThreadPool pool(1);
+  auto plain_cache = m.NewCache(1200, 13);
+  const SpecResult want = Decode(m, nullptr, prompt, 150, 0, {}, stop, plain_cache.get());
+  ASSERT_EQ(want.gen.stop, StopReason::kStopToken);
+  bool inside = false;
+  for (int k : {5, 12}) {
+    OracleTreeDrafter oracle(prompt, plain.gen.ids, m.config().vocab_size);
+    auto cache = m.NewCache(1200, 13);
+    const SpecResult t = Decode(m, &oracle, prompt, 150, k, {}, stop, cache.get());
+    ASSERT_EQ(t.gen.ids, want.gen.ids) << "K=" << k;
+    ASSERT_EQ(cache->length(), plain_cache->length()) << "K=" << k;
+    const std::vector<int> next = RandomIds(2, m.config().vocab_size, 31);
+    auto copy = m.NewCache(1200, 13);
+    ASSERT_TRUE(copy->LoadPrefix(plain_cache->SavePrefix(), plain_cache->length()));
+    ASSERT_EQ(Forward(m, pool, *cache, next).logits, Forward(m, pool, *copy, next).logits);
+    inside |= t.spec.accepted > 0 && t.gen.ids.size() < 150;
+  }
+  EXPECT_TRUE(inside);
+}
+
+// Sequences drafting chains, trees and nothing share the engine's passes: each gets plain
+// decoding's output alone.
+TEST(Tree, AGreedyBatchOfChainsTreesAndPlainGetsEachItsPlainOutput) {
+  test::LoadedPair f = test::LoadPair("e2b-tiny", false);
+  const int V = f.target->config().vocab_size;
+  MtpDrafter chain(*f.assistant);
+  MtpTreeDrafter tree(*f.assistant, {.width = 3});
+  ThreadPool pool(2);
+  BatchEngine engine(*f.target, &chain, pool, {.max_running = 4, .context = 256});
+  std::vector<std::vector<int>> prompts, out(4);
+  for (int i = 0; i < 4; ++i) {
+    prompts.push_back(RandomIds(12 + 7 * i, V, 50 + static_cast<uint32_t>(i)));
+    SeqOptions o;
+    o.base.max_new_tokens = 60;
+    o.draft_max = i == 3 ? 0 : 2 + 2 * i;
+    o.drafter = i % 2 == 1 ? &tree : nullptr;  // chain, tree, chain, plain
+    ASSERT_TRUE(engine
+                    .Add(prompts.back(), o, nullptr,
+                         [&out, i](const SpecResult& r, const Status& s) {
+                           EXPECT_TRUE(s.ok()) << s.message();
+                           out[static_cast<size_t>(i)] = r.gen.ids;
+                         })
+                    .ok());
+  }
+  while (!engine.idle()) engine.Step();
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(out[static_cast<size_t>(i)], Decode(*f.target, nullptr, prompts[i], 60, 0).gen.ids)
+        << "sequence " << i;
 }
 
 // The MTP assistant's trees: greedy output equals plain decoding at every width and size; a

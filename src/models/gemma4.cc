@@ -18,16 +18,18 @@
 namespace specula {
 namespace {
 
-// A token tree's rows: position by depth, and which rows each row sees (itself and its ancestors).
-// Appends [T, T] marks to `visible` and T positions to `row_pos`.
-Status PlanTree(const BatchSeq& q, std::vector<uint8_t>* visible, std::vector<int>* row_pos) {
+// A token tree's rows: position by depth, and which rows each row sees: itself and its ancestors
+// on full-attention layers, and of those the ones within `window` positions on sliding layers.
+// Appends [2, T, T] marks (full, then sliding) to `visible` and T positions to `row_pos`.
+Status PlanTree(const BatchSeq& q, int window, std::vector<uint8_t>* visible,
+                std::vector<int>* row_pos) {
   const size_t T = q.ids.size();
   if (q.parents.size() != T) {
     return Error("tree parents: " + std::to_string(q.parents.size()) + " entries for " +
                  std::to_string(T) + " rows");
   }
   const size_t base = visible->size();
-  visible->resize(base + T * T, 0);
+  visible->resize(base + 2 * T * T, 0);
   std::vector<int> depth(T);
   for (size_t t = 0; t < T; ++t) {
     const int parent = q.parents[t];
@@ -43,6 +45,14 @@ Status PlanTree(const BatchSeq& q, std::vector<uint8_t>* visible, std::vector<in
       depth[t] = depth[static_cast<size_t>(parent)] + 1;
     }
     row_pos->push_back(q.cache->length() + depth[t]);
+  }
+  // Sliding layers: an ancestor `window` or more positions above a row is out of its window (a
+  // row's key index is its row, not its position, so the kernel's key range cannot tell).
+  for (size_t t = 0; t < T; ++t) {
+    for (size_t a = 0; a <= t; ++a) {
+      (*visible)[base + T * T + t * T + a] =
+          (*visible)[base + t * T + a] && (window <= 0 || depth[t] - depth[a] < window);
+    }
   }
   return OkStatus();
 }
@@ -126,8 +136,8 @@ Status Gemma4Model::Plan(Pass& p) const {
     if (Status st = q.cache->CheckAppend(Ts); !st.ok()) return st;
     const int pos0 = q.cache->length();
     if (!q.parents.empty()) {
-      if (Status st = PlanTree(q, &ws.visible, &ws.row_pos); !st.ok()) return st;
-      ws.visible_at[si] = static_cast<long>(ws.visible.size()) - static_cast<long>(Ts) * Ts;
+      if (Status st = PlanTree(q, c.sliding_window, &ws.visible, &ws.row_pos); !st.ok()) return st;
+      ws.visible_at[si] = static_cast<long>(ws.visible.size()) - 2L * Ts * Ts;
     } else {
       for (int t = 0; t < Ts; ++t) ws.row_pos.push_back(pos0 + t);
     }
@@ -320,20 +330,21 @@ void Gemma4Model::Attend(Pass& p, int l) const {
     const long tree = ws.visible_at[si];
     const size_t q_at =
         static_cast<size_t>(first_row) * qd + static_cast<size_t>((g * group + h0) * hd);
-    p.kt.attention({.runs = std::span<const KvRun>(runs, nruns),
-                    .q = ws.q.data() + q_at,
-                    .ldq = qd,
-                    .rows = static_cast<size_t>(Ts),
-                    .heads = static_cast<size_t>(heads),
-                    .head_dim = static_cast<size_t>(hd),
-                    .first = range.data(),
-                    .last = range.data() + Ts,
-                    .o = ws.o.data() + q_at,
-                    .ldo = qd,
-                    .scratch = ws.attn_scratch[static_cast<size_t>(thread)].data(),
-                    .visible = tree < 0 ? nullptr : ws.visible.data() + tree,
-                    .tree_key0 = static_cast<size_t>(pos0 - kv0),
-                    .tree_keys = static_cast<size_t>(Ts)});
+    p.kt.attention(
+        {.runs = std::span<const KvRun>(runs, nruns),
+         .q = ws.q.data() + q_at,
+         .ldq = qd,
+         .rows = static_cast<size_t>(Ts),
+         .heads = static_cast<size_t>(heads),
+         .head_dim = static_cast<size_t>(hd),
+         .first = range.data(),
+         .last = range.data() + Ts,
+         .o = ws.o.data() + q_at,
+         .ldo = qd,
+         .scratch = ws.attn_scratch[static_cast<size_t>(thread)].data(),
+         .visible = tree < 0 ? nullptr : ws.visible.data() + tree + (window > 0 ? Ts * Ts : 0),
+         .tree_key0 = static_cast<size_t>(pos0 - kv0),
+         .tree_keys = static_cast<size_t>(Ts)});
   });
 }
 

@@ -34,8 +34,8 @@ struct Gemma4Model::Workspace : PassScratch {
   std::vector<std::vector<float>> new_k, new_v;  // per cache slot: [T, kv_dim]
   std::vector<std::vector<float>> attn_scratch;  // per thread: AttentionScratchFloats
   std::vector<std::vector<int>> ranges;          // per thread: each row's first, then last key
-  // Token trees: per sequence with parents, [T_s, T_s] ancestor-or-self marks (offset per
-  // sequence; -1 for a chain).
+  // Token trees: per sequence with parents, [2, T_s, T_s] marks of the rows each row sees on full
+  // and on sliding layers (offset per sequence; -1 for a chain).
   std::vector<uint8_t> visible;
   std::vector<long> visible_at;
   Routing routing;  // MoE: this layer's experts per row

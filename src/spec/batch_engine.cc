@@ -281,7 +281,10 @@ void BatchEngine::DraftWith(Drafter& drafter, std::span<const DraftRequest> requ
     // cost no step, and must not make steps look free).
     size_t steps = 0;
     for (const Draft& d : *drafts) {
-      if (d.source == DraftSource::kModel) steps = std::max(steps, d.tokens.size());
+      const size_t own = d.steps >= 0                      ? static_cast<size_t>(d.steps)
+                         : d.source == DraftSource::kModel ? d.tokens.size()
+                                                           : 0;
+      steps = std::max(steps, own);
     }
     const double seconds = NowSeconds() - t0;
     if (steps > 0) costs_.RecordDraft(static_cast<int>(steps), seconds);

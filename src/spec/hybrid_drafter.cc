@@ -57,9 +57,9 @@ Draft MergeChains(const Draft& a, const Draft& b, std::vector<uint8_t>* member) 
 HybridDrafter::Choice HybridDrafter::Choose(const DraftRequest& req, SeqState& st) {
   st.last_lookup = -1;
   st.last_tree.clear();
-  const int model_k = req.max_tokens;
+  const int model_k = std::max(0, req.max_tokens);
   const NgramMatch match = FindNgram(req.history, options_.ngram);
-  if (match.length == 0) return {.lookup = std::nullopt, .model_k = model_k};
+  if (match.length == 0 || model_k == 0) return {.lookup = std::nullopt, .model_k = model_k};
   Draft lookup = NgramContinuation(req.history, match, req.max_tokens, req.stop_ids);
   lookup.own_length = true;
   // Sampled drafts change which tokens a seed yields, so when sampling the choice must not depend
@@ -133,9 +133,9 @@ Result<std::vector<Draft>> HybridDrafter::ProposeBatch(std::span<const DraftRequ
       to_model.push_back(reqs[i]);
       to_model.back().max_tokens = choices[i].model_k;
       model_index.push_back(i);
-    } else {
+    } else if (choices[i].lookup) {
       drafts[i] = *std::move(choices[i].lookup);
-    }
+    }  // (nothing to draft: max_tokens 0)
   }
   if (to_model.empty()) return drafts;
   // One batched model call for every sequence the lookup alone did not serve.
@@ -150,6 +150,7 @@ Result<std::vector<Draft>> HybridDrafter::ProposeBatch(std::span<const DraftRequ
     }
     SeqState& st = State(reqs[i].seq);
     drafts[i] = MergeChains(*choices[i].lookup, model, &st.last_tree);
+    drafts[i].steps = model.steps >= 0 ? model.steps : static_cast<int>(model.tokens.size());
     st.tree_lookup_k = static_cast<int>(choices[i].lookup->tokens.size());
     st.tree_model_k = static_cast<int>(model.tokens.size());
   }

@@ -11,8 +11,10 @@ namespace {
 struct Node {
   int token = 0;
   int parent = -1;       // index of the parent node; -1: the pending token
+  int depth = 1;         // 1: a child of the pending token
   double score = 1.0;    // the drafter's probability of the path ending here
-  std::vector<float> h;  // [H_b] what a step from this node consumes (its drafting step's h_out)
+  int step = -1;         // the step row that drafted it, this round
+  std::vector<float> h;  // [H_b] once opened: what a step from it consumes (its step's h_out)
 };
 
 // The `width` most probable next tokens of one step's head (ties: lower index), as (token id,
@@ -21,6 +23,7 @@ std::vector<std::pair<int, double>> TopChoices(const DraftStepOutput& step, int 
   const std::vector<float>& l = step.logits;
   std::vector<int> best;  // indices, best first
   for (int i = 0; i < static_cast<int>(l.size()); ++i) {
+    if (!std::isfinite(l[static_cast<size_t>(i)])) continue;  // (a broken head drafts nothing)
     if (static_cast<int>(best.size()) == width &&
         !(l[static_cast<size_t>(i)] > l[static_cast<size_t>(best.back())]))
       continue;
@@ -34,7 +37,9 @@ std::vector<std::pair<int, double>> TopChoices(const DraftStepOutput& step, int 
   if (best.empty()) return out;
   const float mx = l[static_cast<size_t>(best[0])];
   double sum = 0.0;
-  for (float x : l) sum += std::exp(static_cast<double>(x - mx));
+  for (float x : l) {
+    if (std::isfinite(x)) sum += std::exp(static_cast<double>(x - mx));
+  }
   for (int i : best) {
     const int id = step.candidates.empty() ? i : step.candidates[static_cast<size_t>(i)];
     out.emplace_back(id, std::exp(static_cast<double>(l[static_cast<size_t>(i)] - mx)) / sum);
@@ -70,6 +75,7 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
   const size_t B = reqs.size();
   std::vector<std::vector<Node>> nodes(B);
   std::vector<std::vector<int>> open(B);  // nodes to step at this depth (-1: the pending token)
+  std::vector<int> steps(B, 0);
   for (size_t b = 0; b < B; ++b) {
     if (reqs[b].max_tokens > 0) open[b].push_back(-1);
   }
@@ -79,6 +85,7 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
     args.clear();
     stepped.clear();
     for (size_t b = 0; b < B; ++b) {
+      steps[b] += !open[b].empty();
       for (int n : open[b]) {
         const bool root = n < 0;
         const Node* node = root ? nullptr : &nodes[b][static_cast<size_t>(n)];
@@ -98,10 +105,17 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
     std::vector<std::vector<int>> fresh(B);
     for (size_t i = 0; i < stepped.size(); ++i) {
       const auto [b, n] = stepped[i];
-      const double score = n < 0 ? 1.0 : nodes[b][static_cast<size_t>(n)].score;
+      const Node* parent = n < 0 ? nullptr : &nodes[b][static_cast<size_t>(n)];
+      const double score = parent ? parent->score : 1.0;
+      const int depth = parent ? parent->depth + 1 : 1;
       for (const auto& [token, p] : TopChoices(steps_[i], options_.width)) {
         fresh[b].push_back(static_cast<int>(nodes[b].size()));
-        nodes[b].push_back({.token = token, .parent = n, .score = score * p, .h = steps_[i].h_out});
+        nodes[b].push_back({.token = token,
+                            .parent = n,
+                            .depth = depth,
+                            .score = score * p,
+                            .step = static_cast<int>(i),
+                            .h = {}});
       }
     }
     for (size_t b = 0; b < B; ++b) {
@@ -113,8 +127,12 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
       open[b].clear();
       for (int n : f) {
         if (static_cast<int>(open[b].size()) == options_.width) break;
-        if (IsStop(reqs[b].stop_ids, nodes[b][static_cast<size_t>(n)].token)) continue;
-        if (Rank(nodes[b], static_cast<size_t>(n)) < reqs[b].max_tokens - 1) open[b].push_back(n);
+        Node& node = nodes[b][static_cast<size_t>(n)];
+        if (IsStop(reqs[b].stop_ids, node.token) || node.depth >= reqs[b].max_tokens) continue;
+        if (Rank(nodes[b], static_cast<size_t>(n)) < reqs[b].max_tokens - 1) {
+          node.h = steps_[static_cast<size_t>(node.step)].h_out;
+          open[b].push_back(n);
+        }
       }
     }
   }
@@ -123,6 +141,7 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
   for (size_t b = 0; b < B; ++b) {
     Draft& d = drafts[b];
     d.own_length = true;
+    d.steps = steps[b];
     std::vector<int> index(nodes[b].size(), -1);
     for (size_t i = 0; i < nodes[b].size(); ++i) {
       if (Rank(nodes[b], i) >= reqs[b].max_tokens) continue;

@@ -44,6 +44,9 @@ struct Draft {
   DraftSource source = DraftSource::kModel;
   // Per token, where it came from, when a tree merges sources (empty: all from `source`).
   std::vector<DraftSource> sources;
+  // Drafter forward steps this draft took (the engine's cost model times them); -1: one per token
+  // for a model draft, none for a lookup draft.
+  int steps = -1;
   // The drafter chose this draft's length itself (a hybrid's lookup draft): the draft policy,
   // which sets the length of the drafter's own chains, does not learn from it.
   bool own_length = false;
