@@ -8,6 +8,7 @@
 #include "specula/base/json.h"
 #include "specula/base/status.h"
 #include "specula/spec/generate_one.h"
+#include "specula/spec/mtp_tree_drafter.h"
 
 namespace specula {
 class Gemma4Assistant;
@@ -24,7 +25,7 @@ struct BenchFlags {
                             plot, batch;
   int n = 64, reps = 3, threads = 0;
   int extrapolate_layers = 0;  // mixture of experts: also give ceilings at this depth
-  int tree_width = 2;          // --drafter tree
+  TreeOptions tree;            // --drafter tree
   bool json = false;
   // Greedy by default. Sampled runs verify by rejection sampling, so speculative output is not
   // compared with plain output token for token (it has the same distribution, not the same draws).

@@ -207,7 +207,7 @@ Result<BatchRuns> MeasureBatch(const BenchSetup& b, int B) {
   ReplayDrafter replay({}, b.target.config().vocab_size);
   SetReplay(replay, prompts, *ref);
   DrafterFlags flags;
-  flags.tree_width = b.f.tree_width;
+  flags.tree = b.f.tree;
   const Drafters drafters = MakeDrafters(b.f.drafter, b.assistant, flags);
   Drafter* d = b.f.drafter == "replay" ? &replay : drafters.get();
   BatchRuns runs;

@@ -68,8 +68,7 @@ Result<Sweep> CheckFlags(const BenchFlags& f) {
     return Error("--drafter: expected model, replay, lookup, hybrid or tree (got '" + f.drafter +
                  "')");
   }
-  if (Status s = TreeOptions{.width = f.tree_width}.Validate(); !s.ok())
-    return s.WithContext("--tree-width");
+  if (Status s = f.tree.Validate(); !s.ok()) return s.WithContext("--tree-width/--tree-depth");
   if (f.drafter != "replay" && f.drafter != "lookup" && f.draft.empty()) {
     return Error("--drafter " + f.drafter +
                  ": needs -md/--draft DIR (or use --drafter replay or lookup)");
@@ -186,7 +185,7 @@ Status RunSpecRep(const BenchSetup& b, size_t i, Runs& runs) {
   auto cache = b.target.NewCache(b.context, MaxK(b) + 1);
   std::optional<ReplayDrafter> replay;
   DrafterFlags flags;
-  flags.tree_width = b.f.tree_width;
+  flags.tree = b.f.tree;
   const Drafters drafters = MakeDrafters(b.f.drafter, b.assistant, flags);
   Drafter* d = drafters.get();
   if (b.f.drafter == "replay") d = &replay.emplace(runs.sequence, b.target.config().vocab_size);
@@ -528,8 +527,11 @@ Runner AddBench(CLI::App& app) {
                 "model (the assistant) | replay (replays the plain output: the 100% ceiling) | "
                 "lookup (prompt lookup) | hybrid (lookup or the assistant, per round) | tree (the "
                 "assistant's token tree; --draft-max is its number of nodes)");
-  c->add_option("--tree-width", f->tree_width,
+  c->add_option("--tree-width", f->tree.width,
                 "--drafter tree: choices per step and nodes expanded per depth (default 2)");
+  c->add_option(
+      "--tree-depth", f->tree.depth,
+      "--drafter tree: deepest node, i.e. drafter steps per round (default: --draft-max)");
   c->add_option("--draft-max", f->draft_max,
                 "comma-separated draft lengths to sweep (default 1,2,3,4)");
   c->add_option("--draft-policy", f->policy, "fixed | adaptive | auto");

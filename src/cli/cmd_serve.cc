@@ -119,8 +119,7 @@ Result<Loaded> Load(const ServeFlags& f) {
     l.hybrid_drafter = std::make_unique<HybridDrafter>(*l.model_drafter, hybrid);
     l.drafters["model"] = l.model_drafter.get();
     l.drafters["hybrid"] = l.hybrid_drafter.get();
-    l.tree_drafter =
-        std::make_unique<MtpTreeDrafter>(*l.assistant, TreeOptions{.width = f.drafter.tree_width});
+    l.tree_drafter = std::make_unique<MtpTreeDrafter>(*l.assistant, f.drafter.tree);
     l.drafters["tree"] = l.tree_drafter.get();
   }
   if (!kind->empty()) l.default_drafter = l.drafters.at(*kind);

@@ -10,9 +10,11 @@ void AddDrafterFlags(CLI::App& c, DrafterFlags& f) {
   c.add_option("--lookup-min", f.lookup_min, "prompt lookup: shortest n-gram match (default 2)");
   c.add_option("--lookup-max", f.lookup_max,
                "prompt lookup: longest n-gram matched, preferred (default 4)");
-  c.add_option("--tree-width", f.tree_width,
+  c.add_option("--tree-width", f.tree.width,
                "tree drafting: choices per step and nodes expanded per depth, 1-8 (default 2); "
                "--draft-max is the tree's number of nodes");
+  c.add_option("--tree-depth", f.tree.depth,
+               "tree drafting: deepest node, i.e. drafter steps per round (default: --draft-max)");
 }
 
 Result<std::string> ResolveDrafter(const DrafterFlags& f, bool have_assistant) {
@@ -20,8 +22,7 @@ Result<std::string> ResolveDrafter(const DrafterFlags& f, bool have_assistant) {
   if (Status s = ngram.Validate(); !s.ok()) return s.WithContext("--lookup-min/--lookup-max");
   if (ngram.max_n > 64)
     return Error("--lookup-max: must be <= 64 (got " + std::to_string(f.lookup_max) + ")");
-  if (Status s = TreeOptions{.width = f.tree_width}.Validate(); !s.ok())
-    return s.WithContext("--tree-width");
+  if (Status s = f.tree.Validate(); !s.ok()) return s.WithContext("--tree-width/--tree-depth");
   if (f.kind.empty()) return std::string(have_assistant ? "model" : "");
   if (f.kind != "model" && f.kind != "lookup" && f.kind != "hybrid" && f.kind != "tree")
     return Error("--drafter: expected model, lookup, hybrid or tree (got '" + f.kind + "')");
@@ -39,7 +40,7 @@ Drafters MakeDrafters(const std::string& kind, const Gemma4Assistant* assistant,
     return d;
   }
   if (kind == "tree" && assistant != nullptr) {
-    d.derived = std::make_unique<MtpTreeDrafter>(*assistant, TreeOptions{.width = f.tree_width});
+    d.derived = std::make_unique<MtpTreeDrafter>(*assistant, f.tree);
     return d;
   }
   if ((kind != "model" && kind != "hybrid") || assistant == nullptr) return d;

@@ -18,7 +18,7 @@ namespace specula::cli {
 struct DrafterFlags {
   std::string kind;  // empty: "model" with -md, no drafter without
   int lookup_min = 2, lookup_max = 4;
-  int tree_width = 2;
+  TreeOptions tree;  // --tree-width, --tree-depth
 };
 
 void AddDrafterFlags(CLI::App& c, DrafterFlags& f);

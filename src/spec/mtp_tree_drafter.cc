@@ -63,6 +63,8 @@ int Rank(const std::vector<Node>& nodes, size_t i) {
 Status TreeOptions::Validate() const {
   if (width < 1 || width > 8)
     return Error("tree width: " + std::to_string(width) + " is outside [1, 8]");
+  if (depth < 0 || depth > 64)
+    return Error("tree depth: " + std::to_string(depth) + " is outside [0, 64]");
   return OkStatus();
 }
 
@@ -128,7 +130,9 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
       for (int n : f) {
         if (static_cast<int>(open[b].size()) == options_.width) break;
         Node& node = nodes[b][static_cast<size_t>(n)];
-        if (IsStop(reqs[b].stop_ids, node.token) || node.depth >= reqs[b].max_tokens) continue;
+        const int deepest =
+            options_.depth > 0 ? std::min(options_.depth, reqs[b].max_tokens) : reqs[b].max_tokens;
+        if (IsStop(reqs[b].stop_ids, node.token) || node.depth >= deepest) continue;
         if (Rank(nodes[b], static_cast<size_t>(n)) < reqs[b].max_tokens - 1) {
           node.h = steps_[static_cast<size_t>(node.step)].h_out;
           open[b].push_back(n);

@@ -15,6 +15,7 @@ namespace specula {
 
 struct TreeOptions {
   int width = 2;  // children per expanded node, and nodes expanded per depth (1: a chain)
+  int depth = 0;  // deepest node, i.e. drafter steps per round (0: max_tokens)
   Status Validate() const;
 };
 
