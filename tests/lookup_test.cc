@@ -434,12 +434,7 @@ TEST(Hybrid, SampledOutputHasTheTargetDistribution) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, LookupEqualsPlain, ::testing::Values("e2b-tiny", "26b-a4b-tiny"),
-                         [](const auto& i) {
-                           std::string n = i.param;
-                           for (char& ch : n)
-                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-                           return n;
-                         });
+                         [](const auto& i) { return test::ParamName(i.param); });
 
 }  // namespace
 }  // namespace specula

@@ -101,9 +101,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Shape{"12b-tiny", DType::kBF16}, Shape{"26b-a4b-tiny", DType::kBF16},
                       Shape{"26b-a4b-tiny", DType::kF32}),
     [](const ::testing::TestParamInfo<Shape>& i) {
-      std::string n = i.param.preset + "_" + std::string(DTypeName(i.param.dtype));
-      for (char& ch : n) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-      return n;
+      return test::ParamName(i.param.preset + "_" + std::string(DTypeName(i.param.dtype)));
     });
 
 TEST(Model, TextOnlyLayoutLoads) {

@@ -92,11 +92,8 @@ INSTANTIATE_TEST_SUITE_P(Pairs, SpecEqualsPlain,
                                            std::make_pair(std::string("31b-tiny"), false),
                                            std::make_pair(std::string("26b-a4b-tiny"), false)),
                          [](const auto& i) {
-                           std::string n =
-                               i.param.first + (i.param.second ? "_centroid" : "_dense");
-                           for (char& ch : n)
-                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-                           return n;
+                           return test::ParamName(i.param.first +
+                                                  (i.param.second ? "_centroid" : "_dense"));
                          });
 
 // A sequence that ends inside its accepted drafts (budget or stop id) leaves its cache as plain
@@ -407,12 +404,7 @@ TEST_P(SpecSampling, SampledOutputHasTheTargetDistribution) {
 
 // The dense E2B shape with its centroid head, and the mixture-of-experts 26B-A4B shape.
 INSTANTIATE_TEST_SUITE_P(Targets, SpecSampling, ::testing::Values("e2b-tiny", "26b-a4b-tiny"),
-                         [](const auto& i) {
-                           std::string n = i.param;
-                           for (char& ch : n)
-                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-                           return n;
-                         });
+                         [](const auto& i) { return test::ParamName(i.param); });
 
 TEST(AdaptivePolicyUnit, GrowsShrinksAndPauses) {
   AdaptivePolicy p({.max_k = 4,

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -120,6 +121,11 @@ Result<GenerateResult> ReferenceGeneratePlain(Gemma4Model& model, ThreadPool& po
   }
   res.stats.generated_tokens = static_cast<int>(res.ids.size());
   return res;
+}
+
+std::string ParamName(std::string name) {
+  for (char& ch : name) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  return name;
 }
 
 }  // namespace specula::test

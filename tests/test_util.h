@@ -43,4 +43,8 @@ struct RunResult {
 // Runs `specula <args>` (args are passed through the shell; quote them).
 RunResult RunCli(const std::string& args);
 
+// `name` with every character that is not a letter or digit replaced by '_': a gtest parameter
+// name.
+std::string ParamName(std::string name);
+
 }  // namespace specula::test

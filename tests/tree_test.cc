@@ -387,12 +387,7 @@ TEST_P(TreeEqualsPlain, GreedyWithTheAssistantsTrees) {
 
 INSTANTIATE_TEST_SUITE_P(Targets, TreeEqualsPlain,
                          ::testing::Values("e2b-tiny", "26b-a4b-tiny", "31b-tiny"),
-                         [](const auto& i) {
-                           std::string n = i.param;
-                           for (char& ch : n)
-                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-                           return n;
-                         });
+                         [](const auto& i) { return test::ParamName(i.param); });
 
 TEST(Tree, ASeededSampledSequenceGetsTheSameTokensAloneAndBatched) {
   test::LoadedPair f = test::LoadPair("e2b-tiny", true);
