@@ -345,12 +345,14 @@ TEST_P(TreeEqualsPlain, GreedyWithTheAssistantsTrees) {
     test::LoadedPair f = test::LoadPair(GetParam(), centroid);
     const std::vector<int> prompt = RandomIds(30, f.target->config().vocab_size, 8);
     const SpecResult plain = Decode(*f.target, nullptr, prompt, 80, 0);
-    for (int width : {1, 2, 3}) {
-      for (int k : {1, 4, 8}) {
-        MtpTreeDrafter tree(*f.assistant, {.width = width});
-        const SpecResult t = Decode(*f.target, &tree, prompt, 80, k);
-        ASSERT_EQ(t.gen.ids, plain.gen.ids) << "width " << width << " K=" << k;
-        EXPECT_GT(t.spec.drafted, 0);
+    for (const bool by_cost : {false, true}) {
+      for (int width : {1, 2, 3}) {
+        for (int k : {1, 4, 8}) {
+          MtpTreeDrafter tree(*f.assistant, {.width = width, .depth = 0, .by_cost = by_cost});
+          const SpecResult t = Decode(*f.target, &tree, prompt, 80, k);
+          ASSERT_EQ(t.gen.ids, plain.gen.ids) << "width " << width << " K=" << k;
+          EXPECT_GT(t.spec.drafted, 0);
+        }
       }
     }
     // Width 1: the chain MtpDrafter drafts, as a tree.
@@ -366,12 +368,12 @@ TEST_P(TreeEqualsPlain, GreedyWithTheAssistantsTrees) {
     req.cache = cache.get();
     req.max_tokens = 6;
     MtpDrafter chain(*f.assistant);
-    MtpTreeDrafter one(*f.assistant, {.width = 1});
+    MtpTreeDrafter one(*f.assistant, {.width = 1, .depth = 0, .by_cost = false});
     const Draft c = chain.Propose(req, pool), t = one.Propose(req, pool);
     EXPECT_EQ(t.tokens, c.tokens);
     EXPECT_EQ(t.parents, (std::vector<int>{-1, 0, 1, 2, 3, 4}));
     // Width 3: at most max_tokens distinct-sibling nodes, parents first.
-    MtpTreeDrafter three(*f.assistant, {.width = 3});
+    MtpTreeDrafter three(*f.assistant, {.width = 3, .depth = 0, .by_cost = false});
     const Draft w = three.Propose(req, pool);
     EXPECT_EQ(w.tokens.size(), 6u);
     for (size_t i = 0; i < w.tokens.size(); ++i) {
@@ -382,6 +384,21 @@ TEST_P(TreeEqualsPlain, GreedyWithTheAssistantsTrees) {
     }
     EXPECT_EQ(w.tokens[0], c.tokens[0]);  // the assistant's first choice ranks first
     EXPECT_GT(std::count(w.parents.begin(), w.parents.end(), -1), 1);  // and has siblings
+    // Sized by cost: where rows and steps cost nothing, the whole tree; where each row costs a
+    // pass of its own, only the best node (this random assistant's guesses are long shots).
+    PassCosts free_rows, dear_rows;
+    for (int rows = 1; rows <= 8; ++rows) {
+      free_rows.RecordPass(rows, 1.0);
+      dear_rows.RecordPass(rows, rows);
+    }
+    free_rows.RecordDraft(1, 0.0);
+    dear_rows.RecordDraft(1, 0.0);
+    req.round.costs = &free_rows;
+    MtpTreeDrafter sized(*f.assistant, {.width = 3, .depth = 0, .by_cost = true});
+    EXPECT_EQ(sized.Propose(req, pool).tokens, w.tokens);
+    req.round.costs = &dear_rows;
+    const Draft one_node = sized.Propose(req, pool);
+    EXPECT_EQ(one_node.tokens, std::vector<int>{w.tokens[0]});
   }
 }
 

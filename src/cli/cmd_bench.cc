@@ -532,6 +532,8 @@ Runner AddBench(CLI::App& app) {
   c->add_option(
       "--tree-depth", f->tree.depth,
       "--drafter tree: deepest node, i.e. drafter steps per round (default: --draft-max)");
+  c->add_flag("!--tree-fixed", f->tree.by_cost,
+              "--drafter tree: always --draft-max nodes (default: as many as pay for their rows)");
   c->add_option("--draft-max", f->draft_max,
                 "comma-separated draft lengths to sweep (default 1,2,3,4)");
   c->add_option("--draft-policy", f->policy, "fixed | adaptive | auto");

@@ -15,6 +15,8 @@ void AddDrafterFlags(CLI::App& c, DrafterFlags& f) {
                "--draft-max is the tree's number of nodes");
   c.add_option("--tree-depth", f.tree.depth,
                "tree drafting: deepest node, i.e. drafter steps per round (default: --draft-max)");
+  c.add_flag("!--tree-fixed", f.tree.by_cost,
+             "tree drafting: always --draft-max nodes (default: as many as pay for their rows)");
 }
 
 Result<std::string> ResolveDrafter(const DrafterFlags& f, bool have_assistant) {

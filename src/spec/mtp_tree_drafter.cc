@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "specula/runtime/generate.h"
+#include "specula/spec/pass_costs.h"
 
 namespace specula {
 namespace {
@@ -58,6 +59,46 @@ int Rank(const std::vector<Node>& nodes, size_t i) {
   return r;
 }
 
+// What a request's tree is weighed with: pass costs (measured, or the defaults when sampling, so
+// that a seeded sequence drafts the same alone and batched), the rest of the round, and the
+// sequence's calibration of path probabilities.
+struct TreeCosts {
+  const PassCosts* pass;
+  RoundInfo round;
+  double scale;
+};
+
+// Whether a node of path probability `score` is worth opening: its children add at most
+// scale * score expected tokens, against the tokens one more assistant step costs at the rate of
+// the tree so far (its max_tokens best nodes).
+bool WorthAStep(const TreeCosts& c, int max_tokens, const std::vector<Node>& nodes, double score) {
+  std::vector<double> scores;
+  for (const Node& n : nodes) scores.push_back(n.score);
+  std::sort(scores.begin(), scores.end(), std::greater<>());
+  scores.resize(std::min(scores.size(), static_cast<size_t>(std::max(0, max_tokens))));
+  double tokens = c.round.other_sequences + 1.0;
+  for (double s : scores) tokens += c.scale * s;
+  const int rows = c.round.other_rows + 1 + static_cast<int>(scores.size());
+  return c.scale * score > c.pass->DraftStep() * tokens / c.pass->Pass(rows);
+}
+
+// How many of the best nodes (`order`, best first, at most `most`) to verify: the count with the
+// most expected tokens per second of the pass (at least one).
+size_t BestSize(const TreeCosts& c, const std::vector<Node>& nodes,
+                const std::vector<size_t>& order, size_t most) {
+  double tokens = c.round.other_sequences + 1.0, best_rate = 0.0;
+  size_t best = std::min<size_t>(1, most);
+  for (size_t n = 1; n <= most; ++n) {
+    tokens += c.scale * nodes[order[n - 1]].score;
+    const double rate = tokens / c.pass->Pass(c.round.other_rows + 1 + static_cast<int>(n));
+    if (rate > best_rate) {
+      best_rate = rate;
+      best = n;
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 Status TreeOptions::Validate() const {
@@ -66,6 +107,16 @@ Status TreeOptions::Validate() const {
   if (depth < 0 || depth > 64)
     return Error("tree depth: " + std::to_string(depth) + " is outside [0, 64]");
   return OkStatus();
+}
+
+void MtpTreeDrafter::Observe(int seq, const Draft&, std::span<const int> path) {
+  const auto it = calibration_.find(seq);
+  if (it == calibration_.end()) return;
+  Calibration& c = it->second;
+  constexpr double kDecay = 0.95;
+  c.expected = kDecay * c.expected + c.last_expected;
+  c.accepted = kDecay * c.accepted + static_cast<double>(path.size());
+  c.last_expected = 0.0;
 }
 
 Draft MtpTreeDrafter::Propose(const DraftRequest& req, ThreadPool& pool) {
@@ -78,6 +129,13 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
   std::vector<std::vector<Node>> nodes(B);
   std::vector<std::vector<int>> open(B);  // nodes to step at this depth (-1: the pending token)
   std::vector<int> steps(B, 0);
+  std::vector<TreeCosts> costs;
+  for (const DraftRequest& r : reqs) {
+    const bool sampled = r.sampling != nullptr && !r.sampling->greedy();
+    costs.push_back({.pass = r.round.costs != nullptr && !sampled ? r.round.costs : &defaults_,
+                     .round = sampled ? RoundInfo{} : r.round,
+                     .scale = calibration_[r.seq].Scale()});
+  }
   for (size_t b = 0; b < B; ++b) {
     if (reqs[b].max_tokens > 0) open[b].push_back(-1);
   }
@@ -133,6 +191,8 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
         const int deepest =
             options_.depth > 0 ? std::min(options_.depth, reqs[b].max_tokens) : reqs[b].max_tokens;
         if (IsStop(reqs[b].stop_ids, node.token) || node.depth >= deepest) continue;
+        if (options_.by_cost && !WorthAStep(costs[b], reqs[b].max_tokens, nodes[b], node.score))
+          continue;
         if (Rank(nodes[b], static_cast<size_t>(n)) < reqs[b].max_tokens - 1) {
           node.h = steps_[static_cast<size_t>(node.step)].h_out;
           open[b].push_back(n);
@@ -140,20 +200,34 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
       }
     }
   }
-  // Each tree: its max_tokens best nodes, in creation order (a parent before its children).
+  // Each tree: its best nodes (max_tokens, or by cost), in creation order (a parent before its
+  // children).
   std::vector<Draft> drafts(B);
   for (size_t b = 0; b < B; ++b) {
     Draft& d = drafts[b];
     d.own_length = true;
     d.steps = steps[b];
+    std::vector<size_t> order(nodes[b].size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t x, size_t y) { return nodes[b][x].score > nodes[b][y].score; });
+    size_t keep = std::min(order.size(), static_cast<size_t>(std::max(0, reqs[b].max_tokens)));
+    if (options_.by_cost) keep = BestSize(costs[b], nodes[b], order, keep);
+    std::vector<char> kept(nodes[b].size(), 0);
+    double expected = 0.0;
+    for (size_t r = 0; r < keep; ++r) {
+      kept[order[r]] = 1;
+      expected += nodes[b][order[r]].score;
+    }
     std::vector<int> index(nodes[b].size(), -1);
     for (size_t i = 0; i < nodes[b].size(); ++i) {
-      if (Rank(nodes[b], i) >= reqs[b].max_tokens) continue;
+      if (!kept[i]) continue;
       const Node& n = nodes[b][i];
       index[i] = static_cast<int>(d.tokens.size());
       d.tokens.push_back(n.token);
       d.parents.push_back(n.parent < 0 ? -1 : index[static_cast<size_t>(n.parent)]);
     }
+    if (options_.by_cost) calibration_[reqs[b].seq].last_expected = expected;
   }
   return drafts;
 }
