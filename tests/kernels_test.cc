@@ -106,18 +106,27 @@ TEST_P(KernelsTest, MatMulMatchesScalarReference) {
   }
 }
 
-// The kernels quantize each activation row for block-dtype weights to int16 codes with one scale:
-// s = max|x| / 32767, q = x * (32767 / max|x|) rounded to nearest even. Written out naively here.
+// The kernels quantize each activation row for block-dtype weights (KernelTable::act_quant) to
+// int16 codes with one scale per row, s = max|x| / 32767, or to int8 codes with one scale per 256
+// values, s = max|x| / 127 over them; q = x * (1 / s as the kernel computes it) rounded to nearest
+// even. Written out naively here; scale[k] is value k's.
 struct QuantRow {
   std::vector<double> q;
-  double scale;
+  std::vector<double> scale;
 };
-QuantRow QuantizeActRow(const float* x, size_t K) {
-  float amax = 0.0f;
-  for (size_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
-  const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
-  QuantRow r{std::vector<double>(K), static_cast<double>(amax / 32767.0f)};
-  for (size_t k = 0; k < K; ++k) r.q[k] = std::nearbyint(x[k] * inv);
+QuantRow QuantizeActRow(const float* x, size_t K, ActQuant how) {
+  const size_t span = how == ActQuant::kInt8SuperBlock ? 256 : K;
+  const float top = how == ActQuant::kInt8SuperBlock ? 127.0f : 32767.0f;
+  QuantRow r{std::vector<double>(K), std::vector<double>(K)};
+  for (size_t b = 0; b < K; b += span) {
+    float amax = 0.0f;
+    for (size_t k = b; k < b + span; ++k) amax = std::max(amax, std::fabs(x[k]));
+    const float inv = amax > 0.0f ? top / amax : 0.0f;
+    for (size_t k = b; k < b + span; ++k) {
+      r.q[k] = std::nearbyint(x[k] * inv);
+      r.scale[k] = static_cast<double>(amax / top);
+    }
+  }
   return r;
 }
 
@@ -140,23 +149,24 @@ TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
         for (size_t i = 0; i < M; ++i) {
           const float* xi = x.data() + i * static_cast<size_t>(K);
           MatMulAll(k_, w.view(N, K), xi, 1, one.data());
-          const QuantRow qa = QuantizeActRow(xi, static_cast<size_t>(K));
+          const QuantRow qa = QuantizeActRow(xi, static_cast<size_t>(K), k_.act_quant(t));
           for (int64_t n = 0; n < N; ++n) {
-            double ref = 0, mag = 0, exact = 0, wabs = 0;
+            double ref = 0, mag = 0, exact = 0, half_step = 0;
             for (int64_t kk = 0; kk < K; ++kk) {
               const double wv = w.exact[static_cast<size_t>(n * K + kk)];
-              const double p = wv * qa.q[static_cast<size_t>(kk)] * qa.scale;
+              const double p =
+                  wv * qa.q[static_cast<size_t>(kk)] * qa.scale[static_cast<size_t>(kk)];
               ref += p;
               mag += std::fabs(p);
               exact += wv * xi[kk];
-              wabs += std::fabs(wv);
+              half_step += qa.scale[static_cast<size_t>(kk)] / 2 * std::fabs(wv);
             }
             const float got = y[i * static_cast<size_t>(N) + static_cast<size_t>(n)];
             // The activation codes and the products are exact; only f32 accumulation errs.
             EXPECT_NEAR(got, ref, 4.0 * K * 6e-8 * mag + 1e-6)
                 << k_.target << " " << DTypeName(t) << " K=" << K << " M=" << M << " row " << i;
             // And the codes are within half a step of the activations.
-            EXPECT_NEAR(got, exact, qa.scale / 2 * wabs + 4.0 * K * 6e-8 * mag + 1e-6);
+            EXPECT_NEAR(got, exact, half_step + 4.0 * K * 6e-8 * mag + 1e-6);
             EXPECT_EQ(one[static_cast<size_t>(n)], got) << "batch invariance";
           }
         }

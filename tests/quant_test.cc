@@ -61,11 +61,13 @@ TEST(Quantize, PolicyKeepsSensitiveTensorsExact) {
 
 class QuantizedModel : public ::testing::TestWithParam<DType> {};
 
-// The engine's block-dtype matmuls round each activation row to int16 codes (kernels_test checks
-// that rule exactly), so the reference rounds the rows the same way; what remains is f32 against
-// double arithmetic. The tiny random models amplify any perturbation along the sequence, so the
-// check is relative: the engine must sit far closer to that reference than quantizing the weights
-// moved the model.
+// The engine's block-dtype matmuls round each activation row to integer codes (kernels_test checks
+// that rule exactly). The tiny random models amplify any perturbation along the sequence, so the
+// check is relative: the engine must sit far closer to the reference than quantizing the weights
+// moved the model — within a tenth of that for int16 codes. Int8 codes (x86 Q4_K/Q5_K, as
+// llama.cpp's Q8_K) the reference rounds too (AsMatMulInput), but a code whose input sits near a
+// rounding boundary may round the other way in f32 than in double, a whole step of 1/127 of the
+// block's largest value, so those types get four tenths (the largest seen on AVX-512 was 0.27).
 TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
   for (const char* preset : {"e2b-tiny", "31b-tiny", "26b-a4b-tiny"}) {
     RandomTargetSpec spec = *TargetPreset(preset);
@@ -93,6 +95,8 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
     const test::RefOutput r = test::ReferenceGemma4((*m)->config(), (*m)->store()).Forward(ids);
     const test::RefOutput r0 =
         test::ReferenceGemma4((*orig)->config(), (*orig)->store()).Forward(ids);
+    const double share =
+        BestKernels().act_quant(GetParam()) == ActQuant::kInt8SuperBlock ? 0.4 : 0.1;
     int compared = 0;
     for (size_t t = 0; t < ids.size(); ++t) {
       // A router whose k-th and next expert are closer than the activation rounding moves
@@ -105,7 +109,7 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
         err = std::max(err, std::fabs(out.logits[t * 512 + v] - r.logits[t][v]));
         weight_err = std::max(weight_err, std::fabs(r0.logits[t][v] - r.logits[t][v]));
       }
-      EXPECT_LT(err, 0.1 * weight_err + 2e-3) << preset << " position " << t;
+      EXPECT_LT(err, share * weight_err + 2e-3) << preset << " position " << t;
     }
     // Dense models compare every position; the mixture at least its first few (the margins come
     // from the double reference, so how many does not depend on the machine).

@@ -20,9 +20,10 @@ VecD Get(const WeightStore& s, const std::string& name) {
 VecD MatVec(const WeightStore& s, const std::string& name, const VecD& x) {
   const TensorView* t = s.Find(name);
   const size_t rows = static_cast<size_t>(t->shape[0]), cols = static_cast<size_t>(t->shape[1]);
+  const VecD xq = AsMatMulInput(t->dtype, x);
   VecD y(rows, 0.0);
   for (size_t r = 0; r < rows; ++r) {
-    for (size_t k = 0; k < cols; ++k) y[r] += LoadAsF32(t->dtype, t->data, r * cols + k) * x[k];
+    for (size_t k = 0; k < cols; ++k) y[r] += LoadAsF32(t->dtype, t->data, r * cols + k) * xq[k];
   }
   return y;
 }

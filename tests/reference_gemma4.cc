@@ -23,10 +23,12 @@ VecD ReferenceGemma4::MatVec(const std::string& name, const VecD& x, int index) 
   const size_t rows = static_cast<size_t>(t->shape[n - 2]),
                cols = static_cast<size_t>(t->shape[n - 1]);
   const size_t base = static_cast<size_t>(index) * rows * cols;
+  const VecD xq = AsMatMulInput(t->dtype, x);
   VecD y(rows, 0.0);
   for (size_t r = 0; r < rows; ++r) {
     double s = 0;
-    for (size_t k = 0; k < cols; ++k) s += LoadAsF32(t->dtype, t->data, base + r * cols + k) * x[k];
+    for (size_t k = 0; k < cols; ++k)
+      s += LoadAsF32(t->dtype, t->data, base + r * cols + k) * xq[k];
     y[r] = s;
   }
   return y;

@@ -1,8 +1,12 @@
 // Double-precision building blocks shared by the naive references (target and assistant).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include "specula/base/dtype.h"
+#include "specula/kernels/kernels.h"
 
 namespace specula::test {
 
@@ -32,6 +36,26 @@ inline void Rope(double* x, int d, int n_rot, double theta, int pos) {
     x[j] = x1 * std::cos(a) - x2 * std::sin(a);
     x[j + d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
   }
+}
+
+// x as the engine's matmul sees it for weights of dtype t: where the kernels quantize activations
+// to int8 codes per 256 values (KernelTable::act_quant; kernels_test checks the rule exactly), the
+// reference rounds x the same way, since that rounding is a sizeable part of what 4-bit weights
+// move a tiny model. Int16 codes per row (the other rule) are left out: 15 bits err far less than
+// the f32 arithmetic the reference is compared with.
+inline VecD AsMatMulInput(DType t, const VecD& x) {
+  if (!IsBlockType(t) || BestKernels().act_quant(t) != ActQuant::kInt8SuperBlock) return x;
+  VecD q(x.size());
+  for (size_t b = 0; b < x.size(); b += 256) {
+    const size_t end = std::min(x.size(), b + 256);
+    float amax = 0.0f;
+    for (size_t k = b; k < end; ++k) amax = std::max(amax, std::fabs(static_cast<float>(x[k])));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (size_t k = b; k < end; ++k) {
+      q[k] = std::nearbyint(static_cast<float>(x[k]) * inv) * static_cast<double>(amax / 127.0f);
+    }
+  }
+  return q;
 }
 
 }  // namespace specula::test

@@ -267,6 +267,9 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
 // The block-dtype matmuls, in matmul_blocks.cc and matmul_kquants.cc (the same targets).
 void MatMulRowsBlocks(const MatMulRowsArgs& a);
 void MatMulRowsKQuants(const MatMulRowsArgs& a);
+ActQuant KQuantActs(DType t);
+
+ActQuant ActQuantFor(DType t) { return IsSuperBlockType(t) ? KQuantActs(t) : ActQuant::kInt16Row; }
 
 void MatMulRows(const MatMulRowsArgs& a) {
   switch (a.w.dtype) {
@@ -427,6 +430,7 @@ KernelTable GetTable() {
   t.softcap = &SoftCapRow;
   t.exp_weights = &ExpWeights;
   t.argmax = &ArgmaxRow;
+  t.act_quant = &ActQuantFor;
   return t;
 }
 

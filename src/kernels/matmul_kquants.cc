@@ -10,13 +10,22 @@
 
 #include "hwy/highway.h"
 #include "specula/kernels/kernels.h"
+#include "src/kernels/matmul_int8-inl.h"
 #include "src/kernels/matmul_quant-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace specula {
 namespace HWY_NAMESPACE {
 
+ActQuant KQuantActs(DType t) {
+  return kInt8KQuants && IsScaleMinType(t) ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
+}
+
 void MatMulRowsKQuants(const MatMulRowsArgs& a) {
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  if (a.w.dtype == DType::kQ4_K) return MatMulRowsScaleMin8<DType::kQ4_K>(a);
+  if (a.w.dtype == DType::kQ5_K) return MatMulRowsScaleMin8<DType::kQ5_K>(a);
+#endif
   switch (a.w.dtype) {
     case DType::kQ6_K:
       return MatMulRowsScaled<DType::kQ6_K>(a);

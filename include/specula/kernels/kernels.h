@@ -90,6 +90,11 @@ inline size_t AttentionScratchFloats(size_t rows, size_t heads, size_t head_dim,
 // The scratch a matmul_rows call over m activation rows of K columns can use.
 inline size_t MatMulScratchFloats(size_t m, size_t K) { return m * K; }
 
+// How matmul_rows quantizes the activation rows for a block dtype's weights: to int16 with one
+// scale per row, or to int8 with one scale per 256-value super-block (x86 Q4_K/Q5_K: llama.cpp's
+// Q8_K activations). Tests model each exactly.
+enum class ActQuant { kInt16Row, kInt8SuperBlock };
+
 struct KernelTable {
   const char* target = "";
   void (*matmul_rows)(const MatMulRowsArgs& args) = nullptr;
@@ -108,6 +113,8 @@ struct KernelTable {
   double (*exp_weights)(const float* x, size_t n, float max, float scale, float* w) = nullptr;
   // The first index of the largest of x[0, n), n >= 1 (inputs without NaN).
   size_t (*argmax)(const float* x, size_t n) = nullptr;
+  // The activation quantization of matmul_rows for a block dtype.
+  ActQuant (*act_quant)(DType t) = nullptr;
   // Runs `iters` rounds of 16 independent vector FMA chains held in registers and returns the
   // flops done (2 per lane per FMA): the core's peak FMA throughput.
   double (*fma_probe)(size_t iters) = nullptr;

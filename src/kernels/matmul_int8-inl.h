@@ -1,0 +1,349 @@
+// Int8 dot products for Q4_K and Q5_K on x86 (AVX2, AVX-512), the bulk of llama.cpp's Q4_K_M and
+// Q5_K_M files. Included by matmul_kquants.cc once per SIMD target, after matmul_quant-inl.h; other
+// targets keep that file's int16 path.
+//
+// Why: with int16 activations every 4- or 5-bit code is widened to 16 bits and multiplied by its
+// sub-block scale before the products, ~100 ops per 256-value super-block, which made one-row
+// decode compute-bound at ~0.6 of the memory roofline. Here the codes stay bytes: a nibble mask
+// and shift unpack 64 of them per op, one vpmaddubsw multiplies them by int8 activation codes and
+// adds pairs (int16), one vpmaddwd multiplies those pairs by the sub-block scale and adds pairs
+// again (int32): ~3 ops per 64 values and row. Activations are quantized per super-block, as
+// llama.cpp's Q8_K: x ~ s_b * q, s_b = max|x| / 127 over the 256 values, plus each 32 values' sum
+// of codes for the min term.
+//
+// Exactness: a pair sum of vpmaddubsw is at most 2 * 31 * 127 = 7874 < 2^15 (no saturation), a
+// super-block's int32 lane sums at most 8 * 4 * 7874 * 63 < 2^31. Per super-block and row, the
+// int32 lanes are converted once and multiply-added with d * s_b, then the min term
+// (sum_j m_j * bsum_j, exact) with -dmin * s_b, into two f32 accumulators per row; the lanes are
+// reduced once at the end. Every row runs these same operations whatever else shares the call.
+#if defined(SPECULA_KERNELS_MATMUL_INT8_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SPECULA_KERNELS_MATMUL_INT8_INL_H_
+#undef SPECULA_KERNELS_MATMUL_INT8_INL_H_
+#else
+#define SPECULA_KERNELS_MATMUL_INT8_INL_H_
+#endif
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "hwy/aligned_allocator.h"
+#include "hwy/highway.h"
+#include "specula/base/dtype.h"
+#include "specula/kernels/kernels.h"
+#include "src/kernels/tiles-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace specula {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr bool kInt8KQuants = true;
+
+using D8 = hn::ScalableTag<uint8_t>;  // 32 bytes on AVX2, 64 on AVX-512
+using DI8 = hn::RebindToSigned<D8>;
+using DI16 = hn::Repartition<int16_t, D8>;
+using DI32 = hn::Repartition<int32_t, D8>;
+// 32-value sub-blocks per vector of codes.
+constexpr size_t kHalves = hn::MaxLanes(D8()) / 32;
+
+// Per 16-bit lane i: u[2i] * s[2i] + u[2i + 1] * s[2i + 1] (u unsigned, s signed bytes). Highway
+// 1.0 has no such op; this is its one x86 instruction.
+HWY_INLINE hn::Vec<DI16> MulBytePairs(hn::Vec<D8> u, hn::Vec<DI8> s) {
+#if HWY_TARGET == HWY_AVX2
+  return hn::Vec<DI16>{_mm256_maddubs_epi16(u.raw, s.raw)};
+#else
+  return hn::Vec<DI16>{_mm512_maddubs_epi16(u.raw, s.raw)};
+#endif
+}
+
+// A vector of 4 f32 lanes (the min term) as the low lanes of a full vector, zeros above.
+HWY_INLINE hn::Vec<DF> WidenFour(hn::Vec<hn::CappedTag<float, 4>> v) {
+  const DF df;
+#if HWY_TARGET == HWY_AVX2
+  return hn::ZeroExtendVector(df, v);
+#else
+  const hn::Half<DF> dh;
+  return hn::ZeroExtendVector(df, hn::ZeroExtendVector(dh, v));
+#endif
+}
+#else
+constexpr bool kInt8KQuants = false;
+#endif
+
+// Each activation row quantized per 256-value super-block: K int8 codes, K / 256 f32 scales and
+// K / 32 int16 sums of codes. A super-block holding inf or NaN gets scale NaN and zero codes, so
+// the row's outputs are NaN as they would be in float.
+struct Acts8 {
+  const int8_t* codes;  // [m, K]
+  const float* scales;  // [m, K / 256]
+  const int16_t* sums;  // [m, K / 32]
+  hwy::AlignedFreeUniquePtr<float[]> own;
+};
+
+HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, int8_t* codes,
+                              float* scales, int16_t* sums) {
+  const DF df;
+  const hn::Rebind<int8_t, DF> di8;
+  const size_t N = hn::Lanes(df);
+  const size_t blocks = K / kSuperBlock;
+  for (size_t r = 0; r < m; ++r) {
+    for (size_t b = 0; b < blocks; ++b) {
+      const float* xb = x + r * ldx + b * kSuperBlock;
+      int8_t* q = codes + r * K + b * kSuperBlock;
+      int16_t* s = sums + r * (K / 32) + b * 8;
+      float* scale = scales + r * blocks + b;
+      auto vmax = hn::Zero(df), bad = hn::Zero(df);
+      for (size_t k = 0; k < kSuperBlock; k += N) {
+        const auto v = hn::LoadU(df, xb + k);
+        vmax = hn::Max(vmax, hn::Abs(v));
+        bad = hn::Add(bad, hn::Mul(v, hn::Zero(df)));  // NaN iff some value is inf or NaN
+      }
+      const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+      if (!(hn::GetLane(hn::SumOfLanes(df, bad)) == 0.0f)) {
+        *scale = std::numeric_limits<float>::quiet_NaN();
+        std::memset(q, 0, kSuperBlock);
+        std::memset(s, 0, 8 * sizeof(int16_t));
+        continue;
+      }
+      *scale = amax / 127.0f;
+      const auto inv = hn::Set(df, amax > 0.0f ? 127.0f / amax : 0.0f);
+      for (size_t k = 0; k < kSuperBlock; k += N) {
+        const auto c = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + k), inv));  // |c| <= 127
+        hn::StoreU(hn::DemoteTo(di8, c), di8, q + k);
+      }
+      for (size_t j = 0; j < 8; ++j) {
+        int sum = 0;
+        for (size_t l = 0; l < 32; ++l) sum += q[32 * j + l];
+        s[j] = static_cast<int16_t>(sum);
+      }
+    }
+  }
+}
+
+// The activations in the call's scratch (codes, then scales, then sums), reusing what an earlier
+// matrix of the same MatMulShared group and dtype left there.
+HWY_INLINE Acts8 PrepareActs8(const MatMulRowsArgs& a) {
+  const size_t K = static_cast<size_t>(a.w.cols);
+  const size_t code_floats = (a.m * K / 4 + 15) / 16 * 16;
+  const size_t scale_floats = (a.m * K / kSuperBlock + 15) / 16 * 16;
+  const size_t need = code_floats + scale_floats + (a.m * K / 64 + 15) / 16 * 16;
+  Acts8 q;
+  float* scratch = a.scratch;
+  if (a.scratch_floats < need) {
+    q.own = hwy::AllocateAligned<float>(need);
+    scratch = q.own.get();
+  }
+  auto* codes = reinterpret_cast<int8_t*>(scratch);
+  float* scales = scratch + code_floats;
+  auto* sums = reinterpret_cast<int16_t*>(scratch + code_floats + scale_floats);
+  if (!a.x_prepared || q.own) QuantizeActs8(a.x, a.ldx, a.m, K, codes, scales, sums);
+  q.codes = codes;
+  q.scales = scales;
+  q.sums = sums;
+  return q;
+}
+
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+
+// One weight row against R activation rows, the first at row i of the prepared activations.
+struct Tile8 {
+  const uint8_t* w;
+  const Acts8* acts;
+  size_t i;
+  size_t K;
+  float* out;  // out[r * ldo]
+  size_t ldo;
+};
+
+// A super-block's 8 six-bit scales and 8 mins from Q4_K's 12 packed bytes, each set as 8 bytes in
+// sub-block order (byte j of *sc is sub-block j's): sub-blocks 0-3 in the low 6 bits of bytes 0-3
+// (mins: 4-7); 4-7 in the nibbles of bytes 8-11 (scales low, mins high) with the top two bits of
+// bytes 0-3 (mins: 4-7) above them. Kept in general registers: bytes stored to memory and read
+// back as a vector stall on store forwarding.
+HWY_INLINE void ScalesMinsQ4K(const uint8_t* p, uint64_t* sc, uint64_t* mn) {
+  uint32_t u[3];
+  std::memcpy(u, p, 12);
+  const uint32_t s_lo = u[0] & 0x3f3f3f3fu, m_lo = u[1] & 0x3f3f3f3fu;
+  const uint32_t s_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
+  *sc = s_lo | uint64_t{s_hi} << 32;
+  *mn = m_lo | uint64_t{m_hi} << 32;
+}
+
+// 8 bytes as int16 lanes 0-7 of a vector of d's width (zeros above).
+template <class D>
+HWY_INLINE hn::Vec<D> BytesToI16(D d, uint64_t bytes) {
+  const hn::Full128<uint64_t> d64;
+  const hn::Full64<uint8_t> d8x8;
+  const hn::Full128<int16_t> d16x8;
+  const auto v = hn::PromoteTo(
+      d16x8, hn::LowerHalf(d8x8, hn::BitCast(hn::Full128<uint8_t>(), hn::Set(d64, bytes))));
+  if constexpr (hn::MaxLanes(D()) == 8) {
+    return v;
+  } else if constexpr (hn::MaxLanes(D()) == 16) {
+    return hn::ZeroExtendVector(d, v);
+  } else {
+    return hn::ZeroExtendVector(d, hn::ZeroExtendVector(hn::Half<D>(), v));
+  }
+}
+
+// The int16 scale of every lane of code vector c's low (hi = 0) or high (hi = 1) nibbles: its
+// 32-value halves hold sub-blocks 2 (kHalves c + h) + hi.
+HWY_INLINE hn::Vec<DI16> LaneScales(uint64_t sc, hn::Vec<DI16> sc16, size_t c, size_t hi) {
+  const DI16 d16;
+#if HWY_TARGET == HWY_AVX2
+  (void)sc16;
+  return hn::Set(d16, static_cast<int16_t>((sc >> (8 * (2 * c + hi))) & 0xff));
+#else
+  (void)sc;
+  // Lanes 0-15 take sub-block 4c + hi's scale, 16-31 that of 4c + 2 + hi (one vpermw).
+  const auto idx = hn::Add(hn::ShiftLeft<1>(hn::ShiftRight<4>(hn::Iota(d16, 0))),
+                           hn::Set(d16, static_cast<int16_t>(4 * c + hi)));
+  return hn::Vec<DI16>{_mm512_permutexvar_epi16(idx.raw, sc16.raw)};
+#endif
+}
+
+// Activation codes lined up with code vector c's low (hi = 0) or high (hi = 1) nibbles: values
+// 64 (kHalves c + h) + 32 hi .. + 32 of the super-block at x, for each half h.
+HWY_INLINE hn::Vec<DI8> ActsFor(const int8_t* x, size_t c, size_t hi) {
+  const DI8 d8;
+  if constexpr (kHalves == 1) {
+    return hn::LoadU(d8, x + 64 * c + 32 * hi);
+  } else {
+    const hn::Half<DI8> dh;
+    return hn::Combine(d8, hn::LoadU(dh, x + 128 * c + 64 + 32 * hi),
+                       hn::LoadU(dh, x + 128 * c + 32 * hi));
+  }
+}
+
+template <DType kType, size_t R>
+HWY_NOINLINE void DotGroup8(const Tile8& job) {
+  const D8 d8;
+  const DI16 d16;
+  const hn::RebindToUnsigned<DI16> du16;
+  const DI32 d32;
+  const DF df;
+  const hn::CappedTag<int16_t, 8> d16x8;
+  const hn::CappedTag<int32_t, 4> d32x4;
+  const hn::CappedTag<float, 4> df4;
+  constexpr bool kQ5 = kType == DType::kQ5_K;
+  constexpr size_t kCodes = kQ5 ? 48 : 16;  // Q5_K's qh[32] comes first
+  constexpr size_t kChunks = 128 / hn::MaxLanes(D8());
+  const Acts8& a = *job.acts;
+  const size_t K = job.K, blocks = K / kSuperBlock;
+  const auto low = hn::Set(d8, 0x0F);
+  // Q5_K: per code vector and nibble, the qh bit of each half's sub-block (see below).
+  HWY_ALIGN uint8_t fifth[kQ5 ? kChunks : 1][2][hn::MaxLanes(D8())];
+  if constexpr (kQ5) {
+    for (size_t c = 0; c < kChunks; ++c)
+      for (size_t nib = 0; nib < 2; ++nib)
+        for (size_t h = 0; h < kHalves; ++h)
+          std::memset(fifth[c][nib] + 32 * h, 1 << (2 * (kHalves * c + h) + nib), 32);
+  }
+  // Per row, the scale terms and the min terms in two chains (one FMA each per super-block).
+  hn::Vec<DF> acc[R], accm[R];
+#pragma GCC unroll 16
+  for (size_t r = 0; r < R; ++r) acc[r] = accm[r] = hn::Zero(df);
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t b = 0; b < blocks; ++b, w += DTypeSize(kType)) {
+    for (size_t p = 0; p < DTypeSize(kType); p += 64)
+      __builtin_prefetch(w + kPrefetchBytes + p, 0, 1);
+    uint16_t dh, mh;
+    std::memcpy(&dh, w, 2);
+    std::memcpy(&mh, w + 2, 2);
+    const float d = F16ToF32Fast(dh), dmin = F16ToF32Fast(mh);
+    uint64_t sc, mn;
+    ScalesMinsQ4K(w + 4, &sc, &mn);
+    const auto sc16 = BytesToI16(d16, sc);
+    const auto m16 = BytesToI16(d16x8, mn);
+    hn::Vec<DI32> isum[R];
+#pragma GCC unroll 16
+    for (size_t r = 0; r < R; ++r) isum[r] = hn::Zero(d32);
+    for (size_t c = 0; c < kChunks; ++c) {
+      const auto v = hn::LoadU(d8, w + kCodes + c * hn::MaxLanes(D8()));
+      auto lo = hn::And(v, low);
+      auto hi = hn::And(hn::BitCast(d8, hn::ShiftRight<4>(hn::BitCast(du16, v))), low);
+      if constexpr (kQ5) {
+        // The fifth bit of value 32 j + l is bit j of qh[l]; half h of this vector holds
+        // sub-blocks 2 (kHalves c + h) (low nibbles) and that + 1 (high nibbles).
+        hn::Vec<D8> qh2;
+        if constexpr (kHalves == 1) {
+          qh2 = hn::LoadU(d8, w + 16);
+        } else {
+          const auto qh = hn::LoadU(hn::Half<D8>(), w + 16);
+          qh2 = hn::Combine(d8, qh, qh);
+        }
+        const auto bit = [&](size_t nib) HWY_ATTR {
+          const auto sel = hn::And(qh2, hn::Load(d8, fifth[c][nib]));
+          return hn::IfThenElseZero(hn::Ne(sel, hn::Zero(d8)), hn::Set(d8, 16));
+        };
+        lo = hn::Or(lo, bit(0));
+        hi = hn::Or(hi, bit(1));
+      }
+      const auto slo = LaneScales(sc, sc16, c, 0), shi = LaneScales(sc, sc16, c, 1);
+#pragma GCC unroll 16
+      for (size_t r = 0; r < R; ++r) {
+        const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock;
+        hn::Vec<DI32> unused;
+        isum[r] = hn::ReorderWidenMulAccumulate(d32, MulBytePairs(lo, ActsFor(x, c, 0)), slo,
+                                                isum[r], unused);
+        isum[r] = hn::ReorderWidenMulAccumulate(d32, MulBytePairs(hi, ActsFor(x, c, 1)), shi,
+                                                isum[r], unused);
+      }
+    }
+#pragma GCC unroll 16
+    for (size_t r = 0; r < R; ++r) {
+      const float s = a.scales[(job.i + r) * blocks + b];
+      acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
+      hn::Vec<decltype(d32x4)> unused;
+      const auto mins = hn::ReorderWidenMulAccumulate(
+          d32x4, m16, hn::LoadU(d16x8, a.sums + (job.i + r) * (K / 32) + 8 * b), hn::Zero(d32x4),
+          unused);
+      accm[r] = hn::MulAdd(WidenFour(hn::ConvertTo(df4, mins)), hn::Set(df, -dmin * s), accm[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (size_t r = 0; r < R; ++r)
+    job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[r], accm[r])));
+}
+
+// Activation rows per group: each super-block is unpacked once per group (AVX2 keeps 4 rows'
+// two accumulators in its 16 registers).
+constexpr size_t kRows8 = kWideRegs ? 8 : 4;
+
+template <DType kType, size_t R>
+HWY_INLINE void DotGroup8Tail(size_t rows, const Tile8& job) {
+  if constexpr (R > 0) {
+    if (rows == R) return DotGroup8<kType, R>(job);
+    DotGroup8Tail<kType, R - 1>(rows, job);
+  }
+}
+
+// Q4_K and Q5_K with int8 activations.
+template <DType kType>
+void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
+  const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
+  const Acts8 q = PrepareActs8(a);
+  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+    for (size_t t = 0, i = 0; t < NumTiles(a.m, kRows8); ++t) {
+      const size_t rows = TileRows(a.m, t, kRows8);
+      DotGroup8Tail<kType, kRows8>(
+          rows, {.w = static_cast<const uint8_t*>(a.w.data) + static_cast<size_t>(n) * ldw,
+                 .acts = &q,
+                 .i = i,
+                 .K = static_cast<size_t>(a.w.cols),
+                 .out = a.y + i * a.ldy + n,
+                 .ldo = a.ldy});
+      i += rows;
+    }
+  }
+}
+#endif
+
+}  // namespace HWY_NAMESPACE
+}  // namespace specula
+HWY_AFTER_NAMESPACE();
+
+#endif  // SPECULA_KERNELS_MATMUL_INT8_INL_H_
