@@ -83,7 +83,7 @@ void BM_MatMul(benchmark::State& state) {
 BENCHMARK(BM_MatMul)
     ->ArgsProduct({{static_cast<int>(DType::kBF16), static_cast<int>(DType::kQ8_0),
                     static_cast<int>(DType::kQ4_0), static_cast<int>(DType::kQ6_K),
-                    static_cast<int>(DType::kQ4_K)},
+                    static_cast<int>(DType::kQ4_K), static_cast<int>(DType::kQ5_K)},
                    {1, 2, 4, 8, 16, 24, 64},
                    {1, 2}})
     ->UseRealTime()

@@ -68,13 +68,14 @@ HWY_INLINE hn::Vec<DF> WidenFour(hn::Vec<hn::CappedTag<float, 4>> v) {
   return hn::ZeroExtendVector(df, hn::ZeroExtendVector(dh, v));
 #endif
 }
-#else
-constexpr bool kInt8KQuants = false;
-#endif
 
 // Each activation row quantized per 256-value super-block: K int8 codes, K / 256 f32 scales and
-// K / 32 int16 sums of codes. A super-block holding inf or NaN gets scale NaN and zero codes, so
-// the row's outputs are NaN as they would be in float.
+// K / 32 int16 sums of codes. The codes are stored in the order the kernel reads them, so that
+// each weight code vector meets its activations in one load: on AVX-512, where a vector of codes
+// holds sub-blocks 4c and 4c + 2 (low nibbles) or 4c + 1 and 4c + 3 (high nibbles), each 128
+// values are stored as 32-value pieces 0, 2, 1, 3; on AVX2 (sub-blocks 2c, 2c + 1) in value order.
+// A super-block holding inf or NaN gets scale NaN and zero codes, so the row's outputs are NaN as
+// they would be in float.
 struct Acts8 {
   const int8_t* codes;  // [m, K]
   const float* scales;  // [m, K / 256]
@@ -109,14 +110,17 @@ HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, in
       }
       *scale = amax / 127.0f;
       const auto inv = hn::Set(df, amax > 0.0f ? 127.0f / amax : 0.0f);
+      HWY_ALIGN int8_t natural[kSuperBlock];
       for (size_t k = 0; k < kSuperBlock; k += N) {
         const auto c = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + k), inv));  // |c| <= 127
-        hn::StoreU(hn::DemoteTo(di8, c), di8, q + k);
+        hn::StoreU(hn::DemoteTo(di8, c), di8, natural + k);
       }
       for (size_t j = 0; j < 8; ++j) {
         int sum = 0;
-        for (size_t l = 0; l < 32; ++l) sum += q[32 * j + l];
+        for (size_t l = 0; l < 32; ++l) sum += natural[32 * j + l];
         s[j] = static_cast<int16_t>(sum);
+        const size_t piece = j % 4 == 1 ? 2 : j % 4 == 2 ? 1 : j % 4;  // 0, 2, 1, 3
+        std::memcpy(q + 32 * (kHalves == 2 ? 4 * (j / 4) + piece : j), natural + 32 * j, 32);
       }
     }
   }
@@ -144,8 +148,6 @@ HWY_INLINE Acts8 PrepareActs8(const MatMulRowsArgs& a) {
   q.sums = sums;
   return q;
 }
-
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
 // One weight row against R activation rows, the first at row i of the prepared activations.
 struct Tile8 {
@@ -206,16 +208,10 @@ HWY_INLINE hn::Vec<DI16> LaneScales(uint64_t sc, hn::Vec<DI16> sc16, size_t c, s
 }
 
 // Activation codes lined up with code vector c's low (hi = 0) or high (hi = 1) nibbles: values
-// 64 (kHalves c + h) + 32 hi .. + 32 of the super-block at x, for each half h.
+// 64 (kHalves c + h) + 32 hi .. + 32 of the super-block at x for each half h, stored together
+// (QuantizeActs8).
 HWY_INLINE hn::Vec<DI8> ActsFor(const int8_t* x, size_t c, size_t hi) {
-  const DI8 d8;
-  if constexpr (kHalves == 1) {
-    return hn::LoadU(d8, x + 64 * c + 32 * hi);
-  } else {
-    const hn::Half<DI8> dh;
-    return hn::Combine(d8, hn::LoadU(dh, x + 128 * c + 64 + 32 * hi),
-                       hn::LoadU(dh, x + 128 * c + 32 * hi));
-  }
+  return hn::LoadU(DI8(), x + kHalves * (64 * c + 32 * hi));
 }
 
 template <DType kType, size_t R>
@@ -340,6 +336,8 @@ void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
     }
   }
 }
+#else
+constexpr bool kInt8KQuants = false;
 #endif
 
 }  // namespace HWY_NAMESPACE
