@@ -357,34 +357,11 @@ TEST(Hybrid, ASeededSampledSequenceGetsTheSameTokensAloneAndBatched) {
   ho.ngram = {.min_n = 1, .max_n = 3};
   const std::vector<std::vector<int>> prompts = {
       {2, 461, 364, 446, 461, 364}, {2, 17, 33, 17, 33}, {2, 91, 250, 13, 91}};
-  // Each prompt alone, then all three at once (other rows and measured costs in the round).
-  const auto run = [&](std::span<const std::vector<int>> batch) {
-    ThreadPool pool(2);
-    HybridDrafter hybrid(mtp, ho);
-    BatchEngine engine(*f.target, &hybrid, pool, {.max_running = 4, .context = 256});
-    std::vector<std::vector<int>> out(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      SeqOptions o;
-      o.base.max_new_tokens = 60;
-      o.base.sampling = {.temperature = 1.0f,
-                         .top_k = 8,
-                         .top_p = 1.0f,
-                         .min_p = 0.0f,
-                         .seed = static_cast<uint64_t>(5 + batch[i][1])};
-      o.draft_max = 3;
-      EXPECT_TRUE(engine
-                      .Add(batch[i], o, nullptr,
-                           [&out, i](const SpecResult& r, const Status&) { out[i] = r.gen.ids; })
-                      .ok());
-    }
-    while (!engine.idle()) engine.Step();
-    return out;
-  };
-  const std::vector<std::vector<int>> together = run(prompts);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_EQ(run({&prompts[i], 1})[0], together[i]) << "prompt " << i;
-    EXPECT_EQ(together[i].size(), 60u);
-  }
+  test::ExpectSeededSameAloneAndBatched(
+      *f.target, {.make_drafter = [&] { return std::make_unique<HybridDrafter>(mtp, ho); },
+                  .prompts = prompts,
+                  .max_new_tokens = 60,
+                  .draft_max = 3});
 }
 
 // The hybrid mixes point-mass lookup drafts with the model's sampled ones; sampled output keeps

@@ -19,13 +19,7 @@
 namespace specula {
 namespace {
 
-std::vector<int> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> ids = {2};
-  while (static_cast<int>(ids.size()) < n)
-    ids.push_back(static_cast<int>(rng() % static_cast<uint32_t>(vocab)));
-  return ids;
-}
+using test::RandomIds;
 
 std::unique_ptr<Gemma4Model> Load(const std::string& dir) {
   Result<std::unique_ptr<Gemma4Model>> m = Gemma4Model::Load(dir);

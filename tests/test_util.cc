@@ -10,9 +10,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <random>
 #include <sstream>
 
+#include "specula/base/thread_pool.h"
 #include "specula/runtime/sampler.h"
+#include "specula/spec/batch_engine.h"
 
 namespace specula::test {
 
@@ -126,6 +129,44 @@ Result<GenerateResult> ReferenceGeneratePlain(Gemma4Model& model, ThreadPool& po
 std::string ParamName(std::string name) {
   for (char& ch : name) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
   return name;
+}
+
+std::vector<int> RandomIds(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> ids = {2};
+  while (static_cast<int>(ids.size()) < n)
+    ids.push_back(static_cast<int>(rng() % static_cast<uint32_t>(vocab)));
+  return ids;
+}
+
+void ExpectSeededSameAloneAndBatched(Gemma4Model& target, const SeededBatchCheck& check) {
+  const auto run = [&](std::span<const std::vector<int>> batch) {
+    ThreadPool pool(2);
+    std::unique_ptr<Drafter> drafter = check.make_drafter();
+    BatchEngine engine(target, drafter.get(), pool, {.max_running = 4, .context = 256});
+    std::vector<std::vector<int>> out(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      SeqOptions o;
+      o.base.max_new_tokens = check.max_new_tokens;
+      o.base.sampling = {.temperature = 1.0f,
+                         .top_k = 8,
+                         .top_p = 1.0f,
+                         .min_p = 0.0f,
+                         .seed = static_cast<uint64_t>(5 + batch[i][1])};
+      o.draft_max = check.draft_max;
+      EXPECT_TRUE(engine
+                      .Add(batch[i], o, nullptr,
+                           [&out, i](const SpecResult& r, const Status&) { out[i] = r.gen.ids; })
+                      .ok());
+    }
+    while (!engine.idle()) engine.Step();
+    return out;
+  };
+  const std::vector<std::vector<int>> together = run(check.prompts);
+  for (size_t i = 0; i < check.prompts.size(); ++i) {
+    EXPECT_EQ(run({&check.prompts[i], 1})[0], together[i]) << "prompt " << i;
+    EXPECT_EQ(together[i].size(), static_cast<size_t>(check.max_new_tokens));
+  }
 }
 
 }  // namespace specula::test

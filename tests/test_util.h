@@ -1,13 +1,17 @@
 // Helpers for tests: temp dirs, generated checkpoints, running the CLI.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "specula/models/gemma4.h"
 #include "specula/models/gemma4_assistant.h"
 #include "specula/runtime/generate.h"
+#include "specula/spec/drafter.h"
 #include "src/testing/random_checkpoint.h"
 
 namespace specula::test {
@@ -46,5 +50,20 @@ RunResult RunCli(const std::string& args);
 // `name` with every character that is not a letter or digit replaced by '_': a gtest parameter
 // name.
 std::string ParamName(std::string name);
+
+// n token ids, BOS (2) first, then uniform draws below vocab from a generator seeded with seed.
+std::vector<int> RandomIds(int n, int vocab, uint32_t seed);
+
+// Seeded sampling through the batch engine must not depend on the batch: each prompt decoded alone
+// and all of them decoded together (other rows and measured costs in every round) give the same
+// tokens. A fresh drafter from make_drafter serves each run; every prompt samples at temperature
+// 1 with top-k 8 and its own seed, for max_new_tokens tokens of up to draft_max drafts a round.
+struct SeededBatchCheck {
+  std::function<std::unique_ptr<Drafter>()> make_drafter;
+  std::span<const std::vector<int>> prompts;
+  int max_new_tokens = 50;
+  int draft_max = 3;
+};
+void ExpectSeededSameAloneAndBatched(Gemma4Model& target, const SeededBatchCheck& check);
 
 }  // namespace specula::test

@@ -21,13 +21,7 @@
 namespace specula {
 namespace {
 
-std::vector<int> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> ids = {2};
-  while (static_cast<int>(ids.size()) < n)
-    ids.push_back(static_cast<int>(rng() % static_cast<uint32_t>(vocab)));
-  return ids;
-}
+using test::RandomIds;
 
 // Rows of a tree pass and their parents (-1: the cached prefix). Row 0 is the pending token.
 // `keep`: rows whose path the cache keeps in a second run.
@@ -410,33 +404,13 @@ TEST(Tree, ASeededSampledSequenceGetsTheSameTokensAloneAndBatched) {
   test::LoadedPair f = test::LoadPair("e2b-tiny", true);
   const std::vector<std::vector<int>> prompts = {
       {2, 461, 364, 446, 461, 364}, {2, 17, 33, 17, 33}, {2, 91, 250, 13, 91}};
-  const auto run = [&](std::span<const std::vector<int>> batch) {
-    ThreadPool pool(2);
-    MtpTreeDrafter tree(*f.assistant, {.width = 2});
-    BatchEngine engine(*f.target, &tree, pool, {.max_running = 4, .context = 256});
-    std::vector<std::vector<int>> out(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      SeqOptions o;
-      o.base.max_new_tokens = 50;
-      o.base.sampling = {.temperature = 1.0f,
-                         .top_k = 8,
-                         .top_p = 1.0f,
-                         .min_p = 0.0f,
-                         .seed = static_cast<uint64_t>(5 + batch[i][1])};
-      o.draft_max = 4;
-      EXPECT_TRUE(engine
-                      .Add(batch[i], o, nullptr,
-                           [&out, i](const SpecResult& r, const Status&) { out[i] = r.gen.ids; })
-                      .ok());
-    }
-    while (!engine.idle()) engine.Step();
-    return out;
-  };
-  const std::vector<std::vector<int>> together = run(prompts);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_EQ(run({&prompts[i], 1})[0], together[i]) << "prompt " << i;
-    EXPECT_EQ(together[i].size(), 50u);
-  }
+  test::ExpectSeededSameAloneAndBatched(
+      *f.target,
+      {.make_drafter =
+           [&] { return std::make_unique<MtpTreeDrafter>(*f.assistant, TreeOptions{.width = 2}); },
+       .prompts = prompts,
+       .max_new_tokens = 50,
+       .draft_max = 4});
 }
 
 // Two candidates from the target's own sampling support per round: two siblings, or a chain of

@@ -62,13 +62,11 @@ HybridDrafter::Choice HybridDrafter::Choose(const DraftRequest& req, SeqState& s
   if (match.length == 0 || model_k == 0) return {.lookup = std::nullopt, .model_k = model_k};
   Draft lookup = NgramContinuation(req.history, match, req.max_tokens, req.stop_ids);
   lookup.own_length = true;
-  // Sampled drafts change which tokens a seed yields, so when sampling the choice must not depend
-  // on timings or on the other sequences of the batch: it then weighs acceptance alone, against
-  // the default cost model (a seeded request gives the same tokens alone, batched, and again).
-  const bool sampled = req.sampling != nullptr && !req.sampling->greedy();
-  const PassCosts none;
-  const PassCosts& c = req.round.costs != nullptr && !sampled ? *req.round.costs : none;
-  const RoundInfo round = sampled ? RoundInfo{} : req.round;
+  // Sampled rounds weigh acceptance against the default cost model alone (RoundToWeigh).
+  const PassCosts defaults;
+  const WeighedRound weighed = RoundToWeigh(req, defaults);
+  const PassCosts& c = *weighed.costs;
+  const RoundInfo& round = weighed.round;
   // Tokens per second of the round's pass; the other sequences gain at least one token each.
   const auto rate = [&](double tokens, int rows, int draft_steps) {
     return (round.other_sequences + tokens) /

@@ -131,10 +131,9 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
   std::vector<int> steps(B, 0);
   std::vector<TreeCosts> costs;
   for (const DraftRequest& r : reqs) {
-    const bool sampled = r.sampling != nullptr && !r.sampling->greedy();
-    costs.push_back({.pass = r.round.costs != nullptr && !sampled ? r.round.costs : &defaults_,
-                     .round = sampled ? RoundInfo{} : r.round,
-                     .scale = calibration_[r.seq].Scale()});
+    const WeighedRound weighed = RoundToWeigh(r, defaults_);
+    costs.push_back(
+        {.pass = weighed.costs, .round = weighed.round, .scale = calibration_[r.seq].Scale()});
   }
   for (size_t b = 0; b < B; ++b) {
     if (reqs[b].max_tokens > 0) open[b].push_back(-1);
