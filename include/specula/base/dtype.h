@@ -252,14 +252,17 @@ inline uint16_t F32ToBF16(float f) {
 float F16ToF32(uint16_t h);
 uint16_t F32ToF16(float f);
 
-// F16ToF32 for the hot path: normal numbers and zero by bit manipulation (exact), the rare
-// subnormal/inf/NaN through F16ToF32.
+// F16ToF32 for the hot path: normal numbers by bit manipulation and subnormals (mantissa * 2^-24,
+// both exact in f32) by one conversion and multiply; only inf/NaN go through F16ToF32. Block scales
+// of small weights are often subnormal in f16 (a Q4_K sub-block scale d below 2^-14), so that path
+// is hot too.
 inline float F16ToF32Fast(uint16_t h) {
   const uint32_t exp = (h >> 10) & 0x1fu;
-  if (exp == 0 || exp == 31) {
-    if ((h & 0x7fffu) == 0) return (h & 0x8000u) ? -0.0f : 0.0f;
-    return F16ToF32(h);
+  if (exp == 0) {
+    const float mag = static_cast<float>(h & 0x3ffu) * 0x1p-24f;
+    return (h & 0x8000u) ? -mag : mag;
   }
+  if (exp == 31) return F16ToF32(h);
   const uint32_t u =
       (static_cast<uint32_t>(h & 0x8000u) << 16) | (((h & 0x7fffu) + 0x1c000u) << 13);
   float f;
