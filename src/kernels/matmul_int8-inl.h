@@ -1,6 +1,7 @@
 // Int8 dot products for Q4_K and Q5_K on x86 (AVX2, AVX-512), the bulk of llama.cpp's Q4_K_M and
-// Q5_K_M files. Included by matmul_kquants.cc once per SIMD target, after matmul_quant-inl.h; other
-// targets keep that file's int16 path.
+// Q5_K_M files, and Q6_K on AVX-512 (their output head and some of their layers). Included by
+// matmul_kquants.cc once per SIMD target, after matmul_quant-inl.h; other targets keep that
+// file's int16 path.
 //
 // Why: with int16 activations every 4- or 5-bit code is widened to 16 bits and multiplied by its
 // sub-block scale before the products, ~100 ops per 256-value super-block, which made one-row
@@ -76,15 +77,21 @@ HWY_INLINE hn::Vec<DF> WidenFour(hn::Vec<hn::CappedTag<float, 4>> v) {
 // values are stored as 32-value pieces 0, 2, 1, 3; on AVX2 (sub-blocks 2c, 2c + 1) in value order.
 // A super-block holding inf or NaN gets scale NaN and zero codes, so the row's outputs are NaN as
 // they would be in float.
+// Q6_K (AVX-512) takes the codes in value order and sums per 16 values (its sub-blocks).
+struct Acts8Layout {
+  bool value_order = false;  // false: Q4_K's order above
+  size_t sum_len = 32;       // values per sum of codes
+};
+
 struct Acts8 {
   const int8_t* codes;  // [m, K]
   const float* scales;  // [m, K / 256]
-  const int16_t* sums;  // [m, K / 32]
+  const int16_t* sums;  // [m, K / sum_len]
   hwy::AlignedFreeUniquePtr<float[]> own;
 };
 
-HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, int8_t* codes,
-                              float* scales, int16_t* sums) {
+HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, Acts8Layout layout,
+                              int8_t* codes, float* scales, int16_t* sums) {
   const DF df;
   const hn::Rebind<int8_t, DF> di8;
   const size_t N = hn::Lanes(df);
@@ -93,7 +100,8 @@ HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, in
     for (size_t b = 0; b < blocks; ++b) {
       const float* xb = x + r * ldx + b * kSuperBlock;
       int8_t* q = codes + r * K + b * kSuperBlock;
-      int16_t* s = sums + r * (K / 32) + b * 8;
+      const size_t nsums = kSuperBlock / layout.sum_len;
+      int16_t* s = sums + r * (K / layout.sum_len) + b * nsums;
       float* scale = scales + r * blocks + b;
       auto vmax = hn::Zero(df), bad = hn::Zero(df);
       for (size_t k = 0; k < kSuperBlock; k += N) {
@@ -105,7 +113,7 @@ HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, in
       if (!(hn::GetLane(hn::SumOfLanes(df, bad)) == 0.0f)) {
         *scale = std::numeric_limits<float>::quiet_NaN();
         std::memset(q, 0, kSuperBlock);
-        std::memset(s, 0, 8 * sizeof(int16_t));
+        std::memset(s, 0, nsums * sizeof(int16_t));
         continue;
       }
       *scale = amax / 127.0f;
@@ -115,12 +123,15 @@ HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, in
         const auto c = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + k), inv));  // |c| <= 127
         hn::StoreU(hn::DemoteTo(di8, c), di8, natural + k);
       }
-      for (size_t j = 0; j < 8; ++j) {
+      for (size_t j = 0; j < nsums; ++j) {
         int sum = 0;
-        for (size_t l = 0; l < 32; ++l) sum += natural[32 * j + l];
+        for (size_t l = 0; l < layout.sum_len; ++l) sum += natural[layout.sum_len * j + l];
         s[j] = static_cast<int16_t>(sum);
+      }
+      for (size_t j = 0; j < 8; ++j) {
         const size_t piece = j % 4 == 1 ? 2 : j % 4 == 2 ? 1 : j % 4;  // 0, 2, 1, 3
-        std::memcpy(q + 32 * (kHalves == 2 ? 4 * (j / 4) + piece : j), natural + 32 * j, 32);
+        const bool permute = kHalves == 2 && !layout.value_order;
+        std::memcpy(q + 32 * (permute ? 4 * (j / 4) + piece : j), natural + 32 * j, 32);
       }
     }
   }
@@ -128,11 +139,12 @@ HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, in
 
 // The activations in the call's scratch (codes, then scales, then sums), reusing what an earlier
 // matrix of the same MatMulShared group and dtype left there.
-HWY_INLINE Acts8 PrepareActs8(const MatMulRowsArgs& a) {
+HWY_INLINE Acts8 PrepareActs8(const MatMulRowsArgs& a, Acts8Layout layout) {
   const size_t K = static_cast<size_t>(a.w.cols);
   const size_t code_floats = (a.m * K / 4 + 15) / 16 * 16;
   const size_t scale_floats = (a.m * K / kSuperBlock + 15) / 16 * 16;
-  const size_t need = code_floats + scale_floats + (a.m * K / 64 + 15) / 16 * 16;
+  const size_t sum_floats = (a.m * K / layout.sum_len / 2 + 15) / 16 * 16;
+  const size_t need = code_floats + scale_floats + sum_floats;
   Acts8 q;
   float* scratch = a.scratch;
   if (a.scratch_floats < need) {
@@ -142,7 +154,7 @@ HWY_INLINE Acts8 PrepareActs8(const MatMulRowsArgs& a) {
   auto* codes = reinterpret_cast<int8_t*>(scratch);
   float* scales = scratch + code_floats;
   auto* sums = reinterpret_cast<int16_t*>(scratch + code_floats + scale_floats);
-  if (!a.x_prepared || q.own) QuantizeActs8(a.x, a.ldx, a.m, K, codes, scales, sums);
+  if (!a.x_prepared || q.own) QuantizeActs8(a.x, a.ldx, a.m, K, layout, codes, scales, sums);
   q.codes = codes;
   q.scales = scales;
   q.sums = sums;
@@ -321,7 +333,7 @@ HWY_INLINE void DotGroup8Tail(size_t rows, const Tile8& job) {
 template <DType kType>
 void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
-  const Acts8 q = PrepareActs8(a);
+  const Acts8 q = PrepareActs8(a, {});
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kRows8); ++t) {
       const size_t rows = TileRows(a.m, t, kRows8);
@@ -336,8 +348,118 @@ void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
     }
   }
 }
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr bool kInt8Q6K = true;
+
+// Q6_K with int8 activations (AVX-512: vpermw lays 4 sub-blocks' scales over a vector). Codes are
+// taken unsigned (0..63, the stored 6 bits) so vpmaddubsw can multiply them; the bias of 32 comes
+// back as -32 * sum_s sc_s * (sub-block s's sum of activation codes), exact in int32. Per half n
+// of a super-block, ql[64 n ..] holds values 128 n + 0..63 in its low nibbles and + 64..127 in its
+// high ones; qh[32 n + l] their top two bits (values + 0, + 32, + 64, + 96: bits 0-1 .. 6-7). So
+// both code vectors are in value order, and so are the activations (Acts8Layout::value_order).
+// Bounds: a pair sum 2 * 63 * 127 < 2^15; an int32 lane over a super-block 4 * 2 * 16002 * 128.
+template <size_t R>
+HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
+  const D8 d8;
+  const DI16 d16;
+  const DI32 d32;
+  const DF df;
+  const hn::Half<D8> dh8;
+  const hn::Half<DI16> dh16;
+  const hn::Half<DI32> dh32;
+  const hn::Half<DF> dhf;
+  const Acts8& a = *job.acts;
+  const size_t K = job.K, blocks = K / kSuperBlock;
+  const auto low4 = hn::Set(d8, 0x0F), low2 = hn::Set(d8, 3);
+  // Lane i of code vector c (values 64 c ..) belongs to sub-block 4 c + i / 8.
+  const auto sub = hn::ShiftRight<3>(hn::Iota(d16, 0));
+  hn::Vec<DF> acc[R], accb[R];
+#pragma GCC unroll 16
+  for (size_t r = 0; r < R; ++r) acc[r] = accb[r] = hn::Zero(df);
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t b = 0; b < blocks; ++b, w += DTypeSize(DType::kQ6_K)) {
+    for (size_t p = 0; p < DTypeSize(DType::kQ6_K); p += 64)
+      __builtin_prefetch(w + kPrefetchBytes + p, 0, 1);
+    uint16_t dh;
+    std::memcpy(&dh, w + 208, 2);
+    const float d = F16ToF32Fast(dh);
+    // The 16 int8 scales as int16 lanes 0-15 (zeros above).
+    const auto sc16 = hn::ZeroExtendVector(
+        d16, hn::PromoteTo(dh16, hn::LoadU(hn::Rebind<int8_t, decltype(dh16)>(),
+                                           reinterpret_cast<const int8_t*>(w + 192))));
+    hn::Vec<DI32> isum[R];
+#pragma GCC unroll 16
+    for (size_t r = 0; r < R; ++r) isum[r] = hn::Zero(d32);
+    for (size_t n = 0; n < 2; ++n) {
+      const auto q = hn::LoadU(d8, w + 64 * n);
+      const auto h = hn::LoadU(dh8, w + 128 + 32 * n);
+      const auto hlo = hn::Combine(d8, hn::ShiftRight<2>(h), h);
+      const auto hhi = hn::Combine(d8, hn::ShiftRight<6>(h), hn::ShiftRight<4>(h));
+      const hn::Vec<D8> codes[2] = {
+          hn::Or(hn::And(q, low4), hn::ShiftLeft<4>(hn::And(hlo, low2))),
+          hn::Or(hn::ShiftRight<4>(q), hn::ShiftLeft<4>(hn::And(hhi, low2)))};
+      for (size_t half = 0; half < 2; ++half) {
+        const size_t c = 2 * n + half;
+        const auto idx = hn::Add(sub, hn::Set(d16, static_cast<int16_t>(4 * c)));
+        const hn::Vec<DI16> scale{_mm512_permutexvar_epi16(idx.raw, sc16.raw)};
+#pragma GCC unroll 16
+        for (size_t r = 0; r < R; ++r) {
+          const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 64 * c;
+          hn::Vec<DI32> unused;
+          isum[r] = hn::ReorderWidenMulAccumulate(
+              d32, MulBytePairs(codes[half], hn::LoadU(DI8(), x)), scale, isum[r], unused);
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (size_t r = 0; r < R; ++r) {
+      const float s = a.scales[(job.i + r) * blocks + b];
+      acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
+      hn::Vec<decltype(dh32)> unused;
+      const auto bias = hn::ReorderWidenMulAccumulate(
+          dh32, hn::LowerHalf(dh16, sc16),
+          hn::LoadU(dh16, a.sums + (job.i + r) * (K / 16) + 16 * b), hn::Zero(dh32), unused);
+      accb[r] = hn::MulAdd(hn::ZeroExtendVector(df, hn::ConvertTo(dhf, bias)),
+                           hn::Set(df, -32.0f * d * s), accb[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (size_t r = 0; r < R; ++r)
+    job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[r], accb[r])));
+}
+
+template <size_t R>
+HWY_INLINE void DotGroupQ6K8Tail(size_t rows, const Tile8& job) {
+  if constexpr (R > 0) {
+    if (rows == R) return DotGroupQ6K8<R>(job);
+    DotGroupQ6K8Tail<R - 1>(rows, job);
+  }
+}
+
+void MatMulRowsQ6K8(const MatMulRowsArgs& a) {
+  const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
+  const Acts8 q = PrepareActs8(a, {.value_order = true, .sum_len = 16});
+  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+    for (size_t t = 0, i = 0; t < NumTiles(a.m, kRows8); ++t) {
+      const size_t rows = TileRows(a.m, t, kRows8);
+      DotGroupQ6K8Tail<kRows8>(
+          rows, {.w = static_cast<const uint8_t*>(a.w.data) + static_cast<size_t>(n) * ldw,
+                 .acts = &q,
+                 .i = i,
+                 .K = static_cast<size_t>(a.w.cols),
+                 .out = a.y + i * a.ldy + n,
+                 .ldo = a.ldy});
+      i += rows;
+    }
+  }
+}
+#else
+constexpr bool kInt8Q6K = false;
+#endif
 #else
 constexpr bool kInt8KQuants = false;
+constexpr bool kInt8Q6K = false;
 #endif
 
 }  // namespace HWY_NAMESPACE

@@ -18,13 +18,17 @@ namespace specula {
 namespace HWY_NAMESPACE {
 
 ActQuant KQuantActs(DType t) {
-  return kInt8KQuants && IsScaleMinType(t) ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
+  const bool int8 = (kInt8KQuants && IsScaleMinType(t)) || (kInt8Q6K && t == DType::kQ6_K);
+  return int8 ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
 }
 
 void MatMulRowsKQuants(const MatMulRowsArgs& a) {
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   if (a.w.dtype == DType::kQ4_K) return MatMulRowsScaleMin8<DType::kQ4_K>(a);
   if (a.w.dtype == DType::kQ5_K) return MatMulRowsScaleMin8<DType::kQ5_K>(a);
+#endif
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  if (a.w.dtype == DType::kQ6_K) return MatMulRowsQ6K8(a);
 #endif
   switch (a.w.dtype) {
     case DType::kQ6_K:
