@@ -121,7 +121,8 @@ QuantRow QuantizeActRow(const float* x, size_t K, ActQuant how) {
   for (size_t b = 0; b < K; b += span) {
     float amax = 0.0f;
     for (size_t k = b; k < b + span; ++k) amax = std::max(amax, std::fabs(x[k]));
-    const float inv = amax > 0.0f ? top / amax : 0.0f;
+    float inv = top / amax;  // 0 for an all-zero block, or one too small for the factor
+    if (!(inv <= std::numeric_limits<float>::max())) inv = 0.0f;
     for (size_t k = b; k < b + span; ++k) {
       r.q[k] = std::nearbyint(x[k] * inv);
       r.scale[k] = static_cast<double>(amax / top);
@@ -133,15 +134,17 @@ QuantRow QuantizeActRow(const float* x, size_t K, ActQuant how) {
 TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {
   for (DType t : kBlockTypes) {
     for (int64_t K : {256, 512, 768}) {
-      for (size_t M : {1, 3, 4, 8, 9, 13}) {
+      for (size_t M : {1, 2, 3, 4, 8, 9, 13}) {
         const int64_t N = 37;  // two weight panels, 4-row and 1-row weight tiles
         const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 11);
         std::vector<float> x = RandomVec(M * static_cast<size_t>(K), 12);
-        // Rows of different magnitudes, one all zero: the row scale must follow each row.
+        // Rows of different magnitudes, one all zero: the row scale must follow each row. Row 1's
+        // second 256 values are 1000x larger: per-block scales must follow each block.
         for (size_t i = 0; i < M; ++i) {
           for (int64_t kk = 0; kk < K; ++kk) {
+            const float block = i == 1 && kk >= 256 && kk < 512 ? 1000.0f : 1.0f;
             x[i * static_cast<size_t>(K) + static_cast<size_t>(kk)] *=
-                i == 2 ? 0.0f : std::pow(4.0f, static_cast<float>(i % 4) - 1.0f);
+                block * (i == 2 ? 0.0f : std::pow(4.0f, static_cast<float>(i % 4) - 1.0f));
           }
         }
         std::vector<float> y(M * static_cast<size_t>(N), NAN), one(static_cast<size_t>(N));
@@ -196,6 +199,18 @@ TEST_P(KernelsTest, QuantizedMatMulPropagatesNonFiniteRowsOnly) {
         EXPECT_EQ(y[static_cast<size_t>(2 * N + n)], alone[static_cast<size_t>(n)]);
       }
     }
+  }
+}
+
+// A block whose largest value is too small for 1/scale to be finite (~1e-38) quantizes to zero
+// codes: finite outputs, not NaN from 0 * inf.
+TEST_P(KernelsTest, QuantizedMatMulOfTinyActivationsIsZero) {
+  for (DType t : kBlockTypes) {
+    const int64_t K = 256, N = 5;
+    const Weights w = MakeWeights(t, static_cast<size_t>(N * K), 7);
+    std::vector<float> x(static_cast<size_t>(K), 1e-38f), y(static_cast<size_t>(N), NAN);
+    MatMulAll(k_, w.view(N, K), x.data(), 1, y.data());
+    for (float v : y) EXPECT_EQ(v, 0.0f) << k_.target << " " << DTypeName(t);
   }
 }
 

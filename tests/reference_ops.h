@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "specula/base/dtype.h"
@@ -50,7 +51,8 @@ inline VecD AsMatMulInput(DType t, const VecD& x) {
     const size_t end = std::min(x.size(), b + 256);
     float amax = 0.0f;
     for (size_t k = b; k < end; ++k) amax = std::max(amax, std::fabs(static_cast<float>(x[k])));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    float inv = 127.0f / amax;  // 0 for an all-zero block, or one too small for the factor
+    if (!(inv <= std::numeric_limits<float>::max())) inv = 0.0f;
     for (size_t k = b; k < end; ++k) {
       q[k] = std::nearbyint(static_cast<float>(x[k]) * inv) * static_cast<double>(amax / 127.0f);
     }

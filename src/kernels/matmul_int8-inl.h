@@ -1,7 +1,8 @@
 // Int8 dot products for Q4_K and Q5_K on x86 (AVX2, AVX-512), the bulk of llama.cpp's Q4_K_M and
 // Q5_K_M files, and Q6_K on AVX-512 (their output head and some of their layers). Included by
-// matmul_kquants.cc once per SIMD target, after matmul_quant-inl.h; other targets keep that
-// file's int16 path.
+// matmul_kquants.cc once per SIMD target (it needs only tiles-inl.h); other targets and types keep
+// matmul_quant-inl.h's int16 path. Int8Dtype and MatMulRowsInt8 below are the one place that says
+// which dtypes go this way on a target, for the kernels and for KernelTable::act_quant alike.
 //
 // Why: with int16 activations every 4- or 5-bit code is widened to 16 bits and multiplied by its
 // sub-block scale before the products, ~100 ops per 256-value super-block, which made one-row
@@ -12,11 +13,12 @@
 // llama.cpp's Q8_K: x ~ s_b * q, s_b = max|x| / 127 over the 256 values, plus each 32 values' sum
 // of codes for the min term.
 //
-// Exactness: a pair sum of vpmaddubsw is at most 2 * 31 * 127 = 7874 < 2^15 (no saturation), a
-// super-block's int32 lane sums at most 8 * 4 * 7874 * 63 < 2^31. Per super-block and row, the
-// int32 lanes are converted once and multiply-added with d * s_b, then the min term
-// (sum_j m_j * bsum_j, exact) with -dmin * s_b, into two f32 accumulators per row; the lanes are
-// reduced once at the end. Every row runs these same operations whatever else shares the call.
+// Exactness: a pair sum of vpmaddubsw is at most 2 * 31 * 127 = 7874 < 2^15 (no saturation); an
+// int32 lane sums 16 products over a super-block on AVX2 (8 on AVX-512), at most
+// 16 * 31 * 127 * 63 < 2^22, so it is exact and so is its conversion to f32. Per super-block and
+// row, the int32 lanes are converted once and multiply-added with d * s_b, then the min term (sum_j
+// m_j * bsum_j, exact) with -dmin * s_b, into two f32 accumulators per row; the lanes are reduced
+// once at the end. Every row runs these same operations whatever else shares the call.
 #if defined(SPECULA_KERNELS_MATMUL_INT8_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPECULA_KERNELS_MATMUL_INT8_INL_H_
 #undef SPECULA_KERNELS_MATMUL_INT8_INL_H_
@@ -24,7 +26,6 @@
 #define SPECULA_KERNELS_MATMUL_INT8_INL_H_
 #endif
 
-#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -68,6 +69,13 @@ HWY_INLINE hn::Vec<DF> WidenFour(hn::Vec<hn::CappedTag<float, 4>> v) {
   const hn::Half<DF> dh;
   return hn::ZeroExtendVector(df, hn::ZeroExtendVector(dh, v));
 #endif
+}
+
+// top / amax, the factor that maps a block's largest |x| to the top code; 0 for an all-zero block
+// and for one so small (below ~1e-37) that the factor overflows, whose codes are then all zero.
+HWY_INLINE float ActInverse(float amax, float top) {
+  const float inv = top / amax;
+  return inv <= std::numeric_limits<float>::max() ? inv : 0.0f;
 }
 
 // Each activation row quantized per 256-value super-block: K int8 codes, K / 256 f32 scales and
@@ -117,7 +125,7 @@ HWY_INLINE void QuantizeActs8(const float* x, size_t ldx, size_t m, size_t K, Ac
         continue;
       }
       *scale = amax / 127.0f;
-      const auto inv = hn::Set(df, amax > 0.0f ? 127.0f / amax : 0.0f);
+      const auto inv = hn::Set(df, ActInverse(amax, 127.0f));
       HWY_ALIGN int8_t natural[kSuperBlock];
       for (size_t k = 0; k < kSuperBlock; k += N) {
         const auto c = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + k), inv));  // |c| <= 127
@@ -294,7 +302,8 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
 #pragma GCC unroll 16
       for (size_t r = 0; r < R; ++r) {
         const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock;
-        hn::Vec<DI32> unused;
+        // vpmaddwd plus an add: x86's ReorderWidenMulAccumulate leaves the second sum at zero.
+        auto unused = hn::Zero(d32);
         isum[r] = hn::ReorderWidenMulAccumulate(d32, MulBytePairs(lo, ActsFor(x, c, 0)), slo,
                                                 isum[r], unused);
         isum[r] = hn::ReorderWidenMulAccumulate(d32, MulBytePairs(hi, ActsFor(x, c, 1)), shi,
@@ -305,7 +314,7 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
     for (size_t r = 0; r < R; ++r) {
       const float s = a.scales[(job.i + r) * blocks + b];
       acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
-      hn::Vec<decltype(d32x4)> unused;
+      auto unused = hn::Zero(d32x4);
       const auto mins = hn::ReorderWidenMulAccumulate(
           d32x4, m16, hn::LoadU(d16x8, a.sums + (job.i + r) * (K / 32) + 8 * b), hn::Zero(d32x4),
           unused);
@@ -317,8 +326,9 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
     job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[r], accm[r])));
 }
 
-// Activation rows per group: each super-block is unpacked once per group (AVX2 keeps 4 rows'
-// two accumulators in its 16 registers).
+// Activation rows per group: each super-block is unpacked once per group. Each row holds three
+// vectors (two f32 chains and the super-block's int32 sum): 8 rows fill AVX-512's 32 registers
+// beside the codes and scales, 4 rows are what AVX2's 16 allow.
 constexpr size_t kRows8 = kWideRegs ? 8 : 4;
 
 template <DType kType, size_t R>
@@ -358,7 +368,8 @@ constexpr bool kInt8Q6K = true;
 // of a super-block, ql[64 n ..] holds values 128 n + 0..63 in its low nibbles and + 64..127 in its
 // high ones; qh[32 n + l] their top two bits (values + 0, + 32, + 64, + 96: bits 0-1 .. 6-7). So
 // both code vectors are in value order, and so are the activations (Acts8Layout::value_order).
-// Bounds: a pair sum 2 * 63 * 127 < 2^15; an int32 lane over a super-block 4 * 2 * 16002 * 128.
+// Bounds: a pair sum 2 * 63 * 127 < 2^15; an int32 lane over a super-block 4 * 2 * 16002 * 128
+// < 2^24, so exact, and exact in f32.
 template <size_t R>
 HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
   const D8 d8;
@@ -406,7 +417,7 @@ HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
 #pragma GCC unroll 16
         for (size_t r = 0; r < R; ++r) {
           const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 64 * c;
-          hn::Vec<DI32> unused;
+          auto unused = hn::Zero(d32);
           isum[r] = hn::ReorderWidenMulAccumulate(
               d32, MulBytePairs(codes[half], hn::LoadU(DI8(), x)), scale, isum[r], unused);
         }
@@ -416,7 +427,7 @@ HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
     for (size_t r = 0; r < R; ++r) {
       const float s = a.scales[(job.i + r) * blocks + b];
       acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
-      hn::Vec<decltype(dh32)> unused;
+      auto unused = hn::Zero(dh32);
       const auto bias = hn::ReorderWidenMulAccumulate(
           dh32, hn::LowerHalf(dh16, sc16),
           hn::LoadU(dh16, a.sums + (job.i + r) * (K / 16) + 16 * b), hn::Zero(dh32), unused);
@@ -437,7 +448,7 @@ HWY_INLINE void DotGroupQ6K8Tail(size_t rows, const Tile8& job) {
   }
 }
 
-void MatMulRowsQ6K8(const MatMulRowsArgs& a) {
+HWY_INLINE void MatMulRowsQ6K8(const MatMulRowsArgs& a) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
   const Acts8 q = PrepareActs8(a, {.value_order = true, .sum_len = 16});
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
@@ -461,6 +472,28 @@ constexpr bool kInt8Q6K = false;
 constexpr bool kInt8KQuants = false;
 constexpr bool kInt8Q6K = false;
 #endif
+
+// Whether this target multiplies t's weights with int8 activation codes.
+HWY_INLINE bool Int8Dtype(DType t) {
+  return (kInt8KQuants && IsScaleMinType(t)) || (kInt8Q6K && t == DType::kQ6_K);
+}
+
+// Runs the call through the int8 kernels when Int8Dtype(a.w.dtype); false otherwise.
+HWY_INLINE bool MatMulRowsInt8(const MatMulRowsArgs& a) {
+  if (!Int8Dtype(a.w.dtype)) return false;
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  if (a.w.dtype == DType::kQ4_K) {
+    MatMulRowsScaleMin8<DType::kQ4_K>(a);
+  } else if (a.w.dtype == DType::kQ5_K) {
+    MatMulRowsScaleMin8<DType::kQ5_K>(a);
+  } else {
+#if HWY_TARGET != HWY_AVX2
+    MatMulRowsQ6K8(a);
+#endif
+  }
+#endif
+  return true;
+}
 
 }  // namespace HWY_NAMESPACE
 }  // namespace specula

@@ -18,18 +18,11 @@ namespace specula {
 namespace HWY_NAMESPACE {
 
 ActQuant KQuantActs(DType t) {
-  const bool int8 = (kInt8KQuants && IsScaleMinType(t)) || (kInt8Q6K && t == DType::kQ6_K);
-  return int8 ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
+  return Int8Dtype(t) ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
 }
 
 void MatMulRowsKQuants(const MatMulRowsArgs& a) {
-#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  if (a.w.dtype == DType::kQ4_K) return MatMulRowsScaleMin8<DType::kQ4_K>(a);
-  if (a.w.dtype == DType::kQ5_K) return MatMulRowsScaleMin8<DType::kQ5_K>(a);
-#endif
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  if (a.w.dtype == DType::kQ6_K) return MatMulRowsQ6K8(a);
-#endif
+  if (MatMulRowsInt8(a)) return;
   switch (a.w.dtype) {
     case DType::kQ6_K:
       return MatMulRowsScaled<DType::kQ6_K>(a);

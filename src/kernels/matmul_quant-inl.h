@@ -24,7 +24,8 @@ namespace specula {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Q8_0 and Q4_0 (and Q6_K, below) run in integers, as llama.cpp's CPU backend does: each activation
+// Q8_0 and Q4_0 (and the k-quants below, where matmul_int8-inl.h does not take them) run in
+// integers, as llama.cpp's CPU backend does: each activation
 // row is quantized once per call to int16 codes with one f32 scale per row (x ~ s * q, s = max|x| /
 // 32767), and a block's 32 products of int8 weight codes and int16 activation codes are summed
 // exactly in int32 (pairs via ReorderWidenMulAccumulate: vpmaddwd on x86). Only the per-block
@@ -80,7 +81,9 @@ HWY_INLINE void QuantizeActs(const float* x, size_t ldx, size_t m, size_t K, flo
       continue;
     }
     scales[r] = amax / 32767.0f;
-    const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    // 0 also when the factor overflows (amax below ~1e-34): the codes are then all zero.
+    float inv = 32767.0f / amax;
+    if (!(inv <= std::numeric_limits<float>::max())) inv = 0.0f;
     const auto vinv = hn::Set(df, inv);
     for (k = 0; k + N <= K; k += N) {
       hn::StoreU(hn::DemoteTo(d16, hn::NearestInt(hn::Mul(hn::LoadU(df, xr + k), vinv))), d16,

@@ -254,8 +254,8 @@ uint16_t F32ToF16(float f);
 
 // F16ToF32 for the hot path: normal numbers by bit manipulation and subnormals (mantissa * 2^-24,
 // both exact in f32) by one conversion and multiply; only inf/NaN go through F16ToF32. Block scales
-// of small weights are often subnormal in f16 (a Q4_K sub-block scale d below 2^-14), so that path
-// is hot too.
+// of small weights are often subnormal in f16 (a Q4_K super-block scale d below 2^-14), so that
+// path is hot too.
 inline float F16ToF32Fast(uint16_t h) {
   const uint32_t exp = (h >> 10) & 0x1fu;
   if (exp == 0) {

@@ -37,6 +37,7 @@ struct WeighedRound {
   const PassCosts* costs;  // never null
   RoundInfo round;         // other rows and sequences; round.costs == costs
 };
+WeighedRound RoundToWeigh(const DraftRequest& r, PassCosts&& defaults) = delete;  // would dangle
 inline WeighedRound RoundToWeigh(const DraftRequest& r, const PassCosts& defaults) {
   const bool sampled = r.sampling != nullptr && !r.sampling->greedy();
   const PassCosts* costs = r.round.costs != nullptr && !sampled ? r.round.costs : &defaults;
