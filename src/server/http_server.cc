@@ -158,24 +158,28 @@ awaitable<void> HttpServer::Impl::Refuse(tcp::socket socket) {
 }
 
 // Frees a slot for a new connection. Slots held by running completions whose clients keep up are
-// never taken; the others go in this order, each tier oldest first: a connection waiting for or in
-// the middle of its request (idle or slow clients); one answering something other than a
-// completion (a client pipelining cheap requests); one whose completion's write has been stalled
-// over two seconds (a client that stopped reading its stream).
+// never taken; the others go in this order, each tier oldest first: a connection that has waited
+// for or sat inside its request for over a second (idle or slow clients); one answering something
+// other than a completion (a client pipelining cheap requests); one whose completion's write has
+// been stalled over two seconds (a client that stopped reading its stream); last, a connection
+// idle or reading for under a second. That last tier spares a keep-alive client between two quick
+// requests, which would otherwise lose its connection, request already sent, to any newcomer.
 bool HttpServer::Impl::EvictOne() {
   using Phase = Connection::Phase;
-  const Clock::time_point stalled = Clock::now() - std::chrono::seconds(2);
+  const Clock::time_point now = Clock::now();
+  const Clock::time_point stalled = now - std::chrono::seconds(2);
+  const Clock::time_point settled = now - std::chrono::seconds(1);
   const auto tier = [&](const Connection& c) {
-    if (c.phase == Phase::kIdle || c.phase == Phase::kReading) return 0;
+    if (c.phase == Phase::kIdle || c.phase == Phase::kReading) return c.since < settled ? 0 : 3;
     if (c.phase == Phase::kBusy && !c.completing) return 1;
     if (c.phase == Phase::kBusy && c.writing_since < stalled) return 2;
-    return 3;  // not evictable
+    return 4;  // not evictable
   };
   Connection* victim = nullptr;
-  int victim_tier = 3;
+  int victim_tier = 4;
   for (Connection* c : connections) {
     const int t = tier(*c);
-    if (t < victim_tier || (t == victim_tier && t < 3 && c->since < victim->since)) {
+    if (t < victim_tier || (t == victim_tier && t < 4 && c->since < victim->since)) {
       victim = c;
       victim_tier = t;
     }
