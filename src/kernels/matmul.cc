@@ -448,12 +448,32 @@ namespace specula {
 
 HWY_EXPORT(GetTable);
 
+namespace {
+// AVX3_DL's kernels use AVX512-VNNI, which Highway's runtime check for the target includes; this
+// makes sure of it, whatever Highway version is installed.
+void RequireVnniForAvx3Dl() {
+#if HWY_ARCH_X86
+  static const bool once = [] {
+    if (!__builtin_cpu_supports("avx512vnni")) hwy::DisableTargets(HWY_AVX3_DL);
+    return true;
+  }();
+  (void)once;
+#endif
+}
+}  // namespace
+
 const KernelTable& BestKernels() {
-  static const KernelTable table = HWY_DYNAMIC_DISPATCH(GetTable)();
+  static const KernelTable table = [] {
+    RequireVnniForAvx3Dl();
+    return HWY_DYNAMIC_DISPATCH(GetTable)();
+  }();
   return table;
 }
 
-std::vector<int64_t> RunnableTargets() { return hwy::SupportedAndGeneratedTargets(); }
+std::vector<int64_t> RunnableTargets() {
+  RequireVnniForAvx3Dl();
+  return hwy::SupportedAndGeneratedTargets();
+}
 
 KernelTable KernelsForTarget(int64_t target) {
   hwy::SetSupportedTargetsForTest(target);

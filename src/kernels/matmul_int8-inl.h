@@ -26,6 +26,7 @@
 #define SPECULA_KERNELS_MATMUL_INT8_INL_H_
 #endif
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -36,6 +37,17 @@
 #include "src/kernels/tiles-inl.h"
 
 HWY_BEFORE_NAMESPACE();
+// The AVX3_DL target runs only where the CPU has AVX512-VNNI (Highway's runtime check and
+// BestKernels' both ask for it), but Highway 1.0.3 compiles it for AVX-VNNI (VEX) instead, which
+// lacks the 512-bit vpdpwssd: name the feature here for this file's functions.
+#if HWY_TARGET == HWY_AVX3_DL
+#if HWY_COMPILER_CLANG
+#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#endif
+#endif
 namespace specula {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -57,6 +69,18 @@ HWY_INLINE hn::Vec<DI16> MulBytePairs(hn::Vec<D8> u, hn::Vec<DI8> s) {
   return hn::Vec<DI16>{_mm256_maddubs_epi16(u.raw, s.raw)};
 #else
   return hn::Vec<DI16>{_mm512_maddubs_epi16(u.raw, s.raw)};
+#endif
+}
+
+// acc + per 32-bit lane i: a[2i] * b[2i] + a[2i + 1] * b[2i + 1]. vpmaddwd and vpaddd, or one
+// vpdpwssd with AVX512-VNNI (AVX3_DL): the same exact int32 sums, one op fewer per 64 codes and
+// row in the multi-row passes, which are compute-bound.
+HWY_INLINE hn::Vec<DI32> MulAddPairs(hn::Vec<DI16> a, hn::Vec<DI16> b, hn::Vec<DI32> acc) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return hn::Vec<DI32>{_mm512_dpwssd_epi32(acc.raw, a.raw, b.raw)};
+#else
+  auto unused = hn::Zero(DI32());  // x86's ReorderWidenMulAccumulate leaves it at zero
+  return hn::ReorderWidenMulAccumulate(DI32(), a, b, acc, unused);
 #endif
 }
 
@@ -302,12 +326,8 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
 #pragma GCC unroll 16
       for (size_t r = 0; r < R; ++r) {
         const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock;
-        // vpmaddwd plus an add: x86's ReorderWidenMulAccumulate leaves the second sum at zero.
-        auto unused = hn::Zero(d32);
-        isum[r] = hn::ReorderWidenMulAccumulate(d32, MulBytePairs(lo, ActsFor(x, c, 0)), slo,
-                                                isum[r], unused);
-        isum[r] = hn::ReorderWidenMulAccumulate(d32, MulBytePairs(hi, ActsFor(x, c, 1)), shi,
-                                                isum[r], unused);
+        isum[r] = MulAddPairs(MulBytePairs(lo, ActsFor(x, c, 0)), slo, isum[r]);
+        isum[r] = MulAddPairs(MulBytePairs(hi, ActsFor(x, c, 1)), shi, isum[r]);
       }
     }
 #pragma GCC unroll 16
@@ -339,24 +359,38 @@ HWY_INLINE void DotGroup8Tail(size_t rows, const Tile8& job) {
   }
 }
 
-// Q4_K and Q5_K with int8 activations.
-template <DType kType>
-void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
+// Runs group(rows, tile) for weight rows [n_begin, n_end) against every group of up to kRows8
+// activation rows. The weight rows go in panels of ~16 KiB, each met by every group in turn, so
+// that a panel and one group's codes stay in L1 together; row by row, a long prompt's codes
+// (64 rows x K bytes) would stream from L2 once per weight row. Each (weight row, activation row)
+// pair runs the same operations whatever the panel and group sizes.
+template <class Group>
+HWY_INLINE void ForEachGroup8(const MatMulRowsArgs& a, const Acts8& q, const Group& group) {
   const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
-  const Acts8 q = PrepareActs8(a, {});
-  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
+  const auto panel = static_cast<int64_t>(std::max<size_t>(1, (size_t{16} << 10) / ldw));
+  for (int64_t n0 = a.n_begin; n0 < a.n_end; n0 += panel) {
+    const int64_t n1 = std::min(a.n_end, n0 + panel);
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kRows8); ++t) {
       const size_t rows = TileRows(a.m, t, kRows8);
-      DotGroup8Tail<kType, kRows8>(
-          rows, {.w = static_cast<const uint8_t*>(a.w.data) + static_cast<size_t>(n) * ldw,
-                 .acts = &q,
-                 .i = i,
-                 .K = static_cast<size_t>(a.w.cols),
-                 .out = a.y + i * a.ldy + n,
-                 .ldo = a.ldy});
+      for (int64_t n = n0; n < n1; ++n) {
+        group(rows, Tile8{.w = static_cast<const uint8_t*>(a.w.data) + static_cast<size_t>(n) * ldw,
+                          .acts = &q,
+                          .i = i,
+                          .K = static_cast<size_t>(a.w.cols),
+                          .out = a.y + i * a.ldy + n,
+                          .ldo = a.ldy});
+      }
       i += rows;
     }
   }
+}
+
+// Q4_K and Q5_K with int8 activations.
+template <DType kType>
+void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
+  ForEachGroup8(a, PrepareActs8(a, {}), [](size_t rows, const Tile8& job) HWY_ATTR {
+    DotGroup8Tail<kType, kRows8>(rows, job);
+  });
 }
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
@@ -417,9 +451,7 @@ HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
 #pragma GCC unroll 16
         for (size_t r = 0; r < R; ++r) {
           const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 64 * c;
-          auto unused = hn::Zero(d32);
-          isum[r] = hn::ReorderWidenMulAccumulate(
-              d32, MulBytePairs(codes[half], hn::LoadU(DI8(), x)), scale, isum[r], unused);
+          isum[r] = MulAddPairs(MulBytePairs(codes[half], hn::LoadU(DI8(), x)), scale, isum[r]);
         }
       }
     }
@@ -448,22 +480,9 @@ HWY_INLINE void DotGroupQ6K8Tail(size_t rows, const Tile8& job) {
   }
 }
 
-HWY_INLINE void MatMulRowsQ6K8(const MatMulRowsArgs& a) {
-  const size_t ldw = StorageBytes(a.w.dtype, a.w.cols);
-  const Acts8 q = PrepareActs8(a, {.value_order = true, .sum_len = 16});
-  for (int64_t n = a.n_begin; n < a.n_end; ++n) {
-    for (size_t t = 0, i = 0; t < NumTiles(a.m, kRows8); ++t) {
-      const size_t rows = TileRows(a.m, t, kRows8);
-      DotGroupQ6K8Tail<kRows8>(
-          rows, {.w = static_cast<const uint8_t*>(a.w.data) + static_cast<size_t>(n) * ldw,
-                 .acts = &q,
-                 .i = i,
-                 .K = static_cast<size_t>(a.w.cols),
-                 .out = a.y + i * a.ldy + n,
-                 .ldo = a.ldy});
-      i += rows;
-    }
-  }
+HWY_NOINLINE void MatMulRowsQ6K8(const MatMulRowsArgs& a) {
+  ForEachGroup8(a, PrepareActs8(a, {.value_order = true, .sum_len = 16}),
+                [](size_t rows, const Tile8& job) HWY_ATTR { DotGroupQ6K8Tail<kRows8>(rows, job); });
 }
 #else
 constexpr bool kInt8Q6K = false;
@@ -471,6 +490,14 @@ constexpr bool kInt8Q6K = false;
 #else
 constexpr bool kInt8KQuants = false;
 constexpr bool kInt8Q6K = false;
+#endif
+
+#if HWY_TARGET == HWY_AVX3_DL  // (the entry points below are called from code built without VNNI)
+#if HWY_COMPILER_CLANG
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
 #endif
 
 // Whether this target multiplies t's weights with int8 activation codes.
