@@ -482,7 +482,8 @@ HWY_INLINE void DotGroupQ6K8Tail(size_t rows, const Tile8& job) {
 
 HWY_NOINLINE void MatMulRowsQ6K8(const MatMulRowsArgs& a) {
   ForEachGroup8(a, PrepareActs8(a, {.value_order = true, .sum_len = 16}),
-                [](size_t rows, const Tile8& job) HWY_ATTR { DotGroupQ6K8Tail<kRows8>(rows, job); });
+                [](size_t rows, const Tile8& job)
+                    HWY_ATTR { DotGroupQ6K8Tail<kRows8>(rows, job); });
 }
 #else
 constexpr bool kInt8Q6K = false;
