@@ -141,7 +141,8 @@ void BM_MatMulHot(benchmark::State& state) {
 }
 BENCHMARK(BM_MatMulHot)
     ->ArgsProduct({{static_cast<int>(DType::kF32), static_cast<int>(DType::kBF16),
-                    static_cast<int>(DType::kQ8_0)},
+                    static_cast<int>(DType::kQ8_0), static_cast<int>(DType::kQ6_K),
+                    static_cast<int>(DType::kQ4_K), static_cast<int>(DType::kQ5_K)},
                    {1, 4, 6, 8, 12, 16, 24, 64},
                    {1}})
     ->UseRealTime();
