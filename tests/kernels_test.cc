@@ -15,9 +15,13 @@
 #include "specula/base/dtype.h"
 #include "specula/base/thread_pool.h"
 #include "specula/kernels/ops.h"
+#include "reference_ops.h"
 
 namespace specula {
 namespace {
+
+using test::QuantizeActRow;
+using test::QuantRow;
 
 struct Weights {
   DType dtype;
@@ -104,31 +108,6 @@ TEST_P(KernelsTest, MatMulMatchesScalarReference) {
       }
     }
   }
-}
-
-// The kernels quantize each activation row for block-dtype weights (KernelTable::act_quant) to
-// int16 codes with one scale per row, s = max|x| / 32767, or to int8 codes with one scale per 256
-// values, s = max|x| / 127 over them; q = x * (1 / s as the kernel computes it) rounded to nearest
-// even. Written out naively here; scale[k] is value k's.
-struct QuantRow {
-  std::vector<double> q;
-  std::vector<double> scale;
-};
-QuantRow QuantizeActRow(const float* x, size_t K, ActQuant how) {
-  const size_t span = how == ActQuant::kInt8SuperBlock ? 256 : K;
-  const float top = how == ActQuant::kInt8SuperBlock ? 127.0f : 32767.0f;
-  QuantRow r{std::vector<double>(K), std::vector<double>(K)};
-  for (size_t b = 0; b < K; b += span) {
-    float amax = 0.0f;
-    for (size_t k = b; k < b + span; ++k) amax = std::max(amax, std::fabs(x[k]));
-    float inv = top / amax;  // 0 for an all-zero block, or one too small for the factor
-    if (!(inv <= std::numeric_limits<float>::max())) inv = 0.0f;
-    for (size_t k = b; k < b + span; ++k) {
-      r.q[k] = std::nearbyint(x[k] * inv);
-      r.scale[k] = static_cast<double>(amax / top);
-    }
-  }
-  return r;
 }
 
 TEST_P(KernelsTest, QuantizedMatMulMatchesDequantizedReference) {

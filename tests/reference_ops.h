@@ -39,24 +39,43 @@ inline void Rope(double* x, int d, int n_rot, double theta, int pos) {
   }
 }
 
-// x as the engine's matmul sees it for weights of dtype t: where the kernels quantize activations
-// to int8 codes per 256 values (KernelTable::act_quant; kernels_test checks the rule exactly), the
-// reference rounds x the same way, since that rounding is a sizeable part of what 4-bit weights
-// move a tiny model. Int16 codes per row (the other rule) are left out: 15 bits err far less than
-// the f32 arithmetic the reference is compared with.
-inline VecD AsMatMulInput(DType t, const VecD& x) {
-  if (!IsBlockType(t) || BestKernels().act_quant(t) != ActQuant::kInt8SuperBlock) return x;
-  VecD q(x.size());
-  for (size_t b = 0; b < x.size(); b += 256) {
-    const size_t end = std::min(x.size(), b + 256);
+// The kernels quantize each activation row for block-dtype weights (KernelTable::act_quant) to
+// int16 codes with one scale per row, s = max|x| / 32767, or to int8 codes with one scale per 256
+// values, s = max|x| / 127 over them; q = x * (1 / s as the kernel computes it) rounded to nearest
+// even. Written out naively here; scale[k] is value k's. kernels_test holds the kernels to it
+// exactly.
+struct QuantRow {
+  VecD q;
+  VecD scale;
+};
+inline QuantRow QuantizeActRow(const float* x, size_t K, ActQuant how) {
+  const size_t span = how == ActQuant::kInt8SuperBlock ? 256 : K;
+  const float top = how == ActQuant::kInt8SuperBlock ? 127.0f : 32767.0f;
+  QuantRow r{VecD(K), VecD(K)};
+  for (size_t b = 0; b < K; b += span) {
+    const size_t end = std::min(K, b + span);
     float amax = 0.0f;
-    for (size_t k = b; k < end; ++k) amax = std::max(amax, std::fabs(static_cast<float>(x[k])));
-    float inv = 127.0f / amax;  // 0 for an all-zero block, or one too small for the factor
+    for (size_t k = b; k < end; ++k) amax = std::max(amax, std::fabs(x[k]));
+    float inv = top / amax;  // 0 for an all-zero block, or one too small for the factor
     if (!(inv <= std::numeric_limits<float>::max())) inv = 0.0f;
     for (size_t k = b; k < end; ++k) {
-      q[k] = std::nearbyint(static_cast<float>(x[k]) * inv) * static_cast<double>(amax / 127.0f);
+      r.q[k] = std::nearbyint(x[k] * inv);
+      r.scale[k] = static_cast<double>(amax / top);
     }
   }
+  return r;
+}
+
+// x as the engine's matmul sees it for weights of dtype t: where the kernels quantize activations
+// to int8 codes per 256 values, the reference rounds x the same way, since that rounding is a
+// sizeable part of what 4-bit weights move a tiny model. Int16 codes per row (the other rule) are
+// left out: 15 bits err far less than the f32 arithmetic the reference is compared with.
+inline VecD AsMatMulInput(DType t, const VecD& x) {
+  if (!IsBlockType(t) || BestKernels().act_quant(t) != ActQuant::kInt8SuperBlock) return x;
+  const std::vector<float> xf(x.begin(), x.end());
+  const QuantRow r = QuantizeActRow(xf.data(), xf.size(), ActQuant::kInt8SuperBlock);
+  VecD q(x.size());
+  for (size_t k = 0; k < q.size(); ++k) q[k] = r.q[k] * r.scale[k];
   return q;
 }
 
