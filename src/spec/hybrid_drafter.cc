@@ -64,9 +64,8 @@ HybridDrafter::Choice HybridDrafter::Choose(const DraftRequest& req, SeqState& s
   lookup.own_length = true;
   // Sampled rounds weigh acceptance against the default cost model alone (RoundToWeigh).
   const PassCosts defaults;
-  const WeighedRound weighed = RoundToWeigh(req, defaults);
-  const PassCosts& c = *weighed.costs;
-  const RoundInfo& round = weighed.round;
+  const RoundInfo round = RoundToWeigh(req, defaults);
+  const PassCosts& c = *round.costs;
   // Tokens per second of the round's pass; the other sequences gain at least one token each.
   const auto rate = [&](double tokens, int rows, int draft_steps) {
     return (round.other_sequences + tokens) /

@@ -63,8 +63,7 @@ int Rank(const std::vector<Node>& nodes, size_t i) {
 // that a seeded sequence drafts the same alone and batched), the rest of the round, and the
 // sequence's calibration of path probabilities.
 struct TreeCosts {
-  const PassCosts* pass;
-  RoundInfo round;
+  RoundInfo round;  // round.costs is never null (RoundToWeigh)
   double scale;
 };
 
@@ -79,7 +78,7 @@ bool WorthAStep(const TreeCosts& c, int max_tokens, const std::vector<Node>& nod
   double tokens = c.round.other_sequences + 1.0;
   for (double s : scores) tokens += c.scale * s;
   const int rows = c.round.other_rows + 1 + static_cast<int>(scores.size());
-  return c.scale * score > c.pass->DraftStep() * tokens / c.pass->Pass(rows);
+  return c.scale * score > c.round.costs->DraftStep() * tokens / c.round.costs->Pass(rows);
 }
 
 // How many of the best nodes (`order`, best first, at most `most`) to verify: the count with the
@@ -90,7 +89,7 @@ size_t BestSize(const TreeCosts& c, const std::vector<Node>& nodes,
   size_t best = std::min<size_t>(1, most);
   for (size_t n = 1; n <= most; ++n) {
     tokens += c.scale * nodes[order[n - 1]].score;
-    const double rate = tokens / c.pass->Pass(c.round.other_rows + 1 + static_cast<int>(n));
+    const double rate = tokens / c.round.costs->Pass(c.round.other_rows + 1 + static_cast<int>(n));
     if (rate > best_rate) {
       best_rate = rate;
       best = n;
@@ -131,9 +130,7 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
   std::vector<int> steps(B, 0);
   std::vector<TreeCosts> costs;
   for (const DraftRequest& r : reqs) {
-    const WeighedRound weighed = RoundToWeigh(r, defaults_);
-    costs.push_back(
-        {.pass = weighed.costs, .round = weighed.round, .scale = calibration_[r.seq].Scale()});
+    costs.push_back({.round = RoundToWeigh(r, defaults_), .scale = calibration_[r.seq].Scale()});
   }
   for (size_t b = 0; b < B; ++b) {
     if (reqs[b].max_tokens > 0) open[b].push_back(-1);

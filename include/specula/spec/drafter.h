@@ -29,21 +29,17 @@ struct DraftRequest {
   RoundInfo round;  // the rest of the round's target pass (what a cost-aware drafter weighs)
 };
 
-// The costs and round a drafter weighs its choices with. Sampled drafts change which tokens a seed
-// yields, so a sampled round must not depend on timings or on the other sequences of the batch: it
-// is weighed with `defaults` and no other rows (a seeded request then gives the same tokens alone,
-// batched, and again). A greedy round gets the engine's measured costs when it has some.
-struct WeighedRound {
-  const PassCosts* costs;  // never null
-  RoundInfo round;         // other rows and sequences; round.costs == costs
-};
-WeighedRound RoundToWeigh(const DraftRequest& r, PassCosts&& defaults) = delete;  // would dangle
-inline WeighedRound RoundToWeigh(const DraftRequest& r, const PassCosts& defaults) {
+// The round a drafter weighs its choices with, its `costs` never null. Sampled drafts change which
+// tokens a seed yields, so a sampled round must not depend on timings or on the other sequences of
+// the batch: it is weighed with `defaults` and no other rows (a seeded request then gives the same
+// tokens alone, batched, and again). A greedy round gets the engine's measured costs when it has
+// some.
+RoundInfo RoundToWeigh(const DraftRequest& r, PassCosts&& defaults) = delete;  // would dangle
+inline RoundInfo RoundToWeigh(const DraftRequest& r, const PassCosts& defaults) {
   const bool sampled = r.sampling != nullptr && !r.sampling->greedy();
-  const PassCosts* costs = r.round.costs != nullptr && !sampled ? r.round.costs : &defaults;
   RoundInfo round = sampled ? RoundInfo{} : r.round;
-  round.costs = costs;
-  return {.costs = costs, .round = round};
+  if (round.costs == nullptr) round.costs = &defaults;
+  return round;
 }
 
 // Where a draft came from (statistics by source).
