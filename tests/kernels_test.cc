@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "hwy/targets.h"
+#include "reference_ops.h"
 #include "specula/base/dtype.h"
 #include "specula/base/thread_pool.h"
 #include "specula/kernels/ops.h"
-#include "reference_ops.h"
 
 namespace specula {
 namespace {
