@@ -18,6 +18,10 @@
 #include "specula/kernels/ops.h"
 
 namespace specula {
+
+// gtest prints a test's parameter: the variant's name rather than its bytes.
+void PrintTo(const KernelVariant& v, std::ostream* os) { *os << KernelsFor(v).target; }
+
 namespace {
 
 using test::QuantizeActRow;
@@ -76,9 +80,9 @@ void MatMulAll(const KernelTable& k, const MatView& w, const float* x, size_t m,
                  .ldy = static_cast<size_t>(w.rows)});
 }
 
-class KernelsTest : public ::testing::TestWithParam<int64_t> {
+class KernelsTest : public ::testing::TestWithParam<KernelVariant> {
  protected:
-  KernelTable k_ = KernelsForTarget(GetParam());
+  KernelTable k_ = KernelsFor(GetParam());
 };
 
 TEST_P(KernelsTest, MatMulMatchesScalarReference) {
@@ -311,9 +315,9 @@ TEST_P(KernelsTest, StreamReadTouchesEveryWord) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTargets, KernelsTest, ::testing::ValuesIn(RunnableTargets()),
-                         [](const ::testing::TestParamInfo<int64_t>& info) {
-                           return std::string(hwy::TargetName(info.param));
+INSTANTIATE_TEST_SUITE_P(AllTargets, KernelsTest, ::testing::ValuesIn(RunnableVariants()),
+                         [](const ::testing::TestParamInfo<KernelVariant>& info) {
+                           return std::string(KernelsFor(info.param).target);
                          });
 
 TEST(KernelsPool, ThreadedMatMulEqualsSingleThreaded) {

@@ -266,11 +266,13 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
 
 // The block-dtype matmuls, in matmul_blocks.cc and matmul_kquants.cc (the same targets).
 void MatMulRowsBlocks(const MatMulRowsArgs& a);
-void MatMulRowsKQuants(const MatMulRowsArgs& a);
+void MatMulRowsKQuants(const MatMulRowsArgs& a, bool avx_vnni);
 ActQuant KQuantActs(DType t);
 
 ActQuant ActQuantFor(DType t) { return IsSuperBlockType(t) ? KQuantActs(t) : ActQuant::kInt16Row; }
 
+// kAvxVnni: the AVX2 target's int8 k-quant kernels use AVX-VNNI (GetTable decides).
+template <bool kAvxVnni>
 void MatMulRows(const MatMulRowsArgs& a) {
   switch (a.w.dtype) {
     case DType::kBF16:
@@ -290,7 +292,7 @@ void MatMulRows(const MatMulRowsArgs& a) {
     case DType::kQ4_K:
     case DType::kQ5_K:
     case DType::kQ2_K:
-      return MatMulRowsKQuants(a);
+      return MatMulRowsKQuants(a, kAvxVnni);
     default:
       return MatMulRowsT<float>(a);
   }
@@ -417,10 +419,20 @@ uint64_t StreamRead(const uint8_t* HWY_RESTRICT p, size_t bytes) {
   return s;
 }
 
-KernelTable GetTable() {
+// allow_avx_vnni: the AVX2 target may use AVX-VNNI where the CPU has it (tests also run it
+// without, so that both paths are checked on such a CPU).
+KernelTable GetTable(bool allow_avx_vnni) {
   KernelTable t;
   t.target = hwy::TargetName(HWY_TARGET);
-  t.matmul_rows = &MatMulRows;
+  t.matmul_rows = &MatMulRows<false>;
+#if HWY_TARGET == HWY_AVX2
+  if (allow_avx_vnni && __builtin_cpu_supports("avxvnni")) {
+    t.target = "AVX2_VNNI";
+    t.matmul_rows = &MatMulRows<true>;
+  }
+#else
+  (void)allow_avx_vnni;
+#endif
   t.dot = &Dot;
   t.axpy = &Axpy;
   t.attention = &Attention;
@@ -441,6 +453,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <algorithm>
 #include <chrono>
+#include <string_view>
 
 #include "specula/base/thread_pool.h"
 
@@ -465,7 +478,7 @@ void RequireVnniForAvx3Dl() {
 const KernelTable& BestKernels() {
   static const KernelTable table = [] {
     RequireVnniForAvx3Dl();
-    return HWY_DYNAMIC_DISPATCH(GetTable)();
+    return HWY_DYNAMIC_DISPATCH(GetTable)(true);
   }();
   return table;
 }
@@ -475,9 +488,22 @@ std::vector<int64_t> RunnableTargets() {
   return hwy::SupportedAndGeneratedTargets();
 }
 
-KernelTable KernelsForTarget(int64_t target) {
-  hwy::SetSupportedTargetsForTest(target);
-  KernelTable t = HWY_DYNAMIC_DISPATCH(GetTable)();
+KernelTable KernelsForTarget(int64_t target) { return KernelsFor({.target = target}); }
+
+std::vector<KernelVariant> RunnableVariants() {
+  std::vector<KernelVariant> out;
+  for (int64_t t : RunnableTargets()) {
+    out.push_back({.target = t});
+    if (std::string_view(KernelsFor({.target = t}).target) !=
+        KernelsFor({.target = t, .avx_vnni = false}).target)
+      out.push_back({.target = t, .avx_vnni = false});
+  }
+  return out;
+}
+
+KernelTable KernelsFor(KernelVariant v) {
+  hwy::SetSupportedTargetsForTest(v.target);
+  KernelTable t = HWY_DYNAMIC_DISPATCH(GetTable)(v.avx_vnni);
   hwy::SetSupportedTargetsForTest(0);
   return t;
 }

@@ -72,17 +72,32 @@ HWY_INLINE hn::Vec<DI16> MulBytePairs(hn::Vec<D8> u, hn::Vec<DI8> s) {
 #endif
 }
 
-// acc + per 32-bit lane i: a[2i] * b[2i] + a[2i + 1] * b[2i + 1]. vpmaddwd and vpaddd, or one
-// vpdpwssd with AVX512-VNNI (AVX3_DL): the same exact int32 sums, one op fewer per 64 codes and
-// row in the multi-row passes, which are compute-bound.
+// acc + per 32-bit lane i: a[2i] * b[2i] + a[2i + 1] * b[2i + 1]. vpmaddwd and vpaddd, or, with
+// kVnni, one vpdpwssd: AVX512-VNNI on the AVX3_DL target, AVX-VNNI on the AVX2 one (there only
+// when chosen at run time, kAvxVnni below). The same exact int32 sums, one op fewer per 64 codes
+// and row. But a one-row group then waits on vpdpwssd's latency (its sum is a chain of four per
+// super-block, where vpmaddwd's products are independent and only the adds chain): 4-7 % slower in
+// one-row decode, so groups of one row keep vpmaddwd (kVnniFor). AVX-VNNI goes through inline
+// assembly: Highway's AVX2 target does not enable it, and a function that did could not inline the
+// helpers around it.
+template <bool kVnni>
 HWY_INLINE hn::Vec<DI32> MulAddPairs(hn::Vec<DI16> a, hn::Vec<DI16> b, hn::Vec<DI32> acc) {
+  if constexpr (kVnni) {
 #if HWY_TARGET == HWY_AVX3_DL
-  return hn::Vec<DI32>{_mm512_dpwssd_epi32(acc.raw, a.raw, b.raw)};
-#else
+    return hn::Vec<DI32>{_mm512_dpwssd_epi32(acc.raw, a.raw, b.raw)};
+#elif HWY_TARGET == HWY_AVX2
+    __m256i sum = acc.raw;
+    asm("%{vex%} vpdpwssd %2, %1, %0" : "+x"(sum) : "x"(a.raw), "x"(b.raw));
+    return hn::Vec<DI32>{sum};
+#endif
+  }
   auto unused = hn::Zero(DI32());  // x86's ReorderWidenMulAccumulate leaves it at zero
   return hn::ReorderWidenMulAccumulate(DI32(), a, b, acc, unused);
-#endif
 }
+
+// Whether a group of R rows uses vpdpwssd (see MulAddPairs); kAvxVnni: the AVX2 target may.
+template <size_t R, bool kAvxVnni>
+constexpr bool kVnniFor = R > 1 && (HWY_TARGET == HWY_AVX3_DL || kAvxVnni);
 
 // A vector of 4 f32 lanes (the min term) as the low lanes of a full vector, zeros above.
 HWY_INLINE hn::Vec<DF> WidenFour(hn::Vec<hn::CappedTag<float, 4>> v) {
@@ -258,7 +273,7 @@ HWY_INLINE hn::Vec<DI8> ActsFor(const int8_t* x, size_t c, size_t hi) {
   return hn::LoadU(DI8(), x + kHalves * (64 * c + 32 * hi));
 }
 
-template <DType kType, size_t R>
+template <DType kType, size_t R, bool kAvxVnni>
 HWY_NOINLINE void DotGroup8(const Tile8& job) {
   const D8 d8;
   const DI16 d16;
@@ -326,8 +341,10 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
 #pragma GCC unroll 16
       for (size_t r = 0; r < R; ++r) {
         const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock;
-        isum[r] = MulAddPairs(MulBytePairs(lo, ActsFor(x, c, 0)), slo, isum[r]);
-        isum[r] = MulAddPairs(MulBytePairs(hi, ActsFor(x, c, 1)), shi, isum[r]);
+        isum[r] =
+            MulAddPairs<kVnniFor<R, kAvxVnni>>(MulBytePairs(lo, ActsFor(x, c, 0)), slo, isum[r]);
+        isum[r] =
+            MulAddPairs<kVnniFor<R, kAvxVnni>>(MulBytePairs(hi, ActsFor(x, c, 1)), shi, isum[r]);
       }
     }
 #pragma GCC unroll 16
@@ -351,11 +368,11 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
 // beside the codes and scales, 4 rows are what AVX2's 16 allow.
 constexpr size_t kRows8 = kWideRegs ? 8 : 4;
 
-template <DType kType, size_t R>
+template <DType kType, size_t R, bool kAvxVnni>
 HWY_INLINE void DotGroup8Tail(size_t rows, const Tile8& job) {
   if constexpr (R > 0) {
-    if (rows == R) return DotGroup8<kType, R>(job);
-    DotGroup8Tail<kType, R - 1>(rows, job);
+    if (rows == R) return DotGroup8<kType, R, kAvxVnni>(job);
+    DotGroup8Tail<kType, R - 1, kAvxVnni>(rows, job);
   }
 }
 
@@ -386,10 +403,10 @@ HWY_INLINE void ForEachGroup8(const MatMulRowsArgs& a, const Acts8& q, const Gro
 }
 
 // Q4_K and Q5_K with int8 activations.
-template <DType kType>
+template <DType kType, bool kAvxVnni>
 void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
   ForEachGroup8(a, PrepareActs8(a, {}), [](size_t rows, const Tile8& job) HWY_ATTR {
-    DotGroup8Tail<kType, kRows8>(rows, job);
+    DotGroup8Tail<kType, kRows8, kAvxVnni>(rows, job);
   });
 }
 
@@ -451,7 +468,8 @@ HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
 #pragma GCC unroll 16
         for (size_t r = 0; r < R; ++r) {
           const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 64 * c;
-          isum[r] = MulAddPairs(MulBytePairs(codes[half], hn::LoadU(DI8(), x)), scale, isum[r]);
+          isum[r] = MulAddPairs<kVnniFor<R, false>>(MulBytePairs(codes[half], hn::LoadU(DI8(), x)),
+                                                    scale, isum[r]);
         }
       }
     }
@@ -506,14 +524,27 @@ HWY_INLINE bool Int8Dtype(DType t) {
   return (kInt8KQuants && IsScaleMinType(t)) || (kInt8Q6K && t == DType::kQ6_K);
 }
 
-// Runs the call through the int8 kernels when Int8Dtype(a.w.dtype); false otherwise.
-HWY_INLINE bool MatMulRowsInt8(const MatMulRowsArgs& a) {
+// Runs the call through the int8 kernels when Int8Dtype(a.w.dtype); false otherwise. avx_vnni:
+// the AVX2 target may use AVX-VNNI (the CPU has it; KernelsFor decides).
+HWY_INLINE bool MatMulRowsInt8(const MatMulRowsArgs& a, bool avx_vnni) {
   if (!Int8Dtype(a.w.dtype)) return false;
+#if HWY_TARGET == HWY_AVX2
+  if (avx_vnni) {
+    if (a.w.dtype == DType::kQ4_K) {
+      MatMulRowsScaleMin8<DType::kQ4_K, true>(a);
+    } else {
+      MatMulRowsScaleMin8<DType::kQ5_K, true>(a);
+    }
+    return true;
+  }
+#else
+  (void)avx_vnni;
+#endif
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   if (a.w.dtype == DType::kQ4_K) {
-    MatMulRowsScaleMin8<DType::kQ4_K>(a);
+    MatMulRowsScaleMin8<DType::kQ4_K, false>(a);
   } else if (a.w.dtype == DType::kQ5_K) {
-    MatMulRowsScaleMin8<DType::kQ5_K>(a);
+    MatMulRowsScaleMin8<DType::kQ5_K, false>(a);
   } else {
 #if HWY_TARGET != HWY_AVX2
     MatMulRowsQ6K8(a);

@@ -21,8 +21,8 @@ ActQuant KQuantActs(DType t) {
   return Int8Dtype(t) ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
 }
 
-void MatMulRowsKQuants(const MatMulRowsArgs& a) {
-  if (MatMulRowsInt8(a)) return;
+void MatMulRowsKQuants(const MatMulRowsArgs& a, bool avx_vnni) {
+  if (MatMulRowsInt8(a, avx_vnni)) return;
   switch (a.w.dtype) {
     case DType::kQ6_K:
       return MatMulRowsScaled<DType::kQ6_K>(a);

@@ -129,6 +129,15 @@ const KernelTable& BestKernels();
 // For tests: every target compiled into this binary that this CPU can run, and its table.
 std::vector<int64_t> RunnableTargets();
 KernelTable KernelsForTarget(int64_t target);
+// A target's kernels with or without the CPU features chosen inside it at run time (AVX-VNNI on
+// the AVX2 target). RunnableVariants lists every target, and where such a feature changes the
+// table, the target without it too.
+struct KernelVariant {
+  int64_t target = 0;
+  bool avx_vnni = true;  // false: the AVX2 target without AVX-VNNI even where the CPU has it
+};
+std::vector<KernelVariant> RunnableVariants();
+KernelTable KernelsFor(KernelVariant v);
 
 // Sustained read bandwidth in GB/s: the pool's threads stream a buffer far larger than the caches
 // with the best kernels. (Allocates `bytes`; run it where that memory does not matter.)
