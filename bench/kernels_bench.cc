@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "specula/base/dtype.h"
@@ -53,12 +54,13 @@ Matrix MakeMatrix(DType t, int64_t rows, int64_t cols) {
 }
 
 // Times y = x . w^T over m rows of x on `threads` threads and reports GFLOP/s.
-void TimeMatMul(benchmark::State& state, const MatView& w, size_t m, int threads) {
+void TimeMatMul(benchmark::State& state, const MatView& w, size_t m, int threads,
+                const KernelTable& k = BestKernels()) {
   const auto cols = static_cast<size_t>(w.cols), rows = static_cast<size_t>(w.rows);
   std::vector<float> x(m * cols, 0.5f), y(m * rows);
   ThreadPool pool(threads);
   for (auto _ : state) {
-    MatMul(BestKernels(), pool, w, x.data(), m, y.data());
+    MatMul(k, pool, w, x.data(), m, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GFLOP/s"] = benchmark::Counter(
@@ -156,6 +158,14 @@ void BM_MatMulHotK(benchmark::State& state) {
   const Matrix w = MakeMatrix(DType::kBF16, cols >= 4096 ? 64 : 256, cols);
   TimeMatMul(state, w.view, static_cast<size_t>(state.range(1)), 1);
 }
+// BM_MatMulHot's k-quants on every kernel variant this CPU runs (registered in main as
+// BM_MatMulHotTarget/NAME, e.g. AVX2 and AVX2_VNNI): what a CPU feature is worth, same machine.
+// Args: dtype, activation rows M (one thread).
+void BM_MatMulHotTarget(benchmark::State& state, KernelVariant v) {
+  const Matrix w = MakeMatrix(static_cast<DType>(state.range(0)), 256, 1536);
+  TimeMatMul(state, w.view, static_cast<size_t>(state.range(1)), 1, KernelsFor(v));
+}
+
 BENCHMARK(BM_MatMulHotK)->ArgsProduct({{256, 512, 1024, 1536, 6144}, {6, 12, 24}})->UseRealTime();
 
 // Attention for one KV head: E2B's 8 query heads of 256 dims over `keys` cached positions, `rows`
@@ -208,4 +218,20 @@ BENCHMARK(BM_Bandwidth)->Arg(1)->Arg(2)->Iterations(3)->Unit(benchmark::kMillise
 }  // namespace
 }  // namespace specula
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  for (const specula::KernelVariant& v : specula::RunnableVariants()) {
+    benchmark::RegisterBenchmark(
+        (std::string("BM_MatMulHotTarget/") + specula::KernelsFor(v).target).c_str(),
+        specula::BM_MatMulHotTarget, v)
+        ->ArgsProduct(
+            {{static_cast<int>(specula::DType::kQ6_K), static_cast<int>(specula::DType::kQ4_K),
+              static_cast<int>(specula::DType::kQ5_K)},
+             {1, 4, 8, 64}})
+        ->UseRealTime();
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
