@@ -1,5 +1,5 @@
 // Int8 dot products for Q4_K and Q5_K on x86 (AVX2, AVX-512), the bulk of llama.cpp's Q4_K_M and
-// Q5_K_M files, and Q6_K on AVX-512 (their output head and some of their layers). Included by
+// Q5_K_M files, and Q6_K (their output head and some of their layers). Included by
 // matmul_kquants.cc once per SIMD target (it needs only tiles-inl.h); other targets and types keep
 // matmul_quant-inl.h's int16 path. Int8Dtype and MatMulRowsInt8 below are the one place that says
 // which dtypes go this way on a target, for the kernels and for KernelTable::act_quant alike.
@@ -410,9 +410,9 @@ void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
   });
 }
 
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 constexpr bool kInt8Q6K = true;
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 // Q6_K with int8 activations (AVX-512: vpermw lays 4 sub-blocks' scales over a vector). Codes are
 // taken unsigned (0..63, the stored 6 bits) so vpmaddubsw can multiply them; the bias of 32 comes
 // back as -32 * sum_s sc_s * (sub-block s's sum of activation codes), exact in int32. Per half n
@@ -421,7 +421,7 @@ constexpr bool kInt8Q6K = true;
 // both code vectors are in value order, and so are the activations (Acts8Layout::value_order).
 // Bounds: a pair sum 2 * 63 * 127 < 2^15; an int32 lane over a super-block 4 * 2 * 16002 * 128
 // < 2^24, so exact, and exact in f32.
-template <size_t R>
+template <size_t R, bool kAvxVnni>
 HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
   const D8 d8;
   const DI16 d16;
@@ -468,8 +468,8 @@ HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
 #pragma GCC unroll 16
         for (size_t r = 0; r < R; ++r) {
           const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 64 * c;
-          isum[r] = MulAddPairs<kVnniFor<R, false>>(MulBytePairs(codes[half], hn::LoadU(DI8(), x)),
-                                                    scale, isum[r]);
+          isum[r] = MulAddPairs<kVnniFor<R, kAvxVnni>>(
+              MulBytePairs(codes[half], hn::LoadU(DI8(), x)), scale, isum[r]);
         }
       }
     }
@@ -490,22 +490,98 @@ HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
     job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[r], accb[r])));
 }
 
-template <size_t R>
+#else
+// Q6_K with int8 activations on AVX2: as on AVX-512, but 32 values per vector, two sub-blocks'
+// scales per vector (one vpermd and one vpshufb: sub-block 2c's scale over the low 128 bits, 2c +
+// 1's over the high ones), the codes of values 32 c .. 32 c + 31 from the low (c even) or high (c
+// odd) nibbles of ql[64 n + 32 (c / 2 % 2) ..] (n = c / 4) and bits 2 (c % 4) of qh[32 n ..]. One
+// accumulator per row (16 registers). Bounds: an int32 lane over a half super-block (4 vectors)
+// 4 * 2 * 16002 * 128 < 2^24, so each half is converted and multiply-added on its own: exact.
+template <size_t R, bool kAvxVnni>
+HWY_NOINLINE void DotGroupQ6K8(const Tile8& job) {
+  const D8 d8;
+  const DI16 d16;
+  const DI32 d32;
+  const DF df;
+  const Acts8& a = *job.acts;
+  const size_t K = job.K, blocks = K / kSuperBlock;
+  const auto low4 = hn::Set(d8, 0x0F), low2 = hn::Set(d8, 3);
+  // In a dword holding int16 scales 2c and 2c + 1: bytes 0-1 to every word of the low 128 bits,
+  // bytes 2-3 to every word of the high ones.
+  const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2,
+                                          3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  hn::Vec<DF> acc[R];
+#pragma GCC unroll 16
+  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(df);
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t b = 0; b < blocks; ++b, w += DTypeSize(DType::kQ6_K)) {
+    for (size_t p = 0; p < DTypeSize(DType::kQ6_K); p += 64)
+      __builtin_prefetch(w + kPrefetchBytes + p, 0, 1);
+    uint16_t dh;
+    std::memcpy(&dh, w + 208, 2);
+    const float d = F16ToF32Fast(dh);
+    const __m256i sc16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192)));
+    for (size_t n = 0; n < 2; ++n) {
+      const auto q0 = hn::LoadU(d8, w + 64 * n), q1 = hn::LoadU(d8, w + 64 * n + 32);
+      const auto h = hn::LoadU(d8, w + 128 + 32 * n);
+      hn::Vec<DI32> isum[R];
+#pragma GCC unroll 16
+      for (size_t r = 0; r < R; ++r) isum[r] = hn::Zero(d32);
+#pragma GCC unroll 4
+      for (size_t j = 0; j < 4; ++j) {
+        const auto q = j % 2 == 0 ? q0 : q1;
+        const auto nib = j < 2 ? hn::And(q, low4) : hn::ShiftRight<4>(q);
+        const auto top = j == 0 ? hn::And(h, low2)
+                         : j == 1 ? hn::And(hn::ShiftRight<2>(h), low2)
+                         : j == 2 ? hn::And(hn::ShiftRight<4>(h), low2)
+                                  : hn::ShiftRight<6>(h);
+        const auto codes = hn::Or(nib, hn::ShiftLeft<4>(top));
+        const size_t c = 4 * n + j;
+        const hn::Vec<DI16> scale{_mm256_shuffle_epi8(
+            _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(static_cast<int>(c))), spread)};
+#pragma GCC unroll 16
+        for (size_t r = 0; r < R; ++r) {
+          const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 32 * c;
+          isum[r] = MulAddPairs<kVnniFor<R, kAvxVnni>>(MulBytePairs(codes, hn::LoadU(DI8(), x)),
+                                                       scale, isum[r]);
+        }
+      }
+#pragma GCC unroll 16
+      for (size_t r = 0; r < R; ++r) {
+        const float s = a.scales[(job.i + r) * blocks + b];
+        acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
+      }
+    }
+#pragma GCC unroll 16
+    for (size_t r = 0; r < R; ++r) {
+      const float s = a.scales[(job.i + r) * blocks + b];
+      auto unused = hn::Zero(d32);
+      const auto bias = hn::ReorderWidenMulAccumulate(
+          d32, hn::Vec<DI16>{sc16}, hn::LoadU(d16, a.sums + (job.i + r) * (K / 16) + 16 * b),
+          hn::Zero(d32), unused);
+      acc[r] = hn::MulAdd(hn::ConvertTo(df, bias), hn::Set(df, -32.0f * d * s), acc[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (size_t r = 0; r < R; ++r) job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
+}
+#endif
+
+template <size_t R, bool kAvxVnni>
 HWY_INLINE void DotGroupQ6K8Tail(size_t rows, const Tile8& job) {
   if constexpr (R > 0) {
-    if (rows == R) return DotGroupQ6K8<R>(job);
-    DotGroupQ6K8Tail<R - 1>(rows, job);
+    if (rows == R) return DotGroupQ6K8<R, kAvxVnni>(job);
+    DotGroupQ6K8Tail<R - 1, kAvxVnni>(rows, job);
   }
 }
 
-HWY_NOINLINE void MatMulRowsQ6K8(const MatMulRowsArgs& a) {
+template <bool kAvxVnni>
+void MatMulRowsQ6K8(const MatMulRowsArgs& a) {
   ForEachGroup8(a, PrepareActs8(a, {.value_order = true, .sum_len = 16}),
                 [](size_t rows, const Tile8& job)
-                    HWY_ATTR { DotGroupQ6K8Tail<kRows8>(rows, job); });
+                    HWY_ATTR { DotGroupQ6K8Tail<kRows8, kAvxVnni>(rows, job); });
 }
-#else
-constexpr bool kInt8Q6K = false;
-#endif
 #else
 constexpr bool kInt8KQuants = false;
 constexpr bool kInt8Q6K = false;
@@ -528,28 +604,28 @@ HWY_INLINE bool Int8Dtype(DType t) {
 // the AVX2 target may use AVX-VNNI (the CPU has it; KernelsFor decides).
 HWY_INLINE bool MatMulRowsInt8(const MatMulRowsArgs& a, bool avx_vnni) {
   if (!Int8Dtype(a.w.dtype)) return false;
-#if HWY_TARGET == HWY_AVX2
-  if (avx_vnni) {
-    if (a.w.dtype == DType::kQ4_K) {
-      MatMulRowsScaleMin8<DType::kQ4_K, true>(a);
-    } else {
-      MatMulRowsScaleMin8<DType::kQ5_K, true>(a);
-    }
-    return true;
-  }
-#else
-  (void)avx_vnni;
-#endif
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  if constexpr (HWY_TARGET == HWY_AVX2) {
+    if (avx_vnni) {
+      if (a.w.dtype == DType::kQ4_K) {
+        MatMulRowsScaleMin8<DType::kQ4_K, true>(a);
+      } else if (a.w.dtype == DType::kQ5_K) {
+        MatMulRowsScaleMin8<DType::kQ5_K, true>(a);
+      } else {
+        MatMulRowsQ6K8<true>(a);
+      }
+      return true;
+    }
+  }
   if (a.w.dtype == DType::kQ4_K) {
     MatMulRowsScaleMin8<DType::kQ4_K, false>(a);
   } else if (a.w.dtype == DType::kQ5_K) {
     MatMulRowsScaleMin8<DType::kQ5_K, false>(a);
   } else {
-#if HWY_TARGET != HWY_AVX2
-    MatMulRowsQ6K8(a);
-#endif
+    MatMulRowsQ6K8<false>(a);
   }
+#else
+  (void)avx_vnni;
 #endif
   return true;
 }
