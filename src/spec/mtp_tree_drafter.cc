@@ -67,10 +67,10 @@ struct TreeCosts {
   double scale;
 };
 
-// Whether a node of path probability `score` is worth opening: its children add at most
-// scale * score expected tokens, against the tokens one more assistant step costs at the rate of
-// the tree so far (its max_tokens best nodes).
-bool WorthAStep(const TreeCosts& c, int max_tokens, const std::vector<Node>& nodes, double score) {
+// A node of path probability `score` is worth opening when its children's at most scale * score
+// expected tokens exceed this: the tokens one more assistant step costs at the rate of the tree so
+// far (its max_tokens best nodes).
+double StepThreshold(const TreeCosts& c, int max_tokens, const std::vector<Node>& nodes) {
   std::vector<double> scores;
   for (const Node& n : nodes) scores.push_back(n.score);
   std::sort(scores.begin(), scores.end(), std::greater<>());
@@ -78,7 +78,7 @@ bool WorthAStep(const TreeCosts& c, int max_tokens, const std::vector<Node>& nod
   double tokens = c.round.other_sequences + 1.0;
   for (double s : scores) tokens += c.scale * s;
   const int rows = c.round.other_rows + 1 + static_cast<int>(scores.size());
-  return c.scale * score > c.round.costs->DraftStep() * tokens / c.round.costs->Pass(rows);
+  return c.round.costs->DraftStep() * tokens / c.round.costs->Pass(rows);
 }
 
 // How many of the best nodes (`order`, best first, at most `most`) to verify: the count with the
@@ -181,14 +181,15 @@ Result<std::vector<Draft>> MtpTreeDrafter::ProposeBatch(std::span<const DraftReq
         return nodes[b][static_cast<size_t>(x)].score > nodes[b][static_cast<size_t>(y)].score;
       });
       open[b].clear();
+      const double threshold =
+          options_.by_cost ? StepThreshold(costs[b], reqs[b].max_tokens, nodes[b]) : 0.0;
       for (int n : f) {
         if (static_cast<int>(open[b].size()) == options_.width) break;
         Node& node = nodes[b][static_cast<size_t>(n)];
         const int deepest =
             options_.depth > 0 ? std::min(options_.depth, reqs[b].max_tokens) : reqs[b].max_tokens;
         if (IsStop(reqs[b].stop_ids, node.token) || node.depth >= deepest) continue;
-        if (options_.by_cost && !WorthAStep(costs[b], reqs[b].max_tokens, nodes[b], node.score))
-          continue;
+        if (options_.by_cost && !(costs[b].scale * node.score > threshold)) continue;
         if (Rank(nodes[b], static_cast<size_t>(n)) < reqs[b].max_tokens - 1) {
           node.h = steps_[static_cast<size_t>(node.step)].h_out;
           open[b].push_back(n);
