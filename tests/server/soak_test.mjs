@@ -150,13 +150,14 @@ test(`${CLIENTS} clients x ${REQUESTS} mixed requests: outputs as alone, nothing
               `RSS after warm-up ${rssWarm} KiB, half-way ${rssMid} KiB, after soak ${rssEnd} KiB (${(100 * growth).toFixed(2)} %)`);
   assert.ok(completed > 0 && abandoned > 0 && refused > 0);
   // The allocator's pools keep growing for a while after the warm-up (by up to ~7 % of this small
-  // process), then settle, still moving by up to ~2.5 % between measurements; a leak grows with the
-  // requests served. So the second half of the soak, as many requests as the first, must leave RSS
-  // within 3.5 % of where the first half left it (a leak of 1 KB per request moves it by ~5 %), and
+  // process), then settle, still moving by up to ~4 % between measurements (4.07 % seen once on CI);
+  // a leak grows with the requests served. So the second half of the soak, as many requests as the
+  // first, must leave RSS within 4.5 % of where the first half left it (a leak of 1 KB per request
+  // moves it by ~5 %, 2 KB by ~10 %), and
   // the whole soak must stay within a loose bound.
   const late = (rssEnd - rssMid) / rssMid;
   if (RSS_CHECKS) {
-    assert.ok(Math.abs(late) <= 0.035, `RSS moved by ${(100 * late).toFixed(2)} % in the second half`);
+    assert.ok(Math.abs(late) <= 0.045, `RSS moved by ${(100 * late).toFixed(2)} % in the second half`);
     assert.ok(Math.abs(growth) <= 0.10, `RSS moved by ${(100 * growth).toFixed(2)} %`);
   }
 });
