@@ -85,7 +85,9 @@ void BM_MatMul(benchmark::State& state) {
 BENCHMARK(BM_MatMul)
     ->ArgsProduct({{static_cast<int>(DType::kBF16), static_cast<int>(DType::kQ8_0),
                     static_cast<int>(DType::kQ4_0), static_cast<int>(DType::kQ6_K),
-                    static_cast<int>(DType::kQ4_K), static_cast<int>(DType::kQ5_K)},
+                    static_cast<int>(DType::kQ4_K), static_cast<int>(DType::kQ5_K),
+                    static_cast<int>(DType::kIQ4_XS), static_cast<int>(DType::kQ3_K),
+                    static_cast<int>(DType::kQ2_K)},
                    {1, 2, 4, 8, 16, 24, 64},
                    {1, 2}})
     ->UseRealTime()
@@ -144,7 +146,9 @@ void BM_MatMulHot(benchmark::State& state) {
 BENCHMARK(BM_MatMulHot)
     ->ArgsProduct({{static_cast<int>(DType::kF32), static_cast<int>(DType::kBF16),
                     static_cast<int>(DType::kQ8_0), static_cast<int>(DType::kQ6_K),
-                    static_cast<int>(DType::kQ4_K), static_cast<int>(DType::kQ5_K)},
+                    static_cast<int>(DType::kQ4_K), static_cast<int>(DType::kQ5_K),
+                    static_cast<int>(DType::kIQ4_XS), static_cast<int>(DType::kQ3_K),
+                    static_cast<int>(DType::kQ2_K)},
                    {1, 4, 6, 8, 12, 16, 24, 64},
                    {1}})
     ->UseRealTime();
@@ -225,7 +229,8 @@ int main(int argc, char** argv) {
         specula::BM_MatMulHotTarget, v)
         ->ArgsProduct(
             {{static_cast<int>(specula::DType::kQ6_K), static_cast<int>(specula::DType::kQ4_K),
-              static_cast<int>(specula::DType::kQ5_K)},
+              static_cast<int>(specula::DType::kQ5_K), static_cast<int>(specula::DType::kQ3_K),
+              static_cast<int>(specula::DType::kQ2_K)},
              {1, 4, 8, 64}})
         ->UseRealTime();
   }

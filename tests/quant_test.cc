@@ -64,11 +64,14 @@ class QuantizedModel : public ::testing::TestWithParam<DType> {};
 // The engine's block-dtype matmuls round each activation row to integer codes (kernels_test checks
 // that rule exactly). The tiny random models amplify any perturbation along the sequence, so the
 // check is relative: the engine must sit far closer to the reference than quantizing the weights
-// moved the model — within a tenth of that for int16 codes. Int8 codes (x86 Q4_K/Q5_K, and Q6_K on
-// AVX-512, as llama.cpp's Q8_K) the reference rounds too (AsMatMulInput), but a code whose input
-// sits near a rounding boundary may round the other way in f32 than in double, a whole step of
-// 1/127 of the block's largest value. Those types get four tenths (the largest seen on AVX-512:
-// 0.28), Q6_K eight (0.55): its 6-bit weights move the model about half as far as 4-bit ones.
+// moved the model — within a tenth of that for int16 codes. Int8 codes (llama.cpp's Q8_K rule, for
+// the k-quants on x86) the reference rounds too (AsMatMulInput), but a code whose input sits near
+// a rounding boundary may round the other way in f32 than in double, a whole step of 1/127 of the
+// block's largest value: the engine's codes are a second sample of the same rounding. So int8
+// types get four tenths of the weight error plus three times what the rounding alone moves that
+// position (the reference with and without it). Some positions of these random models are far
+// more sensitive than the rest: one of e2b-tiny's moves by half the 2-bit weights' error from the
+// rounding alone, and the engine there by 2.6 times that.
 TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
   for (const char* preset : {"e2b-tiny", "31b-tiny", "26b-a4b-tiny"}) {
     RandomTargetSpec spec = *TargetPreset(preset);
@@ -96,8 +99,11 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
     const test::RefOutput r = test::ReferenceGemma4((*m)->config(), (*m)->store()).Forward(ids);
     const test::RefOutput r0 =
         test::ReferenceGemma4((*orig)->config(), (*orig)->store()).Forward(ids);
+    const test::RefOutput rx =
+        test::ReferenceGemma4((*m)->config(), (*m)->store(), {.round_activations = false})
+            .Forward(ids);
     const bool int8 = BestKernels().act_quant(GetParam()) == ActQuant::kInt8SuperBlock;
-    const double share = !int8 ? 0.1 : GetParam() == DType::kQ6_K ? 0.8 : 0.4;
+    const double share = int8 ? 0.4 : 0.1;
     int compared = 0;
     for (size_t t = 0; t < ids.size(); ++t) {
       // A router whose k-th and next expert are closer than the activation rounding moves
@@ -105,12 +111,13 @@ TEST_P(QuantizedModel, MatchesReferenceOnDequantizedWeights) {
       // not comparable, nor are the later ones, whose attention reads its keys and values.
       if (r.router_margin[t] < 2e-4) break;
       ++compared;
-      double err = 0, weight_err = 0;
+      double err = 0, weight_err = 0, round_err = 0;
       for (size_t v = 0; v < 512; ++v) {
         err = std::max(err, std::fabs(out.logits[t * 512 + v] - r.logits[t][v]));
+        round_err = std::max(round_err, std::fabs(rx.logits[t][v] - r.logits[t][v]));
         weight_err = std::max(weight_err, std::fabs(r0.logits[t][v] - r.logits[t][v]));
       }
-      EXPECT_LT(err, share * weight_err + 2e-3) << preset << " position " << t;
+      EXPECT_LT(err, share * weight_err + 3 * round_err + 2e-3) << preset << " position " << t;
     }
     // Dense models compare every position; the mixture at least its first few (the margins come
     // from the double reference, so how many does not depend on the machine).

@@ -7,8 +7,9 @@
 #include "reference_ops.h"
 
 namespace specula::test {
-ReferenceGemma4::ReferenceGemma4(const Gemma4Config& config, const WeightStore& store)
-    : c_(config), store_(store) {}
+ReferenceGemma4::ReferenceGemma4(const Gemma4Config& config, const WeightStore& store,
+                                 RefOptions options)
+    : c_(config), store_(store), options_(options) {}
 
 VecD ReferenceGemma4::Vec(const std::string& name) const {
   const TensorView* t = store_.Find(c_.tensor_prefix + name);
@@ -23,7 +24,7 @@ VecD ReferenceGemma4::MatVec(const std::string& name, const VecD& x, int index) 
   const size_t rows = static_cast<size_t>(t->shape[n - 2]),
                cols = static_cast<size_t>(t->shape[n - 1]);
   const size_t base = static_cast<size_t>(index) * rows * cols;
-  const VecD xq = AsMatMulInput(t->dtype, x);
+  const VecD xq = options_.round_activations ? AsMatMulInput(t->dtype, x) : x;
   VecD y(rows, 0.0);
   for (size_t r = 0; r < rows; ++r) {
     double s = 0;

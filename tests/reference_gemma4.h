@@ -22,9 +22,15 @@ struct RefOutput {
   std::vector<double> router_margin;
 };
 
+struct RefOptions {
+  // Round each block-dtype matmul's input as the engine's kernels do (AsMatMulInput); false: the
+  // exact input, to measure how far that rounding alone moves the model.
+  bool round_activations = true;
+};
+
 class ReferenceGemma4 {
  public:
-  ReferenceGemma4(const Gemma4Config& config, const WeightStore& store);
+  ReferenceGemma4(const Gemma4Config& config, const WeightStore& store, RefOptions options = {});
   RefOutput Forward(const std::vector<int>& ids) const;
 
  private:
@@ -38,6 +44,7 @@ class ReferenceGemma4 {
                               double* margin) const;
   const Gemma4Config& c_;
   const WeightStore& store_;
+  RefOptions options_;
 };
 
 }  // namespace specula::test

@@ -22,6 +22,14 @@
 #include "src/kernels/attention-inl.h"
 #include "src/kernels/tiles-inl.h"
 
+namespace specula {
+// CPU features Highway 1.0.3 does not report (defined once, below). Read from CPUID and the
+// auxiliary vector rather than __builtin_cpu_supports, whose names differ between compilers.
+bool CpuHasAvxVnni();
+bool CpuHasAvx512Vnni();
+bool CpuHasArmDotProd();
+}  // namespace specula
+
 HWY_BEFORE_NAMESPACE();
 namespace specula {
 namespace HWY_NAMESPACE {
@@ -266,13 +274,17 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
 
 // The block-dtype matmuls, in matmul_blocks.cc and matmul_kquants.cc (the same targets).
 void MatMulRowsBlocks(const MatMulRowsArgs& a);
-void MatMulRowsKQuants(const MatMulRowsArgs& a, bool avx_vnni);
-ActQuant KQuantActs(DType t);
+void MatMulRowsKQuants(const MatMulRowsArgs& a, bool dot_ext);
+ActQuant KQuantActs(DType t, bool dot_ext);
 
-ActQuant ActQuantFor(DType t) { return IsSuperBlockType(t) ? KQuantActs(t) : ActQuant::kInt16Row; }
+// kDotExt: the target's optional int8 dot-product instructions are used (GetTable decides):
+// AVX-VNNI on AVX2, SDOT on NEON.
+template <bool kDotExt>
+ActQuant ActQuantFor(DType t) {
+  return IsSuperBlockType(t) ? KQuantActs(t, kDotExt) : ActQuant::kInt16Row;
+}
 
-// kAvxVnni: the AVX2 target's int8 k-quant kernels use AVX-VNNI (GetTable decides).
-template <bool kAvxVnni>
+template <bool kDotExt>
 void MatMulRows(const MatMulRowsArgs& a) {
   switch (a.w.dtype) {
     case DType::kBF16:
@@ -292,7 +304,7 @@ void MatMulRows(const MatMulRowsArgs& a) {
     case DType::kQ4_K:
     case DType::kQ5_K:
     case DType::kQ2_K:
-      return MatMulRowsKQuants(a, kAvxVnni);
+      return MatMulRowsKQuants(a, kDotExt);
     default:
       return MatMulRowsT<float>(a);
   }
@@ -419,20 +431,28 @@ uint64_t StreamRead(const uint8_t* HWY_RESTRICT p, size_t bytes) {
   return s;
 }
 
-// allow_avx_vnni: the AVX2 target may use AVX-VNNI where the CPU has it (tests also run it
-// without, so that both paths are checked on such a CPU).
-KernelTable GetTable(bool allow_avx_vnni) {
+// allow_dot_ext: the target may use the int8 dot-product instructions it checks for at run time
+// (AVX-VNNI on AVX2, SDOT on NEON) where the CPU has them; tests also run it without, so that both
+// paths are checked on such a CPU.
+KernelTable GetTable(bool allow_dot_ext) {
   KernelTable t;
   t.target = hwy::TargetName(HWY_TARGET);
-  t.matmul_rows = &MatMulRows<false>;
+  bool dot_ext = false;
 #if HWY_TARGET == HWY_AVX2
-  if (allow_avx_vnni && __builtin_cpu_supports("avxvnni")) {
+  if (allow_dot_ext && CpuHasAvxVnni()) {
     t.target = "AVX2_VNNI";
-    t.matmul_rows = &MatMulRows<true>;
+    dot_ext = true;
+  }
+#elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
+  if (allow_dot_ext && CpuHasArmDotProd()) {
+    t.target = "NEON_SDOT";
+    dot_ext = true;
   }
 #else
-  (void)allow_avx_vnni;
+  (void)allow_dot_ext;
 #endif
+  t.matmul_rows = dot_ext ? &MatMulRows<true> : &MatMulRows<false>;
+  t.act_quant = dot_ext ? &ActQuantFor<true> : &ActQuantFor<false>;
   t.dot = &Dot;
   t.axpy = &Axpy;
   t.attention = &Attention;
@@ -442,7 +462,6 @@ KernelTable GetTable(bool allow_avx_vnni) {
   t.softcap = &SoftCapRow;
   t.exp_weights = &ExpWeights;
   t.argmax = &ArgmaxRow;
-  t.act_quant = &ActQuantFor;
   return t;
 }
 
@@ -455,11 +474,42 @@ HWY_AFTER_NAMESPACE();
 #include <chrono>
 #include <string_view>
 
+#include "hwy/base.h"
+#if HWY_ARCH_X86
+#include <cpuid.h>
+#elif HWY_ARCH_ARM_A64 && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include "specula/base/thread_pool.h"
 
 namespace specula {
 
 HWY_EXPORT(GetTable);
+
+#if HWY_ARCH_X86
+// CPUID leaf 7: sub-leaf 0 ECX bit 11 is AVX512-VNNI, sub-leaf 1 EAX bit 4 is AVX-VNNI. Both are
+// only consulted inside targets whose OS-enabled register state Highway has already checked.
+bool CpuHasAvx512Vnni() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx >> 11) & 1;
+}
+bool CpuHasAvxVnni() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+  return (eax >> 4) & 1;
+}
+#else
+bool CpuHasAvx512Vnni() { return false; }
+bool CpuHasAvxVnni() { return false; }
+#endif
+#if HWY_ARCH_ARM_A64 && defined(__linux__)
+bool CpuHasArmDotProd() { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+#else
+bool CpuHasArmDotProd() { return false; }
+#endif
 
 namespace {
 // AVX3_DL's kernels use AVX512-VNNI, which Highway's runtime check for the target includes; this
@@ -467,7 +517,7 @@ namespace {
 void RequireVnniForAvx3Dl() {
 #if HWY_ARCH_X86
   static const bool once = [] {
-    if (!__builtin_cpu_supports("avx512vnni")) hwy::DisableTargets(HWY_AVX3_DL);
+    if (!CpuHasAvx512Vnni()) hwy::DisableTargets(HWY_AVX3_DL);
     return true;
   }();
   (void)once;
@@ -495,15 +545,15 @@ std::vector<KernelVariant> RunnableVariants() {
   for (int64_t t : RunnableTargets()) {
     out.push_back({.target = t});
     if (std::string_view(KernelsFor({.target = t}).target) !=
-        KernelsFor({.target = t, .avx_vnni = false}).target)
-      out.push_back({.target = t, .avx_vnni = false});
+        KernelsFor({.target = t, .dot_ext = false}).target)
+      out.push_back({.target = t, .dot_ext = false});
   }
   return out;
 }
 
 KernelTable KernelsFor(KernelVariant v) {
   hwy::SetSupportedTargetsForTest(v.target);
-  KernelTable t = HWY_DYNAMIC_DISPATCH(GetTable)(v.avx_vnni);
+  KernelTable t = HWY_DYNAMIC_DISPATCH(GetTable)(v.dot_ext);
   hwy::SetSupportedTargetsForTest(0);
   return t;
 }

@@ -1,7 +1,8 @@
 // The matmuls over llama.cpp's super-block types (Q6_K, IQ4_XS, Q3_K with one scale per sub-block;
 // Q4_K, Q5_K, Q2_K with a scale and a min), compiled once per SIMD target. A translation unit of
 // its own so that the kernels compile in parallel (matmul.cc routes to it through
-// MatMulRowsKQuants); the code is in matmul_quant-inl.h.
+// MatMulRowsKQuants); the code is in matmul_int8-inl.h (x86), matmul_sdot-inl.h (ARM) and
+// matmul_quant-inl.h (int16, every target).
 // clang-format off
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels/matmul_kquants.cc"
@@ -12,17 +13,68 @@
 #include "specula/kernels/kernels.h"
 #include "src/kernels/matmul_int8-inl.h"
 #include "src/kernels/matmul_quant-inl.h"
+#include "src/kernels/matmul_sdot-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace specula {
 namespace HWY_NAMESPACE {
 
-ActQuant KQuantActs(DType t) {
-  return Int8Dtype(t) ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
+// Whether this target multiplies t's weights with int8 activation codes: Q4_K, Q5_K, Q6_K, Q3_K
+// and Q2_K on x86; the first three on NEON where the CPU has SDOT (dot_ext). The one place that
+// says so, for the kernels and for KernelTable::act_quant alike.
+bool Int8Dtype(DType t, bool dot_ext) {
+  const bool int8_type = IsScaleMinType(t) || t == DType::kQ6_K;
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  (void)dot_ext;
+  return int8_type || t == DType::kQ3_K || t == DType::kQ2_K;
+#elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
+  return int8_type && dot_ext;
+#else
+  (void)dot_ext;
+  (void)int8_type;
+  return false;
+#endif
 }
 
-void MatMulRowsKQuants(const MatMulRowsArgs& a, bool avx_vnni) {
-  if (MatMulRowsInt8(a, avx_vnni)) return;
+ActQuant KQuantActs(DType t, bool dot_ext) {
+  return Int8Dtype(t, dot_ext) ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
+}
+
+// The int8 kernels of Int8Dtype's types; dot_ext: AVX-VNNI on AVX2 (where the CPU has it), SDOT
+// on NEON.
+void MatMulRowsInt8(const MatMulRowsArgs& a, bool dot_ext) {
+  const DType t = a.w.dtype;
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  const bool vnni = HWY_TARGET == HWY_AVX2 && dot_ext;
+  if (t == DType::kQ4_K) {
+    return vnni ? MatMulRowsScaleMin8<DType::kQ4_K, true>(a)
+                : MatMulRowsScaleMin8<DType::kQ4_K, false>(a);
+  }
+  if (t == DType::kQ5_K) {
+    return vnni ? MatMulRowsScaleMin8<DType::kQ5_K, true>(a)
+                : MatMulRowsScaleMin8<DType::kQ5_K, false>(a);
+  }
+  if (t == DType::kQ6_K) {
+    return vnni ? MatMulRowsSub16<DType::kQ6_K, true>(a) : MatMulRowsSub16<DType::kQ6_K, false>(a);
+  }
+  if (t == DType::kQ3_K) {
+    return vnni ? MatMulRowsSub16<DType::kQ3_K, true>(a) : MatMulRowsSub16<DType::kQ3_K, false>(a);
+  }
+  return vnni ? MatMulRowsSub16<DType::kQ2_K, true>(a) : MatMulRowsSub16<DType::kQ2_K, false>(a);
+#elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
+  (void)dot_ext;
+  if (t == DType::kQ4_K) return MatMulRowsSdot<DType::kQ4_K>(a);
+  if (t == DType::kQ5_K) return MatMulRowsSdot<DType::kQ5_K>(a);
+  return MatMulRowsSdot<DType::kQ6_K>(a);
+#else
+  (void)a;
+  (void)dot_ext;
+  (void)t;
+#endif
+}
+
+void MatMulRowsKQuants(const MatMulRowsArgs& a, bool dot_ext) {
+  if (Int8Dtype(a.w.dtype, dot_ext)) return MatMulRowsInt8(a, dot_ext);
   switch (a.w.dtype) {
     case DType::kQ6_K:
       return MatMulRowsScaled<DType::kQ6_K>(a);

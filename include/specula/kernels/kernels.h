@@ -129,12 +129,12 @@ const KernelTable& BestKernels();
 // For tests: every target compiled into this binary that this CPU can run, and its table.
 std::vector<int64_t> RunnableTargets();
 KernelTable KernelsForTarget(int64_t target);
-// A target's kernels with or without the CPU features chosen inside it at run time (AVX-VNNI on
-// the AVX2 target). RunnableVariants lists every target, and where such a feature changes the
-// table, the target without it too.
+// A target's kernels with or without the int8 dot-product instructions it looks for at run time
+// (AVX-VNNI on the AVX2 target, SDOT on NEON). RunnableVariants lists every target, and where such
+// instructions change the table, the target without them too.
 struct KernelVariant {
   int64_t target = 0;
-  bool avx_vnni = true;  // false: the AVX2 target without AVX-VNNI even where the CPU has it
+  bool dot_ext = true;  // false: without them even where the CPU has them
 };
 std::vector<KernelVariant> RunnableVariants();
 KernelTable KernelsFor(KernelVariant v);

@@ -1,0 +1,203 @@
+// Int8 dot products for Q4_K, Q5_K and Q6_K on ARM with the dot-product instructions (SDOT,
+// Armv8.2's optional FEAT_DotProd: Apple M1 on, Graviton 2 on, Cortex-A55/A76 on; not the
+// Raspberry Pi 4's Cortex-A72). Included by matmul_kquants.cc once per SIMD target; only the NEON
+// target has code here, and it runs only where GetTable found the instructions (without them NEON
+// keeps matmul_quant-inl.h's int16 path). The x86 counterpart is matmul_int8-inl.h.
+//
+// One SDOT multiplies 16 signed bytes by 16 others and adds each group of 4 products into one of
+// 4 int32 lanes: two of them take a 32-value sub-block of codes against its activation codes
+// (quantized per super-block, acts8-inl.h, in value order), one multiply-add by the sub-block's
+// scale folds it into the super-block's int32 sum. Codes need no widening (4- to 6-bit codes are
+// valid signed bytes; Q6_K's -32 bias is subtracted in bytes), so a super-block costs ~4 ops per
+// 16 values and row after unpacking, which each group of rows shares.
+//
+// Exactness: a lane takes 8 products per 32-value sub-block, at most 8 * 31 * 127 * 63 < 2^21 for
+// Q5_K (scales 0..63), and 8 sub-blocks sum to < 2^24; Q6_K's lane per 16-value sub-block is at
+// most 4 * 32 * 127 * 128 (scales are signed bytes), 8 sub-blocks (half a super-block) < 2^24. So
+// each int32 sum is exact and so is its conversion to f32 (Q6_K converts per half). Every row
+// runs the same operations whatever else shares the call.
+#if defined(SPECULA_KERNELS_MATMUL_SDOT_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SPECULA_KERNELS_MATMUL_SDOT_INL_H_
+#undef SPECULA_KERNELS_MATMUL_SDOT_INL_H_
+#else
+#define SPECULA_KERNELS_MATMUL_SDOT_INL_H_
+#endif
+
+#include <cstring>
+
+#include "hwy/highway.h"
+#include "specula/base/dtype.h"
+#include "specula/kernels/kernels.h"
+#include "src/kernels/acts8-inl.h"
+#include "src/kernels/tiles-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace specula {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
+// acc + per 32-bit lane i: sum over j < 4 of a[4i + j] * b[4i + j]. Inline assembly, so that the
+// compiler need not target FEAT_DotProd (the rest of the NEON target must run without it). The
+// directive lets the assembler accept the instruction: binutils takes `dotprod` only on an
+// Armv8.2 base, a superset of what the compiler emits for the target (Armv8 with crypto), so the
+// code after it still assembles as before.
+HWY_INLINE hn::Vec<DI32> Sdot(hn::Vec<DI32> acc, hn::Vec<DI8> a, hn::Vec<DI8> b) {
+  int32x4_t sum = acc.raw;
+  asm(".arch armv8.2-a+crypto+dotprod\n\tsdot %0.4s, %1.16b, %2.16b"
+      : "+w"(sum)
+      : "w"(a.raw), "w"(b.raw));
+  return hn::Vec<DI32>{sum};
+}
+
+// The dot product of 32 codes (lo, hi: values 0-15, 16-31) with the activation codes at x.
+HWY_INLINE hn::Vec<DI32> Dot32(hn::Vec<DI8> lo, hn::Vec<DI8> hi, const int8_t* x) {
+  const DI8 d8;
+  return Sdot(Sdot(hn::Zero(DI32()), lo, hn::LoadU(d8, x)), hi, hn::LoadU(d8, x + 16));
+}
+
+// Q4_K and Q5_K: bytes 32 j .. 32 j + 31 of the 128 code bytes hold sub-block 2 j in their low
+// nibbles and 2 j + 1 in their high ones; Q5_K's fifth bit of value 32 s + l is bit s of qh[l].
+template <DType kType, size_t R>
+HWY_NOINLINE void DotGroupSdot(const Tile8& job) {
+  const D8 d8;
+  const DI8 di8;
+  const DI32 d32;
+  const DF df;
+  const hn::CappedTag<int16_t, 8> d16x8;
+  const hn::CappedTag<int32_t, 4> d32x4;
+  const hn::CappedTag<float, 4> df4;
+  constexpr bool kQ5 = kType == DType::kQ5_K;
+  constexpr size_t kCodes = kQ5 ? 48 : 16;  // Q5_K's qh[32] comes first
+  const Acts8& a = *job.acts;
+  const size_t K = job.K, blocks = K / kSuperBlock;
+  const auto low = hn::Set(d8, 0x0F);
+  hn::Vec<DF> acc[R], accm[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = accm[r] = hn::Zero(df);
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t b = 0; b < blocks; ++b, w += DTypeSize(kType)) {
+    PrefetchAhead<kType>(w);
+    const float d = F16At(w, 0), dmin = F16At(w, 2);
+    uint64_t sc, mn;
+    ScalesMinsQ4K(w + 4, &sc, &mn);
+    const auto m16 = BytesToI16(d16x8, mn);
+    hn::Vec<DI32> isum[R];
+    for (size_t r = 0; r < R; ++r) isum[r] = hn::Zero(d32);
+    for (size_t j = 0; j < 4; ++j) {
+      hn::Vec<D8> codes[4];  // sub-block 2 j: values 0-15, 16-31; then 2 j + 1
+      for (size_t h = 0; h < 2; ++h) {
+        const auto v = hn::LoadU(d8, w + kCodes + 32 * j + 16 * h);
+        codes[h] = hn::And(v, low);
+        codes[2 + h] = hn::ShiftRight<4>(v);
+        if constexpr (kQ5) {
+          const auto qh = hn::LoadU(d8, w + 16 + 16 * h), five = hn::Set(d8, 16);
+          const auto bit = [&](size_t s) HWY_ATTR {
+            return hn::IfThenElseZero(hn::TestBit(qh, hn::Set(d8, static_cast<uint8_t>(1u << s))),
+                                      five);
+          };
+          codes[h] = hn::Or(codes[h], bit(2 * j));
+          codes[2 + h] = hn::Or(codes[2 + h], bit(2 * j + 1));
+        }
+      }
+      const auto slo = hn::Set(d32, static_cast<int32_t>((sc >> (16 * j)) & 0xff));
+      const auto shi = hn::Set(d32, static_cast<int32_t>((sc >> (16 * j + 8)) & 0xff));
+      for (size_t r = 0; r < R; ++r) {
+        const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 64 * j;
+        const auto lo = Dot32(hn::BitCast(di8, codes[0]), hn::BitCast(di8, codes[1]), x);
+        const auto hi = Dot32(hn::BitCast(di8, codes[2]), hn::BitCast(di8, codes[3]), x + 32);
+        isum[r] = hn::Add(isum[r], hn::Add(hn::Mul(lo, slo), hn::Mul(hi, shi)));
+      }
+    }
+    for (size_t r = 0; r < R; ++r) {
+      const float s = a.scales[(job.i + r) * blocks + b];
+      acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
+      const auto mins =
+          WidenMulSums(d32x4, m16, hn::LoadU(d16x8, a.sums + (job.i + r) * (K / 32) + 8 * b));
+      accm[r] = hn::MulAdd(WidenFour(hn::ConvertTo(df4, mins)), hn::Set(df, -dmin * s), accm[r]);
+    }
+  }
+  for (size_t r = 0; r < R; ++r)
+    job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[r], accm[r])));
+}
+
+// Q6_K: per half n of a super-block, ql[64 n + l] holds values 128 n + l (low nibble) and
+// 128 n + 64 + l (high), ql[64 n + 32 + l] values 128 n + 32 + l and 128 n + 96 + l, and
+// qh[32 n + l] their top two bits (bits 0-1, 2-3, 4-5, 6-7 for + 0, + 32, + 64, + 96). Codes are
+// those 6 bits minus 32, signed bytes as SDOT takes them; each 16 values have an int8 scale.
+template <size_t R>
+HWY_NOINLINE void DotGroupSdotQ6K(const Tile8& job) {
+  const D8 d8;
+  const DI8 di8;
+  const DI32 d32;
+  const DF df;
+  const Acts8& a = *job.acts;
+  const size_t K = job.K, blocks = K / kSuperBlock;
+  const auto low4 = hn::Set(d8, 0x0F), top2 = hn::Set(d8, 0x30);
+  const auto bias = hn::Set(di8, 32);
+  hn::Vec<DF> acc[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(df);
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t b = 0; b < blocks; ++b, w += DTypeSize(DType::kQ6_K)) {
+    PrefetchAhead<DType::kQ6_K>(w);
+    const float d = F16At(w, 208);
+    const auto* scales = reinterpret_cast<const int8_t*>(w + 192);
+    for (size_t n = 0; n < 2; ++n) {
+      hn::Vec<DI32> isum[R];
+      for (size_t r = 0; r < R; ++r) isum[r] = hn::Zero(d32);
+      for (size_t k = 0; k < 2; ++k) {  // values 128 n + 16 k + 32 q + i, q = 0..3, i < 16
+        const auto qa = hn::LoadU(d8, w + 64 * n + 16 * k);
+        const auto qb = hn::LoadU(d8, w + 64 * n + 32 + 16 * k);
+        const auto qh = hn::LoadU(d8, w + 128 + 32 * n + 16 * k);
+        const hn::Vec<D8> raw[4] = {
+            hn::Or(hn::And(qa, low4), hn::And(hn::ShiftLeft<4>(qh), top2)),
+            hn::Or(hn::And(qb, low4), hn::And(hn::ShiftLeft<2>(qh), top2)),
+            hn::Or(hn::ShiftRight<4>(qa), hn::And(qh, top2)),
+            hn::Or(hn::ShiftRight<4>(qb), hn::And(hn::ShiftRight<2>(qh), top2))};
+        hn::Vec<DI8> codes[4];
+        hn::Vec<DI32> scale[4];
+        for (size_t q = 0; q < 4; ++q) {
+          codes[q] = hn::Sub(hn::BitCast(di8, raw[q]), bias);
+          scale[q] = hn::Set(d32, static_cast<int32_t>(scales[8 * n + 2 * q + k]));
+        }
+        for (size_t r = 0; r < R; ++r) {
+          const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 128 * n + 16 * k;
+          for (size_t q = 0; q < 4; ++q) {
+            const auto dot = Sdot(hn::Zero(d32), codes[q], hn::LoadU(di8, x + 32 * q));
+            isum[r] = hn::Add(isum[r], hn::Mul(dot, scale[q]));
+          }
+        }
+      }
+      for (size_t r = 0; r < R; ++r) {
+        const float s = a.scales[(job.i + r) * blocks + b];
+        acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
+      }
+    }
+  }
+  for (size_t r = 0; r < R; ++r) job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
+}
+
+template <DType kType, size_t R>
+HWY_INLINE void DotGroupSdotTail(size_t rows, const Tile8& job) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      if constexpr (kType == DType::kQ6_K) return DotGroupSdotQ6K<R>(job);
+      return DotGroupSdot<kType, R>(job);
+    }
+    DotGroupSdotTail<kType, R - 1>(rows, job);
+  }
+}
+
+// Q4_K, Q5_K or Q6_K (kType) with int8 activations through SDOT.
+template <DType kType>
+void MatMulRowsSdot(const MatMulRowsArgs& a) {
+  ForEachGroup8(a, PrepareActs8(a, {.value_order = true}),
+                [](size_t rows, const Tile8& job)
+                    HWY_ATTR { DotGroupSdotTail<kType, kRows8>(rows, job); });
+}
+#endif  // NEON
+
+}  // namespace HWY_NAMESPACE
+}  // namespace specula
+HWY_AFTER_NAMESPACE();
+
+#endif  // SPECULA_KERNELS_MATMUL_SDOT_INL_H_
