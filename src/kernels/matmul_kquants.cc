@@ -1,8 +1,8 @@
 // The matmuls over llama.cpp's super-block types (Q6_K, IQ4_XS, Q3_K with one scale per sub-block;
 // Q4_K, Q5_K, Q2_K with a scale and a min), compiled once per SIMD target. A translation unit of
 // its own so that the kernels compile in parallel (matmul.cc routes to it through
-// MatMulRowsKQuants); the code is in matmul_int8-inl.h (x86), matmul_sdot-inl.h (ARM) and
-// matmul_quant-inl.h (int16, every target).
+// MatMulRowsKQuants); the code is in matmul_int8-inl.h and matmul_iq4xs-inl.h (x86),
+// matmul_sdot-inl.h (ARM) and matmul_quant-inl.h (int16, every target).
 // clang-format off
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels/matmul_kquants.cc"
@@ -12,6 +12,7 @@
 #include "hwy/highway.h"
 #include "specula/kernels/kernels.h"
 #include "src/kernels/matmul_int8-inl.h"
+#include "src/kernels/matmul_iq4xs-inl.h"
 #include "src/kernels/matmul_quant-inl.h"
 #include "src/kernels/matmul_sdot-inl.h"
 
@@ -19,14 +20,14 @@ HWY_BEFORE_NAMESPACE();
 namespace specula {
 namespace HWY_NAMESPACE {
 
-// Whether this target multiplies t's weights with int8 activation codes: Q4_K, Q5_K, Q6_K, Q3_K
-// and Q2_K on x86; the first three on NEON where the CPU has SDOT (dot_ext). The one place that
-// says so, for the kernels and for KernelTable::act_quant alike.
+// Whether this target multiplies t's weights with int8 activation codes: Q4_K, Q5_K, Q6_K, Q3_K,
+// Q2_K and IQ4_XS on x86; the first three on NEON where the CPU has SDOT (dot_ext). The one place
+// that says so, for the kernels and for KernelTable::act_quant alike.
 bool Int8Dtype(DType t, bool dot_ext) {
   const bool int8_type = IsScaleMinType(t) || t == DType::kQ6_K;
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   (void)dot_ext;
-  return int8_type || t == DType::kQ3_K || t == DType::kQ2_K;
+  return int8_type || t == DType::kQ3_K || t == DType::kQ2_K || t == DType::kIQ4_XS;
 #elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
   return int8_type && dot_ext;
 #else
@@ -57,6 +58,7 @@ void MatMulRowsInt8(const MatMulRowsArgs& a, bool dot_ext) {
   if (t == DType::kQ6_K) {
     return vnni ? MatMulRowsSub16<DType::kQ6_K, true>(a) : MatMulRowsSub16<DType::kQ6_K, false>(a);
   }
+  if (t == DType::kIQ4_XS) return vnni ? MatMulRowsIQ4XS8<true>(a) : MatMulRowsIQ4XS8<false>(a);
   if (t == DType::kQ3_K) {
     return vnni ? MatMulRowsSub16<DType::kQ3_K, true>(a) : MatMulRowsSub16<DType::kQ3_K, false>(a);
   }
