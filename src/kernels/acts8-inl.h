@@ -193,6 +193,46 @@ HWY_INLINE void ScalesMinsQ4K(const uint8_t* p, uint64_t* sc, uint64_t* mn) {
   *mn = m_lo | uint64_t{m_hi} << 32;
 }
 
+// v >> bits in each byte, the bits shifted in from the next byte left above (callers mask them).
+template <class D>
+HWY_INLINE hn::Vec<D> ShiftBytes(D d, hn::Vec<D> v, int bits) {
+  const hn::Repartition<uint16_t, D> d16;
+  return hn::BitCast(d, hn::ShiftRightSame(hn::BitCast(d16, v), bits));
+}
+
+// Q3_K's 16 six-bit scales (0..63, before their bias of 32) from its 12 packed bytes, as bytes
+// of 4 words (scale s in byte s % 4 of word s / 4): scale s takes its low 4 bits from byte s % 8
+// (low nibble for s < 8, high for s >= 8) and its top 2 bits from byte 8 + s % 4 (bits 2 (s / 4)
+// and up). Worked in general registers, 4 scales per word.
+HWY_INLINE void ScalesQ3KWords(const uint8_t* p, uint32_t v[4]) {
+  uint32_t u[3];
+  std::memcpy(u, p, 12);
+  for (uint32_t q = 0; q < 4; ++q) {
+    const uint32_t low = (q < 2 ? u[q] : u[q - 2] >> 4) & 0x0f0f0f0fu;
+    v[q] = low | ((u[2] >> (2 * q)) & 0x03030303u) << 4;
+  }
+}
+
+// IQ4_XS's 8 six-bit sub-block scales (before their bias of 32), byte j for sub-block j: the low
+// 4 bits are nibble j of the 4 bytes at block + 4, the top 2 bits are bits 2 j, 2 j + 1 of the
+// 16-bit word at block + 2. Spread with shifts and masks in a general register (no pdep: it is
+// microcoded on AMD before Zen 3).
+HWY_INLINE uint64_t ScalesIQ4XS(const uint8_t* block) {
+  uint32_t low_bits;
+  uint16_t high_bits;
+  std::memcpy(&low_bits, block + 4, 4);
+  std::memcpy(&high_bits, block + 2, 2);
+  uint64_t lo = low_bits;  // 8 nibbles -> the low nibbles of 8 bytes
+  lo = (lo | lo << 16) & 0x0000FFFF0000FFFFull;
+  lo = (lo | lo << 8) & 0x00FF00FF00FF00FFull;
+  lo = (lo | lo << 4) & 0x0F0F0F0F0F0F0F0Full;
+  uint64_t hi = high_bits;  // 8 pairs of bits -> bits 0-1 of 8 bytes
+  hi = (hi | hi << 24) & 0x000000FF000000FFull;
+  hi = (hi | hi << 12) & 0x000F000F000F000Full;
+  hi = (hi | hi << 6) & 0x0303030303030303ull;
+  return lo | hi << 4;
+}
+
 // 8 bytes as int16 lanes 0-7 of a vector of d's width (zeros above).
 template <class D>
 HWY_INLINE hn::Vec<D> BytesToI16(D d, uint64_t bytes) {

@@ -226,18 +226,11 @@ HWY_INLINE hn::Vec<hn::Full256<int16_t>> ScalesI8(const uint8_t* p) {
                        hn::LoadU(hn::Full128<int8_t>(), reinterpret_cast<const int8_t*>(p)));
 }
 
-// Q3_K's 16 six-bit scales (0..63, before their bias of 32) from its 12 packed bytes: scale s takes
-// its low 4 bits from byte s % 8 (low nibble for s < 8, high for s >= 8) and its top 2 bits from
-// byte 8 + s % 4 (bits 2 (s / 4) and up). Worked in general registers, 4 scales per word, and
-// moved to a vector without a round trip through memory (which stalls on store forwarding).
+// Q3_K's 16 scales moved to a vector without a round trip through memory (which stalls on store
+// forwarding).
 HWY_INLINE hn::Vec<hn::Full128<uint8_t>> ScalesQ3K(const uint8_t* p) {
-  uint32_t u[3];
-  std::memcpy(u, p, 12);
   uint32_t v[4];
-  for (uint32_t q = 0; q < 4; ++q) {
-    const uint32_t low = (q < 2 ? u[q] : u[q - 2] >> 4) & 0x0f0f0f0fu;
-    v[q] = low | ((u[2] >> (2 * q)) & 0x03030303u) << 4;
-  }
+  ScalesQ3KWords(p, v);
   return hn::Vec<hn::Full128<uint8_t>>{_mm_set_epi32(static_cast<int>(v[3]), static_cast<int>(v[2]),
                                                      static_cast<int>(v[1]),
                                                      static_cast<int>(v[0]))};
@@ -260,13 +253,6 @@ HWY_INLINE Sub16Header Sub16HeaderOf(const uint8_t* w) {
     return {F16At(w, 80), -F16At(w, 82), hn::And(packed, hn::Set(d16, 15)),
             hn::ShiftRight<4>(packed)};
   }
-}
-
-// v >> bits in each byte, the bits shifted in from the next byte left above (callers mask them).
-template <class D>
-HWY_INLINE hn::Vec<D> ShiftBytes(D d, hn::Vec<D> v, int bits) {
-  const hn::Repartition<uint16_t, D> d16;
-  return hn::BitCast(d, hn::ShiftRightSame(hn::BitCast(d16, v), bits));
 }
 
 // The codes of half n (values 128 n ..) of a super-block as kPerHalf vectors in value order:

@@ -29,26 +29,6 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-// IQ4_XS's 8 six-bit sub-block scales (before their bias of 32), byte j for sub-block j: the low
-// 4 bits are nibble j of the 4 bytes at block + 4, the top 2 bits are bits 2 j, 2 j + 1 of the
-// 16-bit word at block + 2. Spread with shifts and masks in a general register (no pdep: it is
-// microcoded on AMD before Zen 3).
-HWY_INLINE uint64_t ScalesIQ4XS(const uint8_t* block) {
-  uint32_t low_bits;
-  uint16_t high_bits;
-  std::memcpy(&low_bits, block + 4, 4);
-  std::memcpy(&high_bits, block + 2, 2);
-  uint64_t lo = low_bits;  // 8 nibbles -> the low nibbles of 8 bytes
-  lo = (lo | lo << 16) & 0x0000FFFF0000FFFFull;
-  lo = (lo | lo << 8) & 0x00FF00FF00FF00FFull;
-  lo = (lo | lo << 4) & 0x0F0F0F0F0F0F0F0Full;
-  uint64_t hi = high_bits;  // 8 pairs of bits -> bits 0-1 of 8 bytes
-  hi = (hi | hi << 24) & 0x000000FF000000FFull;
-  hi = (hi | hi << 12) & 0x000F000F000F000Full;
-  hi = (hi | hi << 6) & 0x0303030303030303ull;
-  return lo | hi << 4;
-}
-
 // The grid values of code vector c: on AVX2 sub-block c (values 32 c ..), on AVX-512 sub-blocks
 // 2 c and 2 c + 1. Sub-block j's 16 bytes at qs + 16 j hold values 32 j + l (low nibble) and
 // 32 j + 16 + l (high), so the nibble vectors are regrouped by 128-bit lanes into value order.

@@ -21,13 +21,14 @@ namespace specula {
 namespace HWY_NAMESPACE {
 
 // Whether this target multiplies t's weights with int8 activation codes: Q4_K, Q5_K, Q6_K, Q3_K,
-// Q2_K and IQ4_XS on x86; the first three on NEON where the CPU has SDOT (dot_ext). The one place
+// Q2_K and IQ4_XS on x86, and on NEON where the CPU has SDOT (dot_ext). The one place
 // that says so, for the kernels and for KernelTable::act_quant alike.
 bool Int8Dtype(DType t, bool dot_ext) {
-  const bool int8_type = IsScaleMinType(t) || t == DType::kQ6_K;
+  const bool int8_type = IsScaleMinType(t) || t == DType::kQ6_K || t == DType::kQ3_K ||
+                         t == DType::kQ2_K || t == DType::kIQ4_XS;
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   (void)dot_ext;
-  return int8_type || t == DType::kQ3_K || t == DType::kQ2_K || t == DType::kIQ4_XS;
+  return int8_type;
 #elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
   return int8_type && dot_ext;
 #else
@@ -67,6 +68,9 @@ void MatMulRowsInt8(const MatMulRowsArgs& a, bool dot_ext) {
   (void)dot_ext;
   if (t == DType::kQ4_K) return MatMulRowsSdot<DType::kQ4_K>(a);
   if (t == DType::kQ5_K) return MatMulRowsSdot<DType::kQ5_K>(a);
+  if (t == DType::kQ3_K) return MatMulRowsSdot<DType::kQ3_K>(a);
+  if (t == DType::kQ2_K) return MatMulRowsSdot<DType::kQ2_K>(a);
+  if (t == DType::kIQ4_XS) return MatMulRowsSdot<DType::kIQ4_XS>(a);
   return MatMulRowsSdot<DType::kQ6_K>(a);
 #else
   (void)a;

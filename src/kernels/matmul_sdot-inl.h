@@ -1,8 +1,9 @@
-// Int8 dot products for Q4_K, Q5_K and Q6_K on ARM with the dot-product instructions (SDOT,
-// Armv8.2's optional FEAT_DotProd: Apple M1 on, Graviton 2 on, Cortex-A55/A76 on; not the
-// Raspberry Pi 4's Cortex-A72). Included by matmul_kquants.cc once per SIMD target; only the NEON
-// target has code here, and it runs only where GetTable found the instructions (without them NEON
-// keeps matmul_quant-inl.h's int16 path). The x86 counterpart is matmul_int8-inl.h.
+// Int8 dot products for Q4_K, Q5_K, Q6_K, Q3_K, Q2_K and IQ4_XS on ARM with the dot-product
+// instructions (SDOT, Armv8.2's optional FEAT_DotProd: Apple M1 on, Graviton 2 on, Cortex-A55/A76
+// on; not the Raspberry Pi 4's Cortex-A72). Included by matmul_kquants.cc once per SIMD target;
+// only the NEON target has code here, and it runs only where GetTable found the instructions
+// (without them NEON keeps matmul_quant-inl.h's int16 path). The x86 counterpart is
+// matmul_int8-inl.h.
 //
 // One SDOT multiplies 16 signed bytes by 16 others and adds each group of 4 products into one of
 // 4 int32 lanes: two of them take a 32-value sub-block of codes against its activation codes
@@ -176,23 +177,153 @@ HWY_NOINLINE void DotGroupSdotQ6K(const Tile8& job) {
   for (size_t r = 0; r < R; ++r) job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
 }
 
+// Q3_K and Q2_K: byte qs[32 n + 16 k + i] holds the 2-bit codes of values 128 n + 32 p + 16 k + i
+// at bits 2 p (p < 4), and Q3_K's hmask[16 k + i] their high bits at bit 4 n + p (code - 4 where it
+// is clear). One scale per 16 values: Q3_K's six-bit scale - 32; Q2_K's 4-bit scale, with a 4-bit
+// min m_s whose term -dmin * sum_s m_s * (sub-block s's sum of activation codes) is exact in int32.
+template <DType kType, size_t R>
+HWY_NOINLINE void DotGroupSdot2Bit(const Tile8& job) {
+  const D8 d8;
+  const DI8 di8;
+  const DI32 d32;
+  const DF df;
+  const hn::CappedTag<int16_t, 8> d16x8;
+  constexpr bool kQ3 = kType == DType::kQ3_K;
+  const Acts8& a = *job.acts;
+  const size_t K = job.K, blocks = K / kSuperBlock;
+  const auto three = hn::Set(d8, 3), one = hn::Set(d8, 1);
+  hn::Vec<DF> acc[R], accm[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = accm[r] = hn::Zero(df);
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t b = 0; b < blocks; ++b, w += DTypeSize(kType)) {
+    PrefetchAhead<kType>(w);
+    int8_t sc[16];
+    uint8_t mins[16];
+    float d, dmin = 0.0f;
+    if constexpr (kQ3) {
+      uint32_t v[4];
+      ScalesQ3KWords(w + 96, v);
+      for (size_t s = 0; s < 16; ++s)
+        sc[s] = static_cast<int8_t>(static_cast<int>((v[s / 4] >> (8 * (s % 4))) & 0xff) - 32);
+      d = F16At(w, 108);
+    } else {
+      for (size_t s = 0; s < 16; ++s) {
+        sc[s] = static_cast<int8_t>(w[s] & 15);
+        mins[s] = static_cast<uint8_t>(w[s] >> 4);
+      }
+      d = F16At(w, 80);
+      dmin = F16At(w, 82);
+    }
+    hn::Vec<DI32> isum[R];
+    for (size_t r = 0; r < R; ++r) isum[r] = hn::Zero(d32);
+    for (size_t n = 0; n < 2; ++n) {
+      for (size_t k = 0; k < 2; ++k) {
+        const auto q = hn::LoadU(d8, w + (kQ3 ? 32 : 16) + 32 * n + 16 * k);
+        hn::Vec<DI8> codes[4];
+        for (size_t p = 0; p < 4; ++p) {
+          auto c = hn::And(ShiftBytes(d8, q, static_cast<int>(2 * p)), three);
+          if constexpr (kQ3) {
+            const auto hm = hn::LoadU(d8, w + 16 * k);
+            const auto high = hn::And(ShiftBytes(d8, hm, static_cast<int>(4 * n + p)), one);
+            c = hn::Sub(hn::Or(c, hn::ShiftLeft<2>(high)), hn::Set(d8, 4));  // wraps to -4..3
+          }
+          codes[p] = hn::BitCast(di8, c);
+        }
+        for (size_t r = 0; r < R; ++r) {
+          const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 128 * n + 16 * k;
+          for (size_t p = 0; p < 4; ++p) {
+            const auto dot = Sdot(hn::Zero(d32), codes[p], hn::LoadU(di8, x + 32 * p));
+            isum[r] = hn::Add(isum[r], hn::Mul(dot, hn::Set(d32, sc[8 * n + 2 * p + k])));
+          }
+        }
+      }
+    }
+    for (size_t r = 0; r < R; ++r) {
+      const float s = a.scales[(job.i + r) * blocks + b];
+      acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
+      if constexpr (!kQ3) {
+        const int16_t* sums = a.sums + (job.i + r) * (K / 16) + 16 * b;
+        const auto m = hn::Add(
+            WidenMulSums(d32, hn::PromoteTo(d16x8, hn::LoadU(hn::CappedTag<uint8_t, 8>(), mins)),
+                         hn::LoadU(d16x8, sums)),
+            WidenMulSums(d32,
+                         hn::PromoteTo(d16x8, hn::LoadU(hn::CappedTag<uint8_t, 8>(), mins + 8)),
+                         hn::LoadU(d16x8, sums + 8)));
+        accm[r] = hn::MulAdd(hn::ConvertTo(df, m), hn::Set(df, -dmin * s), accm[r]);
+      }
+    }
+  }
+  for (size_t r = 0; r < R; ++r)
+    job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[r], accm[r])));
+}
+
+// IQ4_XS: sub-block j's 16 bytes at qs + 16 j hold the grid indices of values 32 j + l (low
+// nibble) and 32 j + 16 + l (high). One table lookup gives 16 signed grid values, which SDOT takes
+// as they are. Converted per half super-block: a lane of 4 sub-blocks is at most
+// 4 * 8 * 127 * 127 * 32 < 2^24, exact in f32.
+template <size_t R>
+HWY_NOINLINE void DotGroupSdotIQ4XS(const Tile8& job) {
+  const D8 d8;
+  const DI8 di8;
+  const DI32 d32;
+  const DF df;
+  const Acts8& a = *job.acts;
+  const size_t K = job.K, blocks = K / kSuperBlock;
+  const auto low4 = hn::Set(d8, 0x0F);
+  const auto grid = hn::LoadU(di8, kIQ4Values);
+  hn::Vec<DF> acc[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = hn::Zero(df);
+  const uint8_t* HWY_RESTRICT w = job.w;
+  for (size_t b = 0; b < blocks; ++b, w += DTypeSize(DType::kIQ4_XS)) {
+    PrefetchAhead<DType::kIQ4_XS>(w);
+    const float d = F16At(w, 0);
+    const uint64_t ls = ScalesIQ4XS(w);
+    for (size_t half = 0; half < 2; ++half) {
+      hn::Vec<DI32> isum[R];
+      for (size_t r = 0; r < R; ++r) isum[r] = hn::Zero(d32);
+      for (size_t j = 4 * half; j < 4 * half + 4; ++j) {
+        const auto q = hn::LoadU(d8, w + 8 + 16 * j);
+        const auto lo = hn::TableLookupBytes(grid, hn::BitCast(di8, hn::And(q, low4)));
+        const auto hi = hn::TableLookupBytes(grid, hn::BitCast(di8, hn::ShiftRight<4>(q)));
+        const auto scale = hn::Set(d32, static_cast<int32_t>((ls >> (8 * j)) & 0xff) - 32);
+        for (size_t r = 0; r < R; ++r) {
+          const int8_t* x = a.codes + (job.i + r) * K + b * kSuperBlock + 32 * j;
+          isum[r] = hn::Add(isum[r], hn::Mul(Dot32(lo, hi, x), scale));
+        }
+      }
+      for (size_t r = 0; r < R; ++r) {
+        const float s = a.scales[(job.i + r) * blocks + b];
+        acc[r] = hn::MulAdd(hn::ConvertTo(df, isum[r]), hn::Set(df, d * s), acc[r]);
+      }
+    }
+  }
+  for (size_t r = 0; r < R; ++r) job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
+}
+
 template <DType kType, size_t R>
 HWY_INLINE void DotGroupSdotTail(size_t rows, const Tile8& job) {
   if constexpr (R > 0) {
     if (rows == R) {
       if constexpr (kType == DType::kQ6_K) return DotGroupSdotQ6K<R>(job);
+      if constexpr (kType == DType::kQ3_K || kType == DType::kQ2_K) {
+        return DotGroupSdot2Bit<kType, R>(job);
+      }
+      if constexpr (kType == DType::kIQ4_XS) return DotGroupSdotIQ4XS<R>(job);
       return DotGroupSdot<kType, R>(job);
     }
     DotGroupSdotTail<kType, R - 1>(rows, job);
   }
 }
 
-// Q4_K, Q5_K or Q6_K (kType) with int8 activations through SDOT.
+// Q4_K, Q5_K, Q6_K, Q3_K, Q2_K or IQ4_XS (kType) with int8 activations through SDOT (Q2_K's
+// min term takes sums of codes per 16 values).
 template <DType kType>
 void MatMulRowsSdot(const MatMulRowsArgs& a) {
-  ForEachGroup8(a, PrepareActs8(a, {.value_order = true}),
-                [](size_t rows, const Tile8& job)
-                    HWY_ATTR { DotGroupSdotTail<kType, kRows8>(rows, job); });
+  ForEachGroup8(
+      a,
+      PrepareActs8(
+          a, {.value_order = true, .sum_len = kType == DType::kQ2_K ? size_t{16} : size_t{32}}),
+      [](size_t rows, const Tile8& job) HWY_ATTR { DotGroupSdotTail<kType, kRows8>(rows, job); });
 }
 #endif  // NEON
 
