@@ -25,7 +25,6 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || \
     HWY_TARGET == HWY_NEON
-constexpr bool kActs8 = true;
 using D8 = hn::ScalableTag<uint8_t>;  // 16 bytes on NEON, 32 on AVX2, 64 on AVX-512
 using DI8 = hn::RebindToSigned<D8>;
 using DI16 = hn::Repartition<int16_t, D8>;
@@ -84,7 +83,8 @@ HWY_INLINE float ActInverse(float amax, float top) {
 // value order.
 // A super-block holding inf or NaN gets scale NaN and zero codes, so the row's outputs are NaN as
 // they would be in float.
-// Q6_K takes the codes in value order and (on x86) sums per 16 values (its sub-blocks).
+// Every other kernel (x86's Q6_K, Q3_K, Q2_K and IQ4_XS; all of ARM's) takes the codes in value
+// order; the types with one scale per 16 values take sums per 16 values (their sub-blocks).
 struct Acts8Layout {
   bool value_order = false;  // false: Q4_K's order above
   size_t sum_len = 32;       // values per sum of codes
@@ -282,8 +282,6 @@ HWY_INLINE void ForEachGroup8(const MatMulRowsArgs& a, const Acts8& q, const Gro
     }
   }
 }
-#else
-constexpr bool kActs8 = false;
 #endif
 
 }  // namespace HWY_NAMESPACE

@@ -489,8 +489,9 @@ namespace specula {
 HWY_EXPORT(GetTable);
 
 #if HWY_ARCH_X86
-// CPUID leaf 7: sub-leaf 0 ECX bit 11 is AVX512-VNNI, sub-leaf 1 EAX bit 4 is AVX-VNNI. Both are
-// only consulted inside targets whose OS-enabled register state Highway has already checked.
+// CPUID leaf 7: sub-leaf 0 ECX bit 11 is AVX512-VNNI, sub-leaf 1 EAX bit 4 is AVX-VNNI. Each only
+// narrows a choice Highway made after checking the OS-enabled register state (the AVX2 target's
+// variant; disabling AVX3_DL).
 bool CpuHasAvx512Vnni() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;

@@ -1,5 +1,6 @@
-// Int8 dot products for Q4_K and Q5_K on x86 (AVX2, AVX-512), the bulk of llama.cpp's Q4_K_M and
-// Q5_K_M files, and Q6_K (their output head and some of their layers). Included by
+// Int8 dot products on x86 (AVX2, AVX-512) for Q4_K and Q5_K, the bulk of llama.cpp's Q4_K_M and
+// Q5_K_M files, and for the types with one scale per 16 values: Q6_K (their output head and some
+// of their layers), Q3_K and Q2_K (the low-bit mixes). IQ4_XS is in matmul_iq4xs-inl.h. Included by
 // matmul_kquants.cc once per SIMD target, whose Int8Dtype says which dtypes go this way (ARM's
 // counterpart: matmul_sdot-inl.h; other targets and types keep matmul_quant-inl.h's int16 path).
 //
@@ -13,8 +14,9 @@
 // of codes for the min term.
 //
 // Exactness: a pair sum of vpmaddubsw is at most 2 * 31 * 127 = 7874 < 2^15 (no saturation); an
-// int32 lane sums 16 products over a super-block on AVX2 (8 on AVX-512), at most
-// 16 * 31 * 127 * 63 < 2^22, so it is exact and so is its conversion to f32. Per super-block and
+// int32 lane takes 16 vpmaddwd terms (each a pair sum times a scale, twice) over a super-block on
+// AVX2 (8 on AVX-512), at most 16 * 7874 * 63 < 2^23, so it is exact and so is its conversion to
+// f32. Per super-block and
 // row, the int32 lanes are converted once and multiply-added with d * s_b, then the min term (sum_j
 // m_j * bsum_j, exact) with -dmin * s_b, into two f32 accumulators per row; the lanes are reduced
 // once at the end. Every row runs these same operations whatever else shares the call.
@@ -42,7 +44,6 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-constexpr bool kInt8KQuants = true;
 // Per 16-bit lane i: u[2i] * s[2i] + u[2i + 1] * s[2i + 1] (u unsigned, s signed bytes). Highway
 // 1.0 has no such op; this is its one x86 instruction.
 HWY_INLINE hn::Vec<DI16> MulBytePairs(hn::Vec<D8> u, hn::Vec<DI8> s) {
@@ -61,8 +62,9 @@ HWY_INLINE hn::Vec<DI16> MulBytePairs(hn::Vec<D8> u, hn::Vec<DI8> s) {
 // one-row decode, so groups of one row keep vpmaddwd (kVnniFor). Both go through inline assembly,
 // which needs no compiler target feature: Highway's AVX2 target does not enable AVX-VNNI, Highway
 // 1.0.3 compiles AVX3_DL for AVX-VNNI rather than AVX512-VNNI, and a function with its own target
-// attribute could not inline the helpers around it. BestKernels only runs either where the CPU
-// has the instruction.
+// attribute could not inline the helpers around it. Either runs only where the CPU has the
+// instruction (GetTable and RequireVnniForAvx3Dl check; tests/isa_guard.sh checks that the
+// compiler added no VEX form to AVX-512 code).
 template <bool kVnni>
 HWY_INLINE hn::Vec<DI32> MulAddPairs(hn::Vec<DI16> a, hn::Vec<DI16> b, hn::Vec<DI32> acc) {
   if constexpr (kVnni) {

@@ -1,22 +1,23 @@
 // Int8 dot products for Q4_K, Q5_K, Q6_K, Q3_K, Q2_K and IQ4_XS on ARM with the dot-product
-// instructions (SDOT, Armv8.2's optional FEAT_DotProd: Apple M1 on, Graviton 2 on, Cortex-A55/A76
-// on; not the Raspberry Pi 4's Cortex-A72). Included by matmul_kquants.cc once per SIMD target;
-// only the NEON target has code here, and it runs only where GetTable found the instructions
-// (without them NEON keeps matmul_quant-inl.h's int16 path). The x86 counterpart is
-// matmul_int8-inl.h.
+// instructions (SDOT, Armv8.2's optional FEAT_DotProd: Graviton 2 on, Cortex-A55/A76 on, Apple M1
+// on; not the Raspberry Pi 4's Cortex-A72), detected from the Linux auxiliary vector. Included by
+// matmul_kquants.cc once per SIMD target; only the NEON target has code here, and it runs only
+// where GetTable found the instructions (without them NEON keeps matmul_quant-inl.h's int16
+// path). The x86 counterpart is matmul_int8-inl.h.
 //
 // One SDOT multiplies 16 signed bytes by 16 others and adds each group of 4 products into one of
 // 4 int32 lanes: two of them take a 32-value sub-block of codes against its activation codes
-// (quantized per super-block, acts8-inl.h, in value order), one multiply-add by the sub-block's
-// scale folds it into the super-block's int32 sum. Codes need no widening (4- to 6-bit codes are
-// valid signed bytes; Q6_K's -32 bias is subtracted in bytes), so a super-block costs ~4 ops per
-// 16 values and row after unpacking, which each group of rows shares.
+// (quantized per super-block, acts8-inl.h, in value order), a multiply by the sub-block's scale
+// and an add fold it into the super-block's int32 sum. Codes need no widening (4- to 6-bit codes
+// are valid signed bytes; Q6_K's -32 bias is subtracted in bytes), so a super-block costs ~4 ops
+// per 16 values and row after unpacking, which each group of rows shares.
 //
 // Exactness: a lane takes 8 products per 32-value sub-block, at most 8 * 31 * 127 * 63 < 2^21 for
 // Q5_K (scales 0..63), and 8 sub-blocks sum to < 2^24; Q6_K's lane per 16-value sub-block is at
-// most 4 * 32 * 127 * 128 (scales are signed bytes), 8 sub-blocks (half a super-block) < 2^24. So
-// each int32 sum is exact and so is its conversion to f32 (Q6_K converts per half). Every row
-// runs the same operations whatever else shares the call.
+// most 4 * 32 * 127 * 128 (scales are signed bytes), 8 sub-blocks (half a super-block) < 2^24;
+// Q3_K's and Q2_K's smaller codes and scales stay below 2^21 over a super-block; IQ4_XS's bound is
+// by its kernel. So each int32 sum is exact and so is its conversion to f32 (Q6_K and IQ4_XS
+// convert per half). Every row runs the same operations whatever else shares the call.
 #if defined(SPECULA_KERNELS_MATMUL_SDOT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPECULA_KERNELS_MATMUL_SDOT_INL_H_
 #undef SPECULA_KERNELS_MATMUL_SDOT_INL_H_
@@ -41,8 +42,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 // acc + per 32-bit lane i: sum over j < 4 of a[4i + j] * b[4i + j]. Inline assembly, so that the
 // compiler need not target FEAT_DotProd (the rest of the NEON target must run without it). The
 // directive lets the assembler accept the instruction: binutils takes `dotprod` only on an
-// Armv8.2 base, a superset of what the compiler emits for the target (Armv8 with crypto), so the
-// code after it still assembles as before.
+// Armv8.2 base. It stays in effect for the rest of the assembly file, which is safe while it is a
+// superset of what the compiler emits there: Armv8 with crypto, the NEON target of a build without
+// -march (as the project's ARM builds are); a build for Armv8.3 or later would need it raised.
 HWY_INLINE hn::Vec<DI32> Sdot(hn::Vec<DI32> acc, hn::Vec<DI8> a, hn::Vec<DI8> b) {
   int32x4_t sum = acc.raw;
   asm(".arch armv8.2-a+crypto+dotprod\n\tsdot %0.4s, %1.16b, %2.16b"
@@ -304,12 +306,16 @@ template <DType kType, size_t R>
 HWY_INLINE void DotGroupSdotTail(size_t rows, const Tile8& job) {
   if constexpr (R > 0) {
     if (rows == R) {
-      if constexpr (kType == DType::kQ6_K) return DotGroupSdotQ6K<R>(job);
-      if constexpr (kType == DType::kQ3_K || kType == DType::kQ2_K) {
-        return DotGroupSdot2Bit<kType, R>(job);
+      if constexpr (kType == DType::kQ6_K) {
+        DotGroupSdotQ6K<R>(job);
+      } else if constexpr (kType == DType::kQ3_K || kType == DType::kQ2_K) {
+        DotGroupSdot2Bit<kType, R>(job);
+      } else if constexpr (kType == DType::kIQ4_XS) {
+        DotGroupSdotIQ4XS<R>(job);
+      } else {
+        DotGroupSdot<kType, R>(job);
       }
-      if constexpr (kType == DType::kIQ4_XS) return DotGroupSdotIQ4XS<R>(job);
-      return DotGroupSdot<kType, R>(job);
+      return;
     }
     DotGroupSdotTail<kType, R - 1>(rows, job);
   }

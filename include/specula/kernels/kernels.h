@@ -91,8 +91,8 @@ inline size_t AttentionScratchFloats(size_t rows, size_t heads, size_t head_dim,
 inline size_t MatMulScratchFloats(size_t m, size_t K) { return m * K; }
 
 // How matmul_rows quantizes the activation rows for a block dtype's weights: to int16 with one
-// scale per row, or to int8 with one scale per 256-value super-block (llama.cpp's Q8_K: Q4_K and
-// Q5_K and Q6_K on x86). Tests model each exactly.
+// scale per row, or to int8 with one scale per 256-value super-block (llama.cpp's Q8_K: the
+// k-quants and IQ4_XS on x86, and on ARM with SDOT). Tests model each exactly.
 enum class ActQuant { kInt16Row, kInt8SuperBlock };
 
 struct KernelTable {
