@@ -626,6 +626,8 @@ std::string HttpServer::Impl::MetricsText() const {
          static_cast<double>(m.totals.prompt_tokens - m.totals.prompt_cached));
   metric("specula_prompt_cache_bytes", "gauge", "Bytes the prompt cache holds.",
          static_cast<double>(m.prompt_cache_bytes));
+  metric("specula_heap_bytes_in_use", "gauge",
+         "Bytes of the C heap in use (-1: not known on this C library).", HeapBytesInUse());
   metric("specula_target_forwards_total", "counter", "Target model forward passes.",
          static_cast<double>(m.totals.target_forwards));
   metric("specula_queue_depth", "gauge", "Requests waiting for a decoding slot.", m.queue_depth);
