@@ -96,60 +96,84 @@ struct Turn {
   int cached = 0;
 };
 
-// Runs prompts one after another through one engine; returns each one's ids and cached tokens.
-std::vector<Turn> Converse(const test::LoadedPair& p, PrefixCache* cache,
+// Where a turn's prefix comes from: nowhere (each turn in a fresh engine, no prompt cache), the
+// prompt cache (each turn in a fresh engine, sharing one PrefixCache), or the engine's idle slot
+// (one engine for every turn, no prompt cache).
+enum class Source { kCold, kPromptCache, kSlot };
+
+// Runs prompts one after another; returns each one's ids and cached tokens.
+std::vector<Turn> Converse(const test::LoadedPair& p, Source source,
                            const std::vector<std::vector<int>>& prompts, const SeqOptions& opt) {
   ThreadPool pool(2);
   MtpDrafter drafter(*p.assistant);
-  BatchEngine engine(*p.target, &drafter, pool,
-                     {.max_running = 2, .context = 512, .prefill_rows = 16, .prefix_cache = cache});
+  PrefixCache cache(size_t{1} << 30);
+  const BatchEngine::Options eo{.max_running = 2,
+                                .context = 512,
+                                .prefill_rows = 16,
+                                .prefix_cache = source == Source::kPromptCache ? &cache : nullptr};
+  std::unique_ptr<BatchEngine> engine;
   std::vector<Turn> turns;
   for (const std::vector<int>& prompt : prompts) {
+    if (!engine || source != Source::kSlot) {
+      engine = std::make_unique<BatchEngine>(*p.target, &drafter, pool, eo);
+    }
     Turn t;
-    Result<int> id = engine.Add(prompt, opt, nullptr, [&](const SpecResult& r, const Status& st) {
+    Result<int> id = engine->Add(prompt, opt, nullptr, [&](const SpecResult& r, const Status& st) {
       EXPECT_TRUE(st.ok()) << st.message();
       t.ids = r.gen.ids;
       t.cached = r.gen.stats.cached_tokens;
       EXPECT_EQ(r.spec.prompt_cached, t.cached);
     });
     EXPECT_TRUE(id.ok());
-    while (!engine.idle()) engine.Step();
+    while (!engine->idle()) engine->Step();
     turns.push_back(t);
+  }
+  if (source == Source::kPromptCache) {
+    EXPECT_GT(cache.bytes(), 0u);
   }
   return turns;
 }
 
+// Prompts of 40 and more tokens cross e2b-tiny's sliding window of 16, and turn 3 rolls a slot
+// back over its whole answer.
 TEST(PrefixCache, AConversationResumesEachTurnAndDecodesAsCold) {
   const test::LoadedPair p = test::LoadPair("e2b-tiny", true);
   const int V = p.target->config().vocab_size;
-  for (const bool sampled : {false, true}) {
-    SeqOptions opt;
-    opt.base.max_new_tokens = 30;
-    opt.draft_max = 3;
-    if (sampled) {
-      opt.base.sampling.temperature = 0.9f;
-      opt.base.sampling.seed = 11;
+  ASSERT_LT(p.target->config().sliding_window, 40);
+  for (const int draft_max : {0, 3}) {
+    for (const bool sampled : {false, true}) {
+      SeqOptions opt;
+      opt.base.max_new_tokens = 30;
+      opt.draft_max = draft_max;
+      if (sampled) {
+        opt.base.sampling.temperature = 0.9f;
+        opt.base.sampling.seed = 11;
+      }
+      const std::string what =
+          std::string(sampled ? "sampled" : "greedy") + ", draft_max " + std::to_string(draft_max);
+      // Turn 1; turn 2 re-sends turn 1 and its answer, then new tokens; turn 3 regenerates turn 2.
+      const std::vector<int> first = Tokens(40, V, 3);
+      const std::vector<Turn> cold1 = Converse(p, Source::kCold, {first}, opt);
+      std::vector<int> second = first;
+      second.insert(second.end(), cold1[0].ids.begin(), cold1[0].ids.end());
+      const std::vector<int> more = Tokens(12, V, 4);
+      second.insert(second.end(), more.begin() + 1, more.end());
+      const std::vector<std::vector<int>> prompts = {first, second, second};
+      const std::vector<Turn> cold = Converse(p, Source::kCold, prompts, opt);
+      for (const Source source : {Source::kPromptCache, Source::kSlot}) {
+        const std::vector<Turn> warm = Converse(p, source, prompts, opt);
+        const std::string where = what + (source == Source::kSlot ? ", slot" : ", prompt cache");
+        for (size_t i = 0; i < prompts.size(); ++i) {
+          EXPECT_EQ(cold[i].cached, 0);
+          EXPECT_EQ(warm[i].ids, cold[i].ids) << "turn " << i << ", " << where;
+        }
+        EXPECT_EQ(warm[0].cached, 0);
+        // Turn 1's cache ends at its last fed token: the answer's last token is computed again.
+        EXPECT_EQ(warm[1].cached, static_cast<int>(first.size() + cold1[0].ids.size()) - 1)
+            << where;
+        EXPECT_EQ(warm[2].cached, static_cast<int>(second.size()) - 1) << where;  // all but one
+      }
     }
-    // Turn 1; turn 2 re-sends turn 1 and its answer, then new tokens; turn 3 regenerates turn 2.
-    const std::vector<int> first = Tokens(40, V, 3);
-    const std::vector<Turn> cold1 = Converse(p, nullptr, {first}, opt);
-    std::vector<int> second = first;
-    second.insert(second.end(), cold1[0].ids.begin(), cold1[0].ids.end());
-    const std::vector<int> more = Tokens(12, V, 4);
-    second.insert(second.end(), more.begin() + 1, more.end());
-    const std::vector<std::vector<int>> prompts = {first, second, second};
-    const std::vector<Turn> cold = Converse(p, nullptr, prompts, opt);
-    PrefixCache cache(size_t{1} << 30);
-    const std::vector<Turn> warm = Converse(p, &cache, prompts, opt);
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      EXPECT_EQ(cold[i].cached, 0);
-      EXPECT_EQ(warm[i].ids, cold[i].ids) << "turn " << i << (sampled ? " sampled" : " greedy");
-    }
-    EXPECT_EQ(warm[0].cached, 0);
-    // Turn 1's cache ends at its last fed token: the answer's last token is computed again.
-    EXPECT_EQ(warm[1].cached, static_cast<int>(first.size() + cold1[0].ids.size()) - 1);
-    EXPECT_EQ(warm[2].cached, static_cast<int>(second.size()) - 1);  // all but the last token
-    EXPECT_GT(cache.bytes(), 0u);
   }
 }
 

@@ -254,8 +254,9 @@ Runner AddServe(CLI::App& app) {
   cmd->add_option("--prefill-rows", f->prefill_rows,
                   "prompt rows per round shared by new requests (default 256)");
   cmd->add_option("--cache-ram", f->cache_ram_mb,
-                  "prompt cache in MB: a request resumes the longest prompt prefix seen before "
-                  "(least recently used out first; 0 = off; default 1024)");
+                  "prompt cache copies in MB: a request resumes the longest prompt prefix seen "
+                  "before (least recently used out first; 0 = no copies, each slot still resumes "
+                  "its own last conversation; default 1024)");
   cmd->add_option("--max-body", f->max_body,
                   "largest request body in bytes; larger get 413 (default 1 MiB)");
   cmd->add_option("--max-connections", f->max_connections,

@@ -1,6 +1,7 @@
 #include "specula/spec/batch_engine.h"
 
 #include <algorithm>
+#include <cassert>
 
 #include "specula/base/json.h"
 #include "specula/base/sysinfo.h"
@@ -115,6 +116,13 @@ void BatchEngine::Finish(Seq& s) {
   GenerateStats& st = s.res.gen.stats;
   st.generated_tokens = static_cast<int>(s.res.gen.ids.size());
   if (s.t_first > 0) st.decode_s = NowSeconds() - s.t_first;
+  if (s.own_cache && s.error.ok()) {
+    // Resumes read only ids' positions, so a cache holding more rows than tokens emitted is safe.
+    const auto held =
+        std::min(static_cast<long>(s.own_cache->length()), static_cast<long>(s.history.size()));
+    idle_.push_back({.cache = std::move(s.own_cache),
+                     .ids = std::vector<int>(s.history.begin(), s.history.begin() + held)});
+  }
   s.own_cache.reset();
   if (Drafter* d = s.drafter(drafter_); d != nullptr) d->Release(s.id);
   if (s.on_done) s.on_done(s.res, s.error);
@@ -134,27 +142,68 @@ void BatchEngine::Admit() {
       Finish(*s);
       continue;
     }
-    if (s->opt.cache) {
-      s->cache = s->opt.cache;
-    } else {
-      // Sliding-window headroom lets a verify round be rolled back after the ring wrapped.
-      s->own_cache =
-          target_.NewCache(options_.context, std::max(kDefaultHeadroom, s->opt.draft_max + 1));
-      s->cache = s->own_cache.get();
-    }
     s->sampler = std::make_unique<Sampler>(s->opt.base.sampling, &pool_);
     s->history = s->prompt;
-    ResumePrefix(*s);
+    TakeCache(*s);
     running_.push_back(std::move(s));
   }
 }
 
-// Loads the longest cached prefix of the prompt, leaving at least its last token to compute: the
-// first generated token comes from that token's logits.
-void BatchEngine::ResumePrefix(Seq& s) {
+// Where `s` could resume in `slot`'s cache: the prefix they share, leaving at least the prompt's
+// last token to compute (the first generated token comes from its logits), if the sliding rings
+// still hold what a query there needs; 0 otherwise.
+int BatchEngine::SlotResume(const Slot& slot, const Seq& s) const {
+  if (slot.cache->headroom() < std::max(kDefaultHeadroom, s.opt.draft_max + 1)) return 0;
+  const int n = std::min(static_cast<int>(CommonPrefix(slot.ids, s.prompt)),
+                         static_cast<int>(s.prompt.size()) - 1);
+  return n > 0 && slot.cache->CheckRollback(n).ok() ? n : 0;
+}
+
+void BatchEngine::TakeCache(Seq& s) {
   const int max_length = static_cast<int>(s.prompt.size()) - 1;
-  const int hit =
-      options_.prefix_cache ? options_.prefix_cache->Load(s.prompt, max_length, *s.cache) : 0;
+  int hit = 0;
+  if (s.opt.cache) {
+    s.cache = s.opt.cache;
+    if (options_.prefix_cache) hit = options_.prefix_cache->Load(s.prompt, max_length, *s.cache);
+  } else {
+    // The idle slot sharing the longest prefix (the most recent of equals), unless the prompt
+    // cache holds a longer one.
+    int best = -1, best_n = 0;
+    for (int i = 0; i < static_cast<int>(idle_.size()); ++i) {
+      const int n = SlotResume(idle_[static_cast<size_t>(i)], s);
+      if (n > 0 && n >= best_n) {
+        best = i;
+        best_n = n;
+      }
+    }
+    const int copy_n =
+        options_.prefix_cache ? options_.prefix_cache->Match(s.prompt, max_length) : 0;
+    if (best >= 0 && best_n >= copy_n) {
+      s.own_cache = std::move(idle_[static_cast<size_t>(best)].cache);
+      idle_.erase(idle_.begin() + best);
+      [[maybe_unused]] const Status truncated = s.own_cache->Truncate(best_n);
+      assert(truncated.ok() && "SlotResume checked the rollback");
+      hit = best_n;
+    } else {
+      // A fresh cache while fewer than max_running exist (idle slots keep their conversations);
+      // then the least recently used slot's memory. Sliding-window headroom lets a verify round be
+      // rolled back after the ring wrapped.
+      const int headroom = std::max(kDefaultHeadroom, s.opt.draft_max + 1);
+      if (!idle_.empty() &&
+          static_cast<int>(running_.size() + idle_.size()) >= options_.max_running) {
+        if (idle_.front().cache->headroom() >= headroom) {
+          s.own_cache = std::move(idle_.front().cache);
+          s.own_cache->Clear();
+        }
+        idle_.erase(idle_.begin());
+      }
+      if (!s.own_cache) s.own_cache = target_.NewCache(options_.context, headroom);
+      if (options_.prefix_cache) {
+        hit = options_.prefix_cache->Load(s.prompt, max_length, *s.own_cache);
+      }
+    }
+    s.cache = s.own_cache.get();
+  }
   s.prefilled = static_cast<size_t>(hit);
   s.res.gen.stats.cached_tokens = hit;
   s.res.spec.prompt_tokens = static_cast<long>(s.prompt.size());

@@ -3,15 +3,11 @@
 #include <algorithm>
 
 namespace specula {
-namespace {
-
 size_t CommonPrefix(std::span<const int> a, std::span<const int> b) {
   const size_t n = std::min(a.size(), b.size());
   return static_cast<size_t>(
       std::mismatch(a.begin(), a.begin() + static_cast<long>(n), b.begin()).first - a.begin());
 }
-
-}  // namespace
 
 void PrefixCache::Put(std::span<const int> ids, const KvCache& cache) {
   const int length = cache.length();
@@ -49,7 +45,8 @@ void PrefixCache::Put(std::span<const int> ids, const KvCache& cache) {
   }
 }
 
-int PrefixCache::Load(std::span<const int> prompt, int max_length, KvCache& cache) {
+std::pair<std::list<PrefixCache::Entry>::const_iterator, int> PrefixCache::Best(
+    std::span<const int> prompt, int max_length) const {
   auto best = entries_.end();
   int best_length = 0;
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
@@ -59,9 +56,18 @@ int PrefixCache::Load(std::span<const int> prompt, int max_length, KvCache& cach
       best_length = n;
     }
   }
-  if (best == entries_.end() || !cache.LoadPrefix(best->kv, best_length)) return 0;
+  return {best, best_length};
+}
+
+int PrefixCache::Match(std::span<const int> prompt, int max_length) const {
+  return Best(prompt, max_length).second;
+}
+
+int PrefixCache::Load(std::span<const int> prompt, int max_length, KvCache& cache) {
+  const auto [best, length] = Best(prompt, max_length);
+  if (best == entries_.end() || !cache.LoadPrefix(best->kv, length)) return 0;
   entries_.splice(entries_.begin(), entries_, best);
-  return best_length;
+  return length;
 }
 
 }  // namespace specula

@@ -223,6 +223,44 @@ test('token_origins lists every streamed token with its text and origin; usage c
   }
 });
 
+test('with --cache-ram 0 a slot resumes its own last conversation in place; logs and metrics count it', async () => {
+  const slots = await startServer(['-md', draft, '--cache-ram', '0', '--parallel', '1', '--api-key', KEY]);
+  const slotClient = new OpenAI({ apiKey: KEY, baseURL: `${slots.base}/v1`, maxRetries: 0 });
+  const ask = async (c, messages) => c.chat.completions.create({ model: 'target', messages, max_tokens: 8, temperature: 0 });
+  const cached = (r) => r.usage.prompt_tokens_details.cached_tokens;
+  const chat = (q, a, q2) => [{ role: 'user', content: q }, ...(a === undefined ? [] : [{ role: 'assistant', content: a }, { role: 'user', content: q2 }])];
+  const a1 = await ask(slotClient, chat('Tell me about boats.'));
+  const a2 = await ask(slotClient, chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'));
+  assert.ok(cached(a2) >= a1.usage.prompt_tokens, `turn 2 resumed ${cached(a2)} tokens`);
+  assert.equal(a2.choices[0].message.content,
+               (await ask(client, chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'))).choices[0].message.content);
+  // Another conversation takes the only slot; the first one's next turn then shares just the chat
+  // template's first tokens with what the slot holds.
+  const b1 = await ask(slotClient, chat('Rivers, please.'));
+  const a3 = await ask(slotClient, chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'));
+  assert.ok(cached(a3) < a1.usage.prompt_tokens, `the slot still held ${cached(a3)} tokens`);
+  assert.equal(a3.choices[0].message.content, a2.choices[0].message.content);
+  const m = await metrics(slots);
+  assert.equal(m.specula_prompt_cache_bytes, 0);
+  const all = [a1, a2, b1, a3];
+  assert.equal(m.specula_prompt_cache_hit_tokens_total, all.reduce((n, r) => n + cached(r), 0));
+  assert.equal(m.specula_prompt_cache_miss_tokens_total,
+               all.reduce((n, r) => n + r.usage.prompt_tokens - cached(r), 0));
+  // Inter-token latency: one observation per generated token after the first of each request.
+  const gaps = all.reduce((n, r) => n + r.usage.completion_tokens - 1, 0);
+  assert.equal(m.specula_inter_token_latency_seconds_count, gaps);
+  assert.equal(m['specula_inter_token_latency_seconds_bucket{le="+Inf"}'], gaps);
+  // One log line per request: its id, prompt and cached tokens, generated tokens, duration, drafts.
+  slots.kill('SIGTERM');
+  await slots.exited;
+  for (const r of all) {
+    const line = slots.log.split('\n').find((l) => l.includes(r.id));
+    assert.ok(line, `no log line for ${r.id}`);
+    assert.match(line, new RegExp(`prompt ${r.usage.prompt_tokens} \\(cached ${cached(r)}\\) generated ` +
+                                  `${r.usage.completion_tokens} in \\d+\\.\\d+ s, drafts accepted \\d+/\\d+, stop \\w+`));
+  }
+});
+
 test('a small --cache-ram evicts the least recently used conversation and stays within its bound', async () => {
   const small = await startServer(['-md', draft, '--cache-ram', '1', '--parallel', '1']);
   const smallClient = new OpenAI({ apiKey: 'none', baseURL: `${small.base}/v1`, maxRetries: 0 });

@@ -58,6 +58,7 @@ class KvCache {
   int length() const { return length_; }  // committed positions 0 .. length-1
   int context() const { return options_.context; }
   int window() const { return options_.window; }
+  int headroom() const { return options_.headroom; }
   int num_layers() const { return static_cast<int>(layers_.size()); }
   const KvLayerShape& shape(int slot) const { return layers_[static_cast<size_t>(slot)].shape; }
 
@@ -79,6 +80,9 @@ class KvCache {
   // at offsets `path` (ascending, path[i] >= i: one root-to-node path) as positions first ..
   // first + path.size() - 1 and drops the rest. Fails, changing nothing, where Truncate would.
   Status KeepPath(int first, std::span<const int> path);
+  // Empties the cache for another sequence, keeping its memory (what is stored is never read again:
+  // a position is read only once written and committed).
+  void Clear() { length_ = high_water_ = sliding_floor_ = 0; }
 
   size_t BytesAllocated() const;
 
@@ -91,12 +95,13 @@ class KvCache {
   // and nothing changed, when the shapes differ, the cache is not empty, or `n` is outside
   // [p.FirstResume(), p.length] or beyond the context.
   bool LoadPrefix(const KvPrefix& p, int n);
+  // Whether Truncate(new_length) would succeed: every sliding ring still holds the keys a query at
+  // new_length needs.
+  Status CheckRollback(int new_length) const;
 
  private:
   // Lowest position whose keys a layer still holds (0 for full layers).
   int OldestHeld(int slot) const;
-  // Whether every sliding ring still holds the keys a query at new_length needs.
-  Status CheckRollback(int new_length) const;
 
   struct Layer {
     KvLayerShape shape;

@@ -1,5 +1,10 @@
 // Continuous batching for plain and speculative decoding.
 //
+// A finished sequence's cache stays with the engine as an idle slot (at most max_running caches
+// exist, busy or idle, as llama.cpp's server keeps its slots): a new sequence resumes the longest
+// prefix it shares with an idle slot's conversation in place, or with a prompt-cache copy, and
+// otherwise reuses the least recently used slot's memory once every slot exists.
+//
 // Each round builds ONE target forward from every running sequence: prompt chunks of sequences
 // still in prefill (a shared row budget, so a long prompt never stalls the others), one row for
 // plain decoders, and x + K drafts for speculative ones. Before it, the drafter runs one batched
@@ -81,8 +86,15 @@ class BatchEngine {
  private:
   struct Seq;  // one sequence's prompt, options, cache, sampler and progress
 
+  struct Slot {  // a finished sequence's cache, kept for the next one
+    std::unique_ptr<KvCache> cache;
+    std::vector<int> ids;  // [cache->length()] the tokens it holds
+  };
+
   void Admit();
-  void ResumePrefix(Seq& s);
+  // Gives `s` a cache resumed at the longest prefix an idle slot or the prompt cache holds.
+  void TakeCache(Seq& s);
+  int SlotResume(const Slot& slot, const Seq& s) const;
   void Finish(Seq& s);
   void Fail(Seq& s, const Status& status);
   void PlanPrefill();
@@ -103,7 +115,8 @@ class BatchEngine {
   int next_id_ = 0;
   std::deque<std::unique_ptr<Seq>> waiting_;
   std::vector<std::unique_ptr<Seq>> running_;
-  SpecStats counters_;  // since the engine started
+  std::vector<Slot> idle_;  // least recently used first
+  SpecStats counters_;      // since the engine started
   PassCosts costs_;
   // Reused across rounds: 16 rows of logits are 16 MiB, which a fresh buffer pays for again in
   // page faults and zeroing every round.

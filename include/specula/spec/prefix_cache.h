@@ -8,11 +8,15 @@
 #include <cstddef>
 #include <list>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "specula/models/kv_cache.h"
 
 namespace specula {
+
+// How many leading tokens a and b share.
+size_t CommonPrefix(std::span<const int> a, std::span<const int> b);
 
 class PrefixCache {
  public:
@@ -25,6 +29,8 @@ class PrefixCache {
   // Loads into the empty `cache` the longest prefix of `prompt`, at most `max_length` positions,
   // that an entry can resume at. Returns its length (0: nothing loaded).
   int Load(std::span<const int> prompt, int max_length, KvCache& cache);
+  // The length Load would return, loading nothing.
+  int Match(std::span<const int> prompt, int max_length) const;
 
   size_t bytes() const { return bytes_; }
   size_t entries() const { return entries_.size(); }
@@ -35,6 +41,10 @@ class PrefixCache {
     KvPrefix kv;
     size_t bytes() const { return kv.bytes() + ids.size() * sizeof(int); }
   };
+  // The entry Load would take and its length (entries_.end() and 0: none).
+  std::pair<std::list<Entry>::const_iterator, int> Best(std::span<const int> prompt,
+                                                        int max_length) const;
+
   const size_t max_bytes_;
   size_t bytes_ = 0;
   std::list<Entry> entries_;  // most recently used first
