@@ -85,6 +85,7 @@ std::optional<ApiError> PrepareCompletion(const CompletionContext& ctx, std::str
                     .param = "speculative"};
   }
   job.options.draft_max = spec ? cr.draft_max.value_or(ctx.draft_max) : 0;
+  job.options.resume = cr.cache_prompt;
   if (spec) {
     // A seeded sampled request promises the same tokens every time, and which K a cost-aware
     // policy picks depends on measured time (which tokens a sampled draft yields depends on K):

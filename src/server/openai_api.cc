@@ -283,6 +283,9 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   b.reset();
   if (auto e = ReadBool(o, "token_origins", &b)) return e;
   out->token_origins = b.value_or(false);
+  b.reset();
+  if (auto e = ReadBool(o, "cache_prompt", &b)) return e;
+  out->cache_prompt = b.value_or(true);
   return std::nullopt;
 }
 

@@ -154,13 +154,14 @@ void BatchEngine::Admit() {
 // still hold what a query there needs; 0 otherwise.
 int BatchEngine::SlotResume(const Slot& slot, const Seq& s) const {
   if (slot.cache->headroom() < std::max(kDefaultHeadroom, s.opt.draft_max + 1)) return 0;
+  if (!s.opt.resume) return 0;
   const int n = std::min(static_cast<int>(CommonPrefix(slot.ids, s.prompt)),
                          static_cast<int>(s.prompt.size()) - 1);
   return n > 0 && slot.cache->CheckRollback(n).ok() ? n : 0;
 }
 
 void BatchEngine::TakeCache(Seq& s) {
-  const int max_length = static_cast<int>(s.prompt.size()) - 1;
+  const int max_length = s.opt.resume ? static_cast<int>(s.prompt.size()) - 1 : 0;
   int hit = 0;
   if (s.opt.cache) {
     s.cache = s.opt.cache;

@@ -240,9 +240,15 @@ test('with --cache-ram 0 a slot resumes its own last conversation in place; logs
   const a3 = await ask(slotClient, chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'));
   assert.ok(cached(a3) < a1.usage.prompt_tokens, `the slot still held ${cached(a3)} tokens`);
   assert.equal(a3.choices[0].message.content, a2.choices[0].message.content);
+  // cache_prompt: false (llama.cpp's field) resumes nothing, though the slot holds the whole prompt.
+  const a4 = await slotClient.chat.completions.create({
+    model: 'target', messages: chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'),
+    max_tokens: 8, temperature: 0, cache_prompt: false });
+  assert.equal(cached(a4), 0);
+  assert.equal(a4.choices[0].message.content, a2.choices[0].message.content);
   const m = await metrics(slots);
   assert.equal(m.specula_prompt_cache_bytes, 0);
-  const all = [a1, a2, b1, a3];
+  const all = [a1, a2, b1, a3, a4];
   assert.equal(m.specula_prompt_cache_hit_tokens_total, all.reduce((n, r) => n + cached(r), 0));
   assert.equal(m.specula_prompt_cache_miss_tokens_total,
                all.reduce((n, r) => n + r.usage.prompt_tokens - cached(r), 0));
@@ -402,6 +408,7 @@ test('bad requests get OpenAI-style 4xx errors naming the field', async () => {
     ['/v1/completions', { prompt: 'hi', logprobs: 3 }, 400, 'logprobs'],
     ['/v1/completions', { prompt: 'hi', draft_max: 0 }, 400, 'draft_max'],
     ['/v1/completions', { prompt: 'hi', speculative: 'on' }, 400, 'speculative'],
+    ['/v1/completions', { prompt: 'hi', cache_prompt: 1 }, 400, 'cache_prompt'],
     ['/v1/completions', { prompt: 'hi', drafter: 'medusa' }, 400, 'drafter'],
     ['/v1/completions', { prompt: 'hi', drafter: 3 }, 400, 'drafter'],
     ['/v1/chat/completions', { messages: [] }, 400, 'messages'],

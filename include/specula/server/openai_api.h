@@ -51,6 +51,9 @@ struct CompletionRequest {
   // Specula's extension for a stream: each chunk lists its tokens' text and whether each was an
   // accepted draft token (`token_origins`), which is what the web chat marks.
   bool token_origins = false;
+  // llama.cpp's field: false computes the whole prompt, resuming nothing (a cold measurement);
+  // the request still leaves its cache for later ones.
+  bool cache_prompt = true;
 };
 
 constexpr int kMaxDraftMax = 32;

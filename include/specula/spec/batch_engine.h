@@ -38,6 +38,7 @@ struct SeqOptions {
   std::ostream* trace = nullptr;  // one JSON line per verify round
   KvCache* cache = nullptr;       // borrowed, empty; nullptr: the engine allocates one
   Drafter* drafter = nullptr;     // borrowed; nullptr: the engine's
+  bool resume = true;  // false: compute the whole prompt, resuming no slot or prompt-cache copy
 };
 
 // How a generated token came: the target's own choice (the first token after the prompt, every
