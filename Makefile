@@ -12,6 +12,11 @@ JOBS ?= $(shell nproc)
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
+# Ninja compiles a library's objects while the libraries below it still build (make waits for
+# each target), which keeps both cores of a small CI machine busy. Existing build directories keep
+# the generator they were configured with.
+CMAKE_GENERATOR ?= $(if $(shell command -v ninja),Ninja,Unix Makefiles)
+export CMAKE_GENERATOR
 
 all: build
 

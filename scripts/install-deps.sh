@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake git pkg-config   # toolchain
+  ninja-build                            # builds a library's objects while the one below links
   libhwy-dev                             # Highway: portable SIMD with runtime dispatch
   nlohmann-json3-dev                     # JSON (config.json, tokenizer.json, safetensors headers)
   libcli11-dev                           # command-line parsing
