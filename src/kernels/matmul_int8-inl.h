@@ -125,14 +125,7 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
   const Acts8& a = *job.acts;
   const size_t K = job.K, blocks = K / kSuperBlock;
   const auto low = hn::Set(d8, 0x0F);
-  // Q5_K: per code vector and nibble, the qh bit of each half's sub-block (see below).
-  HWY_ALIGN uint8_t fifth[kQ5 ? kChunks : 1][2][hn::MaxLanes(D8())];
-  if constexpr (kQ5) {
-    for (size_t c = 0; c < kChunks; ++c)
-      for (size_t nib = 0; nib < 2; ++nib)
-        for (size_t h = 0; h < kHalves; ++h)
-          std::memset(fifth[c][nib] + 32 * h, 1 << (2 * (kHalves * c + h) + nib), 32);
-  }
+  [[maybe_unused]] const auto bit4 = hn::Set(d8, 0x10);
   // Per row, the scale terms and the min terms in two chains (one FMA each per super-block).
   hn::Vec<DF> acc[R], accm[R];
 #pragma GCC unroll 16
@@ -148,26 +141,31 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
     hn::Vec<DI32> isum[R];
 #pragma GCC unroll 16
     for (size_t r = 0; r < R; ++r) isum[r] = hn::Zero(d32);
+    // Q5_K: the fifth bit of value 32 j + l is bit j of qh[l]. Half h of code vector c holds
+    // sub-blocks 2 (kHalves c + h) (low nibbles) and that + 1 (high nibbles); with the upper
+    // half's qh shifted right by 2, both halves take bit j = 2 kHalves c + nib (0 .. 7).
+    [[maybe_unused]] hn::Vec<hn::RebindToUnsigned<DI16>> qh16;
+    if constexpr (kQ5 && kHalves == 1) {
+      qh16 = hn::BitCast(du16, hn::LoadU(d8, w + 16));
+    } else if constexpr (kQ5) {
+      const auto qh = hn::BitCast(hn::Half<decltype(du16)>(), hn::LoadU(hn::Half<D8>(), w + 16));
+      qh16 = hn::Combine(du16, hn::ShiftRight<2>(qh), qh);  // bits 6, 7 of a byte: never read
+    }
+#pragma GCC unroll 4
     for (size_t c = 0; c < kChunks; ++c) {
       const auto v = hn::LoadU(d8, w + kCodes + c * hn::MaxLanes(D8()));
       auto lo = hn::And(v, low);
       auto hi = hn::And(hn::BitCast(d8, hn::ShiftRight<4>(hn::BitCast(du16, v))), low);
       if constexpr (kQ5) {
-        // The fifth bit of value 32 j + l is bit j of qh[l]; half h of this vector holds
-        // sub-blocks 2 (kHalves c + h) (low nibbles) and that + 1 (high nibbles).
-        hn::Vec<D8> qh2;
-        if constexpr (kHalves == 1) {
-          qh2 = hn::LoadU(d8, w + 16);
-        } else {
-          const auto qh = hn::LoadU(hn::Half<D8>(), w + 16);
-          qh2 = hn::Combine(d8, qh, qh);
-        }
-        const auto bit = [&](size_t nib) HWY_ATTR {
-          const auto sel = hn::And(qh2, hn::Load(d8, fifth[c][nib]));
-          return hn::IfThenElseZero(hn::Ne(sel, hn::Zero(d8)), hn::Set(d8, 16));
+        // Bit j to bit 4 by one 16-bit shift: what crosses from the other byte of a pair lands
+        // below bit 4 (left shifts of at most 4) or in bits 5-7 (right shifts of at most 3).
+        const auto fifth = [&](int j) HWY_ATTR {
+          return hn::BitCast(
+              d8, j <= 4 ? hn::ShiftLeftSame(qh16, 4 - j) : hn::ShiftRightSame(qh16, j - 4));
         };
-        lo = hn::Or(lo, bit(0));
-        hi = hn::Or(hi, bit(1));
+        const int j = static_cast<int>(2 * kHalves * c);
+        lo = hn::OrAnd(lo, fifth(j), bit4);
+        hi = hn::OrAnd(hi, fifth(j + 1), bit4);
       }
       const auto slo = LaneScales(sc, sc16, c, 0), shi = LaneScales(sc, sc16, c, 1);
 #pragma GCC unroll 16
