@@ -177,6 +177,87 @@ TEST(PrefixCache, AConversationResumesEachTurnAndDecodesAsCold) {
   }
 }
 
+// One engine, two slots, no prompt cache: conversations A and B alternate and each resumes its
+// own slot; a third takes the least recently used slot (A's), and A then starts cold. A slot
+// whose ring no longer holds the resume point is not resumed.
+TEST(PrefixCache, SlotsKeepTheirOwnConversationsAndRefuseWhatTheRingLost) {
+  const test::LoadedPair p = test::LoadPair("e2b-tiny", true);
+  const int V = p.target->config().vocab_size;
+  ThreadPool pool(2);
+  MtpDrafter drafter(*p.assistant);
+  SeqOptions opt;
+  opt.draft_max = 3;
+  BatchEngine engine(*p.target, &drafter, pool,
+                     {.max_running = 2, .context = 512, .prefill_rows = 16});
+  const auto run = [&](BatchEngine& e, const std::vector<int>& prompt, int max_new) {
+    SeqOptions o = opt;
+    o.base.max_new_tokens = max_new;
+    Turn t;
+    Result<int> id = e.Add(prompt, o, nullptr, [&](const SpecResult& r, const Status& st) {
+      EXPECT_TRUE(st.ok()) << st.message();
+      t.ids = r.gen.ids;
+      t.cached = r.gen.stats.cached_tokens;
+    });
+    EXPECT_TRUE(id.ok());
+    while (!e.idle()) e.Step();
+    return t;
+  };
+  const auto cold = [&](const std::vector<int>& prompt, int max_new) {
+    BatchEngine fresh(*p.target, &drafter, pool, {.max_running = 1, .context = 512});
+    return run(fresh, prompt, max_new).ids;
+  };
+  // The next turn: the prompt, its answer and new tokens.
+  const auto next = [&](std::vector<int> prompt, const Turn& answer, int seed) {
+    prompt.insert(prompt.end(), answer.ids.begin(), answer.ids.end());
+    const std::vector<int> more = Tokens(6, V, seed);
+    prompt.insert(prompt.end(), more.begin() + 1, more.end());
+    return prompt;
+  };
+  const auto resumes_answer = [](const std::vector<int>& prompt, const Turn& t) {
+    return static_cast<int>(prompt.size() + t.ids.size()) - 1;
+  };
+  const std::vector<int> a1 = Tokens(40, V, 3), b1 = Tokens(40, V, 5), c1 = Tokens(40, V, 7);
+  const Turn ta1 = run(engine, a1, 20), tb1 = run(engine, b1, 20);
+  const std::vector<int> a2 = next(a1, ta1, 11), b2 = next(b1, tb1, 12);
+  const Turn ta2 = run(engine, a2, 20), tb2 = run(engine, b2, 20);
+  EXPECT_EQ(ta2.cached, resumes_answer(a1, ta1));
+  EXPECT_EQ(tb2.cached, resumes_answer(b1, tb1));
+  const Turn tc1 = run(engine, c1, 20);  // both slots idle, A's used least recently: C takes it
+  EXPECT_EQ(tc1.cached, 0);
+  const std::vector<int> b3 = next(b2, tb2, 13), a3 = next(a2, ta2, 14);
+  const Turn tb3 = run(engine, b3, 20), ta3 = run(engine, a3, 20);
+  EXPECT_EQ(tb3.cached, resumes_answer(b2, tb2));
+  EXPECT_LT(ta3.cached, static_cast<int>(a1.size()));  // C's slot shares at most a few tokens
+  for (const auto& [prompt, t] :
+       {std::pair{&a2, &ta2}, {&b2, &tb2}, {&c1, &tc1}, {&b3, &tb3}, {&a3, &ta3}}) {
+    EXPECT_EQ(t->ids, cold(*prompt, 20)) << "prompt of " << prompt->size() << " tokens";
+  }
+
+  // A 40-token prompt answered in 200 tokens: the slot's sliding rings (window 16 + 64 rows of
+  // headroom) hold positions 159 .. 238. Resuming at 140 would need keys from 125 on: refused,
+  // computed cold; resuming at 220 is served.
+  BatchEngine one(*p.target, &drafter, pool, {.max_running = 1, .context = 512});
+  const std::vector<int> d1 = Tokens(40, V, 9);
+  const Turn td1 = run(one, d1, 200);
+  ASSERT_EQ(td1.ids.size(), 200u);
+  const auto prefix = [&](size_t answer_tokens) {
+    std::vector<int> prompt = d1;
+    prompt.insert(prompt.end(), td1.ids.begin(),
+                  td1.ids.begin() + static_cast<long>(answer_tokens));
+    prompt.push_back(td1.ids[answer_tokens] == 1 ? 2 : 1);  // then a token of its own
+    return prompt;
+  };
+  const std::vector<int> far = prefix(100), near = prefix(180);
+  const Turn tfar = run(one, far, 8);
+  EXPECT_EQ(tfar.cached, 0);
+  EXPECT_EQ(tfar.ids, cold(far, 8));
+  const Turn td2 = run(one, d1, 200);  // the slot again holds d1 and its whole answer
+  EXPECT_EQ(td2.ids, td1.ids);
+  const Turn tnear = run(one, near, 8);
+  EXPECT_EQ(tnear.cached, 220);
+  EXPECT_EQ(tnear.ids, cold(near, 8));
+}
+
 TEST(PrefixCache, StaysWithinItsBytesAndDropsWhatANewerEntryCovers) {
   const test::LoadedPair p = test::LoadPair("31b-tiny", false);  // no sliding layer among them
   const Gemma4Model& m = *p.target;

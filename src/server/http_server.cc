@@ -620,7 +620,7 @@ std::string HttpServer::Impl::MetricsText() const {
       << m.totals.accepted_per_position[i] << "\n";
   }
   metric("specula_prompt_cache_hit_tokens_total", "counter",
-         "Prompt tokens resumed from the prompt cache.",
+         "Prompt tokens resumed (from a slot or a prompt-cache copy).",
          static_cast<double>(m.totals.prompt_cached));
   metric("specula_prompt_cache_miss_tokens_total", "counter", "Prompt tokens computed.",
          static_cast<double>(m.totals.prompt_tokens - m.totals.prompt_cached));

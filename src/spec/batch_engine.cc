@@ -151,13 +151,17 @@ void BatchEngine::Admit() {
 
 // Where `s` could resume in `slot`'s cache: the prefix they share, leaving at least the prompt's
 // last token to compute (the first generated token comes from its logits), if the sliding rings
-// still hold what a query there needs; 0 otherwise.
+// still hold what a query there needs; 0 otherwise. A slot is taken only for at least half of
+// what it holds: every prompt shares the chat template's first tokens with every slot, and a new
+// conversation must not wipe another's slot for those (llama.cpp's slot similarity, 0.5).
 int BatchEngine::SlotResume(const Slot& slot, const Seq& s) const {
-  if (slot.cache->headroom() < std::max(kDefaultHeadroom, s.opt.draft_max + 1)) return 0;
-  if (!s.opt.resume) return 0;
+  if (!s.opt.resume || slot.cache->headroom() < std::max(kDefaultHeadroom, s.opt.draft_max + 1)) {
+    return 0;
+  }
   const int n = std::min(static_cast<int>(CommonPrefix(slot.ids, s.prompt)),
                          static_cast<int>(s.prompt.size()) - 1);
-  return n > 0 && slot.cache->CheckRollback(n).ok() ? n : 0;
+  const bool most = 2 * static_cast<size_t>(n) >= slot.ids.size();
+  return n > 0 && most && slot.cache->CheckRollback(n).ok() ? n : 0;
 }
 
 void BatchEngine::TakeCache(Seq& s) {
@@ -187,16 +191,24 @@ void BatchEngine::TakeCache(Seq& s) {
       hit = best_n;
     } else {
       // A fresh cache while fewer than max_running exist (idle slots keep their conversations);
-      // then the least recently used slot's memory. Sliding-window headroom lets a verify round be
-      // rolled back after the ring wrapped.
+      // then the memory of the least recently used slot with enough sliding-window headroom (it
+      // lets a verify round be rolled back after the ring wrapped), or else the least recently
+      // used slot is dropped for a fresh cache.
       const int headroom = std::max(kDefaultHeadroom, s.opt.draft_max + 1);
+      const auto owned = std::count_if(running_.begin(), running_.end(),
+                                       [](const auto& r) { return r->own_cache != nullptr; });
       if (!idle_.empty() &&
-          static_cast<int>(running_.size() + idle_.size()) >= options_.max_running) {
-        if (idle_.front().cache->headroom() >= headroom) {
-          s.own_cache = std::move(idle_.front().cache);
+          static_cast<int>(owned + static_cast<long>(idle_.size())) >= options_.max_running) {
+        auto victim = std::find_if(idle_.begin(), idle_.end(), [&](const Slot& slot) {
+          return slot.cache->headroom() >= headroom;
+        });
+        if (victim != idle_.end()) {
+          s.own_cache = std::move(victim->cache);
           s.own_cache->Clear();
+        } else {
+          victim = idle_.begin();
         }
-        idle_.erase(idle_.begin());
+        idle_.erase(victim);
       }
       if (!s.own_cache) s.own_cache = target_.NewCache(options_.context, headroom);
       if (options_.prefix_cache) {

@@ -223,32 +223,41 @@ test('token_origins lists every streamed token with its text and origin; usage c
   }
 });
 
-test('with --cache-ram 0 a slot resumes its own last conversation in place; logs and metrics count it', async () => {
-  const slots = await startServer(['-md', draft, '--cache-ram', '0', '--parallel', '1', '--api-key', KEY]);
+test('with --cache-ram 0 each slot resumes its own last conversation in place; logs and metrics count it', async () => {
+  // Three turns of a random model's answers re-tokenize past the other tests' 256 positions.
+  const slots = await serve(bin, ['-m', model, '-c', '1024', '-md', draft, '--cache-ram', '0', '--parallel', '2',
+                                  '--api-key', KEY]);
   const slotClient = new OpenAI({ apiKey: KEY, baseURL: `${slots.base}/v1`, maxRetries: 0 });
-  const ask = async (c, messages) => c.chat.completions.create({ model: 'target', messages, max_tokens: 8, temperature: 0 });
   const cached = (r) => r.usage.prompt_tokens_details.cached_tokens;
-  const chat = (q, a, q2) => [{ role: 'user', content: q }, ...(a === undefined ? [] : [{ role: 'assistant', content: a }, { role: 'user', content: q2 }])];
-  const a1 = await ask(slotClient, chat('Tell me about boats.'));
-  const a2 = await ask(slotClient, chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'));
-  assert.ok(cached(a2) >= a1.usage.prompt_tokens, `turn 2 resumed ${cached(a2)} tokens`);
-  assert.equal(a2.choices[0].message.content,
-               (await ask(client, chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'))).choices[0].message.content);
-  // Another conversation takes the only slot; the first one's next turn then shares just the chat
-  // template's first tokens with what the slot holds.
-  const b1 = await ask(slotClient, chat('Rivers, please.'));
-  const a3 = await ask(slotClient, chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'));
-  assert.ok(cached(a3) < a1.usage.prompt_tokens, `the slot still held ${cached(a3)} tokens`);
-  assert.equal(a3.choices[0].message.content, a2.choices[0].message.content);
-  // cache_prompt: false (llama.cpp's field) resumes nothing, though the slot holds the whole prompt.
-  const a4 = await slotClient.chat.completions.create({
-    model: 'target', messages: chat('Tell me about boats.', a1.choices[0].message.content, 'And sails?'),
-    max_tokens: 8, temperature: 0, cache_prompt: false });
-  assert.equal(cached(a4), 0);
-  assert.equal(a4.choices[0].message.content, a2.choices[0].message.content);
+  const all = [];
+  // cache_prompt: false (llama.cpp's field) resumes nothing: the cold reference, on this server.
+  const ask = async (messages, cache_prompt = true) => {
+    const r = await slotClient.chat.completions.create({ model: 'target', messages, max_tokens: 8, temperature: 0, cache_prompt });
+    all.push(r);
+    return r;
+  };
+  const text = (r) => r.choices[0].message.content;
+  const turn = (history, answer, q) => [...history, { role: 'assistant', content: text(answer) }, { role: 'user', content: q }];
+  // Two conversations alternate over the two slots; each turn resumes its own conversation.
+  const a1m = [{ role: 'user', content: 'Tell me about boats.' }], b1m = [{ role: 'user', content: 'Rivers, please.' }];
+  const a1 = await ask(a1m), b1 = await ask(b1m);
+  const a2m = turn(a1m, a1, 'And sails?'), b2m = turn(b1m, b1, 'And deltas?');
+  const a2 = await ask(a2m), b2 = await ask(b2m);
+  assert.ok(cached(a2) >= a1.usage.prompt_tokens, `A's turn 2 resumed ${cached(a2)} tokens`);
+  assert.ok(cached(b2) >= b1.usage.prompt_tokens, `B's turn 2 resumed ${cached(b2)} tokens`);
+  // A third conversation takes the least recently used slot (A's); B goes on, A starts over.
+  const c1 = await ask([{ role: 'user', content: 'Trains!' }]);
+  const b3m = turn(b2m, b2, 'Why?'), a3m = turn(a2m, a2, 'Why?');
+  const b3 = await ask(b3m), a3 = await ask(a3m);
+  assert.ok(cached(b3) >= b2.usage.prompt_tokens, `B's turn 3 resumed ${cached(b3)} tokens`);
+  assert.ok(cached(a3) < a1.usage.prompt_tokens, `A's slot was recycled, yet ${cached(a3)} tokens resumed`);
+  for (const [m, r] of [[a2m, a2], [b2m, b2], [b3m, b3], [a3m, a3]]) {
+    const coldAnswer = await ask(m, false);
+    assert.equal(cached(coldAnswer), 0);
+    assert.equal(text(r), text(coldAnswer));
+  }
   const m = await metrics(slots);
   assert.equal(m.specula_prompt_cache_bytes, 0);
-  const all = [a1, a2, b1, a3, a4];
   assert.equal(m.specula_prompt_cache_hit_tokens_total, all.reduce((n, r) => n + cached(r), 0));
   assert.equal(m.specula_prompt_cache_miss_tokens_total,
                all.reduce((n, r) => n + r.usage.prompt_tokens - cached(r), 0));

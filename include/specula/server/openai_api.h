@@ -92,7 +92,7 @@ struct CompletionInfo {
 
 struct CompletionUsage {
   int prompt_tokens = 0;
-  int cached_tokens = 0;  // of the prompt, resumed from the prompt cache
+  int cached_tokens = 0;  // of the prompt, resumed from a slot or a prompt-cache copy
   int completion_tokens = 0;
   // Speculative decoding in OpenAI's Predicted Outputs terms: generated tokens that were accepted
   // drafts, and draft tokens the target rejected.

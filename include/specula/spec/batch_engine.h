@@ -1,9 +1,10 @@
 // Continuous batching for plain and speculative decoding.
 //
 // A finished sequence's cache stays with the engine as an idle slot (at most max_running caches
-// exist, busy or idle, as llama.cpp's server keeps its slots): a new sequence resumes the longest
-// prefix it shares with an idle slot's conversation in place, or with a prompt-cache copy, and
-// otherwise reuses the least recently used slot's memory once every slot exists.
+// exist, busy or idle, as llama.cpp's server keeps its slots): a new sequence resumes in place the
+// idle slot sharing the longest prefix with it, if that is at least half of what the slot holds,
+// or else a longer prompt-cache copy; otherwise it gets a fresh cache, or once every slot exists
+// the least recently used slot's memory.
 //
 // Each round builds ONE target forward from every running sequence: prompt chunks of sequences
 // still in prefill (a shared row budget, so a long prompt never stalls the others), one row for
@@ -72,8 +73,8 @@ class BatchEngine {
   // when the sequence finishes or is cancelled. Returns the sequence id.
   Result<int> Add(std::vector<int> prompt, const SeqOptions& options, EmitCallback on_token,
                   DoneCallback on_done);
-  // Ends a sequence (may be called from its callbacks): no more tokens are emitted for it and its
-  // cache is freed at the next round. Unknown or finished ids are ignored.
+  // Ends a sequence (may be called from its callbacks): no more tokens are emitted for it, and at
+  // the next round its cache becomes an idle slot. Unknown or finished ids are ignored.
   void Cancel(int id);
   // One round. A failure ends only the sequences it concerns, through their on_done: when a batched
   // target or drafter pass fails, its sequences are run one by one so that the others go on.
