@@ -286,8 +286,7 @@ Result<SpecResult> Generate(const Setup& s, KvCache& cache, const std::vector<in
 
 // Without --json the text goes to stdout as it is decoded.
 Result<Decoded> Decode(const Setup& s, const std::vector<int>& prompt) {
-  std::unique_ptr<KvCache> cache =
-      s.model.NewCache(s.context, std::max(kDefaultHeadroom, s.drafting.draft_max + 1));
+  std::unique_ptr<KvCache> cache = s.model.NewCache(s.context, HeadroomFor(s.drafting.draft_max));
   std::optional<StreamDecoder> stream;
   if (s.tok) stream.emplace(*s.tok);
   Decoded out;

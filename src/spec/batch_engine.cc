@@ -149,22 +149,20 @@ void BatchEngine::Admit() {
   }
 }
 
-// Where `s` could resume in `slot`'s cache: the prefix they share, leaving at least the prompt's
-// last token to compute (the first generated token comes from its logits), if the sliding rings
-// still hold what a query there needs; 0 otherwise. A slot is taken only for at least half of
-// what it holds: every prompt shares the chat template's first tokens with every slot, and a new
-// conversation must not wipe another's slot for those (llama.cpp's slot similarity, 0.5).
-int BatchEngine::SlotResume(const Slot& slot, const Seq& s) const {
-  if (!s.opt.resume || slot.cache->headroom() < std::max(kDefaultHeadroom, s.opt.draft_max + 1)) {
-    return 0;
-  }
-  const int n = std::min(static_cast<int>(CommonPrefix(slot.ids, s.prompt)),
-                         static_cast<int>(s.prompt.size()) - 1);
+// Where `s` could resume in `slot`'s cache: the prefix they share, at most `max_length` (see
+// TakeCache), if the sliding rings still hold what a query there needs; 0 otherwise. A slot is
+// taken only for at least half of what it holds: every prompt shares the chat template's first
+// tokens with every slot, and a new conversation must not wipe another's slot for those
+// (llama.cpp's slot similarity, 0.5).
+int BatchEngine::SlotResume(const Slot& slot, const Seq& s, int max_length) const {
+  if (slot.cache->headroom() < HeadroomFor(s.opt.draft_max)) return 0;
+  const int n = std::min(static_cast<int>(CommonPrefix(slot.ids, s.prompt)), max_length);
   const bool most = 2 * static_cast<size_t>(n) >= slot.ids.size();
   return n > 0 && most && slot.cache->CheckRollback(n).ok() ? n : 0;
 }
 
 void BatchEngine::TakeCache(Seq& s) {
+  // At least the prompt's last token is computed: the first generated token comes from its logits.
   const int max_length = s.opt.resume ? static_cast<int>(s.prompt.size()) - 1 : 0;
   int hit = 0;
   if (s.opt.cache) {
@@ -175,7 +173,7 @@ void BatchEngine::TakeCache(Seq& s) {
     // cache holds a longer one.
     int best = -1, best_n = 0;
     for (int i = 0; i < static_cast<int>(idle_.size()); ++i) {
-      const int n = SlotResume(idle_[static_cast<size_t>(i)], s);
+      const int n = SlotResume(idle_[static_cast<size_t>(i)], s, max_length);
       if (n > 0 && n >= best_n) {
         best = i;
         best_n = n;
@@ -194,7 +192,7 @@ void BatchEngine::TakeCache(Seq& s) {
       // then the memory of the least recently used slot with enough sliding-window headroom (it
       // lets a verify round be rolled back after the ring wrapped), or else the least recently
       // used slot is dropped for a fresh cache.
-      const int headroom = std::max(kDefaultHeadroom, s.opt.draft_max + 1);
+      const int headroom = HeadroomFor(s.opt.draft_max);
       const auto owned = std::count_if(running_.begin(), running_.end(),
                                        [](const auto& r) { return r->own_cache != nullptr; });
       if (!idle_.empty() &&

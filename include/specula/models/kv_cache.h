@@ -43,6 +43,9 @@ struct KvPrefix {
 // Rows of sliding-window headroom a cache gets unless asked for more: enough to roll back any
 // verify pass of up to 63 drafts.
 inline constexpr int kDefaultHeadroom = 64;
+// The headroom a sequence drafting up to `draft_max` tokens needs: its verify pass of draft_max + 1
+// rows may be rolled back after the ring wrapped.
+inline int HeadroomFor(int draft_max) { return std::max(kDefaultHeadroom, draft_max + 1); }
 
 struct KvCacheOptions {
   int context = 0;  // max positions

@@ -96,7 +96,7 @@ class BatchEngine {
   void Admit();
   // Gives `s` a cache resumed at the longest prefix an idle slot or the prompt cache holds.
   void TakeCache(Seq& s);
-  int SlotResume(const Slot& slot, const Seq& s) const;
+  int SlotResume(const Slot& slot, const Seq& s, int max_length) const;
   void Finish(Seq& s);
   void Fail(Seq& s, const Status& status);
   void PlanPrefill();
