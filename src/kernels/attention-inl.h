@@ -145,15 +145,6 @@ HWY_NOINLINE void WeightedValues(std::span<const KvRun> runs, size_t hd, size_t 
 // Value tiles of up to 4 vectors (AVX2: 2), from the rows' own key ranges.
 constexpr size_t kValueRows = kWideRegs ? 4 : 2;
 
-template <size_t R>
-HWY_INLINE void WeightedValuesTail(size_t n, std::span<const KvRun> runs, size_t hd, size_t key0,
-                                   const ValueRows* rows) {
-  if constexpr (R > 0) {
-    if (n == R) return WeightedValues<R>(runs, hd, key0, rows);
-    WeightedValuesTail<R - 1>(n, runs, hd, key0, rows);
-  }
-}
-
 void Attention(const AttentionArgs& a) {
   const size_t hd = a.head_dim, nq = a.rows * a.heads;
   if (nq == 0) return;
@@ -204,7 +195,8 @@ void Attention(const AttentionArgs& a) {
                .scale = 1.0f / sum,
                .out = a.o + t * a.ldo + h * hd};
     }
-    WeightedValuesTail<kValueRows>(rows, a.runs, hd, lo, vr);
+    WithRowCount<kValueRows>(rows,
+                             [&](auto r) HWY_ATTR { WeightedValues<r()>(a.runs, hd, lo, vr); });
   }
 }
 

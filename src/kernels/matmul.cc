@@ -172,14 +172,6 @@ HWY_NOINLINE void DotTileBF16(const BF16Tile& job) {
   });
 }
 
-template <size_t NW, size_t R>
-HWY_INLINE void DotTileBF16Tail(size_t rows, const BF16Tile& job) {
-  if constexpr (R > 0) {
-    if (rows == R) return DotTileBF16<NW, R>(job);
-    DotTileBF16Tail<NW, R - 1>(rows, job);
-  }
-}
-
 // x[m, K] (row stride ldx) -> xp[m * K]: each tile's rows in DotTileBF16's layout, tile after tile.
 HWY_INLINE void PackPairs(const float* x, size_t ldx, size_t m, size_t K, float* xp) {
   const size_t N = hn::Lanes(DF());
@@ -261,14 +253,15 @@ void MatMulRowsBF16(const MatMulRowsArgs& a) {
                     .credit = 0};
       },
       [&](auto nw, size_t rows, size_t i, int64_t n) HWY_ATTR {
-        DotTileBF16Tail<decltype(nw)::value, kMaxRows>(
-            rows, {.w = w + static_cast<size_t>(n) * K,
-                   .ldw = K,
-                   .xt = packed + i * K,
-                   .K = K,
-                   .out = a.y + i * a.ldy + n,
-                   .ldo = a.ldy,
-                   .panel = stream_next ? &prefetch : nullptr});
+        const BF16Tile job = {.w = w + static_cast<size_t>(n) * K,
+                              .ldw = K,
+                              .xt = packed + i * K,
+                              .K = K,
+                              .out = a.y + i * a.ldy + n,
+                              .ldo = a.ldy,
+                              .panel = stream_next ? &prefetch : nullptr};
+        WithRowCount<kMaxRows>(
+            rows, [&](auto r) HWY_ATTR { DotTileBF16<decltype(nw)::value, r()>(job); });
       });
 }
 

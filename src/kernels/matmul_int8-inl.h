@@ -191,19 +191,11 @@ HWY_NOINLINE void DotGroup8(const Tile8& job) {
     job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[r], accm[r])));
 }
 
-template <DType kType, size_t R, bool kAvxVnni>
-HWY_INLINE void DotGroup8Tail(size_t rows, const Tile8& job) {
-  if constexpr (R > 0) {
-    if (rows == R) return DotGroup8<kType, R, kAvxVnni>(job);
-    DotGroup8Tail<kType, R - 1, kAvxVnni>(rows, job);
-  }
-}
-
 // Q4_K and Q5_K with int8 activations.
 template <DType kType, bool kAvxVnni>
 void MatMulRowsScaleMin8(const MatMulRowsArgs& a) {
   ForEachGroup8(a, PrepareActs8(a, {}), [](size_t rows, const Tile8& job) HWY_ATTR {
-    DotGroup8Tail<kType, kRows8, kAvxVnni>(rows, job);
+    WithRowCount<kRows8>(rows, [&](auto r) HWY_ATTR { DotGroup8<kType, r(), kAvxVnni>(job); });
   });
 }
 
@@ -409,20 +401,14 @@ HWY_NOINLINE void DotGroupSub16(const Tile8& job) {
   }
 }
 
-template <DType kType, size_t R, bool kAvxVnni>
-HWY_INLINE void DotGroupSub16Tail(size_t rows, const Tile8& job) {
-  if constexpr (R > 0) {
-    if (rows == R) return DotGroupSub16<kType, R, kAvxVnni>(job);
-    DotGroupSub16Tail<kType, R - 1, kAvxVnni>(rows, job);
-  }
-}
-
 // Q6_K, Q3_K and Q2_K with int8 activations.
 template <DType kType, bool kAvxVnni>
 void MatMulRowsSub16(const MatMulRowsArgs& a) {
   ForEachGroup8(a, PrepareActs8(a, {.value_order = true, .sum_len = 16}),
-                [](size_t rows, const Tile8& job)
-                    HWY_ATTR { DotGroupSub16Tail<kType, kRows8, kAvxVnni>(rows, job); });
+                [](size_t rows, const Tile8& job) HWY_ATTR {
+                  WithRowCount<kRows8>(
+                      rows, [&](auto r) HWY_ATTR { DotGroupSub16<kType, r(), kAvxVnni>(job); });
+                });
 }
 #endif  // x86
 

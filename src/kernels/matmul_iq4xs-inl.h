@@ -132,19 +132,12 @@ HWY_NOINLINE void DotGroupIQ4XS(const Tile8& job) {
   for (size_t r = 0; r < R; ++r) job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
 }
 
-template <size_t R, bool kAvxVnni>
-HWY_INLINE void DotGroupIQ4XSTail(size_t rows, const Tile8& job) {
-  if constexpr (R > 0) {
-    if (rows == R) return DotGroupIQ4XS<R, kAvxVnni>(job);
-    DotGroupIQ4XSTail<R - 1, kAvxVnni>(rows, job);
-  }
-}
-
 template <bool kAvxVnni>
 void MatMulRowsIQ4XS8(const MatMulRowsArgs& a) {
-  ForEachGroup8(a, PrepareActs8(a, {.value_order = true}),
-                [](size_t rows, const Tile8& job)
-                    HWY_ATTR { DotGroupIQ4XSTail<kRows8, kAvxVnni>(rows, job); });
+  ForEachGroup8(
+      a, PrepareActs8(a, {.value_order = true}), [](size_t rows, const Tile8& job) HWY_ATTR {
+        WithRowCount<kRows8>(rows, [&](auto r) HWY_ATTR { DotGroupIQ4XS<r(), kAvxVnni>(job); });
+      });
 }
 #endif  // x86
 

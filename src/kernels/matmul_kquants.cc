@@ -42,30 +42,36 @@ ActQuant KQuantActs(DType t, bool dot_ext) {
   return Int8Dtype(t, dot_ext) ? ActQuant::kInt8SuperBlock : ActQuant::kInt16Row;
 }
 
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// The x86 int8 kernel of a.w.dtype (one of Int8Dtype's).
+template <bool kAvxVnni>
+void MatMulRowsInt8X86(const MatMulRowsArgs& a) {
+  switch (a.w.dtype) {
+    case DType::kQ4_K:
+      return MatMulRowsScaleMin8<DType::kQ4_K, kAvxVnni>(a);
+    case DType::kQ5_K:
+      return MatMulRowsScaleMin8<DType::kQ5_K, kAvxVnni>(a);
+    case DType::kQ6_K:
+      return MatMulRowsSub16<DType::kQ6_K, kAvxVnni>(a);
+    case DType::kIQ4_XS:
+      return MatMulRowsIQ4XS8<kAvxVnni>(a);
+    case DType::kQ3_K:
+      return MatMulRowsSub16<DType::kQ3_K, kAvxVnni>(a);
+    default:
+      return MatMulRowsSub16<DType::kQ2_K, kAvxVnni>(a);
+  }
+}
+#endif
+
 // The int8 kernels of Int8Dtype's types; dot_ext: AVX-VNNI on AVX2 (where the CPU has it), SDOT
 // on NEON.
 void MatMulRowsInt8(const MatMulRowsArgs& a, bool dot_ext) {
-  const DType t = a.w.dtype;
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  const bool vnni = HWY_TARGET == HWY_AVX2 && dot_ext;
-  if (t == DType::kQ4_K) {
-    return vnni ? MatMulRowsScaleMin8<DType::kQ4_K, true>(a)
-                : MatMulRowsScaleMin8<DType::kQ4_K, false>(a);
-  }
-  if (t == DType::kQ5_K) {
-    return vnni ? MatMulRowsScaleMin8<DType::kQ5_K, true>(a)
-                : MatMulRowsScaleMin8<DType::kQ5_K, false>(a);
-  }
-  if (t == DType::kQ6_K) {
-    return vnni ? MatMulRowsSub16<DType::kQ6_K, true>(a) : MatMulRowsSub16<DType::kQ6_K, false>(a);
-  }
-  if (t == DType::kIQ4_XS) return vnni ? MatMulRowsIQ4XS8<true>(a) : MatMulRowsIQ4XS8<false>(a);
-  if (t == DType::kQ3_K) {
-    return vnni ? MatMulRowsSub16<DType::kQ3_K, true>(a) : MatMulRowsSub16<DType::kQ3_K, false>(a);
-  }
-  return vnni ? MatMulRowsSub16<DType::kQ2_K, true>(a) : MatMulRowsSub16<DType::kQ2_K, false>(a);
+  return HWY_TARGET == HWY_AVX2 && dot_ext ? MatMulRowsInt8X86<true>(a)
+                                           : MatMulRowsInt8X86<false>(a);
 #elif HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
   (void)dot_ext;
+  const DType t = a.w.dtype;
   if (t == DType::kQ4_K) return MatMulRowsSdot<DType::kQ4_K>(a);
   if (t == DType::kQ5_K) return MatMulRowsSdot<DType::kQ5_K>(a);
   if (t == DType::kQ3_K) return MatMulRowsSdot<DType::kQ3_K>(a);
@@ -75,7 +81,6 @@ void MatMulRowsInt8(const MatMulRowsArgs& a, bool dot_ext) {
 #else
   (void)a;
   (void)dot_ext;
-  (void)t;
 #endif
 }
 

@@ -454,14 +454,6 @@ HWY_INLINE void DotGroupScaled(const QTile& job) {
 // AVX2 has too few registers for 16 accumulators.
 constexpr size_t kQuantRows = kWideRegs ? 16 : 4;
 
-template <DType kType, size_t R>
-HWY_INLINE void DotGroupTail(size_t rows, const QTile& job) {
-  if constexpr (R > 0) {
-    if (rows == R) return DotGroupScaled<kType, R>(job);
-    DotGroupTail<kType, R - 1>(rows, job);
-  }
-}
-
 // Q6_K, IQ4_XS and Q3_K.
 template <DType kType>
 void MatMulRowsScaled(const MatMulRowsArgs& a) {
@@ -470,7 +462,8 @@ void MatMulRowsScaled(const MatMulRowsArgs& a) {
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
-      DotGroupTail<kType, kQuantRows>(rows, TileAt(a, q, ldw, i, n));
+      const QTile job = TileAt(a, q, ldw, i, n);
+      WithRowCount<kQuantRows>(rows, [&](auto r) HWY_ATTR { DotGroupScaled<kType, r()>(job); });
       i += rows;
     }
   }
@@ -595,14 +588,6 @@ HWY_INLINE void DotGroupScaleMin(const QTile& job, const float* HWY_RESTRICT xsu
     job.out[r * job.ldo] = (hn::GetLane(hn::SumOfLanes(df, acc[r])) - mins[r]) * job.xscale[r];
 }
 
-template <DType kType, size_t R>
-HWY_INLINE void DotGroupScaleMinTail(size_t rows, const QTile& job, const float* xsum, size_t ld) {
-  if constexpr (R > 0) {
-    if (rows == R) return DotGroupScaleMin<kType, R>(job, xsum, ld);
-    DotGroupScaleMinTail<kType, R - 1>(rows, job, xsum, ld);
-  }
-}
-
 // Q4_K, Q5_K and Q2_K.
 template <DType kType>
 void MatMulRowsScaleMin(const MatMulRowsArgs& a) {
@@ -613,7 +598,9 @@ void MatMulRowsScaleMin(const MatMulRowsArgs& a) {
   for (int64_t n = a.n_begin; n < a.n_end; ++n) {
     for (size_t t = 0, i = 0; t < NumTiles(a.m, kQuantRows); ++t) {
       const size_t rows = TileRows(a.m, t, kQuantRows);
-      DotGroupScaleMinTail<kType, kQuantRows>(rows, TileAt(a, q, ldw, i, n), xsum.data() + i, a.m);
+      const QTile job = TileAt(a, q, ldw, i, n);
+      WithRowCount<kQuantRows>(
+          rows, [&](auto r) HWY_ATTR { DotGroupScaleMin<kType, r()>(job, xsum.data() + i, a.m); });
       i += rows;
     }
   }
@@ -623,14 +610,6 @@ void MatMulRowsScaleMin(const MatMulRowsArgs& a) {
 // fills the 32 registers. AVX2 (16 registers, two code vectors per block and weight row) keeps
 // 4 x 1.
 constexpr size_t kMaxRowsQ = kWideRegs ? 6 : 1;
-
-template <size_t NW, size_t R, DType kType>
-HWY_INLINE void DotTileQTail(size_t rows, const QTile& job) {
-  if constexpr (R > 0) {
-    if (rows == R) return DotTileQ<NW, R, kType>(job);
-    DotTileQTail<NW, R - 1, kType>(rows, job);
-  }
-}
 
 template <DType kType>
 void MatMulRowsQ(const MatMulRowsArgs& a) {
@@ -644,7 +623,8 @@ void MatMulRowsQ(const MatMulRowsArgs& a) {
       tile.xsum = xsum.data() + i;
       tile.ldsum = a.m;
     }
-    DotTileQTail<decltype(nw)::value, kMaxRowsQ, kType>(rows, tile);
+    WithRowCount<kMaxRowsQ>(
+        rows, [&](auto r) HWY_ATTR { DotTileQ<decltype(nw)::value, r(), kType>(tile); });
   });
 }
 

@@ -302,22 +302,17 @@ HWY_NOINLINE void DotGroupSdotIQ4XS(const Tile8& job) {
   for (size_t r = 0; r < R; ++r) job.out[r * job.ldo] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
 }
 
+// The SDOT kernel of type kType for a group of R rows.
 template <DType kType, size_t R>
-HWY_INLINE void DotGroupSdotTail(size_t rows, const Tile8& job) {
-  if constexpr (R > 0) {
-    if (rows == R) {
-      if constexpr (kType == DType::kQ6_K) {
-        DotGroupSdotQ6K<R>(job);
-      } else if constexpr (kType == DType::kQ3_K || kType == DType::kQ2_K) {
-        DotGroupSdot2Bit<kType, R>(job);
-      } else if constexpr (kType == DType::kIQ4_XS) {
-        DotGroupSdotIQ4XS<R>(job);
-      } else {
-        DotGroupSdot<kType, R>(job);
-      }
-      return;
-    }
-    DotGroupSdotTail<kType, R - 1>(rows, job);
+HWY_INLINE void DotGroupSdotOf(const Tile8& job) {
+  if constexpr (kType == DType::kQ6_K) {
+    DotGroupSdotQ6K<R>(job);
+  } else if constexpr (kType == DType::kQ3_K || kType == DType::kQ2_K) {
+    DotGroupSdot2Bit<kType, R>(job);
+  } else if constexpr (kType == DType::kIQ4_XS) {
+    DotGroupSdotIQ4XS<R>(job);
+  } else {
+    DotGroupSdot<kType, R>(job);
   }
 }
 
@@ -329,7 +324,9 @@ void MatMulRowsSdot(const MatMulRowsArgs& a) {
       a,
       PrepareActs8(
           a, {.value_order = true, .sum_len = kType == DType::kQ2_K ? size_t{16} : size_t{32}}),
-      [](size_t rows, const Tile8& job) HWY_ATTR { DotGroupSdotTail<kType, kRows8>(rows, job); });
+      [](size_t rows, const Tile8& job) HWY_ATTR {
+        WithRowCount<kRows8>(rows, [&](auto r) HWY_ATTR { DotGroupSdotOf<kType, r()>(job); });
+      });
 }
 #endif  // NEON
 

@@ -60,6 +60,16 @@ HWY_INLINE size_t TileRows(size_t m, size_t t, size_t max_rows = kMaxRows) {
   return m / tiles + (t < m % tiles ? 1 : 0);
 }
 
+// Calls f(std::integral_constant<size_t, rows>()) for a run-time rows in [1, kMax]: each row count
+// is its own instantiation, so a kernel's per-row accumulators become registers.
+template <size_t kMax, class F>
+HWY_INLINE void WithRowCount(size_t rows, F&& f) {
+  if constexpr (kMax > 0) {
+    if (rows == kMax) return f(std::integral_constant<size_t, kMax>());
+    WithRowCount<kMax - 1>(rows, f);
+  }
+}
+
 // Sums of the lanes of a0..a3 into out[0..3]. On x86 the four are reduced together (two
 // interleave rounds, then the 128-bit blocks folded): ~3 ops per sum instead of ~10. Each sum's
 // order is fixed whatever the other three hold, so rows reduced
@@ -179,10 +189,7 @@ HWY_NOINLINE void AnyTile(const WT* w, size_t ldw, const float* x, size_t ldx, s
 template <size_t NW, size_t R, class WT>
 HWY_INLINE void DotTileTail(size_t rows, const WT* w, size_t ldw, const float* x, size_t ldx,
                             size_t K, float* out, size_t ldo) {
-  if constexpr (R > 0) {
-    if (rows == R) return AnyTile<NW, R>(w, ldw, x, ldx, K, out, ldo);
-    DotTileTail<NW, R - 1>(rows, w, ldw, x, ldx, K, out, ldo);
-  }
+  WithRowCount<R>(rows, [&](auto r) HWY_ATTR { AnyTile<NW, r()>(w, ldw, x, ldx, K, out, ldo); });
 }
 
 // Weight rows per panel (see MatMulRowsBF16) for prefill: with long rows (K up to 21504, so one
