@@ -4,6 +4,7 @@
 //   build/bench/kernels_bench --benchmark_filter=MatMul
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <random>
@@ -210,6 +211,22 @@ void BM_Dot(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
 }
 BENCHMARK(BM_Dot)->Arg(256)->Arg(512);
+
+// The sampler's per-row pass over a 262,144-token vocabulary (one thread): softmax weights and
+// their sum at temperature 0.7, logits spread over 40 like a capped language-model head's.
+void BM_ExpWeights(benchmark::State& state) {
+  constexpr size_t kVocab = 262144;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-30.0f, 10.0f);
+  std::vector<float> x(kVocab), w(kVocab);
+  for (float& v : x) v = u(rng);
+  const float mx = *std::max_element(x.begin(), x.end());
+  const KernelTable& k = BestKernels();
+  for (auto _ : state)
+    benchmark::DoNotOptimize(k.exp_weights(x.data(), kVocab, mx, 1.0f / 0.7f, w.data()));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kVocab));
+}
+BENCHMARK(BM_ExpWeights);
 
 void BM_Bandwidth(benchmark::State& state) {
   ThreadPool pool(static_cast<int>(state.range(0)));

@@ -346,8 +346,27 @@ void SoftCapRow(float* HWY_RESTRICT x, size_t n, float cap) {
   for (; i < n; ++i) x[i] = cap * std::tanh(x[i] * (1.0f / cap));
 }
 
+// exp(t) for t in [-87, 0], the only arguments the sampler forms. hn::Exp covers the whole float
+// range (a clamp, two scaling factors against overflow, a select); here t = n ln2 + r with
+// |r| <= ln2 / 2, exp(r) by its Taylor series to degree 7 (truncation below 1e-8 relative), and
+// 2^n by the exponent bits alone, as n >= -126 keeps the result a normal float.
+template <class V>
+V ExpNonPositive(V t) {
+  const DF df;
+  const hn::RebindToSigned<DF> di;
+  const auto n = hn::Round(hn::Mul(t, hn::Set(df, 1.44269504088896341f)));
+  auto r = hn::NegMulAdd(n, hn::Set(df, 0.693145751953125f), t);   // ln2 in two parts (exact
+  r = hn::NegMulAdd(n, hn::Set(df, 1.428606765330187045e-6f), r);  // product with n's high part)
+  auto p = hn::Set(df, 1.0f / 5040.0f);
+  for (float c : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f})
+    p = hn::MulAdd(p, r, hn::Set(df, c));
+  const auto scale = hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
+  return hn::Mul(p, hn::BitCast(df, scale));
+}
+
 // The sampler's softmax weights over a whole vocabulary. Inputs below -87 (weights under
-// FLT_MIN, -inf included) are clamped there, so every weight is a finite float.
+// FLT_MIN, -inf included) are clamped there, so every weight is a finite float. The f64 sum runs
+// in four accumulators: one would be a chain of dependent adds, slower than the exponentials.
 double ExpWeights(const float* HWY_RESTRICT x, size_t n, float max, float scale,
                   float* HWY_RESTRICT w) {
   const DF df;
@@ -355,15 +374,21 @@ double ExpWeights(const float* HWY_RESTRICT x, size_t n, float max, float scale,
   const hn::Rebind<float, decltype(dd)> dfh;  // the floats one double vector promotes
   const size_t N = hn::Lanes(df), Nd = hn::Lanes(dd);
   const auto vmax = hn::Set(df, max), vscale = hn::Set(df, scale), lo = hn::Set(df, -87.0f);
-  auto acc = hn::Zero(dd);
-  size_t i = 0;
-  for (; i + N <= n; i += N) {
+  hn::Vec<decltype(dd)> acc[4] = {hn::Zero(dd), hn::Zero(dd), hn::Zero(dd), hn::Zero(dd)};
+  const auto one_vector = [&](size_t i, size_t first_acc) HWY_ATTR {
     const auto t = hn::Max(hn::Mul(hn::Sub(hn::LoadU(df, x + i), vmax), vscale), lo);
-    hn::StoreU(hn::Exp(df, t), df, w + i);
-    for (size_t j = 0; j < N; j += Nd)
-      acc = hn::Add(acc, hn::PromoteTo(dd, hn::LoadU(dfh, w + i + j)));
+    hn::StoreU(ExpNonPositive(t), df, w + i);
+    for (size_t j = 0, a = first_acc; j < N; j += Nd, a = (a + 1) % 4)
+      acc[a] = hn::Add(acc[a], hn::PromoteTo(dd, hn::LoadU(dfh, w + i + j)));
+  };
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    one_vector(i, 0);
+    one_vector(i + N, 2);
   }
-  double sum = hn::GetLane(hn::SumOfLanes(dd, acc));
+  for (; i + N <= n; i += N) one_vector(i, 0);
+  double sum =
+      hn::GetLane(hn::SumOfLanes(dd, hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3]))));
   for (; i < n; ++i) sum += w[i] = std::exp(std::max((x[i] - max) * scale, -87.0f));
   return sum;
 }
