@@ -5,9 +5,9 @@
 
 1. Tokenizes the corpus with the target's tokenizer (`specula tokenize`); with several files the
    last ~10 % of tokens (whole files) is held out, with one file its last 10 %.
-2. Teacher data: windows of corpus text (BOS + 128 tokens) continued by the target's own greedy
-   output (`specula generate --prompt-ids-file`: 128 tokens, 16 windows decoded together), then
-   one PyTorch forward of the target per window
+2. Teacher data, for a quarter of the budget: windows of corpus text (BOS + 128 tokens) continued
+   by the target's own greedy output (`specula generate --prompt-ids-file`: 128 tokens, 16
+   windows decoded together), then PyTorch forwards of the target over 8 windows at a time
    (gemma4_torch, checked against Specula by tests/distill/parity_test.py): the target's next
    token and top-8 logits at every row, its post-norm hidden states and the K/V of the layers an
    assistant reads.
@@ -165,7 +165,7 @@ def continuations(specula, target_dir, prompts, n, threads, work):
     with open(path, "w") as f:
         f.writelines(",".join(map(str, p)) + "\n" for p in prompts)
     r = subprocess.run([specula, "generate", "-m", target_dir, "--prompt-ids-file", path,
-                        "--parallel", str(min(len(prompts), 8)), "-n", str(n), "-t",
+                        "--parallel", str(min(len(prompts), 16)), "-n", str(n), "-t",
                         str(threads)], capture_output=True, text=True)
     if r.returncode != 0:
         raise Refusal(f"specula generate failed: {r.stderr.strip()}")
@@ -183,28 +183,37 @@ def distinct_head_rows(target):
     return torch.from_numpy(np.concatenate([vm.kept, [other]]))
 
 
-def teacher_window(target, ids, rows=None):
-    """Teacher data of one token window (full ids) from the PyTorch target. `rows`: the head
-    rows to score (distinct_head_rows), else the whole vocabulary."""
-    with torch.no_grad():
-        out = target(torch.tensor([ids]), logits=False)
-        hidden = out["hidden"][0]
-        table = target.w("embed_tokens.weight")
-        if rows is not None:
-            table = table[rows]
-        top_ids, top_vals = [], []
-        for at in range(0, hidden.shape[0], 64):  # the head, in chunks of rows
-            lg = hidden[at:at + 64] @ table.t()
-            if target.cfg.softcap > 0:
-                lg = target.cfg.softcap * torch.tanh(lg * (1.0 / target.cfg.softcap))
-            t = torch.topk(lg, TOPK, dim=-1)
-            top_ids.append(t.indices if rows is None else rows[t.indices])
-            top_vals.append(t.values)
-    kv = out["kv"]
-    return {"ids": torch.tensor(ids), "hidden": hidden.half(),
-            "k_s": kv["sliding"][0][0].half(), "v_s": kv["sliding"][1][0].half(),
-            "k_f": kv["full"][0][0].half(), "v_f": kv["full"][1][0].half(),
-            "top_ids": torch.cat(top_ids), "top_vals": torch.cat(top_vals).half()}
+def teacher_windows(target, windows, rows=None, batch=8):
+    """Teacher data of token windows (full ids) from the PyTorch target, windows of one length
+    `batch` per forward (one window per forward spends as long in Python as in arithmetic).
+    `rows`: the head rows to score (distinct_head_rows), else the whole vocabulary."""
+    table = target.w("embed_tokens.weight")
+    if rows is not None:
+        table = table[rows]
+    out = [None] * len(windows)
+    by_len = {}
+    for i, ids in enumerate(windows):
+        by_len.setdefault(len(ids), []).append(i)
+    groups = [g_[at:at + batch] for g_ in by_len.values() for at in range(0, len(g_), batch)]
+    for group in groups:
+        with torch.no_grad():
+            fw = target(torch.tensor([windows[i] for i in group]), logits=False)
+            for b, i in enumerate(group):
+                hidden = fw["hidden"][b]
+                top_ids, top_vals = [], []
+                for at in range(0, hidden.shape[0], 64):  # the head, in chunks of rows
+                    lg = hidden[at:at + 64] @ table.t()
+                    if target.cfg.softcap > 0:
+                        lg = target.cfg.softcap * torch.tanh(lg * (1.0 / target.cfg.softcap))
+                    t = torch.topk(lg, TOPK, dim=-1)
+                    top_ids.append(t.indices if rows is None else rows[t.indices])
+                    top_vals.append(t.values)
+                kv = fw["kv"]
+                out[i] = {"ids": torch.tensor(windows[i]), "hidden": hidden.half(),
+                          "k_s": kv["sliding"][0][b].half(), "v_s": kv["sliding"][1][b].half(),
+                          "k_f": kv["full"][0][b].half(), "v_f": kv["full"][1][b].half(),
+                          "top_ids": torch.cat(top_ids), "top_vals": torch.cat(top_vals).half()}
+    return out
 
 
 def collect_teacher(a, target, train_docs, seconds, rng, path):
@@ -226,8 +235,7 @@ def collect_teacher(a, target, train_docs, seconds, rng, path):
             at = int(rng.integers(0, len(d) - a.prefix + 1))
             prompts.append([2] + list(d[at:at + a.prefix]))
         conts = continuations(a.specula, model_dir, prompts, a.generate, a.threads, a.out)
-        for prompt, cont in zip(prompts, conts):
-            data.append(teacher_window(target, prompt + cont, rows))
+        data += teacher_windows(target, [p + c for p, c in zip(prompts, conts)], rows)
         if time.time() - last > 20:
             log(f"teacher data: {len(data)}/{a.windows} windows, "
                 f"{sum(len(w['ids']) for w in data)} tokens")
