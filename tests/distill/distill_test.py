@@ -29,6 +29,7 @@ import centroids  # noqa: E402
 import distill as distill_mod  # noqa: E402
 import gemma4_torch as g  # noqa: E402
 import safetensors_io as st  # noqa: E402
+import train_target  # noqa: E402
 
 BIN = None
 TMP = None
@@ -88,7 +89,7 @@ class Distill(unittest.TestCase):
                                 "--corpus", *cls.corpus, "--tokenizer",
                                 os.path.join(cls.random_target, "tokenizer.json"), "--out",
                                 cls.trained, "--preset", "tiny", "--budget-minutes", "3",
-                                "--max-steps", "40", "--threads", "2"],
+                                "--max-steps", "40", "--threads", "2", "--copy-share", "0.25"],
                                capture_output=True, text=True)
             assert r.returncode == 0, r.stdout + r.stderr
         # A random assistant of the shape distill.py trains, as the baseline.
@@ -106,6 +107,8 @@ class Distill(unittest.TestCase):
               f"{report['held_out_perplexity_specula']:.2f} (PyTorch "
               f"{report['held_out_perplexity_torch']:.2f})")
         self.assertLess(report["held_out_loss"], 5.0)  # uniform over 512 ids: 6.24
+        self.assertGreaterEqual(report["held_out_copy_accuracy"], 0.0)
+        self.assertEqual(report["copy_share"], 0.25)
         self.assertAlmostEqual(report["held_out_perplexity_specula"] /
                                report["held_out_perplexity_torch"], 1.0, delta=0.01)
         expanded = os.path.join(TMP, "expanded")
@@ -246,6 +249,7 @@ class Distill(unittest.TestCase):
              "missing.txt"),
             (["--target", self.target, "--init", other_asst], "--init"),
             (["--target", self.target, "--budget-minutes", "0"], "--budget-minutes"),
+            (["--target", self.target, "--data-share", "0.9"], "--data-share"),
         ]
         for args, expect in cases:
             full = args + (["--corpus", self.corpus[0]] if "--corpus" not in args else [])
@@ -280,6 +284,31 @@ class Clusters(unittest.TestCase):
         hidden = torch.tensor([[1.0, 0.5, 0, 0], [0.5, 0, 0, 1.0]])  # top 2: {0, 1}, {3, 0}
         cluster_of = np.array([0, 1, 2, 3])
         self.assertEqual(centroids.recall(cent, hidden, np.array([1, 2]), cluster_of, 2), 0.5)
+
+
+class CopyExamples(unittest.TestCase):
+    def test_a_copy_window_repeats_its_passage_after_the_instruction(self):
+        doc = np.arange(1000, 2000, dtype=np.int64)  # distinct ids: every match is unambiguous
+        instruction = np.array([7, 8, 9], np.int64)
+        rng = np.random.default_rng(4)
+        for share, copies in ((1.0, 64), (0.0, 0)):
+            x = next(train_target.batches([doc], 64, 64, rng, share, instruction)).numpy()
+            self.assertEqual(x.shape, (64, 65))
+            found = 0
+            for row in x:
+                at = np.flatnonzero(row == 7)
+                if len(at) == 0:  # plain text: one run of the document
+                    np.testing.assert_array_equal(np.diff(row), 1)
+                    continue
+                n = int(at[0])
+                self.assertTrue(24 <= n <= 31, n)  # (65 - 3) // 2 = 31 at most
+                np.testing.assert_array_equal(row[n:n + 3], instruction)
+                np.testing.assert_array_equal(row[n + 3:2 * n + 3], row[:n])
+                # Then the text that followed the passage.
+                np.testing.assert_array_equal(row[2 * n + 3:], row[n - 1] + 1 +
+                                              np.arange(65 - 2 * n - 3))
+                found += 1
+            self.assertEqual(found, copies)
 
 
 if __name__ == "__main__":
