@@ -23,7 +23,10 @@ for t in "${types[@]}"; do
   a="$assistant"
   if [[ "$t" != bf16 ]]; then
     a="$work/$t"
-    "$specula" quantize "$assistant" "$a" --type "$t" > /dev/null
+    "$specula" quantize "$assistant" "$a" --type "$t" > "$work/log" 2>&1 || {
+      cat "$work/log" >&2
+      exit 1
+    }
   fi
   for p in "${prompts[@]}"; do
     "$specula" bench -m "$target" -md "$a" --drafter model --draft-max 3 -n 96 --reps 1 -p "$p" \
