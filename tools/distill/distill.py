@@ -5,9 +5,9 @@
 
 1. Tokenizes the corpus with the target's tokenizer (`specula tokenize`); with several files the
    last ~10 % of tokens (whole files) is held out, with one file its last 10 %.
-2. Teacher data, for a third of the budget (--data-share): windows of corpus text (BOS + 128 tokens) continued
-   by the target's own greedy output (`specula generate --prompt-ids-file`: 128 tokens, 16
-   windows decoded together), then PyTorch forwards of the target over 8 windows at a time
+2. Teacher data, for a third of the budget (--data-share): windows of corpus text (BOS + 128
+   tokens) continued by the target's own greedy output (`specula generate --prompt-ids-file`:
+   128 tokens, 16 windows decoded together), then PyTorch forwards of the target over 8 windows at a time
    (gemma4_torch, checked against Specula by tests/distill/parity_test.py): the target's next
    token and top-8 logits at every row, its post-norm hidden states and the K/V of the layers an
    assistant reads.
