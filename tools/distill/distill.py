@@ -7,10 +7,10 @@
    last ~10 % of tokens (whole files) is held out, with one file its last 10 %.
 2. Teacher data, for a third of the budget (--data-share): windows of corpus text (BOS + 128
    tokens) continued by the target's own greedy output (`specula generate --prompt-ids-file`:
-   128 tokens, 16 windows decoded together), then PyTorch forwards of the target over 8 windows at a time
-   (gemma4_torch, checked against Specula by tests/distill/parity_test.py): the target's next
-   token and top-8 logits at every row, its post-norm hidden states and the K/V of the layers an
-   assistant reads.
+   128 tokens, 16 windows decoded together), then PyTorch forwards of the target over 8 windows
+   at a time (gemma4_torch, checked against Specula by tests/distill/parity_test.py): the
+   target's next token and top-8 logits at every row, its post-norm hidden states and the K/V of
+   the layers an assistant reads.
 3. Trains the assistant with the inference conventions: for every position P of a window a
    round starts from the pending token at P and the target's hidden row P-1; each of --steps
    draft steps queries at the constant position P with Q-only attention into the target's keys
