@@ -62,32 +62,23 @@ std::vector<int> Sequence(std::span<const int> prompt, const std::vector<int>& g
   return s;
 }
 
-// Under the sanitizers a quarter of the length: ~15 sliding windows still wrap every ring many
-// times, and the full runs there took up to three minutes per pair.
-#ifdef SPECULA_SANITIZED
-constexpr int kLongRun = 250;
-#else
-constexpr int kLongRun = 1000;
-#endif
-
 class SpecEqualsPlain : public ::testing::TestWithParam<std::pair<std::string, bool>> {};
 
-TEST_P(SpecEqualsPlain, GreedyOverManyWindowsForEveryK) {
+TEST_P(SpecEqualsPlain, GreedyOver1000TokensForEveryK) {
   Fixture f = LoadPair(GetParam().first, GetParam().second);
-  const GenerateResult plain = Plain(*f.target, kPrompt, kLongRun);  // 1000 tokens: ~60 windows
-  ASSERT_EQ(plain.ids.size(), static_cast<size_t>(kLongRun));
+  const GenerateResult plain = Plain(*f.target, kPrompt, 1000);  // 1000 tokens: ~60 sliding windows
+  ASSERT_EQ(plain.ids.size(), 1000u);
   // A model stuck repeating itself would make equality trivial; these random models are not.
-  EXPECT_GT(std::set<int>(plain.ids.begin(), plain.ids.end()).size(), kLongRun / 10u);
-  EXPECT_GT(std::set<int>(plain.ids.begin() + kLongRun / 2, plain.ids.end()).size(),
-            kLongRun / 20u);
+  EXPECT_GT(std::set<int>(plain.ids.begin(), plain.ids.end()).size(), 100u);
+  EXPECT_GT(std::set<int>(plain.ids.begin() + 500, plain.ids.end()).size(), 50u);
   MtpDrafter mtp(*f.assistant);
   for (int k : {1, 2, 3, 4, 6, 8}) {
-    const SpecResult s = Spec(*f.target, mtp, kPrompt, kLongRun, k);
+    const SpecResult s = Spec(*f.target, mtp, kPrompt, 1000, k);
     ASSERT_EQ(s.gen.ids, plain.ids) << "MTP drafter, K=" << k;
     EXPECT_GT(s.spec.drafted, 0);
     // A partially correct drafter exercises every acceptance length and rollback depth.
     ReplayDrafter noisy(Sequence(kPrompt, plain.ids), 512, /*corrupt_prob=*/0.25, /*seed=*/k);
-    const SpecResult r = Spec(*f.target, noisy, kPrompt, kLongRun, k);
+    const SpecResult r = Spec(*f.target, noisy, kPrompt, 1000, k);
     ASSERT_EQ(r.gen.ids, plain.ids) << "noisy replay, K=" << k;
     EXPECT_GT(r.spec.acceptance_rate(), 0.3) << k;
     EXPECT_LT(r.spec.acceptance_rate(), 0.95) << k;
