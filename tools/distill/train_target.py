@@ -24,10 +24,7 @@ import subprocess
 import sys
 import time
 
-# PyTorch's OpenMP workers spin-wait between parallel regions by default. The operations of these
-# small models take microseconds, and on a 2-core machine the spinning made a training step 3x
-# slower than passive waiting (distillation step: 1.25 s against 0.41 s). It must be set before
-# torch loads its OpenMP runtime.
+# Before torch loads its OpenMP runtime: spinning workers slow small operations (see distill.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
@@ -38,6 +35,9 @@ sys.path.insert(0, HERE)
 import corpus as corpus_mod  # noqa: E402
 import gemma4_torch as g  # noqa: E402
 import pack  # noqa: E402
+
+# Lengths of a copy example's passage (--copy-share), in tokens.
+COPY_PASSAGE_MIN, COPY_PASSAGE_MAX = 24, 96
 
 # Ids every Gemma 4 vocabulary subset keeps: pad, eos, bos, unk, <|turn>, <turn|>, "\n".
 ALWAYS_KEPT = [0, 1, 2, 3, 105, 106, 107]
@@ -112,8 +112,8 @@ def batches(seqs, seq_len, batch, rng, copy_share=0.0, instruction=()):
     """Random windows of seq_len + 1 tokens from the training documents (long ones weighted).
 
     A `copy_share` of them are copy examples, so that the model learns to repeat its input (what
-    prompt lookup drafts): a passage of 24-96 tokens, the `instruction` rows, the same passage
-    again, then the text that followed the passage."""
+    prompt lookup drafts): a passage of COPY_PASSAGE_MIN to _MAX tokens, the `instruction` rows,
+    the same passage again, then the text that followed the passage."""
     weights = np.array([max(0, len(s) - seq_len - 1) for s in seqs], np.float64)
     weights /= weights.sum()
     instruction = np.asarray(instruction, np.int64)
@@ -125,7 +125,8 @@ def batches(seqs, seq_len, batch, rng, copy_share=0.0, instruction=()):
             if rng.random() >= copy_share:
                 x[b] = s[at:at + seq_len + 1]
                 continue
-            n = int(rng.integers(24, min(97, (seq_len + 1 - len(instruction)) // 2 + 1)))
+            longest = min(COPY_PASSAGE_MAX, (seq_len + 1 - len(instruction)) // 2)
+            n = int(rng.integers(COPY_PASSAGE_MIN, longest + 1))
             passage = s[at:at + n]
             rest = s[at + n:at + seq_len + 1 - n - len(instruction)]
             x[b] = np.concatenate([passage, instruction, passage, rest])
@@ -259,7 +260,7 @@ def main(argv):
         vocab_size = len(json.load(f)["model"]["vocab"])
     instruction = corpus_mod.tokenize(a.specula, tok_dir, a.copy_instruction) \
         if a.copy_share > 0 else []
-    if len(instruction) > p["seq"] - 2 * 24:
+    if len(instruction) > p["seq"] - 2 * COPY_PASSAGE_MIN:
         print(f"train_target: error: --copy-instruction: {len(instruction)} tokens leave no room "
               f"for a passage in {p['seq']}-token windows", file=sys.stderr)
         return 1
